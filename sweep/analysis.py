@@ -1,0 +1,222 @@
+"""Analysis: stored run records -> detection -> the runs, curves and summary tables.
+
+Usage::
+
+    tables = tables_from_study(study, detect=cfg.detect)   # or from records in memory
+    tables.runs, tables.curves, tables.summary               # pandas DataFrames
+
+Column names are the contract of DESIGN.md (runs.csv, summary.csv, curves.parquet). Everything
+here is a pure function of the stored records, the chance level and the detection thresholds,
+so a report can be rebuilt (with other thresholds too) without retraining.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sweep.detection import detect_run
+from sweep.stats import mean_interval, wilson_interval
+from sweep.training import EPOCH_COLUMNS
+
+BASE_AXES = ["lr", "clip", "batch_size"]
+RUN_COLUMNS = [
+    "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
+    "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
+    "seconds", "trial",
+]
+SUMMARY_COLUMNS = [
+    "n_runs", "mean_best_acc", "mean_best_acc_lo", "mean_best_acc_hi",
+    "collapse_rate", "collapse_rate_lo", "collapse_rate_hi", "n_collapsed",
+    "n_nonfinite", "n_diverged", "n_constant_output", "n_never_learned",
+    "mean_final_acc", "mean_spikes", "median_collapse_epoch", "grad_norm_p90", "chance",
+]
+
+
+@dataclass
+class Tables:
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    summary: pd.DataFrame
+    axes: list[str]
+    chance: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _nanmedian(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else math.nan
+
+
+def run_row(record: dict[str, Any], chance: float, detect: Any) -> dict[str, Any]:
+    """One runs.csv row (without the axes) from a decoded run record."""
+    c = record["curves"]
+    v = detect_run(c["val_acc"], c["val_loss"], c["pred_top_frac"], record.get("nonfinite_epoch"), chance, detect)
+    return {
+        "seed": int(record["seed"]),
+        "best_acc": v.best_acc,
+        "best_epoch": v.best_epoch,
+        "final_acc": v.final_acc,
+        "collapsed": v.collapsed,
+        "collapse_epoch": v.collapse_epoch,
+        "collapse_mode": v.collapse_mode,
+        "never_learned": v.never_learned,
+        "spikes": v.spikes,
+        "nonfinite": record.get("nonfinite") or "",
+        "epochs_run": int(len(c["val_acc"])),
+        "grad_norm_p90": _nanmedian(np.asarray(c["grad_norm_p90"], dtype=float)),
+        "grad_norm_max": float(np.nanmax(c["grad_norm_max"])) if np.isfinite(c["grad_norm_max"]).any() else math.nan,
+        "seconds": float(record.get("seconds", math.nan)),
+    }
+
+
+def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, Any]:
+    """Per-setting summary of its run rows (DESIGN.md: t interval of the mean, Wilson rate)."""
+    n = len(rows)
+    best = [r["best_acc"] for r in rows]
+    mean, lo, hi = mean_interval(best)
+    k = sum(bool(r["collapsed"]) for r in rows)
+    rate, rlo, rhi = wilson_interval(k, n)
+    modes = [r["collapse_mode"] for r in rows]
+    finals = [r["final_acc"] for r in rows if isinstance(r["final_acc"], float) and math.isfinite(r["final_acc"])]
+    epochs = [r["collapse_epoch"] for r in rows if r["collapse_epoch"] is not None and not _isnan(r["collapse_epoch"])]
+    return {
+        "n_runs": n,
+        "mean_best_acc": mean,
+        "mean_best_acc_lo": lo,
+        "mean_best_acc_hi": hi,
+        "collapse_rate": rate,
+        "collapse_rate_lo": rlo,
+        "collapse_rate_hi": rhi,
+        "n_collapsed": k,
+        "n_nonfinite": modes.count("nonfinite"),
+        "n_diverged": modes.count("diverged"),
+        "n_constant_output": modes.count("constant_output"),
+        "n_never_learned": sum(bool(r["never_learned"]) for r in rows),
+        "mean_final_acc": float(np.mean(finals)) if finals else math.nan,
+        "mean_spikes": float(np.mean([r["spikes"] for r in rows])) if rows else math.nan,
+        "median_collapse_epoch": float(np.median(epochs)) if epochs else math.nan,
+        "grad_norm_p90": _nanmedian(np.asarray([r["grad_norm_p90"] for r in rows], dtype=float)),
+        "chance": chance,
+    }
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any) -> dict[str, Any]:
+    """The readable attributes stored on a finished trial (what optuna-dashboard shows)."""
+    rows = [run_row(r, chance, detect) for r in records]
+    s = summarize_runs(rows, chance)
+    return {
+        "mean_best_acc": s["mean_best_acc"],
+        "collapse_rate": s["collapse_rate"],
+        "n_runs": s["n_runs"],
+        "n_collapsed": s["n_collapsed"],
+        "collapse_modes": {m: sum(r["collapse_mode"] == m for r in rows) for m in ("nonfinite", "diverged", "constant_output")},
+        "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in rows},
+        "chance": chance,
+        "seconds": round(sum(r["seconds"] for r in rows), 2),
+    }
+
+
+def build_tables(
+    runs: Iterable[tuple[dict[str, Any], dict[str, Any], int]],
+    chance: float,
+    detect: Any,
+    axes: Optional[list[str]] = None,
+) -> Tables:
+    """Tables from (setting, decoded record, trial number) triples, deduplicated by (setting, seed).
+
+    Parallel workers (or a re-run after a lost result) can produce a (setting, seed) twice; the
+    record of the lowest trial number is kept, so the tables never count a run twice.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    run_rows: list[dict[str, Any]] = []
+    curve_parts: list[pd.DataFrame] = []
+    axes = list(axes) if axes else None
+    for setting, record, trial in sorted(runs, key=lambda r: r[2]):
+        if axes is None:
+            axes = list(setting)
+        for key in setting:
+            if key not in axes:
+                axes.append(key)
+        ident = tuple(_hashable(setting.get(a)) for a in axes) + (int(record["seed"]),)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        row = {a: setting.get(a) for a in axes}
+        row.update(run_row(record, chance, detect))
+        row["trial"] = trial
+        run_rows.append(row)
+        n = len(record["curves"]["val_acc"])
+        part = {a: [setting.get(a)] * n for a in axes}
+        part["seed"] = np.full(n, int(record["seed"]))
+        part["epoch"] = np.arange(1, n + 1)
+        for col in EPOCH_COLUMNS:
+            part[col] = np.asarray(record["curves"].get(col, np.full(n, np.nan)), dtype=float)
+        curve_parts.append(pd.DataFrame(part))
+    axes = axes or list(BASE_AXES)
+    runs_df = pd.DataFrame(run_rows, columns=axes + RUN_COLUMNS)
+    for col in ("best_epoch", "collapse_epoch", "trial", "seed", "spikes", "epochs_run"):
+        runs_df[col] = runs_df[col].astype("Int64")  # integers with empty cells, not 3.0
+    if len(runs_df):
+        runs_df = runs_df.sort_values(axes + ["seed"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+    curves_df = (
+        pd.concat(curve_parts, ignore_index=True) if curve_parts
+        else pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
+    )
+    if len(curves_df):
+        curves_df = curves_df.sort_values(axes + ["seed", "epoch"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+    summary_df = summary_table(runs_df, axes, chance)
+    return Tables(runs=runs_df, curves=curves_df, summary=summary_df, axes=axes, chance=chance)
+
+
+def summary_table(runs: pd.DataFrame, axes: list[str], chance: float) -> pd.DataFrame:
+    """One row per setting, in grid order (None clip first: no clipping)."""
+    rows = []
+    if len(runs):
+        for _, group in runs.groupby([runs[a].map(_hashable) for a in axes], sort=False, dropna=False):
+            first = group.iloc[0]
+            row = {a: first[a] for a in axes}
+            row.update(summarize_runs(group.to_dict("records"), chance))
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=axes + SUMMARY_COLUMNS)
+    if len(df):
+        df = df.sort_values(axes, key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+    return df
+
+
+def _hashable(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "∅"
+    return v
+
+
+def _sort_key(col: pd.Series) -> pd.Series:
+    """Sort numbers numerically with None (no clipping) first."""
+    if col.dtype == object:
+        return col.map(lambda v: (0, 0.0) if v is None or _isnan(v) else (1, v) if isinstance(v, (int, float)) else (2, str(v)))
+    return col
+
+
+def load_study_runs(study: Any) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+    """(setting, decoded record, trial number) for every run of every COMPLETE trial."""
+    from optuna.trial import TrialState
+
+    from sweep.study import RUN_PREFIX, decode_record
+
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        setting = t.user_attrs.get("setting")
+        if setting is None:
+            continue
+        for key, value in t.user_attrs.items():
+            if key.startswith(RUN_PREFIX):
+                out.append((setting, decode_record(value), t.number))
+    return out

@@ -1,0 +1,128 @@
+"""The `sweep` command: `sweep {run,worker,report,status} [--cfg job] [--debug] [key=value ...]`.
+
+User errors (UserError) print one line on stderr and exit with status 2, without a traceback
+(`--debug` or HYDRA_FULL_ERROR=1 shows it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from sweep.errors import UserError
+
+EXIT_USAGE = 2
+
+HELP = """\
+usage: sweep <command> [--cfg job] [--debug] [key=value ...]
+
+lrsweep: learning-rate stability sweeps for recurrent networks. Every setting of a grid
+(lr x clip x batch_size) trains several seeds; the Optuna study records every run; the report
+says, per setting, the mean best accuracy and the rate of collapse, with intervals.
+
+commands:
+  run      queue the grid's missing work, train it with local workers, write results/<study>/
+           (the same command resumes a stopped or crashed sweep)
+  worker   join a study's sweep (another machine, a Slurm job): like run, without the report
+  report   rebuild results/<study>/ (tables, figures, report.html) from the study storage alone
+  status   list every study in the storage: settings done / running / failed / remaining
+
+options:
+  --cfg job   print the composed config and exit
+  --debug     show tracebacks for errors
+  -h, --help  show this help
+
+config groups (pick one with group=NAME, e.g. task=adding):
+{groups}
+common keys:
+  grid.lr='[0.001,0.01,0.1]'  grid.clip='[null,1.0]'  grid.batch_size='[32,128]'
+  seeds=5  epochs=40  workers=auto  device=auto  study.name=NAME  study.storage=URL
+  results_dir=results  detect.drop=0.5  (see README.md and `sweep run --cfg job`)
+
+examples:
+  sweep run
+  sweep run task=temporal_order model=gru grid.lr='[0.01,0.1,1]' seeds=5 study.name=to-gru
+  sweep report study.name=to-gru
+  sweep worker study.storage=postgresql://user@db-host/lrsweep study.name=to-gru
+"""
+
+COMMANDS = ("run", "worker", "report", "status")
+
+
+def _groups_help() -> str:
+    from sweep.config import CONFIG_DIR, GROUPS, _group_options
+
+    lines = []
+    for g in GROUPS:
+        if (CONFIG_DIR / g).is_dir():
+            lines.append(f"  {g + ':':11} {', '.join(_group_options(g))}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("HYDRA_FULL_ERROR") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        code = dispatch(argv)
+    except UserError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
+
+
+def dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(HELP.format(groups=_groups_help()))
+        return 0 if argv else EXIT_USAGE
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        raise UserError(f"unknown command {command!r}; use one of: {', '.join(COMMANDS)} (sweep --help)")
+    if "-h" in rest or "--help" in rest:
+        print(HELP.format(groups=_groups_help()))
+        return 0
+    print_cfg = False
+    if "--cfg" in rest:
+        i = rest.index("--cfg")
+        what = rest[i + 1] if i + 1 < len(rest) else ""
+        if what not in ("job", "all"):
+            raise UserError(f"--cfg: expected `--cfg job`, got {what!r}")
+        rest = rest[:i] + rest[i + 2:]
+        print_cfg = True
+    bad = [a for a in rest if a.startswith("-")]
+    if bad:
+        raise UserError(f"unknown option {bad[0]!r}; options are --cfg job, --debug, --help")
+    not_kv = [a for a in rest if "=" not in a]
+    if not_kv:
+        raise UserError(f"{not_kv[0]!r}: expected key=value (e.g. seeds=3 or grid.lr='[0.01,0.1]')")
+
+    from sweep.config import compose, config_from_dict, resolve, user_set_keys
+
+    composed = compose(rest)
+    if print_cfg:
+        from omegaconf import OmegaConf
+
+        print(OmegaConf.to_yaml(composed, resolve=True), end="")
+        return 0
+    cfg = config_from_dict(resolve(composed))
+    if command == "run":
+        from sweep.launcher import launch
+
+        return launch(cfg, write_results=True)
+    if command == "worker":
+        from sweep.launcher import launch
+
+        return launch(cfg, write_results=False)
+    if command == "report":
+        from sweep.commands import report_command
+
+        return report_command(cfg, user_set_keys(rest))
+    from sweep.commands import status_command
+
+    return status_command(cfg)

@@ -1,0 +1,59 @@
+"""`sweep report` and `sweep status`: read-only views of a study storage."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sweep.config import Config
+from sweep.progress import count_progress, stored_grid
+from sweep.study import load_study, open_storage, redact_url, study_names
+
+
+def report_command(cfg: Config, set_keys: set[str]) -> int:
+    """Rebuild results/<study>/ from the storage; detect.* overrides re-run detection."""
+    from sweep.report import write_report
+
+    storage = open_storage(cfg.storage_url(), create=False)
+    study = load_study(storage, cfg.study.name)
+    detect = cfg.detect if any(k.startswith("detect") for k in set_keys) else None
+    paths = write_report(study, cfg.results_dir, detect=detect)
+    out = paths["runs"].parent
+    print(f"results: {out}/ ({', '.join(p.name for p in paths.values())})")
+    return 0
+
+
+def status_rows(storage: Any) -> list[dict[str, Any]]:
+    rows = []
+    for name in study_names(storage):
+        study = load_study(storage, name)
+        settings, seeds = stored_grid(study)
+        snap = count_progress(study, settings, seeds)
+        last = dt.datetime.fromtimestamp(snap.last_activity).strftime("%Y-%m-%d %H:%M:%S") if snap.last_activity else "-"
+        rows.append({
+            "study": name,
+            "settings": snap.total,
+            "done": snap.done,
+            "running": snap.running,
+            "failed": snap.failed_settings,
+            "remaining": snap.total - snap.done,
+            "runs": snap.complete_runs,
+            "collapsed": snap.collapsed_runs,
+            "last activity": last,
+        })
+    return rows
+
+
+def status_command(cfg: Config) -> int:
+    storage = open_storage(cfg.storage_url(), create=False)
+    rows = status_rows(storage)
+    print(f"storage: {redact_url(cfg.storage_url())}")
+    if not rows:
+        print("no studies yet; start one with `sweep run`")
+        return 0
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
+    print("  ".join(c.ljust(widths[c]) for c in cols))
+    for r in rows:
+        print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    return 0

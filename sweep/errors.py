@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can make (config, data, storage).
+
+The CLI turns a :class:`UserError` into one line on stderr and exit status 2, with no traceback.
+Messages name the key or file, the rule, the value, and how to fix it.
+"""
+
+
+class UserError(Exception):
+    """A problem the user can fix; ``str(error)`` is the one-line message shown to them."""

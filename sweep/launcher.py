@@ -1,0 +1,169 @@
+"""`sweep run` and `sweep worker`: prepare the study, start local workers, watch, report.
+
+Order of work (every user error is found before anything is written to the storage):
+validate config -> build task data -> check batch sizes and results_dir -> open storage ->
+check the study is comparable -> reclaim orphaned trials -> queue missing (setting, seeds) ->
+start workers (child processes) -> progress until done or stopped -> tables, figures, report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+from sweep.config import Config
+from sweep.errors import UserError
+from sweep.outputs import check_writable
+from sweep.progress import Progress, snapshot
+from sweep.study import (
+    enqueue, open_or_create_study, open_storage, plan_work, reclaim_orphans, redact_url,
+)
+from sweep.tasks import TaskData, build_task
+from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_THREADS, EXIT_STOPPED
+
+EXIT_INTERRUPTED = 130
+
+
+def task_info(task: TaskData) -> dict[str, Any]:
+    """Facts about the data stored in the study (the report needs them without the data)."""
+    h = hashlib.sha1()
+    for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.lengths_train, task.lengths_val):
+        if t is not None:
+            h.update(t.contiguous().cpu().numpy().tobytes())
+    return {
+        "name": task.name,
+        "kind": task.kind,
+        "chance": task.chance(),
+        "n_train": task.n_train,
+        "n_val": int(task.x_val.shape[0]),
+        "steps": int(task.x_train.shape[1]),
+        "input_dim": task.input_dim,
+        "output_dim": task.output_dim,
+        "per_step": task.per_step,
+        "tolerance": task.tolerance,
+        "fingerprint": h.hexdigest(),
+    }
+
+
+def prepare(cfg: Config) -> tuple[Any, Any, TaskData]:
+    """Validate everything, then open/create the study and queue the missing work."""
+    check_writable(cfg.study_dir)
+    task = build_task(cfg.task)
+    too_big = [b for b in cfg.grid.batch_size if b > task.n_train]
+    if too_big:
+        raise UserError(
+            f"grid.batch_size: every batch size must be <= the {task.n_train} training sequences, got {too_big}"
+        )
+    if not cfg.study.storage:  # the default SQLite file lives in results_dir
+        cfg.study_dir.parent.mkdir(parents=True, exist_ok=True)
+    storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
+    study = open_or_create_study(storage, cfg, task_info(task))
+    reclaim_orphans(study, cfg.study.grace_seconds)
+    enqueue(study, plan_work(cfg, study.get_trials(deepcopy=False)))
+    return storage, study, task
+
+
+def _threads_per_worker(workers: int) -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers)
+
+
+def _spawn(cfg: Config, index: int, threads: int) -> subprocess.Popen:
+    env = dict(os.environ)
+    env[ENV_CONFIG] = json.dumps(cfg.to_dict())
+    env[ENV_INDEX] = str(index)
+    env[ENV_THREADS] = str(threads)
+    env["OMP_NUM_THREADS"] = str(threads)
+    env["MKL_NUM_THREADS"] = str(threads)
+    # The launcher owns Ctrl-C: children ignore SIGINT and stop on the SIGTERM it forwards.
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep.worker"], env=env, stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+
+
+class _Stopper:
+    """First SIGINT/SIGTERM: ask workers to stop after their epoch; second: kill them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.children: list[subprocess.Popen] = []
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.count += 1
+        if self.count == 1:
+            print("\nstopping: workers finish their current epoch, checkpoint and release their trials "
+                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            for c in self.children:
+                if c.poll() is None:
+                    c.send_signal(signal.SIGTERM)
+        else:
+            for c in self.children:
+                if c.poll() is None:
+                    c.kill()
+
+
+def launch(cfg: Config, write_results: bool = True) -> int:
+    """Run the study to completion with local workers; returns the process exit status."""
+    from sweep.config import resolve_workers
+
+    storage, study, task = prepare(cfg)
+    import torch
+
+    n_gpu = torch.cuda.device_count() if cfg.device in ("auto",) or cfg.device.startswith("cuda") else 0
+    snap = snapshot(study, cfg)
+    workers = resolve_workers(cfg, n_gpu if cfg.device != "cpu" else 0, max(1, snap.waiting))
+    device = "cuda" if (n_gpu and cfg.device != "cpu") else "cpu"
+    print(
+        f"lrsweep: study {cfg.study.name!r} in {redact_url(cfg.storage_url())}\n"
+        f"  task {task.name} ({task.n_train} train / {int(task.x_val.shape[0])} validation sequences, "
+        f"chance {task.chance():.3f}), model {cfg.model.name}, optimizer {cfg.optimizer.name}, {cfg.epochs} epochs\n"
+        f"  grid: {snap.total} settings x {cfg.seeds} seeds; {snap.done} done, {snap.waiting + snap.running} to run; "
+        f"{workers if snap.waiting else 0} worker(s) on {device}",
+        flush=True,
+    )
+    stopper = _Stopper()
+    stopper.install()
+    progress = Progress(snap.total, workers)
+    codes: list[Optional[int]] = []
+    if snap.waiting or snap.running:
+        threads = _threads_per_worker(workers) if device == "cpu" else 1
+        stopper.children = [_spawn(cfg, i, threads) for i in range(workers if snap.waiting else 1)]
+        while True:
+            codes = [c.poll() for c in stopper.children]
+            progress.update(snapshot(study, cfg))
+            if all(code is not None for code in codes):
+                break
+            time.sleep(1.0)
+    final = snapshot(study, cfg)
+    progress.finish(final)
+    if stopper.count:
+        print(f"stopped with {final.done}/{final.total} settings done; run the same command to resume.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    crashed = [c for c in codes if c not in (0, None, EXIT_STOPPED)]
+    paths = {}
+    if write_results and final.complete_runs:
+        from sweep.report import write_report
+
+        paths = write_report(study, cfg.results_dir)
+        print(f"results: {cfg.study_dir}/ ({', '.join(p.name for p in paths.values())})")
+    if final.failed_settings:
+        print(f"{final.failed_settings} setting(s) failed with an error (see above, or `sweep status`); "
+              f"run the same command to retry them.", file=sys.stderr)
+        return 1
+    if crashed or final.done < final.total:
+        print(f"{final.total - final.done} setting(s) not done (a worker exited with {crashed}); "
+              f"run the same command to resume.", file=sys.stderr)
+        return 1
+    return 0

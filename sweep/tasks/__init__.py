@@ -1,0 +1,27 @@
+"""Task data: every built-in or file-backed task turns its config into a :class:`TaskData`.
+
+Usage: ``data = build_task(cfg.task)``; add a task by writing a builder and registering it in
+``BUILDERS`` (and its config dataclass in ``sweep.config.TASK_TYPES``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from sweep.tasks.data import TaskData
+from sweep.tasks.digits import build_digits
+from sweep.tasks.synthetic import build_adding, build_temporal_order
+
+BUILDERS: dict[str, Callable[[Any], TaskData]] = {
+    "digits": build_digits,
+    "adding": build_adding,
+    "temporal_order": build_temporal_order,
+}
+
+
+def build_task(task_cfg: Any) -> TaskData:
+    """The task's data set on the CPU (deterministic for a given config)."""
+    return BUILDERS[task_cfg.name](task_cfg)
+
+
+__all__ = ["TaskData", "build_task", "BUILDERS"]

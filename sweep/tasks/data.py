@@ -1,0 +1,67 @@
+"""TaskData: a task's whole data set as tensors, plus what counts as correct.
+
+Every task (built-in generators, scikit-learn digits, user files) produces one of these; the
+training code needs nothing else. Tensors live on the CPU here and are moved to the training
+device once per worker (`TaskData.to`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A task's train/validation tensors and its scoring rule.
+
+    Shapes (N sequences, T steps, F features):
+      x: [N, T, F] float32, or [N, T] int64 token ids when `vocab_size` is set.
+      y: classification [N] int64; regression [N, D] float32; per-step targets [N, T] int64 or
+         [N, T, D] float32 (loss and accuracy at every step within the sequence's length).
+      lengths: [N] int64 valid steps of each (padded) sequence, or None when all have T steps.
+    """
+
+    name: str
+    kind: str  # "classification" or "regression"
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    output_dim: int  # number of classes, or regression target size D
+    lengths_train: Optional[torch.Tensor] = None
+    lengths_val: Optional[torch.Tensor] = None
+    per_step: bool = False
+    vocab_size: Optional[int] = None  # token inputs (an embedding layer reads them)
+    tolerance: Optional[float] = None  # regression: correct when squared error < tolerance
+
+    @property
+    def input_dim(self) -> int:
+        return int(self.vocab_size) if self.vocab_size else int(self.x_train.shape[-1])
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def is_classification(self) -> bool:
+        return self.kind == "classification"
+
+    def to(self, device: torch.device | str) -> "TaskData":
+        """The same data on `device` (done once per worker, never per step)."""
+        moved = {
+            f.name: getattr(self, f.name).to(device)
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), torch.Tensor)
+        }
+        return dataclasses.replace(self, **moved)
+
+    def chance(self) -> float:
+        """Accuracy of the trivial predictor (DESIGN.md): the validation majority-class rate for
+        classification; for regression, the accuracy of always predicting the training mean."""
+        from sweep.metrics import chance_level
+
+        return chance_level(self)

@@ -1,0 +1,347 @@
+"""Training of the repeated seeds of one grid setting.
+
+Usage::
+
+    records = train_setting(task, cfg, setting, seeds=[0, 1, 2], device=torch.device("cpu"))
+
+`train_setting` does no plotting and no storage I/O: it returns one :class:`RunRecord` per seed
+(per-epoch curves and the non-finite event, if any). The study layer stores them; the analysis
+layer reads them.
+
+What is fixed by the seed alone (so a seed's curves are identical whether it is trained alone,
+with other seeds, or resumed from a checkpoint, on the CPU): the initial weights, the order of
+the training data (a per-seed generator), and the dropout masks (a per-seed RNG state swapped in
+around each of its epochs).
+
+Per step, the loss and the gradient norm before clipping are written into device buffers; they
+are read once per epoch (one host synchronisation per epoch). A seed whose loss, gradients or
+parameters become non-finite stops: on the CPU the check runs every step (free there), on CUDA
+every `NONFINITE_CHECK_STEPS` steps; either way the record ends at the first non-finite step, so
+the curves do not depend on the check interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from sweep.config import Config, apply_overrides
+from sweep.metrics import batch_loss, item_correct, item_loss, step_mask
+from sweep.models import build_model, l2_penalty
+from sweep.optim import build_optimizer, lr_at, set_lr
+from sweep.tasks.data import TaskData
+
+# Per-epoch curve columns of a run (the names used in the study, curves.parquet and plots).
+EPOCH_COLUMNS = (
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "grad_norm_p90",
+    "clip_fraction",
+    "pred_top_frac",
+    "lr",
+)
+NONFINITE_CHECK_STEPS = 16  # on CUDA: steps between host-side non-finite checks
+EVAL_BATCH = 4096  # validation batch (inference only, no activations kept)
+
+
+@dataclass
+class RunRecord:
+    """What one seed of one setting did: per-epoch curves (epochs 1..n) and its end.
+
+    `nonfinite` says what became NaN/inf first ("loss", "gradient" or "parameters") and
+    `nonfinite_epoch` in which epoch; the curves stop with that epoch (its validation values are
+    NaN: the model was no longer usable).
+    """
+
+    seed: int
+    curves: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in EPOCH_COLUMNS})
+    nonfinite: Optional[str] = None
+    nonfinite_epoch: Optional[int] = None
+    steps: int = 0
+    seconds: float = 0.0
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.curves["val_acc"])
+
+    def append(self, row: dict[str, float]) -> None:
+        for c in EPOCH_COLUMNS:
+            self.curves[c].append(float(row[c]))
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class SeedTrainer:
+    """Model, optimizer, data order and RNG state of one seed, trained one epoch at a time."""
+
+    def __init__(self, task: TaskData, cfg: Config, setting: dict[str, Any], seed: int,
+                 device: torch.device, lengths_cpu: tuple[Optional[torch.Tensor], Optional[torch.Tensor]]) -> None:
+        self.task = task
+        self.cfg = cfg
+        self.seed = seed
+        self.device = device
+        self.lr = float(setting["lr"])
+        self.clip = setting["clip"]
+        self.batch_size = int(setting["batch_size"])
+        # CPU copies of the train/validation lengths: packing reads them on the host.
+        self.lengths_cpu, self.lengths_val_cpu = lengths_cpu
+        self.model = build_model(cfg.model, task, seed).to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.weights = [p for p in self.params if p.dim() >= 2]
+        self.optimizer = build_optimizer(self.params, cfg.optimizer, self.lr, device)
+        self.data_gen = torch.Generator().manual_seed(seed)  # data order: CPU generator
+        # The seed's own RNG stream (dropout), swapped in around each of its epochs.
+        self.rng_state = _seeded_rng_state(seed, device)
+        self.steps_per_epoch = math.ceil(task.n_train / self.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.step = 0
+        self.record = RunRecord(seed=seed)
+        self.check_every = 1 if device.type == "cpu" else NONFINITE_CHECK_STEPS
+
+    @property
+    def stopped(self) -> bool:
+        return self.record.nonfinite is not None or self.record.epochs_run >= self.cfg.epochs
+
+    # -- one epoch ------------------------------------------------------------------------------
+
+    def run_epoch(self) -> None:
+        started = time.perf_counter()
+        with _rng_stream(self):
+            row, nonfinite = self._train_epoch()
+            if nonfinite is None and not _params_finite(self.params):
+                nonfinite = "parameters"
+            if nonfinite is None:
+                row.update(self._evaluate())
+            else:
+                row.update(val_loss=math.nan, val_acc=math.nan, pred_top_frac=math.nan)
+        self.record.append(row)
+        if nonfinite is not None:
+            self.record.nonfinite = nonfinite
+            self.record.nonfinite_epoch = self.record.epochs_run
+        self.record.steps = self.step
+        self.record.seconds += time.perf_counter() - started
+
+    def _train_epoch(self) -> tuple[dict[str, float], Optional[str]]:
+        task, dev = self.task, self.device
+        self.model.train()
+        n = task.n_train
+        perm_cpu = torch.randperm(n, generator=self.data_gen)
+        perm = perm_cpu.to(dev, non_blocking=True)
+        losses = torch.zeros(self.steps_per_epoch, device=dev)
+        norms = torch.zeros(self.steps_per_epoch, device=dev)
+        clip = self.clip
+        done = 0
+        for s in range(self.steps_per_epoch):
+            lo, hi = s * self.batch_size, min(n, (s + 1) * self.batch_size)
+            idx = perm[lo:hi]
+            xb = task.x_train.index_select(0, idx)
+            yb = task.y_train.index_select(0, idx)
+            lb = self.lengths_cpu[perm_cpu[lo:hi]] if self.lengths_cpu is not None else None
+            set_lr(self.optimizer, lr_at(self.cfg.schedule, self.step, self.total_steps, self.lr))
+            out = self.model(xb, lb)
+            mask = step_mask(lb.to(dev, non_blocking=True) if lb is not None else None,
+                             xb.shape[0], xb.shape[1], dev) if task.per_step else None
+            loss = batch_loss(task.kind, out, yb, mask)
+            objective = loss + self.cfg.optimizer.l2 * l2_penalty(self.weights) if self.cfg.optimizer.l2 else loss
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if clip is None:
+                norm = _total_norm(self.params)
+            else:
+                norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True)
+            self.optimizer.step()
+            losses[s] = loss.detach()
+            norms[s] = norm.detach()
+            self.step += 1
+            done = s + 1
+            if done % self.check_every == 0 and not bool(torch.isfinite(losses[done - 1] + norms[done - 1])):
+                break
+        return _epoch_stats(losses[:done], norms[:done], clip, self.optimizer.param_groups[0]["lr"])
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, float]:
+        task, dev = self.task, self.device
+        self.model.eval()
+        n = task.x_val.shape[0]
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev)
+        items = torch.zeros((), device=dev)
+        counts = torch.zeros(task.output_dim, device=dev) if task.is_classification else None
+        for lo in range(0, n, EVAL_BATCH):
+            xb = task.x_val[lo : lo + EVAL_BATCH]
+            yb = task.y_val[lo : lo + EVAL_BATCH]
+            lb = self.lengths_val_cpu[lo : lo + EVAL_BATCH] if self.lengths_val_cpu is not None else None
+            out = self.model(xb, lb)
+            il = item_loss(task.kind, out, yb)
+            ic = item_correct(task.kind, out, yb, task.tolerance)
+            if task.per_step:
+                m = step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev)
+                il, ic = il[m], ic[m]
+                preds = out.argmax(-1)[m] if counts is not None else None
+            else:
+                preds = out.argmax(-1) if counts is not None else None
+            loss_sum += il.sum()
+            correct += ic.sum()
+            items += il.numel()
+            if counts is not None:
+                counts += torch.bincount(preds.reshape(-1), minlength=task.output_dim)
+        top = counts.max() / counts.sum().clamp_min(1) if counts is not None else torch.tensor(math.nan, device=dev)
+        vals = torch.stack([loss_sum / items, correct / items, top.to(loss_sum.dtype)]).tolist()
+        val_loss, val_acc, top_frac = vals
+        if not math.isfinite(val_loss):  # finite parameters can still overflow the output
+            val_acc, top_frac = math.nan, math.nan
+        return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top_frac}
+
+    # -- checkpointing --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "data_gen": self.data_gen.get_state(),
+            "rng_state": self.rng_state,
+            "step": self.step,
+            "record": dataclasses.asdict(self.record),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.data_gen.set_state(state["data_gen"])
+        self.rng_state = state["rng_state"]
+        self.step = int(state["step"])
+        self.record = RunRecord(**state["record"])
+
+
+def _seeded_rng_state(seed: int, device: torch.device) -> dict[str, torch.Tensor]:
+    saved = torch.get_rng_state()
+    torch.manual_seed(seed)
+    state = {"cpu": torch.get_rng_state()}
+    torch.set_rng_state(saved)
+    if device.type == "cuda":
+        saved_cuda = torch.cuda.get_rng_state(device)
+        torch.cuda.manual_seed(seed)
+        state["cuda"] = torch.cuda.get_rng_state(device)
+        torch.cuda.set_rng_state(saved_cuda, device)
+    return state
+
+
+class _rng_stream:
+    """Context manager: run with the seed's RNG state, then store the advanced state back."""
+
+    def __init__(self, trainer: SeedTrainer) -> None:
+        self.t = trainer
+
+    def __enter__(self) -> None:
+        self.saved = torch.get_rng_state()
+        torch.set_rng_state(self.t.rng_state["cpu"])
+        if "cuda" in self.t.rng_state:
+            self.saved_cuda = torch.cuda.get_rng_state(self.t.device)
+            torch.cuda.set_rng_state(self.t.rng_state["cuda"], self.t.device)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.t.rng_state = {"cpu": torch.get_rng_state()}
+        torch.set_rng_state(self.saved)
+        if hasattr(self, "saved_cuda"):
+            self.t.rng_state["cuda"] = torch.cuda.get_rng_state(self.t.device)
+            torch.cuda.set_rng_state(self.saved_cuda, self.t.device)
+
+
+def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
+    """Global L2 norm of the gradients (what clip_grad_norm_ measures), without clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def _params_finite(params: list[torch.Tensor]) -> bool:
+    return bool(torch.stack([p.detach().isfinite().all() for p in params]).all())
+
+
+def _epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float], lr: float) -> tuple[dict[str, float], Optional[str]]:
+    """Per-epoch summary of the step buffers, cut at the first non-finite step (one host sync)."""
+    finite = torch.isfinite(losses) & torch.isfinite(norms)
+    bad = (~finite).nonzero()
+    first_bad = int(bad[0, 0]) if bad.numel() else None
+    nonfinite = None
+    if first_bad is not None:
+        losses, norms = losses[: first_bad + 1], norms[: first_bad + 1]
+        nonfinite = "loss" if not bool(torch.isfinite(losses[-1])) else "gradient"
+    clipped = (norms >= clip).float().mean() if clip is not None else torch.zeros((), device=norms.device)
+    stats = torch.stack([
+        losses.mean(), norms.mean(), norms.max(), torch.quantile(norms.float(), 0.9), clipped,
+    ]).tolist()
+    row = dict(zip(("train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction"), stats))
+    row = {k: (v if math.isfinite(v) else math.nan) for k, v in row.items()}
+    row["lr"] = lr
+    return row, nonfinite
+
+
+class StopRequested(Exception):
+    """Raised after an epoch (and a checkpoint) when the worker was asked to stop."""
+
+
+class NullCheckpointer:
+    """Checkpointing switched off: nothing is saved or restored."""
+
+    def load(self) -> Optional[dict[str, Any]]:
+        return None
+
+    def maybe_save(self, epoch: int, state: Callable[[], dict[str, Any]], force: bool = False) -> None:
+        pass
+
+    def clear(self) -> None:
+        pass
+
+
+def train_setting(
+    task: TaskData,
+    cfg: Config,
+    setting: dict[str, Any],
+    seeds: list[int],
+    device: torch.device,
+    checkpointer: Any = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[RunRecord]:
+    """Train every seed of one setting for `cfg.epochs` epochs; return one record per seed.
+
+    Seeds advance together, epoch by epoch, so that a checkpoint holds all of them at the same
+    epoch. `setting` holds lr, clip, batch_size and any extra grid axes (dotted config keys).
+    After every epoch `should_stop()` is asked; when it says yes, a checkpoint is written (when
+    checkpointing is on) and :class:`StopRequested` is raised.
+    """
+    checkpointer = checkpointer or NullCheckpointer()
+    extra = {k: v for k, v in setting.items() if k not in ("lr", "clip", "batch_size")}
+    run_cfg = apply_overrides(cfg, extra)
+    lengths_cpu = tuple(None if t is None else t.cpu() for t in (task.lengths_train, task.lengths_val))
+    trainers = [SeedTrainer(task, run_cfg, setting, s, device, lengths_cpu) for s in seeds]
+    saved = checkpointer.load()
+    if saved is not None:
+        for t, state in zip(trainers, saved["seeds"]):
+            t.load_state_dict(state)
+    epoch = min((t.record.epochs_run for t in trainers if not t.stopped), default=cfg.epochs)
+    while any(not t.stopped for t in trainers):
+        epoch += 1
+        for t in trainers:
+            if not t.stopped:
+                t.run_epoch()
+        finished = all(t.stopped for t in trainers)
+        stop = should_stop() and not finished
+        if not finished:
+            checkpointer.maybe_save(epoch, lambda: {"seeds": [t.state_dict() for t in trainers]}, force=stop)
+        if stop:
+            raise StopRequested(f"stopped after epoch {epoch}")
+    return [t.record for t in trainers]

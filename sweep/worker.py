@@ -1,0 +1,184 @@
+"""A worker: claims queued trials from the study, trains their seeds, stores the records.
+
+Started by `sweep run` / `sweep worker` as a child process (`python -m sweep.worker`, config in
+the environment), one per GPU or CPU core. A worker
+
+- claims the oldest WAITING trial atomically, writes its identity (host, pid, start time) on it
+  and keeps a heartbeat while training, so a dead worker's trial can be reclaimed;
+- checkpoints every `checkpoint_every` epochs / `checkpoint_minutes` minutes;
+- on SIGTERM/SIGINT finishes the current epoch, writes a checkpoint, releases its trial (fails
+  it and queues a copy, which resumes from the checkpoint) and exits with status 143;
+- when the queue is empty but trials still run elsewhere, waits and reclaims them if their
+  workers die; exits 0 once the study has nothing left to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any, Optional
+
+import torch
+
+from sweep.analysis import trial_summary
+from sweep.checkpoints import Checkpointer
+from sweep.config import Config, config_from_dict, config_fingerprint
+from sweep.study import (
+    Heartbeat, load_study, open_storage, pop_trial, reclaim_orphans, requeue_trial, retry_locked,
+    store_results, this_worker,
+)
+from sweep.tasks import build_task
+from sweep.training import StopRequested, resolve_device, train_setting
+
+ENV_CONFIG = "LRSWEEP_WORKER_CONFIG"
+ENV_INDEX = "LRSWEEP_WORKER_INDEX"
+ENV_THREADS = "LRSWEEP_THREADS"
+EXIT_STOPPED = 143
+IDLE_POLL_SECONDS = 2.0
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT; a second signal exits at once (the trial is reclaimed later)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.event.is_set():
+            os._exit(EXIT_STOPPED)
+        self.event.set()
+
+    def __call__(self) -> bool:
+        return self.event.is_set()
+
+
+def worker_device(cfg: Config, index: int) -> torch.device:
+    """`auto`: this worker's GPU (round robin over the visible ones), else the CPU."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None and cfg.device == "auto":
+        device = torch.device("cuda", index % torch.cuda.device_count())
+    return device
+
+
+def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log=print) -> int:
+    """Work on the study until nothing is left (0) or a stop was requested (143)."""
+    stop = stop or StopFlag()
+    device = worker_device(cfg, index)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True  # fixed shapes per setting: let cuDNN pick kernels
+    storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
+    study = load_study(storage, cfg.study.name)
+    task = build_task(cfg.task).to(device)
+    chance = task.chance()
+    fingerprint = config_fingerprint(cfg)
+    me = this_worker()
+    while not stop():
+        reclaim_orphans(study, cfg.study.grace_seconds)
+        trial = pop_trial(study)
+        if trial is None:
+            if _others_running(study):
+                stop.event.wait(IDLE_POLL_SECONDS)
+                continue
+            return 0
+        retry_locked(lambda: storage.set_trial_user_attr(trial._trial_id, "worker", me))
+        setting, seeds = trial.user_attrs["setting"], list(trial.user_attrs["seeds"])
+        ckpt = Checkpointer(cfg.study_dir / "checkpoints", setting, seeds, fingerprint,
+                            cfg.checkpoint_every, cfg.checkpoint_minutes)
+        try:
+            with Heartbeat(storage, trial._trial_id, cfg.study.heartbeat_seconds):
+                records = train_setting(task, cfg, setting, seeds, device, ckpt, should_stop=stop)
+        except StopRequested:
+            _release(study, trial, "released: its worker was asked to stop")
+            return EXIT_STOPPED
+        except Exception as e:  # a bug or resource error in one setting must not stop the sweep
+            detail = f"{type(e).__name__}: {e}"
+            log(f"worker {index}: setting {setting} failed: {detail}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+            retry_locked(lambda: storage.set_trial_user_attr(trial._trial_id, "error", detail[:2000]))
+            retry_locked(lambda: study.tell(trial.number, state=_fail_state()))
+            continue
+        from sweep.study import decode_record, encode_record
+
+        decoded = [decode_record(encode_record(r)) for r in records]  # score what is stored
+        summary = trial_summary(decoded, chance, cfg.detect)
+        try:
+            store_results(study, trial, records, summary)
+        except Exception as e:
+            import optuna
+
+            if isinstance(e, optuna.exceptions.UpdateFinishedTrialError):
+                log(f"worker {index}: trial {trial.number} was reclaimed meanwhile; result discarded", file=sys.stderr)
+                continue
+            raise
+        ckpt.clear()
+    return EXIT_STOPPED
+
+
+def _fail_state() -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState.FAIL
+
+
+def _release(study: Any, trial: Any, reason: str) -> None:
+    """Fail the trial and queue a copy, which resumes from the checkpoint just written."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        retry_locked(lambda: storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason))
+        if retry_locked(lambda: storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)):
+            requeue_trial(study, storage.get_trial(trial._trial_id))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+
+
+def _others_running(study: Any) -> bool:
+    from optuna.trial import TrialState
+
+    return bool(retry_locked(lambda: study._storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.RUNNING,))))
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the launching process dies (even by SIGKILL), so the worker
+    checkpoints and releases its trial instead of training on unobserved."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def main() -> None:
+    """Entry point of a worker child process (configured through the environment)."""
+    _die_with_parent()
+    stop = StopFlag()
+    stop.install()
+    threads = int(os.environ.get(ENV_THREADS, "0"))
+    if threads > 0:
+        torch.set_num_threads(threads)
+    cfg = config_from_dict(json.loads(os.environ[ENV_CONFIG]))
+    index = int(os.environ.get(ENV_INDEX, "0"))
+    if os.getppid() == 1:  # the launcher died before we could arm the death signal
+        sys.exit(EXIT_STOPPED)
+    sys.exit(run_worker(cfg, index, stop, log=print))
+
+
+if __name__ == "__main__":
+    main()
