@@ -83,7 +83,7 @@ class ModelConfig:
 
     name: str = "lstm"
     hidden_size: int = 64
-    layers: int = 1
+    layers: int = 2
     dropout: float = 0.0
     bidirectional: bool = False
     embedding_dim: int = 32
@@ -563,15 +563,26 @@ def _one_line(text: str) -> str:
 
 def _hydra_message(text: str, overrides: list[str]) -> str:
     first = text.strip().splitlines()[0] if text.strip() else text
-    if "Key '" in text and ("is not in struct" in text or "Could not override" in text):
-        key = text.split("Key '", 1)[1].split("'", 1)[0]
-        bad = next((o.split("=", 1)[0] for o in overrides if key in o.split("=", 1)[0]), key)
-        return f"{bad}: unknown config key; see `sweep run --cfg job` for the valid keys"
-    if "Could not override" in text:
-        return _one_line(text)
+    if "Could not override '" in text:
+        key = text.split("Could not override '", 1)[1].split("'", 1)[0]
+        return f"{key}: unknown config key; {_suggest(key)}"
     if "mismatched input" in text or "no viable alternative" in text or "token recognition" in text:
         return f"could not parse the overrides ({_one_line(first)}); write key=value, lists as key='[a,b]'"
     return _one_line(text)
+
+
+def _suggest(key: str) -> str:
+    """'did you mean X?' from the keys of the default config, else a pointer to --cfg job."""
+    try:
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="sweep"):
+            keys = list(_flatten(resolve(hydra_compose(config_name="config"))))
+    except Exception:
+        keys = []
+    close = difflib.get_close_matches(key, keys, n=1)
+    return f"did you mean {close[0]}?" if close else "see `sweep run --cfg job` for the valid keys"
 
 
 def resolve(composed: Any) -> dict[str, Any]:

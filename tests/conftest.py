@@ -1,0 +1,39 @@
+"""Shared fixtures: small configs that train in a second on the CPU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweep.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path):
+    """Overrides for a tiny digits sweep writing into a temporary results folder."""
+    return [
+        "task=digits", "model.hidden_size=16", "epochs=3", "seeds=2",
+        "grid.lr=[0.1,1.0]", "grid.clip=[null,1.0]", "grid.batch_size=[64]",
+        f"results_dir={tmp_path / 'results'}", "study.name=tiny", "workers=1",
+    ]
+
+
+@pytest.fixture
+def tiny_cfg(tiny_overrides):
+    return load_config(tiny_overrides)
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `sweep` CLI (python -m sweep) and capture its output."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args], cwd=cwd or ROOT, capture_output=True, text=True,
+        timeout=timeout, env=full_env,
+    )
