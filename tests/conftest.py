@@ -37,3 +37,22 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
         [sys.executable, "-m", "sweep", *args], cwd=cwd or ROOT, capture_output=True, text=True,
         timeout=timeout, env=full_env,
     )
+
+
+REQUIRE_SERVICES = os.environ.get("LRSWEEP_REQUIRE_SERVICES") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip a test whose service is missing, except in CI where every service must be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (LRSWEEP_REQUIRE_SERVICES=1: CI must provide it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url():
+    """URL of a real PostgreSQL database (LRSWEEP_TEST_POSTGRES_URL, started by .ci/run)."""
+    url = os.environ.get("LRSWEEP_TEST_POSTGRES_URL")
+    if not url:
+        skip_or_fail("no PostgreSQL server: set LRSWEEP_TEST_POSTGRES_URL")
+    return url
