@@ -20,6 +20,9 @@ import torch
 from sweep.study import setting_key
 
 FORMAT = 1
+# Tests set this to hold a finished temporary file for a while before the rename, so that a
+# kill can land during a checkpoint write.
+FAULT_DELAY = float(os.environ.get("LRSWEEP_FAULT_CHECKPOINT_DELAY", "0") or 0)
 
 
 class Checkpointer:
@@ -57,6 +60,8 @@ class Checkpointer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
         torch.save({"format": FORMAT, "key": self.key, "epoch": epoch, "state": state()}, tmp)
+        if FAULT_DELAY:  # fault-injection for tests: widen the window between write and rename
+            time.sleep(FAULT_DELAY)
         os.replace(tmp, self.path)
         self.last_save = time.monotonic()
 

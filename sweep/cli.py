@@ -118,7 +118,7 @@ def dispatch(argv: list[str]) -> int:
     if command == "worker":
         from sweep.launcher import launch
 
-        return launch(cfg, write_results=False)
+        return launch(cfg, write_results=False, set_keys=user_set_keys(rest))
     if command == "report":
         from sweep.commands import report_command
 

@@ -67,10 +67,72 @@ class TemporalOrderTask:
     data_seed: int = 0
 
 
+@dataclass(frozen=True)
+class EchoTask:
+    """Delayed echo, a per-step task: at every step output the symbol seen `delay` steps earlier."""
+
+    name: str = "echo"
+    length: int = 20
+    delay: int = 3
+    symbols: int = 4
+    n_train: int = 2000
+    n_val: int = 500
+    data_seed: int = 0
+
+
+@dataclass(frozen=True)
+class VectorSumTask:
+    """Vector regression: a fixed random projection of the sequence's scaled sum (MSE, tolerance)."""
+
+    name: str = "vector_sum"
+    length: int = 20
+    features: int = 4
+    dim: int = 8
+    n_train: int = 2000
+    n_val: int = 500
+    tolerance: float = 0.04
+    data_seed: int = 0
+
+
+@dataclass(frozen=True)
+class FileTask:
+    """The user's sequences from an .npz file or a long-format .csv/.parquet table."""
+
+    name: str = "file"
+    path: Optional[str] = None
+    val_path: Optional[str] = None
+    kind: str = "auto"
+    per_step: Optional[bool] = None
+    val_fraction: float = 0.2
+    data_seed: int = 0
+    tolerance: float = 0.04
+    normalize: bool = True
+    seq_column: str = "seq"
+    step_column: str = "step"
+    label_columns: str = "label"
+    feature_columns: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TextTask:
+    """Text classification from a folder in the IMDB reviews layout (tokens -> embedding)."""
+
+    name: str = "text"
+    path: Optional[str] = None
+    vocab_size: int = 10000
+    max_len: int = 200
+    max_per_class: Optional[int] = None
+    data_seed: int = 0
+
+
 TASK_TYPES: dict[str, type] = {
     "digits": DigitsTask,
     "adding": AddingTask,
     "temporal_order": TemporalOrderTask,
+    "echo": EchoTask,
+    "vector_sum": VectorSumTask,
+    "file": FileTask,
+    "text": TextTask,
 }
 
 
@@ -145,7 +207,39 @@ class ConstantSchedule:
     name: str = "constant"
 
 
-SCHEDULE_TYPES: dict[str, type] = {"constant": ConstantSchedule}
+@dataclass(frozen=True)
+class WarmupSchedule:
+    """Linear warmup from lr / warmup_steps to lr over `warmup_steps` steps, then constant."""
+
+    name: str = "warmup"
+    warmup_steps: int = 100
+
+
+@dataclass(frozen=True)
+class CosineSchedule:
+    """Optional linear warmup, then cosine decay from lr to `min_lr_ratio * lr` at the last step."""
+
+    name: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0
+
+
+@dataclass(frozen=True)
+class OneCycleSchedule:
+    """torch.optim.lr_scheduler.OneCycleLR (cosine annealing, two phases), without momentum cycling."""
+
+    name: str = "onecycle"
+    pct_start: float = 0.3
+    div_factor: float = 25.0
+    final_div_factor: float = 1e4
+
+
+SCHEDULE_TYPES: dict[str, type] = {
+    "constant": ConstantSchedule,
+    "warmup": WarmupSchedule,
+    "cosine": CosineSchedule,
+    "onecycle": OneCycleSchedule,
+}
 
 
 # --------------------------------------------------------------------------- grid, detect, study
@@ -501,6 +595,41 @@ def validate(cfg: Config) -> None:
             _check(getattr(t, key) >= 2, f"task.{key}", "must be >= 2", getattr(t, key))
     if hasattr(t, "tolerance"):
         _check(t.tolerance > 0, "task.tolerance", "must be > 0", t.tolerance)
+    if hasattr(t, "path"):  # existence and contents are checked when the data is read
+        what, example = ("a folder in the IMDB layout", "aclImdb") if t.name == "text" else ("a data file", "seqs.npz")
+        _check(bool(t.path), "task.path", f"must name {what}", t.path, f"e.g. task={t.name} task.path=/data/{example}")
+    if hasattr(t, "val_path"):
+        _check(t.val_path is None or bool(t.val_path), "task.val_path",
+               "must name a file, or be null to split off task.val_fraction", t.val_path)
+    if hasattr(t, "kind"):
+        _check(t.kind in ("auto", "classification", "regression"), "task.kind",
+               "must be auto, classification or regression", t.kind)
+    if hasattr(t, "label_columns"):
+        _check(bool(t.label_columns.strip()), "task.label_columns", "must name at least one column", t.label_columns)
+    if hasattr(t, "delay"):
+        _check(1 <= t.delay < t.length, "task.delay", f"must be in [1, task.length={t.length})", t.delay)
+    if hasattr(t, "symbols"):
+        _check(t.symbols >= 2, "task.symbols", "must be >= 2", t.symbols)
+    for key in ("features", "dim"):
+        if hasattr(t, key):
+            _check(getattr(t, key) >= 1, f"task.{key}", "must be >= 1", getattr(t, key))
+    if hasattr(t, "vocab_size"):
+        _check(t.vocab_size >= 3, "task.vocab_size", "must be >= 3 (ids 0 and 1 are padding and unknown words)", t.vocab_size)
+    if hasattr(t, "max_len"):
+        _check(t.max_len >= 1, "task.max_len", "must be >= 1 token", t.max_len)
+    if getattr(t, "max_per_class", None) is not None:
+        _check(t.max_per_class >= 1, "task.max_per_class", "must be >= 1 or null (all files)", t.max_per_class)
+
+    s = cfg.schedule
+    if hasattr(s, "warmup_steps"):
+        _check(s.warmup_steps >= 0, "schedule.warmup_steps", "must be >= 0 (0: no warmup)", s.warmup_steps)
+    if hasattr(s, "min_lr_ratio"):
+        _check(0 <= s.min_lr_ratio <= 1, "schedule.min_lr_ratio", "must be in [0, 1]", s.min_lr_ratio)
+    if hasattr(s, "pct_start"):
+        _check(0 < s.pct_start < 1, "schedule.pct_start", "must be in (0, 1)", s.pct_start)
+    for key in ("div_factor", "final_div_factor"):
+        if hasattr(s, key):
+            _check(getattr(s, key) >= 1, f"schedule.{key}", "must be >= 1", getattr(s, key))
 
 
 # --------------------------------------------------------------------------- comparability

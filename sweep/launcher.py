@@ -25,7 +25,7 @@ from sweep.study import (
     enqueue, open_or_create_study, open_storage, plan_work, reclaim_orphans, redact_url,
 )
 from sweep.tasks import TaskData, build_task
-from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_THREADS, EXIT_STOPPED
+from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
 
 EXIT_INTERRUPTED = 130
 
@@ -74,17 +74,31 @@ def _threads_per_worker(workers: int) -> int:
     return max(1, cores // workers)
 
 
+def _child_setup() -> None:
+    """Runs in the child before exec. The launcher owns Ctrl-C: children ignore SIGINT and stop
+    on the SIGTERM it forwards. On Linux the child also gets SIGTERM when the launcher dies
+    (even by SIGKILL), so it checkpoints and releases its trial instead of running unobserved;
+    the death signal survives exec, so there is no window where it is not armed."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def _spawn(cfg: Config, index: int, threads: int) -> subprocess.Popen:
     env = dict(os.environ)
     env[ENV_CONFIG] = json.dumps(cfg.to_dict())
     env[ENV_INDEX] = str(index)
     env[ENV_THREADS] = str(threads)
+    env[ENV_PARENT] = str(os.getpid())
     env["OMP_NUM_THREADS"] = str(threads)
     env["MKL_NUM_THREADS"] = str(threads)
-    # The launcher owns Ctrl-C: children ignore SIGINT and stop on the SIGTERM it forwards.
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.worker"], env=env, stdin=subprocess.DEVNULL,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        [sys.executable, "-m", "sweep.worker"], env=env, stdin=subprocess.DEVNULL, preexec_fn=_child_setup,
     )
 
 
@@ -113,10 +127,45 @@ class _Stopper:
                     c.kill()
 
 
-def launch(cfg: Config, write_results: bool = True) -> int:
-    """Run the study to completion with local workers; returns the process exit status."""
+# Keys that say how and where to run, not what: `sweep worker` may give only these.
+EXECUTION_KEYS = ("study", "workers", "device", "packing", "checkpoint_every", "checkpoint_minutes", "results_dir")
+
+
+def stored_config(cfg: Config, set_keys: set[str]) -> Config:
+    """For `sweep worker`: when the user named only execution keys (storage, study name,
+    workers, device, ...), work on the study as it was configured by its `sweep run`."""
+    from sweep.config import config_from_dict
+    from sweep.study import ATTR_CONFIG, _sqlite_path, study_names
+
+    if any(k.split(".")[0] not in EXECUTION_KEYS for k in set_keys):
+        return cfg
+    path = _sqlite_path(cfg.storage_url())
+    if path is not None and not path.exists():
+        return cfg
+    storage = open_storage(cfg.storage_url(), create=False)
+    if cfg.study.name not in study_names(storage):
+        return cfg
+    import optuna
+
+    stored = optuna.load_study(study_name=cfg.study.name, storage=storage).user_attrs.get(ATTR_CONFIG)
+    if not stored:
+        return cfg
+    mine = cfg.to_dict()
+    for key in EXECUTION_KEYS:
+        stored[key] = mine[key]
+    return config_from_dict(stored)
+
+
+def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]] = None) -> int:
+    """Run the study to completion with local workers; returns the process exit status.
+
+    `write_results=False` is `sweep worker`: no report at the end, and the study's own config
+    is used when only execution keys were given (`set_keys`).
+    """
     from sweep.config import resolve_workers
 
+    if not write_results and set_keys is not None:
+        cfg = stored_config(cfg, set_keys)
     storage, study, task = prepare(cfg)
     import torch
 
@@ -137,7 +186,10 @@ def launch(cfg: Config, write_results: bool = True) -> int:
     progress = Progress(snap.total, workers)
     codes: list[Optional[int]] = []
     if snap.waiting or snap.running:
-        threads = _threads_per_worker(workers) if device == "cpu" else 1
+        # Threads per worker follow the configured worker count, not how many are needed now,
+        # so a resumed sweep computes with the same thread count as the first run.
+        planned = resolve_workers(cfg, n_gpu if cfg.device != "cpu" else 0, snap.total)
+        threads = _threads_per_worker(planned) if device == "cpu" else 1
         stopper.children = [_spawn(cfg, i, threads) for i in range(workers if snap.waiting else 1)]
         while True:
             codes = [c.poll() for c in stopper.children]

@@ -33,10 +33,50 @@ def build_optimizer(params: Iterable[torch.Tensor], cfg: Any, lr: float, device:
 
 
 def lr_at(cfg: Any, step: int, total_steps: int, base_lr: float) -> float:
-    """Learning rate at optimizer step `step` (0-based) of `total_steps`."""
+    """Learning rate at optimizer step `step` (0-based) of `total_steps`.
+
+    A pure function of its arguments (no scheduler state), so a resumed run continues exactly.
+
+    - constant: `base_lr` throughout.
+    - warmup: `base_lr * (step + 1) / warmup_steps` for the first `warmup_steps` steps (the first
+      step already moves; the last warmup step reaches `base_lr`), then `base_lr`.
+    - cosine: the same linear warmup (off by default), then half a cosine from `base_lr` at the
+      first step after warmup to `min_lr_ratio * base_lr` at the last step.
+    - onecycle: torch.optim.lr_scheduler.OneCycleLR with cosine annealing (two phases, step for
+      step the same values): from `base_lr / div_factor` up to `base_lr` at step
+      `pct_start * total_steps - 1`, then down to `base_lr / (div_factor * final_div_factor)` at
+      the last step. Momentum is not cycled (OneCycleLR's `cycle_momentum=False`).
+    """
     if cfg.name == "constant":
         return base_lr
-    raise ValueError(f"unknown schedule {cfg.name!r}")
+    if cfg.name == "warmup":
+        return base_lr * _warmup_factor(step, cfg.warmup_steps)
+    if cfg.name == "cosine":
+        if step < cfg.warmup_steps:
+            return base_lr * _warmup_factor(step, cfg.warmup_steps)
+        decay_steps = total_steps - cfg.warmup_steps - 1
+        fraction = (step - cfg.warmup_steps) / decay_steps if decay_steps > 0 else 1.0
+        low = cfg.min_lr_ratio * base_lr
+        return low + (base_lr - low) * cosine(fraction)
+    if cfg.name == "onecycle":
+        start = base_lr / cfg.div_factor
+        end = start / cfg.final_div_factor
+        peak_step = float(cfg.pct_start * total_steps) - 1  # OneCycleLR's end of phase 1
+        if step <= peak_step:
+            return _anneal(start, base_lr, step / peak_step if peak_step > 0 else 1.0)
+        last = total_steps - 1
+        return _anneal(base_lr, end, (step - peak_step) / (last - peak_step) if last > peak_step else 1.0)
+    raise ValueError(f"unknown schedule {cfg.name!r}")  # config validation makes this unreachable
+
+
+def _warmup_factor(step: int, warmup_steps: int) -> float:
+    """(step + 1) / warmup_steps during warmup, 1 after it (and always 1 without warmup)."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def _anneal(start: float, end: float, fraction: float) -> float:
+    """Cosine interpolation from `start` (fraction 0) to `end` (fraction 1), as OneCycleLR does."""
+    return end + (start - end) * cosine(fraction)
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -397,14 +397,20 @@ def this_worker() -> dict[str, Any]:
     """Identity of this process: host, pid and process start time (pid reuse safe)."""
     import psutil
 
-    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+    return {"host": hostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+
+
+def hostname() -> str:
+    """This machine's name as recorded on trials; LRSWEEP_HOST overrides it (e.g. containers
+    that share a hostname, or tests that play several machines on one)."""
+    return os.environ.get("LRSWEEP_HOST") or socket.gethostname()
 
 
 def worker_alive(worker: dict[str, Any]) -> Optional[bool]:
     """True/False for a worker on this host; None when it runs on another host (unknowable)."""
     import psutil
 
-    if worker.get("host") != socket.gethostname():
+    if worker.get("host") != hostname():
         return None
     try:
         proc = psutil.Process(int(worker["pid"]))

@@ -38,19 +38,23 @@ from sweep.training import StopRequested, resolve_device, train_setting
 ENV_CONFIG = "LRSWEEP_WORKER_CONFIG"
 ENV_INDEX = "LRSWEEP_WORKER_INDEX"
 ENV_THREADS = "LRSWEEP_THREADS"
+ENV_PARENT = "LRSWEEP_PARENT_PID"
 EXIT_STOPPED = 143
 IDLE_POLL_SECONDS = 2.0
 
 
 class StopFlag:
-    """Set by SIGTERM/SIGINT; a second signal exits at once (the trial is reclaimed later)."""
+    """Set by SIGTERM/SIGINT; a second signal exits at once (the trial is reclaimed later).
+
+    Launched workers ignore SIGINT (the launcher forwards one SIGTERM per Ctrl-C)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
 
     def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.event.is_set():
@@ -151,32 +155,17 @@ def _others_running(study: Any) -> bool:
         study._study_id, deepcopy=False, states=(TrialState.RUNNING,))))
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGTERM when the launching process dies (even by SIGKILL), so the worker
-    checkpoints and releases its trial instead of training on unobserved."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def main() -> None:
     """Entry point of a worker child process (configured through the environment)."""
-    _die_with_parent()
     stop = StopFlag()
     stop.install()
+    if os.environ.get(ENV_PARENT) and os.getppid() != int(os.environ[ENV_PARENT]):
+        sys.exit(EXIT_STOPPED)  # the launcher died before this process started
     threads = int(os.environ.get(ENV_THREADS, "0"))
     if threads > 0:
         torch.set_num_threads(threads)
     cfg = config_from_dict(json.loads(os.environ[ENV_CONFIG]))
     index = int(os.environ.get(ENV_INDEX, "0"))
-    if os.getppid() == 1:  # the launcher died before we could arm the death signal
-        sys.exit(EXIT_STOPPED)
     sys.exit(run_worker(cfg, index, stop, log=print))
 
 

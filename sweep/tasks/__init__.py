@@ -10,12 +10,18 @@ from typing import Any, Callable
 
 from sweep.tasks.data import TaskData
 from sweep.tasks.digits import build_digits
-from sweep.tasks.synthetic import build_adding, build_temporal_order
+from sweep.tasks.files import build_file
+from sweep.tasks.synthetic import build_adding, build_echo, build_temporal_order, build_vector_sum
+from sweep.tasks.text import build_text
 
 BUILDERS: dict[str, Callable[[Any], TaskData]] = {
     "digits": build_digits,
     "adding": build_adding,
     "temporal_order": build_temporal_order,
+    "echo": build_echo,
+    "vector_sum": build_vector_sum,
+    "file": build_file,
+    "text": build_text,
 }
 
 

@@ -11,6 +11,11 @@ networks" (arXiv 1211.5063) and their code (github.com/pascanur/trainingRNNs):
   U{0..floor(0.4l)-1}; target (x[p0] + x[p1]) / 2, scored by squared error < 0.04.
   Their code draws one length per minibatch; here each sequence draws its own length and is
   zero-padded to the longest, with `lengths` telling the model where each one ends.
+
+Two more tasks exercise the other kinds of target (recipes in their functions' docstrings):
+
+- echo: per-step classification (a target at every step, loss and accuracy over all steps).
+- vector_sum: regression of a D-dimensional vector, scored by mean squared error < tolerance.
 """
 
 from __future__ import annotations
@@ -88,5 +93,72 @@ def build_adding(cfg) -> TaskData:
         output_dim=1,
         lengths_train=torch.from_numpy(l_tr),
         lengths_val=torch.from_numpy(l_va),
+        tolerance=cfg.tolerance,
+    )
+
+
+def echo_arrays(
+    rng: np.random.Generator, n: int, length: int, delay: int, symbols: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Delayed echo: n sequences [n, L, K] one-hot float32 and per-step targets [n, L] int64.
+
+    Every step holds a symbol s_t drawn uniformly from K = `symbols`, one-hot encoded. The target
+    at step t is class s_{t-delay} + 1 (the symbol seen `delay` steps earlier) for t >= delay, and
+    class 0 ("nothing to echo yet") for the first `delay` steps: K + 1 classes in all. Solving it
+    needs a memory of exactly `delay` steps, like a delayed copy / recall task.
+    """
+    sym = rng.integers(0, symbols, size=(n, length))
+    x = np.eye(symbols, dtype=np.float32)[sym]
+    y = np.zeros((n, length), dtype=np.int64)
+    y[:, delay:] = sym[:, : length - delay] + 1
+    return x, y
+
+
+def vector_sum_arrays(
+    rng: np.random.Generator, n: int, length: int, projection: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vector regression: n sequences [n, L, F] float32 and targets [n, D] float32.
+
+    Inputs are i.i.d. standard normal, x_t ~ N(0, I_F). The target is y = W s with
+    s = sum_t x_t / sqrt(L) (so s ~ N(0, I_F) whatever the length) and W = `projection`, a fixed
+    [D, F] matrix with N(0, 1/F) entries drawn once from the data seed: every target component is
+    then ~ N(0, 1), and predicting the mean scores (almost) 0 at the default tolerance 0.04. The
+    network must integrate its inputs over the whole sequence and read out D > 1 outputs.
+    """
+    x = rng.standard_normal((n, length, projection.shape[1]), dtype=np.float32)
+    s = x.sum(axis=1) / np.sqrt(length)
+    y = (s @ projection.T).astype(np.float32)
+    return x, y
+
+
+def build_echo(cfg) -> TaskData:
+    rng = np.random.default_rng(cfg.data_seed)
+    x_tr, y_tr = echo_arrays(rng, cfg.n_train, cfg.length, cfg.delay, cfg.symbols)
+    x_va, y_va = echo_arrays(rng, cfg.n_val, cfg.length, cfg.delay, cfg.symbols)
+    return TaskData(
+        name="echo",
+        kind="classification",
+        x_train=torch.from_numpy(x_tr),
+        y_train=torch.from_numpy(y_tr),
+        x_val=torch.from_numpy(x_va),
+        y_val=torch.from_numpy(y_va),
+        output_dim=cfg.symbols + 1,
+        per_step=True,
+    )
+
+
+def build_vector_sum(cfg) -> TaskData:
+    rng = np.random.default_rng(cfg.data_seed)
+    projection = (rng.standard_normal((cfg.dim, cfg.features)) / np.sqrt(cfg.features)).astype(np.float32)
+    x_tr, y_tr = vector_sum_arrays(rng, cfg.n_train, cfg.length, projection)
+    x_va, y_va = vector_sum_arrays(rng, cfg.n_val, cfg.length, projection)
+    return TaskData(
+        name="vector_sum",
+        kind="regression",
+        x_train=torch.from_numpy(x_tr),
+        y_train=torch.from_numpy(y_tr),
+        x_val=torch.from_numpy(x_va),
+        y_val=torch.from_numpy(y_va),
+        output_dim=cfg.dim,
         tolerance=cfg.tolerance,
     )

@@ -1,0 +1,598 @@
+"""The figures of a study: PNG files under results/<study>/figures/ (matplotlib, Agg).
+
+Usage::
+
+    files = write_figures(tables, study_dir)      # -> [FigureFile(kind, name, path, label), ...]
+    fig = lr_curves(tables)                       # every builder returns a matplotlib Figure
+
+Builders create `matplotlib.figure.Figure` objects directly, never through pyplot, so nothing is
+registered in pyplot's global figure list and a figure is freed as soon as it is dropped (no
+`plt.close` to forget, no "too many open figures" in a long session).
+
+Figures (the kinds; DESIGN.md metric names on every axis):
+- `collapse_rate`: heatmap over lr x clip, one panel per batch size (and extra-axis value), k/n.
+- `mean_best_acc`: the same layout, annotated with the mean best accuracy.
+- `lr_curves`: mean_best_acc with its 95% band and collapse_rate (Wilson interval) vs lr.
+- `learning_curves`: every seed's val_acc and val_loss per epoch, collapses marked.
+- `grad_norms`: every seed's grad_norm_mean/grad_norm_max per epoch with the clip threshold,
+  and clip_fraction.
+The last two are a grid (rows lr, columns clip) per batch size, or one file per setting when a
+grid would have more than `max_grid_cells` settings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
+from matplotlib.transforms import blended_transform_factory
+
+from sweep.outputs import atomic_write
+from sweep.verdicts import CLIP_FRACTION_TOO_HIGH, grid_lrs, normalize, setting_label, slice_label, value_label
+
+DPI = 100
+FONT = 9  # points: readable at 100% zoom with DPI 100
+MAX_GRID_CELLS = 40  # settings per learning-curve grid; more -> one file per setting
+MAX_WIDTH = 16.0  # inches: heatmap and LR-curve panels wrap into rows beyond this width
+
+COLOR_OK = "#1f77b4"  # a seed that did not collapse
+COLOR_COLLAPSED = "#d62728"  # a collapsed seed and its collapse epoch
+COLOR_CHANCE = "#7f7f7f"
+COLOR_CLIP = "#2ca02c"
+COLOR_NONFINITE = "black"
+RC = {"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT, "xtick.labelsize": FONT - 1,
+      "ytick.labelsize": FONT - 1, "legend.fontsize": FONT - 1, "figure.titlesize": FONT + 2}
+
+
+@dataclass(frozen=True)
+class FigureFile:
+    kind: str  # collapse_rate, mean_best_acc, lr_curves, learning_curves, grad_norms
+    name: str  # path relative to the study folder, always with "/": figures/lr_curves.png
+    path: Path
+    label: str = ""  # which panel or setting it shows ("batch size 32"), empty for whole-grid figures
+
+
+@dataclass
+class SeedCurves:
+    seed: int
+    arrays: dict[str, np.ndarray]  # epoch and the EPOCH_COLUMNS
+    collapsed: bool = False
+    collapse_epoch: Optional[int] = None
+    collapse_mode: str = ""
+    nonfinite: bool = False
+
+
+@dataclass
+class Grid:
+    """The study's grid, indexed for plotting: every lookup by normalized setting key."""
+
+    axes: list[str]
+    lrs: list[float]
+    clips: list[Optional[float]]
+    panel_axes: list[str]  # batch_size and any extra axes: one panel per combination
+    panels: list[tuple[Any, ...]]
+    summary: dict[tuple[Any, ...], dict[str, Any]]
+    seeds: dict[tuple[Any, ...], list[SeedCurves]] = field(default_factory=dict)
+    chance: float = math.nan
+    loss_label: str = "val_loss (log scale)"
+
+    def key(self, lr: float, clip: Optional[float], panel: tuple[Any, ...]) -> tuple[Any, ...]:
+        values = {"lr": lr, "clip": clip, **dict(zip(self.panel_axes, panel))}
+        return tuple(values[a] for a in self.axes)
+
+    def panel_label(self, panel: tuple[Any, ...]) -> str:
+        return slice_label(dict(zip(self.panel_axes, panel))) or "all settings"
+
+
+# --------------------------------------------------------------------------- indexing the tables
+
+
+def _sorted_values(values: Sequence[Any]) -> list[Any]:
+    uniq = list(dict.fromkeys(normalize(v) for v in values))
+    return sorted(uniq, key=lambda v: (0, 0.0, "") if v is None else (1, v, "") if isinstance(v, (int, float)) else (2, 0.0, str(v)))
+
+
+def grid_of(tables: Any) -> Grid:
+    """Index the summary, runs and curves of `tables` by setting (curves grouped once, here)."""
+    axes = list(tables.axes)
+    summary = tables.summary
+    panel_axes = [a for a in axes if a not in ("lr", "clip")]
+    rows = summary.to_dict("records")
+    g = Grid(
+        axes=axes,
+        lrs=[float(v) for v in _sorted_values([r["lr"] for r in rows])],
+        clips=_sorted_values([r.get("clip") for r in rows]),
+        panel_axes=panel_axes,
+        panels=list(dict.fromkeys(tuple(normalize(r[a]) for a in panel_axes) for r in
+                                  sorted(rows, key=lambda r: tuple(_order(normalize(r[a])) for a in panel_axes)))),
+        summary={tuple(normalize(r[a]) for a in axes): r for r in rows},
+        chance=float(tables.chance),
+    )
+    kind = (getattr(tables, "meta", None) or {}).get("task", {}).get("kind")
+    g.loss_label = {"classification": "val_loss (nats, log)", "regression": "val_loss (MSE, log)"}.get(kind, "val_loss (log)")
+    runs = {}
+    for r in tables.runs.to_dict("records"):
+        runs[tuple(normalize(r[a]) for a in axes) + (int(r["seed"]),)] = r
+    curves = tables.curves
+    if len(curves):
+        cols = {c: curves[c].to_numpy(dtype=float) for c in curves.columns if c not in axes and c != "seed"}
+        keys = [curves[a].map(normalize) for a in axes]
+        if "lr" in axes:
+            keys[axes.index("lr")] = pd.Series(grid_lrs(curves["lr"].to_numpy(dtype=float), g.lrs), index=curves.index)
+        groups = curves.groupby(keys + [curves["seed"]], sort=False, dropna=False).indices
+        for gkey, idx in groups.items():
+            gkey = tuple(normalize(v) for v in gkey)
+            key, seed = gkey[:-1], int(gkey[-1])
+            run = runs.get(key + (seed,), {})
+            epoch = normalize(run.get("collapse_epoch"))
+            g.seeds.setdefault(key, []).append(SeedCurves(
+                seed=seed,
+                arrays={c: v[idx] for c, v in cols.items()},
+                collapsed=bool(run.get("collapsed", False)),
+                collapse_epoch=int(epoch) if epoch is not None else None,
+                collapse_mode=str(run.get("collapse_mode") or ""),
+                nonfinite=bool(normalize(run.get("nonfinite"))) or run.get("collapse_mode") == "nonfinite",
+            ))
+        for seeds in g.seeds.values():
+            seeds.sort(key=lambda s: s.seed)
+    return g
+
+
+def _order(v: Any) -> tuple[int, Any]:
+    return (0, 0) if v is None else (1, v) if isinstance(v, (int, float)) else (2, str(v))
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    fig.get_layout_engine().set(h_pad=0.04, w_pad=0.04, hspace=0.02, wspace=0.02)
+    return fig
+
+
+def _with_rc(build: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build under the module's font sizes without touching the caller's rcParams for good."""
+    import functools
+
+    import matplotlib as mpl
+
+    @functools.wraps(build)
+    def wrapper(*args: Any, **kwargs: Any) -> Figure:
+        with mpl.rc_context(RC):
+            return build(*args, **kwargs)
+
+    return wrapper
+
+
+def _log_y(ax: Any) -> None:
+    """Log y axis with plain-number labels (1, 2, 5 x 10^k over a short range, else powers of 10).
+
+    Call after plotting: the tick density follows the data range (shared axes share it).
+    """
+    ax.set_yscale("log")
+    lo, hi = ax.get_ylim()
+    decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
+    subs = (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0, 3.0) if decades <= 3.5 else (1.0,)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=7))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=12))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _lr_ticks(ax: Any, lrs: Sequence[float]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(lrs, [value_label(v) for v in lrs], rotation=45 if len(lrs) > 5 else 0)
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
+# --------------------------------------------------------------------------- heatmaps
+
+
+@_with_rc
+def collapse_heatmap(tables: Any) -> Figure:
+    """collapse_rate over lr x clip, one panel per batch size (and extra-axis value), cells k/n."""
+    return _heatmap(grid_of(tables), "collapse_rate")
+
+
+@_with_rc
+def accuracy_heatmap(tables: Any) -> Figure:
+    """mean_best_acc over lr x clip, one panel per batch size (and extra-axis value)."""
+    return _heatmap(grid_of(tables), "mean_best_acc")
+
+
+def _heatmap(g: Grid, metric: str) -> Figure:
+    nl, nc = len(g.lrs), len(g.clips)
+    rotate = nl > 5 or any(len(value_label(v)) > 5 for v in g.lrs)
+    panel_w = max(2.8, 0.62 * nl + 1.2)
+    panel_h = max(1.7, 0.42 * nc + (1.35 if rotate else 1.1))
+    ncols = max(1, min(len(g.panels), int(MAX_WIDTH // panel_w)))
+    nrows = math.ceil(len(g.panels) / ncols)
+    fig = _figure(ncols * panel_w + 1.3, nrows * panel_h + 0.6)
+    axs = fig.subplots(nrows, ncols, squeeze=False)
+    values = [r[metric] for r in g.summary.values() if _finite(r[metric])]
+    if metric == "collapse_rate":
+        cmap, norm = colormaps["Reds"], Normalize(0.0, 1.0)
+        cbar_label, title = "collapse_rate (collapsed runs / runs)", "collapse_rate per setting (cells: collapsed/runs)"
+    else:
+        lo = min([g.chance] + values) if _finite(g.chance) else min(values, default=0.0)
+        hi = max(values, default=1.0)
+        cmap, norm = colormaps["viridis"], Normalize(lo, hi if hi > lo else lo + 0.01)
+        cbar_label, title = "mean_best_acc (fraction correct)", "mean_best_acc per setting (mean over seeds of the best val_acc)"
+    cmap = cmap.with_extremes(bad="#e8e8e8")
+    image = None
+    for i, panel in enumerate(g.panels):
+        ax = axs[i // ncols][i % ncols]
+        data = np.full((nc, nl), np.nan)
+        for ci, clip in enumerate(g.clips):
+            for li, lr in enumerate(g.lrs):
+                row = g.summary.get(g.key(lr, clip, panel))
+                if row is not None and _finite(row[metric]):
+                    data[ci, li] = row[metric]
+        image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        for ci, clip in enumerate(g.clips):
+            for li, lr in enumerate(g.lrs):
+                row = g.summary.get(g.key(lr, clip, panel))
+                text = "–" if row is None else (
+                    f"{int(row['n_collapsed'])}/{int(row['n_runs'])}" if metric == "collapse_rate"
+                    else f"{row[metric]:.3f}" if _finite(row[metric]) else "–")
+                v = data[ci, li]
+                ax.text(li, ci, text, ha="center", va="center", fontsize=FONT - 1,
+                        color=_text_color(cmap(norm(v))) if np.isfinite(v) else "black")
+        ax.set_xticks(range(nl), [value_label(v) for v in g.lrs], rotation=45 if rotate else 0)
+        ax.set_yticks(range(nc), [value_label(v) for v in g.clips])
+        ax.set_xlabel("lr")
+        ax.set_ylabel("clip (max grad norm)")
+        ax.set_title(g.panel_label(panel))
+        ax.tick_params(length=0)
+    for j in range(len(g.panels), nrows * ncols):
+        axs[j // ncols][j % ncols].remove()
+    used = [axs[i // ncols][i % ncols] for i in range(len(g.panels))]
+    fig.colorbar(image, ax=used, label=cbar_label, shrink=0.9 if nrows > 1 else 1.0, aspect=max(8, 12 * nrows))
+    fig.suptitle(_wrap(title, fig.get_figwidth(), FONT + 2))
+    return fig
+
+
+def _wrap(text: str, width_in: float, size: float) -> str:
+    """Wrap a title to the figure width (about 0.55 em per character)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, max(20, int(width_in * 72 / (0.55 * size)))))
+
+
+def _titled_legend(fig: Figure, handles: list[Any], title: str) -> None:
+    """The figure's legend above the panels, with the figure title as the legend's title.
+
+    One artist for both, so constrained layout keeps them apart (a suptitle next to an
+    "outside" legend overlaps it). Columns are as many as fit the figure width.
+    """
+    size = FONT - 1
+    widest = max(len(h.get_label()) for h in handles) * 0.55 * size / 72 + 0.9
+    ncols = max(1, min(len(handles), int((fig.get_figwidth() - 0.4) // widest)))
+    fig.legend(handles=handles, loc="outside upper center", ncols=ncols, frameon=False,
+               title=_wrap(title, fig.get_figwidth(), FONT + 1), title_fontsize=FONT + 1)
+
+
+def _text_color(rgba: Sequence[float]) -> str:
+    r, g, b = rgba[:3]
+    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+
+
+# --------------------------------------------------------------------------- LR curves
+
+
+@_with_rc
+def lr_curves(tables: Any) -> Figure:
+    """mean_best_acc (95% band) and collapse_rate (Wilson interval) vs lr, one line per clip.
+
+    One column per batch size (and extra-axis value); the collapse-rate panel sits beneath the
+    accuracy panel on the same x axis.
+    """
+    g = grid_of(tables)
+    ncols = max(1, min(len(g.panels), 4))
+    blocks = math.ceil(len(g.panels) / ncols)
+    fig = _figure(ncols * 3.9 + 0.7, blocks * 4.4 + 0.9)
+    gs = fig.add_gridspec(2 * blocks, ncols, height_ratios=[2.0, 1.2] * blocks)
+    colors = colormaps["tab10"]
+    span = math.log10(max(g.lrs) / min(g.lrs)) if len(g.lrs) > 1 else 1.0
+    x0 = acc0 = rate0 = None
+    for i, panel in enumerate(g.panels):
+        b, c = divmod(i, ncols)
+        ax_acc = fig.add_subplot(gs[2 * b, c], sharex=x0, sharey=acc0)
+        ax_rate = fig.add_subplot(gs[2 * b + 1, c], sharex=ax_acc, sharey=rate0)
+        x0, acc0, rate0 = x0 or ax_acc, acc0 or ax_acc, rate0 or ax_rate
+        for ci, clip in enumerate(g.clips):
+            rows = [(lr, g.summary[g.key(lr, clip, panel)]) for lr in g.lrs if g.key(lr, clip, panel) in g.summary]
+            if not rows:
+                continue
+            color, label = colors(ci % 10), f"clip {value_label(clip)}"
+            xs = np.array([lr for lr, _ in rows])
+            mean = np.array([r["mean_best_acc"] for _, r in rows], dtype=float)
+            ax_acc.fill_between(xs, [r["mean_best_acc_lo"] for _, r in rows], [r["mean_best_acc_hi"] for _, r in rows],
+                                color=color, alpha=0.15, linewidth=0)
+            ax_acc.plot(xs, mean, "o-", color=color, label=label, markersize=4)
+            # Dodge the clip values sideways a little so equal rates (often 0) stay distinguishable.
+            dx = 10 ** ((ci - (len(g.clips) - 1) / 2) * 0.012 * span)
+            rate = np.array([r["collapse_rate"] for _, r in rows], dtype=float)
+            err = np.array([[r["collapse_rate"] - r["collapse_rate_lo"] for _, r in rows],
+                            [r["collapse_rate_hi"] - r["collapse_rate"] for _, r in rows]], dtype=float)
+            ax_rate.errorbar(xs * dx, rate, yerr=np.clip(err, 0, None), fmt="o-", color=color, markersize=4,
+                             capsize=2, linewidth=1, elinewidth=0.8)
+        if _finite(g.chance):
+            ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance")
+        ax_acc.set_title(g.panel_label(panel))
+        _lr_ticks(ax_rate, g.lrs)
+        ax_acc.tick_params(labelbottom=False)
+        ax_rate.set_xlabel("lr (log scale)")
+        ax_rate.set_ylim(-0.05, 1.05)
+        ax_rate.set_yticks([0, 0.5, 1])
+        if c == 0:
+            ax_acc.set_ylabel("mean_best_acc (fraction)")
+            ax_rate.set_ylabel("collapse_rate\n(fraction of seeds)")
+        else:
+            ax_acc.tick_params(labelleft=False)
+            ax_rate.tick_params(labelleft=False)
+        for ax in (ax_acc, ax_rate):
+            ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
+               for ci, c in enumerate(g.clips)]
+    handles += [Patch(color="#999999", alpha=0.3, label="95% interval"),
+                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance")]
+    _titled_legend(fig, handles, "mean_best_acc (band: 95% t interval) and collapse_rate "
+                                 "(bars: 95% Wilson interval) vs lr")
+    return fig
+
+
+# --------------------------------------------------------------------------- per-setting traces
+
+
+def _positive(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=float).copy()
+    v[~(v > 0)] = np.nan  # a log axis cannot show 0 or NaN; gaps rather than warnings
+    return v
+
+
+def _mark_end(ax: Any, epochs: np.ndarray, values: np.ndarray) -> None:
+    """An x at the last epoch of a run that went non-finite, at its last finite value."""
+    finite = np.flatnonzero(np.isfinite(values))
+    x = epochs[-1] if len(epochs) else 1
+    if len(finite):
+        ax.plot([x], [values[finite[-1]]], marker="x", color=COLOR_NONFINITE, markersize=7, mew=1.8, zorder=5)
+    else:
+        ax.plot([x], [0.5], marker="x", color=COLOR_NONFINITE, markersize=7, mew=1.8, zorder=5,
+                transform=blended_transform_factory(ax.transData, ax.transAxes))
+
+
+def _mark_collapse(axes: Sequence[Any], s: SeedCurves) -> None:
+    if s.collapsed and s.collapse_epoch is not None:
+        for ax in axes:
+            ax.axvline(s.collapse_epoch, color=COLOR_COLLAPSED, linestyle=":", linewidth=1.2, zorder=1)
+
+
+def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any) -> None:
+    for s in sorted(seeds, key=lambda s: s.collapsed):  # collapsed seeds on top
+        color, z = (COLOR_COLLAPSED, 3) if s.collapsed else (COLOR_OK, 2)
+        e = s.arrays["epoch"]
+        marker = "." if len(e) < 2 else None
+        ax_acc.plot(e, s.arrays["val_acc"], color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        loss = _positive(s.arrays["val_loss"])
+        ax_loss.plot(e, loss, color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        _mark_collapse((ax_acc, ax_loss), s)
+        if s.nonfinite:
+            _mark_end(ax_acc, e, s.arrays["val_acc"])
+            _mark_end(ax_loss, e, loss)
+    if _finite(g.chance):
+        ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, zorder=1)
+
+
+def _draw_grad(ax_norm: Any, ax_frac: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any) -> None:
+    for s in sorted(seeds, key=lambda s: s.collapsed):
+        color, z = (COLOR_COLLAPSED, 3) if s.collapsed else (COLOR_OK, 2)
+        e = s.arrays["epoch"]
+        marker = "." if len(e) < 2 else None
+        ax_norm.plot(e, _positive(s.arrays["grad_norm_mean"]), color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        gmax = _positive(s.arrays["grad_norm_max"])
+        ax_norm.plot(e, gmax, color=color, linewidth=0.8, linestyle="--", alpha=0.7, zorder=z, marker=marker)
+        ax_frac.plot(e, s.arrays["clip_fraction"], color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        _mark_collapse((ax_norm, ax_frac), s)
+        if s.nonfinite:
+            _mark_end(ax_norm, e, gmax)
+    if clip is not None:
+        ax_norm.axhline(float(clip), color=COLOR_CLIP, linestyle="-.", linewidth=1.4, zorder=4)
+        ax_frac.axhline(CLIP_FRACTION_TOO_HIGH, color=COLOR_CHANCE, linestyle=":", linewidth=1, zorder=1)
+    else:
+        ax_frac.text(0.5, 0.55, "no clipping", transform=ax_frac.transAxes, ha="center", va="center",
+                     color=COLOR_CHANCE, fontsize=FONT - 1)
+
+
+def _seed_handles(kind: str) -> list[Any]:
+    if kind == "learning_curves":
+        return [Line2D([], [], color=COLOR_OK, label="seed (no collapse)"),
+                Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
+                Line2D([], [], color=COLOR_COLLAPSED, linestyle=":", label="collapse epoch"),
+                Line2D([], [], color=COLOR_NONFINITE, marker="x", linestyle="", mew=1.8, label="non-finite (run stopped)"),
+                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance")]
+    return [Line2D([], [], color=COLOR_OK, label="grad_norm_mean"),
+            Line2D([], [], color=COLOR_OK, linestyle="--", linewidth=0.8, label="grad_norm_max"),
+            Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
+            Line2D([], [], color=COLOR_COLLAPSED, linestyle=":", label="collapse epoch"),
+            Line2D([], [], color=COLOR_NONFINITE, marker="x", linestyle="", mew=1.8, label="non-finite"),
+            Line2D([], [], color=COLOR_CLIP, linestyle="-.", label="clip threshold"),
+            Line2D([], [], color=COLOR_CHANCE, linestyle=":", label="clip_fraction 0.5")]
+
+
+_TRACES = {
+    # kind: (draw, top y label, bottom y label, log top, log bottom, suptitle)
+    "learning_curves": (_draw_learning, "val_acc (fraction)", None, False, True,
+                        "val_acc and val_loss of every seed per epoch"),
+    "grad_norms": (_draw_grad, "grad_norm (L2, log)", "clip_fraction\n(of steps)", True, False,
+                   "gradient norm before clipping and clip_fraction of every seed per epoch"),
+}
+
+
+def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], title: str) -> Figure:
+    """A grid of settings (rows x columns of setting keys, None = not run), two panels each."""
+    draw, top_label, bottom_label, log_top, log_bottom, what = _TRACES[kind]
+    bottom_label = bottom_label or g.loss_label
+    nrows, ncols = len(cells), len(cells[0])
+    fig = _figure(ncols * 3.1 + 1.0, nrows * 2.75 + 1.0)
+    gs = fig.add_gridspec(2 * nrows, ncols)
+    top0 = bottom0 = None
+    epochs = max((len(s.arrays["epoch"]) for seeds in g.seeds.values() for s in seeds), default=1)
+    ci_of = g.axes.index("clip") if "clip" in g.axes else None
+    for r, row in enumerate(cells):
+        for c, key in enumerate(row):
+            top = fig.add_subplot(gs[2 * r, c], sharex=top0, sharey=top0)
+            bottom = fig.add_subplot(gs[2 * r + 1, c], sharex=top0, sharey=bottom0)
+            if top0 is None:
+                top0, bottom0 = top, bottom
+                top.set_xlim(0.5, epochs + 0.5)
+                for ax, log in ((top, log_top), (bottom, log_bottom)):
+                    if log:
+                        ax.set_yscale("log")
+                if not log_top:
+                    top.set_ylim(-0.03, 1.03)
+                if not log_bottom:
+                    bottom.set_ylim(-0.03, 1.03)
+            if key is None:
+                top.set_title("not run")
+            else:
+                clip = key[ci_of] if ci_of is not None else None
+                draw(top, bottom, g.seeds.get(key, []), g, clip)
+                top.set_title(_short_label(key, g), fontsize=FONT)
+            top.tick_params(labelbottom=False)
+            bottom.tick_params(labelbottom=(r == nrows - 1))
+            if r == nrows - 1:
+                bottom.set_xlabel("epoch")
+            if c == 0:
+                top.set_ylabel(top_label)
+                bottom.set_ylabel(bottom_label)
+            else:
+                top.tick_params(labelleft=False)
+                bottom.tick_params(labelleft=False)
+            for ax in (top, bottom):
+                ax.grid(True, alpha=0.3)
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    for ax, log in ((top0, log_top), (bottom0, log_bottom)):
+        if log and ax is not None:
+            ax.autoscale_view()
+            _log_y(ax)
+    _titled_legend(fig, _seed_handles(kind), f"{title}: {what}")
+    return fig
+
+
+def _short_label(key: tuple[Any, ...], g: Grid) -> str:
+    """lr and clip of a setting (the panel's other axes are in the figure title)."""
+    values = dict(zip(g.axes, key))
+    return f"lr={value_label(values['lr'])}, clip {value_label(values.get('clip'))}"
+
+
+def _panel_cells(g: Grid, panel: tuple[Any, ...]) -> list[list[Optional[tuple[Any, ...]]]]:
+    return [[g.key(lr, clip, panel) if g.key(lr, clip, panel) in g.summary else None for clip in g.clips]
+            for lr in g.lrs]
+
+
+@_with_rc
+def learning_curves(tables: Any, panel: Optional[tuple[Any, ...]] = None, setting: Optional[dict[str, Any]] = None,
+                    grid: Optional[Grid] = None) -> Figure:
+    """val_acc and val_loss of every seed vs epoch: the grid of one panel (rows lr, columns clip),
+    or one setting when `setting` is given. `panel` defaults to the first batch size."""
+    return _traces_figure(grid or grid_of(tables), "learning_curves", panel, setting)
+
+
+@_with_rc
+def grad_norm_traces(tables: Any, panel: Optional[tuple[Any, ...]] = None, setting: Optional[dict[str, Any]] = None,
+                     grid: Optional[Grid] = None) -> Figure:
+    """grad_norm_mean/grad_norm_max (log) with the clip threshold, and clip_fraction, per seed."""
+    return _traces_figure(grid or grid_of(tables), "grad_norms", panel, setting)
+
+
+def _traces_figure(g: Grid, kind: str, panel: Optional[tuple[Any, ...]], setting: Optional[dict[str, Any]]) -> Figure:
+    if setting is not None:
+        key = tuple(normalize(setting.get(a)) for a in g.axes)
+        return _traces(g, kind, [[key]], setting_label(dict(zip(g.axes, key)), g.axes))
+    panel = panel if panel is not None else g.panels[0]
+    return _traces(g, kind, _panel_cells(g, tuple(panel)), g.panel_label(tuple(panel)).capitalize())
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _slug(values: dict[str, Any]) -> str:
+    text = "_".join(f"{k}-{value_label(v)}" for k, v in values.items())
+    return re.sub(r"[^A-Za-z0-9.\-_]+", "_", text) or "all"
+
+
+def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple[str, str, str, Callable[[], Figure]]]:
+    """(kind, relative name, label, builder) of every figure of `tables`, in report order."""
+    if not len(tables.summary):
+        return []
+    g = grid_of(tables)
+    plan: list[tuple[str, str, str, Callable[[], Figure]]] = [
+        ("collapse_rate", "figures/collapse_rate.png", "", lambda: collapse_heatmap(tables)),
+        ("mean_best_acc", "figures/mean_best_acc.png", "", lambda: accuracy_heatmap(tables)),
+        ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
+    ]
+    per_setting = len(g.lrs) * len(g.clips) > max_grid_cells
+    used: set[str] = set()
+    for kind, build in (("learning_curves", learning_curves), ("grad_norms", grad_norm_traces)):
+        for panel in g.panels:
+            if per_setting:
+                for lr in g.lrs:
+                    for clip in g.clips:
+                        key = g.key(lr, clip, panel)
+                        if key not in g.summary:
+                            continue
+                        setting = dict(zip(g.axes, key))
+                        name = _unique(f"figures/{kind}/{_slug(setting)}.png", used)
+                        plan.append((kind, name, setting_label(setting, g.axes),
+                                     lambda b=build, s=setting: b(tables, setting=s, grid=g)))
+            else:
+                slug = _slug(dict(zip(g.panel_axes, panel)))
+                name = _unique(f"figures/{kind}_{slug}.png", used)
+                plan.append((kind, name, g.panel_label(panel), lambda b=build, p=panel: b(tables, panel=p, grid=g)))
+    return plan
+
+
+def _unique(name: str, used: set[str]) -> str:
+    base, n = name, 2
+    while name in used:
+        name = base.replace(".png", f"-{n}.png")
+        n += 1
+    used.add(name)
+    return name
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` as PNG atomically (temp file + rename)."""
+    return atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=DPI))
+
+
+def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_GRID_CELLS) -> list[FigureFile]:
+    """Write every figure under study_dir/figures/ and remove PNGs left there by an earlier layout."""
+    study_dir = Path(study_dir)
+    files = []
+    for kind, name, label, build in figure_plan(tables, max_grid_cells):
+        fig = build()
+        files.append(FigureFile(kind, name, save_figure(fig, study_dir / name), label))
+        del fig  # a pyplot-free Figure is freed with its last reference
+    written = {f.path.resolve() for f in files}
+    folder = study_dir / "figures"
+    if folder.is_dir():
+        for old in folder.rglob("*.png"):
+            if old.resolve() not in written:
+                old.unlink(missing_ok=True)  # from an earlier grid or layout; report.html no longer shows it
+    return files
+
+
+def _finite(v: Any) -> bool:
+    v = normalize(v)
+    return isinstance(v, (int, float)) and math.isfinite(v)

@@ -1,0 +1,197 @@
+"""Checkpoints, kill -9 / Ctrl-C and resume, grid changes: the study survives interruptions."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+import torch
+
+from conftest import ROOT, run_cli
+from sweep.checkpoints import Checkpointer
+from sweep.config import config_fingerprint, load_config
+from sweep.tasks import build_task
+from sweep.training import StopRequested, train_setting
+
+VOLATILE = ["seconds", "trial"]  # wall time and trial numbers differ between runs by nature
+
+
+def test_checkpoint_resume_gives_identical_curves(tmp_path):
+    cfg = load_config(["model.hidden_size=16", "model.dropout=0.2", "epochs=5"])
+    task = build_task(cfg.task)
+    setting = {"lr": 0.3, "clip": 1.0, "batch_size": 64}
+    seeds = [0, 1]
+    reference = train_setting(task, cfg, setting, seeds, torch.device("cpu"))
+
+    ckpt = Checkpointer(tmp_path, setting, seeds, config_fingerprint(cfg), every=1, minutes=0)
+    epochs_seen = []
+
+    def stop_after_two():
+        epochs_seen.append(1)
+        return len(epochs_seen) >= 2
+
+    with pytest.raises(StopRequested):
+        train_setting(task, cfg, setting, seeds, torch.device("cpu"), ckpt, should_stop=stop_after_two)
+    assert ckpt.path.exists()
+    state = torch.load(ckpt.path, weights_only=True)  # plain tensors and containers only
+    assert state["epoch"] == 2
+    resumed = train_setting(task, cfg, setting, seeds, torch.device("cpu"),
+                            Checkpointer(tmp_path, setting, seeds, config_fingerprint(cfg), 1, 0))
+    for a, b in zip(reference, resumed):
+        assert a.curves == b.curves and a.steps == b.steps
+
+
+def test_checkpoint_of_another_setting_is_not_used(tmp_path):
+    cfg = load_config(["model.hidden_size=8", "epochs=2"])
+    a = Checkpointer(tmp_path, {"lr": 0.1, "clip": None, "batch_size": 64}, [0], config_fingerprint(cfg), 1, 0)
+    b = Checkpointer(tmp_path, {"lr": 0.2, "clip": None, "batch_size": 64}, [0], config_fingerprint(cfg), 1, 0)
+    a.maybe_save(1, lambda: {"seeds": []}, force=True)
+    assert a.load() == {"seeds": []} and b.load() is None
+    a.path.write_bytes(b"garbage")  # unreadable checkpoint: start from epoch 0, do not crash
+    assert a.load() is None
+
+
+# ----------------------------------------------------------------------------- process level
+
+SWEEP = ["model.hidden_size=16", "model.layers=1", "epochs=6", "seeds=2", "grid.lr=[0.05,0.2,0.8]",
+         "grid.clip=[null,1.0]", "grid.batch_size=[128]", "workers=2", "checkpoint_every=1",
+         "study.name=k"]
+
+
+def _start(results: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    full = dict(os.environ)
+    full.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep", "run", *SWEEP, f"results_dir={results}", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full,
+    )
+
+
+def _states(results: Path) -> dict[str, int]:
+    db = results / "lrsweep.db"
+    if not db.exists():
+        return {}
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        rows = con.execute("SELECT state, count(*) FROM trials GROUP BY state").fetchall()
+        con.close()
+    except sqlite3.Error:
+        return {}
+    return {state: n for state, n in rows}
+
+
+def _wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"sweep exited ({proc.returncode}) before the moment to interrupt it:\n{out}\n{err}")
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def _kill_all(proc: subprocess.Popen) -> None:
+    """SIGKILL the launcher and every worker at the same moment."""
+    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def reference_runs(tmp_path_factory):
+    results = tmp_path_factory.mktemp("reference")
+    p = run_cli("run", *SWEEP, f"results_dir={results}")
+    assert p.returncode == 0, p.stderr
+    return pd.read_csv(results / "k" / "runs.csv").drop(columns=VOLATILE)
+
+
+def _assert_complete_exactly_once(results: Path, reference: pd.DataFrame) -> None:
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{results / 'lrsweep.db'}")
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    keys = [str(sorted(t.user_attrs["setting"].items())) for t in complete]
+    assert len(keys) == len(set(keys)) == 6  # every setting completed exactly once
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    runs = pd.read_csv(results / "k" / "runs.csv").drop(columns=VOLATILE)
+    pd.testing.assert_frame_equal(runs, reference)  # value by value
+    assert not list((results / "k" / "checkpoints").glob("*.pt"))  # deleted on completion
+
+
+def _during_trial(results: Path) -> bool:
+    return _states(results).get("RUNNING", 0) >= 1 and any((results / "k" / "checkpoints").glob("*.pt"))
+
+
+def _between_trials(results: Path) -> bool:
+    return _states(results).get("COMPLETE", 0) >= 1
+
+
+def _during_checkpoint_write(results: Path) -> bool:
+    return any((results / "k" / "checkpoints").glob(".*.tmp*")) or any((results / "k" / "checkpoints").glob("*.tmp*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("moment", ["during_trial", "between_trials", "during_checkpoint_write"])
+def test_kill9_of_whole_sweep_then_same_command_completes_identically(tmp_path, reference_runs, moment):
+    env = {"LRSWEEP_FAULT_CHECKPOINT_DELAY": "1.0"} if moment == "during_checkpoint_write" else {}
+    proc = _start(tmp_path, env=env)
+    predicate = {"during_trial": _during_trial, "between_trials": _between_trials,
+                 "during_checkpoint_write": _during_checkpoint_write}[moment]
+    _wait_for(lambda: predicate(tmp_path), proc)
+    _kill_all(proc)
+    assert _states(tmp_path).get("COMPLETE", 0) < 6  # really interrupted
+    p = run_cli("run", *SWEEP, f"results_dir={tmp_path}")  # the same command
+    assert p.returncode == 0, p.stderr
+    _assert_complete_exactly_once(tmp_path, reference_runs)
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{tmp_path / 'lrsweep.db'}")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert all(t.user_attrs.get("fail_reason") == "worker process died" for t in failed)
+    if moment != "between_trials":
+        assert failed  # the orphaned trials were reclaimed at once, not after a grace period
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_checkpoints_releases_and_resumes(tmp_path, reference_runs, sig):
+    proc = _start(tmp_path)
+    _wait_for(lambda: _during_trial(tmp_path), proc)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "stopped with" in err and "run the same command to resume" in err
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{tmp_path / 'lrsweep.db'}")
+    released = [t for t in study.trials if t.user_attrs.get("fail_reason", "").startswith("released")]
+    assert released and not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert list((tmp_path / "k" / "checkpoints").glob("*.pt"))  # released trials left checkpoints
+    p = run_cli("run", *SWEEP, f"results_dir={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    _assert_complete_exactly_once(tmp_path, reference_runs)
+
+
+@pytest.mark.slow
+def test_incomparable_change_is_refused_without_touching_the_storage(tmp_path):
+    base = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]",
+            "grid.clip=[null]", "grid.batch_size=[256]", "workers=1", f"results_dir={tmp_path}", "study.name=c"]
+    assert run_cli("run", *base).returncode == 0
+    db = tmp_path / "lrsweep.db"
+    before = db.read_bytes()
+    for change, key in [("model.hidden_size=16", "model.hidden_size"), ("epochs=2", "epochs"),
+                        ("optimizer=adam", "optimizer.name"), ("model=gru", "model.name")]:
+        p = run_cli("run", *base, change)
+        assert p.returncode == 2, p.stderr
+        assert key in p.stderr and "study.name=" in p.stderr and "Traceback" not in p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert db.read_bytes() == before
