@@ -35,7 +35,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 from sweep.outputs import atomic_write
@@ -99,8 +99,8 @@ class Grid:
 
 
 def _sorted_values(values: Sequence[Any]) -> list[Any]:
-    uniq = list(dict.fromkeys(normalize(v) for v in values))
-    return sorted(uniq, key=lambda v: (0, 0.0, "") if v is None else (1, v, "") if isinstance(v, (int, float)) else (2, 0.0, str(v)))
+    """Distinct axis values in grid order: None (no clipping) first, numbers, then anything else."""
+    return sorted(dict.fromkeys(normalize(v) for v in values), key=_order)
 
 
 def grid_of(tables: Any) -> Grid:
@@ -149,8 +149,8 @@ def grid_of(tables: Any) -> Grid:
     return g
 
 
-def _order(v: Any) -> tuple[int, Any]:
-    return (0, 0) if v is None else (1, v) if isinstance(v, (int, float)) else (2, str(v))
+def _order(v: Any) -> tuple[int, float, str]:
+    return (0, 0.0, "") if v is None else (1, float(v), "") if isinstance(v, (int, float)) else (2, 0.0, str(v))
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -181,11 +181,11 @@ def _log_y(ax: Any) -> None:
     ax.set_yscale("log")
     lo, hi = ax.get_ylim()
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    subs = (1.0, 2.0, 5.0) if decades <= 2.2 else (1.0, 3.0) if decades <= 3.5 else (1.0,)
+    subs = ((1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades <= 1.0 else (1.0, 2.0, 5.0) if decades <= 2.2
+            else (1.0, 3.0) if decades <= 3.5 else (1.0,))
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=7))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_locator(LogLocator(base=10, subs=tuple(range(2, 10)), numticks=12))
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_locator(NullLocator())  # minor ticks: clutter, and slow to draw on 64 panels
 
 
 def _lr_ticks(ax: Any, lrs: Sequence[float]) -> None:
@@ -213,7 +213,7 @@ def _heatmap(g: Grid, metric: str) -> Figure:
     nl, nc = len(g.lrs), len(g.clips)
     rotate = nl > 5 or any(len(value_label(v)) > 5 for v in g.lrs)
     panel_w = max(2.8, 0.62 * nl + 1.2)
-    panel_h = max(1.7, 0.42 * nc + (1.35 if rotate else 1.1))
+    panel_h = max(2.0, 0.42 * nc + (1.35 if rotate else 1.1))
     ncols = max(1, min(len(g.panels), int(MAX_WIDTH // panel_w)))
     nrows = math.ceil(len(g.panels) / ncols)
     fig = _figure(ncols * panel_w + 1.3, nrows * panel_h + 0.6)
@@ -221,12 +221,12 @@ def _heatmap(g: Grid, metric: str) -> Figure:
     values = [r[metric] for r in g.summary.values() if _finite(r[metric])]
     if metric == "collapse_rate":
         cmap, norm = colormaps["Reds"], Normalize(0.0, 1.0)
-        cbar_label, title = "collapse_rate (collapsed runs / runs)", "collapse_rate per setting (cells: collapsed/runs)"
+        cbar_label, title = "collapse_rate\n(collapsed runs / runs)", "collapse_rate per setting (cells: collapsed/runs)"
     else:
         lo = min([g.chance] + values) if _finite(g.chance) else min(values, default=0.0)
         hi = max(values, default=1.0)
         cmap, norm = colormaps["viridis"], Normalize(lo, hi if hi > lo else lo + 0.01)
-        cbar_label, title = "mean_best_acc (fraction correct)", "mean_best_acc per setting (mean over seeds of the best val_acc)"
+        cbar_label, title = "mean_best_acc\n(fraction correct)", "mean_best_acc per setting (mean over seeds of the best val_acc)"
     cmap = cmap.with_extremes(bad="#e8e8e8")
     image = None
     for i, panel in enumerate(g.panels):
@@ -274,9 +274,7 @@ def _titled_legend(fig: Figure, handles: list[Any], title: str) -> None:
     One artist for both, so constrained layout keeps them apart (a suptitle next to an
     "outside" legend overlaps it). Columns are as many as fit the figure width.
     """
-    size = FONT - 1
-    widest = max(len(h.get_label()) for h in handles) * 0.55 * size / 72 + 0.9
-    ncols = max(1, min(len(handles), int((fig.get_figwidth() - 0.4) // widest)))
+    ncols, _ = _legend_shape(handles, title, fig.get_figwidth())
     fig.legend(handles=handles, loc="outside upper center", ncols=ncols, frameon=False,
                title=_wrap(title, fig.get_figwidth(), FONT + 1), title_fontsize=FONT + 1)
 
@@ -438,30 +436,42 @@ _TRACES = {
 }
 
 
+# Trace grids are laid out by hand (sizes in inches): with 64 panels, constrained layout and
+# shared axes make saving a figure several times slower (every panel's tight box, every sibling's
+# limits), while this regular grid needs only fixed margins. Limits are made equal explicitly.
+PANEL_W, PANEL_H = 3.1, 1.15  # one axes
+PAIR_GAP, TITLE_GAP, COL_GAP = 0.08, 0.36, 0.18  # between the two panels of a setting, above a title, columns
+LEFT, RIGHT, BOTTOM = 0.95, 0.2, 0.55
+
+
 def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], title: str) -> Figure:
     """A grid of settings (rows x columns of setting keys, None = not run), two panels each."""
     draw, top_label, bottom_label, log_top, log_bottom, what = _TRACES[kind]
     bottom_label = bottom_label or g.loss_label
     nrows, ncols = len(cells), len(cells[0])
-    fig = _figure(ncols * 3.1 + 1.0, nrows * 2.75 + 1.0)
-    gs = fig.add_gridspec(2 * nrows, ncols)
-    top0 = bottom0 = None
+    # A figure of one setting gets roomier panels (it is looked at alone).
+    panel_w, panel_h = (PANEL_W, PANEL_H) if nrows * ncols > 1 else (5.5, 1.7)
+    width = LEFT + ncols * panel_w + (ncols - 1) * COL_GAP + RIGHT
+    handles = _seed_handles(kind)
+    legend_cols, legend_h = _legend_shape(handles, f"{title}: {what}", width)
+    top_margin = legend_h + TITLE_GAP
+    cell_h = 2 * panel_h + PAIR_GAP
+    height = top_margin + nrows * cell_h + (nrows - 1) * TITLE_GAP + BOTTOM
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    outer = fig.add_gridspec(nrows, ncols, left=LEFT / width, right=1 - RIGHT / width, bottom=BOTTOM / height,
+                             top=1 - top_margin / height, hspace=TITLE_GAP / cell_h, wspace=COL_GAP / panel_w)
     epochs = max((len(s.arrays["epoch"]) for seeds in g.seeds.values() for s in seeds), default=1)
     ci_of = g.axes.index("clip") if "clip" in g.axes else None
+    tops, bottoms = [], []
     for r, row in enumerate(cells):
         for c, key in enumerate(row):
-            top = fig.add_subplot(gs[2 * r, c], sharex=top0, sharey=top0)
-            bottom = fig.add_subplot(gs[2 * r + 1, c], sharex=top0, sharey=bottom0)
-            if top0 is None:
-                top0, bottom0 = top, bottom
-                top.set_xlim(0.5, epochs + 0.5)
-                for ax, log in ((top, log_top), (bottom, log_bottom)):
-                    if log:
-                        ax.set_yscale("log")
-                if not log_top:
-                    top.set_ylim(-0.03, 1.03)
-                if not log_bottom:
-                    bottom.set_ylim(-0.03, 1.03)
+            inner = outer[r, c].subgridspec(2, 1, hspace=PAIR_GAP / panel_h)
+            top, bottom = fig.add_subplot(inner[0]), fig.add_subplot(inner[1])
+            tops.append(top)
+            bottoms.append(bottom)
+            for ax, log in ((top, log_top), (bottom, log_bottom)):
+                if log:
+                    ax.set_yscale("log")
             if key is None:
                 top.set_title("not run")
             else:
@@ -480,13 +490,39 @@ def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], ti
                 bottom.tick_params(labelleft=False)
             for ax in (top, bottom):
                 ax.grid(True, alpha=0.3)
+                ax.set_xlim(0.5, epochs + 0.5)
                 ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
-    for ax, log in ((top0, log_top), (bottom0, log_bottom)):
-        if log and ax is not None:
-            ax.autoscale_view()
-            _log_y(ax)
-    _titled_legend(fig, _seed_handles(kind), f"{title}: {what}")
+    for group, log in ((tops, log_top), (bottoms, log_bottom)):
+        _same_y(group, log)
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.05 / height), ncols=legend_cols,
+               frameon=False, title=_wrap(f"{title}: {what}", width, FONT + 1), title_fontsize=FONT + 1)
     return fig
+
+
+def _same_y(axes: list[Any], log: bool) -> None:
+    """One y range for a row kind of a trace grid (what sharey would give, without its cost)."""
+    if not log:
+        for ax in axes:
+            ax.set_ylim(-0.03, 1.03)
+        return
+    lows = [ax.dataLim.y0 for ax in axes if np.isfinite(ax.dataLim.y0) and ax.dataLim.y0 > 0]
+    highs = [ax.dataLim.y1 for ax in axes if np.isfinite(ax.dataLim.y1) and ax.dataLim.y1 > 0]
+    lo, hi = (min(lows), max(highs)) if lows and highs else (0.1, 10.0)
+    if hi <= lo:
+        lo, hi = lo / 2, hi * 2
+    for ax in axes:
+        ax.set_ylim(lo / 1.25, hi * 1.25)
+        _log_y(ax)
+
+
+def _legend_shape(handles: list[Any], title: str, width: float) -> tuple[int, float]:
+    """(columns, height in inches) of a figure legend with `title`, as `_titled_legend` draws it."""
+    size = FONT - 1
+    widest = max(len(h.get_label()) for h in handles) * 0.55 * size / 72 + 0.9
+    ncols = max(1, min(len(handles), int((width - 0.4) // widest)))
+    rows = math.ceil(len(handles) / ncols)
+    title_lines = _wrap(title, width, FONT + 1).count("\n") + 1
+    return ncols, (title_lines * 1.3 * (FONT + 1) + rows * 1.75 * size + 1.2 * size) / 72
 
 
 def _short_label(key: tuple[Any, ...], g: Grid) -> str:

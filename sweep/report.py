@@ -5,7 +5,8 @@ Usage::
     paths = write_report(storage, study_name, results_dir="results")   # `sweep report`
 
 Reads the run records stored in the study, runs detection with the thresholds recorded there
-(or the ones given), and writes runs.csv, summary.csv, curves.parquet, figures/ and report.html.
+(or the ones given), and writes runs.csv, summary.csv, curves.parquet, verdicts.csv, figures/ and
+report.html (last, so that every figure it references exists when it appears).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from typing import Any, Optional
 
 from sweep.analysis import Tables, build_tables, load_study_runs
 from sweep.config import DetectConfig
+from sweep.html_report import write_html
 from sweep.outputs import write_csv, write_parquet
+from sweep.plots import write_figures
 from sweep.study import ATTR_CONFIG, ATTR_TASK
+from sweep.verdicts import compute_verdicts
 
 
 def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
@@ -33,12 +37,23 @@ def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
 
 
 def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectConfig] = None) -> dict[str, Path]:
-    """Write the tables, figures and report.html of `study` under results_dir/<study>/."""
+    """Write the tables, verdicts, figures and report.html of `study` under results_dir/<study>/.
+
+    Returns:
+        name -> path of every file written: "runs", "summary", "curves", "verdicts", one entry per
+        figure named by its path relative to the study folder ("figures/lr_curves.png"), and
+        "report" (report.html) last.
+    """
     out = Path(results_dir) / study.study_name
     tables = study_tables(study, detect)
+    verdicts = compute_verdicts(tables)
     paths = {
         "runs": write_csv(tables.runs, out / "runs.csv"),
         "summary": write_csv(tables.summary, out / "summary.csv"),
         "curves": write_parquet(tables.curves, out / "curves.parquet"),
+        "verdicts": write_csv(verdicts.slices, out / "verdicts.csv"),
     }
+    figures = write_figures(tables, out)
+    paths.update({f.name: f.path for f in figures})
+    paths["report"] = write_html(tables, verdicts, figures, out)
     return paths

@@ -102,6 +102,28 @@ def _enable_wal(path: Path) -> None:
         con.close()
 
 
+def _serialize_sqlite_transactions(engine: Any) -> None:
+    """Start every SQLite transaction with BEGIN IMMEDIATE.
+
+    Python's sqlite3 driver begins a transaction only at the first write, so Optuna's
+    read-check-write updates (claiming a WAITING trial, refusing to finish a finished one) are
+    not atomic between processes: two workers can both read WAITING and both claim the trial.
+    Taking the write lock at BEGIN makes each of them atomic (SQLAlchemy's documented recipe);
+    the busy timeout makes concurrent workers wait for the lock instead of failing.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed are not reused
+
+
 def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60, create: bool = True) -> Any:
     """An Optuna RDBStorage for `url`, with heartbeats; raises UserError for bad/unreachable URLs.
 
@@ -131,13 +153,16 @@ def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60,
             # heartbeat_interval is flagged experimental; it is the documented way to find
             # trials of dead workers, which resuming depends on.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_seconds,
                 grace_period=grace_seconds,
                 heartbeat_stale_trial_callback=requeue_trial,
             )
+        if path is not None:
+            _serialize_sqlite_transactions(storage.engine)
+        return storage
     except sqlalchemy.exc.ArgumentError:
         raise UserError(f"study.storage: {safe!r} is not a valid database URL; use sqlite:///file.db or postgresql://user@host/db") from None
     except sqlalchemy.exc.NoSuchModuleError:
@@ -208,7 +233,8 @@ def check_comparable(study: Any, cfg: Config) -> None:
         return
     new = comparable_part(cfg)
     swept = {k for k, _ in cfg.grid.extra} | set(study.user_attrs.get(ATTR_CONFIG, {}).get("grid", {}))
-    for key in sorted(set(stored) | set(new)):
+    # Group choices first (optimizer.name says more than optimizer.beta1 appearing).
+    for key in sorted(set(stored) | set(new), key=lambda k: (not k.endswith(".name"), k)):
         if key in swept:
             continue
         old_v, new_v = stored.get(key, "<unset>"), new.get(key, "<unset>")

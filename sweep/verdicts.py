@@ -71,21 +71,24 @@ def setting_key(row: Any, axes: Sequence[str]) -> tuple[Any, ...]:
     return tuple(normalize(row[a]) for a in axes)
 
 
-def grid_lrs(values: np.ndarray, lrs: Sequence[float]) -> np.ndarray:
-    """The grid LR of each curve row.
+def grid_lrs(values: np.ndarray, lrs: Sequence[float], rtol: float = 1e-5) -> np.ndarray:
+    """The grid LR of each curve row, NaN where none is within `rtol`.
 
-    Note: `sweep.analysis.build_tables` writes the per-epoch `lr` curve column over the setting's
-    `lr` axis, so curves hold the (float32) learning rate the optimizer used, not the grid value.
-    Each row is mapped to the nearest grid LR on a log scale: exact for a constant schedule, and a
-    no-op once the axis value is kept.
+    Note: `sweep.analysis.build_tables` writes the per-epoch `lr` curve column (the rate the
+    optimizer used, float32) over the setting's `lr` axis. A float32 copy of a grid value is mapped
+    back to it; a scheduled rate (warmup, decay) matches no grid value and is left out (NaN) rather
+    than assigned to the wrong setting. A no-op once the axis value is kept in the curves.
     """
+    values = np.asarray(values, dtype=float)
     grid = np.asarray(lrs, dtype=float)
     if not len(grid) or np.isin(values, grid).all():
         return values
     with np.errstate(divide="ignore", invalid="ignore"):
         dist = np.abs(np.log(values[:, None]) - np.log(grid[None, :]))
     dist = np.where(np.isfinite(dist), dist, np.inf)
-    return np.where(np.isfinite(dist).any(axis=1), grid[dist.argmin(axis=1)], np.nan)
+    nearest = dist.argmin(axis=1)
+    close = dist[np.arange(len(values)), nearest] <= rtol
+    return np.where(close, grid[nearest], np.nan)
 
 
 def slice_axes(axes: Sequence[str]) -> list[str]:
@@ -191,7 +194,8 @@ def clip_fractions(curves: pd.DataFrame, axes: Sequence[str], summary_lrs: Optio
         keys[list(axes).index("lr")] = pd.Series(grid_lrs(curves["lr"].to_numpy(dtype=float), lrs), index=curves.index)
     means = curves.groupby(keys, sort=False, dropna=False)["clip_fraction"].mean()
     rows = [dict(zip(axes, k if isinstance(k, tuple) else (k,)), clip_fraction=float(v)) for k, v in means.items()]
-    return pd.DataFrame(rows, columns=list(axes) + ["clip_fraction"])
+    out = pd.DataFrame(rows, columns=list(axes) + ["clip_fraction"])
+    return out[out["lr"].notna()].reset_index(drop=True) if "lr" in axes else out
 
 
 def compute_verdicts(tables: Any) -> Verdicts:

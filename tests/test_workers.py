@@ -1,0 +1,117 @@
+"""Parallel workers on SQLite, and independent workers on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import psutil
+import pytest
+
+from conftest import ROOT, run_cli
+from sweep.study import redact_url
+
+pytestmark = pytest.mark.slow
+
+
+def _complete_settings(study) -> list[str]:
+    return [str(sorted(t.user_attrs["setting"].items())) for t in study.trials
+            if t.state == optuna.trial.TrialState.COMPLETE]
+
+
+def test_four_workers_on_sqlite_finish_100_trials_without_lock_errors(tmp_path):
+    lrs = ",".join(f"{0.01 * (i + 1):.2f}" for i in range(25))
+    args = ["model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1", f"grid.lr=[{lrs}]",
+            "grid.clip=[null,1.0]", "grid.batch_size=[512,1024]", "workers=4", "study.name=many",
+            f"results_dir={tmp_path}"]
+    p = run_cli("run", *args, timeout=900)
+    assert p.returncode == 0, p.stderr
+    assert "locked" not in p.stderr.lower() and "Traceback" not in p.stderr
+    study = optuna.load_study(study_name="many", storage=f"sqlite:///{tmp_path / 'lrsweep.db'}")
+    settings = _complete_settings(study)
+    assert len(settings) == 100 and len(set(settings)) == 100  # every setting completed once
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(pd.read_csv(tmp_path / "many" / "summary.csv")) == 100
+
+
+def _worker(url: str, name: str, host: str, results: Path, extra: list[str]) -> subprocess.Popen:
+    env = dict(os.environ, LRSWEEP_HOST=host)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep", "worker", f"study.storage={url}", f"study.name={name}",
+         f"results_dir={results}", *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def _kill_family(proc: subprocess.Popen) -> None:
+    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)
+
+
+@pytest.mark.postgres
+def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_path, postgres_url):
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    grid = ["model.hidden_size=16", "model.layers=1", "epochs=12", "seeds=1", "grid.lr=[0.05,0.1,0.2]",
+            "grid.clip=[null,1.0]", "grid.batch_size=[64]", "workers=1", "checkpoint_every=1",
+            "study.heartbeat_seconds=1", "study.grace_seconds=4"]
+    a = _worker(postgres_url, name, "host-a", tmp_path / "a", grid)
+    b = _worker(postgres_url, name, "host-b", tmp_path / "b", grid)
+    storage = optuna.storages.RDBStorage(postgres_url)
+
+    def running_on_a():
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            return []
+        return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+                if t.user_attrs.get("worker", {}).get("host") == "host-a"]
+
+    end = time.monotonic() + 180
+    while not running_on_a():
+        assert time.monotonic() < end and a.poll() is None, a.communicate()
+        time.sleep(0.1)
+    time.sleep(1.5)  # a few epochs into the trial
+    victim = running_on_a()[0].number
+    _kill_family(a)
+    out, err = b.communicate(timeout=600)
+    assert b.returncode == 0, err
+    study = optuna.load_study(study_name=name, storage=storage)
+    settings = _complete_settings(study)
+    assert len(settings) == 6 and len(set(settings)) == 6  # every setting exactly once
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("discarded")]
+    assert [t.number for t in failed] == [victim]  # only the killed worker's trial was reclaimed
+    assert all(t.user_attrs["worker"]["host"] == "host-b" for t in study.trials
+               if t.state == optuna.trial.TrialState.COMPLETE and t.number > victim
+               and t.system_attrs.get("failed_trial") == victim)
+    # The report is rebuilt from PostgreSQL alone, and never shows the password.
+    p = run_cli("report", f"study.storage={postgres_url}", f"study.name={name}", f"results_dir={tmp_path / 'r'}")
+    assert p.returncode == 0, p.stderr
+    runs = pd.read_csv(tmp_path / "r" / name / "runs.csv")
+    assert len(runs) == 6 and not runs.duplicated(subset=["lr", "clip", "batch_size", "seed"]).any()
+    password = postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    for text in (out, err, p.stdout, p.stderr):
+        assert password not in text
+    for path in (tmp_path / "r").rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+    st = run_cli("status", f"study.storage={postgres_url}")
+    assert st.returncode == 0 and password not in st.stdout + st.stderr
+    assert redact_url(postgres_url) in st.stdout and name in st.stdout
+
+
+def test_redact_url_hides_passwords_only():
+    assert redact_url("postgresql://user:secret@host:5432/db") == "postgresql://user:***@host:5432/db"
+    assert redact_url("postgresql://user@host/db") == "postgresql://user@host/db"
+    assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
