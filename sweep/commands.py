@@ -12,14 +12,13 @@ from sweep.study import load_study, open_storage, redact_url, study_names
 
 def report_command(cfg: Config, set_keys: set[str]) -> int:
     """Rebuild results/<study>/ from the storage; detect.* overrides re-run detection."""
-    from sweep.report import write_report
+    from sweep.report import results_line, write_report
 
     storage = open_storage(cfg.storage_url(), create=False)
     study = load_study(storage, cfg.study.name)
     detect = cfg.detect if any(k.startswith("detect") for k in set_keys) else None
     paths = write_report(study, cfg.results_dir, detect=detect)
-    out = paths["runs"].parent
-    print(f"results: {out}/ ({', '.join(p.name for p in paths.values())})")
+    print(results_line(paths["runs"].parent, paths))
     return 0
 
 

@@ -265,7 +265,7 @@ def _summary_section(tables: Any, v: Verdicts) -> str:
     s = tables.summary
     if not len(s):
         return '<section id="summary"><h2>Summary table</h2><p>No completed settings yet.</p></section>'
-    frac = {setting_key(r, axes): r["clip_fraction"] for r in clip_fractions(tables.curves, axes, s["lr"].tolist()).to_dict("records")}
+    frac = {setting_key(r, axes): r["clip_fraction"] for r in clip_fractions(tables.curves, axes).to_dict("records")}
     rec_key = setting_key(v.recommendation.setting, axes) if v.recommendation else None
     rows = []
     for r in s.to_dict("records"):

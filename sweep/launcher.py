@@ -206,10 +206,10 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
     crashed = [c for c in codes if c not in (0, None, EXIT_STOPPED)]
     paths = {}
     if write_results and final.complete_runs:
-        from sweep.report import write_report
+        from sweep.report import results_line, write_report
 
         paths = write_report(study, cfg.results_dir)
-        print(f"results: {cfg.study_dir}/ ({', '.join(p.name for p in paths.values())})")
+        print(results_line(cfg.study_dir, paths))
     if final.failed_settings:
         print(f"{final.failed_settings} setting(s) failed with an error (see above, or `sweep status`); "
               f"run the same command to retry them.", file=sys.stderr)

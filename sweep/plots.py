@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -39,7 +38,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocato
 from matplotlib.transforms import blended_transform_factory
 
 from sweep.outputs import atomic_write
-from sweep.verdicts import CLIP_FRACTION_TOO_HIGH, grid_lrs, normalize, setting_label, slice_label, value_label
+from sweep.verdicts import CLIP_FRACTION_TOO_HIGH, normalize, setting_label, slice_label, value_label
 
 DPI = 100
 FONT = 9  # points: readable at 100% zoom with DPI 100
@@ -128,8 +127,6 @@ def grid_of(tables: Any) -> Grid:
     if len(curves):
         cols = {c: curves[c].to_numpy(dtype=float) for c in curves.columns if c not in axes and c != "seed"}
         keys = [curves[a].map(normalize) for a in axes]
-        if "lr" in axes:
-            keys[axes.index("lr")] = pd.Series(grid_lrs(curves["lr"].to_numpy(dtype=float), g.lrs), index=curves.index)
         groups = curves.groupby(keys + [curves["seed"]], sort=False, dropna=False).indices
         for gkey, idx in groups.items():
             gkey = tuple(normalize(v) for v in gkey)
@@ -168,7 +165,11 @@ def _with_rc(build: Callable[..., Figure]) -> Callable[..., Figure]:
     @functools.wraps(build)
     def wrapper(*args: Any, **kwargs: Any) -> Figure:
         with mpl.rc_context(RC):
-            return build(*args, **kwargs)
+            fig = build(*args, **kwargs)
+        # Ticks are created lazily at draw time, after the rc context: fix their size now.
+        for ax in fig.axes:
+            ax.tick_params(labelsize=FONT - 1)
+        return fig
 
     return wrapper
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    paths = write_report(storage, study_name, results_dir="results")   # `sweep report`
+    paths = write_report(study, results_dir="results")   # what `sweep report` does
 
 Reads the run records stored in the study, runs detection with the thresholds recorded there
 (or the ones given), and writes runs.csv, summary.csv, curves.parquet, verdicts.csv, figures/ and
@@ -57,3 +57,12 @@ def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectCon
     paths.update({f.name: f.path for f in figures})
     paths["report"] = write_html(tables, verdicts, figures, out)
     return paths
+
+
+def results_line(folder: Path, paths: dict[str, Path]) -> str:
+    """One line saying where the results are: the report first, then what else was written."""
+    figures = sum(1 for p in paths.values() if p.suffix == ".png")
+    tables = [p.name for p in paths.values() if p.suffix in (".csv", ".parquet")]
+    report = paths.get("report")
+    lead = f"open {report}" if report else f"results in {folder}/"
+    return f"{lead}  ({', '.join(tables)}; {figures} figures in {folder}/figures/)"

@@ -46,7 +46,7 @@ EPOCH_COLUMNS = (
     "grad_norm_p90",
     "clip_fraction",
     "pred_top_frac",
-    "lr",
+    "epoch_lr",  # learning rate of the epoch's last step (the schedule's value)
 )
 NONFINITE_CHECK_STEPS = 16  # on CUDA: steps between host-side non-finite checks
 EVAL_BATCH = 4096  # validation batch (inference only, no activations kept)
@@ -286,7 +286,7 @@ def _epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float
     ]).tolist()
     row = dict(zip(("train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction"), stats))
     row = {k: (v if math.isfinite(v) else math.nan) for k, v in row.items()}
-    row["lr"] = lr
+    row["epoch_lr"] = lr
     return row, nonfinite
 
 

@@ -71,26 +71,6 @@ def setting_key(row: Any, axes: Sequence[str]) -> tuple[Any, ...]:
     return tuple(normalize(row[a]) for a in axes)
 
 
-def grid_lrs(values: np.ndarray, lrs: Sequence[float], rtol: float = 1e-5) -> np.ndarray:
-    """The grid LR of each curve row, NaN where none is within `rtol`.
-
-    Note: `sweep.analysis.build_tables` writes the per-epoch `lr` curve column (the rate the
-    optimizer used, float32) over the setting's `lr` axis. A float32 copy of a grid value is mapped
-    back to it; a scheduled rate (warmup, decay) matches no grid value and is left out (NaN) rather
-    than assigned to the wrong setting. A no-op once the axis value is kept in the curves.
-    """
-    values = np.asarray(values, dtype=float)
-    grid = np.asarray(lrs, dtype=float)
-    if not len(grid) or np.isin(values, grid).all():
-        return values
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dist = np.abs(np.log(values[:, None]) - np.log(grid[None, :]))
-    dist = np.where(np.isfinite(dist), dist, np.inf)
-    nearest = dist.argmin(axis=1)
-    close = dist[np.arange(len(values)), nearest] <= rtol
-    return np.where(close, grid[nearest], np.nan)
-
-
 def slice_axes(axes: Sequence[str]) -> list[str]:
     """The axes that define a slice: every axis but the learning rate."""
     return [a for a in axes if a != "lr"]
@@ -184,18 +164,14 @@ def recommend(summary: pd.DataFrame, axes: Sequence[str]) -> Optional[Recommenda
     )
 
 
-def clip_fractions(curves: pd.DataFrame, axes: Sequence[str], summary_lrs: Optional[Sequence[float]] = None) -> pd.DataFrame:
+def clip_fractions(curves: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     """Per setting: `clip_fraction`, the share of steps clipped, averaged over epochs and seeds."""
     if not len(curves):
         return pd.DataFrame(columns=list(axes) + ["clip_fraction"])
     keys = [curves[a].map(normalize) for a in axes]
-    if "lr" in axes:
-        lrs = sorted({float(v) for v in summary_lrs}) if summary_lrs is not None else sorted(set(curves["lr"]))
-        keys[list(axes).index("lr")] = pd.Series(grid_lrs(curves["lr"].to_numpy(dtype=float), lrs), index=curves.index)
     means = curves.groupby(keys, sort=False, dropna=False)["clip_fraction"].mean()
     rows = [dict(zip(axes, k if isinstance(k, tuple) else (k,)), clip_fraction=float(v)) for k, v in means.items()]
-    out = pd.DataFrame(rows, columns=list(axes) + ["clip_fraction"])
-    return out[out["lr"].notna()].reset_index(drop=True) if "lr" in axes else out
+    return pd.DataFrame(rows, columns=list(axes) + ["clip_fraction"])
 
 
 def compute_verdicts(tables: Any) -> Verdicts:
@@ -203,7 +179,7 @@ def compute_verdicts(tables: Any) -> Verdicts:
     axes = list(tables.axes)
     slices = slice_verdicts(tables.summary, axes, tables.chance)
     rec = recommend(tables.summary, axes)
-    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes, tables.summary["lr"].tolist()))
+    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes))
     return Verdicts(slices=slices, recommendation=rec, reading=text)
 
 

@@ -1,0 +1,251 @@
+"""Verdicts on hand-made summary tables with known answers (DESIGN.md "Definitions")."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sweep.analysis import SUMMARY_COLUMNS
+from sweep.stats import wilson_interval
+from sweep.verdicts import (
+    SLICE_COLUMNS, clip_fractions, compute_verdicts, largest_stable_lr, lr_sensitivity, reading, recommend,
+    setting_label, slice_label, slice_verdicts, value_label,
+)
+
+AXES = ["lr", "clip", "batch_size"]
+CHANCE = 0.1
+LRS = [0.01, 0.03, 0.1, 0.3, 1.0]
+
+
+def row(lr, clip, acc, k, n=5, bs=32, mode="diverged", p90=1.5, **extra):
+    """One summary.csv row: `k` of `n` runs collapsed (all in `mode`), mean best accuracy `acc`."""
+    rate, lo, hi = wilson_interval(k, n)
+    r = {a: math.nan for a in SUMMARY_COLUMNS}
+    r.update(lr=lr, clip=clip, batch_size=bs, n_runs=n, mean_best_acc=acc, mean_best_acc_lo=acc - 0.01,
+             mean_best_acc_hi=min(1.0, acc + 0.01), collapse_rate=rate, collapse_rate_lo=lo, collapse_rate_hi=hi,
+             n_collapsed=k, n_nonfinite=k if mode == "nonfinite" else 0, n_diverged=k if mode == "diverged" else 0,
+             n_constant_output=k if mode == "constant_output" else 0, n_never_learned=0, grad_norm_p90=p90,
+             chance=CHANCE, **extra)
+    return r
+
+
+def table(rows, axes=AXES):
+    return pd.DataFrame(rows, columns=list(axes) + SUMMARY_COLUMNS)
+
+
+def grid(accs_none, ks_none, accs_clip=None, ks_clip=None, clip=1.0):
+    """A slice without clipping (and optionally one with clipping) over LRS, clip NaN as in summary.csv."""
+    rows = [row(lr, math.nan, a, k) for lr, a, k in zip(LRS, accs_none, ks_none)]
+    if accs_clip is not None:
+        rows += [row(lr, clip, a, k) for lr, a, k in zip(LRS, accs_clip, ks_clip)]
+    return table(sorted(rows, key=lambda r: (r["lr"], 0 if r["clip"] != r["clip"] else 1)))
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def test_lr_sensitivity_is_the_mean_shortfall_from_the_best_lr():
+    assert lr_sensitivity([0.5, 0.9, 0.7], CHANCE) == pytest.approx((0.4 + 0.0 + 0.2) / 3)
+
+
+def test_lr_sensitivity_floors_accuracy_below_chance_at_chance():
+    assert lr_sensitivity([0.02, 0.9], CHANCE) == pytest.approx((0.9 - 0.1) / 2)
+
+
+def test_lr_sensitivity_is_zero_when_nothing_learned_or_every_lr_is_equal():
+    assert lr_sensitivity([0.05, 0.08], CHANCE) == 0.0
+    assert lr_sensitivity([0.7, 0.7, 0.7], CHANCE) == 0.0
+
+
+def test_largest_stable_lr_none_collapse_is_the_largest_lr():
+    assert largest_stable_lr(LRS, [0, 0, 0, 0, 0]) == 1.0
+
+
+def test_largest_stable_lr_collapse_only_at_the_top():
+    assert largest_stable_lr(LRS, [0, 0, 0, 0, 4]) == 0.3
+
+
+def test_largest_stable_lr_all_collapse_is_none():
+    assert largest_stable_lr(LRS, [1, 2, 5, 5, 5]) is None
+
+
+def test_largest_stable_lr_non_monotone_stops_at_the_first_collapse():
+    # collapse at 0.03, none at 0.1 and 0.3, again at 1: the largest stable lr is 0.01
+    assert largest_stable_lr(LRS, [0, 1, 0, 0, 3]) == 0.01
+
+
+def test_largest_stable_lr_does_not_depend_on_input_order():
+    assert largest_stable_lr([1.0, 0.01, 0.1], [2, 0, 0]) == 0.1
+
+
+def test_slice_verdicts_one_row_per_clip_and_batch_size():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.98, 0.88], [0, 0, 0, 0, 0])
+    v = slice_verdicts(s, AXES, CHANCE)
+    assert list(v.columns) == ["clip", "batch_size"] + SLICE_COLUMNS
+    assert len(v) == 2
+    none, clip = v.iloc[0], v.iloc[1]
+    assert math.isnan(none["clip"]) or none["clip"] is None
+    assert clip["clip"] == 1.0 and clip["batch_size"] == 32
+    assert none["largest_stable_lr"] == 0.3 and none["first_collapse_lr"] == 1.0
+    assert none["collapsed_lrs"] == "1" and bool(none["monotone_collapse"])
+    assert none["n_collapsed"] == 4 and none["n_runs"] == 25
+    assert none["best_lr"] == 0.3 and none["best_mean_best_acc"] == pytest.approx(0.97)
+    assert none["lr_sensitivity"] == pytest.approx(np.mean([0.97 - a for a in [0.4, 0.8, 0.95, 0.97, 0.6]]))
+    assert clip["largest_stable_lr"] == 1.0 and clip["collapsed_lrs"] == ""
+
+
+def test_slice_verdicts_flags_a_non_monotone_pattern():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 2, 0, 0, 5])
+    v = slice_verdicts(s, AXES, CHANCE).iloc[0]
+    assert v["largest_stable_lr"] == 0.01 and v["collapsed_lrs"] == "0.03 1"
+    assert not bool(v["monotone_collapse"])
+
+
+def test_slice_verdicts_with_an_extra_axis_makes_one_slice_per_value():
+    axes = AXES + ["model.hidden_size"]
+    rows = [row(lr, math.nan, 0.9, 0, **{"model.hidden_size": h}) for h in (16, 64) for lr in LRS]
+    v = slice_verdicts(table(rows, axes), axes, CHANCE)
+    assert list(v["model.hidden_size"]) == [16, 64]
+    assert slice_label({"clip": None, "batch_size": 32, "model.hidden_size": 16}) == \
+        "batch size 32 without clipping, model.hidden_size=16"
+
+
+# --------------------------------------------------------------------------- recommendation
+
+
+def test_recommendation_is_the_best_setting_without_any_collapse():
+    # lr=1 without clipping has the best mean but one collapsed run: not recommended
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.99], [0, 0, 0, 0, 1], [0.4, 0.78, 0.95, 0.98, 0.9], [0, 0, 0, 0, 0])
+    rec = recommend(s, AXES)
+    assert rec.setting == {"lr": 0.3, "clip": 1.0, "batch_size": 32}
+    assert type(rec.setting["batch_size"]) is int
+    assert (rec.mean_best_acc, rec.mean_best_acc_lo, rec.mean_best_acc_hi, rec.n_runs) == pytest.approx((0.98, 0.97, 0.99, 5))
+
+
+def test_recommendation_breaks_ties_by_the_lower_bound():
+    a, b = row(0.1, math.nan, 0.9, 0), row(0.3, math.nan, 0.9, 0)
+    b["mean_best_acc_lo"] = 0.895
+    assert recommend(table([a, b]), AXES).setting["lr"] == 0.3
+
+
+def test_no_recommendation_when_every_setting_collapsed():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [1, 1, 2, 3, 5])
+    assert recommend(s, AXES) is None
+
+
+def test_no_clipping_is_recommended_as_none():
+    s = grid([0.4, 0.8, 0.99, 0.97, 0.6], [0, 0, 0, 0, 5])
+    assert recommend(s, AXES).setting["clip"] is None
+
+
+# --------------------------------------------------------------------------- the paragraph
+
+
+def read(s, curves_frac=None):
+    return reading(s, slice_verdicts(s, AXES, CHANCE), recommend(s, AXES), AXES, CHANCE, curves_frac)
+
+
+def test_reading_collapse_only_at_the_top_lr_and_clipping_keeps_it_stable():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0])
+    text = read(s)
+    assert "At batch size 32 without clipping, runs collapse only at the largest lr tried, lr=1 (4/5 runs at lr=1" in text
+    assert "the largest stable lr is 0.3" in text
+    assert "Clipping at 1 keeps lr=1 stable (0/5 collapsed, mean best accuracy 0.880)" in text
+    assert "Recommended: lr=0.3, clip 1, batch size 32: mean best accuracy 0.990 (95% CI 0.980-1.000) over 5 seeds, no collapse." in text
+
+
+def test_reading_collapse_from_an_lr_up():
+    text = read(grid([0.4, 0.8, 0.95, 0.5, 0.2], [0, 0, 0, 2, 5]))
+    assert "runs collapse from lr=0.3 up (2/5 runs at lr=0.3; 5/5 runs at lr=1; modes: 7 diverged)" in text
+    assert "the largest stable lr is 0.1" in text
+
+
+def test_reading_all_collapse():
+    text = read(grid([0.4, 0.8, 0.95, 0.5, 0.2], [1, 1, 2, 3, 5]))
+    assert "runs collapse at every lr tried, even the smallest, lr=0.01" in text
+    assert "No setting is recommended" in text
+
+
+def test_reading_none_collapse_says_the_grid_may_not_reach_the_edge():
+    text = read(grid([0.4, 0.8, 0.95, 0.97, 0.99], [0] * 5))
+    assert "No run collapsed anywhere in the grid (lr=0.01 to 1)" in text
+    assert "It is the largest lr tried" in text
+
+
+def test_reading_non_monotone_pattern_is_named():
+    text = read(grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 2, 0, 0, 5]))
+    assert "runs collapse at lr=0.03 and lr=1 but not at lr=0.1 and lr=0.3" in text
+    assert "the largest stable lr is 0.01" in text and "more seeds" in text
+
+
+def test_reading_clipping_that_only_lowers_the_rate():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 1])
+    assert "Clipping at 1 lowers collapse at lr=1 to 1/5 runs" in read(s)
+
+
+def test_reading_suggests_grad_norm_p90_as_a_clip_start():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4])
+    s["grad_norm_p90"] = [1.0, 2.0, 3.0, 4.0, 50.0]
+    assert "(grad_norm_p90) is about 2.5 at the stable settings without clipping" in read(s)
+
+
+def test_reading_warns_when_more_than_half_the_updates_are_clipped():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0])
+    frac = pd.DataFrame({"lr": LRS * 2, "clip": [None] * 5 + [1.0] * 5, "batch_size": 32,
+                         "clip_fraction": [0.0] * 5 + [0.0, 0.1, 0.3, 0.45, 0.8]})
+    text = read(s, frac)
+    assert "More than half of the updates were clipped (clip_fraction) at lr=1, clip 1, batch size 32 (80%)" in text
+    assert "Tuning Playbook" in text
+    frac["clip_fraction"] = 0.2
+    assert "Tuning Playbook" not in read(s, frac)
+
+
+def test_reading_of_an_empty_table():
+    s = table([])
+    assert "No completed runs yet" in read(s)
+    assert recommend(s, AXES) is None and len(slice_verdicts(s, AXES, CHANCE)) == 0
+
+
+@pytest.mark.parametrize("ks", [[0] * 5, [0, 0, 0, 0, 4], [1, 1, 2, 3, 5], [0, 2, 0, 0, 5]])
+def test_outputs_are_nan_free(ks, tmp_path):
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], ks, [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0])
+    text = read(s)
+    assert not re.search(r"\b(nan|inf)\b", text.lower())
+    v = slice_verdicts(s, AXES, CHANCE)
+    path = tmp_path / "verdicts.csv"
+    v.to_csv(path, index=False)
+    assert "nan" not in path.read_text().lower()
+    assert all(math.isfinite(x) for x in v["lr_sensitivity"])
+
+
+# --------------------------------------------------------------------------- labels and curves
+
+
+def test_labels():
+    assert value_label(1.0) == "1" and value_label(0.0003) == "0.0003" and value_label(math.nan) == "none"
+    assert value_label(np.int64(32)) == "32" and value_label(True) == "true"
+    assert setting_label({"lr": 0.3, "clip": None, "batch_size": 32}) == "lr=0.3, clip none, batch size 32"
+
+
+def test_clip_fractions_averages_per_setting():
+    curves = pd.DataFrame({"lr": [0.1] * 4, "clip": [None, None, 1.0, 1.0], "batch_size": 32,
+                           "clip_fraction": [0.0, 0.0, 0.2, 0.6]})
+    out = clip_fractions(curves, AXES)
+    assert list(out["clip_fraction"]) == pytest.approx([0.0, 0.4]) and list(out["lr"]) == [0.1, 0.1]
+
+
+def test_compute_verdicts_on_tables_from_records():
+    from test_plots import synthetic_tables
+
+    t = synthetic_tables(lrs=(0.01, 0.1, 1.0), clips=(None, 1.0), batch_sizes=(32, 128))
+    v = compute_verdicts(t)
+    assert len(v.slices) == 4
+    none32 = v.slices[(v.slices["batch_size"] == 32) & v.slices["clip"].isna()].iloc[0]
+    assert none32["largest_stable_lr"] == 0.1 and none32["n_collapsed"] == 3
+    assert v.recommendation is not None and v.recommendation.setting["lr"] in (0.01, 0.1, 1.0)
+    assert "At batch size 32 without clipping, runs collapse only at the largest lr tried" in v.reading
+    assert "nonfinite" in v.reading
