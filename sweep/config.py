@@ -614,7 +614,8 @@ def validate(cfg: Config) -> None:
         if hasattr(t, key):
             _check(getattr(t, key) >= 1, f"task.{key}", "must be >= 1", getattr(t, key))
     if hasattr(t, "vocab_size"):
-        _check(t.vocab_size >= 3, "task.vocab_size", "must be >= 3 (ids 0 and 1 are padding and unknown words)", t.vocab_size)
+        _check(t.vocab_size >= 3, "task.vocab_size", "must be >= 3 (ids 0 and 1 are padding and unknown words)",
+               t.vocab_size)
     if hasattr(t, "max_len"):
         _check(t.max_len >= 1, "task.max_len", "must be >= 1 token", t.max_len)
     if getattr(t, "max_per_class", None) is not None:

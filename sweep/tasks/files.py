@@ -85,7 +85,8 @@ def read_file(path: str, cfg: Any, key: str) -> Table:
     if p.is_dir():
         raise _error(key, f"{path} is a folder, not a file", "pass an .npz, .csv or .parquet file")
     if p.suffix.lower() not in EXTENSIONS:
-        raise _error(key, f"unknown file type {p.suffix or '(none)'!r} of {path}", "pass an .npz, .csv or .parquet file")
+        raise _error(key, f"unknown file type {p.suffix or '(none)'!r} of {path}",
+                     "pass an .npz, .csv or .parquet file")
     if not p.is_file():
         raise _error(key, f"file {path} does not exist", "pass an existing .npz/.csv/.parquet file")
     if p.suffix.lower() == ".npz":
@@ -118,7 +119,8 @@ def _read_npz(p: Path, key: str) -> Table:
     if x.ndim == 2:
         x = x[:, :, None]  # [N, T]: one feature per step
     if x.ndim != 3 or 0 in x.shape:
-        raise _error(where, f"array x must have shape [N, T, F] (or [N, T]) with no empty axis, got shape {x.shape}", fix)
+        raise _error(where, f"array x must have shape [N, T, F] (or [N, T]) with no empty axis, "
+                     f"got shape {x.shape}", fix)
     n, t = x.shape[:2]
     if y.ndim == 0 or y.shape[0] != n:
         raise _error(where, f"array y must have one entry per sequence (x has N={n}), got shape {y.shape}",
@@ -136,7 +138,8 @@ def _check_lengths(lengths: np.ndarray, n: int, t: int, where: str) -> np.ndarra
     fix = "lengths[i] is the number of valid steps of sequence i, in 1..T"
     if lengths.shape != (n,):
         raise _error(where, f"array lengths must have shape [N]=({n},), got shape {lengths.shape}", fix)
-    if not np.issubdtype(lengths.dtype, np.number) or not np.all(np.isfinite(lengths)) or not np.all(lengths == np.round(lengths)):
+    numeric = np.issubdtype(lengths.dtype, np.number)
+    if not numeric or not np.all(np.isfinite(lengths)) or not np.all(lengths == np.round(lengths)):
         raise _error(where, f"array lengths must hold whole numbers, got dtype {lengths.dtype}", fix)
     bad = np.nonzero((lengths < 1) | (lengths > t))[0]
     if bad.size:
@@ -194,7 +197,8 @@ def _read_long(p: Path, cfg: Any, key: str) -> Table:
     for column in features + [cfg.step_column]:
         if not (pd.api.types.is_numeric_dtype(df[column]) or pd.api.types.is_bool_dtype(df[column])):
             first = df[column].iloc[0]
-            raise _error(where, f"column {column!r} must hold numbers, got dtype {df[column].dtype} (first value {_show(first)})",
+            raise _error(where, f"column {column!r} must hold numbers, got dtype {df[column].dtype} "
+                         f"(first value {_show(first)})",
                          "convert it to numbers or leave it out with task.feature_columns")
     for column in [cfg.seq_column, cfg.step_column, *features, *labels]:
         missing = df[column].isna().to_numpy()
@@ -212,7 +216,8 @@ def _read_long(p: Path, cfg: Any, key: str) -> Table:
     if repeated.size:
         row = order[repeated[0] + 1]
         seq = df[cfg.seq_column].iloc[row]
-        raise _error(where, f"sequence {_show(seq)} has step {_show(steps[repeated[0]])} more than once (data row {row + 1})",
+        raise _error(where, f"sequence {_show(seq)} has step {_show(steps[repeated[0]])} more than once "
+                     f"(data row {row + 1})",
                      "each (sequence, step) pair must appear on one row")
     counts = np.bincount(codes)
     n, t = len(counts), int(counts.max())
@@ -222,7 +227,8 @@ def _read_long(p: Path, cfg: Any, key: str) -> Table:
     x = np.zeros((n, t, len(features)), dtype=np.float64)
     x[codes, pos] = feat
     raw = df[labels].to_numpy()[order]  # [rows, D], strings stay objects
-    y = np.zeros((n, t, len(labels)), dtype=raw.dtype) if raw.dtype != object else np.full((n, t, len(labels)), raw[0, 0], dtype=object)
+    # Padded steps hold a copy of a real label (never scored), so string labels stay strings.
+    y = np.full((n, t, len(labels)), raw[0, 0], dtype=raw.dtype)
     y[codes, pos] = raw
     varies = bool((df.groupby(cfg.seq_column, sort=False)[labels].nunique(dropna=False) > 1).to_numpy().any())
     table = Table(x=x, y=y, lengths=counts.astype(np.int64), key=key, path=str(p), varies=varies)
@@ -335,7 +341,8 @@ def split_indices(n: int, cfg: Any, strata: Optional[np.ndarray]) -> tuple[np.nd
     n_val = int(round(n * cfg.val_fraction))
     if n_val < 1 or n - n_val < 1:
         raise _error("task.val_fraction", f"{cfg.val_fraction} of {n} sequences leaves {n - n_val} for training "
-                     f"and {n_val} for validation", "give more sequences, change task.val_fraction, or pass task.val_path")
+                     f"and {n_val} for validation",
+                     "give more sequences, change task.val_fraction, or pass task.val_path")
     if strata is not None:
         counts = np.unique(strata, return_counts=True)[1]
         if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts):
