@@ -19,11 +19,9 @@ a target ratio (1.6x on the stable grid, 2.5x on the blow-up grid) is missed.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile

@@ -48,6 +48,7 @@ def task_info(task: TaskData) -> dict[str, Any]:
         "per_step": task.per_step,
         "tolerance": task.tolerance,
         "fingerprint": h.hexdigest(),
+        "info": task.info,
     }
 
 

@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from typing import Any, Optional
 

@@ -14,6 +14,18 @@ from sweep.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """In-process training tests use one thread: tiny models only lose time to thread sync,
+    and CI's two cores are shared with the CLI subprocesses of other tests."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_overrides(tmp_path):
     """Overrides for a tiny digits sweep writing into a temporary results folder."""

@@ -1,6 +1,5 @@
 """The real `sweep` CLI on tiny grids in a temporary folder."""
 
-import math
 
 import pandas as pd
 import pytest

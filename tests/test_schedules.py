@@ -20,14 +20,6 @@ TINY = ["task=vector_sum", "task.length=10", "task.n_train=128", "task.n_val=32"
 SETTING = {"lr": 0.02, "clip": None, "batch_size": 32}  # 4 steps per epoch, 16 in all
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --------------------------------------------------------------------------- values
 
 

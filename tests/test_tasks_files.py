@@ -20,15 +20,6 @@ CPU = torch.device("cpu")
 SETTING = {"lr": 0.02, "clip": 1.0, "batch_size": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread (and do not fight other tests for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def easy_sequences(n: int = 240, t: int = 12, f: int = 3, seed: int = 0, variable: bool = True):
     """Noisy sequences whose class (0..2) sets the mean of feature 0; lengths in [t/2, t]."""
     rng = np.random.default_rng(seed)

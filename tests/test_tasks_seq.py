@@ -23,15 +23,6 @@ VECTOR = ["task=vector_sum", "task.length=10", "task.n_train=256", "task.n_val=6
 SETTING = {"lr": 0.02, "clip": 1.0, "batch_size": 32}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread (and do not fight other tests for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def train(overrides, setting=SETTING, seeds=(0,)):
     cfg = load_config(list(overrides))
     task = build_task(cfg.task)

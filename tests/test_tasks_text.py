@@ -17,15 +17,6 @@ NEGATIVE = ["awful", "boring", "hated", "dull", "terrible"]
 FILLER = ["the", "movie", "film", "plot", "actor", "scene", "was", "and", "a", "it"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train fastest on one thread (and do not fight other tests for the cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_reviews(root, n_train=20, n_test=10, seed=0):
     """A tiny IMDB-layout folder: each review has filler words and two words of its sentiment."""
     rng = np.random.default_rng(seed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
@@ -37,6 +37,7 @@ class TaskData:
     per_step: bool = False
     vocab_size: Optional[int] = None  # token inputs (an embedding layer reads them)
     tolerance: Optional[float] = None  # regression: correct when squared error < tolerance
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # facts for the report (classes, vocabulary)
 
     @property
     def input_dim(self) -> int:

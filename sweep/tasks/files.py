@@ -359,10 +359,8 @@ def _pad_steps(a: np.ndarray, t: int) -> np.ndarray:
 
 
 def make_task_data(info: dict[str, Any], **fields: Any) -> TaskData:
-    """A TaskData; `info` (facts for the task info, e.g. the class mapping) travels with it where
-    TaskData has an `info` field."""
-    if "info" in {f.name for f in dataclasses.fields(TaskData)}:
-        fields["info"] = info
+    """A TaskData carrying `info` (facts for the task info, e.g. the class mapping)."""
+    fields["info"] = info
     return TaskData(**fields)
 
 
