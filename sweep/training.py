@@ -307,6 +307,57 @@ class NullCheckpointer:
         pass
 
 
+class SeedGroup:
+    """The seeds of a setting trained as separate models (`packing=off`), epoch by epoch."""
+
+    mode = "separate"
+
+    def __init__(self, task: TaskData, cfg: Config, setting: dict[str, Any], seeds: list[int],
+                 device: torch.device) -> None:
+        lengths_cpu = tuple(None if t is None else t.cpu() for t in (task.lengths_train, task.lengths_val))
+        self.trainers = [SeedTrainer(task, cfg, setting, s, device, lengths_cpu) for s in seeds]
+
+    @property
+    def stopped(self) -> bool:
+        return all(t.stopped for t in self.trainers)
+
+    def run_epoch(self) -> None:
+        for t in self.trainers:
+            if not t.stopped:
+                t.run_epoch()
+
+    def records_list(self) -> list[RunRecord]:
+        return [t.record for t in self.trainers]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seeds": [t.state_dict() for t in self.trainers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for t, st in zip(self.trainers, state["seeds"]):
+            t.load_state_dict(st)
+
+
+def use_packing(cfg: Config, device: torch.device) -> bool:
+    """`packing=auto`: pack where it is faster, by a fixed rule (the choice changes float
+    rounding, so it must not depend on timing noise; measurements in benchmarks/README.md).
+
+    - CUDA: always (one small model cannot keep a GPU busy; the pack does S models' work per
+      kernel launch).
+    - CPU: small unidirectional LSTMs (hidden_size <= 64), where PyTorch's per-op overhead
+      dominates and one batched op beats S small ones; larger or bidirectional models and GRUs
+      run faster as separate nn.LSTM/nn.GRU calls.
+    - Never with dropout: packed dropout masks are drawn for the whole pack, so a seed's curves
+      would depend on which seeds share its pack (`packing=on` still allows it).
+    """
+    if cfg.packing != "auto":
+        return cfg.packing == "on"
+    if cfg.model.dropout > 0 and cfg.model.layers > 1:
+        return False
+    if device.type == "cuda":
+        return True
+    return cfg.model.name == "lstm" and not cfg.model.bidirectional and cfg.model.hidden_size <= 64
+
+
 def train_setting(
     task: TaskData,
     cfg: Config,
@@ -319,32 +370,30 @@ def train_setting(
     """Train every seed of one setting for `cfg.epochs` epochs; return one record per seed.
 
     Seeds advance together, epoch by epoch, so that a checkpoint holds all of them at the same
-    epoch. `setting` holds lr, clip, batch_size and any extra grid axes (dotted config keys).
-    After every epoch `should_stop()` is asked; when it says yes, a checkpoint is written (when
-    checkpointing is on) and :class:`StopRequested` is raised.
+    epoch; with packing they are one model. `setting` holds lr, clip, batch_size and any extra
+    grid axes (dotted config keys). After every epoch `should_stop()` is asked; when it says
+    yes, a checkpoint is written and :class:`StopRequested` is raised.
     """
+    from sweep.packed import PackedTrainer
+
     checkpointer = checkpointer or NullCheckpointer()
     # Denormal floats make saturated high-LR runs several times slower on CPUs and carry no
     # information for training; flush them to zero (set here so every entry point agrees).
     torch.set_flush_denormal(True)
     extra = {k: v for k, v in setting.items() if k not in ("lr", "clip", "batch_size")}
     run_cfg = apply_overrides(cfg, extra)
-    lengths_cpu = tuple(None if t is None else t.cpu() for t in (task.lengths_train, task.lengths_val))
-    trainers = [SeedTrainer(task, run_cfg, setting, s, device, lengths_cpu) for s in seeds]
+    group_type = PackedTrainer if use_packing(run_cfg, device) else SeedGroup
+    group = group_type(task, run_cfg, setting, list(seeds), device)
     saved = checkpointer.load()
-    if saved is not None:
-        for t, state in zip(trainers, saved["seeds"]):
-            t.load_state_dict(state)
-    epoch = min((t.record.epochs_run for t in trainers if not t.stopped), default=cfg.epochs)
-    while any(not t.stopped for t in trainers):
+    if saved is not None and saved.get("mode") == group.mode:  # a checkpoint of the other mode is not used
+        group.load_state_dict(saved["group"])
+    epoch = min((r.epochs_run for r in group.records_list() if r.nonfinite is None), default=cfg.epochs)
+    while not group.stopped:
         epoch += 1
-        for t in trainers:
-            if not t.stopped:
-                t.run_epoch()
-        finished = all(t.stopped for t in trainers)
-        stop = should_stop() and not finished
-        if not finished:
-            checkpointer.maybe_save(epoch, lambda: {"seeds": [t.state_dict() for t in trainers]}, force=stop)
+        group.run_epoch()
+        stop = should_stop() and not group.stopped
+        if not group.stopped:
+            checkpointer.maybe_save(epoch, lambda: {"mode": group.mode, "group": group.state_dict()}, force=stop)
         if stop:
             raise StopRequested(f"stopped after epoch {epoch}")
-    return [t.record for t in trainers]
+    return group.records_list()

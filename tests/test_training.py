@@ -18,10 +18,17 @@ def _train(overrides, setting, seeds=(0,)):
 def test_same_config_and_seed_give_identical_curves():
     ov = ["model.hidden_size=16", "epochs=3"]
     s = {"lr": 0.3, "clip": 1.0, "batch_size": 64}
-    a = _train(ov, s, seeds=[0, 1])
-    b = _train(ov, s, seeds=[1])
-    assert a[0].curves != a[1].curves  # different seeds differ
-    assert a[1].curves == b[0].curves  # a seed does not depend on the others trained with it
+    for packing in ("off", "on"):
+        a = _train(ov + [f"packing={packing}"], s, seeds=[0, 1])
+        b = _train(ov + [f"packing={packing}"], s, seeds=[0, 1])
+        assert a[0].curves == b[0].curves and a[1].curves == b[1].curves  # bit for bit
+        assert a[0].curves != a[1].curves  # different seeds differ
+
+
+def test_separate_seed_does_not_depend_on_the_others_trained_with_it():
+    ov = ["model.hidden_size=16", "epochs=3", "packing=off"]
+    s = {"lr": 0.3, "clip": 1.0, "batch_size": 64}
+    assert _train(ov, s, seeds=[0, 1])[1].curves == _train(ov, s, seeds=[1])[0].curves
 
 
 def test_dropout_stream_is_per_seed():

@@ -1,0 +1,373 @@
+"""All seeds of one setting trained as one packed model (`packing=on`).
+
+Every weight gets a leading seed dimension S; the recurrence runs as batched matrix products
+(`torch.baddbmm`), so one kernel does the work of S small ones. This is what keeps a GPU busy
+with small LSTMs, where training one model at a time leaves it waiting on kernel launches.
+
+What stays exactly as in separate training (`packing=off`):
+- each seed's initial weights (copied from the seed's own `RecurrentNet`);
+- each seed's data order (its own generator, the same permutations);
+- per-seed global-norm clipping (PyTorch's formula: coef = min(1, clip / (norm + 1e-6)));
+- per-seed loss, gradient norm, accuracy, and non-finite detection: the seeds share no
+  arithmetic (the summed loss has gradient 1 for every seed's term), so a NaN in one seed
+  never reaches another; a non-finite seed is cut out of the pack at once.
+What differs: dropout masks are drawn for the whole pack (same distribution, other values), and
+the floating-point summation order (results agree within float tolerance, not bit for bit).
+
+Usage: `PackedTrainer(task, cfg, setting, seeds, device)` then `run_epoch()` until `stopped`,
+exactly like a list of `SeedTrainer`s; `train_setting` picks one or the other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sweep.config import Config
+from sweep.metrics import item_correct, item_loss
+from sweep.models import RecurrentNet, build_model
+from sweep.optim import build_optimizer, lr_at, set_lr
+from sweep.tasks.data import TaskData
+
+EVAL_BATCH = 1024
+
+
+class PackedRecurrentNet(nn.Module):
+    """S copies of `RecurrentNet` with stacked weights: inputs [S, B, T, ...] -> [S, B, (T,) out]."""
+
+    def __init__(self, nets: list[RecurrentNet]) -> None:
+        super().__init__()
+        ref = nets[0]
+        self.cell = ref.cell
+        self.gates = 4 if ref.cell == "lstm" else 3
+        self.layers = ref.rnn.num_layers
+        self.directions = ref.directions
+        self.hidden = ref.rnn.hidden_size
+        self.per_step = ref.per_step
+        self.dropout = ref.rnn.dropout
+        stack = lambda name, fn=lambda t: t: nn.Parameter(torch.stack([fn(_get(n, name)).detach().clone() for n in nets]))
+        self.embed = stack("embed.weight") if ref.embed is not None else None
+        self.names: list[tuple[str, str, str, str]] = []
+        for layer in range(self.layers):
+            for d in range(self.directions):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                names = tuple(f"{k}{sfx}".replace(".", "_") for k in ("w_ih", "w_hh", "b_ih", "b_hh"))
+                self.register_parameter(names[0], stack(f"rnn.weight_ih{sfx}", lambda t: t.t()))  # [S, in, G*H]
+                self.register_parameter(names[1], stack(f"rnn.weight_hh{sfx}", lambda t: t.t()))  # [S, H, G*H]
+                self.register_parameter(names[2], stack(f"rnn.bias_ih{sfx}", lambda t: t[None]))  # [S, 1, G*H]
+                self.register_parameter(names[3], stack(f"rnn.bias_hh{sfx}", lambda t: t[None]))
+                self.names.append(names)  # type: ignore[arg-type]
+        self.head_w = stack("head.weight", lambda t: t.t())  # [S, H*dirs, out]
+        self.head_b = stack("head.bias", lambda t: t[None])  # [S, 1, out]
+
+    @property
+    def seeds(self) -> int:
+        return int(self.head_w.shape[0])
+
+    def weight_matrices(self) -> list[nn.Parameter]:
+        """What the `l2` penalty covers, as in `RecurrentNet`: weights and embeddings, no biases."""
+        return [p for name, p in self.named_parameters() if not (name.startswith("b_") or name == "head_b")]
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """x: [S, B, T, F] floats or [S, B, T] token ids; mask: [S, B, T] bool valid steps."""
+        if self.embed is not None:
+            s, b, t = x.shape
+            x = torch.gather(self.embed, 1, x.reshape(s, b * t, 1).expand(-1, -1, self.embed.shape[-1]))
+            x = x.view(s, b, t, -1)
+        finals = []
+        for layer in range(self.layers):
+            outs, finals = [], []
+            for d in range(self.directions):
+                w_ih, w_hh, b_ih, b_hh = (getattr(self, n) for n in self.names[layer * self.directions + d])
+                out, last = self._direction(x, mask, w_ih, w_hh, b_ih, b_hh, reverse=bool(d))
+                outs.append(out)
+                finals.append(last)
+            x = torch.cat(outs, dim=-1) if self.directions == 2 else outs[0]
+            if self.dropout and self.training and layer < self.layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        if self.per_step:
+            s, b, t, h = x.shape
+            return torch.baddbmm(self.head_b, x.reshape(s, b * t, h), self.head_w).view(s, b, t, -1)
+        last = torch.cat(finals, dim=-1)  # forward end, backward end (step 0), as nn.LSTM's h_n
+        return torch.baddbmm(self.head_b, last, self.head_w)
+
+    def _direction(self, x, mask, w_ih, w_hh, b_ih, b_hh, reverse: bool):
+        s, b, t, f = x.shape
+        h_size = self.hidden
+        xg = torch.baddbmm(b_ih, x.reshape(s, b * t, f), w_ih).view(s, b, t, -1)
+        h = x.new_zeros(s, b, h_size)
+        c = x.new_zeros(s, b, h_size) if self.cell == "lstm" else None
+        outs: list[torch.Tensor] = [None] * t  # type: ignore[list-item]
+        for step in (range(t - 1, -1, -1) if reverse else range(t)):
+            hg = torch.baddbmm(b_hh, h, w_hh)
+            if self.cell == "lstm":
+                g = xg[:, :, step] + hg
+                i, f_, gg, o = g.chunk(4, dim=-1)
+                c_new = torch.sigmoid(f_) * c + torch.sigmoid(i) * torch.tanh(gg)
+                h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            else:
+                xr, xz, xn = xg[:, :, step].chunk(3, dim=-1)
+                hr, hz, hn = hg.chunk(3, dim=-1)
+                r = torch.sigmoid(xr + hr)
+                z = torch.sigmoid(xz + hz)
+                n = torch.tanh(xn + r * hn)
+                h_new = (1 - z) * n + z * h
+                c_new = None
+            if mask is not None:
+                m = mask[:, :, step, None]
+                h = torch.where(m, h_new, h)
+                if c is not None:
+                    c = torch.where(m, c_new, c)
+            else:
+                h, c = h_new, c_new
+            outs[step] = h
+        return torch.stack(outs, dim=2), h
+
+
+def _get(net: nn.Module, dotted: str) -> torch.Tensor:
+    obj: Any = net
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def per_seed_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """[S]: each seed's global L2 gradient norm (its slice of every stacked gradient)."""
+    s = grads[0].shape[0]
+    return torch.stack([g.reshape(s, -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+
+
+class PackedTrainer:
+    """Trains the seeds of one setting as one PackedRecurrentNet, one epoch at a time."""
+
+    mode = "packed"
+
+    def __init__(self, task: TaskData, cfg: Config, setting: dict[str, Any], seeds: list[int],
+                 device: torch.device) -> None:
+        from sweep.training import RunRecord, _seeded_rng_state
+
+        self.task, self.cfg, self.device = task, cfg, device
+        self.lr = float(setting["lr"])
+        self.clip = setting["clip"]
+        self.batch_size = int(setting["batch_size"])
+        self.model = PackedRecurrentNet([build_model(cfg.model, task, s) for s in seeds]).to(device)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.optimizer, self.lr, device)
+        self.seeds = list(seeds)
+        self.alive = list(seeds)  # seeds still in the pack, in pack order
+        self.gens = {s: torch.Generator().manual_seed(s) for s in seeds}
+        self.rng_state = _seeded_rng_state(seeds[0], device)
+        self.records = {s: RunRecord(seed=s) for s in seeds}
+        self.steps_per_epoch = math.ceil(task.n_train / self.batch_size)
+        self.total_steps = self.steps_per_epoch * cfg.epochs
+        self.step = 0
+        self.check_every = 1 if device.type == "cpu" else 16
+
+    @property
+    def stopped(self) -> bool:
+        return not self.alive or all(self.records[s].epochs_run >= self.cfg.epochs for s in self.alive)
+
+    def records_list(self) -> list[Any]:
+        return [self.records[s] for s in self.seeds]
+
+    def run_epoch(self) -> None:
+        from sweep.training import _rng_stream
+
+        started = time.perf_counter()
+        members = list(self.alive)  # the pack at the start of the epoch
+        with _rng_stream(self):
+            rows, bad = self._train_epoch()
+            evals = self._evaluate() if self.alive else {}
+        for seed in members:
+            rec, row = self.records[seed], rows[seed]
+            if seed in bad:
+                row.update(val_loss=math.nan, val_acc=math.nan, pred_top_frac=math.nan)
+                rec.append(row)
+                rec.nonfinite, rec.nonfinite_epoch = bad[seed], rec.epochs_run
+            else:
+                k = self.alive.index(seed)
+                row.update({key: v[k] for key, v in evals.items()})
+                rec.append(row)
+                rec.steps = self.step
+            rec.seconds += (time.perf_counter() - started) / len(members)
+
+    def _train_epoch(self) -> tuple[dict[int, dict[str, float]], dict[int, str]]:
+        """One epoch of the pack; a seed that turns non-finite is cut out at once, the others
+        finish the epoch. Returns each member's epoch row and the non-finite seeds."""
+        from sweep.training import _epoch_stats
+
+        task, dev = self.task, self.device
+        self.model.train()
+        n = task.n_train
+        members = list(self.alive)
+        perms = {s: torch.randperm(n, generator=self.gens[s]) for s in members}
+        order = torch.stack([perms[s] for s in members]).to(dev, non_blocking=True)
+        losses = torch.zeros(self.steps_per_epoch, len(members), device=dev)
+        norms = torch.zeros(self.steps_per_epoch, len(members), device=dev)
+        cols = torch.arange(len(members), device=dev)  # buffer column of each pack member
+        steps_done = dict.fromkeys(members, self.steps_per_epoch)
+        first_step = self.step
+        for step in range(self.steps_per_epoch):
+            idx = order[cols, step * self.batch_size:(step + 1) * self.batch_size]
+            per_seed, norm = self._step(idx)
+            losses[step, cols] = per_seed.detach()
+            norms[step, cols] = norm.detach()
+            self.step += 1
+            last = step == self.steps_per_epoch - 1
+            if (step + 1) % self.check_every == 0 or last:
+                finite = torch.isfinite(losses[step, cols] + norms[step, cols]).tolist()
+                if not all(finite):
+                    dead = [s for s, ok in zip(self.alive, finite) if not ok]
+                    for s in dead:
+                        steps_done[s] = step + 1
+                    keep = [k for k, ok in enumerate(finite) if ok]
+                    cols = cols[keep]
+                    self._drop(dead)
+                    if not self.alive:
+                        break
+        lr = self.optimizer.param_groups[0]["lr"]
+        rows, bad = {}, {}
+        for k, seed in enumerate(members):
+            done = steps_done[seed]
+            row, nonfinite = _epoch_stats(losses[:done, k], norms[:done, k], self.clip, lr)
+            rows[seed] = row
+            if nonfinite is not None:
+                bad[seed] = nonfinite
+                cut = torch.isfinite(losses[:done, k]) & torch.isfinite(norms[:done, k])
+                self.records[seed].steps = first_step + int((~cut).nonzero()[0, 0]) + 1
+        if self.alive:  # parameters can overflow with finite gradients: checked once per epoch
+            finite = torch.stack([p.detach().reshape(len(self.alive), -1).isfinite().all(1)
+                                  for p in self.model.parameters()]).all(0).tolist()
+            overflow = [s for s, ok in zip(self.alive, finite) if not ok]
+            for s in overflow:
+                bad[s] = "parameters"
+                self.records[s].steps = self.step
+            if overflow:
+                self._drop(overflow)
+        return rows, bad
+
+    def _step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step of the pack on batch indices idx [S, B]; per-seed loss and norm."""
+        task, dev = self.task, self.device
+        xb = task.x_train[idx]
+        yb = task.y_train[idx]
+        mask = None
+        if task.lengths_train is not None:
+            mask = torch.arange(xb.shape[2], device=dev) < task.lengths_train[idx][..., None]
+        set_lr(self.optimizer, lr_at(self.cfg.schedule, self.step, self.total_steps, self.lr))
+        per_seed = self._loss(self.model(xb, mask), yb, mask)
+        objective = per_seed.sum()  # each seed's gradient is that of its own loss
+        if self.cfg.optimizer.l2:
+            s = len(self.alive)
+            objective = objective + self.cfg.optimizer.l2 * torch.stack(
+                [(w * w).reshape(s, -1).sum(1) for w in self.model.weight_matrices()]).sum()
+        self.optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        grads = [p.grad for p in self.model.parameters()]
+        norm = per_seed_norm(grads)
+        if self.clip is not None:
+            coef = torch.clamp(self.clip / (norm + 1e-6), max=1.0)
+            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype) for g in grads])
+        self.optimizer.step()
+        return per_seed, norm
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        """[S]: each seed's mean loss over its batch (masked steps excluded for per-step targets)."""
+        losses = item_loss(self.task.kind, out, y)  # [S, B] or [S, B, T]
+        s = losses.shape[0]
+        if self.task.per_step and mask is not None:
+            m = mask.to(losses.dtype)
+            return (losses * m).reshape(s, -1).sum(1) / m.reshape(s, -1).sum(1).clamp_min(1.0)
+        return losses.reshape(s, -1).mean(1)
+
+    @torch.no_grad()
+    def _evaluate(self) -> dict[str, list[float]]:
+        task, dev = self.task, self.device
+        self.model.eval()
+        s = len(self.alive)
+        n = task.x_val.shape[0]
+        loss_sum = torch.zeros(s, device=dev)
+        correct = torch.zeros(s, device=dev)
+        items = torch.zeros(s, device=dev)
+        counts = torch.zeros(s, task.output_dim, device=dev) if task.is_classification else None
+        for lo in range(0, n, EVAL_BATCH):
+            xb = task.x_val[lo:lo + EVAL_BATCH]
+            yb = task.y_val[lo:lo + EVAL_BATCH].unsqueeze(0).expand(s, *task.y_val[lo:lo + EVAL_BATCH].shape)
+            xs = xb.unsqueeze(0).expand(s, *xb.shape)
+            mask = None
+            if task.lengths_val is not None:
+                lens = task.lengths_val[lo:lo + EVAL_BATCH]
+                mask = (torch.arange(xb.shape[1], device=dev) < lens[:, None]).unsqueeze(0).expand(s, -1, -1)
+            out = self.model(xs, mask)
+            il = item_loss(task.kind, out, yb)
+            ic = item_correct(task.kind, out, yb, task.tolerance).to(il.dtype)
+            if task.per_step:
+                m = (mask if mask is not None else torch.ones(il.shape, dtype=torch.bool, device=dev)).to(il.dtype)
+                il, ic = il * m, ic * m
+                items += m.reshape(s, -1).sum(1)
+            else:
+                items += il.shape[1]
+            loss_sum += il.reshape(s, -1).sum(1)
+            correct += ic.reshape(s, -1).sum(1)
+            if counts is not None:
+                pred = out.argmax(-1).reshape(s, -1)
+                valid = m.reshape(s, -1) if task.per_step else torch.ones_like(pred, dtype=il.dtype)
+                counts.scatter_add_(1, pred, valid.to(counts.dtype))
+        val_loss = loss_sum / items
+        val_acc = correct / items
+        top = counts.max(1).values / counts.sum(1).clamp_min(1) if counts is not None else torch.full((s,), math.nan, device=dev)
+        val_loss, val_acc, top = torch.stack([val_loss, val_acc, top.to(val_loss.dtype)]).tolist()
+        val_acc = [a if math.isfinite(l) else math.nan for a, l in zip(val_acc, val_loss)]
+        top = [t if math.isfinite(l) else math.nan for t, l in zip(top, val_loss)]
+        return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top}
+
+    def _drop(self, dead: list[int]) -> None:
+        """Cut non-finite seeds out of the pack: their slices of weights and optimizer state."""
+        keep = [i for i, s in enumerate(self.alive) if s not in dead]
+        self.alive = [self.alive[i] for i in keep]
+        if not keep:
+            return
+        index = torch.tensor(keep, device=self.device)
+        state = self.optimizer.state_dict()
+        # New leaf tensors: autograd remembers the shape of a parameter it has seen.
+        for name, p in list(self.model.named_parameters()):
+            setattr(self.model, name, nn.Parameter(p.detach().index_select(0, index)))
+        for entry in state["state"].values():
+            for key, value in entry.items():
+                if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == len(keep) + len(dead):
+                    entry[key] = value.index_select(0, index.to(value.device))
+        self.optimizer = build_optimizer(self.model.parameters(), self.cfg.optimizer, self.lr, self.device)
+        self.optimizer.load_state_dict(state)
+
+    # -- checkpointing --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        import dataclasses
+
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "alive": list(self.alive),
+            "gens": {str(s): g.get_state() for s, g in self.gens.items()},
+            "rng_state": self.rng_state,
+            "step": self.step,
+            "records": {str(s): dataclasses.asdict(r) for s, r in self.records.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        from sweep.training import RunRecord
+
+        alive = [int(s) for s in state["alive"]]
+        if len(alive) != len(self.alive):
+            self._drop([s for s in self.alive if s not in alive])
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for s, g in state["gens"].items():
+            self.gens[int(s)].set_state(g)
+        self.rng_state = state["rng_state"]
+        self.step = int(state["step"])
+        self.records = {int(s): RunRecord(**r) for s, r in state["records"].items()}
