@@ -55,7 +55,9 @@ def _nanmedian(values: np.ndarray) -> float:
 def run_row(record: dict[str, Any], chance: float, detect: Any) -> dict[str, Any]:
     """One runs.csv row (without the axes) from a decoded run record."""
     c = record["curves"]
-    v = detect_run(c["val_acc"], c["val_loss"], c["pred_top_frac"], record.get("nonfinite_epoch"), chance, detect)
+    as_list = lambda key: np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
+    v = detect_run(as_list("val_acc"), as_list("val_loss"), as_list("pred_top_frac"),
+                   record.get("nonfinite_epoch"), chance, detect)
     return {
         "seed": int(record["seed"]),
         "best_acc": v.best_acc,
@@ -138,7 +140,7 @@ def build_tables(
     """
     seen: set[tuple[Any, ...]] = set()
     run_rows: list[dict[str, Any]] = []
-    curve_parts: list[pd.DataFrame] = []
+    kept: list[tuple[dict[str, Any], dict[str, Any]]] = []
     axes = list(axes) if axes else None
     for setting, record, trial in sorted(runs, key=lambda r: r[2]):
         if axes is None:
@@ -154,27 +156,43 @@ def build_tables(
         row.update(run_row(record, chance, detect))
         row["trial"] = trial
         run_rows.append(row)
-        n = len(record["curves"]["val_acc"])
-        part = {a: [setting.get(a)] * n for a in axes}
-        part["seed"] = np.full(n, int(record["seed"]))
-        part["epoch"] = np.arange(1, n + 1)
-        for col in EPOCH_COLUMNS:
-            part[col] = np.asarray(record["curves"].get(col, np.full(n, np.nan)), dtype=float)
-        curve_parts.append(pd.DataFrame(part))
+        kept.append((setting, record))
     axes = axes or list(BASE_AXES)
     runs_df = pd.DataFrame(run_rows, columns=axes + RUN_COLUMNS)
     for col in ("best_epoch", "collapse_epoch", "trial", "seed", "spikes", "epochs_run"):
         runs_df[col] = runs_df[col].astype("Int64")  # integers with empty cells, not 3.0
     if len(runs_df):
         runs_df = runs_df.sort_values(axes + ["seed"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
-    curves_df = (
-        pd.concat(curve_parts, ignore_index=True) if curve_parts
-        else pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
-    )
+    curves_df = _curves_frame(kept, axes)
     if len(curves_df):
         curves_df = curves_df.sort_values(axes + ["seed", "epoch"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
     summary_df = summary_table(runs_df, axes, chance)
     return Tables(runs=runs_df, curves=curves_df, summary=summary_df, axes=axes, chance=chance)
+
+
+def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[str]) -> pd.DataFrame:
+    """One row per (run, epoch), built from whole columns (one concatenation per column, not one
+    DataFrame per run: studies of 10,000 runs stay fast)."""
+    if not kept:
+        return pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
+    lengths = np.array([len(rec["curves"]["val_acc"]) for _, rec in kept])
+    cols: dict[str, Any] = {}
+    for a in axes:
+        values = [setting.get(a) for setting, _ in kept]
+        cols[a] = np.repeat(np.array(values, dtype=object), lengths)
+    cols["seed"] = np.repeat(np.array([int(rec["seed"]) for _, rec in kept]), lengths)
+    cols["epoch"] = np.concatenate([np.arange(1, n + 1) for n in lengths])
+    for col in EPOCH_COLUMNS:
+        cols[col] = np.concatenate([
+            np.asarray(rec["curves"][col], dtype=float) if col in rec["curves"] else np.full(n, np.nan)
+            for (_, rec), n in zip(kept, lengths)
+        ])
+    df = pd.DataFrame(cols)
+    for a in axes:  # numeric axes as numbers (None -> NaN), the rest as they are
+        converted = pd.to_numeric(df[a], errors="coerce")
+        if converted.notna().sum() == df[a].notna().sum():
+            df[a] = converted
+    return df
 
 
 def summary_table(runs: pd.DataFrame, axes: list[str], chance: float) -> pd.DataFrame:

@@ -173,7 +173,7 @@ def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
         '<a href="#config">Config and thresholds</a></nav>',
         _verdict_section(tables, verdicts),
         _slices_section(tables, verdicts),
-        _figures_section(figures),
+        _figures_section(figures, len(tables.summary)),
         _summary_section(tables, verdicts),
         _collapsed_section(tables),
         _config_section(tables, study),
@@ -240,10 +240,17 @@ def _slices_section(tables: Any, v: Verdicts) -> str:
     return f'<section id="slices"><h2>Per slice</h2>{note}{_table(head, rows, "slices")}</section>'
 
 
-def _figures_section(figures: Sequence[Any]) -> str:
+def _figures_section(figures: Sequence[Any], n_settings: int = 0) -> str:
     if not figures:
         return '<section id="figures"><h2>Figures</h2><p>No figures: no completed runs yet.</p></section>'
     out = ['<section id="figures"><h2>Figures</h2>']
+    traced = sum(1 for f in figures if f.kind == "learning_curves" and "/learning_curves/" in f.name)
+    if 0 < traced < n_settings:
+        out.append(
+            f"<p class=\"note\">Learning curves and gradient-norm traces are drawn for {traced} of the "
+            f"{n_settings} settings: the recommended one, every setting with a collapsed run (highest "
+            f"collapse rate first), then the most accurate others. curves.parquet holds every run.</p>"
+        )
     seen: set[str] = set()
     for f in figures:
         if f.kind not in seen:

@@ -23,6 +23,8 @@ grid would have more than `max_grid_cells` settings.
 from __future__ import annotations
 
 import math
+import multiprocessing
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,10 @@ from sweep.verdicts import CLIP_FRACTION_TOO_HIGH, normalize, setting_label, sli
 DPI = 100
 FONT = 9  # points: readable at 100% zoom with DPI 100
 MAX_GRID_CELLS = 40  # settings per learning-curve grid; more -> one file per setting
+# Learning-curve and gradient-norm figures are drawn for at most this many settings (the ones
+# that matter most, see `trace_settings`): drawing every seed of thousands of settings would
+# take minutes and nobody reads thousands of figures; curves.parquet keeps all of them.
+MAX_TRACE_SETTINGS = 96
 MAX_WIDTH = 16.0  # inches: heatmap and LR-curve panels wrap into rows beyond this width
 
 COLOR_OK = "#1f77b4"  # a seed that did not collapse
@@ -578,7 +584,8 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
         ("mean_best_acc", "figures/mean_best_acc.png", "", lambda: accuracy_heatmap(tables)),
         ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
     ]
-    per_setting = len(g.lrs) * len(g.clips) > max_grid_cells
+    drawn = trace_settings(g)
+    per_setting = len(drawn) < len(g.summary) or len(g.lrs) * len(g.clips) > max_grid_cells
     used: set[str] = set()
     for kind, build in (("learning_curves", learning_curves), ("grad_norms", grad_norm_traces)):
         for panel in g.panels:
@@ -586,7 +593,7 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
                 for lr in g.lrs:
                     for clip in g.clips:
                         key = g.key(lr, clip, panel)
-                        if key not in g.summary:
+                        if key not in drawn:
                             continue
                         setting = dict(zip(g.axes, key))
                         name = _unique(f"figures/{kind}/{_slug(setting)}.png", used)
@@ -597,6 +604,26 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
                 name = _unique(f"figures/{kind}_{slug}.png", used)
                 plan.append((kind, name, g.panel_label(panel), lambda b=build, p=panel: b(tables, panel=p, grid=g)))
     return plan
+
+
+def trace_settings(g: Grid, limit: int = MAX_TRACE_SETTINGS) -> set[tuple[Any, ...]]:
+    """The settings whose per-seed traces are drawn: all of them when there are at most `limit`;
+    otherwise the recommended setting (best without collapse), then the settings with collapsed
+    runs (highest collapse rate first), then the most accurate others."""
+    keys = list(g.summary)
+    if len(keys) <= limit:
+        return set(keys)
+    row = g.summary
+
+    def acc(k: tuple[Any, ...]) -> float:
+        v = normalize(row[k].get("mean_best_acc"))
+        return float(v) if v is not None else -1.0
+
+    stable = [k for k in keys if not row[k].get("n_collapsed")]
+    collapsed = sorted((k for k in keys if row[k].get("n_collapsed")),
+                       key=lambda k: (-float(row[k]["collapse_rate"]), -acc(k)))
+    ranked = sorted(stable, key=acc, reverse=True)[:1] + collapsed + sorted(stable, key=acc, reverse=True)[1:]
+    return set(ranked[:limit])
 
 
 def _unique(name: str, used: set[str]) -> str:
@@ -614,13 +641,28 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 
 def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_GRID_CELLS) -> list[FigureFile]:
-    """Write every figure under study_dir/figures/ and remove PNGs left there by an earlier layout."""
+    """Write every figure under study_dir/figures/ and remove PNGs left there by an earlier layout.
+
+    Many figures are drawn by a pool of forked processes (one per core): rendering is the slow
+    part of a large report and every figure is independent.
+    """
     study_dir = Path(study_dir)
-    files = []
-    for kind, name, label, build in figure_plan(tables, max_grid_cells):
-        fig = build()
-        files.append(FigureFile(kind, name, save_figure(fig, study_dir / name), label))
-        del fig  # a pyplot-free Figure is freed with its last reference
+    plan = figure_plan(tables, max_grid_cells)
+    paths = [study_dir / name for _, name, _, _ in plan]
+    workers = min(len(plan) // 4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        global _PLAN
+        _PLAN = list(zip(plan, paths))
+        try:
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(workers) as pool:
+                pool.map(_draw, range(len(plan)), chunksize=max(1, len(plan) // (workers * 4)))
+        finally:
+            _PLAN = []
+    else:
+        for (_, _, _, build), path in zip(plan, paths):
+            save_figure(build(), path)
+    files = [FigureFile(kind, name, path, label) for (kind, name, label, _), path in zip(plan, paths)]
     written = {f.path.resolve() for f in files}
     folder = study_dir / "figures"
     if folder.is_dir():
@@ -628,6 +670,14 @@ def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_
             if old.resolve() not in written:
                 old.unlink(missing_ok=True)  # from an earlier grid or layout; report.html no longer shows it
     return files
+
+
+_PLAN: list[Any] = []  # the figure plan, inherited by forked drawing processes
+
+
+def _draw(i: int) -> None:
+    (_, _, _, build), path = _PLAN[i]
+    save_figure(build(), path)
 
 
 def _finite(v: Any) -> bool:
