@@ -130,7 +130,7 @@ def compare(base: pd.DataFrame, runs: pd.DataFrame, chance: float) -> dict:
     b_set = b.groupby(key, dropna=False).agg(n=("seed", "size"), acc=("best_acc", "mean"), nan=("nonfinite", "sum"))
     r_set = runs.groupby(key, dropna=False).agg(
         n=("seed", "size"), acc=("best_acc", "mean"), nan=("nonfinite", lambda s: int(s.notna().sum())))
-    joined = b_set.join(r_set, lsuffix="_base", rsuffix="_sweep", how="outer")
+    joined = b_set.add_suffix("_base").join(r_set.add_suffix("_sweep"), how="outer")
     return {
         "settings_base": len(b_set), "settings_sweep": len(r_set),
         "runs_base": int(b_set["n"].sum()), "runs_sweep": int(r_set["n"].sum()),
@@ -159,10 +159,41 @@ def bench(name: str, extra: list[str]) -> dict:
             **agree}
 
 
+def packing_throughput(device: str, hidden_sizes=(32, 64, 128), seeds: int = 5, epochs: int = 2) -> list[dict]:
+    """Seed-epochs per second of one setting trained packed vs one model at a time (same device,
+    same data, same seeds): the gain of training the seeds of a setting as one model."""
+    from sweep.config import load_config
+    from sweep.tasks import build_task
+    from sweep.training import train_setting
+
+    dev = torch.device(device)
+    out = []
+    for hidden in hidden_sizes:
+        row = {"device": device, "hidden_size": hidden, "seeds": seeds}
+        for packing in ("off", "on"):
+            cfg = load_config(["model.layers=1", f"model.hidden_size={hidden}", f"epochs={epochs}",
+                               f"packing={packing}", "task=temporal_order", "task.length=30",
+                               "task.n_train=2000", "task.n_val=500"])
+            task = build_task(cfg.task).to(dev)
+            setting = {"lr": 0.01, "clip": 1.0, "batch_size": 32}
+            train_setting(task, cfg, setting, [0], dev)  # warm-up (kernels, allocator)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            train_setting(task, cfg, setting, list(range(seeds)), dev)
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            row[f"{packing}_seed_epochs_per_s"] = round(seeds * epochs / (time.perf_counter() - start), 2)
+        row["packed_speedup"] = round(row["on_seed_epochs_per_s"] / row["off_seed_epochs_per_s"], 2)
+        out.append(row)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid", choices=[*GRIDS, "all"], default="all")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target ratio is missed")
+    ap.add_argument("--packing", action="store_true", help="also measure packed vs separate seeds (CPU; CUDA too when present)")
     ap.add_argument("overrides", nargs="*", help="extra overrides for sweep run (e.g. packing=on)")
     args = ap.parse_args()
     names = list(GRIDS) if args.grid == "all" else [args.grid]
@@ -176,10 +207,20 @@ def main() -> None:
               f"ratio {r['ratio']:.2f}x (target {r['target']}x)   runs {r['runs_base']}/{r['runs_sweep']}   "
               f"non-finite settings {r['nonfinite_settings_base']}/{r['nonfinite_settings_sweep']}   "
               f"max |diff| mean best acc {r['max_abs_diff_mean_best_acc']:.3f}", flush=True)
+    if args.packing:
+        torch.set_num_threads(1)
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        for device in devices:
+            for row in packing_throughput(device):
+                results.append(row)
+                print(f"packing on {device}: hidden {row['hidden_size']:4}  separate {row['off_seed_epochs_per_s']:7.2f}  "
+                      f"packed {row['on_seed_epochs_per_s']:7.2f} seed-epochs/s  -> {row['packed_speedup']:.2f}x"
+                      + ("  (GPU target >= 10x for hidden <= 128)" if device == "cuda" else ""), flush=True)
     print(json.dumps(results, indent=1))
     if args.check:
-        missed = [r["grid"] for r in results if r["ratio"] < r["target"]]
-        bad = [r["grid"] for r in results if r["runs_base"] != r["runs_sweep"]
+        grids = [r for r in results if "grid" in r]
+        missed = [r["grid"] for r in grids if r["ratio"] < r["target"]]
+        bad = [r["grid"] for r in grids if r["runs_base"] != r["runs_sweep"]
                or r["nonfinite_settings_base"] != r["nonfinite_settings_sweep"]]
         if missed or bad:
             raise SystemExit(f"targets missed: {missed}; disagreeing results: {bad}")

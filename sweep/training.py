@@ -338,14 +338,14 @@ class SeedGroup:
 
 
 def use_packing(cfg: Config, device: torch.device) -> bool:
-    """`packing=auto`: pack where it is faster, by a fixed rule (the choice changes float
-    rounding, so it must not depend on timing noise; measurements in benchmarks/README.md).
+    """`packing=auto`: pack the seeds where it is faster, by a fixed rule (the choice changes
+    float rounding, so it must not depend on timing noise):
 
-    - CUDA: always (one small model cannot keep a GPU busy; the pack does S models' work per
-      kernel launch).
-    - CPU: small unidirectional LSTMs (hidden_size <= 64), where PyTorch's per-op overhead
-      dominates and one batched op beats S small ones; larger or bidirectional models and GRUs
-      run faster as separate nn.LSTM/nn.GRU calls.
+    - CUDA: yes. One small model cannot keep a GPU busy (it waits on kernel launches); the pack
+      does the work of all seeds per launch.
+    - CPU: no. PyTorch's nn.LSTM/nn.GRU run their time loop in C++, while the pack's loop is
+      Python; measured on 2 cores (benchmarks/README.md) the pack reached 0.3x-1.1x of separate
+      models, so separate models are the default there.
     - Never with dropout: packed dropout masks are drawn for the whole pack, so a seed's curves
       would depend on which seeds share its pack (`packing=on` still allows it).
     """
@@ -353,9 +353,7 @@ def use_packing(cfg: Config, device: torch.device) -> bool:
         return cfg.packing == "on"
     if cfg.model.dropout > 0 and cfg.model.layers > 1:
         return False
-    if device.type == "cuda":
-        return True
-    return cfg.model.name == "lstm" and not cfg.model.bidirectional and cfg.model.hidden_size <= 64
+    return device.type == "cuda"
 
 
 def train_setting(
