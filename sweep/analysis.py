@@ -122,6 +122,7 @@ def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any)
         "n_collapsed": s["n_collapsed"],
         "collapse_modes": {m: sum(r["collapse_mode"] == m for r in rows) for m in ("nonfinite", "diverged", "constant_output")},
         "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in rows},
+        "grad_norm_p90": s["grad_norm_p90"] if math.isfinite(s["grad_norm_p90"]) else None,
         "chance": chance,
         "seconds": round(sum(r["seconds"] for r in rows), 2),
     }
