@@ -100,3 +100,14 @@ def test_user_errors_exit_2_with_one_line_and_no_storage(tmp_path, args, needle)
     assert needle in p.stderr and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert not (results / "lrsweep.db").exists()
+
+
+def test_worker_with_only_storage_and_name_uses_the_studys_config(tmp_path):
+    results = tmp_path / "results"
+    args = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1,0.2]", "grid.clip=[null]",
+            "grid.batch_size=[128]", f"results_dir={results}", "study.name=w", "workers=1"]
+    assert run_cli("run", *args).returncode == 0
+    # Defaults would be another model and grid (refused as incomparable); the stored config is used.
+    p = run_cli("worker", "study.name=w", f"results_dir={results}")
+    assert p.returncode == 0, p.stderr
+    assert "2 settings x 1 seeds; 2 done, 0 to run" in p.stdout
