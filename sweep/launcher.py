@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from sweep.config import Config
@@ -22,10 +23,11 @@ from sweep.errors import UserError
 from sweep.outputs import check_writable
 from sweep.progress import Progress, snapshot
 from sweep.study import (
-    enqueue, open_or_create_study, open_storage, plan_work, reclaim_orphans, redact_url,
+    ATTR_TASK, enqueue, open_or_create_study, open_storage, plan_work, reclaim_orphans, redact_url,
 )
 from sweep.tasks import TaskData, build_task
-from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
+from sweep.tasks.data import save_task
+from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_PARENT, ENV_TASK, ENV_THREADS, EXIT_STOPPED
 
 EXIT_INTERRUPTED = 130
 
@@ -64,10 +66,18 @@ def prepare(cfg: Config) -> tuple[Any, Any, TaskData]:
     if not cfg.study.storage:  # the default SQLite file lives in results_dir
         cfg.study_dir.parent.mkdir(parents=True, exist_ok=True)
     storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
-    study = open_or_create_study(storage, cfg, task_info(task))
+    info = task_info(task)
+    study = open_or_create_study(storage, cfg, info)
+    # Workers read the data built here instead of building it again (tokenising a text corpus
+    # or parsing a large CSV once, not once per worker).
+    save_task(task, task_cache_path(cfg, info["fingerprint"]))
     reclaim_orphans(study, cfg.study.grace_seconds)
     enqueue(study, plan_work(cfg, study.get_trials(deepcopy=False)))
     return storage, study, task
+
+
+def task_cache_path(cfg: Config, fingerprint: str) -> Path:
+    return cfg.study_dir / f"task-{fingerprint[:16]}.pt"
 
 
 def _threads_per_worker(workers: int) -> int:
@@ -90,12 +100,13 @@ def _child_setup() -> None:
             pass
 
 
-def _spawn(cfg: Config, index: int, threads: int) -> subprocess.Popen:
+def _spawn(cfg: Config, index: int, threads: int, task_cache: Path) -> subprocess.Popen:
     env = dict(os.environ)
     env[ENV_CONFIG] = json.dumps(cfg.to_dict())
     env[ENV_INDEX] = str(index)
     env[ENV_THREADS] = str(threads)
     env[ENV_PARENT] = str(os.getpid())
+    env[ENV_TASK] = str(task_cache)
     env["OMP_NUM_THREADS"] = str(threads)
     env["MKL_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
@@ -191,7 +202,8 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
         # so a resumed sweep computes with the same thread count as the first run.
         planned = resolve_workers(cfg, n_gpu if cfg.device != "cpu" else 0, snap.total)
         threads = _threads_per_worker(planned) if device == "cpu" else 1
-        stopper.children = [_spawn(cfg, i, threads) for i in range(workers if snap.waiting else 1)]
+        cache = task_cache_path(cfg, study.user_attrs[ATTR_TASK]["fingerprint"])
+        stopper.children = [_spawn(cfg, i, threads, cache) for i in range(workers if snap.waiting else 1)]
         while True:
             codes = [c.poll() for c in stopper.children]
             progress.update(snapshot(study, cfg))

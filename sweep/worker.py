@@ -32,12 +32,14 @@ from sweep.study import (
     store_results, this_worker,
 )
 from sweep.tasks import build_task
+from sweep.tasks.data import load_task
 from sweep.training import StopRequested, resolve_device, train_setting
 
 ENV_CONFIG = "LRSWEEP_WORKER_CONFIG"
 ENV_INDEX = "LRSWEEP_WORKER_INDEX"
 ENV_THREADS = "LRSWEEP_THREADS"
 ENV_PARENT = "LRSWEEP_PARENT_PID"
+ENV_TASK = "LRSWEEP_TASK_CACHE"  # the task data the launcher built and saved
 EXIT_STOPPED = 143
 IDLE_POLL_SECONDS = 2.0
 
@@ -81,7 +83,8 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
         torch.backends.cudnn.benchmark = True  # fixed shapes per setting: let cuDNN pick kernels
     storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
     study = load_study(storage, cfg.study.name)
-    task = build_task(cfg.task).to(device)
+    cached = load_task(os.environ[ENV_TASK]) if os.environ.get(ENV_TASK) else None
+    task = (cached or build_task(cfg.task)).to(device)
     chance = task.chance()
     fingerprint = config_fingerprint(cfg)
     me = this_worker()

@@ -66,3 +66,23 @@ class TaskData:
         from sweep.metrics import chance_level
 
         return chance_level(self)
+
+
+def save_task(task: TaskData, path) -> None:
+    """Write the task's tensors and facts (loadable with weights_only=True), atomically."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, tmp)
+    os.replace(tmp, path)
+
+
+def load_task(path) -> Optional[TaskData]:
+    """The task saved by `save_task`, or None when the file is missing or unreadable."""
+    try:
+        return TaskData(**torch.load(path, map_location="cpu", weights_only=True))
+    except Exception:
+        return None
