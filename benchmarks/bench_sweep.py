@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GRIDS = {
     # No run blows up: 2-layer LSTM on digits (the default model), SGD + momentum.
     "stable": {
-        "overrides": ["task=digits", "optimizer=sgd", "epochs=10", "seeds=3",
+        "overrides": ["task=digits", "optimizer=sgd", "epochs=20", "seeds=3",
                       "grid.lr=[0.01,0.03,0.1]", "grid.clip=[null,1.0]", "grid.batch_size=[32]"],
         "target": 1.6,
     },

@@ -649,7 +649,7 @@ def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_
     study_dir = Path(study_dir)
     plan = figure_plan(tables, max_grid_cells)
     paths = [study_dir / name for _, name, _, _ in plan]
-    workers = min(len(plan) // 4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = min(len(plan) // 2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         global _PLAN
         _PLAN = list(zip(plan, paths))
