@@ -68,3 +68,18 @@ def postgres_url():
     if not url:
         skip_or_fail("no PostgreSQL server: set LRSWEEP_TEST_POSTGRES_URL")
     return url
+
+
+def kill_process_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a `sweep` process and every worker it started, at the same moment."""
+    import signal
+
+    import psutil
+
+    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    for pid in family:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=30)

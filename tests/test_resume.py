@@ -12,11 +12,10 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-import psutil
 import pytest
 import torch
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, kill_process_tree, run_cli
 from sweep.checkpoints import Checkpointer
 from sweep.config import config_fingerprint, load_config
 from sweep.tasks import build_task
@@ -101,17 +100,6 @@ def _wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 
     raise AssertionError("condition not reached in time")
 
 
-def _kill_all(proc: subprocess.Popen) -> None:
-    """SIGKILL the launcher and every worker at the same moment."""
-    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    for pid in family:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def reference_runs(tmp_path_factory):
     results = tmp_path_factory.mktemp("reference")
@@ -151,7 +139,7 @@ def test_kill9_of_whole_sweep_then_same_command_completes_identically(tmp_path, 
     predicate = {"during_trial": _during_trial, "between_trials": _between_trials,
                  "during_checkpoint_write": _during_checkpoint_write}[moment]
     _wait_for(lambda: predicate(tmp_path), proc)
-    _kill_all(proc)
+    kill_process_tree(proc)
     assert _states(tmp_path).get("COMPLETE", 0) < 6  # really interrupted
     p = run_cli("run", *SWEEP, f"results_dir={tmp_path}")  # the same command
     assert p.returncode == 0, p.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,10 +11,9 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
-import psutil
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, kill_process_tree, run_cli
 from sweep.study import redact_url
 
 pytestmark = pytest.mark.slow
@@ -50,16 +48,6 @@ def _worker(url: str, name: str, host: str, results: Path, extra: list[str]) -> 
     )
 
 
-def _kill_family(proc: subprocess.Popen) -> None:
-    family = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
-    for pid in family:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    proc.wait(timeout=30)
-
-
 @pytest.mark.postgres
 def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_path, postgres_url):
     name = f"pg-{uuid.uuid4().hex[:8]}"
@@ -84,7 +72,7 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
         time.sleep(0.1)
     time.sleep(1.5)  # a few epochs into the trial
     victim = running_on_a()[0].number
-    _kill_family(a)
+    kill_process_tree(a)
     out, err = b.communicate(timeout=600)
     assert b.returncode == 0, err
     study = optuna.load_study(study_name=name, storage=storage)
