@@ -655,8 +655,15 @@ def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_
         _PLAN = list(zip(plan, paths))
         try:
             ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(workers) as pool:
+            pool = ctx.Pool(workers, initializer=_default_signals)
+            try:
                 pool.map(_draw, range(len(plan)), chunksize=max(1, len(plan) // (workers * 4)))
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
         finally:
             _PLAN = []
     else:
@@ -673,6 +680,15 @@ def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_
 
 
 _PLAN: list[Any] = []  # the figure plan, inherited by forked drawing processes
+
+
+def _default_signals() -> None:
+    """Forked drawing processes must not inherit the launcher's SIGINT/SIGTERM handlers (which
+    only forward the signal): the pool stops them with SIGTERM."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _draw(i: int) -> None:
