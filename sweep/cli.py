@@ -69,12 +69,20 @@ def main(argv: Optional[list[str]] = None) -> None:
     except UserError as e:
         if debug:
             raise
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {safe_message(e)}", file=sys.stderr)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)
+
+
+def safe_message(error: UserError) -> str:
+    """The error's (one-line) message with no password in it, whatever it quotes (e.g. a
+    storage URL inside an override that failed to parse)."""
+    from sweep.study import redact_secrets
+
+    return redact_secrets(str(error))
 
 
 def dispatch(argv: list[str]) -> int:
@@ -92,7 +100,7 @@ def dispatch(argv: list[str]) -> int:
         i = rest.index("--cfg")
         what = rest[i + 1] if i + 1 < len(rest) else ""
         if what not in ("job", "all"):
-            raise UserError(f"--cfg: expected `--cfg job`, got {what!r}")
+            raise UserError(f"--cfg: expected `--cfg job`, got {what!r}; write `sweep {command} --cfg job [key=value ...]`")
         rest = rest[:i] + rest[i + 2:]
         print_cfg = True
     bad = [a for a in rest if a.startswith("-")]
@@ -100,7 +108,7 @@ def dispatch(argv: list[str]) -> int:
         raise UserError(f"unknown option {bad[0]!r}; options are --cfg job, --debug, --help")
     not_kv = [a for a in rest if "=" not in a]
     if not_kv:
-        raise UserError(f"{not_kv[0]!r}: expected key=value (e.g. seeds=3 or grid.lr='[0.01,0.1]')")
+        raise UserError(f"{not_kv[0]!r}: expected key=value; e.g. seeds=3 or grid.lr='[0.01,0.1]'")
 
     from sweep.config import compose, config_from_dict, resolve, user_set_keys
 
@@ -108,7 +116,11 @@ def dispatch(argv: list[str]) -> int:
     if print_cfg:
         from omegaconf import OmegaConf
 
-        print(OmegaConf.to_yaml(composed, resolve=True), end="")
+        from sweep.study import redact_secrets, redact_url
+
+        if isinstance(composed.study.get("storage"), str):  # never print a password
+            composed.study.storage = redact_url(composed.study.storage)
+        print(redact_secrets(OmegaConf.to_yaml(composed, resolve=True)), end="")
         return 0
     cfg = config_from_dict(resolve(composed))
     if command == "run":

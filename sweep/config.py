@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -331,7 +332,28 @@ def grid_to_dict(grid: GridConfig) -> dict[str, Any]:
 
 def _fail(key: str, rule: str, value: Any, fix: str = "") -> UserError:
     msg = f"{key}: {rule}, got {value!r}"
-    return UserError(msg + (f"; {fix}" if fix else ""))
+    error = UserError(msg + (f"; {fix}" if fix else ""))
+    error.key, error.needs_fix = key, not fix  # type: ignore[attr-defined]  # see _with_default
+    return error
+
+
+def _with_default(error: UserError, default: Any) -> UserError:
+    """`error`, told how to fix it by the key's default when it does not say so yet."""
+    if not getattr(error, "needs_fix", False) or default is dataclasses.MISSING:
+        return error
+    shown = "null" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+    return UserError(f"{error}; e.g. {error.key}={shown} (the default)")  # type: ignore[attr-defined]
+
+
+def _default_of(cfg: Any, key: str) -> Any:
+    """The dataclass default of dotted `key` in `cfg` (dataclasses.MISSING when there is none)."""
+    node = cfg
+    *parents, name = key.split(".")
+    for part in parents:
+        node = getattr(node, part, None)
+    if node is None or not dataclasses.is_dataclass(node):
+        return dataclasses.MISSING
+    return next((f.default for f in dataclasses.fields(node) if f.name == name), dataclasses.MISSING)
 
 
 def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
@@ -361,7 +383,10 @@ def _convert_scalar(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _fail(key, "must be a number", value)
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            raise _fail(key, "must be a finite number", value) from None
         if not math.isfinite(value):
             raise _fail(key, "must be a finite number", value)
         return value
@@ -388,7 +413,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
-            kwargs[f.name] = _convert_scalar(hints[f.name], data[f.name], f"{prefix}.{f.name}")
+            try:
+                kwargs[f.name] = _convert_scalar(hints[f.name], data[f.name], f"{prefix}.{f.name}")
+            except UserError as e:
+                raise _with_default(e, f.default) from None
     return cls(**kwargs)
 
 
@@ -403,12 +431,31 @@ def _build_named(registry: dict[str, type], data: Any, group: str) -> Any:
     return _build(registry[name], data, group)
 
 
+# How to write each base axis, for messages.
+GRID_EXAMPLES = {
+    "grid.lr": "grid.lr='[0.001,0.01,0.1]'",
+    "grid.clip": "grid.clip='[null,1.0]' (null: no clipping)",
+    "grid.batch_size": "grid.batch_size='[32,128]'",
+}
+
+
 def _as_list(value: Any, key: str) -> list[Any]:
     if isinstance(value, (list, tuple)):
         if len(value) == 0:
-            raise _fail(key, "must list at least one value", list(value), f"e.g. {key}='[0.01,0.1]'")
+            raise _fail(key, "must list at least one value", list(value),
+                        "e.g. " + GRID_EXAMPLES.get(key, f"{key}='[VALUE1,VALUE2]'"))
         return list(value)
     return [value]  # a single value is a one-point axis
+
+
+def _axis_values(flat: dict[str, Any], axis: str, tp: Any, default: list[Any]) -> tuple[Any, ...]:
+    """The values of one base grid axis, converted to `tp`; a wrong type says how to write it."""
+    key = f"grid.{axis}"
+    values = _as_list(flat.pop(axis, default), key)
+    try:
+        return tuple(_convert_scalar(tp, v, key) for v in values)
+    except UserError as e:
+        raise UserError(f"{e}; e.g. {GRID_EXAMPLES[key]}") from None
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -426,15 +473,9 @@ def _build_grid(data: Any, base: dict[str, Any]) -> GridConfig:
     if not isinstance(data, dict):
         raise _fail("grid", "must be a mapping of axis -> list of values", data)
     flat = _flatten(data)
-    lr = tuple(_convert_scalar(float, v, "grid.lr") for v in _as_list(flat.pop("lr", [0.01]), "grid.lr"))
-    clip = tuple(
-        _convert_scalar(Optional[float], v, "grid.clip")
-        for v in _as_list(flat.pop("clip", [None]), "grid.clip")
-    )
-    batch = tuple(
-        _convert_scalar(int, v, "grid.batch_size")
-        for v in _as_list(flat.pop("batch_size", [32]), "grid.batch_size")
-    )
+    lr = _axis_values(flat, "lr", float, [0.01])
+    clip = _axis_values(flat, "clip", Optional[float], [None])
+    batch = _axis_values(flat, "batch_size", int, [32])
     extra = []
     for path, values in flat.items():
         target = _lookup(base, path)
@@ -477,10 +518,16 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     hints = typing.get_type_hints(Config)
     for key in ("seeds", "epochs", "device", "packing", "checkpoint_every", "checkpoint_minutes", "results_dir"):
         if key in data:
-            scalars[key] = _convert_scalar(hints[key], data[key], key)
+            try:
+                scalars[key] = _convert_scalar(hints[key], data[key], key)
+            except UserError as e:
+                raise _with_default(e, _default_of(Config, key)) from None
     workers = data.get("workers", "auto")
     if workers != "auto":
-        workers = _convert_scalar(int, workers, "workers")
+        try:
+            workers = _convert_scalar(int, int(workers) if isinstance(workers, str) else workers, "workers")
+        except (UserError, ValueError):
+            raise _fail("workers", "must be a whole number >= 1 or auto", workers, "e.g. workers=2 or workers=auto") from None
     cfg = Config(
         task=_build_named(TASK_TYPES, data.get("task"), "task"),
         model=model,
@@ -525,16 +572,26 @@ def _check(ok: bool, key: str, rule: str, value: Any, fix: str = "") -> None:
 
 
 def validate(cfg: Config) -> None:
-    """Value rules for every key (types were checked during conversion)."""
+    """Value rules for every key (types were checked during conversion). A rule's message that
+    gives no fix of its own suggests the key's default."""
+    try:
+        _check_values(cfg)
+    except UserError as e:
+        raise _with_default(e, _default_of(cfg, getattr(e, "key", ""))) from None
+
+
+def _check_values(cfg: Config) -> None:
     g = cfg.grid
     for lr in g.lr:
-        _check(lr > 0, "grid.lr", "every learning rate must be > 0", lr, "e.g. grid.lr='[0.001,0.01,0.1]'")
+        _check(lr > 0, "grid.lr", "every learning rate must be > 0", lr, "e.g. " + GRID_EXAMPLES["grid.lr"])
     for c in g.clip:
-        _check(c is None or c > 0, "grid.clip", "every clip norm must be > 0 or null (no clipping)", c)
+        _check(c is None or c > 0, "grid.clip", "every clip norm must be > 0 or null (no clipping)", c,
+               "e.g. " + GRID_EXAMPLES["grid.clip"])
     for b in g.batch_size:
-        _check(b >= 1, "grid.batch_size", "every batch size must be >= 1", b)
+        _check(b >= 1, "grid.batch_size", "every batch size must be >= 1", b, "e.g. " + GRID_EXAMPLES["grid.batch_size"])
     for name, values in g.axes().items():
-        _check(len(set(map(repr, values))) == len(values), f"grid.{name}", "values must not repeat", list(values))
+        _check(len(set(map(repr, values))) == len(values), f"grid.{name}", "values must not repeat", list(values),
+               "list each value once")
     _check(cfg.seeds >= 1, "seeds", "must be >= 1", cfg.seeds, "e.g. seeds=5")
     _check(cfg.seeds <= 10000, "seeds", "must be <= 10000", cfg.seeds)
     _check(cfg.epochs >= 1, "epochs", "must be >= 1", cfg.epochs, "e.g. epochs=30")
@@ -542,9 +599,11 @@ def validate(cfg: Config) -> None:
         _check(cfg.workers >= 1, "workers", "must be >= 1 or auto", cfg.workers, "e.g. workers=2")
     _check(cfg.packing in ("auto", "on", "off"), "packing", "must be auto, on or off", cfg.packing)
     _check(
-        cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
-        "device", "must be auto, cpu, cuda or cuda:N", cfg.device,
+        re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
+        "device", "must be auto, cpu, cuda or cuda:N (N a GPU index)", cfg.device, "e.g. device=auto",
     )
+    _check(bool(cfg.results_dir.strip()), "results_dir", "must name a folder", cfg.results_dir,
+           "e.g. results_dir=results")
     _check(cfg.checkpoint_every >= 0, "checkpoint_every", "must be >= 0 (0: off)", cfg.checkpoint_every)
     _check(cfg.checkpoint_minutes >= 0, "checkpoint_minutes", "must be >= 0 (0: off)", cfg.checkpoint_minutes)
 
@@ -580,10 +639,12 @@ def validate(cfg: Config) -> None:
         cfg.study.grace_seconds > cfg.study.heartbeat_seconds, "study.grace_seconds",
         "must be > study.heartbeat_seconds", cfg.study.grace_seconds,
     )
-    _check(bool(cfg.study.name.strip()), "study.name", "must not be empty", cfg.study.name)
+    _check(bool(cfg.study.name.strip()), "study.name", "must not be empty", cfg.study.name, "e.g. study.name=digits-lstm-2")
     _check(
-        not any(ch in cfg.study.name for ch in "/\\\0") and cfg.study.name not in (".", ".."),
-        "study.name", "must be usable as a folder name (no '/', '\\')", cfg.study.name,
+        not any(ch in cfg.study.name for ch in "/\\") and cfg.study.name not in (".", "..")
+        and cfg.study.name.isprintable(),
+        "study.name", "must be usable as a folder name (no '/', '\\' or control characters)", cfg.study.name,
+        "e.g. study.name=digits-lstm-2",
     )
     t = cfg.task
     if hasattr(t, "val_fraction"):
@@ -678,26 +739,63 @@ def compose(overrides: list[str]) -> Any:
             options = _group_options(name)
             if choice not in options:
                 raise UserError(f"{name}={choice}: unknown {name}; valid {name}s: {', '.join(options)}")
+    for ov in overrides:  # one at a time, so that a syntax error names its override
+        _check_syntax(ov)
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3", job_name="sweep"):
             return hydra_compose(config_name="config", overrides=list(overrides))
     except MissingConfigException as e:
         raise UserError(_one_line(str(e))) from None
     except (HydraException, OmegaConfBaseException, ValueError) as e:
-        raise UserError(_hydra_message(str(e), overrides)) from None
+        raise UserError(_hydra_message(e, overrides)) from None
+
+
+def _check_syntax(override: str) -> None:
+    """Raise a UserError naming `override` when Hydra's override grammar cannot parse it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    key = override.split("=", 1)[0].lstrip("+~")
+    if not key:
+        raise UserError(f"{override!r}: no key before '='; write key=value, e.g. seeds=3")
+    try:
+        OverridesParser.create().parse_overrides([override])
+    except HydraException as e:
+        detail = _one_line(str(e).split("See https://", 1)[0])
+        detail = detail.replace(f"Error parsing override {override!r} ", "")
+        if detail.startswith("LexerNoViableAltException"):
+            detail = "a character the override syntax does not allow, e.g. < > ( ) { } or a space"
+        raise UserError(
+            f"{key}: cannot parse the override {override!r} ({detail}); write key=value, lists as "
+            f"key=[a,b], and quote a value with special characters for Hydra: \"{key}='...'\""
+        ) from None
 
 
 def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in text.strip().splitlines() if part.strip())
 
 
-def _hydra_message(text: str, overrides: list[str]) -> str:
-    first = text.strip().splitlines()[0] if text.strip() else text
+def _hydra_message(error: BaseException, overrides: list[str]) -> str:
+    text = str(error)
+    cause = error.__cause__
     if "Could not override '" in text:
         key = text.split("Could not override '", 1)[1].split("'", 1)[0]
+        full_key = getattr(cause, "full_key", None)  # model={a:1}: the unknown key is model.a
+        key = full_key if isinstance(full_key, str) and full_key else key
         return f"{key}: unknown config key; {_suggest(key)}"
-    if "mismatched input" in text or "no viable alternative" in text or "token recognition" in text:
-        return f"could not parse the overrides ({_one_line(first)}); write key=value, lists as key='[a,b]'"
+    if text.startswith("Ambiguous value for argument '"):
+        arg = text.split("'", 2)[1]
+        key, value = arg.split("=", 1)
+        return f"{key}: {value!r} is ambiguous (a comma list without brackets); write a list as {key}='[{value}]'"
+    if text.startswith("Could not append to config. An item is already at '"):
+        key = text.split("'", 2)[1]
+        return (f"{key}: already in the config, so '+{key}' cannot add it; set it with {key}=VALUE "
+                f"(a leading + only adds keys the config does not have)")
+    if text.startswith("Error merging override ") and cause is not None:
+        arg = text[len("Error merging override "):].strip()
+        key = arg.lstrip("+~").split("=", 1)[0]
+        reason = _one_line(str(cause)).split(" full_key:", 1)[0]
+        return f"{key}: cannot set {arg!r} ({reason}); see `sweep run --cfg job` for the form of {key}"
     return _one_line(text)
 
 
@@ -723,7 +821,10 @@ def resolve(composed: Any) -> dict[str, Any]:
     try:
         return OmegaConf.to_container(composed, resolve=True)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
-        raise UserError(f"config: {_one_line(str(e))}") from None
+        key = getattr(e, "full_key", None) or "config"
+        reason = _one_line(str(e)).split(" full_key:", 1)[0]
+        raise UserError(f"{key}: {reason}; an interpolation ${{...}} must name an existing key, "
+                        f"see `sweep run --cfg job`") from None
 
 
 def load_config(overrides: list[str]) -> Config:

@@ -7,3 +7,7 @@ Messages name the key or file, the rule, the value, and how to fix it.
 
 class UserError(Exception):
     """A problem the user can fix; ``str(error)`` is the one-line message shown to them."""
+
+    def __init__(self, message: str) -> None:
+        # One line, whatever the message quotes (a key or a file name holding a newline).
+        super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))

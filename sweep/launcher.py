@@ -1,7 +1,8 @@
 """`sweep run` and `sweep worker`: prepare the study, start local workers, watch, report.
 
 Order of work (every user error is found before anything is written to the storage):
-validate config -> build task data -> check batch sizes and results_dir -> open storage ->
+validate config -> check results_dir, device and storage URL (no connection yet) ->
+build task data -> check batch sizes -> open storage ->
 check the study is comparable -> reclaim orphaned trials -> queue missing (setting, seeds) ->
 start workers (child processes) -> progress until done or stopped -> tables, figures, report.
 """
@@ -23,7 +24,7 @@ from sweep.errors import UserError
 from sweep.outputs import check_writable
 from sweep.progress import Progress, snapshot
 from sweep.study import (
-    ATTR_TASK, enqueue, open_or_create_study, open_storage, plan_work, reclaim_orphans, redact_url,
+    ATTR_TASK, check_storage_url, enqueue, open_or_create_study, open_storage, plan_work, reclaim_orphans, redact_url,
 )
 from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
@@ -54,14 +55,36 @@ def task_info(task: TaskData) -> dict[str, Any]:
     }
 
 
+def check_device(device: str) -> None:
+    """`device=cuda[:N]` needs that GPU on this machine (checked before any data or storage)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n == 0:
+        raise UserError(
+            f"device: {device!r} asks for a CUDA GPU, but torch {torch.__version__} sees none on this machine; "
+            f"use device=auto (GPU when there is one) or device=cpu"
+        )
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= n:
+        raise UserError(f"device: {device!r} but this machine has {n} GPU(s), cuda:0..cuda:{n - 1}; "
+                        f"pick one of them, or device=cuda to use them all")
+
+
 def prepare(cfg: Config) -> tuple[Any, Any, TaskData]:
     """Validate everything, then open/create the study and queue the missing work."""
     check_writable(cfg.study_dir)
+    check_device(cfg.device)
+    if cfg.study.storage:  # a bad URL fails before the data is built (the default one is made below)
+        check_storage_url(cfg.study.storage)
     task = build_task(cfg.task)
     too_big = [b for b in cfg.grid.batch_size if b > task.n_train]
     if too_big:
         raise UserError(
-            f"grid.batch_size: every batch size must be <= the {task.n_train} training sequences, got {too_big}"
+            f"grid.batch_size: every batch size must be <= the {task.n_train} training sequences, got {too_big}; "
+            f"use smaller batch sizes (a batch cannot hold more sequences than the training set)"
         )
     if not cfg.study.storage:  # the default SQLite file lives in results_dir
         cfg.study_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -147,16 +170,20 @@ def stored_config(cfg: Config, set_keys: set[str]) -> Config:
     """For `sweep worker`: when the user named only execution keys (storage, study name,
     workers, device, ...), work on the study as it was configured by its `sweep run`."""
     from sweep.config import config_from_dict
-    from sweep.study import ATTR_CONFIG, _sqlite_path, study_names
+    from sweep.study import ATTR_CONFIG, study_names
 
     if any(k.split(".")[0] not in EXECUTION_KEYS for k in set_keys):
         return cfg
-    path = _sqlite_path(cfg.storage_url())
-    if path is not None and not path.exists():
-        return cfg
+    # Only where and how to run was given: the study must exist, or this worker would start
+    # the default sweep under a mistyped study name or storage.
     storage = open_storage(cfg.storage_url(), create=False)
-    if cfg.study.name not in study_names(storage):
-        return cfg
+    names = study_names(storage)
+    if cfg.study.name not in names:
+        there = f"studies there: {', '.join(names)}" if names else "it holds no study yet"
+        raise UserError(
+            f"study.name: no study {cfg.study.name!r} in {redact_url(cfg.storage_url())} ({there}); "
+            f"start it with `sweep run ...`, or give `sweep worker` the sweep's config keys to create it"
+        )
     import optuna
 
     stored = optuna.load_study(study_name=cfg.study.name, storage=storage).user_attrs.get(ATTR_CONFIG)
@@ -219,9 +246,10 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
     crashed = [c for c in codes if c not in (0, None, EXIT_STOPPED)]
     paths = {}
     if write_results and final.complete_runs:
-        from sweep.report import results_line, write_report
+        from sweep.commands import write_results
+        from sweep.report import results_line
 
-        paths = write_report(study, cfg.results_dir)
+        paths = write_results(study, cfg.results_dir)
         print(results_line(cfg.study_dir, paths))
     if final.failed_settings:
         print(f"{final.failed_settings} setting(s) failed with an error (see above, or `sweep status`); "

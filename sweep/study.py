@@ -25,6 +25,7 @@ import base64
 import json
 import math
 import os
+import re
 import socket
 import sqlite3
 import threading
@@ -50,14 +51,44 @@ T = TypeVar("T")
 # --------------------------------------------------------------------------- storage
 
 
+def _credentials(url: str) -> tuple[str, str, Optional[str], str]:
+    """(scheme, user, password or None, rest after the credentials) of a database URL.
+
+    Parsed the way SQLAlchemy reads it (the user has no ':' or '/', the password may hold any
+    character up to the host), except that the credentials end at the *last* '@': a password
+    with an unescaped '@' or '/' is then hidden whole, never shown in part.
+    """
+    scheme, rest = url.split("://", 1)
+    at = rest.rfind("@")
+    if scheme.startswith("sqlite") or at < 0:
+        return scheme, "", None, rest
+    userinfo, host = rest[:at], rest[at + 1:]
+    user, sep, password = userinfo.partition(":")
+    return scheme, user, (password if sep else None), host
+
+
+_QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
+# Any URL with credentials inside free text: scheme://user:password@ (password up to the last
+# '@' before a space or quote, so one containing '@' is hidden whole).
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*:)[^\s'\"]*@")
+
+
 def redact_url(url: str) -> str:
     """The storage URL with any password replaced by *** (safe to print, log and store)."""
-    if "://" not in url or "@" not in url.split("://", 1)[1].split("/", 1)[0]:
-        return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.split("@", 1) if "@" in rest.split("/", 1)[0] else ("", rest)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+    if "://" not in url:
+        return redact_secrets(url)
+    scheme, user, password, host = _credentials(url)
+    if password is None:
+        out = url
+    else:
+        out = f"{scheme}://{user}:***@{host}"
+    return _QUERY_PASSWORD.sub(r"\1***", out)
+
+
+def redact_secrets(text: str) -> str:
+    """`text` with the password of every URL in it replaced by *** (a last line of defence for
+    messages that may quote a URL: parse errors, driver errors)."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_CREDENTIALS.sub(r"\1***@", text))
 
 
 def _sqlite_path(url: str) -> Optional[Path]:
@@ -69,9 +100,14 @@ def _sqlite_path(url: str) -> Optional[Path]:
 
 def check_sqlite_file(path: Path) -> None:
     """Refuse a file that is not an SQLite database, or one that is not an Optuna storage."""
+    if path.is_dir():
+        raise UserError(f"study.storage: {path} is a folder, not a database file; "
+                        f"point study.storage at a file, e.g. sqlite:///{path / 'lrsweep.db'}")
     if not path.exists():
         if not path.parent.exists():
             raise UserError(f"study.storage: folder {path.parent} does not exist; create it or pick another path")
+        if not path.parent.is_dir():
+            raise UserError(f"study.storage: {path.parent} is a file, not a folder; pick another path for the database file")
         if not os.access(path.parent, os.W_OK):
             raise UserError(f"study.storage: folder {path.parent} is not writable; pick another study.storage or results_dir")
         return
@@ -124,24 +160,60 @@ def _serialize_sqlite_transactions(engine: Any) -> None:
     engine.dispose()  # connections made before the listeners existed are not reused
 
 
+def check_storage_url(url: str, create: bool = True) -> None:
+    """Checks of a storage URL that neither connect nor write (done before any work starts):
+    the URL parses, its database driver is installed and an SQLite file is usable.
+
+    With `create=False` an SQLite file that does not exist is an error (read-only commands).
+    """
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    safe = redact_url(url)
+    if "://" not in url:
+        raise UserError(f"study.storage: {safe!r} is not a database URL; use sqlite:///path/to/file.db or postgresql://user@host/db")
+    if url.startswith("sqlite"):
+        path = _sqlite_path(url)
+        if path is None:
+            raise UserError(f"study.storage: {safe!r} names no file; use sqlite:///path/to/file.db "
+                            f"(three slashes, then the path; four for an absolute path)")
+        if not create and not path.exists():
+            raise UserError(f"study.storage: {path} does not exist; run `sweep run` first or point study.storage at an existing storage")
+        check_sqlite_file(path)
+        return
+    try:
+        dialect = make_url(url).get_dialect()
+        # Import the driver module (psycopg2, ...): SQLAlchemy 2 calls it import_dbapi, 1.4 dbapi.
+        load_driver = getattr(dialect, "import_dbapi", None) or dialect.dbapi
+        load_driver()
+    except sqlalchemy.exc.NoSuchModuleError:  # (a subclass of ArgumentError)
+        scheme = url.split("://", 1)[0]
+        raise UserError(f"study.storage: unknown database type {scheme!r} in {safe!r}; "
+                        f"use sqlite:///file.db or postgresql://user@host/db") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise UserError(f"study.storage: {safe!r} is not a valid database URL; "
+                        f"use sqlite:///file.db or postgresql://user@host:port/db") from None
+    except ImportError as e:
+        raise UserError(_no_driver(safe, e.name)) from None
+
+
+def _no_driver(safe_url: str, module: Optional[str]) -> str:
+    missing = f"no module {module!r}" if module else "its module cannot be imported"
+    return (f"study.storage: the database driver for {safe_url!r} is not installed ({missing}); install it "
+            f"(PostgreSQL: pip install 'lrsweep[postgres]' and postgresql+psycopg2://...) or use sqlite:///file.db")
+
+
 def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60, create: bool = True) -> Any:
     """An Optuna RDBStorage for `url`, with heartbeats; raises UserError for bad/unreachable URLs.
 
     With `create=False` an SQLite file that does not exist is an error (read-only commands).
     """
+    check_storage_url(url, create)  # before importing Optuna: a bad URL is told at once
     import optuna
     import sqlalchemy.exc
 
     safe = redact_url(url)
-    if "://" not in url:
-        raise UserError(f"study.storage: {safe!r} is not a database URL; use sqlite:///path/to/file.db or postgresql://user@host/db")
     path = _sqlite_path(url)
-    if url.startswith("sqlite"):
-        if path is None:
-            raise UserError(f"study.storage: {safe!r} names no file; use sqlite:///path/to/file.db")
-        if not create and not path.exists():
-            raise UserError(f"study.storage: {path} does not exist; run `sweep run` first or point study.storage at an existing storage")
-        check_sqlite_file(path)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if path is not None:
@@ -163,12 +235,12 @@ def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60,
         if path is not None:
             _serialize_sqlite_transactions(storage.engine)
         return storage
+    except sqlalchemy.exc.NoSuchModuleError:  # before ArgumentError, its base class
+        raise UserError(f"study.storage: no database driver for {safe!r}; use sqlite:/// or postgresql:// (pip install psycopg2-binary)") from None
     except sqlalchemy.exc.ArgumentError:
         raise UserError(f"study.storage: {safe!r} is not a valid database URL; use sqlite:///file.db or postgresql://user@host/db") from None
-    except sqlalchemy.exc.NoSuchModuleError:
-        raise UserError(f"study.storage: no database driver for {safe!r}; use sqlite:/// or postgresql:// (pip install psycopg2-binary)") from None
-    except ModuleNotFoundError as e:
-        raise UserError(f"study.storage: the driver for {safe!r} is not installed ({e.name}); pip install 'lrsweep[postgres]'") from None
+    except ImportError as e:  # Optuna re-raises a missing driver as a bare ImportError
+        raise UserError(_no_driver(safe, getattr(e.__cause__, "name", None) or e.name)) from None
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError) as e:
         reason = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(getattr(e, "orig", e)).strip() else type(e).__name__
         raise UserError(f"study.storage: cannot open {safe} ({redact_text(reason, url)}); check the URL, that the server runs and accepts this user") from None
@@ -177,12 +249,21 @@ def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60,
 
 
 def redact_text(text: str, url: str) -> str:
-    """Remove the password of `url` from a message (drivers sometimes echo the URL)."""
-    if "@" in url and ":" in url.split("://", 1)[-1].split("@", 1)[0]:
-        password = url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    """Remove the password of `url` from a message (drivers sometimes echo the URL or the
+    password, escaped or not)."""
+    from urllib.parse import unquote
+
+    secrets = []
+    if "://" in url:
+        password = _credentials(url)[2]
         if password:
-            text = text.replace(password, "***")
-    return text
+            secrets.append(password)
+    secrets += [m.group(0).split("=", 1)[1] for m in _QUERY_PASSWORD.finditer(url)]
+    for secret in secrets:
+        for form in {secret, unquote(secret)}:
+            if form:
+                text = text.replace(form, "***")
+    return redact_secrets(text)
 
 
 def retry_locked(fn: Callable[[], T], attempts: int = 20) -> T:

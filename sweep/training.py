@@ -372,12 +372,20 @@ def train_setting(
     grid axes (dotted config keys). After every epoch `should_stop()` is asked; when it says
     yes, a checkpoint is written and :class:`StopRequested` is raised.
     """
+    # Denormal floats make saturated high-LR runs several times slower on CPUs and carry no
+    # information for training; flush them to zero while training (set here so every entry
+    # point agrees, and reset after: it is process-wide CPU state).
+    torch.set_flush_denormal(True)
+    try:
+        return _train_setting(task, cfg, setting, seeds, device, checkpointer, should_stop)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train_setting(task, cfg, setting, seeds, device, checkpointer, should_stop) -> list[RunRecord]:
     from sweep.packed import PackedTrainer
 
     checkpointer = checkpointer or NullCheckpointer()
-    # Denormal floats make saturated high-LR runs several times slower on CPUs and carry no
-    # information for training; flush them to zero (set here so every entry point agrees).
-    torch.set_flush_denormal(True)
     extra = {k: v for k, v in setting.items() if k not in ("lr", "clip", "batch_size")}
     run_cfg = apply_overrides(cfg, extra)
     group_type = PackedTrainer if use_packing(run_cfg, device) else SeedGroup

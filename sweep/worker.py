@@ -67,9 +67,10 @@ class StopFlag:
 
 
 def worker_device(cfg: Config, index: int) -> torch.device:
-    """`auto`: this worker's GPU (round robin over the visible ones), else the CPU."""
+    """`auto` or `cuda`: this worker's GPU (round robin over the visible ones; `auto` falls back
+    to the CPU); `cuda:N`: that GPU. The index is always explicit: torch.cuda.set_device needs it."""
     device = resolve_device(cfg.device)
-    if device.type == "cuda" and device.index is None and cfg.device == "auto":
+    if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", index % torch.cuda.device_count())
     return device
 

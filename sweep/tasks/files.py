@@ -104,7 +104,9 @@ def _read_npz(p: Path, key: str) -> Table:
             arrays = {name: archive[name] for name in archive.files}
     except UserError:
         raise
-    except Exception as e:  # zip errors, pickled or object arrays, permissions, ...
+    except OSError as e:  # permissions, a vanished file, an I/O error: not the file's format
+        raise _error(key, f"cannot read {p} ({e.strerror or _one_line(e)})", "check that the file exists and is readable") from None
+    except Exception as e:  # zip errors, pickled or object arrays, ...
         if "pickled" in str(e):  # numpy's text suggests unsafe loading; we never unpickle data files
             raise _error(key, f"file {p} is not an .npz archive of arrays (it is another format or holds "
                          "pickled data, which is never loaded)", fix) from None
@@ -168,6 +170,11 @@ def _read_long(p: Path, cfg: Any, key: str) -> Table:
     fmt = "CSV" if p.suffix.lower() == ".csv" else "Parquet"
     try:
         df = pd.read_csv(p) if fmt == "CSV" else pd.read_parquet(p)
+    except OSError as e:  # with an errno: permissions, I/O (pyarrow reports a bad file without one)
+        if e.errno is None:
+            raise _error(key, f"cannot read {p} as {fmt} ({_one_line(e)})",
+                         "write one row per (sequence, step) with a header line") from None
+        raise _error(key, f"cannot read {p} ({e.strerror})", "check that the file exists and is readable") from None
     except Exception as e:
         raise _error(key, f"cannot read {p} as {fmt} ({_one_line(e)})",
                      "write one row per (sequence, step) with a header line") from None
