@@ -539,7 +539,6 @@ def reclaim_orphans(study: Any, grace_seconds: float) -> int:
     import optuna
     from optuna.trial import TrialState
 
-    storage = study._storage
     reclaimed = 0
     now = dt.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -550,17 +549,28 @@ def reclaim_orphans(study: Any, grace_seconds: float) -> int:
             dead = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_seconds
         if not dead:
             continue
-        try:
-            storage.set_trial_user_attr(t._trial_id, "fail_reason", "worker process died")
-            if retry_locked(lambda: storage.set_trial_state_values(t._trial_id, TrialState.FAIL)):
-                requeue_trial(study, storage.get_trial(t._trial_id))
-                reclaimed += 1
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # its worker finished it meanwhile
+        reclaimed += fail_and_requeue(study, t._trial_id, "worker process died")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     return reclaimed
+
+
+def fail_and_requeue(study: Any, trial_id: int, reason: str) -> bool:
+    """Fail a RUNNING trial (noting why) and queue a fresh copy of it; False when it had
+    finished meanwhile (its worker completed it, or another process reclaimed it first)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    try:
+        retry_locked(lambda: storage.set_trial_user_attr(trial_id, "fail_reason", reason))
+        if retry_locked(lambda: storage.set_trial_state_values(trial_id, TrialState.FAIL)):
+            requeue_trial(study, storage.get_trial(trial_id))
+            return True
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    return False
 
 
 class Heartbeat:

@@ -22,14 +22,16 @@ import threading
 import traceback
 from typing import Any, Optional
 
+import optuna
 import torch
+from optuna.trial import TrialState
 
 from sweep.analysis import trial_summary
 from sweep.checkpoints import Checkpointer
 from sweep.config import Config, config_from_dict, config_fingerprint
 from sweep.study import (
-    Heartbeat, load_study, open_storage, pop_trial, reclaim_orphans, requeue_trial, retry_locked,
-    store_results, this_worker,
+    Heartbeat, decode_record, encode_record, fail_and_requeue, load_study, open_storage, pop_trial, reclaim_orphans,
+    retry_locked, store_results, this_worker,
 )
 from sweep.tasks import build_task
 from sweep.tasks.data import load_task
@@ -105,55 +107,30 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
             with Heartbeat(storage, trial._trial_id, cfg.study.heartbeat_seconds):
                 records = train_setting(task, cfg, setting, seeds, device, ckpt, should_stop=stop)
         except StopRequested:
-            _release(study, trial, "released: its worker was asked to stop")
+            # Queue a copy, which resumes from the checkpoint just written.
+            fail_and_requeue(study, trial._trial_id, "released: its worker was asked to stop")
             return EXIT_STOPPED
         except Exception as e:  # a bug or resource error in one setting must not stop the sweep
             detail = f"{type(e).__name__}: {e}"
             log(f"worker {index}: setting {setting} failed: {detail}", file=sys.stderr)
             traceback.print_exc(file=sys.stderr)
             retry_locked(lambda: storage.set_trial_user_attr(trial._trial_id, "error", detail[:2000]))
-            retry_locked(lambda: study.tell(trial.number, state=_fail_state()))
+            retry_locked(lambda: study.tell(trial.number, state=TrialState.FAIL))
             continue
-        from sweep.study import decode_record, encode_record
-
         decoded = [decode_record(encode_record(r)) for r in records]  # score what is stored
         summary = trial_summary(decoded, chance, cfg.detect)
         try:
             store_results(study, trial, records, summary)
-        except Exception as e:
-            import optuna
-
-            if isinstance(e, optuna.exceptions.UpdateFinishedTrialError):
-                log(f"worker {index}: trial {trial.number} was reclaimed meanwhile; result discarded", file=sys.stderr)
-                continue
-            raise
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Its heartbeat went stale (e.g. this machine was suspended) and another worker
+            # reclaimed the trial; that worker's result will be stored instead.
+            log(f"worker {index}: trial {trial.number} was reclaimed meanwhile; result discarded", file=sys.stderr)
+            continue
         ckpt.clear()
     return EXIT_STOPPED
 
 
-def _fail_state() -> Any:
-    from optuna.trial import TrialState
-
-    return TrialState.FAIL
-
-
-def _release(study: Any, trial: Any, reason: str) -> None:
-    """Fail the trial and queue a copy, which resumes from the checkpoint just written."""
-    import optuna
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    try:
-        retry_locked(lambda: storage.set_trial_user_attr(trial._trial_id, "fail_reason", reason))
-        if retry_locked(lambda: storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)):
-            requeue_trial(study, storage.get_trial(trial._trial_id))
-    except optuna.exceptions.UpdateFinishedTrialError:
-        pass
-
-
 def _others_running(study: Any) -> bool:
-    from optuna.trial import TrialState
-
     return bool(retry_locked(lambda: study._storage.get_all_trials(
         study._study_id, deepcopy=False, states=(TrialState.RUNNING,))))
 
