@@ -231,12 +231,15 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
         threads = _threads_per_worker(planned) if device == "cpu" else 1
         cache = task_cache_path(cfg, study.user_attrs[ATTR_TASK]["fingerprint"])
         stopper.children = [_spawn(cfg, i, threads, cache) for i in range(workers if snap.waiting else 1)]
+        last_snapshot = 0.0
         while True:
             codes = [c.poll() for c in stopper.children]
-            progress.update(snapshot(study, cfg))
             if all(code is not None for code in codes):
                 break
-            time.sleep(1.0)
+            if time.monotonic() - last_snapshot >= 1.0:  # the storage is read once a second
+                progress.update(snapshot(study, cfg))
+                last_snapshot = time.monotonic()
+            time.sleep(0.1)  # ... but the end of the workers is noticed at once
     final = snapshot(study, cfg)
     progress.finish(final)
     if stopper.count:

@@ -89,3 +89,13 @@ def test_digits_is_learnable_by_a_linear_model():
     task = build_task(DigitsTask())
     clf = LogisticRegression(max_iter=2000).fit(task.x_train.reshape(len(task.x_train), -1), task.y_train)
     assert clf.score(task.x_val.reshape(len(task.x_val), -1), task.y_val) > 0.9
+
+
+def test_digits_file_read_equals_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    from sweep.tasks.digits import digits_arrays
+
+    images, labels = digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and np.array_equal(labels, reference.target)
