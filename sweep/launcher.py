@@ -28,7 +28,7 @@ from sweep.study import (
 )
 from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
-from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_PARENT, ENV_TASK, ENV_THREADS, EXIT_STOPPED
+from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
 
 EXIT_INTERRUPTED = 130
 
@@ -123,18 +123,33 @@ def _child_setup() -> None:
             pass
 
 
-def _spawn(cfg: Config, index: int, threads: int, task_cache: Path) -> subprocess.Popen:
+def _spawn(index: int, threads: int) -> subprocess.Popen:
+    """Start a worker process; it imports its libraries, then waits for `_go` or `_dismiss`."""
     env = dict(os.environ)
-    env[ENV_CONFIG] = json.dumps(cfg.to_dict())
+    env.pop(ENV_CONFIG, None)  # the config comes through stdin once the study is ready
     env[ENV_INDEX] = str(index)
     env[ENV_THREADS] = str(threads)
     env[ENV_PARENT] = str(os.getpid())
-    env[ENV_TASK] = str(task_cache)
     env["OMP_NUM_THREADS"] = str(threads)
     env["MKL_NUM_THREADS"] = str(threads)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.worker"], env=env, stdin=subprocess.DEVNULL, preexec_fn=_child_setup,
+        [sys.executable, "-m", "sweep.worker"], env=env, stdin=subprocess.PIPE, text=True,
+        preexec_fn=_child_setup,
     )
+
+
+def _go(child: subprocess.Popen, cfg: Config, task_cache: Path) -> None:
+    """Hand a waiting worker its config and the task data file: it starts claiming trials."""
+    child.stdin.write(json.dumps({"config": cfg.to_dict(), "task_cache": str(task_cache)}) + "\n")
+    child.stdin.close()
+
+
+def _dismiss(child: subprocess.Popen) -> None:
+    """A worker that is not needed: end of input, and it exits without touching anything."""
+    try:
+        child.stdin.close()
+    except OSError:
+        pass
 
 
 class _Stopper:
@@ -205,13 +220,26 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
 
     if not write_results and set_keys is not None:
         cfg = stored_config(cfg, set_keys)
-    storage, study, task = prepare(cfg)
     import torch
 
-    n_gpu = torch.cuda.device_count() if cfg.device in ("auto",) or cfg.device.startswith("cuda") else 0
+    n_gpu = torch.cuda.device_count() if cfg.device != "cpu" else 0
+    device = "cuda" if n_gpu else "cpu"
+    # Worker count and threads follow the configured grid, not how much is left, so that a
+    # resumed sweep computes with the same thread count as the first run.
+    planned = resolve_workers(cfg, n_gpu, len(cfg.grid.settings()))
+    threads = _threads_per_worker(planned) if device == "cpu" else 1
+    # Start the workers now: their start-up (interpreter, torch and optuna imports, a few
+    # seconds) overlaps with validating the data and preparing the study. They touch nothing
+    # until `_go` hands them the config.
+    pending = [_spawn(i, threads) for i in range(planned)]
+    try:
+        storage, study, task = prepare(cfg)
+    except BaseException:
+        for child in pending:
+            _dismiss(child)
+        raise
     snap = snapshot(study, cfg)
-    workers = resolve_workers(cfg, n_gpu if cfg.device != "cpu" else 0, max(1, snap.waiting))
-    device = "cuda" if (n_gpu and cfg.device != "cpu") else "cpu"
+    workers = min(planned, snap.waiting) if snap.waiting else (1 if snap.running else 0)
     print(
         f"lrsweep: study {cfg.study.name!r} in {redact_url(cfg.storage_url())}\n"
         f"  task {task.name} ({task.n_train} train / {int(task.x_val.shape[0])} validation sequences, "
@@ -222,15 +250,15 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
     )
     stopper = _Stopper()
     stopper.install()
-    progress = Progress(snap.total, workers)
+    progress = Progress(snap.total, max(1, workers))
     codes: list[Optional[int]] = []
-    if snap.waiting or snap.running:
-        # Threads per worker follow the configured worker count, not how many are needed now,
-        # so a resumed sweep computes with the same thread count as the first run.
-        planned = resolve_workers(cfg, n_gpu if cfg.device != "cpu" else 0, snap.total)
-        threads = _threads_per_worker(planned) if device == "cpu" else 1
-        cache = task_cache_path(cfg, study.user_attrs[ATTR_TASK]["fingerprint"])
-        stopper.children = [_spawn(cfg, i, threads, cache) for i in range(workers if snap.waiting else 1)]
+    cache = task_cache_path(cfg, study.user_attrs[ATTR_TASK]["fingerprint"])
+    for i, child in enumerate(pending):
+        _go(child, cfg, cache) if i < workers else _dismiss(child)
+    stopper.children = pending[:workers]
+    if stopper.children:
+        if write_results:
+            import sweep.report  # noqa: F401  (matplotlib & co. load while the workers train)
         last_snapshot = 0.0
         while True:
             codes = [c.poll() for c in stopper.children]

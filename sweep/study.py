@@ -463,13 +463,21 @@ def _claim(storage: Any, trial_id: int) -> bool:
         return False
 
 
+def _longest_first(trial: Any) -> tuple[float, int]:
+    """Claim order: the most optimizer steps first (seeds / batch size), then queue order, so
+    the last trials to finish are short ones and workers do not idle at the end of a sweep."""
+    setting = trial.user_attrs.get("setting", {})
+    batch = setting.get("batch_size") or 1
+    return (-len(trial.user_attrs.get("seeds", [])) / float(batch), trial.number)
+
+
 def pop_trial(study: Any) -> Optional[Any]:
-    """Atomically claim the oldest WAITING trial (WAITING -> RUNNING); None when none is left."""
+    """Atomically claim a WAITING trial (WAITING -> RUNNING), longest first; None when none is left."""
     from optuna.trial import TrialState
 
     storage = study._storage
     waiting = retry_locked(lambda: storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)))
-    for t in sorted(waiting, key=lambda t: t.number):
+    for t in sorted(waiting, key=_longest_first):
         if _claim(storage, t._trial_id):
             return storage.get_trial(t._trial_id)
     return None

@@ -135,8 +135,15 @@ def _others_running(study: Any) -> bool:
         study._study_id, deepcopy=False, states=(TrialState.RUNNING,))))
 
 
+def _warm_up() -> None:
+    """Pay one-time costs while the launcher prepares the study: the first optimizer built in
+    a process imports torch._dynamo (about a second)."""
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
 def main() -> None:
-    """Entry point of a worker child process (configured through the environment)."""
+    """Entry point of a worker child process: configured through the environment, or by one
+    JSON line on stdin from the launcher that started it ahead of time."""
     stop = StopFlag()
     stop.install()
     if os.environ.get(ENV_PARENT) and os.getppid() != int(os.environ[ENV_PARENT]):
@@ -144,9 +151,21 @@ def main() -> None:
     threads = int(os.environ.get(ENV_THREADS, "0"))
     if threads > 0:
         torch.set_num_threads(threads)
-    cfg = config_from_dict(json.loads(os.environ[ENV_CONFIG]))
+    if ENV_CONFIG in os.environ:
+        cfg = config_from_dict(json.loads(os.environ[ENV_CONFIG]))
+    else:  # started early by a launcher: wait for its go (a config), or the end of input
+        _warm_up()
+        line = sys.stdin.readline()
+        if not line.strip():
+            sys.exit(0)
+        message = json.loads(line)
+        cfg = config_from_dict(message["config"])
+        os.environ[ENV_TASK] = message["task_cache"]
     index = int(os.environ.get(ENV_INDEX, "0"))
-    sys.exit(run_worker(cfg, index, stop, log=print))
+    code = run_worker(cfg, index, stop, log=print)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # everything is committed to the storage; skip the slow interpreter teardown
 
 
 if __name__ == "__main__":
