@@ -61,6 +61,20 @@ def _groups_help() -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    """Run a command and exit with its status (`sweep` and `python -m sweep`).
+
+    The process ends with `os._exit` once output is flushed: everything that matters is
+    committed to the storage or written to files by then, and the interpreter's teardown with
+    torch and matplotlib loaded takes most of a second.
+    """
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(argv: Optional[list[str]] = None) -> int:
+    """Run a command; return its exit status (0 ok, 1 failed settings, 2 user error, 130 stopped)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("HYDRA_FULL_ERROR") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -74,7 +88,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    sys.exit(code)
+    return code
 
 
 def safe_message(error: UserError) -> str:

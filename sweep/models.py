@@ -5,9 +5,10 @@ Usage::
     net = build_model(cfg.model, task, seed=3)     # initialisation fixed by the seed alone
     out = net(x, lengths_cpu)                      # [B, C] / [B, D], or [B, T, .] per step
 
-Padded sequences are read through `pack_padded_sequence`, so a sequence's padding never changes
-its output. `lengths` must be a CPU tensor (PyTorch's packing reads it on the host); the trainer
-keeps a CPU copy so no device->host copy happens per step.
+A sequence's padding never changes its output: a unidirectional network reads each sequence's
+output at its own last step (later steps cannot influence it); a bidirectional one packs the
+batch with `pack_padded_sequence`. `lengths` is a CPU tensor (packing reads it on the host); the
+trainer keeps a CPU copy so no device->host copy happens per step.
 """
 
 from __future__ import annotations
@@ -59,7 +60,16 @@ class RecurrentNet(nn.Module):
         if self.embed is not None:
             x = self.embed(x)
         steps = x.shape[1]
-        if lengths is not None:
+        if lengths is not None and self.directions == 1:
+            # Reading forward, a step's output never depends on the steps after it: run the
+            # padded batch and read each sequence at its own end. This also keeps the fused
+            # oneDNN kernel on CPUs (2x faster than the packed-sequence path, which it refuses).
+            out, _ = self.rnn(x)
+            if self.per_step:
+                return self.head(out)  # outputs past a sequence's end are masked by the loss
+            last = out[torch.arange(out.shape[0], device=out.device), lengths.to(out.device) - 1]
+            return self.head(last)
+        if lengths is not None:  # backwards, padding would come first: pack the batch
             x = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, state = self.rnn(x)
         if self.per_step:

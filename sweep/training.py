@@ -140,17 +140,20 @@ class SeedTrainer:
         n = task.n_train
         perm_cpu = torch.randperm(n, generator=self.data_gen)
         perm = perm_cpu.to(dev, non_blocking=True)
-        losses = torch.zeros(self.steps_per_epoch, device=dev)
-        norms = torch.zeros(self.steps_per_epoch, device=dev)
+        losses: list[torch.Tensor] = []  # per-step device scalars, stacked once per epoch
+        norms: list[torch.Tensor] = []
         clip = self.clip
-        done = 0
+        constant_lr = self.cfg.schedule.name == "constant"
+        if constant_lr:
+            set_lr(self.optimizer, self.lr)
         for s in range(self.steps_per_epoch):
             lo, hi = s * self.batch_size, min(n, (s + 1) * self.batch_size)
             idx = perm[lo:hi]
             xb = task.x_train.index_select(0, idx)
             yb = task.y_train.index_select(0, idx)
             lb = self.lengths_cpu[perm_cpu[lo:hi]] if self.lengths_cpu is not None else None
-            set_lr(self.optimizer, lr_at(self.cfg.schedule, self.step, self.total_steps, self.lr))
+            if not constant_lr:
+                set_lr(self.optimizer, lr_at(self.cfg.schedule, self.step, self.total_steps, self.lr))
             out = self.model(xb, lb)
             mask = step_mask(lb.to(dev, non_blocking=True) if lb is not None else None,
                              xb.shape[0], xb.shape[1], dev) if task.per_step else None
@@ -163,13 +166,12 @@ class SeedTrainer:
             else:
                 norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True)
             self.optimizer.step()
-            losses[s] = loss.detach()
-            norms[s] = norm.detach()
+            losses.append(loss.detach())
+            norms.append(norm.detach())
             self.step += 1
-            done = s + 1
-            if done % self.check_every == 0 and not bool(torch.isfinite(losses[done - 1] + norms[done - 1])):
+            if len(losses) % self.check_every == 0 and not bool(torch.isfinite(losses[-1] + norms[-1])):
                 break
-        return _epoch_stats(losses[:done], norms[:done], clip, self.optimizer.param_groups[0]["lr"])
+        return _epoch_stats(torch.stack(losses), torch.stack(norms), clip, self.optimizer.param_groups[0]["lr"])
 
     @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:

@@ -43,7 +43,7 @@ ENV_THREADS = "LRSWEEP_THREADS"
 ENV_PARENT = "LRSWEEP_PARENT_PID"
 ENV_TASK = "LRSWEEP_TASK_CACHE"  # the task data the launcher built and saved
 EXIT_STOPPED = 143
-IDLE_POLL_SECONDS = 2.0
+IDLE_POLL_SECONDS = 0.5  # an idle worker watches trials running elsewhere this often
 
 
 class StopFlag:

@@ -23,6 +23,8 @@ class TaskData:
       y: classification [N] int64; regression [N, D] float32; per-step targets [N, T] int64 or
          [N, T, D] float32 (loss and accuracy at every step within the sequence's length).
       lengths: [N] int64 valid steps of each (padded) sequence, or None when all have T steps.
+         Padding must be finite (zeros): forward models read padded batches whole and take each
+         sequence's output at its last valid step.
     """
 
     name: str
