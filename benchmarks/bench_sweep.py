@@ -39,7 +39,7 @@ GRIDS = {
     # No run blows up: 2-layer LSTM on digits (the default model), SGD + momentum, a batch-size
     # axis as users sweep it.
     "stable": {
-        "overrides": ["task=digits", "optimizer=sgd", "epochs=10", "seeds=3",
+        "overrides": ["task=digits", "optimizer=sgd", "epochs=20", "seeds=3",
                       "grid.lr=[0.03,0.1,0.3]", "grid.clip=[null,1.0]", "grid.batch_size=[16,32,64]"],
         "target": 1.6,
     },
