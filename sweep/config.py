@@ -843,5 +843,9 @@ def resolve_workers(cfg: Config, n_cuda: int, n_settings: int) -> int:
         return int(cfg.workers)
     if n_cuda > 0:
         return max(1, min(n_cuda, n_settings))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, n_settings))
+    return max(1, min(usable_cores(), n_settings))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

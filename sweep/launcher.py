@@ -104,8 +104,9 @@ def task_cache_path(cfg: Config, fingerprint: str) -> Path:
 
 
 def _threads_per_worker(workers: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // workers)
+    from sweep.config import usable_cores
+
+    return max(1, usable_cores() // workers)
 
 
 def _child_setup() -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 from matplotlib.transforms import blended_transform_factory
 
+from sweep.config import usable_cores
 from sweep.outputs import atomic_write
 from sweep.verdicts import CLIP_FRACTION_TOO_HIGH, normalize, setting_label, slice_label, value_label
 
@@ -649,7 +649,7 @@ def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_
     study_dir = Path(study_dir)
     plan = figure_plan(tables, max_grid_cells)
     paths = [study_dir / name for _, name, _, _ in plan]
-    workers = min(len(plan) // 2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    workers = min(len(plan) // 2, usable_cores())
     if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
         global _PLAN
         _PLAN = list(zip(plan, paths))

@@ -365,12 +365,6 @@ def _pad_steps(a: np.ndarray, t: int) -> np.ndarray:
     return np.pad(a, [(0, 0), (0, t - a.shape[1])] + [(0, 0)] * (a.ndim - 2))
 
 
-def make_task_data(info: dict[str, Any], **fields: Any) -> TaskData:
-    """A TaskData carrying `info` (facts for the task info, e.g. the class mapping)."""
-    fields["info"] = info
-    return TaskData(**fields)
-
-
 def build_file(cfg: Any) -> TaskData:
     """The file task's TaskData (see the module docstring for formats and rules)."""
     train = read_file(cfg.path, cfg, "task.path")
@@ -431,8 +425,8 @@ def build_file(cfg: Any) -> TaskData:
         return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
 
     ydtype = torch.int64 if tt.kind == "classification" else torch.float32
-    return make_task_data(
-        info,
+    return TaskData(
+        info=info,
         name="file",
         kind=tt.kind,
         x_train=tensor(x_tr, torch.float32),

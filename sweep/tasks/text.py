@@ -34,7 +34,6 @@ import torch
 
 from sweep.errors import UserError
 from sweep.tasks.data import TaskData
-from sweep.tasks.files import make_task_data
 
 SPLITS = ("train", "test")  # test/ is the validation set
 CLASSES = ("neg", "pos")  # class ids 0, 1
@@ -121,8 +120,8 @@ def build_text(cfg: Any) -> TaskData:
         "truncated_reviews": int(sum(len(d) > cfg.max_len for d in train_docs + val_docs)),
         "val_oov_rate": float((x_va == OOV).sum() / max(1, val_tokens)),
     }
-    return make_task_data(
-        info,
+    return TaskData(
+        info=info,
         name="text",
         kind="classification",
         x_train=torch.from_numpy(x_tr),
