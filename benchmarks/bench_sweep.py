@@ -163,11 +163,13 @@ def bench(name: str, extra: list[str]) -> dict:
 def packing_throughput(device: str, hidden_sizes=(32, 64, 128), seeds: int = 5, epochs: int = 2) -> list[dict]:
     """Seed-epochs per second of one setting trained packed vs one model at a time (same device,
     same data, same seeds): the gain of training the seeds of a setting as one model."""
+    from sweep.accelerator import configure_device
     from sweep.config import load_config
     from sweep.tasks import build_task
     from sweep.training import train_setting
 
-    dev = torch.device(device)
+    dev = torch.device("cuda", 0) if device == "cuda" else torch.device(device)
+    configure_device(dev)  # as a worker does: the GPU index, full FP32
     out = []
     for hidden in hidden_sizes:
         row = {"device": device, "hidden_size": hidden, "seeds": seeds}
@@ -192,12 +194,13 @@ def packing_throughput(device: str, hidden_sizes=(32, 64, 128), seeds: int = 5, 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--grid", choices=[*GRIDS, "all"], default="all")
+    ap.add_argument("--grid", choices=[*GRIDS, "all", "none"], default="all",
+                    help="which grid to run (none: only --packing)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target ratio is missed")
     ap.add_argument("--packing", action="store_true", help="also measure packed vs separate seeds (CPU; CUDA too when present)")
     ap.add_argument("overrides", nargs="*", help="extra overrides for sweep run (e.g. packing=on)")
     args = ap.parse_args()
-    names = list(GRIDS) if args.grid == "all" else [args.grid]
+    names = list(GRIDS) if args.grid == "all" else [] if args.grid == "none" else [args.grid]
     print(f"machine: {os.cpu_count()} CPU cores, torch {torch.__version__}, "
           f"CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
     results = []

@@ -27,7 +27,7 @@ BASE_AXES = ["lr", "clip", "batch_size"]
 RUN_COLUMNS = [
     "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
     "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
-    "seconds", "trial",
+    "seconds", "device", "trial",
 ]
 SUMMARY_COLUMNS = [
     "n_runs", "mean_best_acc", "mean_best_acc_lo", "mean_best_acc_hi",
@@ -73,6 +73,7 @@ def run_row(record: dict[str, Any], chance: float, detect: Any) -> dict[str, Any
         "grad_norm_p90": _nanmedian(np.asarray(c["grad_norm_p90"], dtype=float)),
         "grad_norm_max": float(np.nanmax(c["grad_norm_max"])) if np.isfinite(c["grad_norm_max"]).any() else math.nan,
         "seconds": float(record.get("seconds", math.nan)),
+        "device": str(record.get("device") or ""),
     }
 
 

@@ -18,13 +18,13 @@ import itertools
 import json
 import math
 import os
-import re
 import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from sweep.devices import is_device_string
 from sweep.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -599,8 +599,9 @@ def _check_values(cfg: Config) -> None:
         _check(cfg.workers >= 1, "workers", "must be >= 1 or auto", cfg.workers, "e.g. workers=2")
     _check(cfg.packing in ("auto", "on", "off"), "packing", "must be auto, on or off", cfg.packing)
     _check(
-        re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device) is not None,
-        "device", "must be auto, cpu, cuda or cuda:N (N a GPU index)", cfg.device, "e.g. device=auto",
+        is_device_string(cfg.device),
+        "device", "must be auto, cpu, cuda or cuda:N (N a GPU index without leading zeros)", cfg.device,
+        "e.g. device=auto",
     )
     _check(bool(cfg.results_dir.strip()), "results_dir", "must name a folder", cfg.results_dir,
            "e.g. results_dir=results")
@@ -835,15 +836,6 @@ def load_config(overrides: list[str]) -> Config:
 def user_set_keys(overrides: list[str]) -> set[str]:
     """The top-level dotted keys a user set explicitly on the command line."""
     return {ov.split("=", 1)[0].lstrip("+~") for ov in overrides if "=" in ov}
-
-
-def resolve_workers(cfg: Config, n_cuda: int, n_settings: int) -> int:
-    """`workers=auto`: one per GPU, else one per CPU core, never more than there is work."""
-    if cfg.workers != "auto":
-        return int(cfg.workers)
-    if n_cuda > 0:
-        return max(1, min(n_cuda, n_settings))
-    return max(1, min(usable_cores(), n_settings))
 
 
 def usable_cores() -> int:

@@ -28,7 +28,7 @@ from sweep.study import (
 )
 from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
-from sweep.worker import ENV_CONFIG, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
+from sweep.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
 
 EXIT_INTERRUPTED = 130
 
@@ -55,13 +55,13 @@ def task_info(task: TaskData) -> dict[str, Any]:
     }
 
 
-def check_device(device: str) -> None:
-    """`device=cuda[:N]` needs that GPU on this machine (checked before any data or storage)."""
+def check_device(device: str, n: int) -> None:
+    """`device=cuda[:N]` needs that GPU among the `n` of this machine (checked before any data
+    or storage)."""
     if not device.startswith("cuda"):
         return
     import torch
 
-    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if n == 0:
         raise UserError(
             f"device: {device!r} asks for a CUDA GPU, but torch {torch.__version__} sees none on this machine; "
@@ -76,7 +76,6 @@ def check_device(device: str) -> None:
 def prepare(cfg: Config) -> tuple[Any, Any, TaskData]:
     """Validate everything, then open/create the study and queue the missing work."""
     check_writable(cfg.study_dir)
-    check_device(cfg.device)
     if cfg.study.storage:  # a bad URL fails before the data is built (the default one is made below)
         check_storage_url(cfg.study.storage)
     task = build_task(cfg.task)
@@ -124,11 +123,12 @@ def _child_setup() -> None:
             pass
 
 
-def _spawn(index: int, threads: int) -> subprocess.Popen:
+def _spawn(index: int, device: str, threads: int) -> subprocess.Popen:
     """Start a worker process; it imports its libraries, then waits for `_go` or `_dismiss`."""
     env = dict(os.environ)
     env.pop(ENV_CONFIG, None)  # the config comes through stdin once the study is ready
     env[ENV_INDEX] = str(index)
+    env[ENV_DEVICE] = device
     env[ENV_THREADS] = str(threads)
     env[ENV_PARENT] = str(os.getpid())
     env["OMP_NUM_THREADS"] = str(threads)
@@ -217,22 +217,25 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
     `write_results=False` is `sweep worker`: no report at the end, and the study's own config
     is used when only execution keys were given (`set_keys`).
     """
-    from sweep.config import resolve_workers
+    from sweep.config import usable_cores
+    from sweep.devices import plan_worker_devices
 
     if not write_results and set_keys is not None:
         cfg = stored_config(cfg, set_keys)
     import torch
 
     n_gpu = torch.cuda.device_count() if cfg.device != "cpu" else 0
-    device = "cuda" if n_gpu else "cpu"
+    check_device(cfg.device, n_gpu)
     # Worker count and threads follow the configured grid, not how much is left, so that a
     # resumed sweep computes with the same thread count as the first run.
-    planned = resolve_workers(cfg, n_gpu, len(cfg.grid.settings()))
-    threads = _threads_per_worker(planned) if device == "cpu" else 1
+    devices = plan_worker_devices(cfg.device, n_gpu, cfg.workers, len(cfg.grid.settings()), usable_cores())
+    planned = len(devices)
+    device = "cpu" if devices[0] == "cpu" else ", ".join(sorted(set(devices)))
+    threads = _threads_per_worker(planned) if devices[0] == "cpu" else 1
     # Start the workers now: their start-up (interpreter, torch and optuna imports, a few
     # seconds) overlaps with validating the data and preparing the study. They touch nothing
     # until `_go` hands them the config.
-    pending = [_spawn(i, threads) for i in range(planned)]
+    pending = [_spawn(i, dev, threads) for i, dev in enumerate(devices)]
     try:
         storage, study, task = prepare(cfg)
     except BaseException:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sweep.accelerator import SeedRng
 from sweep.config import Config
 from sweep.metrics import item_correct, item_loss
 from sweep.models import RecurrentNet, build_model
@@ -76,9 +77,12 @@ class PackedRecurrentNet(nn.Module):
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x: [S, B, T, F] floats or [S, B, T] token ids; mask: [S, B, T] bool valid steps."""
         if self.embed is not None:
-            s, b, t = x.shape
-            x = torch.gather(self.embed, 1, x.reshape(s, b * t, 1).expand(-1, -1, self.embed.shape[-1]))
-            x = x.view(s, b, t, -1)
+            # One lookup in the stacked table [S * V, E], each seed's ids offset into its own
+            # block. Embedding's backward is deterministic on CUDA; a gather's is an atomic
+            # scatter-add, whose float sums change order from run to run.
+            s, v, e = self.embed.shape
+            offsets = torch.arange(s, device=x.device).view(s, *[1] * (x.dim() - 1)) * v
+            x = F.embedding(x + offsets, self.embed.reshape(s * v, e))
         finals = []
         for layer in range(self.layers):
             outs, finals = [], []
@@ -148,8 +152,8 @@ class PackedTrainer:
     mode = "packed"
 
     def __init__(self, task: TaskData, cfg: Config, setting: dict[str, Any], seeds: list[int],
-                 device: torch.device) -> None:
-        from sweep.training import RunRecord, _seeded_rng_state
+                 device: torch.device, check_every: Optional[int] = None) -> None:
+        from sweep.training import RunRecord, nonfinite_check_steps
 
         self.task, self.cfg, self.device = task, cfg, device
         self.lr = float(setting["lr"])
@@ -160,12 +164,12 @@ class PackedTrainer:
         self.seeds = list(seeds)
         self.alive = list(seeds)  # seeds still in the pack, in pack order
         self.gens = {s: torch.Generator().manual_seed(s) for s in seeds}
-        self.rng_state = _seeded_rng_state(seeds[0], device)
+        self.rng = SeedRng(seeds[0], device)  # one dropout stream for the whole pack
         self.records = {s: RunRecord(seed=s) for s in seeds}
         self.steps_per_epoch = math.ceil(task.n_train / self.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.step = 0
-        self.check_every = 1 if device.type == "cpu" else 16
+        self.check_every = check_every or nonfinite_check_steps(device)
 
     @property
     def stopped(self) -> bool:
@@ -175,11 +179,9 @@ class PackedTrainer:
         return [self.records[s] for s in self.seeds]
 
     def run_epoch(self) -> None:
-        from sweep.training import _rng_stream
-
         started = time.perf_counter()
         members = list(self.alive)  # the pack at the start of the epoch
-        with _rng_stream(self):
+        with self.rng.active():
             rows, bad = self._train_epoch()
             evals = self._evaluate() if self.alive else {}
         for seed in members:
@@ -211,6 +213,7 @@ class PackedTrainer:
         cols = torch.arange(len(members), device=dev)  # buffer column of each pack member
         steps_done = dict.fromkeys(members, self.steps_per_epoch)
         first_step = self.step
+        checked = 0  # buffer rows up to here were checked already
         for step in range(self.steps_per_epoch):
             idx = order[cols, step * self.batch_size:(step + 1) * self.batch_size]
             per_seed, norm = self._step(idx)
@@ -219,13 +222,16 @@ class PackedTrainer:
             self.step += 1
             last = step == self.steps_per_epoch - 1
             if (step + 1) % self.check_every == 0 or last:
-                finite = torch.isfinite(losses[step, cols] + norms[step, cols]).tolist()
+                # Every step since the last check: an inf gradient norm at one step makes the
+                # clipping coefficient 0, so the steps after it look finite again.
+                window = losses[checked:step + 1, cols] + norms[checked:step + 1, cols]
+                finite = torch.isfinite(window).all(0).tolist()
+                checked = step + 1
                 if not all(finite):
                     dead = [s for s, ok in zip(self.alive, finite) if not ok]
                     for s in dead:
                         steps_done[s] = step + 1
-                    keep = [k for k, ok in enumerate(finite) if ok]
-                    cols = cols[keep]
+                    cols = cols[[k for k, ok in enumerate(finite) if ok]]
                     self._drop(dead)
                     if not self.alive:
                         break
@@ -233,12 +239,15 @@ class PackedTrainer:
         rows, bad = {}, {}
         for k, seed in enumerate(members):
             done = steps_done[seed]
-            row, nonfinite = _epoch_stats(losses[:done, k], norms[:done, k], self.clip, lr)
+            row, nonfinite, first_bad = _epoch_stats(losses[:done, k], norms[:done, k], self.clip, lr)
             rows[seed] = row
             if nonfinite is not None:
                 bad[seed] = nonfinite
-                cut = torch.isfinite(losses[:done, k]) & torch.isfinite(norms[:done, k])
-                self.records[seed].steps = first_step + int((~cut).nonzero()[0, 0]) + 1
+                self.records[seed].steps = first_step + first_bad + 1
+        # Every flagged seed leaves the pack, however its non-finite step was noticed.
+        flagged = [s for s in bad if s in self.alive]
+        if flagged:
+            self._drop(flagged)
         if self.alive:  # parameters can overflow with finite gradients: checked once per epoch
             finite = torch.stack([p.detach().reshape(len(self.alive), -1).isfinite().all(1)
                                   for p in self.model.parameters()]).all(0).tolist()
@@ -353,7 +362,7 @@ class PackedTrainer:
             "optimizer": self.optimizer.state_dict(),
             "alive": list(self.alive),
             "gens": {str(s): g.get_state() for s, g in self.gens.items()},
-            "rng_state": self.rng_state,
+            "rng_state": self.rng.state_dict(),
             "step": self.step,
             "records": {str(s): dataclasses.asdict(r) for s, r in self.records.items()},
         }
@@ -368,6 +377,6 @@ class PackedTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
         for s, g in state["gens"].items():
             self.gens[int(s)].set_state(g)
-        self.rng_state = state["rng_state"]
         self.step = int(state["step"])
+        self.rng.load_state_dict(state["rng_state"], self.step)
         self.records = {int(s): RunRecord(**r) for s, r in state["records"].items()}

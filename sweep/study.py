@@ -625,6 +625,7 @@ def encode_record(record: Any) -> dict[str, Any]:
         "nonfinite_epoch": record.nonfinite_epoch,
         "steps": record.steps,
         "seconds": round(record.seconds, 3),
+        "device": record.device,
         "curves": {k: encode_floats(v) for k, v in record.curves.items()},
     }
 

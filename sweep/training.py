@@ -14,10 +14,11 @@ the training data (a per-seed generator), and the dropout masks (a per-seed RNG 
 around each of its epochs).
 
 Per step, the loss and the gradient norm before clipping are written into device buffers; they
-are read once per epoch (one host synchronisation per epoch). A seed whose loss, gradients or
-parameters become non-finite stops: on the CPU the check runs every step (free there), on CUDA
-every `NONFINITE_CHECK_STEPS` steps; either way the record ends at the first non-finite step, so
-the curves do not depend on the check interval.
+are read once per epoch (one host synchronisation per epoch), plus one small read per non-finite
+check. A seed whose loss, gradients or parameters become non-finite stops: on the CPU the check
+runs every step (free there), on CUDA every `NONFINITE_CHECK_STEPS` steps, and each check looks
+at every step since the previous one; either way the record (curves and step count) ends at the
+first non-finite step, so it does not depend on the check interval.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from sweep.accelerator import SeedRng, describe_device
 from sweep.config import Config, apply_overrides
 from sweep.metrics import batch_loss, item_correct, item_loss, step_mask
 from sweep.models import build_model, l2_penalty
@@ -67,6 +69,7 @@ class RunRecord:
     nonfinite_epoch: Optional[int] = None
     steps: int = 0
     seconds: float = 0.0
+    device: str = ""  # what trained it, e.g. "cpu" or "cuda:0 (NVIDIA H100), fp32 ieee"
 
     @property
     def epochs_run(self) -> int:
@@ -84,11 +87,17 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def nonfinite_check_steps(device: torch.device) -> int:
+    """Steps between non-finite checks: every step on the CPU (a check costs nothing there);
+    on CUDA every NONFINITE_CHECK_STEPS steps, since each check waits for the GPU."""
+    return 1 if device.type == "cpu" else NONFINITE_CHECK_STEPS
+
+
 class SeedTrainer:
     """Model, optimizer, data order and RNG state of one seed, trained one epoch at a time."""
 
     def __init__(self, task: TaskData, cfg: Config, setting: dict[str, Any], seed: int,
-                 device: torch.device, lengths_cpu: tuple[Optional[torch.Tensor], Optional[torch.Tensor]]) -> None:
+                 device: torch.device, check_every: Optional[int] = None) -> None:
         self.task = task
         self.cfg = cfg
         self.seed = seed
@@ -96,20 +105,24 @@ class SeedTrainer:
         self.lr = float(setting["lr"])
         self.clip = setting["clip"]
         self.batch_size = int(setting["batch_size"])
-        # CPU copies of the train/validation lengths: packing reads them on the host.
-        self.lengths_cpu, self.lengths_val_cpu = lengths_cpu
         self.model = build_model(cfg.model, task, seed).to(device)
+        # Sequence lengths stay on the device: a forward model gathers them there (a host copy
+        # per step would wait for the GPU). Only a bidirectional model packs its batch, and
+        # pack_padded_sequence reads lengths on the host: it gets a host copy, gathered there.
+        self.host_lengths = (
+            (task.lengths_train.cpu(), task.lengths_val.cpu())
+            if task.lengths_train is not None and getattr(self.model, "directions", 1) == 2 else None
+        )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.weights = [p for p in self.params if p.dim() >= 2]
         self.optimizer = build_optimizer(self.params, cfg.optimizer, self.lr, device)
         self.data_gen = torch.Generator().manual_seed(seed)  # data order: CPU generator
-        # The seed's own RNG stream (dropout), swapped in around each of its epochs.
-        self.rng_state = _seeded_rng_state(seed, device)
+        self.rng = SeedRng(seed, device)  # the seed's own dropout stream, swapped in per epoch
         self.steps_per_epoch = math.ceil(task.n_train / self.batch_size)
         self.total_steps = self.steps_per_epoch * cfg.epochs
         self.step = 0
         self.record = RunRecord(seed=seed)
-        self.check_every = 1 if device.type == "cpu" else NONFINITE_CHECK_STEPS
+        self.check_every = check_every or nonfinite_check_steps(device)
 
     @property
     def stopped(self) -> bool:
@@ -119,7 +132,7 @@ class SeedTrainer:
 
     def run_epoch(self) -> None:
         started = time.perf_counter()
-        with _rng_stream(self):
+        with self.rng.active():
             row, nonfinite = self._train_epoch()
             if nonfinite is None and not _params_finite(self.params):
                 nonfinite = "parameters"
@@ -134,6 +147,17 @@ class SeedTrainer:
         self.record.steps = self.step
         self.record.seconds += time.perf_counter() - started
 
+    def _lengths(self, split: int, idx: Any, host_idx: Any) -> Optional[torch.Tensor]:
+        """Lengths of the sequences `idx` (device index tensor or slice; `host_idx` the same on
+        the host) of split 0 (train) or 1 (validation), where the model reads them: on the
+        device, or on the host for a model that packs its batch."""
+        lengths = (self.task.lengths_train, self.task.lengths_val)[split]
+        if lengths is None:
+            return None
+        if self.host_lengths is not None:
+            return self.host_lengths[split][host_idx]
+        return lengths[idx]
+
     def _train_epoch(self) -> tuple[dict[str, float], Optional[str]]:
         task, dev = self.task, self.device
         self.model.train()
@@ -146,17 +170,17 @@ class SeedTrainer:
         constant_lr = self.cfg.schedule.name == "constant"
         if constant_lr:
             set_lr(self.optimizer, self.lr)
+        first_step = self.step
         for s in range(self.steps_per_epoch):
             lo, hi = s * self.batch_size, min(n, (s + 1) * self.batch_size)
             idx = perm[lo:hi]
             xb = task.x_train.index_select(0, idx)
             yb = task.y_train.index_select(0, idx)
-            lb = self.lengths_cpu[perm_cpu[lo:hi]] if self.lengths_cpu is not None else None
+            lb = self._lengths(0, idx, perm_cpu[lo:hi])
             if not constant_lr:
                 set_lr(self.optimizer, lr_at(self.cfg.schedule, self.step, self.total_steps, self.lr))
             out = self.model(xb, lb)
-            mask = step_mask(lb.to(dev, non_blocking=True) if lb is not None else None,
-                             xb.shape[0], xb.shape[1], dev) if task.per_step else None
+            mask = step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev) if task.per_step else None
             loss = batch_loss(task.kind, out, yb, mask)
             objective = loss + self.cfg.optimizer.l2 * l2_penalty(self.weights) if self.cfg.optimizer.l2 else loss
             self.optimizer.zero_grad(set_to_none=True)
@@ -169,9 +193,13 @@ class SeedTrainer:
             losses.append(loss.detach())
             norms.append(norm.detach())
             self.step += 1
-            if len(losses) % self.check_every == 0 and not bool(torch.isfinite(losses[-1] + norms[-1])):
+            if len(losses) % self.check_every == 0 and not _window_finite(losses, norms, self.check_every):
                 break
-        return _epoch_stats(torch.stack(losses), torch.stack(norms), clip, self.optimizer.param_groups[0]["lr"])
+        row, nonfinite, first_bad = _epoch_stats(torch.stack(losses), torch.stack(norms), clip,
+                                                 self.optimizer.param_groups[0]["lr"])
+        if first_bad is not None:  # the run ends at its first non-finite step, whenever it was noticed
+            self.step = first_step + first_bad + 1
+        return row, nonfinite
 
     @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:
@@ -185,7 +213,8 @@ class SeedTrainer:
         for lo in range(0, n, EVAL_BATCH):
             xb = task.x_val[lo : lo + EVAL_BATCH]
             yb = task.y_val[lo : lo + EVAL_BATCH]
-            lb = self.lengths_val_cpu[lo : lo + EVAL_BATCH] if self.lengths_val_cpu is not None else None
+            rows = slice(lo, lo + EVAL_BATCH)
+            lb = self._lengths(1, rows, rows)
             out = self.model(xb, lb)
             il = item_loss(task.kind, out, yb)
             ic = item_correct(task.kind, out, yb, task.tolerance)
@@ -214,7 +243,7 @@ class SeedTrainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "data_gen": self.data_gen.get_state(),
-            "rng_state": self.rng_state,
+            "rng_state": self.rng.state_dict(),
             "step": self.step,
             "record": dataclasses.asdict(self.record),
         }
@@ -223,43 +252,9 @@ class SeedTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.data_gen.set_state(state["data_gen"])
-        self.rng_state = state["rng_state"]
         self.step = int(state["step"])
+        self.rng.load_state_dict(state["rng_state"], self.step)
         self.record = RunRecord(**state["record"])
-
-
-def _seeded_rng_state(seed: int, device: torch.device) -> dict[str, torch.Tensor]:
-    saved = torch.get_rng_state()
-    torch.manual_seed(seed)
-    state = {"cpu": torch.get_rng_state()}
-    torch.set_rng_state(saved)
-    if device.type == "cuda":
-        saved_cuda = torch.cuda.get_rng_state(device)
-        torch.cuda.manual_seed(seed)
-        state["cuda"] = torch.cuda.get_rng_state(device)
-        torch.cuda.set_rng_state(saved_cuda, device)
-    return state
-
-
-class _rng_stream:
-    """Context manager: run with the seed's RNG state, then store the advanced state back."""
-
-    def __init__(self, trainer: SeedTrainer) -> None:
-        self.t = trainer
-
-    def __enter__(self) -> None:
-        self.saved = torch.get_rng_state()
-        torch.set_rng_state(self.t.rng_state["cpu"])
-        if "cuda" in self.t.rng_state:
-            self.saved_cuda = torch.cuda.get_rng_state(self.t.device)
-            torch.cuda.set_rng_state(self.t.rng_state["cuda"], self.t.device)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.t.rng_state = {"cpu": torch.get_rng_state()}
-        torch.set_rng_state(self.saved)
-        if hasattr(self, "saved_cuda"):
-            self.t.rng_state["cuda"] = torch.cuda.get_rng_state(self.t.device)
-            torch.cuda.set_rng_state(self.saved_cuda, self.t.device)
 
 
 def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
@@ -273,8 +268,22 @@ def _params_finite(params: list[torch.Tensor]) -> bool:
     return bool(torch.stack([p.detach().isfinite().all() for p in params]).all())
 
 
-def _epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float], lr: float) -> tuple[dict[str, float], Optional[str]]:
-    """Per-epoch summary of the step buffers, cut at the first non-finite step (one host sync)."""
+def _window_finite(losses: list[torch.Tensor], norms: list[torch.Tensor], window: int) -> bool:
+    """Were the last `window` steps finite (one host read)? The whole window since the previous
+    check, not only its last step: an inf gradient norm makes clipping multiply the gradients by
+    0, so the steps after a non-finite one can look finite again."""
+    if window == 1:
+        return bool(torch.isfinite(losses[-1] + norms[-1]))
+    return bool(torch.isfinite(torch.stack(losses[-window:]) + torch.stack(norms[-window:])).all())
+
+
+def _epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float],
+                 lr: float) -> tuple[dict[str, float], Optional[str], Optional[int]]:
+    """Per-epoch summary of the step buffers, cut at the first non-finite step (one host sync).
+
+    Returns the row, what went non-finite first ("loss" or "gradient", None when nothing did)
+    and the index of that step within the epoch.
+    """
     finite = torch.isfinite(losses) & torch.isfinite(norms)
     bad = (~finite).nonzero()
     first_bad = int(bad[0, 0]) if bad.numel() else None
@@ -289,7 +298,7 @@ def _epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float
     row = dict(zip(("train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction"), stats))
     row = {k: (v if math.isfinite(v) else math.nan) for k, v in row.items()}
     row["epoch_lr"] = lr
-    return row, nonfinite
+    return row, nonfinite, first_bad
 
 
 class StopRequested(Exception):
@@ -315,9 +324,8 @@ class SeedGroup:
     mode = "separate"
 
     def __init__(self, task: TaskData, cfg: Config, setting: dict[str, Any], seeds: list[int],
-                 device: torch.device) -> None:
-        lengths_cpu = tuple(None if t is None else t.cpu() for t in (task.lengths_train, task.lengths_val))
-        self.trainers = [SeedTrainer(task, cfg, setting, s, device, lengths_cpu) for s in seeds]
+                 device: torch.device, check_every: Optional[int] = None) -> None:
+        self.trainers = [SeedTrainer(task, cfg, setting, s, device, check_every) for s in seeds]
 
     @property
     def stopped(self) -> bool:
@@ -366,34 +374,39 @@ def train_setting(
     device: torch.device,
     checkpointer: Any = None,
     should_stop: Callable[[], bool] = lambda: False,
+    check_every: Optional[int] = None,
 ) -> list[RunRecord]:
     """Train every seed of one setting for `cfg.epochs` epochs; return one record per seed.
 
     Seeds advance together, epoch by epoch, so that a checkpoint holds all of them at the same
     epoch; with packing they are one model. `setting` holds lr, clip, batch_size and any extra
     grid axes (dotted config keys). After every epoch `should_stop()` is asked; when it says
-    yes, a checkpoint is written and :class:`StopRequested` is raised.
+    yes, a checkpoint is written and :class:`StopRequested` is raised. `check_every` overrides
+    the steps between non-finite checks (default: per device, see `nonfinite_check_steps`).
     """
     # Denormal floats make saturated high-LR runs several times slower on CPUs and carry no
     # information for training; flush them to zero while training (set here so every entry
     # point agrees, and reset after: it is process-wide CPU state).
     torch.set_flush_denormal(True)
     try:
-        return _train_setting(task, cfg, setting, seeds, device, checkpointer, should_stop)
+        return _train_setting(task, cfg, setting, seeds, device, checkpointer, should_stop, check_every)
     finally:
         torch.set_flush_denormal(False)
 
 
-def _train_setting(task, cfg, setting, seeds, device, checkpointer, should_stop) -> list[RunRecord]:
+def _train_setting(task, cfg, setting, seeds, device, checkpointer, should_stop, check_every) -> list[RunRecord]:
     from sweep.packed import PackedTrainer
 
     checkpointer = checkpointer or NullCheckpointer()
     extra = {k: v for k, v in setting.items() if k not in ("lr", "clip", "batch_size")}
     run_cfg = apply_overrides(cfg, extra)
-    group_type = PackedTrainer if use_packing(run_cfg, device) else SeedGroup
-    group = group_type(task, run_cfg, setting, list(seeds), device)
     saved = checkpointer.load()
-    if saved is not None and saved.get("mode") == group.mode:  # a checkpoint of the other mode is not used
+    # A resumed setting continues in the mode it started in, also on another device (a setting
+    # begun packed on a GPU host resumes packed on a CPU host): switching would change rounding.
+    packed = saved["mode"] == PackedTrainer.mode if saved is not None else use_packing(run_cfg, device)
+    group_type = PackedTrainer if packed else SeedGroup
+    group = group_type(task, run_cfg, setting, list(seeds), device, check_every)
+    if saved is not None:
         group.load_state_dict(saved["group"])
     epoch = min((r.epochs_run for r in group.records_list() if r.nonfinite is None), default=cfg.epochs)
     while not group.stopped:
@@ -404,4 +417,7 @@ def _train_setting(task, cfg, setting, seeds, device, checkpointer, should_stop)
             checkpointer.maybe_save(epoch, lambda: {"mode": group.mode, "group": group.state_dict()}, force=stop)
         if stop:
             raise StopRequested(f"stopped after epoch {epoch}")
-    return group.records_list()
+    records = group.records_list()
+    for record in records:
+        record.device = describe_device(device)
+    return records

@@ -26,6 +26,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from sweep.accelerator import configure_device
 from sweep.analysis import trial_summary
 from sweep.checkpoints import Checkpointer
 from sweep.config import Config, config_from_dict, config_fingerprint
@@ -35,12 +36,14 @@ from sweep.study import (
 )
 from sweep.tasks import build_task
 from sweep.tasks.data import load_task
-from sweep.training import StopRequested, resolve_device, train_setting
+from sweep.devices import device_for_worker
+from sweep.training import StopRequested, train_setting
 
 ENV_CONFIG = "LRSWEEP_WORKER_CONFIG"
 ENV_INDEX = "LRSWEEP_WORKER_INDEX"
 ENV_THREADS = "LRSWEEP_THREADS"
 ENV_PARENT = "LRSWEEP_PARENT_PID"
+ENV_DEVICE = "LRSWEEP_WORKER_DEVICE"  # the device the launcher planned for this worker
 ENV_TASK = "LRSWEEP_TASK_CACHE"  # the task data the launcher built and saved
 EXIT_STOPPED = 143
 IDLE_POLL_SECONDS = 0.5  # an idle worker watches trials running elsewhere this often
@@ -69,21 +72,20 @@ class StopFlag:
 
 
 def worker_device(cfg: Config, index: int) -> torch.device:
-    """`auto` or `cuda`: this worker's GPU (round robin over the visible ones; `auto` falls back
-    to the CPU); `cuda:N`: that GPU. The index is always explicit: torch.cuda.set_device needs it."""
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", index % torch.cuda.device_count())
-    return device
+    """The device of local worker `index` (see `sweep.devices.device_for_worker`): GPUs round
+    robin for `auto`/`cuda`, the named one for `cuda:N`, always with an explicit index."""
+    n_cuda = torch.cuda.device_count() if cfg.device != "cpu" else 0
+    return torch.device(device_for_worker(cfg.device, n_cuda, index))
 
 
-def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log=print) -> int:
-    """Work on the study until nothing is left (0) or a stop was requested (143)."""
+def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log=print,
+               device: Optional[str] = None) -> int:
+    """Work on the study until nothing is left (0) or a stop was requested (143).
+
+    `device` is the one the launcher planned for this worker (default: `worker_device`)."""
     stop = stop or StopFlag()
-    device = worker_device(cfg, index)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True  # fixed shapes per setting: let cuDNN pick kernels
+    device = torch.device(device) if device else worker_device(cfg, index)
+    configure_device(device)
     storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
     study = load_study(storage, cfg.study.name)
     cached = load_task(os.environ[ENV_TASK]) if os.environ.get(ENV_TASK) else None
@@ -162,7 +164,7 @@ def main() -> None:
         cfg = config_from_dict(message["config"])
         os.environ[ENV_TASK] = message["task_cache"]
     index = int(os.environ.get(ENV_INDEX, "0"))
-    code = run_worker(cfg, index, stop, log=print)
+    code = run_worker(cfg, index, stop, log=print, device=os.environ.get(ENV_DEVICE))
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # everything is committed to the storage; skip the slow interpreter teardown

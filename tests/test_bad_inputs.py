@@ -85,6 +85,7 @@ CASES = [
     case("workers-not-a-number", "workers=many", "workers", "auto", "'many'"),
     case("device-unknown", "device=tpu", "device", "auto, cpu, cuda", "'tpu'"),
     case("device-bad-index", "device=cuda:x", "device", "cuda:N", "'cuda:x'"),
+    case("device-index-with-leading-zero", "device=cuda:01", "device", "leading zeros", "'cuda:01'"),
     case("device-cuda-without-gpu", "device=cuda", "device", "'cuda'", "device=cpu", unless="cuda"),
     case("packing-unknown", "packing=maybe", "packing", "auto, on or off", "'maybe'"),
     case("checkpoint-every-negative", "checkpoint_every=-1", "checkpoint_every", ">= 0", "-1"),
