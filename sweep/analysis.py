@@ -27,13 +27,14 @@ BASE_AXES = ["lr", "clip", "batch_size"]
 RUN_COLUMNS = [
     "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
     "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
-    "seconds", "device", "trial",
+    "seconds", "device", "trial", "outcome", "undecided", "noise_floor", "collapse_witness",
 ]
 SUMMARY_COLUMNS = [
     "n_runs", "mean_best_acc", "mean_best_acc_lo", "mean_best_acc_hi",
     "collapse_rate", "collapse_rate_lo", "collapse_rate_hi", "n_collapsed",
     "n_nonfinite", "n_diverged", "n_constant_output", "n_never_learned",
     "mean_final_acc", "mean_spikes", "median_collapse_epoch", "grad_norm_p90", "chance",
+    "n_undecided", "noise_floor",
 ]
 
 
@@ -52,12 +53,19 @@ def _nanmedian(values: np.ndarray) -> float:
     return float(np.median(values)) if values.size else math.nan
 
 
-def run_row(record: dict[str, Any], chance: float, detect: Any) -> dict[str, Any]:
-    """One runs.csv row (without the axes) from a decoded run record."""
+def _nanmax(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.max()) if values.size else math.nan
+
+
+def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[int] = None) -> dict[str, Any]:
+    """One runs.csv row (without the axes) from a decoded run record; `n_val` is the number of
+    validation sequences its accuracies were measured on (None: sampling noise ignored)."""
     c = record["curves"]
     as_list = lambda key: np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
     v = detect_run(as_list("val_acc"), as_list("val_loss"), as_list("pred_top_frac"),
-                   record.get("nonfinite_epoch"), chance, detect)
+                   record.get("nonfinite_epoch"), chance, detect, n_val=n_val,
+                   val_loss_sd=as_list("val_loss_sd") if "val_loss_sd" in c else None)
     return {
         "seed": int(record["seed"]),
         "best_acc": v.best_acc,
@@ -74,7 +82,21 @@ def run_row(record: dict[str, Any], chance: float, detect: Any) -> dict[str, Any
         "grad_norm_max": float(np.nanmax(c["grad_norm_max"])) if np.isfinite(c["grad_norm_max"]).any() else math.nan,
         "seconds": float(record.get("seconds", math.nan)),
         "device": str(record.get("device") or ""),
+        "outcome": v.outcome,
+        "undecided": v.undecided,
+        "noise_floor": v.noise_floor,
+        "collapse_witness": v.witness,
     }
+
+
+def collapse_rate_interval(k: int, undecided: int, n: int) -> tuple[float, float, float]:
+    """(rate, lo, hi) of k collapsed runs of n, with `undecided` runs the data could not call:
+    the rate counts what was decided (k/n); the 95% Wilson interval runs from the lower end for
+    "none of the undecided collapsed" (k/n) to the upper end for "all of them did" ((k+u)/n)."""
+    rate, lo, hi = wilson_interval(k, n)
+    if undecided:
+        hi = wilson_interval(k + undecided, n)[2]
+    return rate, lo, hi
 
 
 def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, Any]:
@@ -83,7 +105,8 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
     best = [r["best_acc"] for r in rows]
     mean, lo, hi = mean_interval(best)
     k = sum(bool(r["collapsed"]) for r in rows)
-    rate, rlo, rhi = wilson_interval(k, n)
+    undecided = sum(bool(r.get("undecided", False)) for r in rows)
+    rate, rlo, rhi = collapse_rate_interval(k, undecided, n)
     modes = [r["collapse_mode"] for r in rows]
     finals = [r["final_acc"] for r in rows if isinstance(r["final_acc"], float) and math.isfinite(r["final_acc"])]
     epochs = [r["collapse_epoch"] for r in rows if r["collapse_epoch"] is not None and not _isnan(r["collapse_epoch"])]
@@ -105,6 +128,9 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
         "median_collapse_epoch": float(np.median(epochs)) if epochs else math.nan,
         "grad_norm_p90": _nanmedian(np.asarray([r["grad_norm_p90"] for r in rows], dtype=float)),
         "chance": chance,
+        "n_undecided": undecided,
+        # The floor of the runs' full length (a run stopped early was held to a lower one).
+        "noise_floor": _nanmax(np.asarray([r.get("noise_floor", math.nan) for r in rows], dtype=float)),
     }
 
 
@@ -112,15 +138,17 @@ def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any) -> dict[str, Any]:
+def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any,
+                  n_val: Optional[int] = None) -> dict[str, Any]:
     """The readable attributes stored on a finished trial (what optuna-dashboard shows)."""
-    rows = [run_row(r, chance, detect) for r in records]
+    rows = [run_row(r, chance, detect, n_val) for r in records]
     s = summarize_runs(rows, chance)
     return {
         "mean_best_acc": s["mean_best_acc"],
         "collapse_rate": s["collapse_rate"],
         "n_runs": s["n_runs"],
         "n_collapsed": s["n_collapsed"],
+        "n_undecided": s["n_undecided"],
         "collapse_modes": {m: sum(r["collapse_mode"] == m for r in rows) for m in ("nonfinite", "diverged", "constant_output")},
         "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in rows},
         "grad_norm_p90": s["grad_norm_p90"] if math.isfinite(s["grad_norm_p90"]) else None,
@@ -134,8 +162,12 @@ def build_tables(
     chance: float,
     detect: Any,
     axes: Optional[list[str]] = None,
+    n_val: Optional[int] = None,
 ) -> Tables:
     """Tables from (setting, decoded record, trial number) triples, deduplicated by (setting, seed).
+
+    `n_val`: the validation sequences every accuracy was measured on (detection accounts for
+    their sampling noise; None ignores it).
 
     Parallel workers (or a re-run after a lost result) can produce a (setting, seed) twice; the
     record of the lowest trial number is kept, so the tables never count a run twice.
@@ -155,7 +187,7 @@ def build_tables(
             continue
         seen.add(ident)
         row = {a: setting.get(a) for a in axes}
-        row.update(run_row(record, chance, detect))
+        row.update(run_row(record, chance, detect, n_val))
         row["trial"] = trial
         run_rows.append(row)
         kept.append((setting, record))

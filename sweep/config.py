@@ -275,6 +275,7 @@ class DetectConfig:
     min_gain: float = 0.05
     spike_factor: float = 1.5
     constant_frac: float = 0.95
+    alpha: float = 0.01  # false-alarm budget of the noise-aware calls (learned: alpha/2, drop: alpha)
 
 
 @dataclass(frozen=True)
@@ -632,6 +633,7 @@ def _check_values(cfg: Config) -> None:
     for key in ("drop", "min_gain", "constant_frac"):
         v = getattr(d, key)
         _check(0 < v < 1, f"detect.{key}", "must be in (0, 1)", v)
+    _check(0 < d.alpha <= 0.2, "detect.alpha", "must be in (0, 0.2]", d.alpha)
     _check(d.patience >= 1, "detect.patience", "must be >= 1 epoch", d.patience)
     _check(d.spike_factor > 1, "detect.spike_factor", "must be > 1", d.spike_factor)
 

@@ -38,14 +38,17 @@ CAPTIONS = {
         "brighter is better, and the colour scale is shared so panels compare directly."
     ),
     "lr_curves": (
-        "Top: mean_best_acc vs lr with its 95% interval as a band, one line per clip value; bottom: "
-        "collapse_rate with its 95% Wilson interval, so a good lr is where the top curve is high and the "
-        "bottom one sits at 0 with a short bar."
+        "Top: mean_best_acc vs lr with its 95% interval as a band, one line per clip value, chance dashed and "
+        "the noise floor of the best epoch dash-dotted (mean_best_acc is a best of many epochs: read it against "
+        "the floor, not against chance); bottom: collapse_rate with its 95% Wilson interval (its upper end "
+        "counts undecided runs as collapsed), so a good lr is where the top curve is high and the bottom "
+        "one sits at 0 with a short bar."
     ),
     "learning_curves": (
         "val_acc (top) and val_loss (bottom, log scale) of every seed per epoch, rows lr and columns clip: "
         "red seeds collapsed (dotted line at the collapse epoch), an x marks where a run went non-finite "
-        "and stopped, the dashed line is chance."
+        "and stopped, the dashed line is chance and the purple dash-dotted line the noise floor (what the best "
+        "epoch reaches with nothing learned at this validation size: a best below it could be luck)."
     ),
     "grad_norms": (
         "Gradient norm before clipping per epoch (solid grad_norm_mean, dashed grad_norm_max, log scale) "
@@ -63,17 +66,20 @@ DETECT_MEANINGS = {
     "min_gain": "a finite run whose best stays below chance + min_gain never learned (not a collapse)",
     "spike_factor": "a spike is an epoch whose val_loss exceeds spike_factor x the lowest val_loss so far",
     "constant_frac": "a diverged run predicting this share of one class at the end is constant_output",
+    "alpha": ("false-alarm budget of the noise-aware calls: nothing learned passes the learned test with "
+              "probability <= alpha/2, a drop within noise passes the diverged test with probability <= alpha"),
 }
 SUMMARY_SHOWN = [
     ("n_runs", "runs"), ("mean_best_acc", "mean_best_acc"), ("mean_best_acc_ci", "95% CI"),
     ("collapse_rate", "collapse_rate"), ("collapse_rate_ci", "95% CI"), ("n_nonfinite", "nonfinite"),
-    ("n_diverged", "diverged"), ("n_constant_output", "constant_output"), ("n_never_learned", "never_learned"),
+    ("n_diverged", "diverged"), ("n_constant_output", "constant_output"), ("n_undecided", "undecided"),
+    ("n_never_learned", "never_learned"), ("noise_floor", "noise_floor"),
     ("mean_final_acc", "mean_final_acc"), ("mean_spikes", "mean_spikes"),
     ("median_collapse_epoch", "median_collapse_epoch"), ("grad_norm_p90", "grad_norm_p90"),
     ("clip_fraction", "clip_fraction"),
 ]
-RUN_SHOWN = ["seed", "collapse_mode", "collapse_epoch", "best_acc", "best_epoch", "final_acc", "epochs_run",
-             "nonfinite", "grad_norm_max"]
+RUN_SHOWN = ["seed", "collapse_mode", "collapse_epoch", "collapse_witness", "best_acc", "best_epoch", "final_acc",
+             "epochs_run", "nonfinite", "grad_norm_max"]
 SLICE_SHOWN = [
     ("lr_sensitivity", "lr_sensitivity"), ("largest_stable_lr", "largest stable lr"),
     ("first_collapse_lr", "first lr with a collapse"), ("collapsed_lrs", "lrs with a collapse"),
@@ -193,6 +199,11 @@ def _overview(tables: Any) -> str:
     if task.get("name") or cfg.get("task", {}).get("name"):
         kind = f" ({task['kind']})" if task.get("kind") else ""
         bits.append(f"task {task.get('name') or cfg['task']['name']}{kind}, chance {tables.chance:.3f}")
+    if task.get("n_val"):
+        from sweep.noise import resolution
+
+        bits.append(f"{task['n_val']} validation sequences (accuracy resolved to about "
+                    f"{resolution(int(task['n_val'])):.2f})")
     model, opt = cfg.get("model", {}), cfg.get("optimizer", {})
     if model:
         bits.append(f"model {model.get('name', '?')} ({model.get('layers', '?')} x {model.get('hidden_size', '?')})")
@@ -211,7 +222,8 @@ def _overview(tables: Any) -> str:
 def _verdict_section(tables: Any, v: Verdicts) -> str:
     rec = v.recommendation
     if rec is None:
-        box = '<div class="rec none"><b>No recommendation:</b> every setting had at least one collapsed run.</div>'
+        box = ('<div class="rec none"><b>No recommendation:</b> every setting had at least one collapsed run, '
+               'or no run learned anything that stands out from sampling noise.</div>')
     else:
         box = f'<div class="rec"><b>Recommended:</b> {escape(_rec_text(rec, tables.axes))}</div>'
     return (f'<section id="verdict"><h2>Verdict</h2>{box}'
@@ -285,8 +297,10 @@ def _summary_section(tables: Any, v: Verdicts) -> str:
         rows.append((r, cls))
     head = [(a, a) for a in axes] + SUMMARY_SHOWN
     note = ('<p class="note">One row per setting (summary.csv, plus clip_fraction: the share of steps clipped, '
-            "mean over epochs and seeds). Click a header to sort. Green: the recommended setting; red: settings "
-            "with a collapsed run.</p>")
+            "mean over epochs and seeds). undecided: runs that fell below the collapse threshold by less than "
+            "the validation noise (the collapse-rate interval's upper end counts them as collapsed); "
+            "noise_floor: what the best epoch reaches with nothing learned at this validation size. Click a "
+            "header to sort. Green: the recommended setting; red: settings with a collapsed run.</p>")
     return f'<section id="summary"><h2>Summary table</h2>{note}<div class="scroll">{_table(head, rows, "summary")}</div></section>'
 
 
@@ -360,7 +374,7 @@ def _table(head: Sequence[tuple[str, str]], rows: Sequence[tuple[dict[str, Any],
 
 
 def _align(key: str) -> str:
-    return "text" if key in ("collapse_mode", "nonfinite", "collapsed_lrs") else ""
+    return "text" if key in ("collapse_mode", "nonfinite", "collapsed_lrs", "collapse_witness") else ""
 
 
 def _cell(key: str, value: Any) -> str:
@@ -372,7 +386,7 @@ def _cell(key: str, value: Any) -> str:
     return _fmt(value)
 
 
-_NUMERIC = {"mean_best_acc", "collapse_rate", "mean_final_acc", "mean_spikes",
+_NUMERIC = {"mean_best_acc", "collapse_rate", "mean_final_acc", "mean_spikes", "noise_floor",
             "grad_norm_p90", "grad_norm_max", "clip_fraction", "best_acc", "final_acc", "lr_sensitivity",
             "best_mean_best_acc"}
 

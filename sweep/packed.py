@@ -179,6 +179,8 @@ class PackedTrainer:
         return [self.records[s] for s in self.seeds]
 
     def run_epoch(self) -> None:
+        from sweep.training import NO_EVALUATION
+
         started = time.perf_counter()
         members = list(self.alive)  # the pack at the start of the epoch
         with self.rng.active():
@@ -187,7 +189,7 @@ class PackedTrainer:
         for seed in members:
             rec, row = self.records[seed], rows[seed]
             if seed in bad:
-                row.update(val_loss=math.nan, val_acc=math.nan, pred_top_frac=math.nan)
+                row.update(NO_EVALUATION)
                 rec.append(row)
                 rec.nonfinite, rec.nonfinite_epoch = bad[seed], rec.epochs_run
             else:
@@ -295,6 +297,8 @@ class PackedTrainer:
 
     @torch.no_grad()
     def _evaluate(self) -> dict[str, list[float]]:
+        from sweep.training import sequence_sd
+
         task, dev = self.task, self.device
         self.model.eval()
         s = len(self.alive)
@@ -302,6 +306,8 @@ class PackedTrainer:
         loss_sum = torch.zeros(s, device=dev)
         correct = torch.zeros(s, device=dev)
         items = torch.zeros(s, device=dev)
+        seq_sum = torch.zeros(s, device=dev)
+        seq_sq = torch.zeros(s, device=dev)
         counts = torch.zeros(s, task.output_dim, device=dev) if task.is_classification else None
         for lo in range(0, n, EVAL_BATCH):
             xb = task.x_val[lo:lo + EVAL_BATCH]
@@ -318,10 +324,14 @@ class PackedTrainer:
                 m = (mask if mask is not None else torch.ones(il.shape, dtype=torch.bool, device=dev)).to(il.dtype)
                 il, ic = il * m, ic * m
                 items += m.reshape(s, -1).sum(1)
+                per_seq = il.sum(2) / m.sum(2).clamp_min(1)  # [S, B]
             else:
                 items += il.shape[1]
+                per_seq = il
             loss_sum += il.reshape(s, -1).sum(1)
             correct += ic.reshape(s, -1).sum(1)
+            seq_sum += per_seq.sum(1)
+            seq_sq += (per_seq * per_seq).sum(1)
             if counts is not None:
                 pred = out.argmax(-1).reshape(s, -1)
                 valid = m.reshape(s, -1) if task.per_step else torch.ones_like(pred, dtype=il.dtype)
@@ -329,10 +339,11 @@ class PackedTrainer:
         val_loss = loss_sum / items
         val_acc = correct / items
         top = counts.max(1).values / counts.sum(1).clamp_min(1) if counts is not None else torch.full((s,), math.nan, device=dev)
-        val_loss, val_acc, top = torch.stack([val_loss, val_acc, top.to(val_loss.dtype)]).tolist()
-        val_acc = [a if math.isfinite(l) else math.nan for a, l in zip(val_acc, val_loss)]
-        top = [t if math.isfinite(l) else math.nan for t, l in zip(top, val_loss)]
-        return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top}
+        sd = sequence_sd(seq_sum, seq_sq, n)
+        val_loss, val_acc, top, sd = torch.stack([val_loss, val_acc, top.to(val_loss.dtype), sd]).tolist()
+        usable = [math.isfinite(v) for v in val_loss]
+        val_acc, top, sd = ([x if ok else math.nan for x, ok in zip(col, usable)] for col in (val_acc, top, sd))
+        return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top, "val_loss_sd": sd}
 
     def _drop(self, dead: list[int]) -> None:
         """Cut non-finite seeds out of the pack: their slices of weights and optimizer state."""

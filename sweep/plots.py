@@ -54,6 +54,7 @@ MAX_WIDTH = 16.0  # inches: heatmap and LR-curve panels wrap into rows beyond th
 COLOR_OK = "#1f77b4"  # a seed that did not collapse
 COLOR_COLLAPSED = "#d62728"  # a collapsed seed and its collapse epoch
 COLOR_CHANCE = "#7f7f7f"
+COLOR_FLOOR = "#9467bd"  # the noise floor: what the best epoch reaches with nothing learned
 COLOR_CLIP = "#2ca02c"
 COLOR_NONFINITE = "black"
 RC = {"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT, "xtick.labelsize": FONT - 1,
@@ -95,6 +96,11 @@ class Grid:
     def key(self, lr: float, clip: Optional[float], panel: tuple[Any, ...]) -> tuple[Any, ...]:
         values = {"lr": lr, "clip": clip, **dict(zip(self.panel_axes, panel))}
         return tuple(values[a] for a in self.axes)
+
+    def panel_of(self, key: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The panel (batch size and extra-axis values) of a setting key."""
+        values = dict(zip(self.axes, key))
+        return tuple(values[a] for a in self.panel_axes)
 
     def panel_label(self, panel: tuple[Any, ...]) -> str:
         return slice_label(dict(zip(self.panel_axes, panel))) or "all settings"
@@ -333,6 +339,10 @@ def lr_curves(tables: Any) -> Figure:
                              capsize=2, linewidth=1, elinewidth=0.8)
         if _finite(g.chance):
             ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance")
+        floors = [normalize(r.get("noise_floor")) for k, r in g.summary.items() if g.panel_of(k) == panel]
+        floors = [f for f in floors if f is not None and math.isfinite(f) and f <= 1.0]
+        if floors:
+            ax_acc.axhline(max(floors), color=COLOR_FLOOR, linestyle="-.", linewidth=1.0)
         ax_acc.set_title(g.panel_label(panel))
         _lr_ticks(ax_rate, g.lrs)
         ax_acc.tick_params(labelbottom=False)
@@ -350,7 +360,8 @@ def lr_curves(tables: Any) -> Figure:
     handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
                for ci, c in enumerate(g.clips)]
     handles += [Patch(color="#999999", alpha=0.3, label="95% interval"),
-                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance")]
+                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
+                Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch")]
     _titled_legend(fig, handles, "mean_best_acc (band: 95% t interval) and collapse_rate "
                                  "(bars: 95% Wilson interval) vs lr")
     return fig
@@ -382,7 +393,8 @@ def _mark_collapse(axes: Sequence[Any], s: SeedCurves) -> None:
             ax.axvline(s.collapse_epoch, color=COLOR_COLLAPSED, linestyle=":", linewidth=1.2, zorder=1)
 
 
-def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any) -> None:
+def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any,
+                   floor: float = math.nan) -> None:
     for s in sorted(seeds, key=lambda s: s.collapsed):  # collapsed seeds on top
         color, z = (COLOR_COLLAPSED, 3) if s.collapsed else (COLOR_OK, 2)
         e = s.arrays["epoch"]
@@ -396,9 +408,12 @@ def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Gr
             _mark_end(ax_loss, e, loss)
     if _finite(g.chance):
         ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, zorder=1)
+    if _finite(floor) and floor <= 1.0:
+        ax_acc.axhline(floor, color=COLOR_FLOOR, linestyle="-.", linewidth=1.0, zorder=1)
 
 
-def _draw_grad(ax_norm: Any, ax_frac: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any) -> None:
+def _draw_grad(ax_norm: Any, ax_frac: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any,
+               floor: float = math.nan) -> None:
     for s in sorted(seeds, key=lambda s: s.collapsed):
         color, z = (COLOR_COLLAPSED, 3) if s.collapsed else (COLOR_OK, 2)
         e = s.arrays["epoch"]
@@ -424,7 +439,8 @@ def _seed_handles(kind: str) -> list[Any]:
                 Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
                 Line2D([], [], color=COLOR_COLLAPSED, linestyle=":", label="collapse epoch"),
                 Line2D([], [], color=COLOR_NONFINITE, marker="x", linestyle="", mew=1.8, label="non-finite (run stopped)"),
-                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance")]
+                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
+                Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor (best epoch, nothing learned)")]
     return [Line2D([], [], color=COLOR_OK, label="grad_norm_mean"),
             Line2D([], [], color=COLOR_OK, linestyle="--", linewidth=0.8, label="grad_norm_max"),
             Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
@@ -483,7 +499,8 @@ def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], ti
                 top.set_title("not run")
             else:
                 clip = key[ci_of] if ci_of is not None else None
-                draw(top, bottom, g.seeds.get(key, []), g, clip)
+                floor = normalize(g.summary.get(key, {}).get("noise_floor"))
+                draw(top, bottom, g.seeds.get(key, []), g, clip, math.nan if floor is None else float(floor))
                 top.set_title(_short_label(key, g), fontsize=FONT)
             top.tick_params(labelbottom=False)
             bottom.tick_params(labelbottom=(r == nrows - 1))

@@ -31,7 +31,8 @@ def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
     if detect is None:
         detect = DetectConfig(**config.get("detect", {}))
     axes = list(config.get("grid", {"lr": [], "clip": [], "batch_size": []}))
-    tables = build_tables(load_study_runs(study), float(task.get("chance", 0.0)), detect, axes=axes)
+    n_val = int(task["n_val"]) if task.get("n_val") else None
+    tables = build_tables(load_study_runs(study), float(task.get("chance", 0.0)), detect, axes=axes, n_val=n_val)
     tables.meta = {"config": config, "task": task, "detect": dataclasses.asdict(detect), "study": study.study_name}
     return tables
 

@@ -20,7 +20,7 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float, float
     Reference values: 0/5 -> (0, 0.4345); 1/5 -> (0.0362, 0.6245); 5/5 -> (0.5655, 1);
     3/10 -> (0.1078, 0.6032). `n == 0` gives (nan, 0, 1): nothing is known.
     """
-    if n < 0 or k < 0 or k > n:
+    if n < 0 or k < 0 or k > n:  # (k may be fractional: a mean count over epochs)
         raise ValueError(f"`0 <= k <= n` must hold, but got ({k=}, {n=}).")
     if n == 0:
         return math.nan, 0.0, 1.0

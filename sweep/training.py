@@ -49,6 +49,7 @@ EPOCH_COLUMNS = (
     "clip_fraction",
     "pred_top_frac",
     "epoch_lr",  # learning rate of the epoch's last step (the schedule's value)
+    "val_loss_sd",  # spread (SD) of per-sequence validation losses: val_loss's noise is val_loss_sd / sqrt(n)
 )
 NONFINITE_CHECK_STEPS = 16  # on CUDA: steps between host-side non-finite checks
 EVAL_BATCH = 4096  # validation batch (inference only, no activations kept)
@@ -139,7 +140,7 @@ class SeedTrainer:
             if nonfinite is None:
                 row.update(self._evaluate())
             else:
-                row.update(val_loss=math.nan, val_acc=math.nan, pred_top_frac=math.nan)
+                row.update(NO_EVALUATION)
         self.record.append(row)
         if nonfinite is not None:
             self.record.nonfinite = nonfinite
@@ -209,6 +210,8 @@ class SeedTrainer:
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev)
         items = torch.zeros((), device=dev)
+        seq_sq = torch.zeros((), device=dev)  # sum of squared per-sequence losses
+        seq_sum = torch.zeros((), device=dev)
         counts = torch.zeros(task.output_dim, device=dev) if task.is_classification else None
         for lo in range(0, n, EVAL_BATCH):
             xb = task.x_val[lo : lo + EVAL_BATCH]
@@ -220,21 +223,26 @@ class SeedTrainer:
             ic = item_correct(task.kind, out, yb, task.tolerance)
             if task.per_step:
                 m = step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev)
+                per_seq = (il * m).sum(1) / m.sum(1).clamp_min(1)
                 il, ic = il[m], ic[m]
                 preds = out.argmax(-1)[m] if counts is not None else None
             else:
+                per_seq = il
                 preds = out.argmax(-1) if counts is not None else None
             loss_sum += il.sum()
             correct += ic.sum()
             items += il.numel()
+            seq_sum += per_seq.sum()
+            seq_sq += (per_seq * per_seq).sum()
             if counts is not None:
                 counts += torch.bincount(preds.reshape(-1), minlength=task.output_dim)
         top = counts.max() / counts.sum().clamp_min(1) if counts is not None else torch.tensor(math.nan, device=dev)
-        vals = torch.stack([loss_sum / items, correct / items, top.to(loss_sum.dtype)]).tolist()
-        val_loss, val_acc, top_frac = vals
+        sd = sequence_sd(seq_sum, seq_sq, n)
+        vals = torch.stack([loss_sum / items, correct / items, top.to(loss_sum.dtype), sd]).tolist()
+        val_loss, val_acc, top_frac, loss_sd = vals
         if not math.isfinite(val_loss):  # finite parameters can still overflow the output
-            val_acc, top_frac = math.nan, math.nan
-        return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top_frac}
+            val_acc, top_frac, loss_sd = math.nan, math.nan, math.nan
+        return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top_frac, "val_loss_sd": loss_sd}
 
     # -- checkpointing --------------------------------------------------------------------------
 
@@ -266,6 +274,17 @@ def _total_norm(params: list[torch.Tensor]) -> torch.Tensor:
 
 def _params_finite(params: list[torch.Tensor]) -> bool:
     return bool(torch.stack([p.detach().isfinite().all() for p in params]).all())
+
+
+NO_EVALUATION = {"val_loss": math.nan, "val_acc": math.nan, "pred_top_frac": math.nan, "val_loss_sd": math.nan}
+
+
+def sequence_sd(total: torch.Tensor, squares: torch.Tensor, n: int) -> torch.Tensor:
+    """Sample SD of n per-sequence values from their sum and sum of squares (device tensors;
+    any leading shape, e.g. one per packed seed)."""
+    mean = total / n
+    var = (squares / n - mean * mean).clamp_min(0) * (n / max(n - 1, 1))
+    return var.sqrt()
 
 
 def _window_finite(losses: list[torch.Tensor], norms: list[torch.Tensor], window: int) -> bool:

@@ -45,11 +45,37 @@ class Recommendation:
     grad_norm_p90: float
 
 
+@dataclass(frozen=True)
+class ValidationNoise:
+    """What the validation set's size lets the report tell apart (sweep.noise)."""
+
+    n_val: Optional[int]  # validation sequences (None: unknown, noise not accounted for)
+    resolution: float  # smallest accuracy difference told apart from noise (95%, worst case p = 0.5)
+    floor: float  # the best of `epochs` epochs with nothing learned stays below this (learned test)
+    chance: float
+    epochs: int
+    n_undecided: int  # runs whose drop neither accuracy nor loss confirmed
+    n_hidden: int  # runs above chance + min_gain whose best the noise floor swallowed
+    n_runs: int
+    too_coarse: bool  # the validation set is too small for the question asked of it
+    fix: str  # the concrete fix, in words, when too coarse
+
+    def sentence(self) -> str:
+        """The study's resolution in one sentence."""
+        if not self.n_val:
+            return ""
+        return (f"With {self.n_val} validation sequences, accuracy differences smaller than about "
+                f"{self.resolution:.2f} are within sampling noise, and with nothing learned the best of "
+                f"{self.epochs} epochs still reaches up to {min(self.floor, 1.0):.3f} (chance {self.chance:.3f}); "
+                f"a run counts as learned only above that.")
+
+
 @dataclass
 class Verdicts:
     slices: pd.DataFrame  # one row per slice: the slice axes + SLICE_COLUMNS
     recommendation: Optional[Recommendation]
     reading: str  # the plain-language paragraph
+    noise: Optional[ValidationNoise] = None
 
 
 # --------------------------------------------------------------------------- values and keys
@@ -148,8 +174,11 @@ def recommend(summary: pd.DataFrame, axes: Sequence[str]) -> Optional[Recommenda
     Ties go to the higher lower bound of the interval, then to grid order. None when every
     setting had a collapse (or the table is empty).
     """
+    # A setting where no seed learned anything that stands out from sampling noise has nothing
+    # to recommend it, however high its mean best accuracy (a best of many noisy epochs).
     rows = [r for r in summary.to_dict("records")
-            if int(r["n_collapsed"]) == 0 and _present(r["mean_best_acc"])]
+            if int(r["n_collapsed"]) == 0 and _present(r["mean_best_acc"])
+            and int(r.get("n_never_learned", 0) or 0) < int(r["n_runs"])]
     if not rows:
         return None
     # Records, not iloc: a row Series would turn integer axes (batch size) into floats.
@@ -174,20 +203,78 @@ def clip_fractions(curves: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(axes) + ["clip_fraction"])
 
 
+def validation_noise(tables: Any) -> ValidationNoise:
+    """How finely the study's validation set resolves accuracy, and whether that is enough.
+
+    Too coarse when some run was undecided, when some run's best beat chance + min_gain but not
+    the noise floor (it may have learned; the data cannot tell), or when the resolution is
+    wider than the drop a typical learned run would have to show to count as diverged.
+    """
+    from sweep.noise import resolution
+
+    meta = getattr(tables, "meta", None) or {}
+    task, config = meta.get("task") or {}, meta.get("config") or {}
+    detect = meta.get("detect") or config.get("detect") or {}
+    n_val = int(task["n_val"]) if task.get("n_val") else None
+    runs, summary = tables.runs, tables.summary
+    epochs = int(config.get("epochs") or (int(runs["epochs_run"].max()) if len(runs) else 0))
+    floors = summary["noise_floor"] if "noise_floor" in summary else pd.Series(dtype=float)
+    floor = float(np.nanmax(floors)) if len(floors) and np.isfinite(floors.astype(float)).any() else math.nan
+    res = resolution(n_val) if n_val else math.nan
+    undecided = int(runs["undecided"].astype(bool).sum()) if "undecided" in runs else 0
+    min_gain = float(detect.get("min_gain", 0.05))
+    hidden = 0
+    if "outcome" in runs and len(runs):
+        never = runs[runs["outcome"] == "never_learned"]
+        hidden = int((never["best_acc"].astype(float) >= tables.chance + min_gain).sum())
+    learned = runs[runs["outcome"].isin(["stable", "collapsed", "undecided"]) & (runs["collapse_mode"] != "nonfinite")] \
+        if "outcome" in runs else runs.iloc[0:0]
+    gain = float(np.median(learned["best_acc"].astype(float) - tables.chance)) if len(learned) else math.nan
+    drop = float(detect.get("drop", 0.5))
+    blurred = bool(n_val) and math.isfinite(gain) and res > drop * gain
+    too_coarse = bool(n_val) and (undecided > 0 or hidden > 0 or blurred)
+    return ValidationNoise(
+        n_val=n_val, resolution=res, floor=floor, chance=float(tables.chance), epochs=epochs,
+        n_undecided=undecided, n_hidden=hidden, n_runs=len(runs), too_coarse=too_coarse,
+        fix=_noise_fix(task, config, n_val) if too_coarse else "",
+    )
+
+
+def _noise_fix(task: dict[str, Any], config: dict[str, Any], n_val: Optional[int]) -> str:
+    """The concrete fix for a validation set too small to decide: which key gives more data."""
+    tcfg = config.get("task") or {}
+    four = 4 * int(n_val or 0)
+    if "val_fraction" in tcfg:
+        frac = float(tcfg.get("val_fraction") or 0.2)
+        more = min(0.5, frac * 4)
+        key = f"task.val_fraction={more:g}"
+        if "val_path" in tcfg:
+            key += " or a separate, larger validation file (task.val_path=...)"
+        data = f"more validation data ({key})"
+    elif "n_val" in tcfg:
+        data = f"more validation data (task.n_val={four})"
+    else:
+        data = "more validation data"
+    return (f"{data}: about four times the sequences ({four}) halve the noise; more seeds narrow the "
+            f"collapse-rate intervals but cannot sharpen a single run's call")
+
+
 def compute_verdicts(tables: Any) -> Verdicts:
     """Slices, recommendation and reading of a `sweep.analysis.Tables`."""
     axes = list(tables.axes)
     slices = slice_verdicts(tables.summary, axes, tables.chance)
     rec = recommend(tables.summary, axes)
-    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes))
-    return Verdicts(slices=slices, recommendation=rec, reading=text)
+    noise = validation_noise(tables)
+    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise)
+    return Verdicts(slices=slices, recommendation=rec, reading=text, noise=noise)
 
 
 # --------------------------------------------------------------------------- the paragraph
 
 
 def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommendation],
-            axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None) -> str:
+            axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None,
+            noise: Optional[ValidationNoise] = None) -> str:
     """One paragraph that reads the numbers: where runs collapse, what clipping changes, what to use."""
     if not len(summary):
         return "No completed runs yet: nothing to read. Run `sweep run` (or wait for the workers) and rebuild the report."
@@ -208,7 +295,12 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
         helped = _clipping_sentence(key, keys, rows, by_slice)
         if helped:
             sentences.append(helped)
-    if quiet and len(quiet) == len(slices):
+    nothing_learned = "n_never_learned" in summary and bool(
+        (summary["n_never_learned"].fillna(0).astype(int) == summary["n_runs"].astype(int)).all())
+    if nothing_learned:
+        sentences.append("No run learned anything that stands out from sampling noise at any setting, so whether "
+                         "training collapses cannot be judged here.")
+    elif quiet and len(quiet) == len(slices):
         lrs = sorted(float(v) for v in summary["lr"])
         sentences.append(
             f"No run collapsed anywhere in the grid (lr={value_label(lrs[0])} to {value_label(lrs[-1])}): "
@@ -216,11 +308,45 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
         )
     elif quiet:
         sentences.append(f"No run collapsed at {_join(quiet)}.")
+    sentences.extend(_undecided_sentence(summary, keys))
+    sentences.extend(_noise_sentences(noise))
     sentences.extend(_sensitivity_sentence(slices, keys))
     sentences.extend(_grad_norm_sentence(summary, keys))
     sentences.extend(_clip_fraction_sentence(clip_frac, axes))
     sentences.append(_recommendation_sentence(rec, summary, axes, chance))
     return " ".join(s for s in sentences if s)
+
+
+def _undecided_sentence(summary: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Where runs fell but the data could not confirm it."""
+    if "n_undecided" not in summary or not summary["n_undecided"].fillna(0).astype(int).any():
+        return []
+    rows = summary[summary["n_undecided"].fillna(0).astype(int) > 0]
+    total = int(rows["n_undecided"].sum())
+    named = [f"{int(r['n_undecided'])} at {setting_label({a: normalize(r[a]) for a in ['lr', *keys]})}"
+             for r in rows.head(3).to_dict("records")]
+    more = " and more" if len(rows) > 3 else ""
+    return [f"{total} run{'s' if total != 1 else ''} fell below the collapse threshold but not by more than "
+            f"the validation set's noise, so {'they are' if total != 1 else 'it is'} counted as undecided, "
+            f"neither collapsed nor stable ({'; '.join(named)}{more}); each collapse-rate interval's upper end "
+            f"counts them as collapsed."]
+
+
+def _noise_sentences(noise: Optional[ValidationNoise]) -> list[str]:
+    if noise is None or not noise.n_val:
+        return []
+    out = [noise.sentence()]
+    if noise.too_coarse:
+        why = []
+        if noise.n_hidden:
+            why.append(f"{noise.n_hidden} of {noise.n_runs} runs beat chance but not that noise floor, so "
+                       f"whether they learned cannot be told")
+        if noise.n_undecided:
+            why.append(f"{noise.n_undecided} drops could not be confirmed")
+        reason = f" ({'; '.join(why)})" if why else ""
+        out.append(f"This validation set is too small to tell small changes apart{reason}. To sharpen the "
+                   f"calls, use {noise.fix}.")
+    return out
 
 
 def _collapse_sentence(where: str, sl: dict[str, Any], rows: dict[float, dict[str, Any]]) -> str:
@@ -333,8 +459,11 @@ def _clip_fraction_sentence(clip_frac: Optional[pd.DataFrame], axes: Sequence[st
 def _recommendation_sentence(rec: Optional[Recommendation], summary: pd.DataFrame, axes: Sequence[str],
                              chance: float) -> str:
     if rec is None:
-        return ("No setting is recommended: every setting had at least one collapsed run; try smaller "
-                "learning rates, gradient clipping or more seeds.")
+        if "n_never_learned" in summary and int(summary["n_never_learned"].sum()) + int(summary["n_collapsed"].sum()) \
+                == int(summary["n_runs"].sum()) and int(summary["n_collapsed"].sum()) == 0:
+            return "No setting is recommended: no run learned anything that stands out from sampling noise."
+        return ("No setting is recommended: every setting had at least one collapsed run, or learned nothing; "
+                "try smaller learning rates, gradient clipping or more seeds.")
     text = (
         f"Recommended: {setting_label(rec.setting, axes)}: mean best accuracy {rec.mean_best_acc:.3f} "
         f"(95% CI {rec.mean_best_acc_lo:.3f}-{rec.mean_best_acc_hi:.3f}) over {rec.n_runs} "

@@ -91,6 +91,7 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
     cached = load_task(os.environ[ENV_TASK]) if os.environ.get(ENV_TASK) else None
     task = (cached or build_task(cfg.task)).to(device)
     chance = task.chance()
+    n_val = int(task.x_val.shape[0])  # accuracies are proportions of these sequences
     fingerprint = config_fingerprint(cfg)
     me = this_worker()
     while not stop():
@@ -120,7 +121,7 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
             retry_locked(lambda: study.tell(trial.number, state=TrialState.FAIL))
             continue
         decoded = [decode_record(encode_record(r)) for r in records]  # score what is stored
-        summary = trial_summary(decoded, chance, cfg.detect)
+        summary = trial_summary(decoded, chance, cfg.detect, n_val)
         try:
             store_results(study, trial, records, summary)
         except optuna.exceptions.UpdateFinishedTrialError:

@@ -97,6 +97,8 @@ CASES = [
     case("detect-constant-frac-zero", "detect.constant_frac=0", "detect.constant_frac", "(0, 1)", "0.0"),
     case("detect-patience-zero", "detect.patience=0", "detect.patience", ">= 1", "got 0"),
     case("detect-spike-factor-one", "detect.spike_factor=1", "detect.spike_factor", "> 1", "1.0"),
+    case("detect-alpha-zero", "detect.alpha=0", "detect.alpha", "(0, 0.2]", "0.0", "detect.alpha=0.01"),
+    case("detect-alpha-too-large", "detect.alpha=0.5", "detect.alpha", "(0, 0.2]", "0.5"),
     # --- names: groups, keys, overrides, commands ---------------------------------------------
     case("unknown-task", "task=nope", "task=nope", "unknown task", "valid tasks: adding, digits"),
     case("unknown-model", "model=transformer", "model=transformer", "valid models: gru, lstm"),

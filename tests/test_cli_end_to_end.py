@@ -111,3 +111,31 @@ def test_worker_with_only_storage_and_name_uses_the_studys_config(tmp_path):
     p = run_cli("worker", "study.name=w", f"results_dir={results}")
     assert p.returncode == 0, p.stderr
     assert "2 settings x 1 seeds; 2 done, 0 to run" in p.stdout
+
+
+def test_random_labels_on_20_validation_sequences_give_no_collapse_and_a_plain_warning(tmp_path):
+    """Issue 10: labels independent of the inputs (nothing can be learned), 6 classes, 100
+    sequences of which 20 validate. Noise alone used to produce a collapse rate rising with lr."""
+    import html
+    import re
+
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    np.savez(tmp_path / "random.npz", x=rng.standard_normal((100, 20, 2)).astype(np.float32),
+             y=rng.integers(0, 6, size=100))
+    results = tmp_path / "results"
+    p = run_cli("run", "task=file", f"task.path={tmp_path / 'random.npz'}", "optimizer=adam",
+                "grid.lr=[0.001,0.01,0.1,0.3]", "grid.clip=[null]", "grid.batch_size=[32]", "seeds=8",
+                "epochs=20", "model.layers=1", "model.hidden_size=32", f"results_dir={results}",
+                "study.name=random-labels")
+    assert p.returncode == 0, p.stderr
+    runs = pd.read_csv(results / "random-labels" / "runs.csv")
+    assert len(runs) == 32 and not runs["collapsed"].any()
+    assert (runs["outcome"] == "never_learned").all()
+    page = html.unescape((results / "random-labels" / "report.html").read_text())
+    reading = re.search(r'<p class="reading">(.*?)</p>', page, re.S).group(1)
+    assert "With 20 validation sequences" in reading
+    assert "too small to tell small changes apart" in reading
+    assert "task.val_fraction=" in reading and "task.val_path" in reading
+    assert "Recommended:" not in reading  # nothing learned: nothing to recommend
