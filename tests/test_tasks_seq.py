@@ -122,7 +122,7 @@ def _weight_norm(overrides, setting):
     task = build_task(cfg.task)
     from sweep.training import SeedTrainer
 
-    trainer = SeedTrainer(task, cfg, setting, 0, CPU, (None, None))
+    trainer = SeedTrainer(task, cfg, setting, 0, CPU)
     for _ in range(cfg.epochs):
         trainer.run_epoch()
     return trainer.record, float(sum((p.detach() ** 2).sum() for p in trainer.weights))
