@@ -65,21 +65,16 @@ class TaskData:
     def chance(self) -> float:
         """Accuracy of the trivial predictor (DESIGN.md): the validation majority-class rate for
         classification; for regression, the accuracy of always predicting the training mean."""
-        from sweep.metrics import chance_level
+        from sweep.tasks.scoring import chance_level
 
         return chance_level(self)
 
 
 def save_task(task: TaskData, path) -> None:
     """Write the task's tensors and facts (loadable with weights_only=True), atomically."""
-    import os
-    from pathlib import Path
+    from sweep.core.files import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda p: torch.save({f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, p))
 
 
 def load_task(path) -> Optional[TaskData]:

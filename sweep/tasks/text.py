@@ -32,7 +32,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from sweep.errors import UserError
+from sweep.core.errors import UserError
 from sweep.tasks.data import TaskData
 
 SPLITS = ("train", "test")  # test/ is the validation set
