@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def synthetic_record(rng: np.random.Generator, seed: int, epochs: int, lr: float) -> dict:
     """A plausible run: accuracy rises to a plateau; high LRs spike, collapse or go NaN."""
-    from sweep.study import encode_floats
+    from sweep.core.records import encode_floats
 
     t = np.arange(1, epochs + 1)
     top = 0.95 - 0.3 * rng.random() * (lr > 0.3)
@@ -66,7 +66,8 @@ def build_study(db: Path, runs: int, epochs: int, seeds: int) -> tuple[int, floa
     from optuna.distributions import FloatDistribution, IntDistribution
 
     from sweep.config import load_config
-    from sweep.study import ATTR_COMPARABLE, ATTR_CONFIG, ATTR_TASK, DIRECTIONS, comparable_part
+    from sweep.store.studies import ATTR_COMPARABLE, ATTR_CONFIG, ATTR_TASK, DIRECTIONS
+    from sweep.study import comparable_part
 
     n_settings = runs // seeds
     side = max(1, round(n_settings ** (1 / 3)))

@@ -163,7 +163,7 @@ def bench(name: str, extra: list[str]) -> dict:
 def packing_throughput(device: str, hidden_sizes=(32, 64, 128), seeds: int = 5, epochs: int = 2) -> list[dict]:
     """Seed-epochs per second of one setting trained packed vs one model at a time (same device,
     same data, same seeds): the gain of training the seeds of a setting as one model."""
-    from sweep.accelerator import configure_device
+    from sweep.training.accelerator import configure_device
     from sweep.config import load_config
     from sweep.tasks import build_task
     from sweep.training import train_setting

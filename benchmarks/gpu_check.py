@@ -39,9 +39,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the packed-training cases live with their CPU tests
 
-from sweep.accelerator import configure_device  # noqa: E402
+from sweep.training.accelerator import configure_device  # noqa: E402
 from sweep.config import load_config  # noqa: E402
-from sweep.packed import PackedTrainer  # noqa: E402
+from sweep.training.packed import PackedTrainer  # noqa: E402
 from sweep.tasks import build_task  # noqa: E402
 from sweep.training import SeedGroup, train_setting  # noqa: E402
 
@@ -129,7 +129,7 @@ def check_syncs(device: torch.device) -> None:
 
 
 def check_cross_device_resume(device: torch.device, tmp: Path) -> None:
-    from sweep.checkpoints import Checkpointer
+    from sweep.run.checkpoints import Checkpointer
     from sweep.config import config_fingerprint
     from sweep.training import StopRequested
 

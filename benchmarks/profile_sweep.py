@@ -47,9 +47,10 @@ def startup_seconds() -> float:
 def main() -> None:
     import torch
 
-    from sweep.analysis import trial_summary
+    from sweep.analysis.tables import trial_summary
     from sweep.config import load_config
-    from sweep.study import decode_record, encode_record, open_storage
+    from sweep.core.records import decode_record, encode_record
+    from sweep.store.storage import open_storage
     from sweep.tasks import build_task
     from sweep.training import train_setting, use_packing
 

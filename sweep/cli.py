@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Optional
 
-from sweep.errors import UserError
+from sweep.core.errors import UserError
 
 EXIT_USAGE = 2
 
@@ -29,9 +29,12 @@ commands:
   status   list every study in the storage: settings done / running / failed / remaining
 
 options:
-  --cfg job   print the composed config and exit
-  --debug     show tracebacks for errors
-  -h, --help  show this help
+  --cfg job             print the composed config and exit
+  --config-dir DIR, -cd DIR
+                        also read config groups from DIR (your own model/, task/, ... YAML files;
+                        they add options to the built-in groups, or replace one of the same name)
+  --debug               show tracebacks for errors
+  -h, --help            show this help
 
 config groups (pick one with group=NAME, e.g. task=adding):
 {groups}
@@ -50,14 +53,34 @@ examples:
 COMMANDS = ("run", "worker", "report", "status")
 
 
-def _groups_help() -> str:
-    from sweep.config import CONFIG_DIR, GROUPS, _group_options
+def _groups_help(config_dir: Optional[str] = None) -> str:
+    from sweep.config import GROUPS, group_options
 
     lines = []
     for g in GROUPS:
-        if (CONFIG_DIR / g).is_dir():
-            lines.append(f"  {g + ':':11} {', '.join(_group_options(g))}")
+        options = group_options(g, config_dir)
+        if options:
+            lines.append(f"  {g + ':':11} {', '.join(options)}")
     return "\n".join(lines)
+
+
+def _config_dir(args: list[str]) -> tuple[Optional[str], list[str]]:
+    """(the --config-dir / -cd folder, the other arguments): Hydra's spellings, `-cd DIR`,
+    `--config-dir DIR` and `--config-dir=DIR`."""
+    folder, rest, i = None, [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config-dir", "-cd"):
+            if i + 1 >= len(args):
+                raise UserError(f"{arg}: expected a folder after it, e.g. `sweep run {arg} conf model=mymodel`")
+            folder, i = args[i + 1], i + 2
+            continue
+        if arg.startswith("--config-dir="):
+            folder = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+        i += 1
+    return folder, rest
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -90,7 +113,7 @@ def run(argv: Optional[list[str]] = None) -> int:
 def safe_message(error: UserError) -> str:
     """The error's (one-line) message with no password in it, whatever it quotes (e.g. a
     storage URL inside an override that failed to parse)."""
-    from sweep.study import redact_secrets
+    from sweep.core.redact import redact_secrets
 
     return redact_secrets(str(error))
 
@@ -102,8 +125,9 @@ def dispatch(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
         raise UserError(f"unknown command {command!r}; use one of: {', '.join(COMMANDS)} (sweep --help)")
+    config_dir, rest = _config_dir(rest)
     if "-h" in rest or "--help" in rest:
-        print(HELP.format(groups=_groups_help()))
+        print(HELP.format(groups=_groups_help(config_dir)))
         return 0
     print_cfg = False
     if "--cfg" in rest:
@@ -115,36 +139,30 @@ def dispatch(argv: list[str]) -> int:
         print_cfg = True
     bad = [a for a in rest if a.startswith("-")]
     if bad:
-        raise UserError(f"unknown option {bad[0]!r}; options are --cfg job, --debug, --help")
+        raise UserError(f"unknown option {bad[0]!r}; options are --cfg job, --config-dir DIR, --debug, --help")
     not_kv = [a for a in rest if "=" not in a]
     if not_kv:
         raise UserError(f"{not_kv[0]!r}: expected key=value; e.g. seeds=3 or grid.lr='[0.01,0.1]'")
 
     from sweep.config import compose, config_from_dict, resolve, user_set_keys
 
-    composed = compose(rest)
+    composed = compose(rest, config_dir)
     if print_cfg:
         from omegaconf import OmegaConf
 
-        from sweep.study import redact_secrets, redact_url
+        from sweep.core.redact import redact_secrets, redact_url
 
         if isinstance(composed.study.get("storage"), str):  # never print a password
             composed.study.storage = redact_url(composed.study.storage)
         print(redact_secrets(OmegaConf.to_yaml(composed, resolve=True)), end="")
         return 0
     cfg = config_from_dict(resolve(composed))
+    from sweep.commands import report_command, run_command, status_command
+
     if command == "run":
-        from sweep.launcher import launch
-
-        return launch(cfg, write_results=True)
+        return run_command(cfg, write_results=True)
     if command == "worker":
-        from sweep.launcher import launch
-
-        return launch(cfg, write_results=False, set_keys=user_set_keys(rest))
+        return run_command(cfg, write_results=False, set_keys=user_set_keys(rest))
     if command == "report":
-        from sweep.commands import report_command
-
         return report_command(cfg, user_set_keys(rest))
-    from sweep.commands import status_command
-
     return status_command(cfg)

@@ -1,15 +1,21 @@
-"""`sweep report` and `sweep status`: read-only views of a study storage."""
+"""The subcommands behind the CLI: `run` and `worker` (launch workers), `report` and `status`
+(read-only views of a study storage).
+
+`sweep report` and `sweep status` import no torch: the launcher (training) is imported only by
+the commands that train.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Optional
 
 from sweep.config import Config
-from sweep.errors import UserError
-from sweep.outputs import check_writable
-from sweep.progress import count_progress, stored_grid
-from sweep.study import load_study, open_storage, redact_url, study_names
+from sweep.core.files import check_writable
+from sweep.core.redact import redact_url
+from sweep.store.progress import count_progress, stored_grid
+from sweep.store.storage import open_storage
+from sweep.store.studies import load_study, study_names
 
 
 def report_command(cfg: Config, set_keys: set[str]) -> int:
@@ -17,28 +23,12 @@ def report_command(cfg: Config, set_keys: set[str]) -> int:
     storage = open_storage(cfg.storage_url(), create=False)
     study = load_study(storage, cfg.study.name)
     check_writable(cfg.study_dir)
-    from sweep.report import results_line  # (imports torch and matplotlib: after the checks)
+    from sweep.report.write import results_line, write_results  # (matplotlib: after the checks)
 
     detect = cfg.detect if any(k.startswith("detect") for k in set_keys) else None
     paths = write_results(study, cfg.results_dir, detect=detect)
     print(results_line(paths["runs"].parent, paths))
     return 0
-
-
-def write_results(study: Any, results_dir: str, detect: Any = None) -> dict[str, Any]:
-    """`write_report`, with a full disk or a permission problem told as a UserError (every file
-    is written atomically, so the previous good ones are still in place)."""
-    from sweep.report import write_report
-
-    try:
-        return write_report(study, results_dir, detect=detect)
-    except OSError as e:
-        where = e.filename or results_dir
-        raise UserError(
-            f"results_dir: cannot write {where} ({e.strerror or type(e).__name__}); no file was left half-written "
-            f"and the study holds every result: free some space or pick another results_dir=PATH, then "
-            f"run `sweep report study.name={study.study_name}`"
-        ) from None
 
 
 def status_rows(storage: Any) -> list[dict[str, Any]]:
@@ -75,3 +65,10 @@ def status_command(cfg: Config) -> int:
     for r in rows:
         print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
     return 0
+
+
+def run_command(cfg: Config, write_results: bool, set_keys: Optional[set[str]] = None) -> int:
+    """`sweep run` (train, then write the report) and `sweep worker` (train only)."""
+    from sweep.run.launcher import launch  # torch: only for the commands that train
+
+    return launch(cfg, write_results=write_results, set_keys=set_keys)

@@ -371,7 +371,7 @@ def test_a_chmod_000_file_is_refused_when_reads_are_denied(data, tmp_path):
     permission error from the reader becomes one line naming the file."""
     import sweep.tasks.files as files
     from sweep.config import FileTask
-    from sweep.errors import UserError
+    from sweep.core.errors import UserError
 
     def denied(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))
@@ -393,7 +393,7 @@ def test_device_cuda_gives_every_worker_an_explicit_gpu_index(monkeypatch):
     import torch
 
     from sweep.config import load_config
-    from sweep.worker import worker_device
+    from sweep.run.worker import worker_device
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     cfg = load_config(["device=cuda"])

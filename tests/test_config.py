@@ -1,7 +1,7 @@
 import pytest
 
 from sweep.config import comparable_part, load_config
-from sweep.errors import UserError
+from sweep.core.errors import UserError
 
 
 def test_default_config_composes_and_validates():

@@ -14,14 +14,15 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import sweep.packed as packed_module
-from sweep.accelerator import FP32_PRECISION, SeedRng, configure_device, derived_seed
+import sweep.training.packed as packed_module
+from sweep.training.accelerator import FP32_PRECISION, SeedRng, configure_device, derived_seed
 from sweep.config import load_config
-from sweep.devices import device_for_worker, is_device_string, plan_worker_devices, worker_count
-from sweep.packed import PackedRecurrentNet, PackedTrainer
+from sweep.core.devices import device_for_worker, is_device_string, plan_worker_devices, worker_count
+from sweep.training.packed_net import PackedRecurrentNet
+from sweep.training.packed import PackedTrainer
 from sweep.tasks import build_task
 from sweep.tasks.data import TaskData
-from sweep.training import SeedTrainer, train_setting
+from sweep.training import RunSpec, SeedTrainer, train_setting
 
 CPU = torch.device("cpu")
 DIGITS = ["model.hidden_size=8", "model.layers=1", "epochs=3"]
@@ -128,7 +129,7 @@ def test_checkpoint_written_on_a_gpu_resumes_on_a_cpu(monkeypatch):
     cfg = load_config(["model.hidden_size=8", "model.layers=2", "model.dropout=0.3", "epochs=2", "packing=off"])
     task = build_task(cfg.task)
     setting = {"lr": 0.1, "clip": None, "batch_size": 64}
-    straight = SeedTrainer(task, cfg, setting, 0, CPU)
+    straight = SeedTrainer(task, RunSpec.build(cfg, setting, [0]), 0, CPU)
     straight.run_epoch()
     state = copy.deepcopy(straight.state_dict())  # what a checkpoint file holds
     straight.run_epoch()
@@ -136,7 +137,7 @@ def test_checkpoint_written_on_a_gpu_resumes_on_a_cpu(monkeypatch):
     state["rng_state"] = dict(state["rng_state"], cuda=torch.arange(16, dtype=torch.uint8))
     for name in ("get_rng_state", "set_rng_state", "manual_seed"):
         monkeypatch.setattr(torch.cuda, name, _no_cuda)
-    resumed = SeedTrainer(task, cfg, setting, 0, CPU)
+    resumed = SeedTrainer(task, RunSpec.build(cfg, setting, [0]), 0, CPU)
     resumed.load_state_dict(state)
     resumed.run_epoch()
     assert resumed.record.curves == straight.record.curves  # the CPU's dropout stream is intact
@@ -146,12 +147,12 @@ def test_checkpoint_written_on_a_gpu_resumes_on_a_cpu(monkeypatch):
 def test_packed_checkpoint_with_cuda_rng_state_resumes_on_a_cpu(monkeypatch):
     cfg = load_config(DIGITS + ["packing=on", "epochs=2"])
     task = build_task(cfg.task)
-    pack = PackedTrainer(task, cfg, SETTING, [0, 1], CPU)
+    pack = PackedTrainer(task, RunSpec.build(cfg, SETTING, [0, 1]), CPU)
     pack.run_epoch()
     state = copy.deepcopy(pack.state_dict())
     state["rng_state"] = dict(state["rng_state"], cuda=torch.arange(16, dtype=torch.uint8))
     monkeypatch.setattr(torch.cuda, "get_rng_state", _no_cuda)
-    again = PackedTrainer(task, cfg, SETTING, [0, 1], CPU)
+    again = PackedTrainer(task, RunSpec.build(cfg, SETTING, [0, 1]), CPU)
     again.load_state_dict(state)
     again.run_epoch()
     assert [r.epochs_run for r in again.records_list()] == [2, 2]
@@ -187,7 +188,7 @@ def test_seed_rng_swaps_cuda_state_in_and_out_around_an_epoch():
 
 
 def test_checkpoint_resume_continues_in_the_mode_it_started_in(tmp_path):
-    from sweep.checkpoints import Checkpointer
+    from sweep.run.checkpoints import Checkpointer
     from sweep.config import config_fingerprint
     from sweep.training import StopRequested
 
@@ -220,8 +221,8 @@ def test_a_named_gpu_gets_one_worker_with_workers_auto():
 
 
 def test_launcher_starts_one_worker_on_the_named_gpu(monkeypatch, tmp_path):
-    import sweep.launcher as launcher
-    from sweep.errors import UserError
+    import sweep.run.launcher as launcher
+    from sweep.core.errors import UserError
 
     started = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
@@ -290,7 +291,8 @@ class HostReads(TorchDispatchMode):
 def test_separate_step_loop_reads_the_host_once_per_check(task_args):
     cfg = load_config(task_args + ["model.hidden_size=8", "model.layers=1", "optimizer=sgd", "epochs=1"])
     task = build_task(cfg.task)
-    trainer = SeedTrainer(task, cfg, {"lr": 0.01, "clip": 1.0, "batch_size": 20}, 0, CPU, check_every=16)
+    trainer = SeedTrainer(task, RunSpec.build(cfg, {"lr": 0.01, "clip": 1.0, "batch_size": 20}, [0]), 0, CPU,
+                          check_every=16)
     assert trainer.host_lengths is None  # a forward model reads lengths where the data are
     steps = trainer.steps_per_epoch  # 32
     calls = {"cpu": 0}
@@ -315,7 +317,7 @@ def test_bidirectional_model_keeps_a_host_copy_of_the_lengths_for_packing():
     cfg = load_config(["task=adding", "task.length=10", "task.n_train=64", "task.n_val=32",
                        "model.hidden_size=4", "model.layers=1", "model.bidirectional=true", "epochs=1"])
     task = build_task(cfg.task)
-    trainer = SeedTrainer(task, cfg, {"lr": 0.01, "clip": None, "batch_size": 16}, 0, CPU)
+    trainer = SeedTrainer(task, RunSpec.build(cfg, {"lr": 0.01, "clip": None, "batch_size": 16}, [0]), 0, CPU)
     assert trainer.host_lengths is not None
     trainer.run_epoch()
     assert trainer.record.epochs_run == 1
@@ -380,7 +382,7 @@ class OpNames(TorchDispatchMode):
 
 
 def test_packed_embedding_backward_is_an_embedding_backward_not_a_scatter_add():
-    from sweep.models import build_model
+    from sweep.training.models import build_model
 
     cfg = load_config(["model.hidden_size=4", "model.layers=1", "model.embedding_dim=3"])
     task = _token_task()

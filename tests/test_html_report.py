@@ -14,11 +14,12 @@ import numpy as np
 import optuna
 import pytest
 
-from sweep.html_report import CAPTIONS, render_html, write_html
-from sweep.plots import write_figures
-from sweep.report import write_report
-from sweep.study import ATTR_CONFIG, ATTR_TASK, RUN_PREFIX, encode_record
-from sweep.verdicts import compute_verdicts
+from sweep.report.html import CAPTIONS, render_html, write_html
+from sweep.report.figures import write_figures
+from sweep.report.write import write_report
+from sweep.store.studies import ATTR_CONFIG, ATTR_TASK
+from sweep.core.records import RUN_PREFIX, encode_record
+from sweep.analysis.verdicts import compute_verdicts
 from test_plots import synthetic_record, synthetic_tables
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sweep.analysis import collapse_rate_interval
+from sweep.analysis.tables import collapse_rate_interval
 from sweep.config import DetectConfig
-from sweep.detection import detect_run
-from sweep.noise import lower_bound, noise_floor, resolution, upper_bound
+from sweep.analysis.detection import detect_run
+from sweep.analysis.noise import lower_bound, noise_floor, resolution, upper_bound
 
 D = DetectConfig()
 SIZES = (20, 60, 200, 1000)

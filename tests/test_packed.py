@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from sweep.checkpoints import Checkpointer
+from sweep.run.checkpoints import Checkpointer
 from sweep.config import config_fingerprint, load_config
-from sweep.models import build_model
-from sweep.packed import PackedRecurrentNet, per_seed_norm
+from sweep.training.models import build_model
+from sweep.training.packed_net import PackedRecurrentNet, per_seed_norm
 from sweep.tasks import build_task
 from sweep.training import StopRequested, train_setting, use_packing
 
@@ -82,13 +82,14 @@ def test_per_seed_norm_is_each_slice_global_norm():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_nonfinite_seed_leaves_the_pack_and_others_are_unaffected(optimizer):
-    from sweep.packed import PackedTrainer
+    from sweep.training import RunSpec
+    from sweep.training.packed import PackedTrainer
 
     cfg = load_config(["model.hidden_size=16", "epochs=3", "packing=on", f"optimizer={optimizer}"])
     task = build_task(cfg.task)
     setting = {"lr": 0.1 if optimizer == "sgd" else 0.01, "clip": 1.0, "batch_size": 64}
     reference = train_setting(task, cfg, setting, [0, 1, 2], CPU)
-    trainer = PackedTrainer(task, cfg, setting, [0, 1, 2], CPU)
+    trainer = PackedTrainer(task, RunSpec.build(cfg, setting, [0, 1, 2]), CPU)
     trainer.run_epoch()
     with torch.no_grad():
         trainer.model.head_w[1].fill_(float("inf"))  # seed 1 blows up in epoch 2

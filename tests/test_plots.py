@@ -14,11 +14,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.container import ErrorbarContainer
 
-from sweep.analysis import build_tables
+from sweep.analysis.tables import build_tables
 from sweep.config import DetectConfig
-from sweep.plots import (
-    COLOR_COLLAPSED, COLOR_OK, accuracy_heatmap, collapse_heatmap, figure_plan, grad_norm_traces, grid_of,
-    learning_curves, lr_curves, write_figures,
+from sweep.report.figures import (
+    COLOR_COLLAPSED, COLOR_OK, accuracy_heatmap, collapse_heatmap, figure_plan, grad_norm_traces, grid_of, learning_curves, lr_curves, write_figures,
 )
 
 CHANCE = 0.1

@@ -1,6 +1,7 @@
 import io
 
-from sweep.progress import Progress, Snapshot
+from sweep.run.progress import Progress
+from sweep.store.progress import Snapshot
 
 
 class FakeTTY(io.StringIO):
@@ -9,7 +10,7 @@ class FakeTTY(io.StringIO):
 
 
 def test_line_shows_done_running_collapsed_and_eta():
-    p = Progress(total=10, workers=2, stream=io.StringIO())
+    p = Progress(stream=io.StringIO())
     p.line(Snapshot(total=10, done=0))  # first snapshot: nothing finished in this session yet
     line = p.line(Snapshot(total=10, done=4, running=2, complete_runs=20, collapsed_runs=3))
     assert "4/10 settings done" in line and "2 running" in line and "3/20 runs collapsed" in line
@@ -17,13 +18,13 @@ def test_line_shows_done_running_collapsed_and_eta():
 
 
 def test_eta_unknown_before_any_setting_finishes():
-    p = Progress(total=5, workers=1, stream=io.StringIO())
+    p = Progress(stream=io.StringIO())
     assert "ETA ?" in p.line(Snapshot(total=5, done=0, running=1))
 
 
 def test_terminal_redraws_one_line_in_place():
     out = FakeTTY()
-    p = Progress(total=3, workers=1, stream=out)
+    p = Progress(stream=out)
     p.update(Snapshot(total=3, done=0, running=1))
     p.update(Snapshot(total=3, done=1, running=1))
     p.finish(Snapshot(total=3, done=3))
@@ -33,7 +34,7 @@ def test_terminal_redraws_one_line_in_place():
 
 def test_log_mode_prints_lines_when_settings_finish_not_every_poll():
     out = io.StringIO()
-    p = Progress(total=3, workers=1, stream=out, log_every=60.0)
+    p = Progress(stream=out, log_every=60.0)
     for _ in range(5):
         p.update(Snapshot(total=3, done=0, running=1))  # polls without news: one line only
     assert out.getvalue().count("\n") == 1

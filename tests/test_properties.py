@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweep.analysis import run_row, summarize_runs
+from sweep.analysis.tables import run_row, summarize_runs
 from sweep.config import DetectConfig, compose, config_from_dict, load_config, resolve
-from sweep.detection import detect_run
-from sweep.errors import UserError
-from sweep.stats import mean_interval, wilson_interval
+from sweep.analysis.detection import detect_run
+from sweep.core.errors import UserError
+from sweep.analysis.stats import mean_interval, wilson_interval
 from sweep.training import EPOCH_COLUMNS
 
 MODES = {"", "nonfinite", "diverged", "constant_output"}

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT, kill_process_tree, run_cli
-from sweep.checkpoints import Checkpointer
+from sweep.run.checkpoints import Checkpointer
 from sweep.config import config_fingerprint, load_config
 from sweep.tasks import build_task
 from sweep.training import StopRequested, train_setting
@@ -131,10 +131,30 @@ def _during_checkpoint_write(results: Path) -> bool:
     return any((results / "k" / "checkpoints").glob(".*.tmp*")) or any((results / "k" / "checkpoints").glob("*.tmp*"))
 
 
+SLOW_CHECKPOINT_RENAME = """
+# Test-only fault injection, loaded by Python at start-up (sitecustomize): every rename of a
+# finished checkpoint file waits a second, so that a kill can land between write and rename.
+import os, time
+_replace = os.replace
+def _slow_replace(src, dst, *args, **kwargs):
+    if str(dst).endswith(".pt") and "checkpoints" in str(dst):
+        time.sleep(1.0)
+    return _replace(src, dst, *args, **kwargs)
+os.replace = _slow_replace
+"""
+
+
+def _slow_checkpoint_env(tmp_path: Path) -> dict:
+    hook = tmp_path / "fault-hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_CHECKPOINT_RENAME)
+    return {"PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("moment", ["during_trial", "between_trials", "during_checkpoint_write"])
 def test_kill9_of_whole_sweep_then_same_command_completes_identically(tmp_path, reference_runs, moment):
-    env = {"LRSWEEP_FAULT_CHECKPOINT_DELAY": "1.0"} if moment == "during_checkpoint_write" else {}
+    env = _slow_checkpoint_env(tmp_path) if moment == "during_checkpoint_write" else {}
     proc = _start(tmp_path, env=env)
     predicate = {"during_trial": _during_trial, "between_trials": _between_trials,
                  "during_checkpoint_write": _during_checkpoint_write}[moment]

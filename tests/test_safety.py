@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from conftest import ROOT, run_cli
-from sweep.errors import UserError
+from sweep.core.errors import UserError
 
 TINY = ["model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]", "grid.clip=[null]",
         "workers=1"]
@@ -77,7 +77,7 @@ def test_a_pickled_object_array_in_an_npz_is_refused_not_executed(tmp_path):
 
 
 def test_a_checkpoint_holding_a_pickled_object_is_ignored_not_executed(tmp_path, capsys):
-    from sweep.checkpoints import FORMAT, Checkpointer
+    from sweep.run.checkpoints import FORMAT, Checkpointer
 
     marker = tmp_path / "pwned"
     ckpt = Checkpointer(tmp_path / "checkpoints", {"lr": 0.1, "clip": None, "batch_size": 8}, [0], "fp", 1, 0)
@@ -155,7 +155,7 @@ def test_an_unreachable_storage_with_a_password_is_reported_without_it(tmp_path)
     ("sqlite:////tmp/a@b/x.db", "sqlite:////tmp/a@b/x.db"),
 ])
 def test_redact_url_hides_every_form_of_password(url, shown):
-    from sweep.study import redact_secrets, redact_url
+    from sweep.core.redact import redact_secrets, redact_url
 
     assert redact_url(url) == shown
     if "secret" in url:  # also inside any message that quotes the URL
@@ -211,8 +211,9 @@ def _half_then_fail(original):
 
 @pytest.mark.slow
 def test_a_write_that_fails_halfway_leaves_the_previous_results_intact(hostile_sweep, monkeypatch):
-    from sweep.commands import write_results
-    from sweep.study import load_study, open_storage
+    from sweep.report.write import write_results
+    from sweep.store.studies import load_study
+    from sweep.store.storage import open_storage
 
     results, name = hostile_sweep
     study = load_study(open_storage(f"sqlite:///{results / 'lrsweep.db'}", create=False), name)
@@ -241,7 +242,7 @@ def test_a_write_that_fails_halfway_leaves_the_previous_results_intact(hostile_s
 WRITER = """
 import sys, time
 from pathlib import Path
-from sweep.outputs import atomic_write
+from sweep.core.files import atomic_write
 
 def slow(tmp):
     with open(tmp, "w") as f:
@@ -255,7 +256,7 @@ atomic_write(Path(sys.argv[1]), slow)
 
 
 def test_a_writer_killed_midway_leaves_the_previous_file_and_its_leftover_is_cleaned(tmp_path):
-    from sweep.outputs import STALE_TMP_SECONDS, write_text
+    from sweep.core.files import STALE_TMP_SECONDS, write_text
 
     target = tmp_path / "runs.csv"
     target.write_text("the good file\n")

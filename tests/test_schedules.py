@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from sweep.config import ConstantSchedule, CosineSchedule, OneCycleSchedule, WarmupSchedule, load_config
-from sweep.errors import UserError
-from sweep.optim import lr_at
+from sweep.core.errors import UserError
+from sweep.training.optim import lr_at
 from sweep.tasks import build_task
 from sweep.training import StopRequested, train_setting
 

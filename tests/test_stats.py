@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sweep.stats import mean_interval, wilson_interval
+from sweep.analysis.stats import mean_interval, wilson_interval
 
 REFERENCE = {  # REFERENCES.md / DESIGN.md
     (0, 5): (0.0, 0.4345),

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from sweep.config import AddingTask, DigitsTask, TemporalOrderTask
-from sweep.metrics import chance_level, item_correct
+from sweep.tasks.scoring import chance_level, item_correct
 from sweep.tasks import build_task
 from sweep.tasks.synthetic import adding_arrays, temporal_order_arrays
 

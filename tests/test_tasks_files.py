@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sweep.config import FileTask, load_config
-from sweep.errors import UserError
+from sweep.core.errors import UserError
 from sweep.tasks import build_task
 from sweep.tasks.files import build_file
 from sweep.training import train_setting
@@ -142,7 +142,7 @@ def test_padding_never_changes_curves(tmp_path):
 
 def test_padding_is_masked_inside_the_model(tmp_path):
     """Below the data layer too: extra padded steps do not change a per-step model's outputs."""
-    from sweep.models import build_model
+    from sweep.training.models import build_model
 
     x, _, lengths = easy_sequences(n=32, t=10)
     np.savez(tmp_path / "p.npz", x=x, y=(x[:, :, 0] > 0).astype(np.int64), lengths=lengths)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from sweep.config import EchoTask, VectorSumTask, load_config
-from sweep.errors import UserError
-from sweep.metrics import chance_level
-from sweep.models import build_model
+from sweep.core.errors import UserError
+from sweep.tasks.scoring import chance_level
+from sweep.training.models import build_model
 from sweep.tasks import build_task
 from sweep.tasks.synthetic import echo_arrays, vector_sum_arrays
 from sweep.training import train_setting
@@ -120,9 +120,9 @@ def test_forget_gate_bias_is_set_and_trains():
 def _weight_norm(overrides, setting):
     cfg = load_config(list(overrides))
     task = build_task(cfg.task)
-    from sweep.training import SeedTrainer
+    from sweep.training import RunSpec, SeedTrainer
 
-    trainer = SeedTrainer(task, cfg, setting, 0, CPU)
+    trainer = SeedTrainer(task, RunSpec.build(cfg, setting, [0]), 0, CPU)
     for _ in range(cfg.epochs):
         trainer.run_epoch()
     return trainer.record, float(sum((p.detach() ** 2).sum() for p in trainer.weights))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sweep.config import TextTask, load_config
-from sweep.errors import UserError
+from sweep.core.errors import UserError
 from sweep.tasks import build_task
 from sweep.tasks.text import build_text, build_vocab, tokenize
 from sweep.training import train_setting

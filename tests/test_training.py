@@ -77,7 +77,7 @@ def test_gru_and_bidirectional_multilayer_train():
 
 
 def test_variable_length_padding_does_not_change_outputs():
-    from sweep.models import build_model
+    from sweep.training.models import build_model
 
     cfg = load_config(["task=adding", "task.length=10", "task.n_train=64", "task.n_val=16", "model.hidden_size=8"])
     task = build_task(cfg.task)

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis import SUMMARY_COLUMNS
-from sweep.stats import wilson_interval
-from sweep.verdicts import (
-    SLICE_COLUMNS, clip_fractions, compute_verdicts, largest_stable_lr, lr_sensitivity, reading, recommend,
-    setting_label, slice_label, slice_verdicts, value_label,
+from sweep.analysis.tables import SUMMARY_COLUMNS
+from sweep.analysis.stats import wilson_interval
+from sweep.analysis.verdicts import (
+    SLICE_COLUMNS, clip_fractions, compute_verdicts, largest_stable_lr, lr_sensitivity, recommend, slice_verdicts,
 )
+from sweep.analysis.reading import reading
+from sweep.core.setting import setting_label, slice_label, value_label
 
 AXES = ["lr", "clip", "batch_size"]
 CHANCE = 0.1

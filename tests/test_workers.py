@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, kill_process_tree, run_cli
-from sweep.study import redact_url
+from sweep.core.redact import redact_url
 
 pytestmark = pytest.mark.slow
 

@@ -11,6 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 
@@ -65,21 +66,28 @@ class TaskData:
     def chance(self) -> float:
         """Accuracy of the trivial predictor (DESIGN.md): the validation majority-class rate for
         classification; for regression, the accuracy of always predicting the training mean."""
-        from sweep.metrics import chance_level
+        from sweep.tasks.scoring import chance_level
 
         return chance_level(self)
 
 
+def task_from_arrays(name: str, kind: str, train: tuple, val: tuple, output_dim: int, **fields: Any) -> TaskData:
+    """A TaskData from numpy arrays: `train` and `val` are (x, y) or (x, y, lengths), with lengths
+    None for sequences that all have T steps; other TaskData fields as keywords."""
+    def tensor(a: Any) -> Optional[torch.Tensor]:
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+
+    (x_tr, y_tr, l_tr), (x_va, y_va, l_va) = (tuple(train) + (None,))[:3], (tuple(val) + (None,))[:3]
+    return TaskData(name=name, kind=kind, x_train=tensor(x_tr), y_train=tensor(y_tr), x_val=tensor(x_va),
+                    y_val=tensor(y_va), output_dim=int(output_dim), lengths_train=tensor(l_tr),
+                    lengths_val=tensor(l_va), **fields)
+
+
 def save_task(task: TaskData, path) -> None:
     """Write the task's tensors and facts (loadable with weights_only=True), atomically."""
-    import os
-    from pathlib import Path
+    from sweep.core.files import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda p: torch.save({f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, p))
 
 
 def load_task(path) -> Optional[TaskData]:

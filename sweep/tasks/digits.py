@@ -13,9 +13,8 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from sweep.tasks.data import TaskData
+from sweep.tasks.data import TaskData, task_from_arrays
 
 
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -50,12 +49,4 @@ def build_digits(cfg) -> TaskData:
     images, y = digits_arrays()
     x = (images / 16.0).astype(np.float32)  # [1797, 8 rows = steps, 8 columns = features]
     tr, va = stratified_split(y, cfg.val_fraction, cfg.data_seed)
-    return TaskData(
-        name="digits",
-        kind="classification",
-        x_train=torch.from_numpy(np.ascontiguousarray(x[tr])),
-        y_train=torch.from_numpy(y[tr]),
-        x_val=torch.from_numpy(np.ascontiguousarray(x[va])),
-        y_val=torch.from_numpy(y[va]),
-        output_dim=10,
-    )
+    return task_from_arrays("digits", "classification", (x[tr], y[tr]), (x[va], y[va]), output_dim=10)

@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
-from sweep.errors import UserError
-from sweep.tasks.data import TaskData
+from sweep.core.errors import UserError
+from sweep.tasks.data import TaskData, task_from_arrays
 
 SPLITS = ("train", "test")  # test/ is the validation set
 CLASSES = ("neg", "pos")  # class ids 0, 1
@@ -120,16 +119,5 @@ def build_text(cfg: Any) -> TaskData:
         "truncated_reviews": int(sum(len(d) > cfg.max_len for d in train_docs + val_docs)),
         "val_oov_rate": float((x_va == OOV).sum() / max(1, val_tokens)),
     }
-    return TaskData(
-        info=info,
-        name="text",
-        kind="classification",
-        x_train=torch.from_numpy(x_tr),
-        y_train=torch.from_numpy(y_tr),
-        x_val=torch.from_numpy(x_va),
-        y_val=torch.from_numpy(y_va),
-        output_dim=len(CLASSES),
-        lengths_train=torch.from_numpy(l_tr),
-        lengths_val=torch.from_numpy(l_va),
-        vocab_size=len(vocab) + 2,
-    )
+    return task_from_arrays("text", "classification", (x_tr, y_tr, l_tr), (x_va, y_va, l_va),
+                            output_dim=len(CLASSES), vocab_size=len(vocab) + 2, info=info)

@@ -1,0 +1,91 @@
+"""The results of a boundary fit: `RiskLR`, the LR at one collapse risk with its 95% interval or
+the bound the data support (see `sweep.analysis.boundary` for the model and the rules)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from scipy.special import chdtri
+
+LEVEL = 0.95
+# Likelihood-ratio cut for a 95% interval: the chi-square (1 df) 95% quantile, 3.841.
+CHI2_95 = float(chdtri(1, 1 - LEVEL))
+# Searched slopes, per decade of LR: above SLOPE_MAX the curve is a step for any LR grid, below
+# SLOPE_MIN it is flat over any LR range; b = 0 (flat) is searched as well.
+SLOPE_MIN = 1e-3
+SLOPE_MAX = 1e3
+# Band ends are searched for risks in [expit(-23), expit(23)] ~ [1e-10, 1 - 1e-10].
+_ETA_LIMIT = 23.0
+# Interval ends in log10(lr) units: 1e-5 decades (0.002% of the LR) is far below any reported
+# precision.
+_X_TOL = 1e-5
+
+KINDS = ("fit", "above", "below", "unknown")
+STATUSES = ("empty", "no-collapse", "all-collapsed", "single-lr", "separated", "flat", "fit")
+
+
+def _fmt(lr: float) -> str:
+    return f"{lr:.2g}"
+
+
+def _pct(q: float) -> str:
+    return f"{100 * q:g}"
+
+
+def _runs(n: float) -> str:
+    return "1 run" if n == 1 else f"{int(n)} runs"
+
+
+@dataclass(frozen=True)
+class RiskLR:
+    """The LR at collapse risk `q`, as far as the data support it (all values in LR units).
+
+    kind "fit": `estimate` with its 95% profile-likelihood interval [lo, hi]; an end that lies
+    beyond the tested range [lr_min, lr_max] is None (`open_below` / `open_above`).
+    kind "above": lr_at_q > `lo` with 95% confidence (estimate None, hi None).
+    kind "below": lr_at_q < `hi` with 95% confidence (estimate None, lo None).
+    kind "unknown": nothing within the tested range is excluded; `note` says what is known.
+    """
+
+    q: float
+    estimate: Optional[float]
+    lo: Optional[float]
+    hi: Optional[float]
+    kind: str
+    lr_min: float = math.nan
+    lr_max: float = math.nan
+    note: str = ""
+
+    @property
+    def open_below(self) -> bool:
+        """A "fit" whose interval continues below the tested range (lo is None)."""
+        return self.kind == "fit" and self.lo is None
+
+    @property
+    def open_above(self) -> bool:
+        """A "fit" whose interval continues above the tested range (hi is None)."""
+        return self.kind == "fit" and self.hi is None
+
+    def covers(self, lr: float) -> bool:
+        """Whether the 95% statement allows lr_at_q == lr (True for "unknown")."""
+        if self.kind == "above":
+            return lr > self.lo
+        if self.kind == "below":
+            return lr < self.hi
+        return (self.lo is None or self.lo <= lr) and (self.hi is None or lr <= self.hi)
+
+    def text(self) -> str:
+        """One line for a report, e.g. "0.12 (95% CI 0.08-0.2)" or "above 0.3 (95% confidence)"."""
+        if self.kind == "fit":
+            lo = _fmt(self.lo) if self.lo is not None else "<" + _fmt(self.lr_min)
+            hi = _fmt(self.hi) if self.hi is not None else ">" + _fmt(self.lr_max)
+            # A dash would read as a minus sign next to "1e-05" or "<0.01".
+            sep = "-" if (self.lo is not None and self.hi is not None and "e" not in lo + hi) else " to "
+            return f"{_fmt(self.estimate)} (95% CI {lo}{sep}{hi})"
+        if self.kind == "above":
+            return f"above {_fmt(self.lo)} (95% confidence)"
+        if self.kind == "below":
+            return f"below {_fmt(self.hi)} (95% confidence)"
+        return "not determined" + (f": {self.note}" if self.note else "")

@@ -1,0 +1,238 @@
+"""The verdict paragraph: the numbers of a sweep read in plain language.
+
+Usage: ``reading(summary, slices, recommendation, axes, chance, clip_fractions, noise)`` (called
+by `compute_verdicts`). Each sentence is generated from the tables: where runs collapse, what
+clipping changes, undecided runs and the validation set's resolution, LR sensitivity, a starting
+clip value, over-aggressive clipping, and the recommendation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import pandas as pd
+
+from sweep.analysis.verdicts import (
+    CLIP_FRACTION_TOO_HIGH, Recommendation, ValidationNoise, present, setting_key, slice_axes,
+)
+from sweep.core.setting import setting_label, slice_label, value_label
+from sweep.core.values import nanmedian, normalize
+
+
+def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommendation],
+            axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None,
+            noise: Optional[ValidationNoise] = None) -> str:
+    """One paragraph that reads the numbers: where runs collapse, what clipping changes, what to use."""
+    if not len(summary):
+        return "No completed runs yet: nothing to read. Run `sweep run` (or wait for the workers) and rebuild the report."
+    keys = slice_axes(axes)
+    by_slice: dict[tuple[Any, ...], dict[float, dict[str, Any]]] = {}
+    for row in summary.to_dict("records"):
+        by_slice.setdefault(setting_key(row, keys), {})[float(row["lr"])] = row
+    sentences: list[str] = []
+    quiet: list[str] = []
+    for sl in slices.to_dict("records"):
+        key = setting_key(sl, keys)
+        where = slice_label(dict(zip(keys, key)))
+        rows = by_slice[key]
+        if sl["n_collapsed"] == 0:
+            quiet.append(where)
+            continue
+        sentences.append(_collapse_sentence(where, sl, rows))
+        helped = _clipping_sentence(key, keys, rows, by_slice)
+        if helped:
+            sentences.append(helped)
+    nothing_learned = "n_never_learned" in summary and bool(
+        (summary["n_never_learned"].fillna(0).astype(int) == summary["n_runs"].astype(int)).all())
+    if nothing_learned:
+        sentences.append("No run learned anything that stands out from sampling noise at any setting, so whether "
+                         "training collapses cannot be judged here.")
+    elif quiet and len(quiet) == len(slices):
+        lrs = sorted(float(v) for v in summary["lr"])
+        sentences.append(
+            f"No run collapsed anywhere in the grid (lr={value_label(lrs[0])} to {value_label(lrs[-1])}): "
+            "the grid may not reach the unstable region; larger learning rates would find the edge."
+        )
+    elif quiet:
+        sentences.append(f"No run collapsed at {_join(quiet)}.")
+    sentences.extend(_undecided_sentence(summary, keys))
+    sentences.extend(_noise_sentences(noise))
+    sentences.extend(_sensitivity_sentence(slices, keys))
+    sentences.extend(_grad_norm_sentence(summary, keys))
+    sentences.extend(_clip_fraction_sentence(clip_frac, axes))
+    sentences.append(_recommendation_sentence(rec, summary, axes, chance))
+    return " ".join(s for s in sentences if s)
+
+
+def _undecided_sentence(summary: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Where runs fell but the data could not confirm it."""
+    if "n_undecided" not in summary or not summary["n_undecided"].fillna(0).astype(int).any():
+        return []
+    rows = summary[summary["n_undecided"].fillna(0).astype(int) > 0]
+    total = int(rows["n_undecided"].sum())
+    named = [f"{int(r['n_undecided'])} at {setting_label({a: normalize(r[a]) for a in ['lr', *keys]})}"
+             for r in rows.head(3).to_dict("records")]
+    more = " and more" if len(rows) > 3 else ""
+    return [f"{total} run{'s' if total != 1 else ''} fell below the collapse threshold but not by more than "
+            f"the validation set's noise, so {'they are' if total != 1 else 'it is'} counted as undecided, "
+            f"neither collapsed nor stable ({'; '.join(named)}{more}); each collapse-rate interval's upper end "
+            f"counts them as collapsed."]
+
+
+def _noise_sentences(noise: Optional[ValidationNoise]) -> list[str]:
+    if noise is None or not noise.n_val:
+        return []
+    out = [noise.sentence()]
+    if noise.too_coarse:
+        why = []
+        if noise.n_hidden:
+            why.append(f"{noise.n_hidden} of {noise.n_runs} runs beat chance but not that noise floor, so "
+                       f"whether they learned cannot be told")
+        if noise.n_undecided:
+            why.append(f"{noise.n_undecided} drops could not be confirmed")
+        reason = f" ({'; '.join(why)})" if why else ""
+        out.append(f"This validation set is too small to tell small changes apart{reason}. To sharpen the "
+                   f"calls, use {noise.fix}.")
+    return out
+
+
+def _collapse_sentence(where: str, sl: dict[str, Any], rows: dict[float, dict[str, Any]]) -> str:
+    lrs = sorted(rows)
+    collapsed = [lr for lr in lrs if rows[lr]["n_collapsed"] > 0]
+    counts = [f"{_k_of_n(rows[lr])} runs at lr={value_label(lr)}" for lr in collapsed[:3]]
+    if len(collapsed) > 3:
+        counts.append("...")
+    modes = _mode_counts([rows[lr] for lr in collapsed])
+    detail = f"({'; '.join(counts)}; {modes})"
+    if len(collapsed) == len(lrs):
+        text = f"At {where}, runs collapse at every lr tried, even the smallest, lr={value_label(lrs[0])} {detail}"
+    elif sl["monotone_collapse"]:
+        if collapsed[0] == lrs[-1]:
+            text = f"At {where}, runs collapse only at the largest lr tried, lr={value_label(lrs[-1])} {detail}"
+        else:
+            text = f"At {where}, runs collapse from lr={value_label(collapsed[0])} up {detail}"
+        text += f"; the largest stable lr is {value_label(sl['largest_stable_lr'])}"
+    else:
+        spared = [lr for lr in lrs if lr > collapsed[0] and rows[lr]["n_collapsed"] == 0]
+        stable = sl["largest_stable_lr"]
+        text = (
+            f"At {where}, runs collapse at {_join(['lr=' + value_label(lr) for lr in collapsed])} "
+            f"but not at {_join(['lr=' + value_label(lr) for lr in spared])} {detail}; "
+            + (f"the largest stable lr is {value_label(stable)}" if present(stable) else "no lr is stable")
+            + ". A non-monotone pattern like this means collapse is a matter of chance around these "
+            "learning rates: more seeds would sharpen it"
+        )
+    return text + "."
+
+
+def _clipping_sentence(key: tuple[Any, ...], keys: list[str], rows: dict[float, dict[str, Any]],
+                       by_slice: dict[tuple[Any, ...], dict[float, dict[str, Any]]]) -> str:
+    """What each clip value does at the LRs where this unclipped slice collapses."""
+    if "clip" not in keys or key[keys.index("clip")] is not None:
+        return ""
+    ci = keys.index("clip")
+    bad = [lr for lr in sorted(rows) if rows[lr]["n_collapsed"] > 0]
+    parts = []
+    for other, orows in by_slice.items():
+        if other[ci] is None or other[:ci] + other[ci + 1:] != key[:ci] + key[ci + 1:]:
+            continue
+        clip = value_label(other[ci])
+        kept = [lr for lr in bad if lr in orows and orows[lr]["n_collapsed"] == 0]
+        fewer = [lr for lr in bad if lr in orows and 0 < orows[lr]["n_collapsed"] and
+                 orows[lr]["collapse_rate"] < rows[lr]["collapse_rate"]]
+        if kept:
+            lr = kept[-1]
+            r = orows[lr]
+            parts.append(
+                f"clipping at {clip} keeps lr={value_label(lr)} stable ({_k_of_n(r)} collapsed, "
+                f"mean best accuracy {r['mean_best_acc']:.3f})"
+            )
+        elif fewer:
+            lr = fewer[-1]
+            parts.append(f"clipping at {clip} lowers collapse at lr={value_label(lr)} to {_k_of_n(orows[lr])} runs")
+        elif bad and all(lr in orows for lr in bad):
+            parts.append(f"clipping at {clip} does not prevent it")
+    if not parts:
+        return ""
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+def _sensitivity_sentence(slices: pd.DataFrame, keys: list[str]) -> list[str]:
+    sens = [(float(s["lr_sensitivity"]), slice_label(dict(zip(keys, setting_key(s, keys)))))
+            for s in slices.to_dict("records") if present(s["lr_sensitivity"]) and s["n_lrs"] > 1]
+    if len(sens) < 2:
+        return []
+    lo, hi = min(sens), max(sens)
+    if hi[0] - lo[0] < 0.005:
+        return [f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is about "
+                f"{lo[0]:.3f} everywhere."]
+    return [f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is lowest at "
+            f"{lo[1]} ({lo[0]:.3f}) and highest at {hi[1]} ({hi[0]:.3f})."]
+
+
+def _grad_norm_sentence(summary: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The median grad_norm_p90 of stable settings as a starting clip value (most useful unclipped)."""
+    stable = summary[summary["n_collapsed"] == 0]
+    if "clip" in summary:
+        unclipped = stable[stable["clip"].map(normalize).isna()]
+        which, pool = "stable settings without clipping", unclipped
+        if not len(pool):
+            which, pool = "stable settings", stable
+    else:
+        which, pool = "stable settings", stable
+    p90 = nanmedian([float(v) for v in pool["grad_norm_p90"]]) if len(pool) else math.nan
+    if not math.isfinite(p90):
+        return []
+    return [f"The 90th percentile of the gradient norm before clipping (grad_norm_p90) is about {p90:.3g} "
+            f"at the {which} (median), the usual starting value when choosing a clip threshold."]
+
+
+def _clip_fraction_sentence(clip_frac: Optional[pd.DataFrame], axes: Sequence[str]) -> list[str]:
+    if clip_frac is None or not len(clip_frac) or "clip" not in clip_frac:
+        return []
+    heavy = clip_frac[clip_frac["clip"].map(normalize).notna() & (clip_frac["clip_fraction"] > CLIP_FRACTION_TOO_HIGH)]
+    if not len(heavy):
+        return []
+    heavy = heavy.sort_values("clip_fraction", ascending=False)
+    named = [f"{setting_label({a: normalize(r[a]) for a in axes}, axes)} ({r['clip_fraction']:.0%})"
+             for r in heavy.head(3).to_dict("records")]
+    more = f" and {len(heavy) - 3} more" if len(heavy) > 3 else ""
+    return [f"More than half of the updates were clipped (clip_fraction) at {_join(named)}{more}; the Tuning "
+            f"Playbook considers clipping more than about 50% of updates too aggressive (the clip then acts "
+            f"as a smaller learning rate): a larger clip value or a smaller lr is the better fix there."]
+
+
+def _recommendation_sentence(rec: Optional[Recommendation], summary: pd.DataFrame, axes: Sequence[str],
+                             chance: float) -> str:
+    if rec is None:
+        if "n_never_learned" in summary and int(summary["n_never_learned"].sum()) + int(summary["n_collapsed"].sum()) \
+                == int(summary["n_runs"].sum()) and int(summary["n_collapsed"].sum()) == 0:
+            return "No setting is recommended: no run learned anything that stands out from sampling noise."
+        return ("No setting is recommended: every setting had at least one collapsed run, or learned nothing; "
+                "try smaller learning rates, gradient clipping or more seeds.")
+    text = f"Recommended: {rec.text(axes)}."
+    lrs = sorted(float(v) for v in summary["lr"])
+    if len(set(lrs)) > 1 and rec.setting.get("lr") == lrs[-1]:
+        text += " It is the largest lr tried: a larger one might do better still."
+    if rec.mean_best_acc < chance + 0.05:
+        text += f" Note that it barely beats chance ({chance:.3f}): nothing in this grid learned much."
+    return text
+
+
+def _k_of_n(row: dict[str, Any]) -> str:
+    return f"{int(row['n_collapsed'])}/{int(row['n_runs'])}"
+
+
+def _mode_counts(rows: list[dict[str, Any]]) -> str:
+    counts = {m: sum(int(r[f"n_{m}"]) for r in rows) for m in ("nonfinite", "diverged", "constant_output")}
+    parts = [f"{n} {m}" for m, n in counts.items() if n]
+    return "modes: " + ", ".join(parts) if parts else "modes: none recorded"
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]

@@ -1,0 +1,252 @@
+"""Analysis: run records -> detection -> the runs, curves and summary tables.
+
+Usage::
+
+    tables = build_tables(runs, chance, detect, axes, n_val)   # (setting, record, trial) triples
+    tables.runs, tables.curves, tables.summary                 # pandas DataFrames
+
+Column names are the contract of DESIGN.md (runs.csv, summary.csv, curves.parquet). Everything
+here is a pure function of the stored records, the chance level and the detection thresholds,
+so a report can be rebuilt (with other thresholds too) without retraining.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sweep.analysis.detection import detect_run
+from sweep.analysis.stats import mean_interval, wilson_interval
+from sweep.core.records import EPOCH_COLUMNS
+from sweep.core.setting import BASE_AXES, Setting
+from sweep.core.values import nanmax, nanmedian, normalize
+RUN_COLUMNS = [
+    "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
+    "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
+    "seconds", "device", "trial", "outcome", "undecided", "noise_floor", "collapse_witness",
+]
+SUMMARY_COLUMNS = [
+    "n_runs", "mean_best_acc", "mean_best_acc_lo", "mean_best_acc_hi",
+    "collapse_rate", "collapse_rate_lo", "collapse_rate_hi", "n_collapsed",
+    "n_nonfinite", "n_diverged", "n_constant_output", "n_never_learned",
+    "mean_final_acc", "mean_spikes", "median_collapse_epoch", "grad_norm_p90", "chance",
+    "n_undecided", "noise_floor",
+]
+
+
+@dataclass
+class Tables:
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    summary: pd.DataFrame
+    axes: list[str]
+    chance: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+
+
+def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[int] = None) -> dict[str, Any]:
+    """One runs.csv row (without the axes) from a decoded run record; `n_val` is the number of
+    validation sequences its accuracies were measured on (None: sampling noise ignored)."""
+    c = record["curves"]
+    as_list = lambda key: np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
+    v = detect_run(as_list("val_acc"), as_list("val_loss"), as_list("pred_top_frac"),
+                   record.get("nonfinite_epoch"), chance, detect, n_val=n_val,
+                   val_loss_sd=as_list("val_loss_sd") if "val_loss_sd" in c else None)
+    return {
+        "seed": int(record["seed"]),
+        "best_acc": v.best_acc,
+        "best_epoch": v.best_epoch,
+        "final_acc": v.final_acc,
+        "collapsed": v.collapsed,
+        "collapse_epoch": v.collapse_epoch,
+        "collapse_mode": v.collapse_mode,
+        "never_learned": v.never_learned,
+        "spikes": v.spikes,
+        "nonfinite": record.get("nonfinite") or "",
+        "epochs_run": int(len(c["val_acc"])),
+        "grad_norm_p90": nanmedian(np.asarray(c["grad_norm_p90"], dtype=float)),
+        "grad_norm_max": float(np.nanmax(c["grad_norm_max"])) if np.isfinite(c["grad_norm_max"]).any() else math.nan,
+        "seconds": float(record.get("seconds", math.nan)),
+        "device": str(record.get("device") or ""),
+        "outcome": v.outcome,
+        "undecided": v.undecided,
+        "noise_floor": v.noise_floor,
+        "collapse_witness": v.witness,
+    }
+
+
+def collapse_rate_interval(k: int, undecided: int, n: int) -> tuple[float, float, float]:
+    """(rate, lo, hi) of k collapsed runs of n, with `undecided` runs the data could not call:
+    the rate counts what was decided (k/n); the 95% Wilson interval runs from the lower end for
+    "none of the undecided collapsed" (k/n) to the upper end for "all of them did" ((k+u)/n)."""
+    rate, lo, hi = wilson_interval(k, n)
+    if undecided:
+        hi = wilson_interval(k + undecided, n)[2]
+    return rate, lo, hi
+
+
+def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, Any]:
+    """Per-setting summary of its run rows (DESIGN.md: t interval of the mean, Wilson rate)."""
+    n = len(rows)
+    best = [r["best_acc"] for r in rows]
+    mean, lo, hi = mean_interval(best)
+    k = sum(bool(r["collapsed"]) for r in rows)
+    undecided = sum(bool(r.get("undecided", False)) for r in rows)
+    rate, rlo, rhi = collapse_rate_interval(k, undecided, n)
+    modes = [r["collapse_mode"] for r in rows]
+    finals = [r["final_acc"] for r in rows if isinstance(r["final_acc"], float) and math.isfinite(r["final_acc"])]
+    epochs = [r["collapse_epoch"] for r in rows if r["collapse_epoch"] is not None and not _isnan(r["collapse_epoch"])]
+    return {
+        "n_runs": n,
+        "mean_best_acc": mean,
+        "mean_best_acc_lo": lo,
+        "mean_best_acc_hi": hi,
+        "collapse_rate": rate,
+        "collapse_rate_lo": rlo,
+        "collapse_rate_hi": rhi,
+        "n_collapsed": k,
+        "n_nonfinite": modes.count("nonfinite"),
+        "n_diverged": modes.count("diverged"),
+        "n_constant_output": modes.count("constant_output"),
+        "n_never_learned": sum(bool(r["never_learned"]) for r in rows),
+        "mean_final_acc": float(np.mean(finals)) if finals else math.nan,
+        "mean_spikes": float(np.mean([r["spikes"] for r in rows])) if rows else math.nan,
+        "median_collapse_epoch": float(np.median(epochs)) if epochs else math.nan,
+        "grad_norm_p90": nanmedian(np.asarray([r["grad_norm_p90"] for r in rows], dtype=float)),
+        "chance": chance,
+        "n_undecided": undecided,
+        # The floor of the runs' full length (a run stopped early was held to a lower one).
+        "noise_floor": nanmax(np.asarray([r.get("noise_floor", math.nan) for r in rows], dtype=float)),
+    }
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any,
+                  n_val: Optional[int] = None) -> dict[str, Any]:
+    """The readable attributes stored on a finished trial (what optuna-dashboard shows)."""
+    rows = [run_row(r, chance, detect, n_val) for r in records]
+    s = summarize_runs(rows, chance)
+    return {
+        "mean_best_acc": s["mean_best_acc"],
+        "collapse_rate": s["collapse_rate"],
+        "n_runs": s["n_runs"],
+        "n_collapsed": s["n_collapsed"],
+        "n_undecided": s["n_undecided"],
+        "collapse_modes": {m: sum(r["collapse_mode"] == m for r in rows) for m in ("nonfinite", "diverged", "constant_output")},
+        "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in rows},
+        "grad_norm_p90": s["grad_norm_p90"] if math.isfinite(s["grad_norm_p90"]) else None,
+        "chance": chance,
+        "seconds": round(sum(r["seconds"] for r in rows), 2),
+    }
+
+
+def build_tables(
+    runs: Iterable[tuple[dict[str, Any], dict[str, Any], int]],
+    chance: float,
+    detect: Any,
+    axes: Optional[list[str]] = None,
+    n_val: Optional[int] = None,
+) -> Tables:
+    """Tables from (setting, decoded record, trial number) triples, deduplicated by (setting, seed).
+
+    `n_val`: the validation sequences every accuracy was measured on (detection accounts for
+    their sampling noise; None ignores it).
+
+    Parallel workers (or a re-run after a lost result) can produce a (setting, seed) twice; the
+    record of the lowest trial number is kept, so the tables never count a run twice.
+    """
+    seen: set[tuple[Any, ...]] = set()
+    run_rows: list[dict[str, Any]] = []
+    kept: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    axes = list(axes) if axes else None
+    for setting, record, trial in sorted(runs, key=lambda r: r[2]):
+        if axes is None:
+            axes = list(setting)
+        for key in setting:
+            if key not in axes:
+                axes.append(key)
+        ident = (Setting({a: setting.get(a) for a in axes}), int(record["seed"]))
+        if ident in seen:
+            continue
+        seen.add(ident)
+        row = {a: setting.get(a) for a in axes}
+        row.update(run_row(record, chance, detect, n_val))
+        row["trial"] = trial
+        run_rows.append(row)
+        kept.append((setting, record))
+    axes = axes or list(BASE_AXES)
+    runs_df = pd.DataFrame(run_rows, columns=axes + RUN_COLUMNS)
+    for col in ("best_epoch", "collapse_epoch", "trial", "seed", "spikes", "epochs_run"):
+        runs_df[col] = runs_df[col].astype("Int64")  # integers with empty cells, not 3.0
+    if len(runs_df):
+        runs_df = runs_df.sort_values(axes + ["seed"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+    curves_df = _curves_frame(kept, axes)
+    if len(curves_df):
+        curves_df = curves_df.sort_values(axes + ["seed", "epoch"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+    summary_df = summary_table(runs_df, axes, chance)
+    return Tables(runs=runs_df, curves=curves_df, summary=summary_df, axes=axes, chance=chance)
+
+
+def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[str]) -> pd.DataFrame:
+    """One row per (run, epoch), built from whole columns (one concatenation per column, not one
+    DataFrame per run: studies of 10,000 runs stay fast)."""
+    if not kept:
+        return pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
+    lengths = np.array([len(rec["curves"]["val_acc"]) for _, rec in kept])
+    cols: dict[str, Any] = {}
+    for a in axes:
+        values = [setting.get(a) for setting, _ in kept]
+        cols[a] = np.repeat(np.array(values, dtype=object), lengths)
+    cols["seed"] = np.repeat(np.array([int(rec["seed"]) for _, rec in kept]), lengths)
+    cols["epoch"] = np.concatenate([np.arange(1, n + 1) for n in lengths])
+    for col in EPOCH_COLUMNS:
+        cols[col] = np.concatenate([
+            np.asarray(rec["curves"][col], dtype=float) if col in rec["curves"] else np.full(n, np.nan)
+            for (_, rec), n in zip(kept, lengths)
+        ])
+    df = pd.DataFrame(cols)
+    for a in axes:  # numeric axes as numbers (None -> NaN), the rest as they are
+        converted = pd.to_numeric(df[a], errors="coerce")
+        if converted.notna().sum() == df[a].notna().sum():
+            df[a] = converted
+    return df
+
+
+def summary_table(runs: pd.DataFrame, axes: list[str], chance: float) -> pd.DataFrame:
+    """One row per setting, in grid order (None clip first: no clipping)."""
+    rows = []
+    if len(runs):
+        keys = [Setting.of(r, axes).key for r in runs[axes].to_dict("records")]
+        for _, group in runs.groupby(keys, sort=False):
+            first = group.iloc[0]
+            row = {a: first[a] for a in axes}
+            row.update(summarize_runs(group.to_dict("records"), chance))
+            rows.append(row)
+    df = pd.DataFrame(rows, columns=axes + SUMMARY_COLUMNS)
+    if len(df):
+        df = df.sort_values(axes, key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+    return df
+
+
+def _order(value: Any) -> tuple[int, float, str]:
+    """Grid order of an axis value: absent (no clipping) first, then numbers, then text."""
+    value = normalize(value)
+    if value is None:
+        return (0, 0.0, "")
+    return (1, float(value), "") if isinstance(value, (int, float)) else (2, 0.0, str(value))
+
+
+def _sort_key(col: pd.Series) -> pd.Series:
+    """Sort numbers numerically with None (no clipping) first."""
+    if col.dtype == object:
+        return col.map(_order)
+    return col

@@ -1,0 +1,274 @@
+"""Stability verdicts: pure functions over the per-setting summary table (DESIGN.md "Definitions").
+
+Usage::
+
+    v = compute_verdicts(tables)          # tables from sweep.analysis.tables
+    v.slices                              # verdicts.csv: one row per (clip, batch size, extra axes)
+    v.recommendation                      # best setting without any collapsed run, or None
+    v.reading                             # one paragraph in plain language (sweep.analysis.reading)
+    v.noise                               # what the validation set's size lets the report tell apart
+
+A *slice* is every setting that shares all axes but the learning rate: one line of an LR curve.
+Per slice: LR sensitivity (adapted from Wortsman et al. 2023) and the largest stable LR. Over the
+whole grid: the recommended setting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from sweep.core.setting import Setting, setting_label, value_label
+from sweep.core.values import nanmedian, normalize
+
+# Tuning Playbook (Google, 2023): clipping more than about half of the updates is too aggressive.
+CLIP_FRACTION_TOO_HIGH = 0.5
+
+SLICE_COLUMNS = [
+    "n_lrs", "lr_min", "lr_max", "lr_sensitivity", "largest_stable_lr", "first_collapse_lr",
+    "collapsed_lrs", "monotone_collapse", "best_lr", "best_mean_best_acc", "n_runs", "n_collapsed",
+    "grad_norm_p90",
+]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The setting with the highest mean best accuracy among those with no collapsed run."""
+
+    setting: dict[str, Any]
+    mean_best_acc: float
+    mean_best_acc_lo: float
+    mean_best_acc_hi: float
+    n_runs: int
+    grad_norm_p90: float
+
+    def text(self, axes: Sequence[str]) -> str:
+        """The recommendation in one sentence (the report's green box and the verdict paragraph)."""
+        return (f"{setting_label(self.setting, axes)}: mean best accuracy {self.mean_best_acc:.3f} "
+                f"(95% CI {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}) over {self.n_runs} "
+                f"seed{'s' if self.n_runs != 1 else ''}, no collapse")
+
+
+@dataclass(frozen=True)
+class ValidationNoise:
+    """What the validation set's size lets the report tell apart (sweep.noise)."""
+
+    n_val: Optional[int]  # validation sequences (None: unknown, noise not accounted for)
+    resolution: float  # smallest accuracy difference told apart from noise (95%, worst case p = 0.5)
+    floor: float  # the best of `epochs` epochs with nothing learned stays below this (learned test)
+    chance: float
+    epochs: int
+    n_undecided: int  # runs whose drop neither accuracy nor loss confirmed
+    n_hidden: int  # runs above chance + min_gain whose best the noise floor swallowed
+    n_runs: int
+    too_coarse: bool  # the validation set is too small for the question asked of it
+    fix: str  # the concrete fix, in words, when too coarse
+
+    def sentence(self) -> str:
+        """The study's resolution in one sentence."""
+        if not self.n_val:
+            return ""
+        return (f"With {self.n_val} validation sequences, accuracy differences smaller than about "
+                f"{self.resolution:.2f} are within sampling noise, and with nothing learned the best of "
+                f"{self.epochs} epochs still reaches up to {min(self.floor, 1.0):.3f} (chance {self.chance:.3f}); "
+                f"a run counts as learned only above that.")
+
+
+@dataclass
+class Verdicts:
+    slices: pd.DataFrame  # one row per slice: the slice axes + SLICE_COLUMNS
+    recommendation: Optional[Recommendation]
+    reading: str  # the plain-language paragraph
+    noise: Optional[ValidationNoise] = None
+
+
+# --------------------------------------------------------------------------- values and keys
+
+
+def setting_key(row: Any, axes: Sequence[str]) -> tuple[Any, ...]:
+    """The values of a summary/runs/curves row over `axes`: its Setting's row key."""
+    return Setting.of(row, axes).values(axes)
+
+
+def slice_axes(axes: Sequence[str]) -> list[str]:
+    """The axes that define a slice: every axis but the learning rate."""
+    return [a for a in axes if a != "lr"]
+
+
+# --------------------------------------------------------------------------- per-slice numbers
+
+
+def lr_sensitivity(accs: Sequence[float], chance: float) -> float:
+    """Mean over the LR grid of `best_over_lr - max(acc(lr), chance)` (0 when every LR is as good).
+
+    The best is floored at chance too, so a slice where nothing learned scores 0, not a
+    negative number; whenever some LR beats chance this is exactly DESIGN.md's formula.
+    """
+    vals = [float(a) for a in accs if a is not None and math.isfinite(float(a))]
+    if not vals:
+        return math.nan
+    floored = [max(a, chance) for a in vals]
+    best = max(floored)
+    return float(np.mean([best - a for a in floored]))
+
+
+def largest_stable_lr(lrs: Sequence[float], n_collapsed: Sequence[int]) -> Optional[float]:
+    """The largest LR such that it and every smaller LR had no collapsed run; None if the smallest did."""
+    stable = None
+    for lr, k in sorted(zip(lrs, n_collapsed), key=lambda p: p[0]):
+        if k > 0:
+            break
+        stable = float(lr)
+    return stable
+
+
+def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) -> pd.DataFrame:
+    """One row per slice (in grid order): LR sensitivity, largest stable LR and what collapsed where."""
+    keys = slice_axes(axes)
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in summary.to_dict("records"):
+        groups.setdefault(setting_key(row, keys), []).append(row)
+    out = []
+    for key, rows in groups.items():
+        rows = sorted(rows, key=lambda r: float(r["lr"]))
+        lrs = [float(r["lr"]) for r in rows]
+        ks = [int(r["n_collapsed"]) for r in rows]
+        accs = [float(r["mean_best_acc"]) for r in rows]
+        collapsed = [lr for lr, k in zip(lrs, ks) if k > 0]
+        first = collapsed[0] if collapsed else None
+        # Monotone: once a run collapses at some LR, every larger LR has a collapse too.
+        monotone = not collapsed or all(k > 0 for lr, k in zip(lrs, ks) if lr >= first)
+        finite = [(a, lr) for a, lr in zip(accs, lrs) if math.isfinite(a)]
+        best_acc, best_lr = max(finite, key=lambda p: (p[0], -p[1])) if finite else (math.nan, math.nan)
+        stable_p90 = [float(r["grad_norm_p90"]) for r, k in zip(rows, ks) if k == 0]
+        p90 = nanmedian(stable_p90 or [float(r["grad_norm_p90"]) for r in rows])
+        out.append({
+            **dict(zip(keys, key)),
+            "n_lrs": len(rows),
+            "lr_min": lrs[0],
+            "lr_max": lrs[-1],
+            "lr_sensitivity": lr_sensitivity(accs, chance),
+            "largest_stable_lr": largest_stable_lr(lrs, ks),
+            "first_collapse_lr": first,
+            "collapsed_lrs": " ".join(value_label(lr) for lr in collapsed),
+            "monotone_collapse": monotone,
+            "best_lr": best_lr,
+            "best_mean_best_acc": best_acc,
+            "n_runs": int(sum(int(r["n_runs"]) for r in rows)),
+            "n_collapsed": int(sum(ks)),
+            "grad_norm_p90": p90,
+        })
+    return pd.DataFrame(out, columns=keys + SLICE_COLUMNS)
+
+
+def recommend(summary: pd.DataFrame, axes: Sequence[str]) -> Optional[Recommendation]:
+    """The setting with the highest mean best accuracy among settings with no collapsed run.
+
+    Ties go to the higher lower bound of the interval, then to grid order. None when every
+    setting had a collapse (or the table is empty).
+    """
+    # A setting where no seed learned anything that stands out from sampling noise has nothing
+    # to recommend it, however high its mean best accuracy (a best of many noisy epochs).
+    rows = [r for r in summary.to_dict("records")
+            if int(r["n_collapsed"]) == 0 and present(r["mean_best_acc"])
+            and int(r.get("n_never_learned", 0) or 0) < int(r["n_runs"])]
+    if not rows:
+        return None
+    # Records, not iloc: a row Series would turn integer axes (batch size) into floats.
+    row = min(enumerate(rows), key=lambda p: (-p[1]["mean_best_acc"], -p[1]["mean_best_acc_lo"], p[0]))[1]
+    return Recommendation(
+        setting={a: normalize(row[a]) for a in axes},
+        mean_best_acc=float(row["mean_best_acc"]),
+        mean_best_acc_lo=float(row["mean_best_acc_lo"]),
+        mean_best_acc_hi=float(row["mean_best_acc_hi"]),
+        n_runs=int(row["n_runs"]),
+        grad_norm_p90=float(row["grad_norm_p90"]),
+    )
+
+
+def clip_fractions(curves: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
+    """Per setting: `clip_fraction`, the share of steps clipped, averaged over epochs and seeds."""
+    if not len(curves):
+        return pd.DataFrame(columns=list(axes) + ["clip_fraction"])
+    keys = [curves[a].map(normalize) for a in axes]
+    means = curves.groupby(keys, sort=False, dropna=False)["clip_fraction"].mean()
+    rows = [dict(zip(axes, k if isinstance(k, tuple) else (k,)), clip_fraction=float(v)) for k, v in means.items()]
+    return pd.DataFrame(rows, columns=list(axes) + ["clip_fraction"])
+
+
+def validation_noise(tables: Any) -> ValidationNoise:
+    """How finely the study's validation set resolves accuracy, and whether that is enough.
+
+    Too coarse when some run was undecided, when some run's best beat chance + min_gain but not
+    the noise floor (it may have learned; the data cannot tell), or when the resolution is
+    wider than the drop a typical learned run would have to show to count as diverged.
+    """
+    from sweep.analysis.noise import resolution
+
+    meta = getattr(tables, "meta", None) or {}
+    task, config = meta.get("task") or {}, meta.get("config") or {}
+    detect = meta.get("detect") or config.get("detect") or {}
+    n_val = int(task["n_val"]) if task.get("n_val") else None
+    runs, summary = tables.runs, tables.summary
+    epochs = int(config.get("epochs") or (int(runs["epochs_run"].max()) if len(runs) else 0))
+    floors = summary["noise_floor"] if "noise_floor" in summary else pd.Series(dtype=float)
+    floor = float(np.nanmax(floors)) if len(floors) and np.isfinite(floors.astype(float)).any() else math.nan
+    res = resolution(n_val) if n_val else math.nan
+    undecided = int(runs["undecided"].astype(bool).sum()) if "undecided" in runs else 0
+    min_gain = float(detect.get("min_gain", 0.05))
+    hidden = 0
+    if "outcome" in runs and len(runs):
+        never = runs[runs["outcome"] == "never_learned"]
+        hidden = int((never["best_acc"].astype(float) >= tables.chance + min_gain).sum())
+    learned = runs[runs["outcome"].isin(["stable", "collapsed", "undecided"]) & (runs["collapse_mode"] != "nonfinite")] \
+        if "outcome" in runs else runs.iloc[0:0]
+    gain = float(np.median(learned["best_acc"].astype(float) - tables.chance)) if len(learned) else math.nan
+    drop = float(detect.get("drop", 0.5))
+    blurred = bool(n_val) and math.isfinite(gain) and res > drop * gain
+    too_coarse = bool(n_val) and (undecided > 0 or hidden > 0 or blurred)
+    return ValidationNoise(
+        n_val=n_val, resolution=res, floor=floor, chance=float(tables.chance), epochs=epochs,
+        n_undecided=undecided, n_hidden=hidden, n_runs=len(runs), too_coarse=too_coarse,
+        fix=_noise_fix(task, config, n_val) if too_coarse else "",
+    )
+
+
+def _noise_fix(task: dict[str, Any], config: dict[str, Any], n_val: Optional[int]) -> str:
+    """The concrete fix for a validation set too small to decide: which key gives more data."""
+    tcfg = config.get("task") or {}
+    four = 4 * int(n_val or 0)
+    if "val_fraction" in tcfg:
+        frac = float(tcfg.get("val_fraction") or 0.2)
+        more = min(0.5, frac * 4)
+        key = f"task.val_fraction={more:g}"
+        if "val_path" in tcfg:
+            key += " or a separate, larger validation file (task.val_path=...)"
+        data = f"more validation data ({key})"
+    elif "n_val" in tcfg:
+        data = f"more validation data (task.n_val={four})"
+    else:
+        data = "more validation data"
+    return (f"{data}: about four times the sequences ({four}) halve the noise; more seeds narrow the "
+            f"collapse-rate intervals but cannot sharpen a single run's call")
+
+
+def compute_verdicts(tables: Any) -> Verdicts:
+    """Slices, recommendation and reading of a `sweep.analysis.Tables`."""
+    axes = list(tables.axes)
+    slices = slice_verdicts(tables.summary, axes, tables.chance)
+    rec = recommend(tables.summary, axes)
+    noise = validation_noise(tables)
+    from sweep.analysis.reading import reading
+
+    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise)
+    return Verdicts(slices=slices, recommendation=rec, reading=text, noise=noise)
+
+
+
+
+def present(v: Any) -> bool:
+    return normalize(v) is not None

@@ -1,0 +1,125 @@
+"""Hydra composition: the configs shipped in the package, plus a user's config folder.
+
+Usage::
+
+    cfg = load_config(["task=adding", "grid.lr=[0.01,0.1]"])            # compose + type + check
+    cfg = load_config(["model=seq2seq"], config_dir="conf")              # with the user's folder
+
+The built-in configs are the package `sweep.conf` (the repository's top-level configs/ folder,
+mapped into the package when it is installed). A user's folder (`--config-dir`) comes first in
+Hydra's search path: its files add options to the built-in groups, and a file with a built-in's
+name (or a config.yaml) replaces it.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any, Optional
+
+from sweep.config.convert import config_from_dict
+from sweep.config.schema import Config, register
+from sweep.config.translate import one_line, translate_hydra, translate_omegaconf
+from sweep.core.errors import UserError
+
+CONFIG_MODULE = "sweep.conf"
+GROUPS = ("task", "model", "optimizer", "schedule", "grid", "detect")
+
+
+def builtin_dir() -> Any:
+    """The built-in config folder (a Traversable: a real folder, or one inside a wheel)."""
+    return importlib.resources.files(CONFIG_MODULE)
+
+
+def check_config_dir(config_dir: Optional[str]) -> Optional[Path]:
+    """The user's config folder as an absolute path; a one-line error when it is not a folder."""
+    if config_dir is None:
+        return None
+    path = Path(config_dir).expanduser().resolve()
+    if not path.is_dir():
+        what = "is a file" if path.exists() else "does not exist"
+        raise UserError(f"--config-dir: {config_dir} {what}; give a folder of config groups, e.g. --config-dir conf "
+                        f"with conf/model/NAME.yaml")
+    return path
+
+
+def group_options(group: str, config_dir: Optional[str] = None) -> list[str]:
+    """The options of a config group: the built-in YAML files and the user's."""
+    names: set[str] = set()
+    folder = builtin_dir() / group
+    if folder.is_dir():
+        names |= {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")}
+    user = check_config_dir(config_dir)
+    if user is not None and (user / group).is_dir():
+        names |= {p.stem for p in (user / group).glob("*.yaml")}
+    return sorted(names)
+
+
+def compose(overrides: list[str], config_dir: Optional[str] = None) -> Any:
+    """Compose the configs with Hydra's compose API; Hydra's errors become one-line UserErrors."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir, initialize_config_module
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    user = check_config_dir(config_dir)
+    for ov in overrides:
+        name = ov.split("=", 1)[0].lstrip("+~")
+        if "=" in ov and name in GROUPS:
+            choice = ov.split("=", 1)[1]
+            options = group_options(name, config_dir)
+            if choice not in options:
+                raise UserError(f"{name}={choice}: unknown {name}; valid {name}s: {', '.join(options)}")
+    for ov in overrides:  # one at a time, so that a syntax error names its override
+        check_syntax(ov)
+    register()
+    extra: list[str] = []
+    try:
+        if user is None:
+            init = initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3", job_name="sweep")
+        else:  # the user's folder first: its files add options and replace built-ins of the same name
+            init = initialize_config_dir(config_dir=str(user), version_base="1.3", job_name="sweep")
+            extra = [f"hydra.searchpath=[pkg://{CONFIG_MODULE}]"]
+        with init:
+            return hydra_compose(config_name="config", overrides=list(overrides) + extra)
+    except MissingConfigException as e:
+        raise UserError(one_line(str(e))) from None
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        raise translate_hydra(e, list(overrides)) from None
+
+
+def check_syntax(override: str) -> None:
+    """Raise a UserError naming `override` when Hydra's override grammar cannot parse it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    key = override.split("=", 1)[0].lstrip("+~")
+    if not key:
+        raise UserError(f"{override!r}: no key before '='; write key=value, e.g. seeds=3")
+    try:
+        OverridesParser.create().parse_overrides([override])
+    except HydraException as e:
+        detail = one_line(str(e).split("See https://", 1)[0])
+        detail = detail.replace(f"Error parsing override {override!r} ", "")
+        if detail.startswith("LexerNoViableAltException"):
+            detail = "a character the override syntax does not allow, e.g. < > ( ) { } or a space"
+        raise UserError(
+            f"{key}: cannot parse the override {override!r} ({detail}); write key=value, lists as "
+            f"key=[a,b], and quote a value with special characters for Hydra: \"{key}='...'\""
+        ) from None
+
+
+def resolve(composed: Any) -> dict[str, Any]:
+    """The composed DictConfig as a plain dict with interpolations resolved."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(composed, resolve=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        raise translate_omegaconf(e) from None
+
+
+def load_config(overrides: list[str], config_dir: Optional[str] = None) -> Config:
+    """Compose, type and check: the single entry point used by every subcommand."""
+    return config_from_dict(resolve(compose(overrides, config_dir)))

@@ -1,0 +1,189 @@
+"""A composed or stored config (a plain mapping) -> a checked `Config`.
+
+Usage::
+
+    cfg = config_from_dict(data)            # types by OmegaConf, rules by each class's check()
+    spec_cfg = apply_overrides(cfg, {"model.hidden_size": 128})   # one value of an extra axis
+
+OmegaConf does the typing: each group node is merged onto its option's schema (chosen by its
+`name`), the rest onto `Config`. Its errors become one-line UserErrors in `translate`. The grid
+has rules of its own (lists or single values, any config key as an extra axis).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from typing import Any
+
+from sweep.config.rules import rule_error
+from sweep.config.schema import GRID_EXAMPLES, GROUP_SCHEMAS, Config, GridConfig
+from sweep.config.translate import translate_omegaconf
+from sweep.core.errors import UserError
+
+GROUPS = tuple(GROUP_SCHEMAS)  # the nodes whose schema depends on the chosen option
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Convert and check a plain (resolved) config mapping; raises UserError on any problem."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    data = dict(data)
+    known = [f.name for f in dataclasses.fields(Config)]
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}"
+            raise UserError(f"{key}: unknown config key; {hint}")
+    groups = {g: group_schema(g, data.get(g, {"name": "constant"} if g == "schedule" else None)) for g in GROUPS}
+    grid = data.pop("grid", None)
+    rest = {k: v for k, v in data.items() if k not in GROUPS}
+    workers = rest.get("workers", "auto")
+    if workers != "auto":
+        rest["workers"] = _workers(workers)
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(Config), rest)
+        for group, (schema, node) in groups.items():
+            typed[group] = OmegaConf.merge(OmegaConf.structured(schema), node)
+        base = OmegaConf.to_container(typed)  # every key an extra grid axis may name
+        cfg = OmegaConf.to_object(typed)
+    except OmegaConfBaseException as e:
+        raise translate_omegaconf(e) from None
+    cfg.grid = grid_from_mapping(grid if grid is not None else Config().grid, base)
+    cfg.check()
+    # Each extra-axis value must be valid where it lands: apply every value once.
+    for path, values in cfg.grid.extra:
+        for value in values:
+            apply_overrides(cfg, {path: value})
+    return cfg
+
+
+def group_schema(group: str, node: Any) -> tuple[type, dict[str, Any]]:
+    """(schema class, node) of a group node, chosen by its `name`."""
+    registry = GROUP_SCHEMAS[group]
+    if not isinstance(node, dict) or "name" not in node:
+        raise rule_error(group, "must be a config group with a name", node, f"use {group}=NAME")
+    name = node["name"]
+    if name not in registry:
+        raise UserError(f"{group}.name: unknown {group} {name!r}; valid {group}s: {', '.join(sorted(registry))}")
+    return registry[name], node
+
+
+def _workers(value: Any) -> int:
+    try:
+        number = int(value) if isinstance(value, str) else value
+        if isinstance(number, bool) or not isinstance(number, int):
+            raise ValueError
+        return number
+    except ValueError:
+        raise rule_error("workers", "must be a whole number >= 1 or auto", value, "e.g. workers=2 or workers=auto") from None
+
+
+# --------------------------------------------------------------------------- the grid
+
+
+def grid_from_mapping(data: Any, base: dict[str, Any]) -> GridConfig:
+    """The grid node -> GridConfig: lr, clip, batch_size (a single value is a one-point axis),
+    and every other leaf an extra axis that must name an existing config key of `base`."""
+    if not isinstance(data, dict):
+        raise rule_error("grid", "must be a mapping of axis -> list of values", data)
+    flat = flatten(data)
+    lr = _axis(flat, "lr", _number)
+    clip = _axis(flat, "clip", lambda v, key: None if v is None else _number(v, key))
+    batch = _axis(flat, "batch_size", _integer)
+    extra = []
+    for path, values in flat.items():
+        target = lookup(base, path)
+        if target is MISSING or isinstance(target, dict) or path.split(".")[0] in ("grid", "study"):
+            raise UserError(
+                f"grid.{path}: not a config key that can be swept; an extra grid axis must name "
+                f"an existing key such as grid.schedule.warmup_steps or grid.model.hidden_size"
+            )
+        extra.append((path, tuple(_as_list(values, f"grid.{path}"))))
+    return GridConfig(lr=lr, clip=clip, batch_size=batch, extra=tuple(extra))
+
+
+def _axis(flat: dict[str, Any], axis: str, convert: Any) -> tuple[Any, ...]:
+    key = f"grid.{axis}"
+    values = _as_list(flat.pop(axis, list(getattr(GridConfig(), axis))), key)
+    try:
+        return tuple(convert(v, key) for v in values)
+    except UserError as e:
+        raise UserError(f"{e}; e.g. {GRID_EXAMPLES[key]}") from None
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) == 0:
+            raise rule_error(key, "must list at least one value", list(value),
+                             "e.g. " + GRID_EXAMPLES.get(key, f"{key}='[VALUE1,VALUE2]'"))
+        return list(value)
+    return [value]  # a single value is a one-point axis
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise rule_error(key, "must be a number", value)
+    try:
+        value = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise rule_error(key, "must be a finite number", value) from None
+    if not math.isfinite(value):
+        raise rule_error(key, "must be a finite number", value)
+    return value
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+        raise rule_error(key, "must be an integer", value)
+    return int(value)
+
+
+# --------------------------------------------------------------------------- dotted keys
+
+
+MISSING = object()
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def lookup(d: dict[str, Any], path: str) -> Any:
+    node: Any = d
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return MISSING
+        node = node[part]
+    return node
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """`cfg` with dotted-key overrides applied (one value of each extra grid axis), converted and
+    checked; the grid itself is not re-derived."""
+    if not overrides:
+        return cfg
+    data = cfg.to_dict()
+    for path, value in overrides.items():
+        node = data
+        parts = path.split(".")
+        for part in parts[:-1]:
+            node = node[part]
+        node[parts[-1]] = value
+    data["grid"] = {}
+    out = config_from_dict(data)
+    return dataclasses.replace(out, grid=cfg.grid)
+
+
+def user_set_keys(overrides: list[str]) -> set[str]:
+    """The dotted keys a user set explicitly on the command line."""
+    return {ov.split("=", 1)[0].lstrip("+~") for ov in overrides if "=" in ov}

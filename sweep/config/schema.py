@@ -1,0 +1,370 @@
+"""The config schema: one dataclass per config node, each with its defaults and its own rules.
+
+Registered in Hydra's ConfigStore (`register()`): configs/config.yaml and every option file under
+configs/<group>/ extend these classes, so OmegaConf types and merges every value, and every
+default is written here once. `sweep.config.convert` turns a composed config into a `Config`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from sweep.config.rules import Checked, rule_error
+from sweep.config.tasks import TASKS
+from sweep.core.devices import is_device_string
+
+
+# --------------------------------------------------------------------------- model, optimizer, schedule
+
+
+@dataclass
+class ModelConfig(Checked):
+    """Recurrent network: optional embedding -> LSTM/GRU -> linear read-out; `name` is the cell."""
+
+    name: str = "lstm"  # lstm or gru
+    hidden_size: int = 64  # units per layer and direction
+    layers: int = 2  # stacked recurrent layers
+    dropout: float = 0.0  # dropout between stacked layers (0: off; needs layers >= 2)
+    bidirectional: bool = False  # also read each sequence backwards
+    embedding_dim: int = 32  # size of the token embedding (used only by token tasks, e.g. text)
+    forget_bias: float = 0.0  # added to the LSTM forget-gate bias at init (1.0 is a common choice; unused by GRUs)
+
+    def check(self, prefix: str) -> None:
+        self.require(self.name in MODEL_NAMES, prefix, "name", f"must be one of {', '.join(MODEL_NAMES)}")
+        self.require(self.hidden_size >= 1, prefix, "hidden_size", "must be >= 1")
+        self.require(self.layers >= 1, prefix, "layers", "must be >= 1")
+        self.require(0 <= self.dropout < 1, prefix, "dropout", "must be in [0, 1)")
+        self.require(self.embedding_dim >= 1, prefix, "embedding_dim", "must be >= 1")
+
+
+MODEL_NAMES = ("lstm", "gru")
+
+
+@dataclass
+class OptimizerConfig(Checked):
+    """What every optimizer has: decay added to the gradient, and an L2 penalty added to the loss."""
+
+    name: str = "?"
+    weight_decay: float = 0.0  # L2 added to the gradient by the optimizer (AdamW: decoupled) (0: off)
+    l2: float = 0.0  # L2 penalty l2 * sum(w^2) over weight matrices added to the loss (0: off)
+
+    def check(self, prefix: str) -> None:
+        self.require(self.weight_decay >= 0, prefix, "weight_decay", "must be >= 0")
+        self.require(self.l2 >= 0, prefix, "l2", "must be >= 0")
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    """torch.optim.SGD."""
+
+    name: str = "sgd"
+    momentum: float = 0.9  # heavy-ball momentum (0: plain SGD)
+    nesterov: bool = False  # Nesterov momentum (needs momentum > 0)
+
+    def check(self, prefix: str) -> None:
+        super().check(prefix)
+        self.require(0 <= self.momentum < 1, prefix, "momentum", "must be in [0, 1)")
+        if self.nesterov:
+            self.require(self.momentum > 0, prefix, "nesterov", "needs optimizer.momentum > 0")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    """torch.optim.Adam."""
+
+    name: str = "adam"
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def check(self, prefix: str) -> None:
+        super().check(prefix)
+        for name in ("beta1", "beta2"):
+            self.require(0 <= getattr(self, name) < 1, prefix, name, "must be in [0, 1)")
+        self.require(self.eps > 0, prefix, "eps", "must be > 0")
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    """torch.optim.AdamW: Adam with decoupled weight decay."""
+
+    name: str = "adamw"
+    weight_decay: float = 0.01
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    """torch.optim.RMSprop."""
+
+    name: str = "rmsprop"
+    alpha: float = 0.99  # smoothing constant of the squared-gradient average
+    eps: float = 1e-8
+    momentum: float = 0.0  # momentum (0: off)
+
+    def check(self, prefix: str) -> None:
+        super().check(prefix)
+        self.require(0 <= self.alpha < 1, prefix, "alpha", "must be in [0, 1)")
+        self.require(self.eps > 0, prefix, "eps", "must be > 0")
+        self.require(0 <= self.momentum < 1, prefix, "momentum", "must be in [0, 1)")
+
+
+OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "rmsprop": RMSpropConfig}
+
+
+@dataclass
+class ScheduleConfig(Checked):
+    """The learning rate over optimizer steps (a pure function of the step: `sweep.training.optim`)."""
+
+    name: str = "?"
+
+    def check(self, prefix: str) -> None:
+        pass
+
+
+@dataclass
+class ConstantSchedule(ScheduleConfig):
+    """The learning rate stays at the setting's lr for the whole run."""
+
+    name: str = "constant"
+
+
+@dataclass
+class WarmupSchedule(ScheduleConfig):
+    """Linear warmup from lr / warmup_steps to lr over `warmup_steps` steps, then constant."""
+
+    name: str = "warmup"
+    warmup_steps: int = 100  # optimizer steps (not epochs) of linear warmup (0: off, same as constant)
+
+    def check(self, prefix: str) -> None:
+        self.require(self.warmup_steps >= 0, prefix, "warmup_steps", "must be >= 0 (0: no warmup)")
+
+
+@dataclass
+class CosineSchedule(WarmupSchedule):
+    """Optional linear warmup, then cosine decay from lr to `min_lr_ratio * lr` at the last step."""
+
+    name: str = "cosine"
+    warmup_steps: int = 0
+    min_lr_ratio: float = 0.0  # final learning rate as a fraction of lr (0: decay to zero; 1: constant)
+
+    def check(self, prefix: str) -> None:
+        super().check(prefix)
+        self.require(0 <= self.min_lr_ratio <= 1, prefix, "min_lr_ratio", "must be in [0, 1]")
+
+
+@dataclass
+class OneCycleSchedule(ScheduleConfig):
+    """torch.optim.lr_scheduler.OneCycleLR (cosine annealing, two phases), without momentum cycling."""
+
+    name: str = "onecycle"
+    pct_start: float = 0.3  # share of all optimizer steps spent rising to the peak
+    div_factor: float = 25.0  # initial lr = lr / div_factor
+    final_div_factor: float = 1e4  # final lr = initial lr / final_div_factor (torch's definition)
+
+    def check(self, prefix: str) -> None:
+        self.require(0 < self.pct_start < 1, prefix, "pct_start", "must be in (0, 1)")
+        for name in ("div_factor", "final_div_factor"):
+            self.require(getattr(self, name) >= 1, prefix, name, "must be >= 1")
+
+
+SCHEDULES: dict[str, type] = {
+    "constant": ConstantSchedule, "warmup": WarmupSchedule, "cosine": CosineSchedule, "onecycle": OneCycleSchedule,
+}
+
+
+# --------------------------------------------------------------------------- grid, detect, study
+
+
+# How to write each base axis, for messages.
+GRID_EXAMPLES = {
+    "grid.lr": "grid.lr='[0.001,0.01,0.1]'",
+    "grid.clip": "grid.clip='[null,1.0]' (null: no clipping)",
+    "grid.batch_size": "grid.batch_size='[32,128]'",
+}
+DEFAULT_GRID = {"lr": [0.01, 0.03, 0.1, 0.3, 1.0], "clip": [None, 1.0], "batch_size": [32]}
+
+
+@dataclass
+class GridConfig:
+    """The swept settings: the product of all axes (lr x clip x batch_size x extra axes).
+
+    Built from the composed `grid` node by `sweep.config.convert.grid_from_mapping` (its values
+    may be lists or single values, and any other config key may be an extra axis).
+    """
+
+    lr: tuple[float, ...] = tuple(DEFAULT_GRID["lr"])
+    clip: tuple[Optional[float], ...] = tuple(DEFAULT_GRID["clip"])
+    batch_size: tuple[int, ...] = tuple(DEFAULT_GRID["batch_size"])
+    # Further axes: dotted config key -> values, e.g. (("schedule.warmup_steps", (0, 100)),).
+    extra: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+
+    def axes(self) -> dict[str, tuple[Any, ...]]:
+        """All axes in order: lr, clip, batch_size, then the extra ones."""
+        return {"lr": self.lr, "clip": self.clip, "batch_size": self.batch_size, **dict(self.extra)}
+
+    def settings(self) -> list[dict[str, Any]]:
+        """Every grid setting as a dict {axis: value}, in grid order."""
+        axes = self.axes()
+        return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        return {name: list(values) for name, values in self.axes().items()}
+
+    def check(self) -> None:
+        for lr in self.lr:
+            if not lr > 0:
+                raise rule_error("grid.lr", "every learning rate must be > 0", lr, "e.g. " + GRID_EXAMPLES["grid.lr"])
+        for c in self.clip:
+            if not (c is None or c > 0):
+                raise rule_error("grid.clip", "every clip norm must be > 0 or null (no clipping)", c,
+                                 "e.g. " + GRID_EXAMPLES["grid.clip"])
+        for b in self.batch_size:
+            if b < 1:
+                raise rule_error("grid.batch_size", "every batch size must be >= 1", b,
+                                 "e.g. " + GRID_EXAMPLES["grid.batch_size"])
+        for name, values in self.axes().items():
+            if len(set(map(repr, values))) != len(values):
+                raise rule_error(f"grid.{name}", "values must not repeat", list(values), "list each value once")
+
+
+@dataclass
+class DetectConfig(Checked):
+    """When a run counts as collapsed (README "Reading the report"; recorded in the study).
+
+    The fixed gaps are floors: every call must also clear the sampling noise of the validation
+    set's size, at the false-alarm budget `alpha`.
+    """
+
+    drop: float = 0.5  # diverged: lost this share of what it had learned over chance ...
+    patience: int = 3  # ... and stayed below that for at least this many epochs, to the end
+    min_gain: float = 0.05  # never learned: best accuracy below chance + min_gain (or below the noise floor)
+    spike_factor: float = 1.5  # spike: val loss above spike_factor x the lowest val loss so far
+    constant_frac: float = 0.95  # constant output: this share of predictions falls in one class
+    alpha: float = 0.01  # noise alone passes the learned test with prob. <= alpha/2, the drop test <= alpha
+
+    def check(self, prefix: str) -> None:
+        for name in ("drop", "min_gain", "constant_frac"):
+            self.require(0 < getattr(self, name) < 1, prefix, name, "must be in (0, 1)")
+        self.require(self.patience >= 1, prefix, "patience", "must be >= 1 epoch")
+        self.require(self.spike_factor > 1, prefix, "spike_factor", "must be > 1")
+        self.require(0 < self.alpha <= 0.2, prefix, "alpha", "must be in (0, 0.2]")
+
+
+# What each threshold means, shown next to its value in the report.
+DETECT_MEANINGS = {
+    "drop": "a run diverged when val_acc fell below chance + (1 - drop) x (best - chance) and stayed there",
+    "patience": "... for at least this many epochs until the end of training",
+    "min_gain": "a finite run whose best stays below chance + min_gain (or the noise floor) never learned",
+    "spike_factor": "a spike is an epoch whose val_loss exceeds spike_factor x the lowest val_loss so far",
+    "constant_frac": "a diverged run predicting this share of one class at the end is constant_output",
+    "alpha": ("false-alarm budget of the noise-aware calls: nothing learned passes the learned test with "
+              "probability <= alpha/2, a drop within noise passes the diverged test with probability <= alpha"),
+}
+
+
+@dataclass
+class StudyConfig(Checked):
+    """The Optuna study: its name and storage, and how dead workers are found."""
+
+    name: str = "${task.name}-${model.name}-${optimizer.name}"  # Optuna study name
+    storage: Optional[str] = None  # Optuna storage URL; null: sqlite:///<results_dir>/lrsweep.db
+    heartbeat_seconds: int = 10  # a running trial's worker records a heartbeat this often ...
+    grace_seconds: int = 60  # ... and a trial whose heartbeat is older is reclaimed (other hosts)
+
+    def check(self, prefix: str) -> None:
+        self.require(self.heartbeat_seconds >= 1, prefix, "heartbeat_seconds", "must be >= 1")
+        self.require(self.grace_seconds > self.heartbeat_seconds, prefix, "grace_seconds",
+                     "must be > study.heartbeat_seconds")
+        fix = "e.g. study.name=digits-lstm-2"
+        self.require(bool(self.name.strip()), prefix, "name", "must not be empty", fix)
+        self.require(not any(ch in self.name for ch in "/\\") and self.name not in (".", "..")
+                     and self.name.isprintable(), prefix, "name",
+                     "must be usable as a folder name (no '/', '\\' or control characters)", fix)
+
+
+# --------------------------------------------------------------------------- the whole config
+
+
+@dataclass
+class Config(Checked):
+    """One sweep. The group nodes (task, model, optimizer, schedule) hold their option's schema;
+    `grid` is a mapping while composing and a GridConfig after conversion."""
+
+    task: Any = None
+    model: Any = None
+    optimizer: Any = None
+    schedule: Any = None
+    grid: Any = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_GRID.items()})
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    seeds: int = 5  # repeated seeds per setting; seed values are 0..seeds-1
+    epochs: int = 40  # epochs per run
+    device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:1, ...
+    workers: Any = "auto"  # worker processes on this machine; auto: one per GPU, else one per CPU core
+    packing: str = "auto"  # train the seeds of a setting as one packed model: auto | on | off
+    checkpoint_every: int = 10  # checkpoint a running trial every N epochs (0: never) ...
+    checkpoint_minutes: float = 5.0  # ... or every N minutes of training, whichever comes first (0: never)
+    results_dir: str = "results"  # outputs go to <results_dir>/<study.name>/
+
+    def check(self, prefix: str = "") -> None:
+        self.grid.check()
+        self.require(self.seeds >= 1, prefix, "seeds", "must be >= 1", "e.g. seeds=5")
+        self.require(self.seeds <= 10000, prefix, "seeds", "must be <= 10000")
+        self.require(self.epochs >= 1, prefix, "epochs", "must be >= 1", "e.g. epochs=30")
+        if self.workers != "auto":
+            self.require(self.workers >= 1, prefix, "workers", "must be >= 1 or auto", "e.g. workers=2")
+        self.require(self.packing in ("auto", "on", "off"), prefix, "packing", "must be auto, on or off")
+        self.require(is_device_string(self.device), prefix, "device",
+                     "must be auto, cpu, cuda or cuda:N (N a GPU index without leading zeros)", "e.g. device=auto")
+        self.require(bool(self.results_dir.strip()), prefix, "results_dir", "must name a folder",
+                     "e.g. results_dir=results")
+        self.require(self.checkpoint_every >= 0, prefix, "checkpoint_every", "must be >= 0 (0: off)")
+        self.require(self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes), prefix,
+                     "checkpoint_minutes", "must be >= 0 (0: off)")
+        for name in ("model", "optimizer", "detect", "study", "task", "schedule"):
+            getattr(self, name).check(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable form (stored in the study; read back with `config_from_dict`)."""
+        import dataclasses
+
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in d.items()}
+        d["grid"] = self.grid.to_dict()
+        return d
+
+    @property
+    def study_dir(self) -> Path:
+        return Path(self.results_dir) / self.study.name
+
+    def storage_url(self) -> str:
+        """The Optuna storage URL; the default is an SQLite file under `results_dir`."""
+        if self.study.storage:
+            return self.study.storage
+        return "sqlite:///" + str((Path(self.results_dir) / "lrsweep.db").resolve())
+
+
+# The schema of each config group's options, by option name.
+GROUP_SCHEMAS: dict[str, dict[str, type]] = {
+    "task": TASKS,
+    "model": {name: ModelConfig for name in MODEL_NAMES},
+    "optimizer": OPTIMIZERS,
+    "schedule": SCHEDULES,
+}
+
+
+def register() -> None:
+    """Store every schema in Hydra's ConfigStore: `base_config`, and `base_<option>` per group
+    option (configs/<group>/<option>.yaml lists it in its defaults)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, schemas in GROUP_SCHEMAS.items():
+        for option, schema in schemas.items():
+            cs.store(group=group, name=f"base_{option}", node=schema)
+    cs.store(group="detect", name="base_detect", node=DetectConfig)

@@ -1,0 +1,86 @@
+"""The record of one run (one seed of one setting) and its compact stored form.
+
+Usage::
+
+    record = RunRecord(seed=3)              # filled epoch by epoch by the trainers
+    data = encode_record(record)            # a JSON-able dict: what a trial's user attribute holds
+    decoded = decode_record(data)           # curves as float64 arrays, for analysis
+
+Torch-free: the analysis and the report read records without importing the training code.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+# Per-epoch curve columns of a run (the names used in the study, curves.parquet and plots).
+EPOCH_COLUMNS = (
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "grad_norm_p90",
+    "clip_fraction",
+    "pred_top_frac",
+    "epoch_lr",  # learning rate of the epoch's last step (the schedule's value)
+    "val_loss_sd",  # spread (SD) of per-sequence validation losses: val_loss's noise is val_loss_sd / sqrt(n)
+)
+RUN_PREFIX = "run_"  # trial user attribute of a seed's record: run_<seed>
+
+
+@dataclass
+class RunRecord:
+    """What one seed of one setting did: per-epoch curves (epochs 1..n) and its end.
+
+    `nonfinite` says what became NaN/inf first ("loss", "gradient" or "parameters") and
+    `nonfinite_epoch` in which epoch; the curves stop with that epoch (its validation values are
+    NaN: the model was no longer usable).
+    """
+
+    seed: int
+    curves: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in EPOCH_COLUMNS})
+    nonfinite: Optional[str] = None
+    nonfinite_epoch: Optional[int] = None
+    steps: int = 0
+    seconds: float = 0.0
+    device: str = ""  # what trained it, e.g. "cpu" or "cuda:0 (NVIDIA H100), fp32 ieee"
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.curves["val_acc"])
+
+    def append(self, row: dict[str, float]) -> None:
+        for c in self.curves:
+            self.curves[c].append(float(row[c]))
+
+
+def encode_floats(values: Sequence[float]) -> str:
+    """float32 little-endian, base64: exact for float32, NaN/inf kept, ~5.3 characters a value."""
+    return base64.b64encode(np.asarray(values, dtype="<f4").tobytes()).decode("ascii")
+
+
+def decode_floats(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float64)
+
+
+def encode_record(record: Any) -> dict[str, Any]:
+    return {
+        "seed": record.seed,
+        "nonfinite": record.nonfinite,
+        "nonfinite_epoch": record.nonfinite_epoch,
+        "steps": record.steps,
+        "seconds": round(record.seconds, 3),
+        "device": getattr(record, "device", ""),
+        "curves": {k: encode_floats(v) for k, v in record.curves.items()},
+    }
+
+
+def decode_record(data: dict[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    out["curves"] = {k: decode_floats(v) for k, v in data["curves"].items()}
+    return out

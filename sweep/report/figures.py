@@ -1,0 +1,163 @@
+"""The figures of a study: PNG files under results/<study>/figures/ (matplotlib, Agg).
+
+Usage::
+
+    files = write_figures(tables, study_dir)      # -> [FigureFile(kind, name, path, label), ...]
+
+Figures (the kinds; DESIGN.md metric names on every axis):
+- `collapse_rate`: heatmap over lr x clip, one panel per batch size (and extra-axis value), k/n.
+- `mean_best_acc`: the same layout, annotated with the mean best accuracy.
+- `lr_curves`: mean_best_acc with its 95% band and collapse_rate (Wilson interval) vs lr.
+- `learning_curves`: every seed's val_acc and val_loss per epoch, collapses marked.
+- `grad_norms`: every seed's grad_norm_mean/grad_norm_max per epoch with the clip threshold,
+  and clip_fraction.
+The last two are a grid (rows lr, columns clip) per batch size, or one file per setting when a
+grid would have more than `max_grid_cells` settings.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from matplotlib.figure import Figure
+
+from sweep.core.devices import usable_cores
+from sweep.core.files import atomic_write
+from sweep.core.setting import setting_label, value_label
+from sweep.core.values import normalize
+from sweep.report.figure_base import (  # noqa: F401  (the public names of the figures, in one place)
+    COLOR_COLLAPSED, COLOR_OK, DPI, MAX_GRID_CELLS, MAX_TRACE_SETTINGS, FigureFile, Grid, grid_of,
+)
+from sweep.report.heatmaps import accuracy_heatmap, collapse_heatmap, lr_curves
+from sweep.report.traces import grad_norm_traces, learning_curves
+
+
+
+def _slug(values: dict[str, Any]) -> str:
+    text = "_".join(f"{k}-{value_label(v)}" for k, v in values.items())
+    return re.sub(r"[^A-Za-z0-9.\-_]+", "_", text) or "all"
+
+
+def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple[str, str, str, Callable[[], Figure]]]:
+    """(kind, relative name, label, builder) of every figure of `tables`, in report order."""
+    if not len(tables.summary):
+        return []
+    g = grid_of(tables)
+    plan: list[tuple[str, str, str, Callable[[], Figure]]] = [
+        ("collapse_rate", "figures/collapse_rate.png", "", lambda: collapse_heatmap(tables)),
+        ("mean_best_acc", "figures/mean_best_acc.png", "", lambda: accuracy_heatmap(tables)),
+        ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
+    ]
+    drawn = trace_settings(g)
+    per_setting = len(drawn) < len(g.summary) or len(g.lrs) * len(g.clips) > max_grid_cells
+    used: set[str] = set()
+    for kind, build in (("learning_curves", learning_curves), ("grad_norms", grad_norm_traces)):
+        for panel in g.panels:
+            if per_setting:
+                for lr in g.lrs:
+                    for clip in g.clips:
+                        key = g.key(lr, clip, panel)
+                        if key not in drawn:
+                            continue
+                        setting = dict(zip(g.axes, key))
+                        name = _unique(f"figures/{kind}/{_slug(setting)}.png", used)
+                        plan.append((kind, name, setting_label(setting, g.axes),
+                                     lambda b=build, s=setting: b(tables, setting=s, grid=g)))
+            else:
+                slug = _slug(dict(zip(g.panel_axes, panel)))
+                name = _unique(f"figures/{kind}_{slug}.png", used)
+                plan.append((kind, name, g.panel_label(panel), lambda b=build, p=panel: b(tables, panel=p, grid=g)))
+    return plan
+
+
+def trace_settings(g: Grid, limit: int = MAX_TRACE_SETTINGS) -> set[tuple[Any, ...]]:
+    """The settings whose per-seed traces are drawn: all of them when there are at most `limit`;
+    otherwise the recommended setting (best without collapse), then the settings with collapsed
+    runs (highest collapse rate first), then the most accurate others."""
+    keys = list(g.summary)
+    if len(keys) <= limit:
+        return set(keys)
+    row = g.summary
+
+    def acc(k: tuple[Any, ...]) -> float:
+        v = normalize(row[k].get("mean_best_acc"))
+        return float(v) if v is not None else -1.0
+
+    stable = [k for k in keys if not row[k].get("n_collapsed")]
+    collapsed = sorted((k for k in keys if row[k].get("n_collapsed")),
+                       key=lambda k: (-float(row[k]["collapse_rate"]), -acc(k)))
+    ranked = sorted(stable, key=acc, reverse=True)[:1] + collapsed + sorted(stable, key=acc, reverse=True)[1:]
+    return set(ranked[:limit])
+
+
+def _unique(name: str, used: set[str]) -> str:
+    base, n = name, 2
+    while name in used:
+        name = base.replace(".png", f"-{n}.png")
+        n += 1
+    used.add(name)
+    return name
+
+
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` as PNG atomically (temp file + rename)."""
+    return atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=DPI))
+
+
+def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_GRID_CELLS) -> list[FigureFile]:
+    """Write every figure under study_dir/figures/ and remove PNGs left there by an earlier layout.
+
+    Many figures are drawn by a pool of forked processes (one per core): rendering is the slow
+    part of a large report and every figure is independent.
+    """
+    study_dir = Path(study_dir)
+    plan = figure_plan(tables, max_grid_cells)
+    paths = [study_dir / name for _, name, _, _ in plan]
+    workers = min(len(plan) // 2, usable_cores())
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        global _PLAN
+        _PLAN = list(zip(plan, paths))
+        try:
+            ctx = multiprocessing.get_context("fork")
+            pool = ctx.Pool(workers, initializer=_default_signals)
+            try:
+                pool.map(_draw, range(len(plan)), chunksize=max(1, len(plan) // (workers * 4)))
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+        finally:
+            _PLAN = []
+    else:
+        for (_, _, _, build), path in zip(plan, paths):
+            save_figure(build(), path)
+    files = [FigureFile(kind, name, path, label) for (kind, name, label, _), path in zip(plan, paths)]
+    written = {f.path.resolve() for f in files}
+    folder = study_dir / "figures"
+    if folder.is_dir():
+        for old in folder.rglob("*.png"):
+            if old.resolve() not in written:
+                old.unlink(missing_ok=True)  # from an earlier grid or layout; report.html no longer shows it
+    return files
+
+
+_PLAN: list[Any] = []  # the figure plan, inherited by forked drawing processes
+
+
+def _default_signals() -> None:
+    """Forked drawing processes must not inherit the launcher's SIGINT/SIGTERM handlers (which
+    only forward the signal): the pool stops them with SIGTERM."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _draw(i: int) -> None:
+    (_, _, _, build), path = _PLAN[i]
+    save_figure(build(), path)

@@ -1,0 +1,155 @@
+"""Whole-grid figures: collapse-rate and accuracy heatmaps over lr x clip, and the LR curves.
+
+Usage: ``collapse_heatmap(tables)``, ``accuracy_heatmap(tables)``, ``lr_curves(tables)``; each
+returns a matplotlib Figure with one panel per batch size (and extra-axis value).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from sweep.core.setting import value_label
+from sweep.core.values import normalize
+from sweep.report.figure_base import (
+    COLOR_CHANCE, COLOR_FLOOR, FONT, MAX_WIDTH, Grid, finite, grid_of, lr_ticks, new_figure, text_color,
+    titled_legend, with_rc, wrap,
+)
+
+
+@with_rc
+def collapse_heatmap(tables: Any) -> Figure:
+    """collapse_rate over lr x clip, one panel per batch size (and extra-axis value), cells k/n."""
+    return _heatmap(grid_of(tables), "collapse_rate")
+
+
+@with_rc
+def accuracy_heatmap(tables: Any) -> Figure:
+    """mean_best_acc over lr x clip, one panel per batch size (and extra-axis value)."""
+    return _heatmap(grid_of(tables), "mean_best_acc")
+
+
+def _heatmap(g: Grid, metric: str) -> Figure:
+    nl, nc = len(g.lrs), len(g.clips)
+    rotate = nl > 5 or any(len(value_label(v)) > 5 for v in g.lrs)
+    panel_w = max(2.8, 0.62 * nl + 1.2)
+    panel_h = max(2.0, 0.42 * nc + (1.35 if rotate else 1.1))
+    ncols = max(1, min(len(g.panels), int(MAX_WIDTH // panel_w)))
+    nrows = math.ceil(len(g.panels) / ncols)
+    fig = new_figure(ncols * panel_w + 1.3, nrows * panel_h + 0.6)
+    axs = fig.subplots(nrows, ncols, squeeze=False)
+    values = [r[metric] for r in g.summary.values() if finite(r[metric])]
+    if metric == "collapse_rate":
+        cmap, norm = colormaps["Reds"], Normalize(0.0, 1.0)
+        cbar_label, title = "collapse_rate\n(collapsed runs / runs)", "collapse_rate per setting (cells: collapsed/runs)"
+    else:
+        lo = min([g.chance] + values) if finite(g.chance) else min(values, default=0.0)
+        hi = max(values, default=1.0)
+        cmap, norm = colormaps["viridis"], Normalize(lo, hi if hi > lo else lo + 0.01)
+        cbar_label, title = "mean_best_acc\n(fraction correct)", "mean_best_acc per setting (mean over seeds of the best val_acc)"
+    cmap = cmap.with_extremes(bad="#e8e8e8")
+    image = None
+    for i, panel in enumerate(g.panels):
+        ax = axs[i // ncols][i % ncols]
+        data = np.full((nc, nl), np.nan)
+        for ci, clip in enumerate(g.clips):
+            for li, lr in enumerate(g.lrs):
+                row = g.summary.get(g.key(lr, clip, panel))
+                if row is not None and finite(row[metric]):
+                    data[ci, li] = row[metric]
+        image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        for ci, clip in enumerate(g.clips):
+            for li, lr in enumerate(g.lrs):
+                row = g.summary.get(g.key(lr, clip, panel))
+                text = "–" if row is None else (
+                    f"{int(row['n_collapsed'])}/{int(row['n_runs'])}" if metric == "collapse_rate"
+                    else f"{row[metric]:.3f}" if finite(row[metric]) else "–")
+                v = data[ci, li]
+                ax.text(li, ci, text, ha="center", va="center", fontsize=FONT - 1,
+                        color=text_color(cmap(norm(v))) if np.isfinite(v) else "black")
+        ax.set_xticks(range(nl), [value_label(v) for v in g.lrs], rotation=45 if rotate else 0)
+        ax.set_yticks(range(nc), [value_label(v) for v in g.clips])
+        ax.set_xlabel("lr")
+        ax.set_ylabel("clip (max grad norm)")
+        ax.set_title(g.panel_label(panel))
+        ax.tick_params(length=0)
+    for j in range(len(g.panels), nrows * ncols):
+        axs[j // ncols][j % ncols].remove()
+    used = [axs[i // ncols][i % ncols] for i in range(len(g.panels))]
+    fig.colorbar(image, ax=used, label=cbar_label, shrink=0.9 if nrows > 1 else 1.0, aspect=max(8, 12 * nrows))
+    fig.suptitle(wrap(title, fig.get_figwidth(), FONT + 2))
+    return fig
+
+
+@with_rc
+def lr_curves(tables: Any) -> Figure:
+    """mean_best_acc (95% band) and collapse_rate (Wilson interval) vs lr, one line per clip.
+
+    One column per batch size (and extra-axis value); the collapse-rate panel sits beneath the
+    accuracy panel on the same x axis.
+    """
+    g = grid_of(tables)
+    ncols = max(1, min(len(g.panels), 4))
+    blocks = math.ceil(len(g.panels) / ncols)
+    fig = new_figure(ncols * 3.9 + 0.7, blocks * 4.4 + 0.9)
+    gs = fig.add_gridspec(2 * blocks, ncols, height_ratios=[2.0, 1.2] * blocks)
+    colors = colormaps["tab10"]
+    span = math.log10(max(g.lrs) / min(g.lrs)) if len(g.lrs) > 1 else 1.0
+    x0 = acc0 = rate0 = None
+    for i, panel in enumerate(g.panels):
+        b, c = divmod(i, ncols)
+        ax_acc = fig.add_subplot(gs[2 * b, c], sharex=x0, sharey=acc0)
+        ax_rate = fig.add_subplot(gs[2 * b + 1, c], sharex=ax_acc, sharey=rate0)
+        x0, acc0, rate0 = x0 or ax_acc, acc0 or ax_acc, rate0 or ax_rate
+        for ci, clip in enumerate(g.clips):
+            rows = [(lr, g.summary[g.key(lr, clip, panel)]) for lr in g.lrs if g.key(lr, clip, panel) in g.summary]
+            if not rows:
+                continue
+            color, label = colors(ci % 10), f"clip {value_label(clip)}"
+            xs = np.array([lr for lr, _ in rows])
+            mean = np.array([r["mean_best_acc"] for _, r in rows], dtype=float)
+            ax_acc.fill_between(xs, [r["mean_best_acc_lo"] for _, r in rows], [r["mean_best_acc_hi"] for _, r in rows],
+                                color=color, alpha=0.15, linewidth=0)
+            ax_acc.plot(xs, mean, "o-", color=color, label=label, markersize=4)
+            # Dodge the clip values sideways a little so equal rates (often 0) stay distinguishable.
+            dx = 10 ** ((ci - (len(g.clips) - 1) / 2) * 0.012 * span)
+            rate = np.array([r["collapse_rate"] for _, r in rows], dtype=float)
+            err = np.array([[r["collapse_rate"] - r["collapse_rate_lo"] for _, r in rows],
+                            [r["collapse_rate_hi"] - r["collapse_rate"] for _, r in rows]], dtype=float)
+            ax_rate.errorbar(xs * dx, rate, yerr=np.clip(err, 0, None), fmt="o-", color=color, markersize=4,
+                             capsize=2, linewidth=1, elinewidth=0.8)
+        if finite(g.chance):
+            ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance")
+        floors = [normalize(r.get("noise_floor")) for k, r in g.summary.items() if g.panel_of(k) == panel]
+        floors = [f for f in floors if f is not None and math.isfinite(f) and f <= 1.0]
+        if floors:
+            ax_acc.axhline(max(floors), color=COLOR_FLOOR, linestyle="-.", linewidth=1.0)
+        ax_acc.set_title(g.panel_label(panel))
+        lr_ticks(ax_rate, g.lrs)
+        ax_acc.tick_params(labelbottom=False)
+        ax_rate.set_xlabel("lr (log scale)")
+        ax_rate.set_ylim(-0.05, 1.05)
+        ax_rate.set_yticks([0, 0.5, 1])
+        if c == 0:
+            ax_acc.set_ylabel("mean_best_acc (fraction)")
+            ax_rate.set_ylabel("collapse_rate\n(fraction of seeds)")
+        else:
+            ax_acc.tick_params(labelleft=False)
+            ax_rate.tick_params(labelleft=False)
+        for ax in (ax_acc, ax_rate):
+            ax.grid(True, alpha=0.3)
+    handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
+               for ci, c in enumerate(g.clips)]
+    handles += [Patch(color="#999999", alpha=0.3, label="95% interval"),
+                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
+                Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch")]
+    titled_legend(fig, handles, "mean_best_acc (band: 95% t interval) and collapse_rate "
+                                 "(bars: 95% Wilson interval) vs lr")
+    return fig

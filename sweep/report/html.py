@@ -1,0 +1,311 @@
+"""report.html: one self-contained page a person reads after a sweep.
+
+Usage::
+
+    path = write_html(tables, verdicts, figure_files, study_dir)   # -> study_dir/report.html
+
+The page comes from templates/report.html.j2 (Jinja2, autoescaping): this module only prepares
+what it shows (texts, table cells, figure captions). It needs no network: inline CSS and a few
+lines of static script (sortable tables, a check that every figure loaded), figures referenced
+by relative path. The storage URL is shown only as stored in the study (password already
+redacted there, and redacted again here in case an older study stored it in full).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+from urllib.parse import quote
+
+from sweep.analysis.verdicts import Verdicts, clip_fractions, setting_key, slice_axes
+from sweep.config import DETECT_MEANINGS
+from sweep.core.files import write_text
+from sweep.core.setting import value_label
+from sweep.core.values import normalize
+
+# One sentence per figure kind: what it shows and how to read it.
+CAPTIONS = {
+    "collapse_rate": (
+        "Share of seeds that collapsed at each setting (cells: collapsed/runs, one colour scale for all "
+        "panels): read a row left to right to see from which lr runs start to collapse, and down a column "
+        "to see what clipping changes."
+    ),
+    "mean_best_acc": (
+        "Mean over seeds of each run's best val_acc (mean_best_acc; collapsed runs included) per setting: "
+        "brighter is better, and the colour scale is shared so panels compare directly."
+    ),
+    "lr_curves": (
+        "Top: mean_best_acc vs lr with its 95% interval as a band, one line per clip value, chance dashed and "
+        "the noise floor of the best epoch dash-dotted (mean_best_acc is a best of many epochs: read it against "
+        "the floor, not against chance); bottom: collapse_rate with its 95% Wilson interval (its upper end "
+        "counts undecided runs as collapsed), so a good lr is where the top curve is high and the bottom "
+        "one sits at 0 with a short bar."
+    ),
+    "learning_curves": (
+        "val_acc (top) and val_loss (bottom, log scale) of every seed per epoch, rows lr and columns clip: "
+        "red seeds collapsed (dotted line at the collapse epoch), an x marks where a run went non-finite "
+        "and stopped, the dashed line is chance and the purple dash-dotted line the noise floor (what the best "
+        "epoch reaches with nothing learned at this validation size: a best below it could be luck)."
+    ),
+    "grad_norms": (
+        "Gradient norm before clipping per epoch (solid grad_norm_mean, dashed grad_norm_max, log scale) "
+        "with the clip threshold in green, and beneath it clip_fraction, the share of steps clipped: look "
+        "for norms growing before a collapse, and for clip_fraction above 0.5 (clipping too aggressive)."
+    ),
+}
+FIGURE_TITLES = {
+    "collapse_rate": "Collapse rate", "mean_best_acc": "Mean best accuracy", "lr_curves": "LR curves",
+    "learning_curves": "Learning curves", "grad_norms": "Gradient norms",
+}
+SUMMARY_SHOWN = [
+    ("n_runs", "runs"), ("mean_best_acc", "mean_best_acc"), ("mean_best_acc_ci", "95% CI"),
+    ("collapse_rate", "collapse_rate"), ("collapse_rate_ci", "95% CI"), ("n_nonfinite", "nonfinite"),
+    ("n_diverged", "diverged"), ("n_constant_output", "constant_output"), ("n_undecided", "undecided"),
+    ("n_never_learned", "never_learned"), ("noise_floor", "noise_floor"),
+    ("mean_final_acc", "mean_final_acc"), ("mean_spikes", "mean_spikes"),
+    ("median_collapse_epoch", "median_collapse_epoch"), ("grad_norm_p90", "grad_norm_p90"),
+    ("clip_fraction", "clip_fraction"),
+]
+RUN_SHOWN = ["seed", "collapse_mode", "collapse_epoch", "collapse_witness", "best_acc", "best_epoch", "final_acc",
+             "epochs_run", "nonfinite", "grad_norm_max"]
+SLICE_SHOWN = [
+    ("lr_sensitivity", "lr_sensitivity"), ("largest_stable_lr", "largest stable lr"),
+    ("first_collapse_lr", "first lr with a collapse"), ("collapsed_lrs", "lrs with a collapse"),
+    ("best_lr", "best lr"), ("best_mean_best_acc", "its mean_best_acc"), ("collapsed_of_runs", "collapsed/runs"),
+    ("grad_norm_p90", "grad_norm_p90 (stable)"),
+]
+
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    cls: str = ""
+    sort: Optional[str] = None  # data-v: the value a click sorts by
+
+
+@dataclass(frozen=True)
+class Row:
+    cells: list[Cell]
+    cls: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    head: list[Cell]
+    rows: list[Row]
+
+
+def write_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any], study_dir: str | Path) -> Path:
+    """Write study_dir/report.html (atomically) and return its path."""
+    return write_text(Path(study_dir) / "report.html", render_html(tables, verdicts, figures))
+
+
+def _escape(value: Any) -> Any:
+    """Every value printed by the template: escaped with html.escape (quotes included, the
+    entity spelling the report always had); Markup (already safe) passes as it is."""
+    from markupsafe import Markup
+
+    if isinstance(value, Markup):
+        return value
+    return Markup(html.escape("" if value is None else str(value)))
+
+
+def _template() -> Any:
+    from jinja2 import Environment, PackageLoader
+
+    env = Environment(loader=PackageLoader("sweep.report", "templates"), autoescape=True, finalize=_escape,
+                      keep_trailing_newline=True)
+    return env.get_template("report.html.j2")
+
+
+def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
+    """The page as a string. `figures`: objects with kind, name (relative path) and label."""
+    meta = tables.meta or {}
+    study = str(meta.get("study") or meta.get("config", {}).get("study", {}).get("name") or "study")
+    rec = verdicts.recommendation
+    detect = meta.get("detect") or meta.get("config", {}).get("detect") or {}
+    return _template().render(
+        study=study,
+        overview=_overview(tables),
+        recommendation=rec.text(tables.axes) if rec is not None else None,
+        reading=verdicts.reading,
+        slices=_slices_table(tables, verdicts),
+        figures=_figure_groups(figures),
+        traced_note=_traced_note(figures, len(tables.summary)),
+        summary=_summary_table(tables, verdicts) if len(tables.summary) else None,
+        summary_note=SUMMARY_NOTE,
+        collapsed=_collapsed_table(tables),
+        detect=[{"key": k, "value": _fmt(v), "meaning": DETECT_MEANINGS.get(k, "")} for k, v in detect.items()],
+        task_json=json.dumps(meta.get("task") or {}, indent=2, sort_keys=True, default=str),
+        config_json=json.dumps(_redacted(meta.get("config") or {}), indent=2, default=str),
+    )
+
+
+SUMMARY_NOTE = (
+    "One row per setting (summary.csv, plus clip_fraction: the share of steps clipped, mean over epochs and "
+    "seeds). undecided: runs that fell below the collapse threshold by less than the validation noise (the "
+    "collapse-rate interval's upper end counts them as collapsed); noise_floor: what the best epoch reaches "
+    "with nothing learned at this validation size. Click a header to sort. Green: the recommended setting; red: "
+    "settings with a collapsed run."
+)
+
+
+# --------------------------------------------------------------------------- what the page shows
+
+
+def _overview(tables: Any) -> str:
+    """One line: task, validation size, model, optimizer, settings and runs, when."""
+    meta = tables.meta or {}
+    cfg, task = meta.get("config", {}) or {}, meta.get("task", {}) or {}
+    bits = []
+    if task.get("name") or cfg.get("task", {}).get("name"):
+        kind = f" ({task['kind']})" if task.get("kind") else ""
+        bits.append(f"task {task.get('name') or cfg['task']['name']}{kind}, chance {tables.chance:.3f}")
+    if task.get("n_val"):
+        from sweep.analysis.noise import resolution
+
+        bits.append(f"{task['n_val']} validation sequences (accuracy resolved to about "
+                    f"{resolution(int(task['n_val'])):.2f})")
+    model, opt = cfg.get("model", {}), cfg.get("optimizer", {})
+    if model:
+        bits.append(f"model {model.get('name', '?')} ({model.get('layers', '?')} x {model.get('hidden_size', '?')})")
+    if opt:
+        bits.append(f"optimizer {opt.get('name', '?')}")
+    s = tables.summary
+    n_runs = int(s["n_runs"].sum()) if len(s) else 0
+    n_coll = int(s["n_collapsed"].sum()) if len(s) else 0
+    bits.append(f"{len(s)} settings, {n_runs} runs, {n_coll} collapsed")
+    if cfg.get("epochs"):
+        bits.append(f"{cfg['epochs']} epochs per run")
+    bits.append("generated " + dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
+    return "; ".join(bits)
+
+
+def _figure_groups(figures: Sequence[Any]) -> list[dict[str, Any]]:
+    """Figures grouped by kind, in report order, each with its caption."""
+    groups: dict[str, dict[str, Any]] = {}
+    for f in figures:
+        group = groups.setdefault(f.kind, {"kind": f.kind, "title": FIGURE_TITLES.get(f.kind, f.kind), "files": []})
+        label = f"{f.label}: " if f.label else ""
+        group["files"].append({"src": quote(f.name), "alt": f"{f.kind} {f.label}",
+                               "caption": label + CAPTIONS.get(f.kind, "")})
+    return list(groups.values())
+
+
+def _traced_note(figures: Sequence[Any], n_settings: int) -> str:
+    traced = sum(1 for f in figures if f.kind == "learning_curves" and "/learning_curves/" in f.name)
+    if not 0 < traced < n_settings:
+        return ""
+    return (f"Learning curves and gradient-norm traces are drawn for {traced} of the {n_settings} settings: the "
+            f"recommended one, every setting with a collapsed run (highest collapse rate first), then the most "
+            f"accurate others. curves.parquet holds every run.")
+
+
+def _slices_table(tables: Any, v: Verdicts) -> Table:
+    keys = slice_axes(tables.axes)
+    rows = []
+    for r in v.slices.to_dict("records"):
+        r = dict(r, collapsed_of_runs=f"{r['n_collapsed']}/{r['n_runs']}")
+        if normalize(r["largest_stable_lr"]) is None:
+            r["largest_stable_lr"] = "none"
+        rows.append((r, "bad" if r["n_collapsed"] else ""))
+    return _table("slices", [(k, k) for k in keys] + SLICE_SHOWN, rows)
+
+
+def _summary_table(tables: Any, v: Verdicts) -> Table:
+    axes = list(tables.axes)
+    frac = {setting_key(r, axes): r["clip_fraction"] for r in clip_fractions(tables.curves, axes).to_dict("records")}
+    rec_key = setting_key(v.recommendation.setting, axes) if v.recommendation else None
+    rows = []
+    for r in tables.summary.to_dict("records"):
+        key = setting_key(r, axes)
+        r = dict(r)
+        r["mean_best_acc_ci"] = _ci(r["mean_best_acc_lo"], r["mean_best_acc_hi"])
+        r["collapse_rate_ci"] = _ci(r["collapse_rate_lo"], r["collapse_rate_hi"])
+        r["clip_fraction"] = frac.get(key)
+        rows.append((r, "best" if key == rec_key else "bad" if r["n_collapsed"] else ""))
+    return _table("summary", [(a, a) for a in axes] + SUMMARY_SHOWN, rows)
+
+
+def _collapsed_table(tables: Any) -> Optional[Table]:
+    runs = tables.runs
+    bad = runs[runs["collapsed"].astype(bool)] if len(runs) else runs
+    if not len(bad):
+        return None
+    head = [(a, a) for a in tables.axes] + [(c, c) for c in RUN_SHOWN]
+    return _table("collapsed", head, [(r, "") for r in bad.to_dict("records")])
+
+
+def _redacted(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with study.storage passed through redact_url once more (never show a password)."""
+    from sweep.core.redact import redact_url
+
+    config = json.loads(json.dumps(config, default=str))
+    storage = config.get("study", {}).get("storage") if isinstance(config.get("study"), dict) else None
+    if isinstance(storage, str):
+        config["study"]["storage"] = redact_url(storage)
+    return config
+
+
+# --------------------------------------------------------------------------- table cells
+
+
+def _table(table_id: str, head: Sequence[tuple[str, str]], rows: Sequence[tuple[dict[str, Any], str]]) -> Table:
+    def cell(k: str, value: Any) -> Cell:
+        # "no clipping" sorts before every clip value (clip values are > 0)
+        sort = "-1" if k == "clip" and normalize(value) is None else _sort_value(value)
+        return Cell(_cell(k, value), _align(k), sort)
+
+    return Table(
+        id=table_id,
+        head=[Cell(title, _align(k)) for k, title in head],
+        rows=[Row([cell(k, row.get(k)) for k, _ in head], cls) for row, cls in rows],
+    )
+
+
+def _align(key: str) -> str:
+    return "text" if key in ("collapse_mode", "nonfinite", "collapsed_lrs", "collapse_witness") else ""
+
+
+def _cell(key: str, value: Any) -> str:
+    value = normalize(value)
+    if value is None:
+        return "none" if key == "clip" else ""
+    if key in ("lr", "clip", "batch_size", "largest_stable_lr", "first_collapse_lr", "best_lr") or key not in _NUMERIC:
+        return value_label(value) if not isinstance(value, str) else value
+    return _fmt(value)
+
+
+_NUMERIC = {"mean_best_acc", "collapse_rate", "mean_final_acc", "mean_spikes", "noise_floor",
+            "grad_norm_p90", "grad_norm_max", "clip_fraction", "best_acc", "final_acc", "lr_sensitivity",
+            "best_mean_best_acc"}
+
+
+def _fmt(value: Any) -> str:
+    value = normalize(value)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def _sort_value(value: Any) -> Optional[str]:
+    value = normalize(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None if value is not None else ""
+    return repr(float(value))
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    lo, hi = normalize(lo), normalize(hi)
+    return "" if lo is None or hi is None else f"{lo:.3f}-{hi:.3f}"
+

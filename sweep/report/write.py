@@ -1,0 +1,85 @@
+"""Everything under results/<study>/, rebuilt from the study storage alone.
+
+Usage::
+
+    paths = write_report(study, results_dir="results")   # what `sweep report` does
+
+Reads the run records stored in the study, runs detection with the thresholds recorded there
+(or the ones given), and writes runs.csv, summary.csv, curves.parquet, verdicts.csv, figures/ and
+report.html (last, so that every figure it references exists when it appears).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Optional
+
+from sweep.analysis.tables import Tables, build_tables
+from sweep.analysis.verdicts import compute_verdicts
+from sweep.config import DetectConfig
+from sweep.core.errors import UserError
+from sweep.core.files import write_csv, write_parquet
+from sweep.report.figures import write_figures
+from sweep.report.html import write_html
+from sweep.store.results import load_study_runs
+from sweep.store.studies import ATTR_CONFIG, ATTR_TASK
+
+
+def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
+    """The three tables of a study; `detect` overrides the thresholds recorded in the study."""
+    config = study.user_attrs.get(ATTR_CONFIG, {})
+    task = study.user_attrs.get(ATTR_TASK, {})
+    if detect is None:
+        detect = DetectConfig(**config.get("detect", {}))
+    axes = list(config.get("grid", {"lr": [], "clip": [], "batch_size": []}))
+    n_val = int(task["n_val"]) if task.get("n_val") else None
+    tables = build_tables(load_study_runs(study), float(task.get("chance", 0.0)), detect, axes=axes, n_val=n_val)
+    tables.meta = {"config": config, "task": task, "detect": dataclasses.asdict(detect), "study": study.study_name}
+    return tables
+
+
+def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectConfig] = None) -> dict[str, Path]:
+    """Write the tables, verdicts, figures and report.html of `study` under results_dir/<study>/.
+
+    Returns:
+        name -> path of every file written: "runs", "summary", "curves", "verdicts", one entry per
+        figure named by its path relative to the study folder ("figures/lr_curves.png"), and
+        "report" (report.html) last.
+    """
+    out = Path(results_dir) / study.study_name
+    tables = study_tables(study, detect)
+    verdicts = compute_verdicts(tables)
+    paths = {
+        "runs": write_csv(tables.runs, out / "runs.csv"),
+        "summary": write_csv(tables.summary, out / "summary.csv"),
+        "curves": write_parquet(tables.curves, out / "curves.parquet"),
+        "verdicts": write_csv(verdicts.slices, out / "verdicts.csv"),
+    }
+    figures = write_figures(tables, out)
+    paths.update({f.name: f.path for f in figures})
+    paths["report"] = write_html(tables, verdicts, figures, out)
+    return paths
+
+
+def results_line(folder: Path, paths: dict[str, Path]) -> str:
+    """One line saying where the results are: the report first, then what else was written."""
+    figures = sum(1 for p in paths.values() if p.suffix == ".png")
+    tables = [p.name for p in paths.values() if p.suffix in (".csv", ".parquet")]
+    report = paths.get("report")
+    lead = f"open {report}" if report else f"results in {folder}/"
+    return f"{lead}  ({', '.join(tables)}; {figures} figures in {folder}/figures/)"
+
+
+def write_results(study: Any, results_dir: str, detect: Any = None) -> dict[str, Any]:
+    """`write_report`, with a full disk or a permission problem told as a UserError (every file
+    is written atomically, so the previous good ones are still in place)."""
+    try:
+        return write_report(study, results_dir, detect=detect)
+    except OSError as e:
+        where = e.filename or results_dir
+        raise UserError(
+            f"results_dir: cannot write {where} ({e.strerror or type(e).__name__}); no file was left half-written "
+            f"and the study holds every result: free some space or pick another results_dir=PATH, then "
+            f"run `sweep report study.name={study.study_name}`"
+        ) from None

@@ -1,0 +1,67 @@
+"""Progress of a sweep (a `Snapshot` of the study), shown as a live bar or as periodic log lines.
+
+On a terminal (stderr is a TTY) one line is redrawn in place; otherwise a line is printed when
+settings finish (at most every few seconds) and at least once a minute, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional, TextIO
+
+from sweep.store.progress import Snapshot
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Progress:
+    """Renders snapshots: `update()` while the sweep runs, `finish()` once at the end."""
+
+    def __init__(self, stream: TextIO = sys.stderr, log_every: float = 60.0) -> None:
+        self.stream = stream
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.monotonic()
+        self.first_done: Optional[int] = None
+        self.last_line = 0.0
+        self.last_done = -1
+        self.log_every = log_every
+
+    def line(self, snap: Snapshot) -> str:
+        elapsed = time.monotonic() - self.start
+        if self.first_done is None:
+            self.first_done = snap.done
+        finished_here = snap.done - self.first_done
+        remaining = snap.total - snap.done
+        eta = "?" if finished_here <= 0 else _clock(elapsed / finished_here * remaining)
+        width = 24
+        filled = int(width * snap.done / max(1, snap.total))
+        bar = "#" * filled + "." * (width - filled)
+        return (
+            f"[{bar}] {snap.done}/{snap.total} settings done, {snap.running} running, "
+            f"{snap.collapsed_runs}/{snap.complete_runs} runs collapsed, "
+            f"elapsed {_clock(elapsed)}, ETA {eta if remaining else '0:00'}"
+        )
+
+    def update(self, snap: Snapshot) -> None:
+        now = time.monotonic()
+        if self.tty:
+            self.stream.write("\r" + self.line(snap) + "\033[K")
+            self.stream.flush()
+            return
+        changed = snap.done != self.last_done and now - self.last_line >= 5.0
+        if changed or now - self.last_line >= self.log_every:
+            print(self.line(snap), file=self.stream, flush=True)
+            self.last_line, self.last_done = now, snap.done
+
+    def finish(self, snap: Snapshot) -> None:
+        if self.tty:
+            self.stream.write("\r" + self.line(snap) + "\033[K\n")
+        elif snap.done != self.last_done:
+            print(self.line(snap), file=self.stream)
+        self.stream.flush()

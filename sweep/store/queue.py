@@ -1,0 +1,177 @@
+"""The queue of work: one WAITING trial per (setting, seeds), claimed atomically by a worker.
+
+Trials are queued as WAITING trials with fixed params (Optuna's own queue, the mechanism behind
+`enqueue_trial`); a worker claims one with the storage's atomic WAITING -> RUNNING transition.
+
+Why not `GridSampler`: it counts a FAIL trial as a visited grid point (a setting whose worker
+was killed would never be run again) and hands RUNNING points out a second time once every point
+has started (duplicates with several workers). A queue of fixed-param trials, claimed
+atomically, gives each setting to exactly one worker; orphaned trials are failed and queued
+again, and duplicates a concurrent launcher queued are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Optional, Sequence
+
+from sweep.config import Config
+from sweep.core.setting import Setting
+from sweep.store._optuna import storage_of, study_id, trial_id
+from sweep.store.storage import retry_locked
+
+
+def _distributions(setting: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Optuna params for a setting: numeric axes only, clip absent when there is no clipping."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    params: dict[str, Any] = {}
+    dists: dict[str, Any] = {}
+    for key, value in setting.items():
+        if value is None or isinstance(value, (bool, str)):
+            continue
+        log = key in ("lr", "clip")
+        if isinstance(value, int) and not log:
+            params[key], dists[key] = value, IntDistribution(value, value)
+        else:
+            params[key], dists[key] = float(value), FloatDistribution(float(value), float(value), log=log and value > 0)
+    return params, dists
+
+def covered_seeds(trials: Iterable[Any]) -> dict[str, set[int]]:
+    """Seeds of each setting that are done, running or queued (FAIL trials cover nothing)."""
+    from optuna.trial import TrialState
+
+    covered: dict[str, set[int]] = {}
+    for t in trials:
+        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) and "setting" in t.user_attrs:
+            covered.setdefault(Setting(t.user_attrs["setting"]).key, set()).update(t.user_attrs.get("seeds", []))
+    return covered
+
+def plan_work(cfg: Config, trials: Iterable[Any]) -> list[tuple[dict[str, Any], list[int]]]:
+    """(setting, seeds) still to queue so that every setting of the grid has seeds 0..seeds-1."""
+    covered = covered_seeds(trials)
+    work = []
+    for setting in cfg.grid.settings():
+        have = covered.get(Setting(setting).key, set())
+        missing = [s for s in range(cfg.seeds) if s not in have]
+        if missing:
+            work.append((setting, missing))
+    return work
+
+def enqueue(study: Any, work: Sequence[tuple[dict[str, Any], list[int]]]) -> int:
+    """Queue one WAITING trial per (setting, seeds); then drop duplicates a concurrent launcher
+    may have queued at the same moment (the lowest trial number wins)."""
+    import optuna
+
+    for setting, seeds in work:
+        params, dists = _distributions(setting)
+        trial = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=params,
+            distributions=dists,
+            user_attrs={"setting": setting, "seeds": list(seeds)},
+        )
+        retry_locked(lambda: study.add_trial(trial))
+    if work:
+        drop_duplicate_waiting(study)
+    return len(work)
+
+def drop_duplicate_waiting(study: Any) -> int:
+    """Claim and discard WAITING trials whose (setting, seed) another trial already covers."""
+    from optuna.trial import TrialState
+
+    storage = storage_of(study)
+    seen: set[tuple[str, int]] = set()
+    dropped = 0
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if "setting" not in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+            continue
+        keys = {(Setting(t.user_attrs["setting"]).key, s) for s in t.user_attrs.get("seeds", [])}
+        if t.state == TrialState.WAITING and keys and keys <= seen:
+            if _claim(storage, trial_id(t)):
+                storage.set_trial_user_attr(trial_id(t), "discarded", "duplicate of an earlier trial")
+                storage.set_trial_state_values(trial_id(t), TrialState.FAIL)
+                dropped += 1
+            continue
+        seen |= keys
+    return dropped
+
+def _claim(storage: Any, trial_id: int) -> bool:
+    import optuna
+    from optuna.trial import TrialState
+
+    try:
+        return bool(retry_locked(lambda: storage.set_trial_state_values(trial_id, TrialState.RUNNING)))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+
+def _longest_first(trial: Any) -> tuple[float, int]:
+    """Claim order: the most optimizer steps first (seeds / batch size), then queue order, so
+    the last trials to finish are short ones and workers do not idle at the end of a sweep."""
+    setting = trial.user_attrs.get("setting", {})
+    batch = setting.get("batch_size") or 1
+    return (-len(trial.user_attrs.get("seeds", [])) / float(batch), trial.number)
+
+def pop_trial(study: Any) -> Optional[Any]:
+    """Atomically claim a WAITING trial (WAITING -> RUNNING), longest first; None when none is left."""
+    from optuna.trial import TrialState
+
+    storage = storage_of(study)
+    waiting = retry_locked(lambda: storage.get_all_trials(study_id(study), deepcopy=False, states=(TrialState.WAITING,)))
+    for t in sorted(waiting, key=_longest_first):
+        if _claim(storage, trial_id(t)):
+            return storage.get_trial(trial_id(t))
+    return None
+
+def requeue_trial(study: Any, trial: Any) -> None:
+    """Queue a fresh WAITING copy of a failed trial (same setting and seeds).
+
+    Used for trials whose worker died (heartbeat stale, or its process is gone) and for trials a
+    worker released when asked to stop. Also Optuna's heartbeat-stale callback.
+    """
+    import optuna
+
+    if "setting" not in trial.user_attrs or trial.user_attrs.get("discarded"):
+        return
+    history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    retry_locked(lambda: study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={"setting": trial.user_attrs["setting"], "seeds": trial.user_attrs.get("seeds", [])},
+            system_attrs={"failed_trial": history[0], "retry_history": history},
+        )
+    ))
+
+def fail_and_requeue(study: Any, trial: Any, reason: str) -> bool:
+    """Fail a RUNNING trial (noting why) and queue a fresh copy of it; False when it had
+    finished meanwhile (its worker completed it, or another process reclaimed it first)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    storage, tid = storage_of(study), trial_id(trial)
+    try:
+        retry_locked(lambda: storage.set_trial_user_attr(tid, "fail_reason", reason))
+        if retry_locked(lambda: storage.set_trial_state_values(tid, TrialState.FAIL)):
+            requeue_trial(study, storage.get_trial(tid))
+            return True
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    return False
+
+
+def mark_failed(study: Any, trial: Any, error: str) -> None:
+    """A trial whose training raised an error: FAIL with the error noted, not queued again (the
+    same command retries it: a failed setting is missing work)."""
+    from optuna.trial import TrialState
+
+    retry_locked(lambda: storage_of(study).set_trial_user_attr(trial_id(trial), "error", error))
+    retry_locked(lambda: study.tell(trial.number, state=TrialState.FAIL))
+
+
+def others_running(study: Any) -> bool:
+    """Are trials RUNNING (on this machine or elsewhere)?"""
+    from optuna.trial import TrialState
+
+    return bool(retry_locked(lambda: storage_of(study).get_all_trials(
+        study_id(study), deepcopy=False, states=(TrialState.RUNNING,))))

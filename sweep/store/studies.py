@@ -1,0 +1,100 @@
+"""The study of a sweep: created once, loaded by name, refusing incomparable configs.
+
+Storage layout:
+  study user attrs: `lrsweep.comparable` (config keys that fix what results mean),
+    `lrsweep.config` (the config of the latest run; its grid is the union of every run's),
+    `lrsweep.task` (chance level, sizes, data fingerprint).
+  trial params: lr, batch_size, clip (absent: no clipping), numeric extra axes.
+  trial user attrs: `setting` (all axes), `seeds`, `worker` (host, pid, start time),
+    `run_<seed>` (compact record of one run), and a readable summary (mean_best_acc, ...).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from sweep.config import Config, comparable_part
+from sweep.core.errors import UserError
+from sweep.core.redact import redact_url
+
+DIRECTIONS = ("maximize", "minimize")  # values: mean best accuracy, collapse rate
+ATTR_COMPARABLE = "lrsweep.comparable"
+ATTR_CONFIG = "lrsweep.config"
+ATTR_TASK = "lrsweep.task"
+
+
+def study_names(storage: Any) -> list[str]:
+    import optuna
+
+    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+
+def load_study(storage: Any, name: str) -> Any:
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError:
+        names = study_names(storage)
+        hint = f"studies there: {', '.join(names)}" if names else "it holds no study yet; run `sweep run` first"
+        raise UserError(f"study.name: no study {name!r} in this storage; {hint}") from None
+
+def check_comparable(study: Any, cfg: Config) -> None:
+    """Refuse a config whose results would not be comparable with what the study holds."""
+    stored = study.user_attrs.get(ATTR_COMPARABLE)
+    if stored is None:
+        return
+    new = comparable_part(cfg)
+    swept = {k for k, _ in cfg.grid.extra} | set(study.user_attrs.get(ATTR_CONFIG, {}).get("grid", {}))
+    # Group choices first (optimizer.name says more than optimizer.beta1 appearing).
+    for key in sorted(set(stored) | set(new), key=lambda k: (not k.endswith(".name"), k)):
+        if key in swept:
+            continue
+        old_v, new_v = stored.get(key, "<unset>"), new.get(key, "<unset>")
+        if old_v != new_v:
+            raise UserError(
+                f"{key}: study {study.study_name!r} was run with {key}={old_v!r}, this config has "
+                f"{new_v!r}, so its results would not be comparable; start a new study "
+                f"(study.name={study.study_name}-2) or set {key}={old_v!r}"
+            )
+
+def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any]) -> Any:
+    """Load the study (checking comparability first) or create it; record config and task facts."""
+    import optuna
+
+    if cfg.study.name in study_names(storage):
+        study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+        check_comparable(study, cfg)
+        old_task = study.user_attrs.get(ATTR_TASK)
+        if old_task and old_task.get("fingerprint") != task_info.get("fingerprint"):
+            raise UserError(
+                f"task: the data of study {cfg.study.name!r} differ from the data this config builds "
+                f"(sizes or contents changed); start a new study (study.name={cfg.study.name}-2)"
+            )
+    else:
+        try:
+            study = optuna.create_study(study_name=cfg.study.name, storage=storage, directions=list(DIRECTIONS))
+        except optuna.exceptions.DuplicatedStudyError:  # another worker created it meanwhile
+            study = optuna.load_study(study_name=cfg.study.name, storage=storage)
+        with warnings.catch_warnings():  # experimental API; names the values in optuna-dashboard
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["mean_best_acc", "collapse_rate"])
+    if ATTR_COMPARABLE not in study.user_attrs:
+        study.set_user_attr(ATTR_COMPARABLE, comparable_part(cfg))
+        study.set_user_attr(ATTR_TASK, task_info)
+    merged = cfg.to_dict()
+    merged["study"]["storage"] = redact_url(cfg.storage_url())
+    old = study.user_attrs.get(ATTR_CONFIG)
+    if old is not None:  # the study's grid is the union of every grid run against it
+        merged["grid"] = _union_grid(old.get("grid", {}), merged["grid"])
+        merged["seeds"] = max(int(old.get("seeds", 0)), cfg.seeds)
+    study.set_user_attr(ATTR_CONFIG, merged)
+    return study
+
+def _union_grid(old: dict[str, list], new: dict[str, list]) -> dict[str, list]:
+    out = {k: list(v) for k, v in old.items()}
+    for k, values in new.items():
+        for v in values:
+            if v not in out.setdefault(k, []):
+                out[k].append(v)
+    return out

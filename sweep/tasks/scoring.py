@@ -1,0 +1,66 @@
+"""What counts as correct: loss and accuracy of model outputs, and the chance level of a task.
+
+All functions work on device tensors and return tensors (no `.item()`), so the training loop can
+accumulate them without host synchronisation.
+
+Output shapes: classification logits [B, C] (or [B, T, C] with per-step targets); regression
+predictions [B, D] (or [B, T, D]).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+
+def step_mask(lengths: Optional[torch.Tensor], batch: int, steps: int, device: torch.device) -> torch.Tensor:
+    """[B, T] bool: which steps lie inside each sequence (all of them when lengths is None)."""
+    if lengths is None:
+        return torch.ones(batch, steps, dtype=torch.bool, device=device)
+    return torch.arange(steps, device=device)[None, :] < lengths[:, None]
+
+
+def item_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Loss per item (sequence, or step for per-step targets), unreduced."""
+    if kind == "classification":
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="none").reshape(y.shape)
+    return ((out - y) ** 2).mean(dim=-1)
+
+
+def item_correct(kind: str, out: torch.Tensor, y: torch.Tensor, tolerance: Optional[float]) -> torch.Tensor:
+    """Bool per item: argmax hits the class; or squared error (mean over D) below tolerance."""
+    if kind == "classification":
+        return out.argmax(dim=-1) == y
+    return ((out - y) ** 2).mean(dim=-1) < tolerance
+
+
+def batch_loss(kind: str, out: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean loss over the items of a batch (masked steps excluded for per-step targets)."""
+    losses = item_loss(kind, out, y)
+    if mask is None:
+        return losses.mean()
+    maskf = mask.to(losses.dtype)
+    return (losses * maskf).sum() / maskf.sum().clamp_min(1.0)
+
+
+def chance_level(task) -> float:
+    """Accuracy of the trivial predictor: validation majority-class rate (classification), or
+    accuracy of always predicting the training targets' mean (regression)."""
+    mask = None
+    if task.per_step:
+        n, t = task.y_val.shape[:2]
+        mask = step_mask(task.lengths_val, n, t, task.y_val.device)
+    if task.kind == "classification":
+        labels = task.y_val[mask] if mask is not None else task.y_val.reshape(-1)
+        counts = torch.bincount(labels.reshape(-1), minlength=task.output_dim)
+        return float(counts.max()) / max(1, int(labels.numel()))
+    if task.per_step:
+        tmask = step_mask(task.lengths_train, *task.y_train.shape[:2], task.y_train.device)
+        mean = task.y_train[tmask].mean(dim=0)
+        correct = item_correct("regression", mean.expand_as(task.y_val), task.y_val, task.tolerance)
+        return float(correct[mask].float().mean())
+    mean = task.y_train.mean(dim=0, keepdim=True)
+    correct = item_correct("regression", mean.expand_as(task.y_val), task.y_val, task.tolerance)
+    return float(correct.float().mean())

@@ -1,0 +1,21 @@
+"""Training the repeated seeds of one grid setting (torch).
+
+Modules, in the order data flows through them: `spec` (the resolved RunSpec of a setting),
+`models` / `packed_net` (a seed's network, or every seed's as one), `optim` (optimizers and
+schedules), `metrics` (losses and accuracy), `separate` / `packed` (the two ways to train a
+setting's seeds, one interface), `epoch` (what an epoch leaves behind), `accelerator` (CPU/CUDA
+state), `setting` (`train_setting`: picks the mode, resumes, loops over epochs).
+"""
+
+from sweep.core.records import EPOCH_COLUMNS, RunRecord
+from sweep.training.epoch import NONFINITE_CHECK_STEPS, nonfinite_check_steps, resolve_device
+from sweep.training.packed import PackedTrainer
+from sweep.training.separate import SeedGroup, SeedTrainer
+from sweep.training.setting import NullCheckpointer, StopRequested, train_setting, train_spec, use_packing
+from sweep.training.spec import RunSpec
+
+__all__ = [
+    "EPOCH_COLUMNS", "RunRecord", "NONFINITE_CHECK_STEPS", "nonfinite_check_steps", "resolve_device", "PackedTrainer",
+    "SeedGroup", "SeedTrainer", "NullCheckpointer", "StopRequested", "train_setting", "train_spec", "use_packing",
+    "RunSpec",
+]

@@ -1,0 +1,113 @@
+"""The floor plan holds: layers and no import cycles (import-linter), small modules, a report
+command that never imports torch, and configs that ship with an installed package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+MAX_MODULE_LINES = 420  # "about 400"
+
+
+def test_import_linter_contracts_hold():
+    """Layers cli -> commands -> run -> report -> training | store | analysis -> tasks -> config
+    -> core, and no torch below training: an upward import or a cycle fails here."""
+    cmd = [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command; "
+                                 "sys.exit(lint_imports_command())"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run(cmd + ["--config", str(ROOT / "pyproject.toml")], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert "0 broken" in p.stdout
+
+
+def test_every_module_is_small():
+    sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in (ROOT / "sweep").rglob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def _study_with_one_run(tmp_path: Path) -> str:
+    """An SQLite storage holding study 'arch' with one completed setting of one stored run."""
+    import math
+
+    import optuna
+
+    from sweep.config import load_config
+    from sweep.core.records import RunRecord
+    from sweep.store import enqueue, open_or_create_study, open_storage, plan_work, pop_trial, store_results
+
+    url = f"sqlite:///{tmp_path / 'lrsweep.db'}"
+    cfg = load_config(["grid.lr=[0.1]", "grid.clip=[null]", "seeds=1", "epochs=2", "study.name=arch",
+                       f"study.storage={url}"])
+    storage = open_storage(url)
+    study = open_or_create_study(storage, cfg, {"name": "digits", "kind": "classification", "chance": 0.1,
+                                                "n_val": 450, "fingerprint": "x"})
+    enqueue(study, plan_work(cfg, study.get_trials()))
+    trial = pop_trial(study)
+    record = RunRecord(seed=0)
+    for acc in (0.5, 0.9):
+        record.append({"train_loss": 1.0, "val_loss": 1.0 - acc, "val_acc": acc, "grad_norm_mean": 1.0,
+                       "grad_norm_max": 2.0, "grad_norm_p90": 1.5, "clip_fraction": 0.0, "pred_top_frac": 0.2,
+                       "epoch_lr": 0.1, "val_loss_sd": 0.3})
+    store_results(study, trial, [record], {"mean_best_acc": 0.9, "collapse_rate": 0.0})
+    assert optuna.load_study(study_name="arch", storage=storage).trials[0].values == [0.9, 0.0]
+    assert math.isfinite(0.9)
+    return url
+
+
+@pytest.mark.slow
+def test_sweep_report_imports_no_torch(tmp_path):
+    url = _study_with_one_run(tmp_path)
+    script = (
+        "import sys\n"
+        "from sweep.cli import run\n"
+        f"code = run(['report', 'study.name=arch', 'study.storage={url}', 'results_dir={tmp_path / 'results'}'])\n"
+        "assert code == 0, code\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "torch loaded: False" in p.stdout
+    assert (tmp_path / "results" / "arch" / "report.html").is_file()
+
+
+@pytest.mark.slow
+def test_a_wheel_installed_in_a_fresh_venv_runs_from_any_folder(tmp_path):
+    """`pip install .` (not -e), then `sweep run --cfg job` and a tiny sweep in an empty folder.
+
+    The virtual environment sees the already installed dependencies (--system-site-packages, so
+    nothing is downloaded), but lrsweep itself only from the wheel."""
+    dist = tmp_path / "dist"
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                        "-w", str(dist), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    wheel = next(dist.glob("lrsweep-*.whl"))
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    p = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps", str(wheel)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    work = tmp_path / "anywhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    where = subprocess.run([str(bin_dir / "python"), "-c", "import sweep, sweep.conf; print(sweep.__file__)"],
+                           cwd=work, capture_output=True, text=True, env=env, timeout=120)
+    assert str(env_dir) in where.stdout, where.stdout + where.stderr  # the wheel's copy, not the repository
+    job = subprocess.run([str(bin_dir / "sweep"), "run", "--cfg", "job", "task=adding"], cwd=work,
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert job.returncode == 0, job.stderr[-2000:]
+    assert "name: adding" in job.stdout and "hidden_size: 64" in job.stdout
+    tiny = ["model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]", "grid.clip=[null]",
+            "grid.batch_size=[256]", "workers=1"]
+    run = subprocess.run([str(bin_dir / "sweep"), "run", *tiny], cwd=work, capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (work / "results" / "digits-lstm-sgd" / "report.html").is_file()

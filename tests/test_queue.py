@@ -1,0 +1,145 @@
+"""The work queue (sweep.store.queue), fast, against Optuna's in-memory storage and SQLite; and one
+stress test of 8 worker processes sharing 500 tiny trials on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import ROOT
+from sweep.config import load_config
+from sweep.core.errors import UserError
+from sweep.store import (
+    drop_duplicate_waiting, enqueue, fail_and_requeue, open_or_create_study, open_storage, plan_work, pop_trial,
+)
+
+TASK = {"name": "digits", "kind": "classification", "chance": 0.1, "n_val": 450, "fingerprint": "data"}
+GRID = ["grid.lr=[0.01,0.1]", "grid.clip=[null]", "grid.batch_size=[16,64]", "seeds=2"]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def storage(request, tmp_path):
+    if request.param == "memory":
+        return optuna.storages.InMemoryStorage()
+    return open_storage(f"sqlite:///{tmp_path / 'q.db'}")
+
+
+def _study(storage, *overrides):
+    cfg = load_config([*GRID, "study.name=q", *overrides])
+    study = open_or_create_study(storage, cfg, TASK)
+    return cfg, study
+
+
+def _queue(storage):
+    cfg, study = _study(storage)
+    enqueue(study, plan_work(cfg, study.get_trials(deepcopy=False)))
+    return cfg, study
+
+
+def test_every_trial_is_claimed_once(storage):
+    cfg, study = _queue(storage)
+    claimed = []
+    while (trial := pop_trial(study)) is not None:
+        claimed.append(trial.number)
+    assert sorted(claimed) == [t.number for t in study.get_trials()] and len(claimed) == 4
+    assert all(t.state == TrialState.RUNNING for t in study.get_trials())
+    assert pop_trial(study) is None
+
+
+def test_the_longest_work_goes_first(storage):
+    cfg, study = _queue(storage)
+    order = [pop_trial(study).user_attrs["setting"]["batch_size"] for _ in range(4)]
+    assert order == [16, 16, 64, 64]  # most optimizer steps (seeds / batch size) first
+
+
+def test_queueing_the_same_grid_twice_adds_nothing(storage):
+    cfg, study = _queue(storage)
+    assert plan_work(cfg, study.get_trials(deepcopy=False)) == []
+    more = load_config([*GRID, "study.name=q", "seeds=3"])
+    work = plan_work(more, study.get_trials(deepcopy=False))
+    assert [seeds for _, seeds in work] == [[2]] * 4  # only the missing seed of each setting
+
+
+def test_duplicates_a_concurrent_launcher_queued_are_dropped(storage):
+    cfg, study = _queue(storage)
+    work = plan_work(cfg, [])  # what a second launcher, started at the same moment, would queue
+    for setting, seeds in work:
+        params = {"lr": setting["lr"], "batch_size": setting["batch_size"]}
+        dists = {"lr": optuna.distributions.FloatDistribution(setting["lr"], setting["lr"], log=True),
+                 "batch_size": optuna.distributions.IntDistribution(setting["batch_size"], setting["batch_size"])}
+        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=params, distributions=dists,
+                                                  user_attrs={"setting": setting, "seeds": seeds}))
+    assert drop_duplicate_waiting(study) == 4
+    waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
+    assert len(waiting) == 4 and max(t.number for t in waiting) == 3  # the earlier copies win
+    assert all(t.user_attrs.get("discarded") for t in study.get_trials() if t.state == TrialState.FAIL)
+
+
+def test_a_failed_trial_is_queued_again_with_its_setting_and_seeds(storage):
+    cfg, study = _queue(storage)
+    trial = pop_trial(study)
+    assert fail_and_requeue(study, trial, "worker process died")
+    assert not fail_and_requeue(study, trial, "again")  # already failed: no second copy
+    copies = [t for t in study.get_trials() if t.state == TrialState.WAITING
+              and t.user_attrs["setting"] == trial.user_attrs["setting"]]
+    assert len(copies) == 1 and copies[0].user_attrs["seeds"] == trial.user_attrs["seeds"]
+    assert copies[0].system_attrs["retry_history"] == [trial.number]
+    assert study.get_trials()[trial.number].user_attrs["fail_reason"] == "worker process died"
+
+
+def test_an_incomparable_change_is_refused(storage):
+    _study(storage)
+    with pytest.raises(UserError, match=r"model.hidden_size: study 'q' was run with model.hidden_size=64"):
+        _study(storage, "model.hidden_size=32")
+    _study(storage, "grid.lr=[0.3]", "seeds=5", "detect.drop=0.3")  # grid, seeds, thresholds may change
+
+
+# --------------------------------------------------------------------------- many processes
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    from sweep.store import open_storage, pop_trial, load_study
+    url, out = sys.argv[1], sys.argv[2]
+    study = load_study(open_storage(url), "stress")
+    claimed = []
+    while (trial := pop_trial(study)) is not None:
+        claimed.append(trial.number)
+        study.tell(trial.number, values=[0.5, 0.0])
+    json.dump(claimed, open(out, "w"))
+""")
+
+
+def _stress(url: str, tmp_path, workers: int = 8, trials: int = 500) -> None:
+    storage = open_storage(url)
+    if "stress" in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name="stress", storage=storage)
+    cfg = load_config([f"grid.lr=[{','.join(str(0.001 * (i + 1)) for i in range(trials))}]", "grid.clip=[null]",
+                       "grid.batch_size=[32]", "seeds=1", "study.name=stress", f"study.storage={url}"])
+    study = open_or_create_study(storage, cfg, TASK)
+    enqueue(study, plan_work(cfg, []))
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(tmp_path / f"w{i}.json")], cwd=ROOT)
+             for i in range(workers)]
+    assert [p.wait(timeout=600) for p in procs] == [0] * workers
+    claims = [n for i in range(workers) for n in json.load(open(tmp_path / f"w{i}.json"))]
+    assert len(claims) == trials and len(set(claims)) == trials  # every trial exactly once
+    states = [t.state for t in optuna.load_study(study_name="stress", storage=storage).trials]
+    assert states.count(TrialState.COMPLETE) == trials and TrialState.FAIL not in states
+    assert sum(1 for i in range(workers) if json.load(open(tmp_path / f"w{i}.json"))) > 1  # really shared
+
+
+@pytest.mark.slow
+def test_eight_processes_share_500_trials_on_sqlite(tmp_path):
+    _stress(f"sqlite:///{tmp_path / 'stress.db'}", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_eight_processes_share_500_trials_on_postgres(tmp_path, postgres_url):
+    _stress(postgres_url, tmp_path)
