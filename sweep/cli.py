@@ -147,6 +147,7 @@ def dispatch(argv: list[str]) -> int:
     from sweep.config import compose, config_from_dict, resolve, user_set_keys
 
     composed = compose(rest, config_dir)
+    cfg = config_from_dict(resolve(composed))
     if print_cfg:
         from omegaconf import OmegaConf
 
@@ -154,9 +155,9 @@ def dispatch(argv: list[str]) -> int:
 
         if isinstance(composed.study.get("storage"), str):  # never print a password
             composed.study.storage = redact_url(composed.study.storage)
+        composed.study.name = cfg.study.name  # the default name, as the sweep will use it
         print(redact_secrets(OmegaConf.to_yaml(composed, resolve=True)), end="")
         return 0
-    cfg = config_from_dict(resolve(composed))
     from sweep.commands import report_command, run_command, status_command
 
     if command == "run":

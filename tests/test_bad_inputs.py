@@ -49,6 +49,9 @@ def case(id: str, args: str | tuple[str, ...], key: str, *needles: str, command:
 
 
 FILE = ("task=file", "grid.batch_size=[4]")
+# A user's model ($DATA/conf/model/*.yaml): the base sweep's model.* keys do not apply to it.
+CUSTOM = ("--config-dir", "$DATA/conf", "epochs=1", "seeds=1", "grid.lr=[0.1]", "grid.clip=[null]",
+          "grid.batch_size=[256]", "workers=1")
 
 CASES = [
     # --- learning rates, clip norms, batch sizes ------------------------------------------
@@ -170,6 +173,22 @@ CASES = [
     case("text-folder-incomplete", ("task=text", "task.path=$DATA/text_train_only"), "task.path", "no test/neg"),
     case("text-folder-missing", ("task=text", "task.path=$DATA/nowhere"), "task.path", "does not exist"),
     case("text-path-is-a-file", ("task=text", "task.path=$DATA/ok.npz"), "task.path", "is a file, not a folder"),
+    # --- users' own code and config folders ($DATA/usercode.py, $DATA/conf; $DATA is on PYTHONPATH) ----
+    case("config-dir-missing", ("--config-dir", "$DATA/nowhere"), "--config-dir", "does not exist", "conf"),
+    case("config-dir-unknown-option", ("--config-dir", "$DATA/conf", "model=nope"), "model=nope",
+         "valid models", "wrong_shape"),
+    case("model-target-not-importable", (*CUSTOM, "model=missing"), "model._target_",
+         "cannot import 'nomodule_xyz.Net'", "PYTHONPATH", base=False),
+    case("model-target-not-a-module", (*CUSTOM, "model=not_module"), "model._target_",
+         "not a torch.nn.Module", base=False),
+    case("model-target-bad-keyword", (*CUSTOM, "model=wrong_shape", "+model.colour=1"),
+         "model._target_", "colour", "keyword arguments", base=False),
+    case("model-outputs-wrong-shape", (*CUSTOM, "model=wrong_shape"), "model:",
+         "returned [2, 13]", "needs [2, 10]", base=False),
+    case("loader-returns-wrong-shapes", ("--config-dir", "$DATA/conf", "task=bad_loader"), "task._target_",
+         "loader usercode.bad_loader", "must have shape [N, T, F]"),
+    case("loader-returns-no-mapping", ("--config-dir", "$DATA/conf", "task=list_loader"), "task._target_",
+         "not a mapping"),
     # --- storage --------------------------------------------------------------------------------
     case("storage-unreachable", f"study.storage=postgresql://u:{PASSWORD}@127.0.0.1:1/db", "study.storage",
          "cannot open", "postgresql://u:***@127.0.0.1:1/db", "check the URL"),
@@ -274,11 +293,46 @@ def data(tmp_path_factory) -> Path:
     (d / "text_train_only" / "train" / "neg").mkdir(parents=True)
     for label in ("pos", "neg"):
         (d / "text_train_only" / "train" / label / "1.txt").write_text("a fine film")
+    (d / "usercode.py").write_text(USERCODE)
+    for group, option, target in (
+        ("model", "wrong_shape", "usercode.WrongShape"), ("model", "missing", "nomodule_xyz.Net"),
+        ("model", "not_module", "usercode.not_a_module"), ("task", "bad_loader", "usercode.bad_loader"),
+        ("task", "list_loader", "usercode.list_loader"),
+    ):
+        (d / "conf" / group).mkdir(parents=True, exist_ok=True)
+        (d / "conf" / group / f"{option}.yaml").write_text(f"_target_: {target}\n")
     con = sqlite3.connect(d / "other.db")
     con.execute("CREATE TABLE notes (text TEXT)")
     con.commit()
     con.close()
     return d
+
+
+USERCODE = """
+import numpy as np
+from torch import nn
+
+
+class WrongShape(nn.Module):
+    def __init__(self, input_size, output_size):
+        super().__init__()
+        self.lin = nn.Linear(input_size, output_size + 3)
+
+    def forward(self, inputs, lengths=None):
+        return self.lin(inputs[:, -1])
+
+
+def not_a_module(**kwargs):
+    return {"a": 1}
+
+
+def bad_loader():
+    return {"x": np.zeros(10), "y": np.zeros(10)}
+
+
+def list_loader():
+    return [1, 2, 3]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +401,9 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(bad: Case, data, exis
     neighbours_before = _listing(storage.parent) if storage is not None else []
     data_before = _listing(data)
 
-    p = run_cli(bad.command, *args, timeout=120)
+    # $DATA on PYTHONPATH: the users' code cases import usercode.py from there (no bytecode
+    # written: the folder must stay as it was).
+    p = run_cli(bad.command, *args, timeout=120, env={"PYTHONPATH": str(data), "PYTHONDONTWRITEBYTECODE": "1"})
 
     lines = p.stderr.splitlines()
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])

@@ -198,9 +198,13 @@ def build_tables(
 
 def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[str]) -> pd.DataFrame:
     """One row per (run, epoch), built from whole columns (one concatenation per column, not one
-    DataFrame per run: studies of 10,000 runs stay fast)."""
+    DataFrame per run: studies of 10,000 runs stay fast). Per-group gradient norms are wide
+    columns `grad_norm_mean/<group>` and `grad_norm_max/<group>` (NaN where a model has no such
+    group)."""
     if not kept:
         return pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
+    # The contract's columns, then any other curve a record holds (grad_norm_mean/<group>, ...).
+    extra = sorted({c for _, rec in kept for c in rec["curves"]} - set(EPOCH_COLUMNS))
     lengths = np.array([len(rec["curves"]["val_acc"]) for _, rec in kept])
     cols: dict[str, Any] = {}
     for a in axes:
@@ -208,7 +212,7 @@ def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[
         cols[a] = np.repeat(np.array(values, dtype=object), lengths)
     cols["seed"] = np.repeat(np.array([int(rec["seed"]) for _, rec in kept]), lengths)
     cols["epoch"] = np.concatenate([np.arange(1, n + 1) for n in lengths])
-    for col in EPOCH_COLUMNS:
+    for col in (*EPOCH_COLUMNS, *extra):
         cols[col] = np.concatenate([
             np.asarray(rec["curves"][col], dtype=float) if col in rec["curves"] else np.full(n, np.nan)
             for (_, rec), n in zip(kept, lengths)

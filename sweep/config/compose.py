@@ -14,8 +14,9 @@ name (or a config.yaml) replaces it.
 from __future__ import annotations
 
 import importlib.resources
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from sweep.config.convert import config_from_dict
 from sweep.config.schema import Config, register
@@ -58,7 +59,7 @@ def group_options(group: str, config_dir: Optional[str] = None) -> list[str]:
 def compose(overrides: list[str], config_dir: Optional[str] = None) -> Any:
     """Compose the configs with Hydra's compose API; Hydra's errors become one-line UserErrors."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir, initialize_config_module
+    from hydra import initialize_config_module
     from hydra.errors import HydraException, MissingConfigException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -73,19 +74,40 @@ def compose(overrides: list[str], config_dir: Optional[str] = None) -> Any:
     for ov in overrides:  # one at a time, so that a syntax error names its override
         check_syntax(ov)
     register()
-    extra: list[str] = []
     try:
         if user is None:
             init = initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3", job_name="sweep")
-        else:  # the user's folder first: its files add options and replace built-ins of the same name
-            init = initialize_config_dir(config_dir=str(user), version_base="1.3", job_name="sweep")
-            extra = [f"hydra.searchpath=[pkg://{CONFIG_MODULE}]"]
+        else:
+            init = _user_first(user)
         with init:
-            return hydra_compose(config_name="config", overrides=list(overrides) + extra)
+            return hydra_compose(config_name="config", overrides=list(overrides))
     except MissingConfigException as e:
         raise UserError(one_line(str(e))) from None
     except (HydraException, OmegaConfBaseException, ValueError) as e:
         raise translate_hydra(e, list(overrides)) from None
+
+
+@contextmanager
+def _user_first(user: Path) -> Iterator[None]:
+    """Hydra initialised with the search path: the user's folder, then the built-in configs.
+
+    Hydra's compose API puts extra folders after the primary config module (a user's file could
+    then add options but never replace a built-in); Hydra 1.3's own `--config-dir` builds its
+    search path with these calls, which let the user's folder come first.
+    """
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
+
+    search_path = create_config_search_path(f"file://{user}")
+    search_path.prepend(provider="lrsweep", path=f"pkg://{CONFIG_MODULE}", anchor=SearchPathQuery(provider="schema"))
+    GlobalHydra.instance().clear()
+    Hydra.create_main_hydra2(task_name="sweep", config_search_path=search_path)
+    try:
+        yield
+    finally:
+        GlobalHydra.instance().clear()
 
 
 def check_syntax(override: str) -> None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from pathlib import Path
 from typing import Any
 
 from sweep.config.rules import rule_error
 from sweep.config.schema import GRID_EXAMPLES, GROUP_SCHEMAS, Config, GridConfig
+from sweep.config.targets import TargetModel, TargetTask, is_target
 from sweep.config.translate import translate_omegaconf
 from sweep.core.errors import UserError
 
@@ -37,7 +39,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}"
             raise UserError(f"{key}: unknown config key; {hint}")
-    groups = {g: group_schema(g, data.get(g, {"name": "constant"} if g == "schedule" else None)) for g in GROUPS}
+    nodes = {g: data.get(g, {"name": "constant"} if g == "schedule" else None) for g in GROUPS}
+    targets = {g: node for g, node in nodes.items() if g in ("model", "task") and is_target(node)}
+    groups = {g: group_schema(g, node) for g, node in nodes.items() if g not in targets}
     grid = data.pop("grid", None)
     rest = {k: v for k, v in data.items() if k not in GROUPS}
     workers = rest.get("workers", "auto")
@@ -47,17 +51,48 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         typed = OmegaConf.merge(OmegaConf.structured(Config), rest)
         for group, (schema, node) in groups.items():
             typed[group] = OmegaConf.merge(OmegaConf.structured(schema), node)
+        for group, node in targets.items():  # users' own code: kept as a plain mapping
+            typed[group] = node
         base = OmegaConf.to_container(typed)  # every key an extra grid axis may name
         cfg = OmegaConf.to_object(typed)
     except OmegaConfBaseException as e:
         raise translate_omegaconf(e) from None
+    if "model" in targets:
+        cfg.model = TargetModel.from_node(targets["model"])
+    if "task" in targets:
+        cfg.task = TargetTask.from_node(targets["task"], _typed)
     cfg.grid = grid_from_mapping(grid if grid is not None else Config().grid, base)
+    if cfg.study.name is None:
+        cfg.study.name = default_study_name(cfg)
     cfg.check()
     # Each extra-axis value must be valid where it lands: apply every value once.
     for path, values in cfg.grid.extra:
         for value in values:
             apply_overrides(cfg, {path: value})
     return cfg
+
+
+def _typed(schema: type, options: dict[str, Any]) -> Any:
+    """`options` typed by OmegaConf against `schema` (one-line errors)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), options))
+    except OmegaConfBaseException as e:
+        raise translate_omegaconf(e) from None
+
+
+def default_study_name(cfg: Config) -> str:
+    """`<task>-<model>-<optimizer>`; a file or text task adds its data's name and a user's code
+    its target's, so that two data sets or two models never share a study by default."""
+    task = cfg.task
+    label = task.name
+    if not isinstance(task, TargetTask) and getattr(task, "path", None):
+        stem = Path(task.path).stem if task.name == "file" else Path(task.path).name
+        label = f"{task.name}-{stem}" if stem else task.name
+    name = f"{label}-{cfg.model.name}-{cfg.optimizer.name}"
+    return "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in name)
 
 
 def group_schema(group: str, node: Any) -> tuple[type, dict[str, Any]]:

@@ -270,7 +270,7 @@ DETECT_MEANINGS = {
 class StudyConfig(Checked):
     """The Optuna study: its name and storage, and how dead workers are found."""
 
-    name: str = "${task.name}-${model.name}-${optimizer.name}"  # Optuna study name
+    name: Optional[str] = None  # Optuna study name; null: <task>-<model>-<optimizer> (file tasks add the file's name)
     storage: Optional[str] = None  # Optuna storage URL; null: sqlite:///<results_dir>/lrsweep.db
     heartbeat_seconds: int = 10  # a running trial's worker records a heartbeat this often ...
     grace_seconds: int = 60  # ... and a trial whose heartbeat is older is reclaimed (other hosts)
@@ -333,7 +333,8 @@ class Config(Checked):
         import dataclasses
 
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d = {k: (dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v) for k, v in d.items()}
+        d = {k: (v.to_node() if hasattr(v, "to_node") else dataclasses.asdict(v) if dataclasses.is_dataclass(v)
+                 else v) for k, v in d.items()}
         d["grid"] = self.grid.to_dict()
         return d
 

@@ -55,8 +55,13 @@ class RunRecord:
         return len(self.curves["val_acc"])
 
     def append(self, row: dict[str, float]) -> None:
+        """Add one epoch. Columns beyond EPOCH_COLUMNS (the per-group gradient norms,
+        grad_norm_mean/<group>) are added on their first epoch (earlier epochs: NaN)."""
+        for c in row:
+            if c not in self.curves:
+                self.curves[c] = [float("nan")] * self.epochs_run
         for c in self.curves:
-            self.curves[c].append(float(row[c]))
+            self.curves[c].append(float(row.get(c, float("nan"))))
 
 
 def encode_floats(values: Sequence[float]) -> str:

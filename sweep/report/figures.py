@@ -11,6 +11,8 @@ Figures (the kinds; DESIGN.md metric names on every axis):
 - `learning_curves`: every seed's val_acc and val_loss per epoch, collapses marked.
 - `grad_norms`: every seed's grad_norm_mean/grad_norm_max per epoch with the clip threshold,
   and clip_fraction.
+- `layer_grad_norms`: for each setting with a collapsed run, the gradient norm of each parameter
+  group (layer) of its collapsed seeds around the collapse: which layer blew up first.
 The last two are a grid (rows lr, columns clip) per batch size, or one file per setting when a
 grid would have more than `max_grid_cells` settings.
 """
@@ -32,6 +34,7 @@ from sweep.report.figure_base import (  # noqa: F401  (the public names of the f
     COLOR_COLLAPSED, COLOR_OK, DPI, MAX_GRID_CELLS, MAX_TRACE_SETTINGS, FigureFile, Grid, grid_of,
 )
 from sweep.report.heatmaps import accuracy_heatmap, collapse_heatmap, lr_curves
+from sweep.report.layers import layer_grad_norms, layer_settings
 from sweep.report.traces import grad_norm_traces, learning_curves
 
 
@@ -70,6 +73,11 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
                 slug = _slug(dict(zip(g.panel_axes, panel)))
                 name = _unique(f"figures/{kind}_{slug}.png", used)
                 plan.append((kind, name, g.panel_label(panel), lambda b=build, p=panel: b(tables, panel=p, grid=g)))
+    for key in layer_settings(g):  # which layer blew up first, for the settings that collapsed
+        setting = dict(zip(g.axes, key))
+        name = _unique(f"figures/layer_grad_norms/{_slug(setting)}.png", used)
+        plan.append(("layer_grad_norms", name, setting_label(setting, g.axes),
+                     lambda s=setting: layer_grad_norms(tables, setting=s, grid=g)))
     return plan
 
 

@@ -56,10 +56,17 @@ CAPTIONS = {
         "with the clip threshold in green, and beneath it clip_fraction, the share of steps clipped: look "
         "for norms growing before a collapse, and for clip_fraction above 0.5 (clipping too aggressive)."
     ),
+    "layer_grad_norms": (
+        "The largest gradient norm (before clipping) of each parameter group per epoch, for the collapsed seeds of "
+        "this setting, in the epochs before and around the collapse (dotted line): the group whose norm rises first "
+        "and furthest is where the blow-up starts. Groups: the embedding, each recurrent layer and the head, or a "
+        "custom model's top-level modules."
+    ),
 }
 FIGURE_TITLES = {
     "collapse_rate": "Collapse rate", "mean_best_acc": "Mean best accuracy", "lr_curves": "LR curves",
     "learning_curves": "Learning curves", "grad_norms": "Gradient norms",
+    "layer_grad_norms": "Gradient norms per layer",
 }
 SUMMARY_SHOWN = [
     ("n_runs", "runs"), ("mean_best_acc", "mean_best_acc"), ("mean_best_acc_ci", "95% CI"),
@@ -117,10 +124,10 @@ def _escape(value: Any) -> Any:
 
 
 def _template() -> Any:
-    from jinja2 import Environment, PackageLoader
+    from jinja2 import Environment, PackageLoader, StrictUndefined
 
     env = Environment(loader=PackageLoader("sweep.report", "templates"), autoescape=True, finalize=_escape,
-                      keep_trailing_newline=True)
+                      keep_trailing_newline=True, undefined=StrictUndefined)
     return env.get_template("report.html.j2")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from sweep.config import EXECUTION_KEYS, Config, config_from_dict
+from sweep.config.targets import TargetModel
 from sweep.core.devices import plan_worker_devices, usable_cores
 from sweep.core.errors import UserError
 from sweep.core.files import check_writable
@@ -33,6 +34,7 @@ from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, open_or_create_study, st
 from sweep.store.workers import reclaim_orphans
 from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
+from sweep.training.models import check_model
 
 EXIT_INTERRUPTED = 130
 
@@ -83,6 +85,7 @@ def prepare(cfg: Config) -> tuple[Any, Any, TaskData]:
     if cfg.study.storage:  # a bad URL fails before the data is built (the default one is made below)
         check_storage_url(cfg.study.storage)
     task = build_task(cfg.task)
+    check_model(cfg.model, task)  # a user's model: importable, a Module, outputs of the right shape
     too_big = [b for b in cfg.grid.batch_size if b > task.n_train]
     if too_big:
         raise UserError(
@@ -244,6 +247,9 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
         f"{workers if snap.waiting else 0} worker(s) on {device}",
         flush=True,
     )
+    if isinstance(cfg.model, TargetModel) and cfg.packing != "off":
+        print(f"  packing: off for the custom model {cfg.model.target} (packing stacks lrsweep's own LSTM/GRU "
+              f"only); its seeds train as separate models", flush=True)
     stopper = _Stopper()
     stopper.install()
     progress = Progress()

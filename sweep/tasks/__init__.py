@@ -1,7 +1,8 @@
-"""Task data: every built-in or file-backed task turns its config into a :class:`TaskData`.
+"""Task data: every built-in, file-backed or user-loaded task turns its config into a `TaskData`.
 
-Usage: ``data = build_task(cfg.task)``; add a task by writing a builder and registering it in
-``BUILDERS`` (and its config dataclass in ``sweep.config.TASK_TYPES``).
+Usage: ``data = build_task(cfg.task)``. A built-in task has a builder in ``BUILDERS`` (and its
+schema in ``sweep.config.tasks.TASKS``); a task node with a `_target_` is a user's loader
+(`sweep.tasks.loader`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Callable
 from sweep.tasks.data import TaskData
 from sweep.tasks.digits import build_digits
 from sweep.tasks.files import build_file
+from sweep.tasks.loader import build_loader
 from sweep.tasks.synthetic import build_adding, build_echo, build_temporal_order, build_vector_sum
 from sweep.tasks.text import build_text
 
@@ -27,6 +29,10 @@ BUILDERS: dict[str, Callable[[Any], TaskData]] = {
 
 def build_task(task_cfg: Any) -> TaskData:
     """The task's data set on the CPU (deterministic for a given config)."""
+    from sweep.config.targets import TargetTask
+
+    if isinstance(task_cfg, TargetTask):
+        return build_loader(task_cfg)
     return BUILDERS[task_cfg.name](task_cfg)
 
 

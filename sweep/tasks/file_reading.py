@@ -18,7 +18,8 @@ EXTENSIONS = (".npz", ".csv", ".parquet")
 
 @dataclass
 class Table:
-    """One file's sequences before targets are interpreted: x [N, T, F], y raw, lengths [N]."""
+    """One file's (or loader's) sequences before targets are interpreted: x [N, T, F] (token ids
+    [N, T] when `vocab_size` is set), y raw, lengths [N]."""
 
     x: np.ndarray
     y: np.ndarray  # npz: as stored; long format: [N, D] or per step [N, T, D]
@@ -26,9 +27,11 @@ class Table:
     key: str  # the config key that named the file, for messages
     path: str
     varies: Optional[bool] = None  # long format: does a label change within a sequence?
+    source: str = ""  # how messages name the data ("loader mydata.load"); default "file <path>"
+    vocab_size: Optional[int] = None  # token inputs: x holds ids 0..vocab_size-1 (0 pads)
 
     def where(self) -> str:
-        return f"{self.key}: file {self.path}"
+        return f"{self.key}: {self.source or f'file {self.path}'}"
 
 
 def _error(table_or_key: Any, rule: str, fix: str = "") -> UserError:
@@ -80,29 +83,51 @@ def _read_npz(p: Path, key: str) -> Table:
             raise _error(key, f"file {p} is not an .npz archive of arrays (it is another format or holds "
                          "pickled data, which is never loaded)", fix) from None
         raise _error(key, f"cannot read {p} as an .npz archive ({_one_line(e)})", fix) from None
-    where = f"{key}: file {p}"
+    return table_from_arrays(arrays, key, str(p), fix)
+
+
+def table_from_arrays(arrays: dict[str, Any], key: str, path: str, fix: str, source: str = "",
+                      vocab_size: Optional[int] = None, suffix: str = "") -> Table:
+    """The arrays x, y (and optional lengths) of one split as a checked Table; `suffix` names the
+    split's arrays ("_val": x_val, y_val, lengths_val)."""
+    where = f"{key}: {source or f'file {path}'}"
+    names = {name: name + suffix for name in ("x", "y", "lengths")}
     for name in ("x", "y"):
-        if name not in arrays:
-            raise _error(where, f"has no array {name!r} (arrays: {', '.join(sorted(arrays)) or 'none'})", fix)
-    x, y = arrays["x"], arrays["y"]
+        if names[name] not in arrays:
+            raise _error(where, f"has no array {names[name]!r} (arrays: {', '.join(sorted(arrays)) or 'none'})", fix)
+    x, y = arrays[names["x"]], arrays[names["y"]]
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise _error(where, f"array x must hold numbers, got dtype {x.dtype}", fix)
-    if x.ndim == 2:
+        raise _error(where, f"array {names['x']} must hold numbers, got dtype {x.dtype}", fix)
+    if vocab_size is not None:
+        x = _check_tokens(x, vocab_size, where, names["x"], fix)
+    elif x.ndim == 2:
         x = x[:, :, None]  # [N, T]: one feature per step
-    if x.ndim != 3 or 0 in x.shape:
-        raise _error(where, f"array x must have shape [N, T, F] (or [N, T]) with no empty axis, "
+    if x.ndim != (2 if vocab_size is not None else 3) or 0 in x.shape:
+        raise _error(where, f"array {names['x']} must have shape [N, T, F] (or [N, T]) with no empty axis, "
                      f"got shape {x.shape}", fix)
     n, t = x.shape[:2]
     if y.ndim == 0 or y.shape[0] != n:
-        raise _error(where, f"array y must have one entry per sequence (x has N={n}), got shape {y.shape}",
+        raise _error(where, f"array {names['y']} must have one entry per sequence (x has N={n}), got shape {y.shape}",
                      "x and y must describe the same sequences in the same order")
-    if "lengths" in arrays:
-        lengths = _check_lengths(arrays["lengths"], n, t, where)
+    if names["lengths"] in arrays and arrays[names["lengths"]] is not None:
+        lengths = _check_lengths(arrays[names["lengths"]], n, t, where)
     else:
         lengths = np.full(n, t, dtype=np.int64)
-    table = Table(x=x, y=y, lengths=lengths, key=key, path=str(p))
-    _check_finite_inputs(table)
+    table = Table(x=x, y=y, lengths=lengths, key=key, path=path, source=source, vocab_size=vocab_size)
+    if vocab_size is None:
+        _check_finite_inputs(table)
     return table
+
+
+def _check_tokens(x: np.ndarray, vocab_size: int, where: str, name: str, fix: str) -> np.ndarray:
+    """Token inputs: integer ids [N, T] in 0..vocab_size-1."""
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.integer):
+        raise _error(where, f"token inputs {name} must be integer ids of shape [N, T], got dtype {x.dtype} and "
+                     f"shape {x.shape}", fix)
+    if x.size and (x.min() < 0 or x.max() >= vocab_size):
+        raise _error(where, f"token ids in {name} must be in 0..{vocab_size - 1} (vocab_size {vocab_size}), got "
+                     f"{int(x.min())}..{int(x.max())}", fix)
+    return x.astype(np.int64)
 
 
 def _check_lengths(lengths: np.ndarray, n: int, t: int, where: str) -> np.ndarray:

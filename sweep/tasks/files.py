@@ -167,16 +167,25 @@ def build_file(cfg: Any) -> TaskData:
     """The file task's TaskData (see the module docstring for formats and rules)."""
     train = read_file(cfg.path, cfg, "task.path")
     val = read_file(cfg.val_path, cfg, "task.val_path") if cfg.val_path else None
+    info: dict[str, Any] = {"path": cfg.path, "val_path": cfg.val_path}
+    return build_from_tables(train, val, cfg, "file", info)
+
+
+def build_from_tables(train: Table, val: Optional[Table], cfg: Any, name: str, info: dict[str, Any]) -> TaskData:
+    """A TaskData from the training table and an optional validation table (else a split of
+    `cfg.val_fraction`): targets read, classes encoded, features standardised, padding zeroed."""
+    tokens = train.vocab_size is not None
     tt = interpret_targets(train, cfg)
     vt = interpret_targets(val, dataclasses.replace(cfg, kind=tt.kind, per_step=tt.per_step)) if val else None
+    features = 1 if tokens else train.x.shape[2]
     if val is not None:
-        if val.x.shape[2] != train.x.shape[2]:
-            raise _error(val, f"has {val.x.shape[2]} features per step, the training file {train.x.shape[2]}",
-                         "both files need the same feature columns")
+        if not tokens and val.x.shape[2] != features:
+            raise _error(val, f"has {val.x.shape[2]} features per step, the training data {features}",
+                         "both need the same feature columns")
         if tt.kind == "regression" and vt.y.shape[-1] != tt.y.shape[-1]:
-            raise _error(val, f"has targets of size {vt.y.shape[-1]}, the training file {tt.y.shape[-1]}",
-                         "both files need the same targets")
-    info: dict[str, Any] = {"path": cfg.path, "val_path": cfg.val_path, "features": int(train.x.shape[2])}
+            raise _error(val, f"has targets of size {vt.y.shape[-1]}, the training data {tt.y.shape[-1]}",
+                         "both need the same targets")
+    info = {**info, "features": int(features)} if not tokens else {**info, "vocab_size": int(train.vocab_size)}
 
     if tt.kind == "classification":
         classes = class_list(train, tt)
@@ -191,7 +200,8 @@ def build_file(cfg: Any) -> TaskData:
         y_all, y_val = tt.y.astype(np.float32), (vt.y.astype(np.float32) if val else None)
         output_dim = int(tt.y.shape[-1])
 
-    x_all, l_all = train.x.astype(np.float64), train.lengths
+    xtype = np.int64 if tokens else np.float64
+    x_all, l_all = train.x.astype(xtype), train.lengths
     if val is None:
         strata = y_all if tt.kind == "classification" and not tt.per_step else None
         tr, va = split_indices(len(x_all), cfg, strata)
@@ -199,7 +209,7 @@ def build_file(cfg: Any) -> TaskData:
         x_va, y_va, l_va = x_all[va], y_all[va], l_all[va]
     else:
         x_tr, y_tr, l_tr = x_all, y_all, l_all
-        x_va, y_va, l_va = val.x.astype(np.float64), y_val, val.lengths
+        x_va, y_va, l_va = val.x.astype(xtype), y_val, val.lengths
 
     # One length for both splits; padding is zero and lies beyond every sequence's length.
     t = max(int(l_tr.max()), int(l_va.max()))
@@ -207,12 +217,13 @@ def build_file(cfg: Any) -> TaskData:
     if tt.per_step:
         y_tr, y_va = _pad_steps(y_tr[:, :t], t), _pad_steps(y_va[:, :t], t)
     valid_tr, valid_va = _valid_steps(l_tr, t), _valid_steps(l_va, t)
-    if cfg.normalize:
+    if cfg.normalize and not tokens:
         steps = x_tr[valid_tr]  # [valid steps, F]: statistics over real steps only
         mean, std = steps.mean(axis=0), steps.std(axis=0)
         std = np.where(std > 1e-12, std, 1.0)  # a constant feature is only centred
         x_tr, x_va = (x_tr - mean) / std, (x_va - mean) / std
-    x_tr, x_va = np.where(valid_tr[..., None], x_tr, 0.0), np.where(valid_va[..., None], x_va, 0.0)
+    step_axis = (lambda m: m) if tokens else (lambda m: m[..., None])
+    x_tr, x_va = np.where(step_axis(valid_tr), x_tr, 0), np.where(step_axis(valid_va), x_va, 0)
     if tt.per_step:  # padded targets are never scored; make them harmless zeros
         mask_tr = valid_tr if y_tr.ndim == 2 else valid_tr[..., None]
         mask_va = valid_va if y_va.ndim == 2 else valid_va[..., None]
@@ -220,7 +231,9 @@ def build_file(cfg: Any) -> TaskData:
     full = bool((l_tr == t).all() and (l_va == t).all())
 
     ydtype = np.int64 if tt.kind == "classification" else np.float32
-    train = (x_tr.astype(np.float32), y_tr.astype(ydtype), None if full else l_tr.astype(np.int64))
-    val = (x_va.astype(np.float32), y_va.astype(ydtype), None if full else l_va.astype(np.int64))
-    return task_from_arrays("file", tt.kind, train, val, output_dim=output_dim, per_step=tt.per_step,
-                            tolerance=cfg.tolerance if tt.kind == "regression" else None, info=info)
+    xdtype = np.int64 if tokens else np.float32
+    train_arrays = (x_tr.astype(xdtype), y_tr.astype(ydtype), None if full else l_tr.astype(np.int64))
+    val_arrays = (x_va.astype(xdtype), y_va.astype(ydtype), None if full else l_va.astype(np.int64))
+    return task_from_arrays(name, tt.kind, train_arrays, val_arrays, output_dim=output_dim, per_step=tt.per_step,
+                            tolerance=cfg.tolerance if tt.kind == "regression" else None, info=info,
+                            vocab_size=train.vocab_size)

@@ -9,9 +9,11 @@ the previous check.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
+
+from sweep.training.gradients import group_row
 
 NONFINITE_CHECK_STEPS = 16  # on CUDA: steps between host-side non-finite checks
 EVAL_BATCH = 4096  # validation batch (inference only, no activations kept)
@@ -30,13 +32,6 @@ def nonfinite_check_steps(device: torch.device) -> int:
     """Steps between non-finite checks: every step on the CPU (a check costs nothing there);
     on CUDA every NONFINITE_CHECK_STEPS steps, since each check waits for the GPU."""
     return 1 if device.type == "cpu" else NONFINITE_CHECK_STEPS
-
-
-def total_norm(params: list[torch.Tensor]) -> torch.Tensor:
-    """Global L2 norm of the gradients (what clip_grad_norm_ measures), without clipping."""
-    grads = [p.grad for p in params if p.grad is not None]
-    norms = torch._foreach_norm(grads) if hasattr(torch, "_foreach_norm") else [g.norm() for g in grads]
-    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def params_finite(params: list[torch.Tensor]) -> bool:
@@ -60,12 +55,15 @@ def window_finite(losses: list[torch.Tensor], norms: list[torch.Tensor], window:
     return bool(torch.isfinite(torch.stack(losses[-window:]) + torch.stack(norms[-window:])).all())
 
 
-def epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float],
-                 lr: float) -> tuple[dict[str, float], Optional[str], Optional[int]]:
+def epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float], lr: float,
+                group_norms: Optional[torch.Tensor] = None,
+                group_names: Sequence[str] = ()) -> tuple[dict[str, float], Optional[str], Optional[int]]:
     """Per-epoch summary of the step buffers, cut at the first non-finite step (one host sync).
 
-    Returns the row, what went non-finite first ("loss" or "gradient", None when nothing did)
-    and the index of that step within the epoch.
+    `group_norms` [steps, G] (optional) are the per-step norms of the parameter groups
+    `group_names`; they add grad_norm_mean/<group> and grad_norm_max/<group>. Returns the row,
+    what went non-finite first ("loss" or "gradient", None when nothing did) and the index of
+    that step within the epoch.
     """
     finite = torch.isfinite(losses) & torch.isfinite(norms)
     bad = (~finite).nonzero()
@@ -73,14 +71,16 @@ def epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float]
     nonfinite = None
     if first_bad is not None:
         losses, norms = losses[: first_bad + 1], norms[: first_bad + 1]
+        group_norms = group_norms[: first_bad + 1] if group_norms is not None else None
         nonfinite = "loss" if not bool(torch.isfinite(losses[-1])) else "gradient"
     clipped = (norms >= clip).float().mean() if clip is not None else torch.zeros((), device=norms.device)
-    stats = torch.stack([
-        losses.mean(), norms.mean(), norms.max(), torch.quantile(norms.float(), 0.9), clipped,
-    ]).tolist()
-    row = dict(zip(("train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction"), stats))
+    names = ["train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction"]
+    values = [losses.mean(), norms.mean(), norms.max(), torch.quantile(norms.float(), 0.9), clipped]
+    if group_norms is not None and group_names:
+        groups = group_row(list(group_names), group_norms)
+        names += list(groups)
+        values += [v.to(values[0].dtype) for v in groups.values()]
+    row = dict(zip(names, torch.stack(values).tolist()))
     row = {k: (v if math.isfinite(v) else math.nan) for k, v in row.items()}
     row["epoch_lr"] = lr
     return row, nonfinite, first_bad
-
-

@@ -1,9 +1,17 @@
-"""The recurrent network of one run: optional embedding -> LSTM/GRU -> linear read-out.
+"""The network of one run: lrsweep's LSTM/GRU (optional embedding -> LSTM/GRU -> linear
+read-out), or a user's own torch.nn.Module named by `model._target_`.
 
 Usage::
 
     net = build_model(cfg.model, task, seed=3)     # initialisation fixed by the seed alone
-    out = net(x, lengths_cpu)                      # [B, C] / [B, D], or [B, T, .] per step
+    out = net(x, lengths)                          # [B, C] / [B, D], or [B, T, .] per step
+    check_model(cfg.model, task)                   # a user's model: importable, a Module, right shapes
+
+A user's model is built with Hydra's `instantiate` from the model node's keys, plus `input_size`
+(features per step, or the vocabulary for token inputs) and `output_size` (classes, or the target
+dimension) when its constructor has parameters of those names. Its `forward(inputs, lengths)`
+returns what the task's targets need; a `targets=` keyword, when `forward` has one, receives the
+batch's targets during training (teacher forcing) and never during evaluation.
 
 A sequence's padding never changes its output: a unidirectional network reads each sequence's
 output at its own last step (later steps cannot influence it); a bidirectional one packs the
@@ -13,13 +21,17 @@ trainer keeps a CPU copy so no device->host copy happens per step.
 
 from __future__ import annotations
 
-from typing import Optional
+import inspect
+from typing import Any, Optional
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sweep.config import ModelConfig
+from sweep.config.targets import TargetModel
+from sweep.core.errors import UserError
+from sweep.tasks.loader import import_target
 
 
 class RecurrentNet(nn.Module):
@@ -84,11 +96,13 @@ class RecurrentNet(nn.Module):
         return self.head(last)
 
 
-def build_model(cfg: ModelConfig, task, seed: int) -> RecurrentNet:
+def build_model(cfg: Any, task: Any, seed: int) -> nn.Module:
     """A freshly initialised network whose weights depend only on (config, task shape, seed)."""
     gen_state = torch.get_rng_state()
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # before instantiating: the seed fixes a user's model's weights too
     try:
+        if isinstance(cfg, TargetModel):
+            return instantiate_model(cfg, task)
         return RecurrentNet(
             cfg,
             input_dim=task.input_dim,
@@ -98,6 +112,77 @@ def build_model(cfg: ModelConfig, task, seed: int) -> RecurrentNet:
         )
     finally:
         torch.set_rng_state(gen_state)
+
+
+KEY = "model._target_"
+
+
+def instantiate_model(cfg: TargetModel, task: Any) -> nn.Module:
+    """The user's model, built with hydra.utils.instantiate (one-line errors for what goes wrong)."""
+    from hydra.utils import instantiate
+
+    target = import_target(cfg.target, KEY)
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        params = {}
+    sizes = {"input_size": task.input_dim, "output_size": task.output_dim}
+    kwargs = {**{k: v for k, v in sizes.items() if k in params}, **cfg.kwargs}
+    try:
+        model = instantiate({"_target_": cfg.target, **kwargs}, _convert_="all")
+    except Exception as e:
+        cause = e.__cause__ or e
+        raise UserError(f"{KEY}: building {cfg.target} raised {type(cause).__name__}: "
+                        f"{' '.join(str(cause).split())[:300]}; the keys of the model's YAML (other than _target_ "
+                        f"and name) are its keyword arguments, plus input_size and output_size when it has them") from None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"{KEY}: {cfg.target} built a {type(model).__name__}, not a torch.nn.Module; name a "
+                        f"Module class (or a function returning one) whose forward(inputs, lengths) returns outputs")
+    return model
+
+
+def accepts_targets(model: nn.Module) -> bool:
+    """Does the model's forward take `targets=` (teacher forcing during training)?"""
+    try:
+        return "targets" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def expected_shape(task: Any, batch: int, steps: int) -> tuple[int, ...]:
+    """What forward must return for `batch` sequences of `steps` steps: [B, C], [B, T, C], [B, D], [B, T, D]."""
+    return (batch, steps, task.output_dim) if task.per_step else (batch, task.output_dim)
+
+
+def check_model(cfg: Any, task: Any) -> None:
+    """A user's model, before any storage write: importable, a Module, and its outputs on the
+    first two training sequences have the shape the task needs (evaluation and, with
+    teacher forcing, training)."""
+    if not isinstance(cfg, TargetModel):
+        return
+    model = build_model(cfg, task, seed=0)
+    x = task.x_train[:2]
+    lengths = task.lengths_train[:2] if task.lengths_train is not None else None
+    want = expected_shape(task, x.shape[0], x.shape[1])
+    what = (f"per-step {task.kind} with {task.output_dim} {'classes' if task.kind == 'classification' else 'outputs'}"
+            if task.per_step else f"{task.kind} with {task.output_dim} "
+            f"{'classes' if task.kind == 'classification' else 'outputs'}")
+    calls = [("forward(inputs, lengths)", False)] + ([("forward(inputs, lengths, targets=...)", True)]
+                                                    if accepts_targets(model) else [])
+    for call, teacher in calls:
+        model.train(teacher)
+        try:
+            with torch.no_grad():
+                out = model(x, lengths, targets=task.y_train[:2]) if teacher else model(x, lengths)
+        except Exception as e:
+            raise UserError(f"model: {call} of {cfg.target} raised {type(e).__name__}: "
+                            f"{' '.join(str(e).split())[:300]}; it receives inputs {list(x.shape)} and lengths "
+                            f"[B] (or None) and must return {list(want)} ({what})") from None
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+        if shape != want:
+            got = list(shape) if shape is not None else type(out).__name__
+            raise UserError(f"model: {call} of {cfg.target} returned {got}, but task {task.name} needs {list(want)} "
+                            f"({what}); return one row of scores per sequence{' and step' if task.per_step else ''}")
 
 
 def l2_penalty(params: list[torch.Tensor]) -> torch.Tensor:

@@ -35,7 +35,8 @@ from sweep.training.epoch import EVAL_BATCH, NO_EVALUATION, epoch_stats, nonfini
 from sweep.tasks.scoring import item_correct, item_loss
 from sweep.training.models import build_model
 from sweep.training.optim import build_optimizer, lr_at, set_lr
-from sweep.training.packed_net import PackedRecurrentNet, per_seed_norm
+from sweep.training.gradients import ParamGroups
+from sweep.training.packed_net import PackedRecurrentNet, per_param_squares, per_seed_norm
 from sweep.training.spec import RunSpec
 
 
@@ -50,6 +51,8 @@ class PackedTrainer:
         self.lr, self.clip, self.batch_size = spec.lr, spec.clip, spec.batch_size
         self.model = PackedRecurrentNet([build_model(spec.model, task, s) for s in seeds]).to(device)
         self.optimizer = build_optimizer(self.model.parameters(), spec.optimizer, self.lr, device)
+        # Per-layer gradient norms, grouped as for one seed's network (embed, rnn.l<k>, head).
+        self.groups = ParamGroups.of(self.model, list(self.model.parameters()), builtin=True)
         self.seeds = list(seeds)
         self.alive = list(seeds)  # seeds still in the pack, in pack order
         self.gens = {s: torch.Generator().manual_seed(s) for s in seeds}
@@ -97,15 +100,17 @@ class PackedTrainer:
         order = torch.stack([perms[s] for s in members]).to(dev, non_blocking=True)
         losses = torch.zeros(self.steps_per_epoch, len(members), device=dev)
         norms = torch.zeros(self.steps_per_epoch, len(members), device=dev)
+        group_norms = torch.zeros(self.steps_per_epoch, len(self.groups.names), len(members), device=dev)
         cols = torch.arange(len(members), device=dev)  # buffer column of each pack member
         steps_done = dict.fromkeys(members, self.steps_per_epoch)
         first_step = self.step
         checked = 0  # buffer rows up to here were checked already
         for step in range(self.steps_per_epoch):
             idx = order[cols, step * self.batch_size:(step + 1) * self.batch_size]
-            per_seed, norm = self._step(idx)
+            per_seed, norm, per_group = self._step(idx)
             losses[step, cols] = per_seed.detach()
             norms[step, cols] = norm.detach()
+            group_norms[step][:, cols] = per_group.detach()
             self.step += 1
             last = step == self.steps_per_epoch - 1
             if (step + 1) % self.check_every == 0 or last:
@@ -126,7 +131,8 @@ class PackedTrainer:
         rows, bad = {}, {}
         for k, seed in enumerate(members):
             done = steps_done[seed]
-            row, nonfinite, first_bad = epoch_stats(losses[:done, k], norms[:done, k], self.clip, lr)
+            row, nonfinite, first_bad = epoch_stats(losses[:done, k], norms[:done, k], self.clip, lr,
+                                                    group_norms[:done, :, k], self.groups.names)
             rows[seed] = row
             if nonfinite is not None:
                 bad[seed] = nonfinite
@@ -146,8 +152,9 @@ class PackedTrainer:
                 self._drop(overflow)
         return rows, bad
 
-    def _step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step of the pack on batch indices idx [S, B]; per-seed loss and norm."""
+    def _step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step of the pack on batch indices idx [S, B]; per-seed loss, norm and
+        [G, S] group norms."""
         task, dev = self.task, self.device
         xb = task.x_train[idx]
         yb = task.y_train[idx]
@@ -164,12 +171,13 @@ class PackedTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         grads = [p.grad for p in self.model.parameters()]
-        norm = per_seed_norm(grads)
+        squares = per_param_squares(grads)
+        norm = per_seed_norm(grads, squares)
         if self.clip is not None:
             coef = torch.clamp(self.clip / (norm + 1e-6), max=1.0)
             torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype) for g in grads])
         self.optimizer.step()
-        return per_seed, norm
+        return per_seed, norm, (self.groups.matrix @ squares).sqrt()
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         """[S]: each seed's mean loss over its batch (masked steps excluded for per-step targets)."""

@@ -120,7 +120,13 @@ def _get(net: nn.Module, dotted: str) -> torch.Tensor:
     return obj
 
 
-def per_seed_norm(grads: list[torch.Tensor]) -> torch.Tensor:
-    """[S]: each seed's global L2 gradient norm (its slice of every stacked gradient)."""
+def per_param_squares(grads: list[torch.Tensor]) -> torch.Tensor:
+    """[P, S]: each stacked gradient's squared L2 norm per seed."""
     s = grads[0].shape[0]
-    return torch.stack([g.reshape(s, -1).float().pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    return torch.stack([g.reshape(s, -1).float().pow(2).sum(1) for g in grads])
+
+
+def per_seed_norm(grads: list[torch.Tensor], squares: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """[S]: each seed's global L2 gradient norm (its slice of every stacked gradient); `squares`
+    are `per_param_squares(grads)` when already computed."""
+    return (squares if squares is not None else per_param_squares(grads)).sum(0).sqrt()

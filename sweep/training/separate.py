@@ -19,11 +19,11 @@ from sweep.core.records import RunRecord
 from sweep.tasks.data import TaskData
 from sweep.training.accelerator import SeedRng
 from sweep.training.epoch import (
-    EVAL_BATCH, NO_EVALUATION, epoch_stats, nonfinite_check_steps, params_finite, sequence_sd, total_norm,
-    window_finite,
+    EVAL_BATCH, NO_EVALUATION, epoch_stats, nonfinite_check_steps, params_finite, sequence_sd, window_finite,
 )
+from sweep.training.gradients import ParamGroups
 from sweep.tasks.scoring import batch_loss, item_correct, item_loss, step_mask
-from sweep.training.models import build_model, l2_penalty
+from sweep.training.models import accepts_targets, build_model, l2_penalty
 from sweep.training.optim import build_optimizer, lr_at, set_lr
 from sweep.training.spec import RunSpec
 
@@ -50,6 +50,8 @@ class SeedTrainer:
         )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.weights = [p for p in self.params if p.dim() >= 2]
+        self.groups = ParamGroups.of(self.model, self.params)  # per-layer gradient norms
+        self.teacher = accepts_targets(self.model)  # forward(..., targets=) in training
         self.optimizer = build_optimizer(self.params, spec.optimizer, self.lr, device)
         self.data_gen = torch.Generator().manual_seed(seed)  # data order: CPU generator
         self.rng = SeedRng(seed, device)  # the seed's own dropout stream, swapped in per epoch
@@ -101,6 +103,7 @@ class SeedTrainer:
         perm = perm_cpu.to(dev, non_blocking=True)
         losses: list[torch.Tensor] = []  # per-step device scalars, stacked once per epoch
         norms: list[torch.Tensor] = []
+        group_norms: list[torch.Tensor] = []
         clip = self.clip
         constant_lr = self.spec.schedule.name == "constant"
         if constant_lr:
@@ -114,25 +117,24 @@ class SeedTrainer:
             lb = self._lengths(0, idx, perm_cpu[lo:hi])
             if not constant_lr:
                 set_lr(self.optimizer, lr_at(self.spec.schedule, self.step, self.total_steps, self.lr))
-            out = self.model(xb, lb)
+            out = self.model(xb, lb, targets=yb) if self.teacher else self.model(xb, lb)
             mask = step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev) if task.per_step else None
             loss = batch_loss(task.kind, out, yb, mask)
             l2 = self.spec.optimizer.l2
             objective = loss + l2 * l2_penalty(self.weights) if l2 else loss
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
-            if clip is None:
-                norm = total_norm(self.params)
-            else:
-                norm = torch.nn.utils.clip_grad_norm_(self.params, clip, foreach=True)
+            norm, per_group = self.groups.clip(clip)
             self.optimizer.step()
             losses.append(loss.detach())
             norms.append(norm.detach())
+            group_norms.append(per_group.detach())
             self.step += 1
             if len(losses) % self.check_every == 0 and not window_finite(losses, norms, self.check_every):
                 break
         row, nonfinite, first_bad = epoch_stats(torch.stack(losses), torch.stack(norms), clip,
-                                                 self.optimizer.param_groups[0]["lr"])
+                                                self.optimizer.param_groups[0]["lr"], torch.stack(group_norms),
+                                                self.groups.names)
         if first_bad is not None:  # the run ends at its first non-finite step, whenever it was noticed
             self.step = first_step + first_bad + 1
         return row, nonfinite

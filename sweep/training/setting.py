@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Protocol
 import torch
 
 from sweep.config import Config
+from sweep.config.targets import TargetModel
 from sweep.core.records import RunRecord
 from sweep.tasks.data import TaskData
 from sweep.training.accelerator import describe_device
@@ -71,6 +72,8 @@ def use_packing(cfg: Any, device: torch.device) -> bool:
     - Never with dropout: packed dropout masks are drawn for the whole pack, so a seed's curves
       would depend on which seeds share its pack (`packing=on` still allows it).
     """
+    if isinstance(cfg.model, TargetModel):
+        return False  # a user's model cannot be stacked: its seeds train separately
     if cfg.packing != "auto":
         return cfg.packing == "on"
     if cfg.model.dropout > 0 and cfg.model.layers > 1:

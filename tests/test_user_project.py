@@ -1,0 +1,141 @@
+"""Users' own code through the real CLI: the examples in examples/, and a project folder outside
+the repository driving a wheel-installed lrsweep, killed with -9 and resumed (issue 12)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, kill_process_tree, run_cli
+
+pytestmark = pytest.mark.slow
+EXAMPLES = ROOT / "examples"
+VOLATILE = ["seconds", "trial"]  # wall time and trial numbers differ between runs by nature
+
+
+def _run_example(name: str, tmp_path: Path, *args: str) -> Path:
+    results = tmp_path / "results"
+    p = run_cli("run", "--config-dir", "conf", *args, f"results_dir={results}", "workers=1",
+                cwd=EXAMPLES / name, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert p.returncode == 0, p.stderr[-3000:]
+    (study,) = [d for d in results.iterdir() if d.is_dir()]
+    return study
+
+
+def test_example_seq2seq_with_teacher_forcing_learns_the_reversal(tmp_path):
+    study = _run_example("seq2seq_reversal", tmp_path, "model=seq2seq", "task=reversal", "optimizer=adam",
+                         "grid.lr=[0.01]", "grid.clip=[1.0]", "seeds=1", "epochs=2", "task.n=600", "task.n_val=200")
+    assert study.name == "load_reversal-Seq2Seq-adam"
+    runs = pd.read_csv(study / "runs.csv")
+    assert runs["best_acc"].iloc[0] > 0.5 > runs["noise_floor"].iloc[0]  # per-step tokens: chance is ~0.11
+    curves = pd.read_parquet(study / "curves.parquet")
+    assert {"grad_norm_max/encoder", "grad_norm_max/decoder"} <= set(curves.columns)
+
+
+def test_example_custom_loader_with_a_builtin_model(tmp_path):
+    study = _run_example("custom_loader", tmp_path, "task=waves", "model=gru", "model.hidden_size=16",
+                         "model.layers=1", "grid.lr=[0.03]", "grid.clip=[null]", "seeds=1", "epochs=3")
+    runs = pd.read_csv(study / "runs.csv")
+    assert study.name == "load_waves-gru-sgd" and runs["outcome"].iloc[0] == "stable"
+
+
+def test_example_two_parameter_groups_show_which_one_exploded(tmp_path):
+    study = _run_example("two_groups", tmp_path, "model=twopart", "task=digits", "grid.lr=[0.3]",
+                         "grid.clip=[null]", "seeds=2", "epochs=6")
+    runs = pd.read_csv(study / "runs.csv")
+    assert runs["collapsed"].all()  # lr=0.3: this model collapses within a few epochs
+    figures = list((study / "figures" / "layer_grad_norms").glob("*.png"))
+    assert len(figures) == 1
+    curves = pd.read_parquet(study / "curves.parquet")
+    for group in ("encoder", "readout"):  # the model's two top-level modules, each a curve
+        assert curves[f"grad_norm_max/{group}"].gt(0).all()
+    assert "Gradient norms per layer" in (study / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------- a project outside the repository
+
+
+MODEL = (EXAMPLES / "two_groups" / "mynets.py").read_text()
+DATA = '''
+"""Handwritten digits read row by row, through a loader of one's own."""
+
+import numpy as np
+
+
+def load_digit_rows():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    return {"x": (digits.images / 16.0).astype(np.float32), "y": digits.target}
+'''
+SWEEP = ["--config-dir", "conf", "model=twopart", "task=rows", "optimizer=sgd", "grid.lr=[0.05,0.3]",
+         "grid.clip=[null]", "seeds=2", "epochs=6", "workers=1", "checkpoint_every=1"]
+
+
+def _project(folder: Path) -> Path:
+    (folder / "conf" / "model").mkdir(parents=True)
+    (folder / "conf" / "task").mkdir(parents=True)
+    (folder / "mynets.py").write_text(MODEL)
+    (folder / "mydata.py").write_text(DATA)
+    (folder / "conf" / "model" / "twopart.yaml").write_text("_target_: mynets.TwoPart\nhidden: 32\ngain: 2.0\n")
+    (folder / "conf" / "task" / "rows.yaml").write_text(
+        "_target_: mydata.load_digit_rows\nval_fraction: 0.25\nnormalize: false\n")
+    return folder
+
+
+def _installed_sweep(tmp_path: Path) -> Path:
+    """A fresh venv with lrsweep from a wheel (dependencies from the running environment)."""
+    dist = tmp_path / "dist"
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    python = env_dir / "bin" / "python"
+    p = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(next(dist.glob("*.whl")))],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return env_dir / "bin" / "sweep"
+
+
+def test_a_project_folder_drives_an_installed_lrsweep_and_survives_kill_9(tmp_path):
+    sweep = _installed_sweep(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+
+    def run(folder: Path, *extra: str, **kwargs):
+        return subprocess.run([str(sweep), "run", *SWEEP, *extra], cwd=folder, env=env, capture_output=True,
+                              text=True, timeout=900, **kwargs)
+
+    straight = _project(tmp_path / "straight")
+    p = run(straight)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = straight / "results" / "load_digit_rows-TwoPart-sgd"
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 4 and runs["collapsed"].any()
+    assert list(runs.columns[:10]) == ["lr", "clip", "batch_size", "seed", "best_acc", "best_epoch", "final_acc",
+                                       "collapsed", "collapse_epoch", "collapse_mode"]
+    page = (out / "report.html").read_text()
+    assert "Gradient norms per layer" in page and "figures/layer_grad_norms/" in page
+    assert "packing: off for the custom model mynets.TwoPart" in p.stdout
+
+    killed = _project(tmp_path / "killed")
+    proc = subprocess.Popen([str(sweep), "run", *SWEEP], cwd=killed, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    checkpoints = killed / "results" / "load_digit_rows-TwoPart-sgd" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not any(checkpoints.glob("*.pt")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be killed"
+    kill_process_tree(proc)
+    assert not (killed / "results" / "load_digit_rows-TwoPart-sgd" / "runs.csv").exists()
+    p = run(killed)  # the same command resumes
+    assert p.returncode == 0, p.stderr[-3000:]
+    resumed = pd.read_csv(killed / "results" / "load_digit_rows-TwoPart-sgd" / "runs.csv")
+    pd.testing.assert_frame_equal(resumed.drop(columns=VOLATILE), runs.drop(columns=VOLATILE))
