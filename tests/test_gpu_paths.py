@@ -33,23 +33,18 @@ SETTING = {"lr": 0.1, "clip": 1.0, "batch_size": 64}  # digits: 22 steps per epo
 
 
 class InfNormAt:
-    """Wraps a gradient-norm function: at call `at` (1-based) seed `seed`'s norm becomes inf and
-    its gradients are zeroed, which is what clipping does with an inf norm (coef = clip / inf)."""
+    """Wraps the packed per-seed gradient norm: at call `at` (1-based) seed slot `seed_slot`'s norm
+    becomes inf and its gradients are zeroed, which is what clipping does with an inf norm
+    (coef = clip / inf)."""
 
-    def __init__(self, fn, at: int, seed_slot: int | None = None) -> None:
+    def __init__(self, fn, at: int, seed_slot: int) -> None:
         self.fn, self.at, self.slot, self.calls = fn, at, seed_slot, 0
 
     def __call__(self, *args, **kwargs):
         norm = self.fn(*args, **kwargs)
         self.calls += 1
         if self.calls == self.at:
-            grads = args[0]
-            if self.slot is None:
-                for p in grads:
-                    if getattr(p, "grad", None) is not None:
-                        p.grad.zero_()
-                return torch.full_like(norm, math.inf)
-            for g in grads:  # stacked gradients [S, ...]
+            for g in args[0]:  # stacked gradients [S, ...]
                 g[self.slot].zero_()
             norm = norm.clone()
             norm[self.slot] = math.inf
@@ -72,7 +67,20 @@ def test_packed_seed_with_inf_between_two_checks_is_cut_at_that_step(monkeypatch
 def test_separate_seed_with_inf_between_two_checks_counts_steps_to_the_first_bad_one(monkeypatch):
     cfg = load_config(DIGITS + ["packing=off"])
     task = build_task(cfg.task)
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", InfNormAt(torch.nn.utils.clip_grad_norm_, at=4))
+    from sweep.training.gradients import ParamGroups
+
+    original = ParamGroups.clip
+    calls = []
+
+    def inf_at_step_4(self, clip):
+        norm, per_group = original(self, clip)
+        calls.append(1)
+        if len(calls) == 4:  # what clipping does with an inf norm: gradients times 0
+            torch._foreach_mul_([p.grad for p in self.params if p.grad is not None], 0.0)
+            return torch.full_like(norm, math.inf), per_group
+        return norm, per_group
+
+    monkeypatch.setattr(ParamGroups, "clip", inf_at_step_4)
     (record,) = train_setting(task, cfg, SETTING, [0], CPU, check_every=16)
     assert record.nonfinite == "gradient" and record.nonfinite_epoch == 1
     assert record.steps == 4 and record.epochs_run == 1
