@@ -27,6 +27,10 @@ commands:
   worker   join a study's sweep (another machine, a Slurm job): like run, without the report
   report   rebuild results/<study>/ (tables, figures, report.html) from the study storage alone
   status   list every study in the storage: settings done / running / failed / remaining
+  find     learning-rate range test: propose a grid.lr spanning the edge of stability
+           (`sweep run grid.lr=auto` runs it first)
+  refine   add learning rates and seeds, in rounds, where they narrow the lr at 10% and 50%
+           collapse risk, until it is known within refine.factor or refine.max_runs is spent
 
 options:
   --cfg job             print the composed config and exit
@@ -50,7 +54,7 @@ examples:
   sweep worker study.storage=postgresql://user@db-host/lrsweep study.name=to-gru
 """
 
-COMMANDS = ("run", "worker", "report", "status")
+COMMANDS = ("run", "worker", "report", "status", "find", "refine")
 
 
 def _groups_help(config_dir: Optional[str] = None) -> str:
@@ -158,8 +162,12 @@ def dispatch(argv: list[str]) -> int:
         composed.study.name = cfg.study.name  # the default name, as the sweep will use it
         print(redact_secrets(OmegaConf.to_yaml(composed, resolve=True)), end="")
         return 0
-    from sweep.commands import report_command, run_command, status_command
+    from sweep.commands import find_command, refine_command, report_command, run_command, status_command
 
+    if command == "find":
+        return find_command(cfg)
+    if command == "refine":
+        return refine_command(cfg)
     if command == "run":
         return run_command(cfg, write_results=True)
     if command == "worker":

@@ -1,5 +1,6 @@
-"""The subcommands behind the CLI: `run` and `worker` (launch workers), `report` and `status`
-(read-only views of a study storage).
+"""The subcommands behind the CLI: `run` and `worker` (launch workers), `find` (range test),
+`refine` (rounds near the stability boundary), `report` and `status` (read-only views of a
+study storage).
 
 `sweep report` and `sweep status` import no torch: the launcher (training) is imported only by
 the commands that train.
@@ -72,3 +73,17 @@ def run_command(cfg: Config, write_results: bool, set_keys: Optional[set[str]] =
     from sweep.run.launcher import launch  # torch: only for the commands that train
 
     return launch(cfg, write_results=write_results, set_keys=set_keys)
+
+
+def find_command(cfg: Config) -> int:
+    """`sweep find`: the learning-rate range test (torch: imported here)."""
+    from sweep.run.find import find_command as find
+
+    return find(cfg)
+
+
+def refine_command(cfg: Config) -> int:
+    """`sweep refine`: rounds of runs where they narrow the stability boundary."""
+    from sweep.run.refine import refine_command as refine
+
+    return refine(cfg)

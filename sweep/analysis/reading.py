@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
+from sweep.analysis.boundaries import boundary_sentence, slice_boundary
 from sweep.analysis.verdicts import (
     CLIP_FRACTION_TOO_HIGH, Recommendation, ValidationNoise, present, setting_key, slice_axes,
 )
@@ -36,10 +37,15 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
         key = setting_key(sl, keys)
         where = slice_label(dict(zip(keys, key)))
         rows = by_slice[key]
+        fit = slice_boundary([rows[lr] for lr in sorted(rows)])
         if sl["n_collapsed"] == 0:
             quiet.append(where)
+            if fit.at_50.kind == "above":  # what no collapse in this many runs does rule out
+                sentences.append(f"At {where}, with no collapse in {fit.n_runs} runs, the lr at 50% collapse risk "
+                                 f"is {fit.at_50.text()}.")
             continue
         sentences.append(_collapse_sentence(where, sl, rows))
+        sentences.append(boundary_sentence(where, fit))
         helped = _clipping_sentence(key, keys, rows, by_slice)
         if helped:
             sentences.append(helped)

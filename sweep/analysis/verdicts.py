@@ -22,6 +22,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from sweep.analysis.boundaries import BOUNDARY_COLUMNS, boundary_columns, slice_boundary
 from sweep.core.setting import Setting, setting_label, value_label
 from sweep.core.values import nanmedian, normalize
 
@@ -31,7 +32,7 @@ CLIP_FRACTION_TOO_HIGH = 0.5
 SLICE_COLUMNS = [
     "n_lrs", "lr_min", "lr_max", "lr_sensitivity", "largest_stable_lr", "first_collapse_lr",
     "collapsed_lrs", "monotone_collapse", "best_lr", "best_mean_best_acc", "n_runs", "n_collapsed",
-    "grad_norm_p90",
+    "grad_norm_p90", *BOUNDARY_COLUMNS,
 ]
 
 
@@ -161,6 +162,7 @@ def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) ->
             "n_runs": int(sum(int(r["n_runs"]) for r in rows)),
             "n_collapsed": int(sum(ks)),
             "grad_norm_p90": p90,
+            **boundary_columns(slice_boundary(rows)),
         })
     return pd.DataFrame(out, columns=keys + SLICE_COLUMNS)
 

@@ -125,7 +125,10 @@ def grid_from_mapping(data: Any, base: dict[str, Any]) -> GridConfig:
     if not isinstance(data, dict):
         raise rule_error("grid", "must be a mapping of axis -> list of values", data)
     flat = flatten(data)
-    lr = _axis(flat, "lr", _number)
+    lr_auto = flat.get("lr") == "auto"  # the learning rates come from a range test when the sweep starts
+    if lr_auto:
+        flat.pop("lr")
+    lr = () if lr_auto else _axis(flat, "lr", _number)
     clip = _axis(flat, "clip", lambda v, key: None if v is None else _number(v, key))
     batch = _axis(flat, "batch_size", _integer)
     extra = []
@@ -137,7 +140,7 @@ def grid_from_mapping(data: Any, base: dict[str, Any]) -> GridConfig:
                 f"an existing key such as grid.schedule.warmup_steps or grid.model.hidden_size"
             )
         extra.append((path, tuple(_as_list(values, f"grid.{path}"))))
-    return GridConfig(lr=lr, clip=clip, batch_size=batch, extra=tuple(extra))
+    return GridConfig(lr=lr, clip=clip, batch_size=batch, extra=tuple(extra), lr_auto=lr_auto)
 
 
 def _axis(flat: dict[str, Any], axis: str, convert: Any) -> tuple[Any, ...]:

@@ -201,6 +201,7 @@ class GridConfig:
     batch_size: tuple[int, ...] = tuple(DEFAULT_GRID["batch_size"])
     # Further axes: dotted config key -> values, e.g. (("schedule.warmup_steps", (0, 100)),).
     extra: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    lr_auto: bool = False  # grid.lr=auto: the learning rates come from a range test (`sweep find`)
 
     def axes(self) -> dict[str, tuple[Any, ...]]:
         """All axes in order: lr, clip, batch_size, then the extra ones."""
@@ -211,8 +212,11 @@ class GridConfig:
         axes = self.axes()
         return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
 
-    def to_dict(self) -> dict[str, list[Any]]:
-        return {name: list(values) for name, values in self.axes().items()}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {name: list(values) for name, values in self.axes().items()}
+        if self.lr_auto:
+            out["lr"] = "auto"
+        return out
 
     def check(self) -> None:
         for lr in self.lr:
@@ -267,6 +271,43 @@ DETECT_MEANINGS = {
 
 
 @dataclass
+class FindConfig(Checked):
+    """`sweep find` and `grid.lr=auto`: the learning-rate range test that proposes a grid."""
+
+    lr_min: float = 1e-5  # the ramp's first learning rate ...
+    lr_max: float = 10.0  # ... and its last (it stops earlier where the loss diverges)
+    steps: int = 300  # optimizer steps of the ramp
+    seeds: int = 3  # runs per clip value (seeds 0..seeds-1)
+    diverge: float = 4.0  # diverged: the smoothed loss above this x its lowest value
+    decades: float = 2.0  # the proposed grid spans this many decades below the divergence point
+
+    def check(self, prefix: str) -> None:
+        self.require(0 < self.lr_min < self.lr_max, prefix, "lr_min", "must be > 0 and below find.lr_max")
+        self.require(self.steps >= 20, prefix, "steps", "must be >= 20")
+        self.require(self.seeds >= 1, prefix, "seeds", "must be >= 1")
+        self.require(self.diverge > 1, prefix, "diverge", "must be > 1")
+        self.require(self.decades > 0, prefix, "decades", "must be > 0")
+
+
+@dataclass
+class RefineConfig(Checked):
+    """`sweep refine`: rounds of added learning rates and seeds until the boundary is known (a
+    learning rate a round adds gets the sweep's `seeds`)."""
+
+    factor: float = 10 ** 0.25  # stop when lr_at_10's 95% interval spans at most this ratio (1.78)
+    max_runs: int = 60  # the most runs the study may hold after refining (every slice together)
+    extra_seeds: int = 3  # seeds added to a learning rate whose collapse rate straddles 10% or 50%
+    max_seeds: int = 20  # never more seeds than this at one setting
+    max_rounds: int = 10  # rounds at most
+
+    def check(self, prefix: str) -> None:
+        self.require(self.factor > 1, prefix, "factor", "must be > 1")
+        self.require(self.max_runs >= 1, prefix, "max_runs", "must be >= 1")
+        for name in ("extra_seeds", "max_seeds", "max_rounds"):
+            self.require(getattr(self, name) >= 1, prefix, name, "must be >= 1")
+
+
+@dataclass
 class StudyConfig(Checked):
     """The Optuna study: its name and storage, and how dead workers are found."""
 
@@ -301,6 +342,8 @@ class Config(Checked):
     grid: Any = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_GRID.items()})
     detect: DetectConfig = field(default_factory=DetectConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    find: FindConfig = field(default_factory=FindConfig)
+    refine: RefineConfig = field(default_factory=RefineConfig)
     seeds: int = 5  # repeated seeds per setting; seed values are 0..seeds-1
     epochs: int = 40  # epochs per run
     device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:1, ...
@@ -325,7 +368,7 @@ class Config(Checked):
         self.require(self.checkpoint_every >= 0, prefix, "checkpoint_every", "must be >= 0 (0: off)")
         self.require(self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes), prefix,
                      "checkpoint_minutes", "must be >= 0 (0: off)")
-        for name in ("model", "optimizer", "detect", "study", "task", "schedule"):
+        for name in ("model", "optimizer", "detect", "study", "task", "schedule", "find", "refine"):
             getattr(self, name).check(name)
 
     def to_dict(self) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from sweep.core.values import normalize
 from sweep.report.figure_base import (  # noqa: F401  (the public names of the figures, in one place)
     COLOR_COLLAPSED, COLOR_OK, DPI, MAX_GRID_CELLS, MAX_TRACE_SETTINGS, FigureFile, Grid, grid_of,
 )
+from sweep.report.find_figure import find_figure
 from sweep.report.heatmaps import accuracy_heatmap, collapse_heatmap, lr_curves
 from sweep.report.layers import layer_grad_norms, layer_settings
 from sweep.report.traces import grad_norm_traces, learning_curves
@@ -54,6 +55,9 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
         ("mean_best_acc", "figures/mean_best_acc.png", "", lambda: accuracy_heatmap(tables)),
         ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
     ]
+    found = (getattr(tables, "meta", None) or {}).get("find")
+    if found:  # `sweep find` / grid.lr=auto ran range tests for this study
+        plan.append(("find", "figures/find.png", "", lambda: find_figure(found)))
     drawn = trace_settings(g)
     per_setting = len(drawn) < len(g.summary) or len(g.lrs) * len(g.clips) > max_grid_cells
     used: set[str] = set()

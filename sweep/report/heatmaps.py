@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from sweep.analysis.boundaries import slice_boundary
 from sweep.core.setting import value_label
 from sweep.core.values import normalize
 from sweep.report.figure_base import (
@@ -123,8 +124,9 @@ def lr_curves(tables: Any) -> Figure:
             rate = np.array([r["collapse_rate"] for _, r in rows], dtype=float)
             err = np.array([[r["collapse_rate"] - r["collapse_rate_lo"] for _, r in rows],
                             [r["collapse_rate_hi"] - r["collapse_rate"] for _, r in rows]], dtype=float)
-            ax_rate.errorbar(xs * dx, rate, yerr=np.clip(err, 0, None), fmt="o-", color=color, markersize=4,
+            ax_rate.errorbar(xs * dx, rate, yerr=np.clip(err, 0, None), fmt="o", color=color, markersize=4,
                              capsize=2, linewidth=1, elinewidth=0.8)
+            _draw_boundary(ax_rate, [r for _, r in rows], color)
         if finite(g.chance):
             ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance")
         floors = [normalize(r.get("noise_floor")) for k, r in g.summary.items() if g.panel_of(k) == panel]
@@ -147,9 +149,29 @@ def lr_curves(tables: Any) -> Figure:
             ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
                for ci, c in enumerate(g.clips)]
-    handles += [Patch(color="#999999", alpha=0.3, label="95% interval"),
+    handles += [Line2D([], [], color="#555555", linestyle="--", label="fitted collapse risk (band: 95%)"),
+                Patch(color="#999999", alpha=0.3, label="95% interval"),
                 Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
                 Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch")]
     titled_legend(fig, handles, "mean_best_acc (band: 95% t interval) and collapse_rate "
                                  "(bars: 95% Wilson interval) vs lr")
     return fig
+
+
+FIT_POINTS = 30  # points of a fitted collapse-risk curve (a band point costs two root searches)
+
+
+def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> None:
+    """The fitted collapse risk of one slice over its tested lr range (dashed) with its pointwise
+    95% band; the lr at 10% and 50% risk, when estimated, as ticks on the curve."""
+    fit = slice_boundary(rows)
+    if fit.n_lrs < 2 or fit.n_runs == 0:
+        return
+    lrs = np.geomspace(fit.lr_min, fit.lr_max, FIT_POINTS)
+    risk = fit.risk(lrs)
+    lo, hi = fit.band(lrs)
+    ax.fill_between(lrs, lo, hi, color=color, alpha=0.12, linewidth=0)
+    ax.plot(lrs, risk, color=color, linestyle="--", linewidth=1.1)
+    for point in (fit.at_10, fit.at_50):
+        if point.kind == "fit" and point.estimate is not None:
+            ax.plot([point.estimate], [point.q], marker="|", color=color, markersize=10, mew=1.5)

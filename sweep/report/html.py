@@ -56,6 +56,12 @@ CAPTIONS = {
         "with the clip threshold in green, and beneath it clip_fraction, the share of steps clipped: look "
         "for norms growing before a collapse, and for clip_fraction above 0.5 (clipping too aggressive)."
     ),
+    "find": (
+        "The learning-rate range test (sweep find): each seed's smoothed training loss while the learning rate "
+        "grows exponentially step by step, per clip value; x where the loss diverged, o where it fell fastest; "
+        "shaded, the span of the proposed grid (about two decades below the divergence point). It brackets a "
+        "grid; it is not the answer: the divergence point moves from run to run."
+    ),
     "layer_grad_norms": (
         "The largest gradient norm (before clipping) of each parameter group per epoch, for the collapsed seeds of "
         "this setting, in the epochs before and around the collapse (dotted line): the group whose norm rises first "
@@ -66,7 +72,7 @@ CAPTIONS = {
 FIGURE_TITLES = {
     "collapse_rate": "Collapse rate", "mean_best_acc": "Mean best accuracy", "lr_curves": "LR curves",
     "learning_curves": "Learning curves", "grad_norms": "Gradient norms",
-    "layer_grad_norms": "Gradient norms per layer",
+    "layer_grad_norms": "Gradient norms per layer", "find": "Learning-rate range test",
 }
 SUMMARY_SHOWN = [
     ("n_runs", "runs"), ("mean_best_acc", "mean_best_acc"), ("mean_best_acc_ci", "95% CI"),
@@ -148,6 +154,7 @@ def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
         summary=_summary_table(tables, verdicts) if len(tables.summary) else None,
         summary_note=SUMMARY_NOTE,
         collapsed=_collapsed_table(tables),
+        refine=_refine_rounds(meta.get("refine")),
         detect=[{"key": k, "value": _fmt(v), "meaning": DETECT_MEANINGS.get(k, "")} for k, v in detect.items()],
         task_json=json.dumps(meta.get("task") or {}, indent=2, sort_keys=True, default=str),
         config_json=json.dumps(_redacted(meta.get("config") or {}), indent=2, default=str),
@@ -212,6 +219,17 @@ def _traced_note(figures: Sequence[Any], n_settings: int) -> str:
     return (f"Learning curves and gradient-norm traces are drawn for {traced} of the {n_settings} settings: the "
             f"recommended one, every setting with a collapsed run (highest collapse rate first), then the most "
             f"accurate others. curves.parquet holds every run.")
+
+
+def _refine_rounds(data: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """What each `sweep refine` round added and why, and where it stopped."""
+    if not data or not data.get("rounds"):
+        return None
+    rounds = [{"round": r["round"], "runs_before": r["runs_before"], "runs_added": r["runs_added"],
+               "added": [a["why"] for a in r["added"]], "state": r.get("state", [])} for r in data["rounds"]]
+    last = data["rounds"][-1]
+    total = last["runs_before"] + last["runs_added"]
+    return {"rounds": rounds, "stopped": data.get("stopped") or "still running", "total": total}
 
 
 def _slices_table(tables: Any, v: Verdicts) -> Table:

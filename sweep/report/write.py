@@ -23,7 +23,7 @@ from sweep.core.files import write_csv, write_parquet
 from sweep.report.figures import write_figures
 from sweep.report.html import write_html
 from sweep.store.results import load_study_runs
-from sweep.store.studies import ATTR_CONFIG, ATTR_TASK
+from sweep.store.studies import ATTR_CONFIG, ATTR_FIND, ATTR_REFINE, ATTR_TASK
 
 
 def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
@@ -35,7 +35,8 @@ def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
     axes = list(config.get("grid", {"lr": [], "clip": [], "batch_size": []}))
     n_val = int(task["n_val"]) if task.get("n_val") else None
     tables = build_tables(load_study_runs(study), float(task.get("chance", 0.0)), detect, axes=axes, n_val=n_val)
-    tables.meta = {"config": config, "task": task, "detect": dataclasses.asdict(detect), "study": study.study_name}
+    tables.meta = {"config": config, "task": task, "detect": dataclasses.asdict(detect), "study": study.study_name,
+                   "find": study.user_attrs.get(ATTR_FIND), "refine": study.user_attrs.get(ATTR_REFINE)}
     return tables
 
 

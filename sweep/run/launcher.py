@@ -17,20 +17,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from sweep.config import EXECUTION_KEYS, Config, config_from_dict
 from sweep.config.targets import TargetModel
-from sweep.core.devices import plan_worker_devices, usable_cores
+from sweep.core.devices import device_for_worker, plan_worker_devices, usable_cores
 from sweep.core.errors import UserError
 from sweep.core.files import check_writable
 from sweep.core.redact import redact_url
 from sweep.run.progress import Progress
 from sweep.run.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
 from sweep.store.progress import snapshot
-from sweep.store.queue import enqueue, plan_work
+from sweep.store.queue import enqueue, plan_work, uncovered
 from sweep.store.storage import check_storage_url, open_storage
-from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, open_or_create_study, study_names
+from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, load_study, open_or_create_study, study_names
 from sweep.store.workers import reclaim_orphans
 from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
@@ -79,30 +79,63 @@ def check_device(device: str, n: int) -> None:
                         f"pick one of them, or device=cuda to use them all")
 
 
-def prepare(cfg: Config) -> tuple[Any, Any, TaskData]:
-    """Validate everything, then open/create the study and queue the missing work."""
+def checked_task(cfg: Config) -> TaskData:
+    """Every check that needs no storage connection, then the task data (built once)."""
     check_writable(cfg.study_dir)
     if cfg.study.storage:  # a bad URL fails before the data is built (the default one is made below)
         check_storage_url(cfg.study.storage)
     task = build_task(cfg.task)
     check_model(cfg.model, task)  # a user's model: importable, a Module, outputs of the right shape
+    return task
+
+
+def prepare(cfg: Config, task: Optional[TaskData] = None,
+            extra_work: Sequence[tuple[dict[str, Any], list[int]]] = ()) -> tuple[Any, Any, TaskData]:
+    """Validate everything, then open/create the study and queue the missing work (the grid's,
+    and `extra_work` beyond it: seeds `sweep refine` adds to single settings)."""
+    task = task if task is not None else checked_task(cfg)
     too_big = [b for b in cfg.grid.batch_size if b > task.n_train]
     if too_big:
         raise UserError(
             f"grid.batch_size: every batch size must be <= the {task.n_train} training sequences, got {too_big}; "
             f"use smaller batch sizes (a batch cannot hold more sequences than the training set)"
         )
-    if not cfg.study.storage:  # the default SQLite file lives in results_dir
-        cfg.study_dir.parent.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
+    storage = _storage(cfg)
     info = task_info(task)
     study = open_or_create_study(storage, cfg, info)
     # Workers read the data built here instead of building it again (tokenising a text corpus
     # or parsing a large CSV once, not once per worker).
     save_task(task, task_cache_path(cfg, info["fingerprint"]))
     reclaim_orphans(study, cfg.study.grace_seconds)
-    enqueue(study, plan_work(cfg, study.get_trials(deepcopy=False)))
+    trials = study.get_trials(deepcopy=False)
+    enqueue(study, plan_work(cfg, trials) + uncovered(extra_work, trials))
     return storage, study, task
+
+
+def _storage(cfg: Config) -> Any:
+    if not cfg.study.storage:  # the default SQLite file lives in results_dir
+        cfg.study_dir.parent.mkdir(parents=True, exist_ok=True)
+    return open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
+
+
+def auto_grid(cfg: Config, task: TaskData, device: str) -> tuple[Config, Optional[Any]]:
+    """`grid.lr=auto`: the config with the learning rates the study's range tests propose (run
+    now when it has none), and the new result to store once the study is prepared."""
+    import torch
+
+    from sweep.run.find import find_lrs, resolve_grid, stored_find
+    from sweep.training.accelerator import configure_device
+
+    storage = _storage(cfg)
+    study = load_study(storage, cfg.study.name) if cfg.study.name in study_names(storage) else None
+    result = stored_find(study, cfg) if study is not None else None
+    fresh = result is None
+    if fresh:
+        print("grid.lr=auto: running the learning-rate range test first", flush=True)
+        configure_device(torch.device(device))
+        result = find_lrs(cfg, task, torch.device(device), log=lambda m: print(m, flush=True))
+    print(result.summary(), flush=True)
+    return resolve_grid(cfg, result), (result if fresh else None)
 
 
 def task_cache_path(cfg: Config, fingerprint: str) -> Path:
@@ -209,11 +242,13 @@ def stored_config(cfg: Config, set_keys: set[str]) -> Config:
     return config_from_dict(stored)
 
 
-def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]] = None) -> int:
+def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]] = None,
+           extra_work: Sequence[tuple[dict[str, Any], list[int]]] = ()) -> int:
     """Run the study to completion with local workers; returns the process exit status.
 
     `write_results=False` is `sweep worker`: no report at the end, and the study's own config
-    is used when only execution keys were given (`set_keys`).
+    is used when only execution keys were given (`set_keys`). `extra_work`: (setting, seeds)
+    beyond the grid's seeds (`sweep refine`).
     """
     if not write_results and set_keys is not None:
         cfg = stored_config(cfg, set_keys)
@@ -221,6 +256,10 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
 
     n_gpu = torch.cuda.device_count() if cfg.device != "cpu" else 0
     check_device(cfg.device, n_gpu)
+    task, found = None, None
+    if cfg.grid.lr_auto:  # the learning rates come from a range test: the grid is known after it
+        task = checked_task(cfg)
+        cfg, found = auto_grid(cfg, task, device_for_worker(cfg.device, n_gpu, 0))
     # Worker count and threads follow the configured grid, not how much is left, so that a
     # resumed sweep computes with the same thread count as the first run.
     devices = plan_worker_devices(cfg.device, n_gpu, cfg.workers, len(cfg.grid.settings()), usable_cores())
@@ -232,11 +271,15 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
     # until `_go` hands them the config.
     pending = [_spawn(i, dev, threads) for i, dev in enumerate(devices)]
     try:
-        storage, study, task = prepare(cfg)
+        storage, study, task = prepare(cfg, task, extra_work)
     except BaseException:
         for child in pending:
             _dismiss(child)
         raise
+    if found is not None:
+        from sweep.run.find import store_find
+
+        store_find(study, found)
     snap = snapshot(study, cfg)
     workers = min(planned, snap.waiting) if snap.waiting else (1 if snap.running else 0)
     print(

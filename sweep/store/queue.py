@@ -57,6 +57,18 @@ def plan_work(cfg: Config, trials: Iterable[Any]) -> list[tuple[dict[str, Any], 
             work.append((setting, missing))
     return work
 
+def uncovered(work: Iterable[tuple[dict[str, Any], list[int]]], trials: Iterable[Any]) -> list[tuple[dict[str, Any], list[int]]]:
+    """The part of `work` (setting, seeds) that no trial covers yet (for work beyond the grid's
+    seeds 0..seeds-1: `sweep refine` adds seeds to single settings)."""
+    covered = covered_seeds(trials)
+    out = []
+    for setting, seeds in work:
+        missing = [s for s in seeds if s not in covered.get(Setting(setting).key, set())]
+        if missing:
+            out.append((setting, missing))
+    return out
+
+
 def enqueue(study: Any, work: Sequence[tuple[dict[str, Any], list[int]]]) -> int:
     """Queue one WAITING trial per (setting, seeds); then drop duplicates a concurrent launcher
     may have queued at the same moment (the lowest trial number wins)."""

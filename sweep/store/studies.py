@@ -3,7 +3,8 @@
 Storage layout:
   study user attrs: `lrsweep.comparable` (config keys that fix what results mean),
     `lrsweep.config` (the config of the latest run; its grid is the union of every run's),
-    `lrsweep.task` (chance level, sizes, data fingerprint).
+    `lrsweep.task` (chance level, sizes, data fingerprint), `lrsweep.find` (range tests),
+    `lrsweep.refine` (refinement rounds).
   trial params: lr, batch_size, clip (absent: no clipping), numeric extra axes.
   trial user attrs: `setting` (all axes), `seeds`, `worker` (host, pid, start time),
     `run_<seed>` (compact record of one run), and a readable summary (mean_best_acc, ...).
@@ -22,6 +23,8 @@ DIRECTIONS = ("maximize", "minimize")  # values: mean best accuracy, collapse ra
 ATTR_COMPARABLE = "lrsweep.comparable"
 ATTR_CONFIG = "lrsweep.config"
 ATTR_TASK = "lrsweep.task"
+ATTR_FIND = "lrsweep.find"  # the learning-rate range tests of `sweep find` / grid.lr=auto
+ATTR_REFINE = "lrsweep.refine"  # the rounds of `sweep refine`: what each added and why
 
 
 def study_names(storage: Any) -> list[str]:
@@ -58,8 +61,11 @@ def check_comparable(study: Any, cfg: Config) -> None:
                 f"(study.name={study.study_name}-2) or set {key}={old_v!r}"
             )
 
-def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any]) -> Any:
-    """Load the study (checking comparability first) or create it; record config and task facts."""
+def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any], record_grid: bool = True) -> Any:
+    """Load the study (checking comparability first) or create it; record config and task facts.
+
+    `record_grid=False` (`sweep find`) leaves the study's grid and seeds as they are: a range
+    test plans no work."""
     import optuna
 
     if cfg.study.name in study_names(storage):
@@ -85,7 +91,9 @@ def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any]) -
     merged = cfg.to_dict()
     merged["study"]["storage"] = redact_url(cfg.storage_url())
     old = study.user_attrs.get(ATTR_CONFIG)
-    if old is not None:  # the study's grid is the union of every grid run against it
+    if not record_grid:
+        merged["grid"], merged["seeds"] = (old or {}).get("grid", {}), int((old or {}).get("seeds", 0))
+    elif old is not None:  # the study's grid is the union of every grid run against it
         merged["grid"] = _union_grid(old.get("grid", {}), merged["grid"])
         merged["seeds"] = max(int(old.get("seeds", 0)), cfg.seeds)
     study.set_user_attr(ATTR_CONFIG, merged)

@@ -1,0 +1,86 @@
+"""`sweep refine`: rounds that add learning rates and seeds where they narrow the stability
+boundary, until lr_at_10 is known within refine.factor or refine.max_runs is spent.
+
+Usage: ``refine_command(cfg)`` (the same study and overrides as `sweep run`). Each round reads the
+study's results, plans its additions (`sweep.analysis.refinement.plan_round`), records them with
+the reason in the study (`lrsweep.refine`, shown in the report), and trains them with the usual
+local workers: a round is a grid extension of the same study, so workers on other machines,
+PostgreSQL, kill/resume and `sweep report` work unchanged. Stopped and run again, it first
+finishes the round it was in, then plans the next from what is stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sweep.analysis.refinement import RoundPlan, plan_round
+from sweep.config import Config
+from sweep.store.studies import ATTR_CONFIG, ATTR_REFINE, load_study
+from sweep.store.storage import retry_locked
+
+
+def _queued_runs(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return sum(len(t.user_attrs.get("seeds", [])) for t in study.get_trials(
+        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
+
+
+def _round_config(cfg: Config, plan: RoundPlan) -> Config:
+    """The study's config with the round's new learning rates in its grid (they get the
+    sweep's seeds); the seeds a round adds to single settings go in as extra work."""
+    lrs = sorted({*cfg.grid.lr, *(a.setting["lr"] for a in plan.additions)})
+    return dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, lr=tuple(lrs), lr_auto=False))
+
+
+def refine_command(cfg: Config) -> int:
+    from sweep.report.write import results_line, study_tables, write_results
+    from sweep.run.launcher import _storage, launch
+
+    # The starting grid (grid.lr=auto: after its range test), or the round a stop interrupted.
+    code = launch(cfg, write_results=False)
+    if code:
+        return code
+    study = load_study(_storage(cfg), cfg.study.name)
+    rounds = list(study.user_attrs.get(ATTR_REFINE, {}).get("rounds", []))
+    stored_lrs = tuple(float(v) for v in study.user_attrs[ATTR_CONFIG]["grid"]["lr"])
+    base = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, lr=stored_lrs, lr_auto=False))
+    stop = ""
+    while True:
+        tables = study_tables(study)
+        runs = int(tables.summary["n_runs"].sum()) + _queued_runs(study)
+        budget = cfg.refine.max_runs - runs
+        plan = plan_round(tables.summary, tables.axes, cfg.refine.factor, budget, cfg.seeds,
+                          cfg.refine.extra_seeds, cfg.refine.max_seeds)
+        if not plan.open:
+            stop = f"lr_at_10 is known within x{cfg.refine.factor:.2f} in every slice"
+        elif not plan.additions:
+            stop = f"the run budget is spent (refine.max_runs={cfg.refine.max_runs}, {runs} runs)"
+        elif len(rounds) >= cfg.refine.max_rounds:
+            stop = f"refine.max_rounds={cfg.refine.max_rounds} rounds done"
+        if stop:
+            break
+        rounds.append({"round": len(rounds) + 1, "runs_before": runs, "runs_added": plan.runs,
+                       "added": [{"setting": a.setting, "seeds": a.seeds, "why": a.why} for a in plan.additions],
+                       "state": plan.notes})
+        _record(study, rounds, "")
+        print(f"refine round {len(rounds)}: {runs} runs so far; adding {plan.runs} runs")
+        for a in plan.additions:
+            print(f"  {a.why}")
+        code = launch(_round_config(base, plan), write_results=False,
+                      extra_work=[(a.setting, a.seeds) for a in plan.additions])
+        if code:
+            return code
+        base = _round_config(base, plan)
+    _record(study, rounds, stop)
+    print(f"refine: stopped after {len(rounds)} round(s): {stop}")
+    for note in plan.notes:
+        print(f"  {note}")
+    paths = write_results(study, cfg.results_dir)
+    print(results_line(cfg.study_dir, paths))
+    return 0
+
+
+def _record(study: Any, rounds: list[dict[str, Any]], stop: str) -> None:
+    retry_locked(lambda: study.set_user_attr(ATTR_REFINE, {"rounds": rounds, "stopped": stop}))

@@ -1,0 +1,127 @@
+"""`sweep refine` (where a round adds runs, and that it stops within its budget and resumes) and
+`sweep find` (the range test stops at divergence and proposes a span holding the steepest descent)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import kill_process_tree, run_cli
+from sweep.analysis.refinement import known_within, plan_round
+from sweep.analysis.boundaries import slice_boundary
+from sweep.config import load_config
+from sweep.tasks import build_task
+from sweep.training import RunSpec
+from sweep.training.range_test import lr_range_test, propose_grid, ramp, steepest
+
+AXES = ["lr", "clip", "batch_size"]
+
+
+def _summary(counts: dict[float, tuple[int, int]], clip=None) -> pd.DataFrame:
+    """A summary table of one slice: lr -> (collapsed, runs)."""
+    return pd.DataFrame([{"lr": lr, "clip": clip, "batch_size": 32, "n_runs": n, "n_collapsed": k, "n_undecided": 0}
+                         for lr, (k, n) in counts.items()])
+
+
+def _plan(counts, budget=100, **kw):
+    return plan_round(_summary(counts), AXES, factor=10 ** 0.25, budget=budget, new_seeds=3, extra_seeds=3,
+                      max_seeds=20, **kw)
+
+
+def test_a_round_bisects_the_bracket_and_adds_seeds_where_the_rate_straddles():
+    plan = _plan({0.01: (0, 3), 0.1: (0, 3), 1.0: (3, 3)})
+    new = [a for a in plan.additions if a.why.startswith("new lr")]
+    assert len(new) == 1 and new[0].setting["lr"] == pytest.approx(0.316, rel=1e-2)  # sqrt(0.1 * 1)
+    assert new[0].seeds == [0, 1, 2] and new[0].setting["clip"] is None and new[0].setting["batch_size"] == 32
+    assert "geometric midpoint" in new[0].why
+    more = [a for a in plan.additions if a.why.startswith("+")]
+    assert {a.setting["lr"] for a in more} == {0.1, 1.0} and all(a.seeds == [3, 4, 5] for a in more)
+
+
+def test_a_round_extends_the_grid_when_nothing_collapses_or_everything_does():
+    up = _plan({0.01: (0, 5), 0.1: (0, 5)})
+    assert any(a.setting["lr"] == pytest.approx(0.3) and "extend upward" in a.why for a in up.additions)
+    down = _plan({0.1: (5, 5), 1.0: (5, 5)})
+    assert any(a.setting["lr"] == pytest.approx(0.1 / 3) and "extend downward" in a.why for a in down.additions)
+
+
+def test_a_round_respects_the_budget_and_a_known_boundary_stops_it():
+    assert _plan({0.01: (0, 3), 0.1: (0, 3), 1.0: (3, 3)}, budget=2).additions == []
+    lrs = np.geomspace(0.05, 1.0, 12)
+    dense = {float(lr): (int(round(20 * p)), 20) for lr, p in zip(lrs, 1 / (1 + np.exp(-8 * np.log10(lrs / 0.3))))}
+    fit = slice_boundary(_summary(dense).to_dict("records"))
+    assert known_within(fit, 10 ** 0.25)
+    plan = _plan(dense)
+    assert plan.additions == [] and plan.open == [] and len(plan.resolved) == 1
+
+
+def test_the_grid_proposal_spans_two_decades_below_the_divergence_point():
+    assert propose_grid([0.8], [0.05]) == [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+    assert propose_grid([0.8, 2.5], [None]) == [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+    assert propose_grid([0.8], [0.0005])[0] == 0.0003  # down to a steepest descent below
+    assert np.allclose(ramp(1e-4, 1.0, 5), [1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+
+
+def test_steepest_is_where_the_smoothed_loss_falls_fastest_per_decade():
+    lrs = list(np.geomspace(1e-5, 10, 200))
+    loss = [2.0 - 1.5 / (1 + math.exp(-4 * (math.log10(lr) + 2))) for lr in lrs]  # falls fastest at 1e-2
+    assert steepest(lrs, loss) == pytest.approx(1e-2, rel=0.15)
+
+
+def test_the_range_test_stops_at_divergence_and_its_proposal_holds_the_steepest_lr():
+    torch.set_num_threads(1)
+    cfg = load_config(["task=vector_sum", "task.n_train=512", "task.n_val=64", "model.layers=1",
+                       "model.hidden_size=16", "optimizer=sgd", "grid.batch_size=[32]"])
+    task = build_task(cfg.task)
+    spec = RunSpec.build(cfg, {"lr": 1e-3, "clip": None, "batch_size": 32}, [0])
+    r = lr_range_test(task, spec, seed=0, device=torch.device("cpu"), lr_min=1e-4, lr_max=1e3, steps=150)
+    assert r.diverged_lr is not None and len(r.lrs) < 150  # stopped early
+    assert r.diverged_lr == r.lrs[-1]
+    finite = [s for s in r.smoothed if math.isfinite(s)]
+    assert not math.isfinite(r.smoothed[-1]) or r.smoothed[-1] > 4 * min(finite) - 1e-9
+    assert r.steepest_lr is not None and r.steepest_lr < r.diverged_lr
+    grid = propose_grid([r.diverged_lr], [r.steepest_lr])
+    assert grid[0] <= r.steepest_lr <= grid[-1] and grid[-1] >= r.diverged_lr
+
+
+@pytest.mark.slow
+def test_refine_stops_within_its_budget_and_an_interrupted_refine_resumes(tmp_path):
+    import optuna
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    args = ["task=digits", "model.hidden_size=16", "model.layers=1", "epochs=3", "grid.lr=[0.1,3,30]",
+            "grid.clip=[null]", "grid.batch_size=[128]", "seeds=2", "refine.max_runs=14",
+            "refine.extra_seeds=2", "workers=1", f"results_dir={tmp_path}", "study.name=r"]
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", "refine", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    storage = f"sqlite:///{tmp_path / 'lrsweep.db'}"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:  # wait for the first round to start
+        try:
+            attrs = optuna.load_study(study_name="r", storage=storage).user_attrs
+        except Exception:
+            attrs = {}
+        if attrs.get("lrsweep.refine", {}).get("rounds"):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read()[-3000:]
+    kill_process_tree(proc)
+    p = run_cli("refine", *args, timeout=900)  # the same command
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "refine: stopped after" in p.stdout
+    study = optuna.load_study(study_name="r", storage=storage)
+    runs = pd.read_csv(tmp_path / "r" / "runs.csv")
+    assert len(runs) <= 14 and not runs.duplicated(["lr", "clip", "batch_size", "seed"]).any()
+    rounds = study.user_attrs["lrsweep.refine"]["rounds"]
+    assert rounds and all(r["added"] for r in rounds)
+    assert "Refinement rounds" in (tmp_path / "r" / "report.html").read_text()
+    verdicts = pd.read_csv(tmp_path / "r" / "verdicts.csv")
+    assert {"lr_at_10", "lr_at_10_kind", "lr_at_50", "lr_at_50_lo", "lr_at_50_hi"} <= set(verdicts.columns)
