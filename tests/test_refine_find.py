@@ -125,3 +125,20 @@ def test_refine_stops_within_its_budget_and_an_interrupted_refine_resumes(tmp_pa
     assert "Refinement rounds" in (tmp_path / "r" / "report.html").read_text()
     verdicts = pd.read_csv(tmp_path / "r" / "verdicts.csv")
     assert {"lr_at_10", "lr_at_10_kind", "lr_at_50", "lr_at_50_lo", "lr_at_50_hi"} <= set(verdicts.columns)
+
+
+@pytest.mark.slow
+def test_sweep_run_with_grid_lr_auto_sweeps_the_range_tests_proposal(tmp_path):
+    args = ["task=digits", "model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=auto",
+            "grid.clip=[null]", "grid.batch_size=[128]", "find.seeds=1", "find.steps=40", "find.lr_max=100",
+            "workers=1", f"results_dir={tmp_path}", "study.name=auto"]
+    p = run_cli("run", *args, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    line = next(x for x in p.stdout.splitlines() if x.startswith("proposed grid"))
+    proposed = [float(v) for v in line.split("'[", 1)[1].split("]'", 1)[0].split(",")]
+    runs = pd.read_csv(tmp_path / "auto" / "runs.csv")
+    assert sorted(runs["lr"]) == pytest.approx(sorted(proposed)) and len(proposed) >= 3
+    assert (tmp_path / "auto" / "figures" / "find.png").is_file()
+    again = run_cli("run", *args, timeout=600)  # the same command: the stored range test, nothing retrained
+    assert again.returncode == 0 and "running the learning-rate range test" not in again.stdout
+    assert "1 settings" not in again.stdout and f"{len(proposed)} done, 0 to run" in again.stdout
