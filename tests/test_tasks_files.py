@@ -282,7 +282,7 @@ def _bad_cases():
         ("per_step_shape", lambda p: _npz(p, x=X, y=np.ones((30, 4))), {"per_step": True}, "per-step targets y must have shape [N, T=6", ""),
         ("too_few_for_split", lambda p: _npz(p, x=X[:2], y=Y[:2]), {}, "task.val_fraction: 0.2 of 2 sequences leaves 2 for training and 0 for validation", ""),
         ("val_unknown_label", lambda p: _val_case(p, y_val=np.full(10, 7)), {}, "task.val_path: file", "label 7 does not occur in the training data"),
-        ("val_feature_mismatch", lambda p: _val_case(p, x_val=np.zeros((10, 6, 2))), {}, "has 2 features per step, the training file 3", ""),
+        ("val_feature_mismatch", lambda p: _val_case(p, x_val=np.zeros((10, 6, 2))), {}, "has 2 features per step, the training data 3", ""),
         ("csv_missing_column", lambda p: _csv(p, drop="step"), {}, "has no column 'step' (columns: seq, f0, f1, f2, label)", "task.step_column=NAME"),
         ("csv_text_feature", lambda p: _csv(p, set_col=("f1", "x")), {}, "column 'f1' must hold numbers", "task.feature_columns"),
         ("csv_nan", lambda p: _csv(p, nan_at=("f0", 7)), {}, "column 'f0' is empty or NaN in data row 8", ""),

@@ -41,7 +41,8 @@ def test_record_has_every_epoch_and_column_and_learns():
     recs = _train(["model.hidden_size=32", "epochs=4"], {"lr": 0.3, "clip": None, "batch_size": 32})
     r = recs[0]
     assert r.epochs_run == 4 and r.nonfinite is None
-    assert set(r.curves) == set(EPOCH_COLUMNS)
+    groups = {f"grad_norm_{stat}/{g}" for stat in ("mean", "max") for g in ("rnn.l0", "rnn.l1", "head")}
+    assert set(r.curves) == set(EPOCH_COLUMNS) | groups  # the contract's columns and each layer's norms
     assert all(len(v) == 4 for v in r.curves.values())
     assert r.curves["val_acc"][-1] > 0.5  # digits is learnable in a few epochs
     assert r.curves["train_loss"][-1] < r.curves["train_loss"][0]

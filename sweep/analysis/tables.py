@@ -196,6 +196,9 @@ def build_tables(
     return Tables(runs=runs_df, curves=curves_df, summary=summary_df, axes=axes, chance=chance)
 
 
+GROUP_CURVES = ("grad_norm_mean/", "grad_norm_max/")  # per parameter group: one wide column each
+
+
 def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[str]) -> pd.DataFrame:
     """One row per (run, epoch), built from whole columns (one concatenation per column, not one
     DataFrame per run: studies of 10,000 runs stay fast). Per-group gradient norms are wide
@@ -203,8 +206,8 @@ def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[
     group)."""
     if not kept:
         return pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
-    # The contract's columns, then any other curve a record holds (grad_norm_mean/<group>, ...).
-    extra = sorted({c for _, rec in kept for c in rec["curves"]} - set(EPOCH_COLUMNS))
+    # The contract's columns, then the per-group curves of the records, in their recorded order.
+    extra = list(dict.fromkeys(c for _, rec in kept for c in rec["curves"] if c.startswith(GROUP_CURVES)))
     lengths = np.array([len(rec["curves"]["val_acc"]) for _, rec in kept])
     cols: dict[str, Any] = {}
     for a in axes:
