@@ -102,6 +102,18 @@ CASES = [
     case("detect-spike-factor-one", "detect.spike_factor=1", "detect.spike_factor", "> 1", "1.0"),
     case("detect-alpha-zero", "detect.alpha=0", "detect.alpha", "(0, 0.2]", "0.0", "detect.alpha=0.01"),
     case("detect-alpha-too-large", "detect.alpha=0.5", "detect.alpha", "(0, 0.2]", "0.5"),
+    case("detect-jump-z-zero", "detect.jump_z=0", "detect.jump_z", "> 0", "0.0"),
+    case("detect-jump-min-rise-one", "detect.jump_min_rise=1", "detect.jump_min_rise", "> 1", "1.0"),
+    # --- discriminative learning rates (issue 14) ---------------------------------------------
+    case("group-lr-mult-wrong-length", "optimizer.group_lr_mult=[0.1,0.3,1.0]", "optimizer.group_lr_mult",
+         "3 multipliers", "2 parameter groups (rnn.l0, head)", "optimizer.group_lr_mult=[1.0,1.0]"),
+    case("group-lr-mult-zero", "optimizer.group_lr_mult=[0,1]", "optimizer.group_lr_mult", "positive finite",
+         "[0.0, 1.0]", "lr/9, lr/3, lr"),
+    case("group-lr-mult-not-numbers", "optimizer.group_lr_mult=[a,b]", "optimizer.group_lr_mult", "must be a number", "got 'a'"),
+    case("group-lr-mult-axis-flat", "+grid.optimizer.group_lr_mult=[0.1,1]", "grid.optimizer.group_lr_mult",
+         "list of lists", "[[0.11,0.33,1.0],[1.0,1.0,1.0]]"),
+    case("group-lr-mult-axis-wrong-length", "+grid.optimizer.group_lr_mult=[[1,1],[0.1,0.5,1]]",
+         "optimizer.group_lr_mult", "3 multipliers", "2 parameter groups"),
     # --- names: groups, keys, overrides, commands ---------------------------------------------
     case("unknown-task", "task=nope", "task=nope", "unknown task", "valid tasks: adding, digits"),
     case("unknown-model", "model=transformer", "model=transformer", "valid models: gru, lstm"),

@@ -133,6 +133,7 @@ def test_random_labels_on_20_validation_sequences_give_no_collapse_and_a_plain_w
     runs = pd.read_csv(results / "random-labels" / "runs.csv")
     assert len(runs) == 32 and not runs["collapsed"].any()
     assert (runs["outcome"] == "never_learned").all()
+    assert runs["loss_jump_epoch"].isna().all()  # issue 14: no loss jump where nothing was learned
     page = html.unescape((results / "random-labels" / "report.html").read_text())
     reading = re.search(r'<p class="reading">(.*?)</p>', page, re.S).group(1)
     assert "With 20 validation sequences" in reading

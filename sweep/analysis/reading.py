@@ -2,8 +2,9 @@
 
 Usage: ``reading(summary, slices, recommendation, axes, chance, clip_fractions, noise)`` (called
 by `compute_verdicts`). Each sentence is generated from the tables: where runs collapse, what
-clipping changes, undecided runs and the validation set's resolution, LR sensitivity, a starting
-clip value, over-aggressive clipping, and the recommendation.
+clipping changes, undecided runs, loss jumps and fluctuation (sweep.analysis.shape_reading), the
+validation set's resolution, LR sensitivity, a starting clip value, over-aggressive clipping, and
+the recommendation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from sweep.analysis.boundaries import boundary_sentence, slice_boundary
+from sweep.analysis.shape_reading import shape_sentences
 from sweep.analysis.verdicts import (
     CLIP_FRACTION_TOO_HIGH, Recommendation, ValidationNoise, present, setting_key, slice_axes,
 )
@@ -23,7 +25,7 @@ from sweep.core.values import nanmedian, normalize
 
 def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommendation],
             axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None,
-            noise: Optional[ValidationNoise] = None) -> str:
+            noise: Optional[ValidationNoise] = None, runs: Optional[pd.DataFrame] = None) -> str:
     """One paragraph that reads the numbers: where runs collapse, what clipping changes, what to use."""
     if not len(summary):
         return "No completed runs yet: nothing to read. Run `sweep run` (or wait for the workers) and rebuild the report."
@@ -63,6 +65,7 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
     elif quiet:
         sentences.append(f"No run collapsed at {_join(quiet)}.")
     sentences.extend(_undecided_sentence(summary, keys))
+    sentences.extend(shape_sentences(summary, runs if runs is not None else pd.DataFrame(), axes))
     sentences.extend(_noise_sentences(noise))
     sentences.extend(_sensitivity_sentence(slices, keys))
     sentences.extend(_grad_norm_sentence(summary, keys))

@@ -23,11 +23,13 @@ from sweep.analysis.detection import detect_run
 from sweep.analysis.stats import mean_interval, wilson_interval
 from sweep.core.records import EPOCH_COLUMNS
 from sweep.core.setting import BASE_AXES, Setting
-from sweep.core.values import nanmax, nanmedian, normalize
+from sweep.analysis.shapes import DEFAULT_JUMP_Z, loss_jump, volatility, warmup_epochs
+from sweep.core.values import is_finite, nanmax, nanmedian, normalize
 RUN_COLUMNS = [
     "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
     "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
     "seconds", "device", "trial", "outcome", "undecided", "noise_floor", "collapse_witness",
+    "loss_jump_epoch", "loss_jump_ratio", "volatility", "step_loss_cv",
 ]
 SUMMARY_COLUMNS = [
     "n_runs", "mean_best_acc", "mean_best_acc_lo", "mean_best_acc_hi",
@@ -35,6 +37,8 @@ SUMMARY_COLUMNS = [
     "n_nonfinite", "n_diverged", "n_constant_output", "n_never_learned",
     "mean_final_acc", "mean_spikes", "median_collapse_epoch", "grad_norm_p90", "chance",
     "n_undecided", "noise_floor",
+    "n_loss_jump", "loss_jump_rate", "loss_jump_rate_lo", "loss_jump_rate_hi",
+    "volatility", "volatility_lo", "volatility_hi", "step_loss_cv", "step_loss_cv_lo", "step_loss_cv_hi",
 ]
 
 
@@ -78,6 +82,7 @@ def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[
         "undecided": v.undecided,
         "noise_floor": v.noise_floor,
         "collapse_witness": v.witness,
+        **shape_columns(c, detect, learned=v.outcome != "never_learned"),
     }
 
 
@@ -89,6 +94,34 @@ def collapse_rate_interval(k: int, undecided: int, n: int) -> tuple[float, float
     if undecided:
         hi = wilson_interval(k + undecided, n)[2]
     return rate, lo, hi
+
+
+def shape_columns(curves: dict[str, Any], detect: Any, learned: bool = True) -> dict[str, Any]:
+    """A run's other failure shapes (sweep.analysis.shapes): a validation-loss jump that never
+    recovers (its epoch and ratio, empty when none), the volatility of its training loss (after
+    warm-up), and the median spread of its per-step losses within an epoch (as a share of the
+    epoch's mean loss).
+
+    A loss jump is looked for only in a run that learned (`learned`: its best beat the noise
+    floor), as a collapse is: a net that learned nothing has no learned state to lose, and its
+    validation loss rises for another reason (memorising noise; random labels do this). The jump
+    is measured against the curve's own epoch-to-epoch noise, which a smaller validation set
+    makes larger: the data's size is in the threshold."""
+    jump = loss_jump(np.asarray(curves["val_loss"], dtype=float), z=getattr(detect, "jump_z", DEFAULT_JUMP_Z),
+                     min_rise=getattr(detect, "jump_min_rise", 1.1), patience=detect.patience) if learned else None
+    train = np.asarray(curves["train_loss"], dtype=float)
+    cv = math.nan
+    if "train_loss_sd" in curves:
+        sd = np.asarray(curves["train_loss_sd"], dtype=float)
+        start = warmup_epochs(len(train), 0.2)
+        ratio = sd[start:] / train[start:]
+        cv = nanmedian(ratio[np.isfinite(ratio)])
+    return {
+        "loss_jump_epoch": jump.epoch if jump else None,
+        "loss_jump_ratio": jump.ratio if jump else math.nan,
+        "volatility": volatility(train),
+        "step_loss_cv": cv,
+    }
 
 
 def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, Any]:
@@ -123,7 +156,21 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
         "n_undecided": undecided,
         # The floor of the runs' full length (a run stopped early was held to a lower one).
         "noise_floor": nanmax(np.asarray([r.get("noise_floor", math.nan) for r in rows], dtype=float)),
+        **_shape_summary(rows),
     }
+
+
+def _shape_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per setting: the rate of runs with a loss jump (Wilson 95%), and the mean volatility and
+    step_loss_cv of the training loss (Student-t 95%; one seed: no upper end, inf)."""
+    jumps = sum(1 for r in rows if r.get("loss_jump_epoch") is not None and not _isnan(r.get("loss_jump_epoch")))
+    rate, lo, hi = wilson_interval(jumps, len(rows)) if rows else (math.nan, 0.0, 1.0)
+    out = {"n_loss_jump": jumps, "loss_jump_rate": rate, "loss_jump_rate_lo": lo, "loss_jump_rate_hi": hi}
+    for column in ("volatility", "step_loss_cv"):
+        values = [float(r[column]) for r in rows if is_finite(r.get(column))]
+        mean, vlo, vhi = mean_interval(values, bounds=(0.0, math.inf)) if values else (math.nan, math.nan, math.nan)
+        out.update({column: mean, f"{column}_lo": vlo, f"{column}_hi": vhi})
+    return out
 
 
 def _isnan(v: Any) -> bool:
@@ -185,7 +232,7 @@ def build_tables(
         kept.append((setting, record))
     axes = axes or list(BASE_AXES)
     runs_df = pd.DataFrame(run_rows, columns=axes + RUN_COLUMNS)
-    for col in ("best_epoch", "collapse_epoch", "trial", "seed", "spikes", "epochs_run"):
+    for col in ("best_epoch", "collapse_epoch", "trial", "seed", "spikes", "epochs_run", "loss_jump_epoch"):
         runs_df[col] = runs_df[col].astype("Int64")  # integers with empty cells, not 3.0
     if len(runs_df):
         runs_df = runs_df.sort_values(axes + ["seed"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)

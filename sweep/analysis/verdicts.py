@@ -266,7 +266,8 @@ def compute_verdicts(tables: Any) -> Verdicts:
     noise = validation_noise(tables)
     from sweep.analysis.reading import reading
 
-    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise)
+    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise,
+                   runs=tables.runs)
     return Verdicts(slices=slices, recommendation=rec, reading=text, noise=noise)
 
 

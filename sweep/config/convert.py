@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,9 @@ def grid_from_mapping(data: Any, base: dict[str, Any]) -> GridConfig:
                 f"grid.{path}: not a config key that can be swept; an extra grid axis must name "
                 f"an existing key such as grid.schedule.warmup_steps or grid.model.hidden_size"
             )
+        if isinstance(target, list):  # a list-valued key (optimizer.group_lr_mult): each value a list
+            extra.append((path, tuple(_list_value(v, f"grid.{path}") for v in _list_axis(values, f"grid.{path}"))))
+            continue
         extra.append((path, tuple(_as_list(values, f"grid.{path}"))))
     return GridConfig(lr=lr, clip=clip, batch_size=batch, extra=tuple(extra), lr_auto=lr_auto)
 
@@ -150,6 +154,32 @@ def _axis(flat: dict[str, Any], axis: str, convert: Any) -> tuple[Any, ...]:
         return tuple(convert(v, key) for v in values)
     except UserError as e:
         raise UserError(f"{e}; e.g. {GRID_EXAMPLES[key]}") from None
+
+
+def _list_axis(values: Any, key: str) -> list[Any]:
+    example = f"+{key}='[[0.11,0.33,1.0],[1.0,1.0,1.0]]'"
+    if isinstance(values, (list, tuple)):  # a stored grid (a worker's config) holds each value as JSON text
+        values = [_parsed(v) for v in values]
+    if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, (list, tuple)) for v in values):
+        raise rule_error(key, "must be a list of lists (each value of this axis is itself a list)", values,
+                         f"e.g. {example}")
+    return list(values)
+
+
+def _parsed(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _list_value(value: Any, key: str) -> str:
+    """One value of a list-valued axis, as the setting stores it: canonical JSON text of its
+    numbers ("[0.11, 0.33, 1.0]"), one spelling per value, hashable and printable in tables."""
+    numbers = [_number(v, key) for v in value]
+    return json.dumps(numbers)
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -216,6 +246,8 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
         parts = path.split(".")
         for part in parts[:-1]:
             node = node[part]
+        if isinstance(node.get(parts[-1]), list) and isinstance(value, str):
+            value = json.loads(value)  # a list-valued axis stores its values as JSON text
         node[parts[-1]] = value
     data["grid"] = {}
     out = config_from_dict(data)

@@ -51,10 +51,16 @@ class OptimizerConfig(Checked):
     name: str = "?"
     weight_decay: float = 0.0  # L2 added to the gradient by the optimizer (AdamW: decoupled) (0: off)
     l2: float = 0.0  # L2 penalty l2 * sum(w^2) over weight matrices added to the loss (0: off)
+    # Discriminative learning rates: one multiplier of the swept lr per parameter group, in the
+    # model's group order (lrsweep's LSTM/GRU: [embed,] rnn.l0, rnn.l1, ..., head; a user's
+    # model: its top-level child modules). Empty: every group trains at the swept lr.
+    group_lr_mult: list[float] = field(default_factory=list, metadata={"example": "[0.11,0.33,1.0] (lr/9, lr/3, lr)"})
 
     def check(self, prefix: str) -> None:
         self.require(self.weight_decay >= 0, prefix, "weight_decay", "must be >= 0")
         self.require(self.l2 >= 0, prefix, "l2", "must be >= 0")
+        self.require(all(math.isfinite(m) and m > 0 for m in self.group_lr_mult), prefix, "group_lr_mult",
+                     "must list positive finite multipliers, one per parameter group")
 
 
 @dataclass
@@ -249,6 +255,8 @@ class DetectConfig(Checked):
     spike_factor: float = 1.5  # spike: val loss above spike_factor x the lowest val loss so far
     constant_frac: float = 0.95  # constant output: this share of predictions falls in one class
     alpha: float = 0.01  # noise alone passes the learned test with prob. <= alpha/2, the drop test <= alpha
+    jump_z: float = 7.0  # loss jump: val loss up by this many of its own epoch-to-epoch noise sds ...
+    jump_min_rise: float = 1.1  # ... and by this factor over its lowest before, and never back
 
     def check(self, prefix: str) -> None:
         for name in ("drop", "min_gain", "constant_frac"):
@@ -256,6 +264,8 @@ class DetectConfig(Checked):
         self.require(self.patience >= 1, prefix, "patience", "must be >= 1 epoch")
         self.require(self.spike_factor > 1, prefix, "spike_factor", "must be > 1")
         self.require(0 < self.alpha <= 0.2, prefix, "alpha", "must be in (0, 0.2]")
+        self.require(self.jump_z > 0, prefix, "jump_z", "must be > 0")
+        self.require(self.jump_min_rise > 1, prefix, "jump_min_rise", "must be > 1")
 
 
 # What each threshold means, shown next to its value in the report.
@@ -267,6 +277,9 @@ DETECT_MEANINGS = {
     "constant_frac": "a diverged run predicting this share of one class at the end is constant_output",
     "alpha": ("false-alarm budget of the noise-aware calls: nothing learned passes the learned test with "
               "probability <= alpha/2, a drop within noise passes the diverged test with probability <= alpha"),
+    "jump_z": ("a loss jump: val_loss rises above its lowest by more than jump_z of its own epoch-to-epoch noise "
+               "sds ..."),
+    "jump_min_rise": "... and by at least this factor, and stays there to the end (not a collapse: its own rate)",
 }
 
 

@@ -117,6 +117,7 @@ def _schema_of(path: list[str], choices: Optional[dict[str, str]]) -> tuple[Any,
 
 def default_fix_of(key: str, choices: Optional[dict[str, str]] = None) -> str:
     """'e.g. KEY=DEFAULT (the default)' for a dotted key of the schema, else ''."""
+    key = key.split("[", 1)[0]  # an element of a list: the list's key
     cls, name = _schema_of(key.split("."), choices)
     return default_fix(cls, name, key) if cls is not None else ""
 

@@ -29,6 +29,7 @@ EPOCH_COLUMNS = (
     "pred_top_frac",
     "epoch_lr",  # learning rate of the epoch's last step (the schedule's value)
     "val_loss_sd",  # spread (SD) of per-sequence validation losses: val_loss's noise is val_loss_sd / sqrt(n)
+    "train_loss_sd",  # spread (SD) of the per-step training losses within the epoch
 )
 RUN_PREFIX = "run_"  # trial user attribute of a seed's record: run_<seed>
 

@@ -35,6 +35,7 @@ COLOR_CHANCE = "#7f7f7f"
 COLOR_FLOOR = "#9467bd"  # the noise floor: what the best epoch reaches with nothing learned
 COLOR_CLIP = "#2ca02c"
 COLOR_NONFINITE = "black"
+COLOR_JUMP = "#ff7f0e"  # the start of a loss jump that never recovered
 RC = {"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT, "xtick.labelsize": FONT - 1,
       "ytick.labelsize": FONT - 1, "legend.fontsize": FONT - 1, "figure.titlesize": FONT + 2}
 
@@ -55,6 +56,7 @@ class SeedCurves:
     collapse_epoch: Optional[int] = None
     collapse_mode: str = ""
     nonfinite: bool = False
+    loss_jump_epoch: Optional[int] = None  # first epoch of a val-loss jump that never recovered
 
 
 @dataclass
@@ -123,6 +125,7 @@ def grid_of(tables: Any) -> Grid:
             key, seed = gkey[:-1], int(gkey[-1])
             run = runs.get(key + (seed,), {})
             epoch = normalize(run.get("collapse_epoch"))
+            jump = normalize(run.get("loss_jump_epoch"))
             g.seeds.setdefault(key, []).append(SeedCurves(
                 seed=seed,
                 arrays={c: v[idx] for c, v in cols.items()},
@@ -130,6 +133,7 @@ def grid_of(tables: Any) -> Grid:
                 collapse_epoch=int(epoch) if epoch is not None else None,
                 collapse_mode=str(run.get("collapse_mode") or ""),
                 nonfinite=bool(normalize(run.get("nonfinite"))) or run.get("collapse_mode") == "nonfinite",
+                loss_jump_epoch=int(jump) if jump is not None else None,
             ))
         for seeds in g.seeds.values():
             seeds.sort(key=lambda s: s.seed)

@@ -8,6 +8,8 @@ Figures (the kinds; DESIGN.md metric names on every axis):
 - `collapse_rate`: heatmap over lr x clip, one panel per batch size (and extra-axis value), k/n.
 - `mean_best_acc`: the same layout, annotated with the mean best accuracy.
 - `lr_curves`: mean_best_acc with its 95% band and collapse_rate (Wilson interval) vs lr.
+- `volatility`: with two or more batch sizes, how much the training loss fluctuates (volatility,
+  step_loss_cv) against batch size, one line per lr, one column per clip value.
 - `learning_curves`: every seed's val_acc and val_loss per epoch, collapses marked.
 - `grad_norms`: every seed's grad_norm_mean/grad_norm_max per epoch with the clip threshold,
   and clip_fraction.
@@ -37,6 +39,7 @@ from sweep.report.find_figure import find_figure
 from sweep.report.heatmaps import accuracy_heatmap, collapse_heatmap, lr_curves
 from sweep.report.layers import layer_grad_norms, layer_settings
 from sweep.report.traces import grad_norm_traces, learning_curves
+from sweep.report.volatility import has_volatility, volatility_figure
 
 
 
@@ -55,6 +58,8 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
         ("mean_best_acc", "figures/mean_best_acc.png", "", lambda: accuracy_heatmap(tables)),
         ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
     ]
+    if has_volatility(g):  # two or more batch sizes: how fluctuation depends on them
+        plan.append(("volatility", "figures/volatility.png", "", lambda: volatility_figure(tables, grid=g)))
     found = (getattr(tables, "meta", None) or {}).get("find")
     if found:  # `sweep find` / grid.lr=auto ran range tests for this study
         plan.append(("find", "figures/find.png", "", lambda: find_figure(found)))

@@ -16,11 +16,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
+from sweep.analysis.data_checks import data_lines, data_warnings
 from sweep.analysis.verdicts import Verdicts, clip_fractions, setting_key, slice_axes
 from sweep.config import DETECT_MEANINGS
 from sweep.core.files import write_text
@@ -48,8 +50,18 @@ CAPTIONS = {
     "learning_curves": (
         "val_acc (top) and val_loss (bottom, log scale) of every seed per epoch, rows lr and columns clip: "
         "red seeds collapsed (dotted line at the collapse epoch), an x marks where a run went non-finite "
-        "and stopped, the dashed line is chance and the purple dash-dotted line the noise floor (what the best "
-        "epoch reaches with nothing learned at this validation size: a best below it could be luck)."
+        "and stopped, an orange triangle where val_loss jumped and never came back (a loss jump), the dashed "
+        "line is chance and the purple dash-dotted line the noise floor (what the best epoch reaches with "
+        "nothing learned at this validation size: a best below it could be luck)."
+    ),
+    "volatility": (
+        "How much the training loss fluctuates, against batch size, one line per lr and one column per clip value. "
+        "Top: volatility, the typical epoch-to-epoch jitter of the log training loss after the first 20% of epochs "
+        "(0.05 reads 'about 5% per epoch'; mean over seeds with its 95% interval); a steady decrease scores ~0. "
+        "Bottom: step_loss_cv, the spread (sd) of the per-step losses within an epoch as a share of the epoch's "
+        "mean (median over epochs after warm-up; mean over seeds with its 95% interval): smaller batches give "
+        "noisier steps. Lines that rise to the left mean fluctuation "
+        "comes from small batches; a rise across lrs at one batch size means it comes from the step size."
     ),
     "grad_norms": (
         "Gradient norm before clipping per epoch (solid grad_norm_mean, dashed grad_norm_max, log scale) "
@@ -73,6 +85,7 @@ FIGURE_TITLES = {
     "collapse_rate": "Collapse rate", "mean_best_acc": "Mean best accuracy", "lr_curves": "LR curves",
     "learning_curves": "Learning curves", "grad_norms": "Gradient norms",
     "layer_grad_norms": "Gradient norms per layer", "find": "Learning-rate range test",
+    "volatility": "Loss fluctuation by batch size",
 }
 SUMMARY_SHOWN = [
     ("n_runs", "runs"), ("mean_best_acc", "mean_best_acc"), ("mean_best_acc_ci", "95% CI"),
@@ -81,10 +94,11 @@ SUMMARY_SHOWN = [
     ("n_never_learned", "never_learned"), ("noise_floor", "noise_floor"),
     ("mean_final_acc", "mean_final_acc"), ("mean_spikes", "mean_spikes"),
     ("median_collapse_epoch", "median_collapse_epoch"), ("grad_norm_p90", "grad_norm_p90"),
-    ("clip_fraction", "clip_fraction"),
+    ("clip_fraction", "clip_fraction"), ("n_loss_jump", "loss jumps"), ("loss_jump_rate_ci", "95% CI"),
+    ("volatility", "volatility"), ("volatility_ci", "95% CI"), ("step_loss_cv", "step_loss_cv"),
 ]
 RUN_SHOWN = ["seed", "collapse_mode", "collapse_epoch", "collapse_witness", "best_acc", "best_epoch", "final_acc",
-             "epochs_run", "nonfinite", "grad_norm_max"]
+             "epochs_run", "nonfinite", "grad_norm_max", "loss_jump_epoch"]
 SLICE_SHOWN = [
     ("lr_sensitivity", "lr_sensitivity"), ("largest_stable_lr", "largest stable lr"),
     ("first_collapse_lr", "first lr with a collapse"), ("collapsed_lrs", "lrs with a collapse"),
@@ -146,6 +160,8 @@ def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
     return _template().render(
         study=study,
         overview=_overview(tables),
+        data_lines=data_lines(meta.get("task")),
+        data_warnings=data_warnings(meta.get("task")),
         recommendation=rec.text(tables.axes) if rec is not None else None,
         reading=verdicts.reading,
         slices=_slices_table(tables, verdicts),
@@ -190,7 +206,7 @@ def _overview(tables: Any) -> str:
     if model:
         bits.append(f"model {model.get('name', '?')} ({model.get('layers', '?')} x {model.get('hidden_size', '?')})")
     if opt:
-        bits.append(f"optimizer {opt.get('name', '?')}")
+        bits.append(f"optimizer {opt.get('name', '?')}{_group_lrs(opt.get('group_lr_mult'), tables.curves)}")
     s = tables.summary
     n_runs = int(s["n_runs"].sum()) if len(s) else 0
     n_coll = int(s["n_collapsed"].sum()) if len(s) else 0
@@ -199,6 +215,17 @@ def _overview(tables: Any) -> str:
         bits.append(f"{cfg['epochs']} epochs per run")
     bits.append("generated " + dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
     return "; ".join(bits)
+
+
+def _group_lrs(mults: Any, curves: Any) -> str:
+    """" with lr x 0.11 for embed, ..." when optimizer.group_lr_mult is set (the group names are
+    those of the recorded per-group gradient norms)."""
+    if not mults:
+        return ""
+    names = [c.split("/", 1)[1] for c in getattr(curves, "columns", []) if str(c).startswith("grad_norm_max/")]
+    if len(names) != len(mults):
+        names = [f"group {i}" for i in range(len(mults))]
+    return " with discriminative lrs (" + ", ".join(f"{n} at lr x {float(m):g}" for n, m in zip(names, mults)) + ")"
 
 
 def _figure_groups(figures: Sequence[Any]) -> list[dict[str, Any]]:
@@ -253,6 +280,8 @@ def _summary_table(tables: Any, v: Verdicts) -> Table:
         r = dict(r)
         r["mean_best_acc_ci"] = _ci(r["mean_best_acc_lo"], r["mean_best_acc_hi"])
         r["collapse_rate_ci"] = _ci(r["collapse_rate_lo"], r["collapse_rate_hi"])
+        r["loss_jump_rate_ci"] = _ci(r.get("loss_jump_rate_lo"), r.get("loss_jump_rate_hi"))
+        r["volatility_ci"] = _ci(r.get("volatility_lo"), r.get("volatility_hi"))
         r["clip_fraction"] = frac.get(key)
         rows.append((r, "best" if key == rec_key else "bad" if r["n_collapsed"] else ""))
     return _table("summary", [(a, a) for a in axes] + SUMMARY_SHOWN, rows)
@@ -309,7 +338,7 @@ def _cell(key: str, value: Any) -> str:
 
 _NUMERIC = {"mean_best_acc", "collapse_rate", "mean_final_acc", "mean_spikes", "noise_floor",
             "grad_norm_p90", "grad_norm_max", "clip_fraction", "best_acc", "final_acc", "lr_sensitivity",
-            "best_mean_best_acc"}
+            "best_mean_best_acc", "volatility", "step_loss_cv", "loss_jump_ratio"}
 
 
 def _fmt(value: Any) -> str:
@@ -332,5 +361,7 @@ def _sort_value(value: Any) -> Optional[str]:
 
 def _ci(lo: Any, hi: Any) -> str:
     lo, hi = normalize(lo), normalize(hi)
-    return "" if lo is None or hi is None else f"{lo:.3f}-{hi:.3f}"
+    if lo is None or hi is None:
+        return ""
+    return f"{lo:.3f}-{hi:.3f}" if math.isfinite(hi) else f"{lo:.3f} and up"
 

@@ -20,7 +20,7 @@ from sweep.analysis.verdicts import CLIP_FRACTION_TOO_HIGH
 from sweep.core.setting import setting_label, value_label
 from sweep.core.values import normalize
 from sweep.report.figure_base import (
-    COLOR_CHANCE, COLOR_CLIP, COLOR_COLLAPSED, COLOR_FLOOR, COLOR_NONFINITE, COLOR_OK, DPI, FONT, Grid, SeedCurves,
+    COLOR_CHANCE, COLOR_CLIP, COLOR_COLLAPSED, COLOR_FLOOR, COLOR_JUMP, COLOR_NONFINITE, COLOR_OK, DPI, FONT, Grid, SeedCurves,
     finite, grid_of, legend_shape, log_y, with_rc, wrap,
 )
 
@@ -49,6 +49,17 @@ def _mark_collapse(axes: Sequence[Any], s: SeedCurves) -> None:
             ax.axvline(s.collapse_epoch, color=COLOR_COLLAPSED, linestyle=":", linewidth=1.2, zorder=1)
 
 
+def _mark_jump(ax_loss: Any, s: SeedCurves) -> None:
+    """A triangle on the val_loss curve where a jump that never recovered starts."""
+    if s.loss_jump_epoch is None:
+        return
+    e, loss = s.arrays["epoch"], _positive(s.arrays["val_loss"])
+    at = np.flatnonzero(e == s.loss_jump_epoch)
+    if len(at) and np.isfinite(loss[at[0]]):
+        ax_loss.plot([s.loss_jump_epoch], [loss[at[0]]], marker="^", color=COLOR_JUMP, markersize=7,
+                     markeredgecolor="black", mew=0.6, linestyle="", zorder=6)
+
+
 def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any,
                    floor: float = math.nan) -> None:
     for s in sorted(seeds, key=lambda s: s.collapsed):  # collapsed seeds on top
@@ -59,6 +70,7 @@ def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Gr
         loss = _positive(s.arrays["val_loss"])
         ax_loss.plot(e, loss, color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
         _mark_collapse((ax_acc, ax_loss), s)
+        _mark_jump(ax_loss, s)
         if s.nonfinite:
             _mark_end(ax_acc, e, s.arrays["val_acc"])
             _mark_end(ax_loss, e, loss)
@@ -95,6 +107,8 @@ def _seed_handles(kind: str) -> list[Any]:
                 Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
                 Line2D([], [], color=COLOR_COLLAPSED, linestyle=":", label="collapse epoch"),
                 Line2D([], [], color=COLOR_NONFINITE, marker="x", linestyle="", mew=1.8, label="non-finite (run stopped)"),
+                Line2D([], [], color=COLOR_JUMP, marker="^", markeredgecolor="black", mew=0.6, linestyle="",
+                       label="loss jump (never recovered)"),
                 Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
                 Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor (best epoch, nothing learned)")]
     return [Line2D([], [], color=COLOR_OK, label="grad_norm_mean"),

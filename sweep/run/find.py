@@ -143,7 +143,7 @@ def find_command(cfg: Config) -> int:
 
     n_gpu = torch.cuda.device_count() if cfg.device != "cpu" else 0
     task = checked_task(cfg)
-    study = open_or_create_study(_storage(cfg), cfg, task_info(task), record_grid=False)
+    study = open_or_create_study(_storage(cfg), cfg, task_info(task, getattr(cfg.task, "normalize", None)), record_grid=False)
     device = torch.device(device_for_worker(cfg.device, n_gpu, 0))
     configure_device(device)
     print(f"lrsweep find: study {cfg.study.name!r}, task {task.name}, model {cfg.model.name}, optimizer "

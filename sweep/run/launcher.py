@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from sweep.config import EXECUTION_KEYS, Config, config_from_dict
+from sweep.analysis.data_checks import data_warnings
+from sweep.config import EXECUTION_KEYS, Config, apply_overrides, config_from_dict
 from sweep.config.targets import TargetModel
 from sweep.core.devices import device_for_worker, plan_worker_devices, usable_cores
 from sweep.core.errors import UserError
@@ -34,13 +35,15 @@ from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, load_study, open_or_crea
 from sweep.store.workers import reclaim_orphans
 from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
-from sweep.training.models import check_model
+from sweep.tasks.summary import data_summary
+from sweep.training.models import check_group_lr_mult, check_model, param_group_names
 
 EXIT_INTERRUPTED = 130
 
 
-def task_info(task: TaskData) -> dict[str, Any]:
-    """Facts about the data stored in the study (the report needs them without the data)."""
+def task_info(task: TaskData, normalized: Optional[bool] = None) -> dict[str, Any]:
+    """Facts about the data stored in the study (the report needs them without the data).
+    `normalized`: the task's `normalize` option (None when it has none)."""
     h = hashlib.sha1()
     for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.lengths_train, task.lengths_val):
         if t is not None:
@@ -58,6 +61,7 @@ def task_info(task: TaskData) -> dict[str, Any]:
         "tolerance": task.tolerance,
         "fingerprint": h.hexdigest(),
         "info": task.info,
+        "data": data_summary(task, normalized),  # input scale and class balance, for the report's header
     }
 
 
@@ -86,7 +90,19 @@ def checked_task(cfg: Config) -> TaskData:
         check_storage_url(cfg.study.storage)
     task = build_task(cfg.task)
     check_model(cfg.model, task)  # a user's model: importable, a Module, outputs of the right shape
+    check_group_lr_mult(setting_configs(cfg), task)  # one lr multiplier per parameter group
     return task
+
+
+def setting_configs(cfg: Config) -> list[Config]:
+    """The config of each combination of the extra grid axes' values (just `cfg` without any)."""
+    import itertools
+
+    if not cfg.grid.extra:
+        return [cfg]
+    paths = [path for path, _ in cfg.grid.extra]
+    return [apply_overrides(cfg, dict(zip(paths, values)))
+            for values in itertools.product(*(values for _, values in cfg.grid.extra))]
 
 
 def prepare(cfg: Config, task: Optional[TaskData] = None,
@@ -101,7 +117,7 @@ def prepare(cfg: Config, task: Optional[TaskData] = None,
             f"use smaller batch sizes (a batch cannot hold more sequences than the training set)"
         )
     storage = _storage(cfg)
-    info = task_info(task)
+    info = task_info(task, getattr(cfg.task, "normalize", None))
     study = open_or_create_study(storage, cfg, info)
     # Workers read the data built here instead of building it again (tokenising a text corpus
     # or parsing a large CSV once, not once per worker).
@@ -290,6 +306,12 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
         f"{workers if snap.waiting else 0} worker(s) on {device}",
         flush=True,
     )
+    if cfg.optimizer.group_lr_mult:
+        names = param_group_names(cfg.model, task)
+        print("  discriminative lrs (optimizer.group_lr_mult): "
+              + ", ".join(f"{n} at lr x {m:g}" for n, m in zip(names, cfg.optimizer.group_lr_mult)), flush=True)
+    for warning in data_warnings(study.user_attrs.get(ATTR_TASK)):
+        print(f"  warning: {warning}", flush=True)
     if isinstance(cfg.model, TargetModel) and cfg.packing != "off":
         print(f"  packing: off for the custom model {cfg.model.target} (packing stacks lrsweep's own LSTM/GRU "
               f"only); its seeds train as separate models", flush=True)

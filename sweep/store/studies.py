@@ -88,6 +88,9 @@ def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any], r
     if ATTR_COMPARABLE not in study.user_attrs:
         study.set_user_attr(ATTR_COMPARABLE, comparable_part(cfg))
         study.set_user_attr(ATTR_TASK, task_info)
+    elif "data" in task_info and "data" not in (study.user_attrs.get(ATTR_TASK) or {}):
+        # A study made by an older lrsweep: add the data summary (same data, checked above).
+        study.set_user_attr(ATTR_TASK, {**study.user_attrs.get(ATTR_TASK, {}), "data": task_info["data"]})
     merged = cfg.to_dict()
     merged["study"]["storage"] = redact_url(cfg.storage_url())
     old = study.user_attrs.get(ATTR_CONFIG)

@@ -74,8 +74,9 @@ def epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float]
         group_norms = group_norms[: first_bad + 1] if group_norms is not None else None
         nonfinite = "loss" if not bool(torch.isfinite(losses[-1])) else "gradient"
     clipped = (norms >= clip).float().mean() if clip is not None else torch.zeros((), device=norms.device)
-    names = ["train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction"]
-    values = [losses.mean(), norms.mean(), norms.max(), torch.quantile(norms.float(), 0.9), clipped]
+    names = ["train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction", "train_loss_sd"]
+    spread = losses.std() if losses.numel() > 1 else torch.zeros((), device=losses.device)
+    values = [losses.mean(), norms.mean(), norms.max(), torch.quantile(norms.float(), 0.9), clipped, spread]
     if group_norms is not None and group_names:
         groups = group_row(list(group_names), group_norms)
         names += list(groups)

@@ -5,6 +5,7 @@ Usage::
 
     groups = ParamGroups.of(model, params)          # once: embedding, each recurrent layer, head ...
     norm, per_group = groups.clip(clip)             # each step, after backward(); device tensors
+    optimizer_groups(groups, [0.11, 0.33, 1.0], lr) # torch.optim param groups at lr x multiplier
 
 Groups: for lrsweep's LSTM/GRU the embedding (`embed`), each recurrent layer (`rnn.l0`, `rnn.l1`,
 both directions of a layer together) and the read-out (`head`); for a user's model its top-level
@@ -39,6 +40,25 @@ def group_of(name: str, builtin: bool) -> str:
     return name.split(".", 1)[0] if "." in name else OWN
 
 
+def _builtin_order(name: str) -> tuple[int, int]:
+    layer = re.fullmatch(r"rnn\.l(\d+)", name)
+    if name == "embed":
+        return (0, 0)
+    if layer:
+        return (1, int(layer.group(1)))
+    return (2, 0) if name == "head" else (3, 0)
+
+
+def optimizer_groups(groups: "ParamGroups", mults: list[float], lr: float) -> list[dict]:
+    """torch.optim param groups for discriminative learning rates: group i trains at lr * mults[i]
+    (`lr_mult` is kept in the group: sweep.training.optim.set_lr applies it at every step)."""
+    if len(mults) != len(groups.names):
+        raise ValueError(f"optimizer.group_lr_mult has {len(mults)} values for the {len(groups.names)} parameter "
+                         f"groups {', '.join(groups.names)}")
+    return [{"params": ps, "lr": lr * float(m), "lr_mult": float(m), "group": name}
+            for ps, m, name in zip(groups.members(), mults, groups.names) if ps]
+
+
 @dataclass
 class ParamGroups:
     """Which group each trained parameter belongs to, as a [groups x params] 0/1 matrix."""
@@ -54,10 +74,17 @@ class ParamGroups:
         by_id = {id(p): n for n, p in model.named_parameters()}
         groups = [group_of(by_id[id(p)], builtin) for p in params]
         names = list(dict.fromkeys(groups))
+        if builtin:  # one order for separate and packed networks: [embed,] rnn.l0, rnn.l1, ..., head
+            names.sort(key=_builtin_order)
         matrix = torch.zeros(len(names), len(params), device=params[0].device if params else None)
         for j, g in enumerate(groups):
             matrix[names.index(g), j] = 1.0
         return cls(names=names, matrix=matrix, params=params)
+
+    def members(self) -> list[list[torch.Tensor]]:
+        """The parameters of each group, in group order."""
+        index = self.matrix.argmax(dim=0).tolist() if self.params else []
+        return [[p for p, g in zip(self.params, index) if g == i] for i in range(len(self.names))]
 
     def norms(self) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """(global norm, [G] group norms, the gradients) of the current gradients; a parameter

@@ -188,3 +188,36 @@ def check_model(cfg: Any, task: Any) -> None:
 def l2_penalty(params: list[torch.Tensor]) -> torch.Tensor:
     """sum(w^2) over weight matrices and embeddings (biases excluded)."""
     return torch.stack([(p * p).sum() for p in params if p.dim() >= 2]).sum()
+
+
+def param_group_names(cfg: Any, task: Any) -> list[str]:
+    """The parameter groups of the model `cfg` builds for `task`, in the order that
+    optimizer.group_lr_mult and the per-layer gradient norms use."""
+    from sweep.training.gradients import ParamGroups
+
+    model = build_model(cfg, task, seed=0)
+    return ParamGroups.of(model, [p for p in model.parameters() if p.requires_grad]).names
+
+
+def check_group_lr_mult(cfgs: Any, task: Any) -> None:
+    """optimizer.group_lr_mult of each config (one per combination of extra grid axes) has one
+    multiplier per parameter group of its model (checked before any storage write)."""
+    seen: dict[str, list[str]] = {}
+    for cfg in cfgs:
+        mults = list(getattr(cfg.optimizer, "group_lr_mult", None) or [])
+        if not mults:
+            continue
+        key = repr(cfg.model)
+        names = seen[key] if key in seen else seen.setdefault(key, param_group_names(cfg.model, task))
+        if len(mults) != len(names):
+            raise UserError(
+                f"optimizer.group_lr_mult: {len(mults)} multiplier{'s' if len(mults) != 1 else ''} "
+                f"{_short(mults)}, but model {cfg.model.name} has {len(names)} parameter groups "
+                f"({', '.join(names)}); give one per group in that order, e.g. optimizer.group_lr_mult="
+                f"[{','.join(['1.0'] * len(names))}]"
+            )
+
+
+def _short(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in values) + "]"
+

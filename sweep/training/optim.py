@@ -2,7 +2,7 @@
 
 Usage::
 
-    opt = build_optimizer(params, cfg.optimizer, lr=setting["lr"], device=device)
+    opt = build_optimizer(params, cfg.optimizer, lr=setting["lr"], device=device, groups=groups)
     for step in range(total_steps):
         set_lr(opt, lr_at(cfg.schedule, step, total_steps, setting["lr"]))
 
@@ -12,14 +12,26 @@ The schedule is a pure function of the step, so a resumed run continues exactly 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 import torch
 
+from sweep.training.gradients import ParamGroups, optimizer_groups
 
-def build_optimizer(params: Iterable[torch.Tensor], cfg: Any, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    """The configured optimizer over `params`, using the multi-tensor (foreach) kernels."""
-    params = list(params)
+
+def build_optimizer(params: Iterable[torch.Tensor], cfg: Any, lr: float, device: torch.device,
+                    groups: Optional[ParamGroups] = None) -> torch.optim.Optimizer:
+    """The configured optimizer over `params`, using the multi-tensor (foreach) kernels.
+
+    With `cfg.group_lr_mult` (discriminative learning rates) the parameters are split into the
+    `groups` (the same parameters, grouped: embedding, each recurrent layer, head), group i at
+    lr x group_lr_mult[i]."""
+    params: Any = list(params)
+    mults = list(getattr(cfg, "group_lr_mult", None) or [])
+    if mults:
+        if groups is None:
+            raise ValueError("optimizer.group_lr_mult needs the model's parameter groups")
+        params = optimizer_groups(groups, mults, lr)
     common = {"lr": lr, "weight_decay": cfg.weight_decay, "foreach": True}
     if cfg.name == "sgd":
         return torch.optim.SGD(params, momentum=cfg.momentum, nesterov=cfg.nesterov, **common)
@@ -80,8 +92,9 @@ def _anneal(start: float, end: float, fraction: float) -> float:
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Every param group at `lr` times its multiplier (group_lr_mult; 1 without)."""
     for group in opt.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)
 
 
 def cosine(fraction: float) -> float:

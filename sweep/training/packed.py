@@ -50,9 +50,9 @@ class PackedTrainer:
         seeds = list(spec.seeds)
         self.lr, self.clip, self.batch_size = spec.lr, spec.clip, spec.batch_size
         self.model = PackedRecurrentNet([build_model(spec.model, task, s) for s in seeds]).to(device)
-        self.optimizer = build_optimizer(self.model.parameters(), spec.optimizer, self.lr, device)
         # Per-layer gradient norms, grouped as for one seed's network (embed, rnn.l<k>, head).
         self.groups = ParamGroups.of(self.model, list(self.model.parameters()), builtin=True)
+        self.optimizer = build_optimizer(self.model.parameters(), spec.optimizer, self.lr, device, self.groups)
         self.seeds = list(seeds)
         self.alive = list(seeds)  # seeds still in the pack, in pack order
         self.gens = {s: torch.Generator().manual_seed(s) for s in seeds}
@@ -251,7 +251,9 @@ class PackedTrainer:
             for key, value in entry.items():
                 if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == len(keep) + len(dead):
                     entry[key] = value.index_select(0, index.to(value.device))
-        self.optimizer = build_optimizer(self.model.parameters(), self.spec.optimizer, self.lr, self.device)
+        self.groups = ParamGroups.of(self.model, list(self.model.parameters()), builtin=True)
+        self.optimizer = build_optimizer(self.model.parameters(), self.spec.optimizer, self.lr, self.device,
+                                         self.groups)
         self.optimizer.load_state_dict(state)
 
     # -- checkpointing --------------------------------------------------------------------------

@@ -72,7 +72,7 @@ def lr_range_test(task: Any, spec: Any, seed: int, device: torch.device, clip: O
     params = [p for p in model.parameters() if p.requires_grad]
     groups = ParamGroups.of(model, params)
     teacher = accepts_targets(model)
-    optimizer = build_optimizer(params, spec.optimizer, lr_min, device)
+    optimizer = build_optimizer(params, spec.optimizer, lr_min, device, groups)
     generator = torch.Generator().manual_seed(seed)
     batch = min(spec.batch_size, task.n_train)
     order = torch.randperm(task.n_train, generator=generator)

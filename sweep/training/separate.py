@@ -52,7 +52,7 @@ class SeedTrainer:
         self.weights = [p for p in self.params if p.dim() >= 2]
         self.groups = ParamGroups.of(self.model, self.params)  # per-layer gradient norms
         self.teacher = accepts_targets(self.model)  # forward(..., targets=) in training
-        self.optimizer = build_optimizer(self.params, spec.optimizer, self.lr, device)
+        self.optimizer = build_optimizer(self.params, spec.optimizer, self.lr, device, self.groups)
         self.data_gen = torch.Generator().manual_seed(seed)  # data order: CPU generator
         self.rng = SeedRng(seed, device)  # the seed's own dropout stream, swapped in per epoch
         self.steps_per_epoch = math.ceil(task.n_train / self.batch_size)
