@@ -16,6 +16,7 @@ from matplotlib.container import ErrorbarContainer
 
 from sweep.analysis.tables import build_tables
 from sweep.config import DetectConfig
+from sweep.report.volatility import volatility_figure
 from sweep.report.figures import (
     COLOR_COLLAPSED, COLOR_OK, accuracy_heatmap, collapse_heatmap, figure_plan, grad_norm_traces, grid_of, learning_curves, lr_curves, write_figures,
 )
@@ -310,7 +311,7 @@ def test_large_grid_8_lrs_4_clips_3_batch_sizes_has_no_overlaps_and_is_fast(tmp_
     t = synthetic_tables(lrs=lrs, clips=(None, 0.25, 1.0, 10.0), batch_sizes=(16, 64, 256), seeds=3, epochs=20)
     assert len(t.summary) == 96
     g = grid_of(t)
-    for build in (collapse_heatmap, accuracy_heatmap, lr_curves):
+    for build in (collapse_heatmap, accuracy_heatmap, lr_curves, volatility_figure):
         fig = build(t)
         assert layout_problems(fig) == [], build.__name__
         w, h = fig.get_size_inches() * fig.dpi
@@ -322,5 +323,5 @@ def test_large_grid_8_lrs_4_clips_3_batch_sizes_has_no_overlaps_and_is_fast(tmp_
     start = time.perf_counter()
     files = write_figures(t, tmp_path)
     elapsed = time.perf_counter() - start
-    assert len(files) == 3 + 2 * 3
+    assert len(files) == 3 + 1 + 2 * 3  # heatmaps and lr curves, volatility (3 batch sizes), traces per batch size
     assert elapsed < 60, elapsed

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from sweep.analysis.boundary import BoundaryFit, RiskLR, fit_boundary_counts
+from sweep.core.values import normalize
 
 BOUNDARY_COLUMNS = [
     f"lr_at_{q}{part}" for q in (10, 50) for part in ("", "_lo", "_hi", "_kind")
@@ -25,7 +26,7 @@ BOUNDARY_COLUMNS = [
 def slice_boundary(rows: Sequence[dict[str, Any]]) -> BoundaryFit:
     """The dose-response fit of one slice from its per-lr summary rows."""
     lrs = [float(r["lr"]) for r in rows]
-    decided = [int(r["n_runs"]) - int(r.get("n_undecided", 0) or 0) for r in rows]
+    decided = [int(r["n_runs"]) - int(normalize(r.get("n_undecided")) or 0) for r in rows]
     collapsed = [int(r["n_collapsed"]) for r in rows]
     return fit_boundary_counts(lrs, decided, collapsed)
 

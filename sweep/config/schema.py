@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from sweep.config.detect import DETECT_MEANINGS, DetectConfig  # noqa: F401  (part of the schema)
 from sweep.config.rules import Checked, rule_error
 from sweep.config.tasks import TASKS
 from sweep.core.devices import is_device_string
@@ -239,48 +240,6 @@ class GridConfig:
         for name, values in self.axes().items():
             if len(set(map(repr, values))) != len(values):
                 raise rule_error(f"grid.{name}", "values must not repeat", list(values), "list each value once")
-
-
-@dataclass
-class DetectConfig(Checked):
-    """When a run counts as collapsed (README "Reading the report"; recorded in the study).
-
-    The fixed gaps are floors: every call must also clear the sampling noise of the validation
-    set's size, at the false-alarm budget `alpha`.
-    """
-
-    drop: float = 0.5  # diverged: lost this share of what it had learned over chance ...
-    patience: int = 3  # ... and stayed below that for at least this many epochs, to the end
-    min_gain: float = 0.05  # never learned: best accuracy below chance + min_gain (or below the noise floor)
-    spike_factor: float = 1.5  # spike: val loss above spike_factor x the lowest val loss so far
-    constant_frac: float = 0.95  # constant output: this share of predictions falls in one class
-    alpha: float = 0.01  # noise alone passes the learned test with prob. <= alpha/2, the drop test <= alpha
-    jump_z: float = 7.0  # loss jump: val loss up by this many of its own epoch-to-epoch noise sds ...
-    jump_min_rise: float = 1.1  # ... and by this factor over its lowest before, and never back
-
-    def check(self, prefix: str) -> None:
-        for name in ("drop", "min_gain", "constant_frac"):
-            self.require(0 < getattr(self, name) < 1, prefix, name, "must be in (0, 1)")
-        self.require(self.patience >= 1, prefix, "patience", "must be >= 1 epoch")
-        self.require(self.spike_factor > 1, prefix, "spike_factor", "must be > 1")
-        self.require(0 < self.alpha <= 0.2, prefix, "alpha", "must be in (0, 0.2]")
-        self.require(self.jump_z > 0, prefix, "jump_z", "must be > 0")
-        self.require(self.jump_min_rise > 1, prefix, "jump_min_rise", "must be > 1")
-
-
-# What each threshold means, shown next to its value in the report.
-DETECT_MEANINGS = {
-    "drop": "a run diverged when val_acc fell below chance + (1 - drop) x (best - chance) and stayed there",
-    "patience": "... for at least this many epochs until the end of training",
-    "min_gain": "a finite run whose best stays below chance + min_gain (or the noise floor) never learned",
-    "spike_factor": "a spike is an epoch whose val_loss exceeds spike_factor x the lowest val_loss so far",
-    "constant_frac": "a diverged run predicting this share of one class at the end is constant_output",
-    "alpha": ("false-alarm budget of the noise-aware calls: nothing learned passes the learned test with "
-              "probability <= alpha/2, a drop within noise passes the diverged test with probability <= alpha"),
-    "jump_z": ("a loss jump: val_loss rises above its lowest by more than jump_z of its own epoch-to-epoch noise "
-               "sds ..."),
-    "jump_min_rise": "... and by at least this factor, and stays there to the end (not a collapse: its own rate)",
-}
 
 
 @dataclass
