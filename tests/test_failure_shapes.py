@@ -343,3 +343,25 @@ def test_real_runs_order_batch_sizes_2_8_32_by_fluctuation(tmp_path):
     assert (results / "fluct" / "figures" / "volatility.png").stat().st_size > 10_000
     page = (results / "fluct" / "report.html").read_text()
     assert "step_loss_cv, as a share of the epoch&#x27;s mean) falls as batch size grows in 1 of 1 slice" in page
+
+
+def test_a_users_model_groups_are_its_top_level_modules_in_order():
+    from torch import nn
+
+    from sweep.training.gradients import ParamGroups, optimizer_groups
+
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.GRU(3, 4, batch_first=True)
+            self.readout = nn.Linear(4, 2)
+            self.scale = nn.Parameter(torch.ones(1))
+
+    model = Tagger()
+    groups = ParamGroups.of(model, list(model.parameters()))
+    assert groups.names == ["(own)", "encoder", "readout"]  # model.named_parameters() order: its own first
+    made = optimizer_groups(groups, [0.5, 0.1, 1.0], lr=0.2)
+    assert [(g["group"], len(g["params"]), g["lr"]) for g in made] == \
+        [("(own)", 1, pytest.approx(0.1)), ("encoder", 4, pytest.approx(0.02)), ("readout", 2, pytest.approx(0.2))]
+    with pytest.raises(ValueError, match="3 parameter groups \\(own\\), encoder, readout"):
+        optimizer_groups(groups, [1.0, 1.0], lr=0.2)

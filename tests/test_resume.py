@@ -189,6 +189,26 @@ def test_ctrl_c_checkpoints_releases_and_resumes(tmp_path, reference_runs, sig):
     _assert_complete_exactly_once(tmp_path, reference_runs)
 
 
+def test_checkpoint_left_by_a_kill_after_storing_is_deleted_when_the_sweep_is_done(tmp_path):
+    # A worker killed between storing a trial's results and deleting its checkpoint leaves the
+    # file behind; its trial is complete, so no worker ever loads it again. The next run of the
+    # same command (nothing left to train) must remove it, and leave other files alone.
+    base = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]",
+            "grid.clip=[null]", "grid.batch_size=[256]", "workers=1", f"results_dir={tmp_path}", "study.name=c"]
+    assert run_cli("run", *base).returncode == 0
+    folder = tmp_path / "c" / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    left = [folder / "0d4563b986b4322aea32.pt", folder / ".0d4563b986b4322aea32.pt.abc.tmp"]
+    for path in left:
+        path.write_bytes(b"left by a killed worker")
+    keep = folder / "notes.txt"
+    keep.write_text("a user's own file")
+    p = run_cli("run", *base)
+    assert p.returncode == 0, p.stderr
+    assert not [path for path in left if path.exists()]
+    assert keep.exists()
+
+
 @pytest.mark.slow
 def test_incomparable_change_is_refused_without_touching_the_storage(tmp_path):
     base = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]",

@@ -35,6 +35,7 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
         by_slice.setdefault(setting_key(row, keys), {})[float(row["lr"])] = row
     sentences: list[str] = []
     quiet: list[str] = []
+    bounds: dict[tuple[int, str], list[str]] = {}  # (runs, bound) -> the quiet slices it holds for
     for sl in slices.to_dict("records"):
         key = setting_key(sl, keys)
         where = slice_label(dict(zip(keys, key)))
@@ -43,14 +44,19 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
         if sl["n_collapsed"] == 0:
             quiet.append(where)
             if fit.at_50.kind == "above":  # what no collapse in this many runs does rule out
-                sentences.append(f"At {where}, with no collapse in {fit.n_runs} runs, the lr at 50% collapse risk "
-                                 f"is {fit.at_50.text()}.")
+                if not bounds:
+                    sentences.append(_BOUNDS)  # the place of the bounds sentence, filled in below
+                bounds.setdefault((fit.n_runs, fit.at_50.text()), []).append(where)
             continue
         sentences.append(_collapse_sentence(where, sl, rows))
         sentences.append(boundary_sentence(where, fit))
         helped = _clipping_sentence(key, keys, rows, by_slice)
         if helped:
             sentences.append(helped)
+    if bounds:
+        sentences[sentences.index(_BOUNDS)] = " ".join(
+            f"At {_join(wheres)}, with no collapse in {runs} runs{' each' if len(wheres) > 1 else ''}, the lr at 50% "
+            f"collapse risk is {text}." for (runs, text), wheres in bounds.items())
     nothing_learned = "n_never_learned" in summary and bool(
         (summary["n_never_learned"].fillna(0).astype(int) == summary["n_runs"].astype(int)).all())
     if nothing_learned:
@@ -72,6 +78,9 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
     sentences.extend(_clip_fraction_sentence(clip_frac, axes))
     sentences.append(_recommendation_sentence(rec, summary, axes, chance))
     return " ".join(s for s in sentences if s)
+
+
+_BOUNDS = "\0bounds"  # placeholder of the sentence on slices without any collapse
 
 
 def _undecided_sentence(summary: pd.DataFrame, keys: list[str]) -> list[str]:

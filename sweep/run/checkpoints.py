@@ -60,3 +60,14 @@ class Checkpointer:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def clear_all(folder: Path) -> None:
+    """Delete every checkpoint (and unfinished temporary file) in `folder`: called when the study
+    has nothing left to run, so that one written by a worker killed between storing its results
+    and deleting its checkpoint does not outlive the sweep."""
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file() and (path.suffix == ".pt" or ".tmp" in path.name):
+                path.unlink(missing_ok=True)

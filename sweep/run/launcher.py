@@ -26,6 +26,7 @@ from sweep.core.devices import device_for_worker, plan_worker_devices, usable_co
 from sweep.core.errors import UserError
 from sweep.core.files import check_writable
 from sweep.core.redact import redact_url
+from sweep.run.checkpoints import clear_all
 from sweep.run.progress import Progress
 from sweep.run.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
 from sweep.store.progress import snapshot
@@ -342,6 +343,8 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
               file=sys.stderr)
         return EXIT_INTERRUPTED
     crashed = [c for c in codes if c not in (0, None, EXIT_STOPPED)]
+    if final.done == final.total and not (final.running or final.waiting or final.failed_settings):
+        clear_all(cfg.study_dir / "checkpoints")  # nothing left that could resume from one
     paths = {}
     if write_results and final.complete_runs:
         from sweep.report.write import results_line, write_results
