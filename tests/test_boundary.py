@@ -376,3 +376,64 @@ def test_rates_straddling_and_bracket():
     assert bracket.midpoint == pytest.approx(math.sqrt(0.03 * 0.3))
     none_yet = collapse_bracket(*runs(GRID5, [0] * 5, seeds=3))
     assert (none_yet.last_stable, none_yet.first_collapsing, none_yet.midpoint) == (1.0, None, None)
+
+
+# ------------------------------------------------ never-learned runs past the edge (slice_counts)
+
+from sweep.analysis.boundaries import slice_boundary, slice_counts  # noqa: E402
+
+
+def _rows(lrs, runs, collapsed, never, undecided=None):
+    undecided = undecided or [0] * len(lrs)
+    return [{"lr": lr, "n_runs": n, "n_collapsed": k, "n_never_learned": nl, "n_undecided": u}
+            for lr, n, k, nl, u in zip(lrs, runs, collapsed, never, undecided)]
+
+
+# The dense digits reference of benchmarks/bench_boundary.py (SGD + momentum, 10 seeds per lr):
+# past lr ~2 the net saturates in its first epoch and never learns, so it cannot collapse.
+DIGITS_LRS = [0.1, 0.152, 0.231, 0.351, 0.534, 0.811, 1.23, 1.87, 2.85, 4.33, 6.58, 10.0]
+DIGITS = _rows(DIGITS_LRS, [10] * 12, [0, 0, 0, 0, 3, 8, 7, 9, 5, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1, 4, 8, 10, 10],
+               [0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0])
+
+
+def test_never_learned_past_the_edge_counts_as_failed():
+    c = slice_counts(DIGITS)
+    assert c.edge_lr == 1.23  # the largest lr where every run learned
+    assert c.past_lr == 4.33  # the first lr above it where most runs never learned
+    assert c.past == [0] * 9 + [8, 10, 10] and c.past_edge == 28
+    assert c.failed[-1] == 10 and c.decided[-1] == 10
+    assert c.decided[8] == 5 and c.failed[8] == 5  # at 2.85: 4 never learned, 1 undecided left out
+    fit = slice_boundary(DIGITS)
+    assert fit.at_10.kind == fit.at_50.kind == "fit"
+    assert 0.25 < fit.at_10.estimate < 0.55 and 0.5 < fit.at_50.estimate < 0.9
+    # Counted as survivals, the saturated runs would push lr_at_50 past the tested range.
+    naive = fit_boundary_counts(c.lrs, [10 - u for u in (0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0)],
+                                [0, 0, 0, 0, 3, 8, 7, 9, 5, 1, 0, 0])
+    assert naive.at_50.kind != "fit" or naive.at_50.estimate > 1.0
+
+
+def test_nothing_learned_anywhere_is_never_past_the_edge():
+    # Random labels: every run never learned (or a rare noise call learned): no failure invented.
+    rows = _rows([0.01, 0.1, 1.0], [8, 8, 8], [0, 0, 0], [8, 7, 8])
+    c = slice_counts(rows)
+    assert c.edge_lr is None and c.past_lr is None and c.past_edge == 0 and sum(c.decided) == 1
+    assert slice_boundary(rows).n_collapsed == 0
+
+
+def test_too_slow_to_learn_is_left_out_not_failed():
+    # Low lrs that have not learned in the epochs given say nothing about stability.
+    rows = _rows([0.001, 0.01, 0.1, 1.0], [5, 5, 5, 5], [0, 0, 0, 2], [5, 2, 0, 0])
+    c = slice_counts(rows)
+    assert c.past_edge == 0 and c.decided == [0, 3, 5, 5] and c.failed == [0, 0, 0, 2]
+
+
+def test_simulated_never_learned_noise_in_the_learning_range_is_rarely_a_boundary():
+    # Every lr learns with probability 0.9 and nothing collapses: runs that never learned are
+    # scattered by chance. The fit must rarely count one as failed (which draws a boundary).
+    rng = np.random.default_rng(7)
+    lrs = list(np.geomspace(0.01, 1, 5))
+    drawn = 0
+    for _ in range(2000):
+        never = rng.binomial(5, 0.1, size=5).tolist()
+        drawn += slice_boundary(_rows(lrs, [5] * 5, [0] * 5, never)).n_collapsed > 0
+    assert drawn / 2000 <= 0.01

@@ -250,3 +250,19 @@ def test_compute_verdicts_on_tables_from_records():
     assert v.recommendation is not None and v.recommendation.setting["lr"] in (0.01, 0.1, 1.0)
     assert "At batch size 32 without clipping, runs collapse only at the largest lr tried" in v.reading
     assert "nonfinite" in v.reading
+
+
+def test_reading_counts_runs_saturated_past_the_edge_in_the_boundary():
+    # Nothing collapsed, but from lr 0.3 up most runs never learned (the net saturates at once):
+    # the boundary sentence says so, and does not claim the lr at 50% risk is above the range.
+    s = grid([0.9, 0.95, 0.96, 0.2, 0.1], [0, 0, 0, 0, 0])
+    s.loc[s["lr"] == 0.3, "n_never_learned"] = 4
+    s.loc[s["lr"] == 1.0, "n_never_learned"] = 5
+    text = read(s)
+    assert "9 run(s) that never learned at lr 0.3 and above, where most runs never learn, count as failed" in text
+    assert "the lr at 50% collapse risk is above" not in text
+    # A single seed that never learned inside the learning range changes nothing.
+    s = grid([0.9, 0.95, 0.96, 0.97, 0.96], [0, 0, 0, 0, 0])
+    s.loc[s["lr"] == 1.0, "n_never_learned"] = 1
+    text = read(s)
+    assert "never learned at lr" not in text and "the lr at 50% collapse risk is above" in text

@@ -8,11 +8,15 @@ Usage::
     boundary_sentence(where, fit)       # "the collapse risk reaches 10% at lr 0.2 (95% CI ...) ..."
 
 Undecided runs (a drop the validation set could not confirm) are left out of the fit: they are
-neither collapses nor survivals.
+neither collapses nor survivals. A run that never learned is a failure where its lr lies above the
+slice's learning range (an lr past the edge saturates the net before it learns anything, so it
+cannot collapse, yet it is no safer than one that collapses) and is left out at lower lrs (too slow
+to learn says nothing about stability); see `slice_counts`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from sweep.analysis.boundary import BoundaryFit, RiskLR, fit_boundary_counts
@@ -23,12 +27,60 @@ BOUNDARY_COLUMNS = [
 ]
 
 
+LEARNING_MAJORITY = 0.5  # most runs learn in the learning range, most never learn past the edge
+
+
+@dataclass(frozen=True)
+class SliceCounts:
+    """Per lr of one slice (ascending): the runs the boundary fit counts and those that failed."""
+
+    lrs: list[float]
+    decided: list[int]  # runs minus undecided minus never-learned runs left out
+    failed: list[int]  # collapsed, plus never-learned runs above the learning range
+    past: list[int]  # of those, the never-learned runs above the learning range
+    edge_lr: float | None  # the end of the learning range (None: no lr where most runs learned)
+    past_lr: float | None  # never-learned runs from this lr up count as failed (None: none do)
+
+    @property
+    def past_edge(self) -> int:
+        """Never-learned runs counted as failed, over the slice."""
+        return sum(self.past)
+
+
+def _int(value: Any) -> int:
+    return int(normalize(value) or 0)
+
+
+def slice_counts(rows: Sequence[dict[str, Any]]) -> SliceCounts:
+    """What the boundary fit counts per lr, from the slice's summary rows.
+
+    The learning range ends at the largest lr where the share of runs that learned (stable,
+    collapsed or undecided: anything but never_learned) is at its maximum, and that maximum is at
+    least half: with random labels (nothing learns) no run is ever counted as past the edge. Past
+    the edge starts at the first lr above it from which on, at every lr up to the largest, most runs
+    never learned (saturation, not seeds that were slow by chance). Never-learned runs elsewhere
+    are left out: a few scattered by chance must not draw a boundary.
+    """
+    rows = sorted(rows, key=lambda r: float(r["lr"]))
+    lrs = [float(r["lr"]) for r in rows]
+    runs = [_int(r["n_runs"]) for r in rows]
+    never = [_int(r.get("n_never_learned")) for r in rows]
+    learned = [(n - nl) / n if n else 0.0 for n, nl in zip(runs, never)]
+    peak = max(learned, default=0.0)
+    edge = max((lr for lr, share in zip(lrs, learned) if share == peak), default=None) \
+        if peak >= LEARNING_MAJORITY else None
+    start = next((lr for i, lr in enumerate(lrs) if edge is not None and lr > edge
+                  and all(share <= 1 - LEARNING_MAJORITY for share in learned[i:])), None)
+    past = [nl if start is not None and lr >= start else 0 for lr, nl in zip(lrs, never)]
+    decided = [n - _int(r.get("n_undecided")) - (nl - p) for r, n, nl, p in zip(rows, runs, never, past)]
+    failed = [_int(r["n_collapsed"]) + p for r, p in zip(rows, past)]
+    return SliceCounts(lrs, decided, failed, past, edge, start)
+
+
 def slice_boundary(rows: Sequence[dict[str, Any]]) -> BoundaryFit:
     """The dose-response fit of one slice from its per-lr summary rows."""
-    lrs = [float(r["lr"]) for r in rows]
-    decided = [int(r["n_runs"]) - int(normalize(r.get("n_undecided")) or 0) for r in rows]
-    collapsed = [int(r["n_collapsed"]) for r in rows]
-    return fit_boundary_counts(lrs, decided, collapsed)
+    c = slice_counts(rows)
+    return fit_boundary_counts(c.lrs, c.decided, c.failed)
 
 
 def _risk_columns(name: str, risk: RiskLR) -> dict[str, Any]:
@@ -41,9 +93,13 @@ def boundary_columns(fit: BoundaryFit) -> dict[str, Any]:
     return {**_risk_columns("lr_at_10", fit.at_10), **_risk_columns("lr_at_50", fit.at_50)}
 
 
-def boundary_sentence(where: str, fit: BoundaryFit) -> str:
+def boundary_sentence(where: str, fit: BoundaryFit, counts: SliceCounts | None = None) -> str:
     """One sentence per slice: where the collapse risk reaches 10% and 50%, or the bounds."""
     if fit.n_runs == 0:
         return ""
-    return (f"At {where}, the collapse risk (a logistic fit over log lr, {fit.n_runs} runs) reaches 10% at lr "
+    past = ""
+    if counts is not None and counts.past_edge:
+        past = (f"; {counts.past_edge} run(s) that never learned at lr {counts.past_lr:g} and above, where most runs "
+                f"never learn, count as failed")
+    return (f"At {where}, the collapse risk (a logistic fit over log lr, {fit.n_runs} runs{past}) reaches 10% at lr "
             f"{fit.at_10.text()} and 50% at lr {fit.at_50.text()}.")

@@ -14,7 +14,8 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from sweep.analysis.boundaries import boundary_sentence, slice_boundary
+from sweep.analysis.boundaries import boundary_sentence, slice_counts
+from sweep.analysis.boundary import fit_boundary_counts
 from sweep.analysis.shape_reading import shape_sentences
 from sweep.analysis.verdicts import (
     CLIP_FRACTION_TOO_HIGH, Recommendation, ValidationNoise, present, setting_key, slice_axes,
@@ -40,7 +41,11 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
         key = setting_key(sl, keys)
         where = slice_label(dict(zip(keys, key)))
         rows = by_slice[key]
-        fit = slice_boundary([rows[lr] for lr in sorted(rows)])
+        counts = slice_counts([rows[lr] for lr in sorted(rows)])
+        fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
+        if sl["n_collapsed"] == 0 and counts.past_edge:  # nothing collapsed, but high lrs learned nothing
+            sentences.append(boundary_sentence(where, fit, counts))
+            continue
         if sl["n_collapsed"] == 0:
             quiet.append(where)
             if fit.at_50.kind == "above":  # what no collapse in this many runs does rule out
@@ -49,7 +54,7 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
                 bounds.setdefault((fit.n_runs, fit.at_50.text()), []).append(where)
             continue
         sentences.append(_collapse_sentence(where, sl, rows))
-        sentences.append(boundary_sentence(where, fit))
+        sentences.append(boundary_sentence(where, fit, counts))
         helped = _clipping_sentence(key, keys, rows, by_slice)
         if helped:
             sentences.append(helped)

@@ -23,7 +23,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sweep.analysis.boundaries import slice_boundary
+from sweep.analysis.boundaries import slice_counts
+from sweep.analysis.boundary import fit_boundary_counts
 from sweep.analysis.noise import lower_bound, upper_bound
 from sweep.core.setting import Setting, slice_label, value_label
 
@@ -99,16 +100,15 @@ def plan_round(summary: Any, axes: Sequence[str], factor: float, budget: int, ne
     for key, rows in slices.items():
         rows = sorted(rows, key=lambda r: float(r["lr"]))
         where = slice_label(dict(zip(keys, key))) or "the grid"
-        fit = slice_boundary(rows)
+        counts = slice_counts(rows)
+        fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
         if known_within(fit, factor):
             plan.resolved.append(where)
             plan.notes.append(f"{where}: lr_at_10 {fit.at_10.text()}, known within x{factor:.2f}")
             continue
         plan.open.append(where)
         plan.notes.append(f"{where}: lr_at_10 {fit.at_10.text()}; lr_at_50 {fit.at_50.text()}")
-        lrs = [float(r["lr"]) for r in rows]
-        n = [int(r["n_runs"]) - int(r.get("n_undecided", 0) or 0) for r in rows]
-        k = [int(r["n_collapsed"]) for r in rows]
+        lrs, n, k = counts.lrs, counts.decided, counts.failed  # never-learned past the edge: failed
         rates = [ki / ni if ni else 0.0 for ki, ni in zip(k, n)]
         lr, why = _new_lr(lrs, rates, k)
         base = {a: v for a, v in zip(keys, key)}
@@ -122,7 +122,7 @@ def plan_round(summary: Any, axes: Sequence[str], factor: float, budget: int, ne
                 seeds = list(range(runs, min(max_seeds, runs + extra_seeds)))
                 plan.additions.append(Addition(
                     {"lr": lrs[i], **base}, seeds,
-                    f"+{len(seeds)} seeds at lr {value_label(lrs[i])}: {k[i]}/{n[i]} collapsed, its 95% interval "
+                    f"+{len(seeds)} seeds at lr {value_label(lrs[i])}: {k[i]}/{n[i]} failed, its 95% interval "
                     f"straddles 10% or 50% risk"))
     plan.additions = [Addition(Setting({a: a_.setting.get(a) for a in axes}).as_dict(), a_.seeds, a_.why)
                       for a_ in plan.additions]

@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from sweep.analysis.boundaries import slice_boundary
+from sweep.analysis.boundaries import slice_counts
+from sweep.analysis.boundary import fit_boundary_counts
 from sweep.core.setting import value_label
 from sweep.core.values import normalize
 from sweep.report.figure_base import (
@@ -150,6 +151,8 @@ def lr_curves(tables: Any) -> Figure:
     handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
                for ci, c in enumerate(g.clips)]
     handles += [Line2D([], [], color="#555555", linestyle="--", label="fitted collapse risk (band: 95%)"),
+                Line2D([], [], color="#555555", linestyle="none", marker="o", markerfacecolor="none",
+                       label="failed incl. never learned past the edge (as fitted)"),
                 Patch(color="#999999", alpha=0.3, label="95% interval"),
                 Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
                 Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch")]
@@ -164,7 +167,12 @@ FIT_POINTS = 30  # points of a fitted collapse-risk curve (a band point costs tw
 def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> None:
     """The fitted collapse risk of one slice over its tested lr range (dashed) with its pointwise
     95% band; the lr at 10% and 50% risk, when estimated, as ticks on the curve."""
-    fit = slice_boundary(rows)
+    counts = slice_counts(rows)
+    fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
+    if counts.past_edge:  # the rate the fit counts, where runs never learned past the learning range
+        past = [(lr, f / d) for lr, d, f, p in zip(counts.lrs, counts.decided, counts.failed, counts.past) if p and d]
+        ax.plot([lr for lr, _ in past], [rate for _, rate in past], linestyle="none", marker="o", markersize=7,
+                markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.2)
     if fit.n_lrs < 2 or fit.n_runs == 0:
         return
     lrs = np.geomspace(fit.lr_min, fit.lr_max, FIT_POINTS)
