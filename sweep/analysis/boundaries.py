@@ -8,10 +8,10 @@ Usage::
     boundary_sentence(where, fit)       # "the collapse risk reaches 10% at lr 0.2 (95% CI ...) ..."
 
 Undecided runs (a drop the validation set could not confirm) are left out of the fit: they are
-neither collapses nor survivals. A run that never learned is a failure where its lr lies above the
+neither collapses nor survivals. A run that never learned is a failure where its lr lies past the
 slice's learning range (an lr past the edge saturates the net before it learns anything, so it
-cannot collapse, yet it is no safer than one that collapses) and is left out at lower lrs (too slow
-to learn says nothing about stability); see `slice_counts`.
+cannot collapse, yet it is no safer than one that collapses), a survival at lower lrs (too slow to
+learn is not unstable), and left out in between; see `slice_counts`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class SliceCounts:
     """Per lr of one slice (ascending): the runs the boundary fit counts and those that failed."""
 
     lrs: list[float]
-    decided: list[int]  # runs minus undecided minus never-learned runs left out
+    decided: list[int]  # runs minus undecided runs and never-learned runs between edge and past
     failed: list[int]  # collapsed, plus never-learned runs above the learning range
     past: list[int]  # of those, the never-learned runs above the learning range
     edge_lr: float | None  # the end of the learning range (None: no lr where most runs learned)
@@ -55,24 +55,27 @@ def slice_counts(rows: Sequence[dict[str, Any]]) -> SliceCounts:
     """What the boundary fit counts per lr, from the slice's summary rows.
 
     The learning range ends at the largest lr where the share of runs that learned (stable,
-    collapsed or undecided: anything but never_learned) is at its maximum, and that maximum is at
-    least half: with random labels (nothing learns) no run is ever counted as past the edge. Past
-    the edge starts at the first lr above it from which on, at every lr up to the largest, most runs
-    never learned (saturation, not seeds that were slow by chance). Never-learned runs elsewhere
-    are left out: a few scattered by chance must not draw a boundary.
+    undecided, diverged or constant_output: not never_learned, not non-finite) is at its maximum,
+    and that maximum is at least half: with random labels (nothing learns) no run is ever counted
+    as past the edge. Past the edge starts at the first lr above it from which on, at every lr up
+    to the largest, most runs did not learn (saturation, not seeds that were slow by chance).
+    Never-learned runs there count as failed; in the learning range and below they count as
+    survivals (too slow to learn did not blow up); between the two they are left out (a few
+    scattered by chance must not draw a boundary, nor hide one).
     """
     rows = sorted(rows, key=lambda r: float(r["lr"]))
     lrs = [float(r["lr"]) for r in rows]
     runs = [_int(r["n_runs"]) for r in rows]
     never = [_int(r.get("n_never_learned")) for r in rows]
-    learned = [(n - nl) / n if n else 0.0 for n, nl in zip(runs, never)]
+    learned = [(n - nl - _int(r.get("n_nonfinite"))) / n if n else 0.0 for r, n, nl in zip(rows, runs, never)]
     peak = max(learned, default=0.0)
     edge = max((lr for lr, share in zip(lrs, learned) if share == peak), default=None) \
         if peak >= LEARNING_MAJORITY else None
     start = next((lr for i, lr in enumerate(lrs) if edge is not None and lr > edge
                   and all(share <= 1 - LEARNING_MAJORITY for share in learned[i:])), None)
     past = [nl if start is not None and lr >= start else 0 for lr, nl in zip(lrs, never)]
-    decided = [n - _int(r.get("n_undecided")) - (nl - p) for r, n, nl, p in zip(rows, runs, never, past)]
+    between = [nl if edge is not None and lr > edge and not p else 0 for lr, nl, p in zip(lrs, never, past)]
+    decided = [n - _int(r.get("n_undecided")) - b for r, n, b in zip(rows, runs, between)]
     failed = [_int(r["n_collapsed"]) + p for r, p in zip(rows, past)]
     return SliceCounts(lrs, decided, failed, past, edge, start)
 
