@@ -36,8 +36,8 @@ class SliceCounts:
 
     lrs: list[float]
     decided: list[int]  # runs minus undecided runs and never-learned runs between edge and past
-    failed: list[int]  # collapsed, plus never-learned runs above the learning range
-    past: list[int]  # of those, the never-learned runs above the learning range
+    failed: list[int]  # collapsed, plus never-learned runs past the edge (from past_lr up)
+    past: list[int]  # of those, the never-learned runs past the edge
     edge_lr: float | None  # the end of the learning range (None: no lr where most runs learned)
     past_lr: float | None  # never-learned runs from this lr up count as failed (None: none do)
 

@@ -105,6 +105,7 @@ def lr_curves(tables: Any) -> Figure:
     colors = colormaps["tab10"]
     span = math.log10(max(g.lrs) / min(g.lrs)) if len(g.lrs) > 1 else 1.0
     x0 = acc0 = rate0 = None
+    past_edge = False  # did any slice count never-learned runs past its learning range as failed?
     for i, panel in enumerate(g.panels):
         b, c = divmod(i, ncols)
         ax_acc = fig.add_subplot(gs[2 * b, c], sharex=x0, sharey=acc0)
@@ -127,7 +128,7 @@ def lr_curves(tables: Any) -> Figure:
                             [r["collapse_rate_hi"] - r["collapse_rate"] for _, r in rows]], dtype=float)
             ax_rate.errorbar(xs * dx, rate, yerr=np.clip(err, 0, None), fmt="o", color=color, markersize=4,
                              capsize=2, linewidth=1, elinewidth=0.8)
-            _draw_boundary(ax_rate, [r for _, r in rows], color)
+            past_edge |= _draw_boundary(ax_rate, [r for _, r in rows], color)
         if finite(g.chance):
             ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance")
         floors = [normalize(r.get("noise_floor")) for k, r in g.summary.items() if g.panel_of(k) == panel]
@@ -150,10 +151,11 @@ def lr_curves(tables: Any) -> Figure:
             ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
                for ci, c in enumerate(g.clips)]
-    handles += [Line2D([], [], color="#555555", linestyle="--", label="fitted collapse risk (band: 95%)"),
-                Line2D([], [], color="#555555", linestyle="none", marker="o", markerfacecolor="none",
-                       label="failed incl. never learned past the edge (as fitted)"),
-                Patch(color="#999999", alpha=0.3, label="95% interval"),
+    handles += [Line2D([], [], color="#555555", linestyle="--", label="fitted collapse risk (band: 95%)")]
+    if past_edge:
+        handles += [Line2D([], [], color="#555555", linestyle="none", marker="o", markerfacecolor="none",
+                           label="failed incl. never learned past the edge (as fitted)")]
+    handles += [Patch(color="#999999", alpha=0.3, label="95% interval"),
                 Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
                 Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch")]
     titled_legend(fig, handles, "mean_best_acc (band: 95% t interval) and collapse_rate "
@@ -164,9 +166,11 @@ def lr_curves(tables: Any) -> Figure:
 FIT_POINTS = 30  # points of a fitted collapse-risk curve (a band point costs two root searches)
 
 
-def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> None:
+def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> bool:
     """The fitted collapse risk of one slice over its tested lr range (dashed) with its pointwise
-    95% band; the lr at 10% and 50% risk, when estimated, as ticks on the curve."""
+    95% band; the lr at 10% and 50% risk, when estimated, as ticks on the curve; hollow circles
+    where the fit counts never-learned runs past the learning range as failed (returns whether
+    there were any)."""
     counts = slice_counts(rows)
     fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
     if counts.past_edge:  # the rate the fit counts, where runs never learned past the learning range
@@ -174,7 +178,7 @@ def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> None:
         ax.plot([lr for lr, _ in past], [rate for _, rate in past], linestyle="none", marker="o", markersize=7,
                 markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.2)
     if fit.n_lrs < 2 or fit.n_runs == 0:
-        return
+        return bool(counts.past_edge)
     lrs = np.geomspace(fit.lr_min, fit.lr_max, FIT_POINTS)
     risk = fit.risk(lrs)
     lo, hi = fit.band(lrs)
@@ -183,3 +187,4 @@ def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> None:
     for point in (fit.at_10, fit.at_50):
         if point.kind == "fit" and point.estimate is not None:
             ax.plot([point.estimate], [point.q], marker="|", color=color, markersize=10, mew=1.5)
+    return bool(counts.past_edge)
