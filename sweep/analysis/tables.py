@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 
 from sweep.analysis.detection import detect_run
+from sweep.analysis.shapes import loss_jump, volatility, warmup_epochs
 from sweep.analysis.stats import mean_interval, wilson_interval
+from sweep.config import DetectConfig
 from sweep.core.records import EPOCH_COLUMNS
 from sweep.core.setting import BASE_AXES, Setting
-from sweep.analysis.shapes import DEFAULT_JUMP_Z, loss_jump, volatility, warmup_epochs
 from sweep.core.values import is_finite, nanmax, nanmedian, normalize
+
 RUN_COLUMNS = [
     "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
     "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
@@ -107,8 +109,9 @@ def shape_columns(curves: dict[str, Any], detect: Any, learned: bool = True) -> 
     validation loss rises for another reason (memorising noise; random labels do this). The jump
     is measured against the curve's own epoch-to-epoch noise, which a smaller validation set
     makes larger: the data's size is in the threshold."""
-    jump = loss_jump(np.asarray(curves["val_loss"], dtype=float), z=getattr(detect, "jump_z", DEFAULT_JUMP_Z),
-                     min_rise=getattr(detect, "jump_min_rise", 1.1), patience=detect.patience) if learned else None
+    jump = loss_jump(np.asarray(curves["val_loss"], dtype=float), z=getattr(detect, "jump_z", DetectConfig.jump_z),
+                     min_rise=getattr(detect, "jump_min_rise", DetectConfig.jump_min_rise),
+                     patience=detect.patience) if learned else None
     train = np.asarray(curves["train_loss"], dtype=float)
     cv = math.nan
     if "train_loss_sd" in curves:
