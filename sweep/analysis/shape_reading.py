@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from sweep.core.setting import setting_label, value_label
-from sweep.core.values import nanmedian, normalize
+from sweep.core.values import is_finite, nanmedian, normalize
 
 
 def shape_sentences(summary: pd.DataFrame, runs: pd.DataFrame, axes: Sequence[str]) -> list[str]:
@@ -90,7 +90,7 @@ def _trend_sentence(summary: pd.DataFrame, axes: Sequence[str], axis: str, noun:
         groups.setdefault(tuple(normalize(r[a]) for a in others), []).append(r)
     calls: dict[str, list[tuple[tuple[Any, ...], list[dict[str, Any]]]]] = {"falls": [], "rises": [], "same": []}
     for key, rows in groups.items():
-        rows = [r for r in sorted(rows, key=lambda r: float(r[axis])) if _finite(r.get(column))]
+        rows = [r for r in sorted(rows, key=lambda r: float(r[axis])) if is_finite(normalize(r.get(column)))]
         if len(rows) < 2:
             continue
         calls[_direction(rows[0], rows[-1], column)].append((key, rows))
@@ -143,8 +143,3 @@ def _ratio(rows: list[dict[str, Any]], column: str) -> float:
 def _bound(row: dict[str, Any], column: str) -> Optional[float]:
     v = normalize(row.get(column))
     return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else None
-
-
-def _finite(v: Any) -> bool:
-    v = normalize(v)
-    return isinstance(v, (int, float)) and math.isfinite(v)
