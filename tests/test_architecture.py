@@ -28,6 +28,21 @@ def test_import_linter_contracts_hold():
     assert "0 broken" in p.stdout
 
 
+def test_no_module_imports_itself_back():
+    """No import cycle between any two modules, through any chain (also lazy imports inside
+    functions): every `A imports B` with a chain from B back to A is reported."""
+    import grimp
+
+    graph = grimp.build_graph("sweep")
+    cycles = sorted({
+        tuple(sorted((module, imported)))
+        for module in graph.modules
+        for imported in graph.find_modules_directly_imported_by(module)
+        if imported != module and graph.chain_exists(importer=imported, imported=module)
+    })
+    assert cycles == []
+
+
 def test_every_module_is_small():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in (ROOT / "sweep").rglob("*.py")}
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.special import log_expit, logit
 
-from sweep.analysis.boundary import (
+from sweep.analysis.boundary.fit import (
     CHI2_95, KINDS, STATUSES, RiskLR, collapse_bracket, fit_boundary, fit_boundary_counts,
     rates_by_lr, risk_lr, straddling_lrs,
 )
@@ -380,7 +380,7 @@ def test_rates_straddling_and_bracket():
 
 # ------------------------------------------------ never-learned runs past the edge (slice_counts)
 
-from sweep.analysis.boundaries import slice_boundary, slice_counts  # noqa: E402
+from sweep.analysis.boundary.slices import slice_boundary, slice_counts  # noqa: E402
 
 
 def _rows(lrs, runs, collapsed, never, undecided=None):

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from sweep.analysis.data_checks import data_lines, data_warnings
-from sweep.analysis.shape_reading import _direction, loss_jump_sentence, volatility_sentences
+from sweep.analysis.shapes.reading import _direction, loss_jump_sentence, volatility_sentences
 from sweep.analysis.stats import mean_interval, wilson_interval
 from sweep.analysis.tables import build_tables
-from sweep.analysis.verdicts import compute_verdicts
+from sweep.analysis.conclusions import compute_verdicts
 from sweep.config import DetectConfig
 from sweep.report.figures import figure_plan, grid_of, learning_curves
 from sweep.report.volatility import has_volatility, volatility_figure

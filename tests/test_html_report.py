@@ -19,7 +19,7 @@ from sweep.report.figures import write_figures
 from sweep.report.write import write_report
 from sweep.store.studies import ATTR_CONFIG, ATTR_TASK
 from sweep.core.records import RUN_PREFIX, encode_record
-from sweep.analysis.verdicts import compute_verdicts
+from sweep.analysis.conclusions import compute_verdicts
 from test_plots import synthetic_record, synthetic_tables
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -12,7 +12,7 @@ import torch
 
 from conftest import kill_process_tree, run_cli
 from sweep.analysis.refinement import known_within, plan_round
-from sweep.analysis.boundaries import slice_boundary
+from sweep.analysis.boundary.slices import slice_boundary
 from sweep.config import load_config
 from sweep.tasks import build_task
 from sweep.training import RunSpec

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from sweep.analysis.shapes import (
+from sweep.analysis.shapes.curves import (
     DEFAULT_JUMP_Z,
     LossJump,
     loss_jump,

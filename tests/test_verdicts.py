@@ -11,8 +11,9 @@ import pytest
 
 from sweep.analysis.tables import SUMMARY_COLUMNS
 from sweep.analysis.stats import wilson_interval
+from sweep.analysis.conclusions import compute_verdicts
 from sweep.analysis.verdicts import (
-    SLICE_COLUMNS, clip_fractions, compute_verdicts, largest_stable_lr, lr_sensitivity, recommend, slice_verdicts,
+    SLICE_COLUMNS, clip_fractions, largest_stable_lr, lr_sensitivity, recommend, slice_verdicts,
 )
 from sweep.analysis.reading import reading
 from sweep.core.setting import setting_label, slice_label, value_label

@@ -2,7 +2,7 @@
 
 Usage: ``reading(summary, slices, recommendation, axes, chance, clip_fractions, noise)`` (called
 by `compute_verdicts`). Each sentence is generated from the tables: where runs collapse, what
-clipping changes, undecided runs, loss jumps and fluctuation (sweep.analysis.shape_reading), the
+clipping changes, undecided runs, loss jumps and fluctuation (sweep.analysis.shapes.reading), the
 validation set's resolution, LR sensitivity, a starting clip value, over-aggressive clipping, and
 the recommendation.
 """
@@ -14,9 +14,9 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from sweep.analysis.boundaries import boundary_sentence, slice_counts
+from sweep.analysis.boundary import boundary_sentence, slice_counts
 from sweep.analysis.boundary import fit_boundary_counts
-from sweep.analysis.shape_reading import shape_sentences
+from sweep.analysis.shapes import shape_sentences
 from sweep.analysis.verdicts import (
     CLIP_FRACTION_TOO_HIGH, Recommendation, ValidationNoise, present, setting_key, slice_axes,
 )

@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sweep.analysis.boundaries import slice_counts
+from sweep.analysis.boundary import slice_counts
 from sweep.analysis.boundary import fit_boundary_counts
 from sweep.analysis.noise import lower_bound, upper_bound
 from sweep.core.setting import Setting, slice_label, value_label

@@ -2,11 +2,11 @@
 
 Usage::
 
-    v = compute_verdicts(tables)          # tables from sweep.analysis.tables
-    v.slices                              # verdicts.csv: one row per (clip, batch size, extra axes)
-    v.recommendation                      # best setting without any collapsed run, or None
-    v.reading                             # one paragraph in plain language (sweep.analysis.reading)
-    v.noise                               # what the validation set's size lets the report tell apart
+    slice_verdicts(summary, axes, chance)   # verdicts.csv: one row per (clip, batch size, extra axes)
+    recommend(summary, axes)                # best setting without any collapsed run, or None
+    validation_noise(tables)                # what the validation set's size lets the report tell apart
+
+`sweep.analysis.conclusions.compute_verdicts` puts them together with the reading.
 
 A *slice* is every setting that shares all axes but the learning rate: one line of an LR curve.
 Per slice: LR sensitivity (adapted from Wortsman et al. 2023) and the largest stable LR. Over the
@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from sweep.analysis.boundaries import BOUNDARY_COLUMNS, boundary_columns, slice_boundary
+from sweep.analysis.boundary import BOUNDARY_COLUMNS, boundary_columns, slice_boundary
 from sweep.core.setting import Setting, setting_label, value_label
 from sweep.core.values import nanmedian, normalize
 
@@ -77,14 +77,6 @@ class ValidationNoise:
                 f"{self.resolution:.2f} are within sampling noise, and with nothing learned the best of "
                 f"{self.epochs} epochs still reaches up to {min(self.floor, 1.0):.3f} (chance {self.chance:.3f}); "
                 f"a run counts as learned only above that.")
-
-
-@dataclass
-class Verdicts:
-    slices: pd.DataFrame  # one row per slice: the slice axes + SLICE_COLUMNS
-    recommendation: Optional[Recommendation]
-    reading: str  # the plain-language paragraph
-    noise: Optional[ValidationNoise] = None
 
 
 # --------------------------------------------------------------------------- values and keys
@@ -256,21 +248,6 @@ def _noise_fix(task: dict[str, Any], config: dict[str, Any], n_val: Optional[int
         data = "more validation data"
     return (f"{data}: about four times the sequences ({four}) halve the noise; more seeds narrow the "
             f"collapse-rate intervals but cannot sharpen a single run's call")
-
-
-def compute_verdicts(tables: Any) -> Verdicts:
-    """Slices, recommendation and reading of a `sweep.analysis.Tables`."""
-    axes = list(tables.axes)
-    slices = slice_verdicts(tables.summary, axes, tables.chance)
-    rec = recommend(tables.summary, axes)
-    noise = validation_noise(tables)
-    from sweep.analysis.reading import reading
-
-    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise,
-                   runs=tables.runs)
-    return Verdicts(slices=slices, recommendation=rec, reading=text, noise=noise)
-
-
 
 
 def present(v: Any) -> bool:

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from sweep.analysis.boundaries import slice_counts
+from sweep.analysis.boundary import slice_counts
 from sweep.analysis.boundary import fit_boundary_counts
 from sweep.core.setting import value_label
 from sweep.core.values import normalize

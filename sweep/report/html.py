@@ -23,7 +23,8 @@ from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
 from sweep.analysis.data_checks import data_lines, data_warnings
-from sweep.analysis.verdicts import Verdicts, clip_fractions, setting_key, slice_axes
+from sweep.analysis.conclusions import Verdicts
+from sweep.analysis.verdicts import clip_fractions, setting_key, slice_axes
 from sweep.config import DETECT_MEANINGS
 from sweep.core.files import write_text
 from sweep.core.setting import value_label

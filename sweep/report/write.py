@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from sweep.analysis.tables import Tables, build_tables
-from sweep.analysis.verdicts import compute_verdicts
+from sweep.analysis.conclusions import compute_verdicts
 from sweep.config import DetectConfig
 from sweep.core.errors import UserError
 from sweep.core.files import write_csv, write_parquet

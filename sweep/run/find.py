@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
 from sweep.config import Config
+from sweep.tasks import TaskData
 from sweep.core.records import decode_floats, encode_floats
 from sweep.core.setting import value_label
 from sweep.training import RunSpec
@@ -119,7 +121,7 @@ def stored_find(study: Any, cfg: Config) -> Optional[FindResult]:
 
 
 def store_find(study: Any, result: FindResult) -> None:
-    from sweep.store.storage import retry_locked
+    from sweep.store.retry import retry_locked
 
     retry_locked(lambda: study.set_user_attr(ATTR_FIND, result.to_dict()))
 
@@ -132,18 +134,47 @@ def resolve_grid(cfg: Config, result: FindResult) -> Config:
     return dataclasses.replace(cfg, grid=grid)
 
 
+def auto_grid(cfg: Config, task: TaskData, device: str) -> tuple[Config, Optional[Any]]:
+    """`grid.lr=auto`: the config with the learning rates the study's range tests propose (run
+    now when it has none), and the new result to store once the study is prepared."""
+    from sweep.training.accelerator import configure_device
+
+    study = _stored_study(cfg)
+    result = stored_find(study, cfg) if study is not None else None
+    fresh = result is None
+    if fresh:
+        print("grid.lr=auto: running the learning-rate range test first", flush=True)
+        configure_device(torch.device(device))
+        result = find_lrs(cfg, task, torch.device(device), log=lambda m: print(m, flush=True))
+    print(result.summary(), flush=True)
+    return resolve_grid(cfg, result), (result if fresh else None)
+
+
+def _stored_study(cfg: Config) -> Optional[Any]:
+    """The study if the storage already holds it; None otherwise. A default SQLite file that does
+    not exist yet is not created: `grid.lr=auto` writes nothing before the sweep is prepared."""
+    from sweep.run.preparation import open_study_storage
+    from sweep.store.studies import load_study, study_names
+
+    url = cfg.storage_url()
+    if url.startswith("sqlite") and not Path(url.split(":///", 1)[-1]).exists():
+        return None
+    storage = open_study_storage(cfg)
+    return load_study(storage, cfg.study.name) if cfg.study.name in study_names(storage) else None
+
+
 def find_command(cfg: Config) -> int:
     """`sweep find`: range tests for the study's model and data, stored in the study, drawn in
     results/<study>/figures/find.png, and the proposed grid printed as an override."""
     from sweep.core.devices import device_for_worker
     from sweep.report.find_figure import write_find_figure
-    from sweep.run.launcher import _storage, checked_task, task_info
+    from sweep.run.preparation import checked_task, open_study_storage, task_info
     from sweep.store.studies import open_or_create_study
     from sweep.training.accelerator import configure_device
 
     n_gpu = torch.cuda.device_count() if cfg.device != "cpu" else 0
     task = checked_task(cfg)
-    study = open_or_create_study(_storage(cfg), cfg, task_info(task, getattr(cfg.task, "normalize", None)), record_grid=False)
+    study = open_or_create_study(open_study_storage(cfg), cfg, task_info(task, getattr(cfg.task, "normalize", None)), record_grid=False)
     device = torch.device(device_for_worker(cfg.device, n_gpu, 0))
     configure_device(device)
     print(f"lrsweep find: study {cfg.study.name!r}, task {task.name}, model {cfg.model.name}, optimizer "

@@ -9,7 +9,6 @@ start workers (child processes) -> progress until done or stopped -> tables, fig
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -20,143 +19,22 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from sweep.analysis.data_checks import data_warnings
-from sweep.config import EXECUTION_KEYS, Config, apply_overrides, config_from_dict
+from sweep.config import EXECUTION_KEYS, Config, config_from_dict
 from sweep.config.targets import TargetModel
 from sweep.core.devices import device_for_worker, plan_worker_devices, usable_cores
 from sweep.core.errors import UserError
-from sweep.core.files import check_writable
 from sweep.core.redact import redact_url
 from sweep.run.checkpoints import clear_all
+from sweep.run.find import auto_grid
+from sweep.run.preparation import check_device, checked_task, prepare, task_cache_path
 from sweep.run.progress import Progress
 from sweep.run.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS, EXIT_STOPPED
 from sweep.store.progress import snapshot
-from sweep.store.queue import enqueue, plan_work, uncovered
-from sweep.store.storage import check_storage_url, open_storage
-from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, load_study, open_or_create_study, study_names
-from sweep.store.workers import reclaim_orphans
-from sweep.tasks import TaskData, build_task
-from sweep.tasks.data import save_task
-from sweep.tasks.summary import data_summary
-from sweep.training.models import check_group_lr_mult, check_model, param_group_names
+from sweep.store.storage import open_storage
+from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, study_names
+from sweep.training.models import param_group_names
 
 EXIT_INTERRUPTED = 130
-
-
-def task_info(task: TaskData, normalized: Optional[bool] = None) -> dict[str, Any]:
-    """Facts about the data stored in the study (the report needs them without the data).
-    `normalized`: the task's `normalize` option (None when it has none)."""
-    h = hashlib.sha1()
-    for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.lengths_train, task.lengths_val):
-        if t is not None:
-            h.update(t.contiguous().cpu().numpy().tobytes())
-    return {
-        "name": task.name,
-        "kind": task.kind,
-        "chance": task.chance(),
-        "n_train": task.n_train,
-        "n_val": int(task.x_val.shape[0]),
-        "steps": int(task.x_train.shape[1]),
-        "input_dim": task.input_dim,
-        "output_dim": task.output_dim,
-        "per_step": task.per_step,
-        "tolerance": task.tolerance,
-        "fingerprint": h.hexdigest(),
-        "info": task.info,
-        "data": data_summary(task, normalized),  # input scale and class balance, for the report's header
-    }
-
-
-def check_device(device: str, n: int) -> None:
-    """`device=cuda[:N]` needs that GPU among the `n` of this machine (checked before any data
-    or storage)."""
-    if not device.startswith("cuda"):
-        return
-    import torch
-
-    if n == 0:
-        raise UserError(
-            f"device: {device!r} asks for a CUDA GPU, but torch {torch.__version__} sees none on this machine; "
-            f"use device=auto (GPU when there is one) or device=cpu"
-        )
-    index = int(device.split(":", 1)[1]) if ":" in device else 0
-    if index >= n:
-        raise UserError(f"device: {device!r} but this machine has {n} GPU(s), cuda:0..cuda:{n - 1}; "
-                        f"pick one of them, or device=cuda to use them all")
-
-
-def checked_task(cfg: Config) -> TaskData:
-    """Every check that needs no storage connection, then the task data (built once)."""
-    check_writable(cfg.study_dir)
-    if cfg.study.storage:  # a bad URL fails before the data is built (the default one is made below)
-        check_storage_url(cfg.study.storage)
-    task = build_task(cfg.task)
-    check_model(cfg.model, task)  # a user's model: importable, a Module, outputs of the right shape
-    check_group_lr_mult(setting_configs(cfg), task)  # one lr multiplier per parameter group
-    return task
-
-
-def setting_configs(cfg: Config) -> list[Config]:
-    """The config of each combination of the extra grid axes' values (just `cfg` without any)."""
-    import itertools
-
-    if not cfg.grid.extra:
-        return [cfg]
-    paths = [path for path, _ in cfg.grid.extra]
-    return [apply_overrides(cfg, dict(zip(paths, values)))
-            for values in itertools.product(*(values for _, values in cfg.grid.extra))]
-
-
-def prepare(cfg: Config, task: Optional[TaskData] = None,
-            extra_work: Sequence[tuple[dict[str, Any], list[int]]] = ()) -> tuple[Any, Any, TaskData]:
-    """Validate everything, then open/create the study and queue the missing work (the grid's,
-    and `extra_work` beyond it: seeds `sweep refine` adds to single settings)."""
-    task = task if task is not None else checked_task(cfg)
-    too_big = [b for b in cfg.grid.batch_size if b > task.n_train]
-    if too_big:
-        raise UserError(
-            f"grid.batch_size: every batch size must be <= the {task.n_train} training sequences, got {too_big}; "
-            f"use smaller batch sizes (a batch cannot hold more sequences than the training set)"
-        )
-    storage = _storage(cfg)
-    info = task_info(task, getattr(cfg.task, "normalize", None))
-    study = open_or_create_study(storage, cfg, info)
-    # Workers read the data built here instead of building it again (tokenising a text corpus
-    # or parsing a large CSV once, not once per worker).
-    save_task(task, task_cache_path(cfg, info["fingerprint"]))
-    reclaim_orphans(study, cfg.study.grace_seconds)
-    trials = study.get_trials(deepcopy=False)
-    enqueue(study, plan_work(cfg, trials) + uncovered(extra_work, trials))
-    return storage, study, task
-
-
-def _storage(cfg: Config) -> Any:
-    if not cfg.study.storage:  # the default SQLite file lives in results_dir
-        cfg.study_dir.parent.mkdir(parents=True, exist_ok=True)
-    return open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
-
-
-def auto_grid(cfg: Config, task: TaskData, device: str) -> tuple[Config, Optional[Any]]:
-    """`grid.lr=auto`: the config with the learning rates the study's range tests propose (run
-    now when it has none), and the new result to store once the study is prepared."""
-    import torch
-
-    from sweep.run.find import find_lrs, resolve_grid, stored_find
-    from sweep.training.accelerator import configure_device
-
-    storage = _storage(cfg)
-    study = load_study(storage, cfg.study.name) if cfg.study.name in study_names(storage) else None
-    result = stored_find(study, cfg) if study is not None else None
-    fresh = result is None
-    if fresh:
-        print("grid.lr=auto: running the learning-rate range test first", flush=True)
-        configure_device(torch.device(device))
-        result = find_lrs(cfg, task, torch.device(device), log=lambda m: print(m, flush=True))
-    print(result.summary(), flush=True)
-    return resolve_grid(cfg, result), (result if fresh else None)
-
-
-def task_cache_path(cfg: Config, fingerprint: str) -> Path:
-    return cfg.study_dir / f"task-{fingerprint[:16]}.pt"
 
 
 def _threads_per_worker(workers: int) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 from sweep.analysis.refinement import RoundPlan, plan_round
 from sweep.config import Config
 from sweep.store.studies import ATTR_CONFIG, ATTR_REFINE, load_study
-from sweep.store.storage import retry_locked
+from sweep.store.retry import retry_locked
 
 
 def _queued_runs(study: Any) -> int:
@@ -36,13 +36,14 @@ def _round_config(cfg: Config, plan: RoundPlan) -> Config:
 
 def refine_command(cfg: Config) -> int:
     from sweep.report.write import results_line, study_tables, write_results
-    from sweep.run.launcher import _storage, launch
+    from sweep.run.launcher import launch
+    from sweep.run.preparation import open_study_storage
 
     # The starting grid (grid.lr=auto: after its range test), or the round a stop interrupted.
     code = launch(cfg, write_results=False)
     if code:
         return code
-    study = load_study(_storage(cfg), cfg.study.name)
+    study = load_study(open_study_storage(cfg), cfg.study.name)
     rounds = list(study.user_attrs.get(ATTR_REFINE, {}).get("rounds", []))
     stored_lrs = tuple(float(v) for v in study.user_attrs[ATTR_CONFIG]["grid"]["lr"])
     base = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, lr=stored_lrs, lr_auto=False))

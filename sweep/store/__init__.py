@@ -12,7 +12,8 @@ from sweep.store.queue import (
     pop_trial, requeue_trial,
 )
 from sweep.store.results import load_study_runs, store_results
-from sweep.store.storage import check_sqlite_file, check_storage_url, open_storage, retry_locked
+from sweep.store.retry import retry_locked
+from sweep.store.storage import check_sqlite_file, check_storage_url, open_storage
 from sweep.store.studies import (
     ATTR_COMPARABLE, ATTR_CONFIG, ATTR_TASK, DIRECTIONS, check_comparable, load_study, open_or_create_study,
     study_names,

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Optional, Sequence
 from sweep.config import Config
 from sweep.core.setting import Setting
 from sweep.store._optuna import storage_of, study_id, trial_id
-from sweep.store.storage import retry_locked
+from sweep.store.retry import retry_locked
 
 
 def _distributions(setting: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

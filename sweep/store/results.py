@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from sweep.core.records import RUN_PREFIX, decode_record, encode_record
 from sweep.store._optuna import storage_of, trial_id
-from sweep.store.storage import retry_locked
+from sweep.store.retry import retry_locked
 
 
 def store_results(study: Any, trial: Any, records: Sequence[Any], summary: dict[str, Any]) -> None:

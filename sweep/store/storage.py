@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_text, redact_url
+from sweep.store.queue import requeue_trial
 
-T = TypeVar("T")
 
 
 def _sqlite_path(url: str) -> Optional[Path]:
@@ -174,24 +173,6 @@ def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60,
     except RuntimeError as e:  # Optuna: schema version mismatch and similar
         raise UserError(f"study.storage: cannot use {safe} ({redact_text(str(e).splitlines()[0], url)})") from None
 
-def retry_locked(fn: Callable[[], T], attempts: int = 20) -> T:
-    """Run a storage call, retrying while SQLite reports a lock (many workers on one file)."""
-    import sqlalchemy.exc
-
-    delay = 0.05
-    for i in range(attempts):
-        try:
-            return fn()
-        except sqlalchemy.exc.OperationalError as e:
-            if "locked" not in str(e) or i == attempts - 1:
-                raise
-            time.sleep(delay)
-            delay = min(2.0, delay * 2)
-    raise AssertionError("unreachable")
-
-
 def _requeue_stale(study: Any, trial: Any) -> None:
     """Optuna's heartbeat-stale callback: queue a fresh copy of the trial."""
-    from sweep.store.queue import requeue_trial
-
     requeue_trial(study, trial)

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from sweep.store._optuna import storage_of, trial_id
 from sweep.store.queue import fail_and_requeue
-from sweep.store.storage import retry_locked
+from sweep.store.retry import retry_locked
 
 
 def this_worker() -> dict[str, Any]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sweep.analysis.boundary import BoundaryFit, RiskLR, fit_boundary_counts
+from sweep.analysis.boundary.fit import BoundaryFit, RiskLR, fit_boundary_counts
 from sweep.core.values import normalize
 
 BOUNDARY_COLUMNS = [

@@ -11,8 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.special import betaincinv
 
-from sweep.analysis.boundary_profile import _counts
-from sweep.analysis.boundary_types import LEVEL
+from sweep.analysis.boundary.likelihood import _counts
+from sweep.analysis.boundary.types import LEVEL
 
 
 # --------------------------------------------------------------------------------------------

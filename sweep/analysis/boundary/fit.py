@@ -95,11 +95,11 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy.special import betaincinv, chdtri, expit, logit
 
-from sweep.analysis.boundary_plan import Bracket, LrRate, collapse_bracket, rates_by_lr, straddling_lrs
-from sweep.analysis.boundary_profile import (
+from sweep.analysis.boundary.plan import Bracket, LrRate, collapse_bracket, rates_by_lr, straddling_lrs
+from sweep.analysis.boundary.likelihood import (
     _ETA_LIMIT, _band_at, _counts, _Counts, _maximum_likelihood, _profile_statement,
 )
-from sweep.analysis.boundary_types import CHI2_95, KINDS, LEVEL, STATUSES, RiskLR, _fmt, _pct, _runs
+from sweep.analysis.boundary.types import CHI2_95, KINDS, LEVEL, STATUSES, RiskLR, _fmt, _pct, _runs
 
 __all__ = ["CHI2_95", "KINDS", "STATUSES", "BoundaryFit", "RiskLR", "fit_boundary", "fit_boundary_counts", "risk_lr",
            "Bracket", "LrRate", "collapse_bracket", "rates_by_lr", "straddling_lrs"]

@@ -3,7 +3,7 @@
 Usage: ``shape_sentences(summary, runs, axes)`` -> sentences for the verdict paragraph
 (sweep.analysis.reading). Pure functions of the tables.
 
-- Loss jumps (sweep.analysis.shapes.loss_jump): where runs had a validation-loss jump that never
+- Loss jumps (sweep.analysis.shapes.curves.loss_jump): where runs had a validation-loss jump that never
   recovered, how many of those runs no collapse mode caught, and how big the jumps were.
 - Fluctuation: how the training loss's epoch-to-epoch jitter (volatility) and the spread of its
   per-step losses within an epoch (step_loss_cv) change with batch size and with lr. A direction is stated only where the 95% intervals of the two ends do not

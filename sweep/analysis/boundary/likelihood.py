@@ -11,7 +11,7 @@ import numpy as np
 from scipy.optimize import brentq, minimize, root
 from scipy.special import expit, log_expit, logit
 
-from sweep.analysis.boundary_types import _ETA_LIMIT, _X_TOL, CHI2_95, SLOPE_MAX, SLOPE_MIN, RiskLR, _fmt, _pct
+from sweep.analysis.boundary.types import _ETA_LIMIT, _X_TOL, CHI2_95, SLOPE_MAX, SLOPE_MIN, RiskLR, _fmt, _pct
 
 
 @dataclass(frozen=True, eq=False)  # arrays: compared by identity
