@@ -43,6 +43,16 @@ def test_no_module_imports_itself_back():
     assert cycles == []
 
 
+def test_every_package_is_listed_for_the_wheel():
+    """pyproject.toml lists the packages explicitly (configs/ is mapped to sweep.conf): a new
+    subpackage missing from the list would be left out of an installed lrsweep."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "sweep").rglob("__init__.py")}
+    assert found - listed == set()
+
+
 def test_every_module_is_small():
     sizes = {str(p.relative_to(ROOT)): len(p.read_text().splitlines()) for p in (ROOT / "sweep").rglob("*.py")}
     assert {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES} == {}
