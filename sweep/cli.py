@@ -1,7 +1,8 @@
 """The `sweep` command: `sweep {run,worker,report,status} [--cfg job] [--debug] [key=value ...]`.
 
 User errors (UserError) print one line on stderr and exit with status 2, without a traceback
-(`--debug` or HYDRA_FULL_ERROR=1 shows it).
+(`--debug` or HYDRA_FULL_ERROR=1 shows it first). Every traceback, a bug's included, goes
+through the same password redaction as the one-line errors.
 """
 
 from __future__ import annotations
@@ -96,8 +97,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     sys.exit(run(argv))
 
 
+EXIT_BUG = 1
+
+
 def run(argv: Optional[list[str]] = None) -> int:
-    """Run a command; return its exit status (0 ok, 1 failed settings, 2 user error, 130 stopped)."""
+    """Run a command; return its exit status (0 ok, 1 failed settings or a bug, 2 user error, 130
+    stopped). Whatever it prints about an error, traceback included, has its passwords hidden."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("HYDRA_FULL_ERROR") == "1"
     argv = [a for a in argv if a != "--debug"]
@@ -105,13 +110,26 @@ def run(argv: Optional[list[str]] = None) -> int:
         code = dispatch(argv)
     except UserError as e:
         if debug:
-            raise
+            print_traceback(e)
         print(f"error: {safe_message(e)}", file=sys.stderr)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except Exception as e:  # a bug: its traceback, redacted (a driver's message may quote the URL)
+        print_traceback(e)
+        code = EXIT_BUG
     return code
+
+
+def print_traceback(error: BaseException) -> None:
+    """The traceback of `error` on stderr, with every password in it shown as ***."""
+    import traceback
+
+    from sweep.core.redact import redact_secrets
+
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    print(redact_secrets(text).rstrip(), file=sys.stderr)
 
 
 def safe_message(error: UserError) -> str:

@@ -77,7 +77,7 @@ def test_a_pickled_object_array_in_an_npz_is_refused_not_executed(tmp_path):
 
 
 def test_a_checkpoint_holding_a_pickled_object_is_ignored_not_executed(tmp_path, capsys):
-    from sweep.run.checkpoints import FORMAT, Checkpointer
+    from sweep.training.checkpoints import FORMAT, Checkpointer
 
     marker = tmp_path / "pwned"
     ckpt = Checkpointer(tmp_path / "checkpoints", {"lr": 0.1, "clip": None, "batch_size": 8}, [0], "fp", 1, 0)
@@ -145,6 +145,40 @@ def test_an_unreachable_storage_with_a_password_is_reported_without_it(tmp_path)
         assert p.returncode == 2, p.stderr
         assert "s3cr3t" not in p.stderr + p.stdout
         assert "postgresql://alice:***@127.0.0.1:1/db" in p.stderr
+
+
+@pytest.mark.parametrize("how", ["--debug", "HYDRA_FULL_ERROR=1"])
+@pytest.mark.parametrize("args", [
+    ["report", "study.storage=postgresql://u:secret@h/db<x"],        # an override Hydra cannot parse
+    ["status", "study.storage=postgresql://u:secret@127.0.0.1:1/db"],  # a server that is not there
+    ["run", "--cfg", "job", "study.storage=postgresql://u:secret@h/db"],
+])
+def test_a_traceback_asked_for_hides_the_password_too(args, how, capsys, monkeypatch):
+    """--debug and HYDRA_FULL_ERROR=1 print a traceback before the one-line error: both are
+    redacted (in-process: the CLI's own printing is what is tested)."""
+    from sweep.cli import run
+
+    if how == "--debug":
+        args = [*args, "--debug"]
+    else:
+        monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    run(list(args))
+    out = capsys.readouterr()
+    assert "secret" not in out.out + out.err
+    if args[0] != "run":
+        assert "Traceback (most recent call last)" in out.err and "u:***@" in out.err
+
+
+def test_a_bugs_traceback_hides_the_password(capsys, monkeypatch):
+    import sweep.cli as cli
+
+    def broken(argv):
+        raise RuntimeError("could not connect to postgresql://u:secret@db/x")
+
+    monkeypatch.setattr(cli, "dispatch", broken)
+    assert cli.run(["status"]) == cli.EXIT_BUG
+    err = capsys.readouterr().err
+    assert "secret" not in err and "RuntimeError: could not connect to postgresql://u:***@db/x" in err
 
 
 @pytest.mark.parametrize("url,shown", [

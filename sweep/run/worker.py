@@ -28,16 +28,17 @@ import torch
 from sweep.analysis.tables import trial_summary
 from sweep.config import Config, config_from_dict
 from sweep.core.devices import device_for_worker
+from sweep.core.errors import StopRequested, UserError
 from sweep.core.records import decode_record, encode_record
-from sweep.run.checkpoints import Checkpointer
+from sweep.core.redact import redact_secrets
 from sweep.store.queue import fail_and_requeue, mark_failed, others_running, pop_trial
-from sweep.store.results import store_results
+from sweep.store.results import record_progress, store_results
 from sweep.store.storage import open_storage
-from sweep.store.studies import load_study
+from sweep.store.studies import ATTR_TASK, load_study
 from sweep.store.workers import Heartbeat, claim_for, reclaim_orphans, this_worker
 from sweep.tasks import build_task
 from sweep.tasks.data import load_task
-from sweep.training import RunSpec, StopRequested, train_spec
+from sweep.trainers import make_trainer
 from sweep.training.accelerator import configure_device
 
 ENV_CONFIG = "LRSWEEP_WORKER_CONFIG"
@@ -47,6 +48,7 @@ ENV_PARENT = "LRSWEEP_PARENT_PID"
 ENV_DEVICE = "LRSWEEP_WORKER_DEVICE"  # the device the launcher planned for this worker
 ENV_TASK = "LRSWEEP_TASK_CACHE"  # the task data the launcher built and saved
 EXIT_STOPPED = 143
+EXIT_USER_ERROR = 2  # a user's training broke a rule only a run can show (its metrics): the sweep stops
 IDLE_POLL_SECONDS = 0.5  # an idle worker watches trials running elsewhere this often
 
 
@@ -80,20 +82,29 @@ def worker_device(cfg: Config, index: int) -> torch.device:
 
 
 def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log=print,
-               device: Optional[str] = None) -> int:
-    """Work on the study until nothing is left (0) or a stop was requested (143).
+               device: Optional[str] = None, function: Any = None) -> int:
+    """Work on the study until nothing is left (0), a stop was requested (143) or a user's training
+    showed a mistake of the user's (2, the one-line message printed on stderr).
 
-    `device` is the one the launcher planned for this worker (default: `worker_device`)."""
+    `device` is the one the launcher planned for this worker (default: `worker_device`);
+    `function` a training function given as an object (the Python API), not by its path."""
     stop = stop or StopFlag()
     device = torch.device(device) if device else worker_device(cfg, index)
-    configure_device(device)
     storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
     study = load_study(storage, cfg.study.name)
-    cached = load_task(os.environ[ENV_TASK]) if os.environ.get(ENV_TASK) else None
-    task = (cached or build_task(cfg.task)).to(device)
-    chance = task.chance()
-    n_val = int(task.x_val.shape[0])  # accuracies are proportions of these sequences
+    task = None
+    if cfg.trainer.builtin:
+        configure_device(device)  # (a user's training sets up its device itself)
+        cached = load_task(os.environ[ENV_TASK]) if os.environ.get(ENV_TASK) else None
+        task = (cached or build_task(cfg.task)).to(device)
+        chance, n_val = task.chance(), int(task.x_val.shape[0])  # accuracies are proportions of these
+    else:
+        info = study.user_attrs.get(ATTR_TASK) or {}
+        chance, n_val = info.get("chance"), info.get("n_val")  # None: each run's own log states them
     me = this_worker()
+    current: dict[str, Any] = {}
+    trainer = make_trainer(cfg, device, task=task, function=function,
+                           progress=lambda seed, epoch: record_progress(study, current.get("trial"), seed, epoch))
     while not stop():
         reclaim_orphans(study, cfg.study.grace_seconds)
         trial = pop_trial(study)
@@ -103,21 +114,26 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
                 continue
             return 0
         claim_for(study, trial, me)
+        current["trial"] = trial
         setting, seeds = trial.user_attrs["setting"], list(trial.user_attrs["seeds"])
-        spec = RunSpec.build(cfg, setting, seeds)  # once per trial: the extra axes applied
-        ckpt = Checkpointer(cfg.study_dir / "checkpoints", setting, seeds, spec.fingerprint,
-                            cfg.checkpoint_every, cfg.checkpoint_minutes)
         try:
             with Heartbeat(study, trial, cfg.study.heartbeat_seconds):
-                records = train_spec(task, spec, device, ckpt, should_stop=stop)
+                records = trainer.train(setting, seeds, should_stop=stop)
         except StopRequested:
             # Queue a copy, which resumes from the checkpoint just written.
             fail_and_requeue(study, trial, "released: its worker was asked to stop")
             return EXIT_STOPPED
+        except KeyboardInterrupt:  # Ctrl-C in a notebook running this loop in-process
+            fail_and_requeue(study, trial, "released: interrupted")
+            raise
+        except UserError as e:  # e.g. a metrics file that never appeared: no result is stored
+            fail_and_requeue(study, trial, f"released: {e}")
+            print(f"error: {redact_secrets(str(e))}", file=sys.stderr, flush=True)
+            return EXIT_USER_ERROR
         except Exception as e:  # a bug or resource error in one setting must not stop the sweep
-            detail = f"{type(e).__name__}: {e}"
+            detail = redact_secrets(f"{type(e).__name__}: {e}")
             log(f"worker {index}: setting {setting} failed: {detail}", file=sys.stderr)
-            traceback.print_exc(file=sys.stderr)
+            print(redact_secrets(traceback.format_exc()), file=sys.stderr)
             mark_failed(study, trial, detail[:2000])
             continue
         decoded = [decode_record(encode_record(r)) for r in records]  # score what is stored
@@ -129,7 +145,7 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
             # reclaimed the trial; that worker's result will be stored instead.
             log(f"worker {index}: trial {trial.number} was reclaimed meanwhile; result discarded", file=sys.stderr)
             continue
-        ckpt.clear()
+        trainer.clear(setting, seeds)
     return EXIT_STOPPED
 
 
@@ -160,7 +176,11 @@ def main() -> None:
         cfg = config_from_dict(message["config"])
         os.environ[ENV_TASK] = message["task_cache"]
     index = int(os.environ.get(ENV_INDEX, "0"))
-    code = run_worker(cfg, index, stop, log=print, device=os.environ.get(ENV_DEVICE))
+    try:
+        code = run_worker(cfg, index, stop, log=print, device=os.environ.get(ENV_DEVICE))
+    except UserError as e:  # the function trainer's code changed since the launcher checked it, ...
+        print(f"error: {redact_secrets(str(e))}", file=sys.stderr, flush=True)
+        code = EXIT_USER_ERROR
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)  # everything is committed to the storage; skip the slow interpreter teardown
