@@ -129,7 +129,7 @@ def check_syncs(device: torch.device) -> None:
 
 
 def check_cross_device_resume(device: torch.device, tmp: Path) -> None:
-    from sweep.run.checkpoints import Checkpointer
+    from sweep.training.checkpoints import Checkpointer
     from sweep.config import config_fingerprint
     from sweep.training import StopRequested
 

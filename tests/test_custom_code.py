@@ -124,7 +124,7 @@ def test_targets_reach_forward_in_training_only(project):
 
 def test_a_custom_model_trains_checkpoints_and_records_per_group_gradient_norms(project, tmp_path):
     from sweep.config import config_fingerprint
-    from sweep.run.checkpoints import Checkpointer
+    from sweep.training.checkpoints import Checkpointer
     from sweep.training import StopRequested
 
     cfg = _cfg(project, "model=net", "task=blobs", "epochs=3", "packing=on")

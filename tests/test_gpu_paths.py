@@ -196,7 +196,7 @@ def test_seed_rng_swaps_cuda_state_in_and_out_around_an_epoch():
 
 
 def test_checkpoint_resume_continues_in_the_mode_it_started_in(tmp_path):
-    from sweep.run.checkpoints import Checkpointer
+    from sweep.training.checkpoints import Checkpointer
     from sweep.config import config_fingerprint
     from sweep.training import StopRequested
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from sweep.run.checkpoints import Checkpointer
+from sweep.training.checkpoints import Checkpointer
 from sweep.config import config_fingerprint, load_config
 from sweep.training.models import build_model
 from sweep.training.packed_net import PackedRecurrentNet, per_seed_norm

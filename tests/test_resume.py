@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import ROOT, kill_process_tree, run_cli
-from sweep.run.checkpoints import Checkpointer
+from sweep.training.checkpoints import Checkpointer
 from sweep.config import config_fingerprint, load_config
 from sweep.tasks import build_task
 from sweep.training import StopRequested, train_setting

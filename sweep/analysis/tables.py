@@ -23,7 +23,7 @@ from sweep.analysis.detection import detect_run
 from sweep.analysis.shapes import loss_jump, volatility, warmup_epochs
 from sweep.analysis.stats import mean_interval, wilson_interval
 from sweep.config import DetectConfig
-from sweep.core.records import EPOCH_COLUMNS
+from sweep.core.records import EPOCH_COLUMNS, FAILURES
 from sweep.core.setting import BASE_AXES, Setting
 from sweep.core.values import is_finite, nanmax, nanmedian, normalize
 
@@ -31,7 +31,7 @@ RUN_COLUMNS = [
     "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
     "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
     "seconds", "device", "trial", "outcome", "undecided", "noise_floor", "collapse_witness",
-    "loss_jump_epoch", "loss_jump_ratio", "volatility", "step_loss_cv",
+    "loss_jump_epoch", "loss_jump_ratio", "volatility", "step_loss_cv", "failure_reason", "log_path",
 ]
 SUMMARY_COLUMNS = [
     "n_runs", "mean_best_acc", "mean_best_acc_lo", "mean_best_acc_hi",
@@ -41,6 +41,7 @@ SUMMARY_COLUMNS = [
     "n_undecided", "noise_floor",
     "n_loss_jump", "loss_jump_rate", "loss_jump_rate_lo", "loss_jump_rate_hi",
     "volatility", "volatility_lo", "volatility_hi", "step_loss_cv", "step_loss_cv_lo", "step_loss_cv_hi",
+    "n_crashed", "n_timed_out",
 ]
 
 
@@ -58,8 +59,18 @@ class Tables:
 
 def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[int] = None) -> dict[str, Any]:
     """One runs.csv row (without the axes) from a decoded run record; `n_val` is the number of
-    validation sequences its accuracies were measured on (None: sampling noise ignored)."""
+    validation sequences its accuracies were measured on (None: sampling noise ignored). A run
+    of a user's training that states its own n_val and chance (in its log) is read with those.
+
+    A run that crashed or timed out (a user's training) is not called at all: outcome `crashed`
+    or `timed_out`, never a collapse, its reason and the folder of its log beside it."""
     c = record["curves"]
+    if record.get("n_val"):
+        n_val = int(record["n_val"])
+    if record.get("chance") is not None:
+        chance = float(record["chance"])
+    if record.get("failure"):
+        return failed_row(record)
     as_list = lambda key: np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
     v = detect_run(as_list("val_acc"), as_list("val_loss"), as_list("pred_top_frac"),
                    record.get("nonfinite_epoch"), chance, detect, n_val=n_val,
@@ -85,7 +96,32 @@ def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[
         "noise_floor": v.noise_floor,
         "collapse_witness": v.witness,
         **shape_columns(c, detect, learned=v.outcome != "never_learned"),
+        "failure_reason": "",
+        "log_path": str(record.get("log_path") or ""),
     }
+
+
+def failed_row(record: dict[str, Any]) -> dict[str, Any]:
+    """The runs.csv row of a run that did not finish: what it logged, no call."""
+    c = record["curves"]
+    acc = np.asarray(c.get("val_acc", []), dtype=float)
+    finite = acc[np.isfinite(acc)]
+    return {
+        "seed": int(record["seed"]), "best_acc": float(finite.max()) if len(finite) else math.nan,
+        "best_epoch": int(np.nanargmax(np.where(np.isfinite(acc), acc, -np.inf))) + 1 if len(finite) else None,
+        "final_acc": float(acc[-1]) if len(acc) else math.nan, "collapsed": False, "collapse_epoch": None,
+        "collapse_mode": "", "never_learned": False, "spikes": 0, "nonfinite": "", "epochs_run": int(len(acc)),
+        "grad_norm_p90": math.nan, "grad_norm_max": math.nan, "seconds": float(record.get("seconds", math.nan)),
+        "device": str(record.get("device") or ""), "outcome": str(record["failure"]), "undecided": False,
+        "noise_floor": math.nan, "collapse_witness": "", "loss_jump_epoch": None, "loss_jump_ratio": math.nan,
+        "volatility": math.nan, "step_loss_cv": math.nan,
+        "failure_reason": str(record.get("failure_reason") or ""), "log_path": str(record.get("log_path") or ""),
+    }
+
+
+def is_failed(row: dict[str, Any]) -> bool:
+    """A run that crashed or timed out (counted apart from every rate and mean)."""
+    return row.get("outcome") in FAILURES
 
 
 def collapse_rate_interval(k: int, undecided: int, n: int) -> tuple[float, float, float]:
@@ -128,7 +164,10 @@ def shape_columns(curves: dict[str, Any], detect: Any, learned: bool = True) -> 
 
 
 def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, Any]:
-    """Per-setting summary of its run rows (DESIGN.md: t interval of the mean, Wilson rate)."""
+    """Per-setting summary of its run rows (DESIGN.md: t interval of the mean, Wilson rate).
+    Runs that crashed or timed out are counted (n_crashed, n_timed_out), not summarised."""
+    failed = [r for r in rows if is_failed(r)]
+    rows = [r for r in rows if not is_failed(r)]
     n = len(rows)
     best = [r["best_acc"] for r in rows]
     mean, lo, hi = mean_interval(best)
@@ -160,6 +199,8 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
         # The floor of the runs' full length (a run stopped early was held to a lower one).
         "noise_floor": nanmax(np.asarray([r.get("noise_floor", math.nan) for r in rows], dtype=float)),
         **_shape_summary(rows),
+        "n_crashed": len(failed),
+        "n_timed_out": sum(1 for r in failed if r.get("outcome") == "timed_out"),
     }
 
 
@@ -185,6 +226,7 @@ def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any,
     """The readable attributes stored on a finished trial (what optuna-dashboard shows)."""
     rows = [run_row(r, chance, detect, n_val) for r in records]
     s = summarize_runs(rows, chance)
+    finished = [r for r in rows if not is_failed(r)]
     return {
         "mean_best_acc": s["mean_best_acc"],
         "collapse_rate": s["collapse_rate"],
@@ -192,10 +234,12 @@ def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any,
         "n_collapsed": s["n_collapsed"],
         "n_undecided": s["n_undecided"],
         "collapse_modes": {m: sum(r["collapse_mode"] == m for r in rows) for m in ("nonfinite", "diverged", "constant_output")},
-        "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in rows},
+        "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in finished},
         "grad_norm_p90": s["grad_norm_p90"] if math.isfinite(s["grad_norm_p90"]) else None,
         "chance": chance,
-        "seconds": round(sum(r["seconds"] for r in rows), 2),
+        "seconds": round(sum(r["seconds"] for r in rows if math.isfinite(r["seconds"])), 2),
+        # Seeds whose run crashed or timed out: not done, the same command runs them again.
+        "failed_seeds": [int(r["seed"]) for r in rows if is_failed(r)],
     }
 
 
@@ -218,7 +262,9 @@ def build_tables(
     run_rows: list[dict[str, Any]] = []
     kept: list[tuple[dict[str, Any], dict[str, Any]]] = []
     axes = list(axes) if axes else None
-    for setting, record, trial in sorted(runs, key=lambda r: r[2]):
+    # A run that finished beats one that crashed (a retry), whatever their order; otherwise the
+    # lowest trial number wins.
+    for setting, record, trial in sorted(runs, key=lambda r: (bool(r[1].get("failure")), r[2])):
         if axes is None:
             axes = list(setting)
         for key in setting:

@@ -24,7 +24,7 @@ from sweep.config.translate import one_line, translate_hydra, translate_omegacon
 from sweep.core.errors import UserError
 
 CONFIG_MODULE = "sweep.conf"
-GROUPS = ("task", "model", "optimizer", "schedule", "grid", "detect")
+GROUPS = ("task", "trainer", "model", "optimizer", "schedule", "grid", "detect")
 
 
 def builtin_dir() -> Any:
@@ -64,6 +64,7 @@ def compose(overrides: list[str], config_dir: Optional[str] = None) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     user = check_config_dir(config_dir)
+    overrides = [quote_free_text(ov) for ov in overrides]
     for ov in overrides:
         name = ov.split("=", 1)[0].lstrip("+~")
         if "=" in ov and name in GROUPS:
@@ -108,6 +109,31 @@ def _user_first(user: Path) -> Iterator[None]:
         yield
     finally:
         GlobalHydra.instance().clear()
+
+
+# Keys whose value is free text (a shell command line with spaces, braces and quotes): the value
+# arrives as the shell left it, and is quoted here for Hydra's override grammar.
+FREE_TEXT_KEYS = ("trainer.command",)
+# Keys that take a list of names: `task.feature_columns=f1,f2` means the list [f1,f2] (Hydra would
+# read a bare comma list as a multirun sweep and refuse it).
+NAME_LIST_KEYS = ("task.feature_columns", "task.label_columns")
+
+
+def quote_free_text(override: str) -> str:
+    """`trainer.command=python train.py --lr {lr}` -> the same with its value quoted for Hydra
+    (quotes, `${` and backslashes before a quote escaped), unless it is quoted already."""
+    import re
+
+    key, sep, value = override.partition("=")
+    if sep and key.lstrip("+~") in NAME_LIST_KEYS and "," in value and value[:1] not in "[('\"":
+        return f"{key}=[{value}]"
+    if not sep or key.lstrip("+~") not in FREE_TEXT_KEYS:
+        return override
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return override
+    value = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value)
+    value = value.replace("'", "\\'").replace("${", "\\${")
+    return f"{key}='{value}'"
 
 
 def check_syntax(override: str) -> None:

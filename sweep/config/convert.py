@@ -22,6 +22,7 @@ from typing import Any
 from sweep.config.rules import rule_error
 from sweep.config.schema import GRID_EXAMPLES, GROUP_SCHEMAS, Config, GridConfig
 from sweep.config.targets import TargetModel, TargetTask, is_target
+from sweep.config.trainers import TargetTrainer
 from sweep.config.translate import translate_omegaconf
 from sweep.core.errors import UserError
 
@@ -40,8 +41,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}"
             raise UserError(f"{key}: unknown config key; {hint}")
-    nodes = {g: data.get(g, {"name": "constant"} if g == "schedule" else None) for g in GROUPS}
-    targets = {g: node for g, node in nodes.items() if g in ("model", "task") and is_target(node)}
+    nodes = {g: data.get(g, _ABSENT_GROUPS.get(g)) for g in GROUPS}
+    targets = {g: node for g, node in nodes.items() if g in ("model", "task", "trainer") and is_target(node)}
     groups = {g: group_schema(g, node) for g, node in nodes.items() if g not in targets}
     grid = data.pop("grid", None)
     rest = {k: v for k, v in data.items() if k not in GROUPS}
@@ -49,9 +50,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     if workers != "auto":
         rest["workers"] = _workers(workers)
     try:
-        typed = OmegaConf.merge(OmegaConf.structured(Config), rest)
+        typed = OmegaConf.merge(OmegaConf.structured(Config), _literal(rest))
         for group, (schema, node) in groups.items():
-            typed[group] = OmegaConf.merge(OmegaConf.structured(schema), node)
+            typed[group] = OmegaConf.merge(OmegaConf.structured(schema), _literal(node))
         for group, node in targets.items():  # users' own code: kept as a plain mapping
             typed[group] = node
         base = OmegaConf.to_container(typed)  # every key an extra grid axis may name
@@ -62,15 +63,36 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         cfg.model = TargetModel.from_node(targets["model"])
     if "task" in targets:
         cfg.task = TargetTask.from_node(targets["task"], _typed)
-    cfg.grid = grid_from_mapping(grid if grid is not None else Config().grid, base)
+    if "trainer" in targets:
+        cfg.trainer = TargetTrainer.from_node(targets["trainer"], _typed)
+    cfg.grid = grid_from_mapping(grid if grid is not None else Config().grid, base, free=not cfg.trainer.builtin)
     if cfg.study.name is None:
         cfg.study.name = default_study_name(cfg)
     cfg.check()
-    # Each extra-axis value must be valid where it lands: apply every value once.
+    # Each extra-axis value must be valid where it lands: apply every value once (a free axis of
+    # a user's training is the user's parameter: no config key to check it against).
     for path, values in cfg.grid.extra:
+        if path in cfg.grid.free:
+            continue
         for value in values:
             apply_overrides(cfg, {path: value})
     return cfg
+
+
+# Groups a stored config of an earlier lrsweep may lack, and what they were then.
+_ABSENT_GROUPS = {"schedule": {"name": "constant"}, "trainer": {"name": "builtin"}}
+
+
+def _literal(value: Any) -> Any:
+    """Strings with `${` escaped: the mapping is resolved already (or stored), so a `${` left in it
+    is text (a shell variable in a command line), never an interpolation to resolve again."""
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, dict):
+        return {k: _literal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_literal(v) for v in value]
+    return value
 
 
 def _typed(schema: type, options: dict[str, Any]) -> Any:
@@ -79,21 +101,45 @@ def _typed(schema: type, options: dict[str, Any]) -> Any:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), options))
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), _literal(options)))
     except OmegaConfBaseException as e:
         raise translate_omegaconf(e) from None
 
 
 def default_study_name(cfg: Config) -> str:
     """`<task>-<model>-<optimizer>`; a file or text task adds its data's name and a user's code
-    its target's, so that two data sets or two models never share a study by default."""
+    its target's, so that two data sets or two models never share a study by default. A user's
+    training names its own: `<script>-command` (train.py -> train-command), `<function>-function`."""
+    if isinstance(cfg.trainer, TargetTrainer):
+        return _folder_safe(f"{cfg.trainer.target.rsplit('.', 1)[-1]}-function")
+    if not cfg.trainer.builtin:
+        return _folder_safe(f"{command_label(cfg.trainer.command)}-command")
     task = cfg.task
     label = task.name
     if not isinstance(task, TargetTask) and getattr(task, "path", None):
         stem = Path(task.path).stem if task.name == "file" else Path(task.path).name
         label = f"{task.name}-{stem}" if stem else task.name
-    name = f"{label}-{cfg.model.name}-{cfg.optimizer.name}"
+    return _folder_safe(f"{label}-{cfg.model.name}-{cfg.optimizer.name}")
+
+
+def _folder_safe(name: str) -> str:
     return "".join(ch if ch.isprintable() and ch not in "/\\" else "_" for ch in name)
+
+
+def command_label(command: str) -> str:
+    """What a command line runs, in a word: its first script's name (python train.py -> train),
+    else its program's (./train.sh -> train.sh, mytrain --lr 1 -> mytrain)."""
+    import shlex
+
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = command.split()
+    words = [w for w in words if "=" not in w.split("/")[0] or w.startswith(("-", "/", "."))]  # FOO=1 env words
+    scripts = [w for w in words if w.endswith((".py", ".sh"))]
+    if scripts:
+        return Path(scripts[0]).stem if scripts[0].endswith(".py") else Path(scripts[0]).name
+    return Path(words[0]).name if words else "command"
 
 
 def group_schema(group: str, node: Any) -> tuple[type, dict[str, Any]]:
@@ -120,9 +166,12 @@ def _workers(value: Any) -> int:
 # --------------------------------------------------------------------------- the grid
 
 
-def grid_from_mapping(data: Any, base: dict[str, Any]) -> GridConfig:
+def grid_from_mapping(data: Any, base: dict[str, Any], free: bool = False) -> GridConfig:
     """The grid node -> GridConfig: lr, clip, batch_size (a single value is a one-point axis),
-    and every other leaf an extra axis that must name an existing config key of `base`."""
+    and every other leaf an extra axis that must name an existing config key of `base`.
+
+    `free` (a user's own training): an extra axis that names no config key is a parameter of the
+    user's script or function ({dropout} in a command), passed to each run by its key."""
     if not isinstance(data, dict):
         raise rule_error("grid", "must be a mapping of axis -> list of values", data)
     flat = flatten(data)
@@ -132,9 +181,13 @@ def grid_from_mapping(data: Any, base: dict[str, Any]) -> GridConfig:
     lr = () if lr_auto else _axis(flat, "lr", _number)
     clip = _axis(flat, "clip", lambda v, key: None if v is None else _number(v, key))
     batch = _axis(flat, "batch_size", _integer)
-    extra = []
+    extra, free_axes = [], []
     for path, values in flat.items():
         target = lookup(base, path)
+        if free and target is MISSING and path.split(".")[0] not in base:
+            free_axes.append(path)
+            extra.append((path, tuple(_as_list(values, f"grid.{path}"))))
+            continue
         if target is MISSING or isinstance(target, dict) or path.split(".")[0] in ("grid", "study"):
             raise UserError(
                 f"grid.{path}: not a config key that can be swept; an extra grid axis must name "
@@ -144,7 +197,7 @@ def grid_from_mapping(data: Any, base: dict[str, Any]) -> GridConfig:
             extra.append((path, tuple(_list_value(v, f"grid.{path}") for v in _list_axis(values, f"grid.{path}"))))
             continue
         extra.append((path, tuple(_as_list(values, f"grid.{path}"))))
-    return GridConfig(lr=lr, clip=clip, batch_size=batch, extra=tuple(extra), lr_auto=lr_auto)
+    return GridConfig(lr=lr, clip=clip, batch_size=batch, extra=tuple(extra), lr_auto=lr_auto, free=tuple(free_axes))
 
 
 def _axis(flat: dict[str, Any], axis: str, convert: Any) -> tuple[Any, ...]:

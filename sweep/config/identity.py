@@ -1,8 +1,11 @@
 """What fixes the meaning of a study's results: the keys a study refuses to see change.
 
 Grid axes, seeds, detection thresholds and execution keys (workers, device, packing,
-checkpointing, results_dir) may change between runs of the same study; the task, model,
-optimizer, schedule and number of epochs may not (except keys swept as grid axes).
+checkpointing, results_dir) may change between runs of the same study. With the built-in
+trainer the task, model, optimizer, schedule, number of epochs and CPU threads may not (except
+keys swept as grid axes). With a user's own training (a command or a function) lrsweep's task,
+model, optimizer and schedule play no part: the trainer's own node (the command line, or the
+function and the hash of its source code) and the number of epochs fix what results mean.
 """
 
 from __future__ import annotations
@@ -13,15 +16,28 @@ from typing import Any
 from sweep.config.convert import flatten
 from sweep.config.schema import Config
 
-COMPARABLE = ("task", "model", "optimizer", "schedule", "epochs")
+COMPARABLE = ("task", "model", "optimizer", "schedule", "epochs", "threads")
+# A user's training: its node (less how long a run may take and how it is stopped) and epochs.
+EXTERNAL_COMPARABLE = ("trainer", "epochs")
+EXTERNAL_EXECUTION = ("trainer.timeout_minutes", "trainer.stop_grace_seconds")
+# Keys an earlier lrsweep did not record: a study made by it is not refused for lacking them.
+ADDED_KEYS = ("threads",)
 # Keys that say how and where to run, not what: `sweep worker` may give only these.
 EXECUTION_KEYS = ("study", "workers", "device", "packing", "checkpoint_every", "checkpoint_minutes", "results_dir")
+
+
+def trainer_name(comparable: dict[str, Any]) -> str:
+    """The trainer a comparable part was made with (studies of the built-in trainer record none)."""
+    return str(comparable.get("trainer.name", "builtin"))
 
 
 def comparable_part(cfg: Config) -> dict[str, Any]:
     """The flattened keys that fix what a stored result means (swept keys excluded)."""
     d = cfg.to_dict()
-    flat = flatten({k: d[k] for k in COMPARABLE})
+    builtin = cfg.trainer.builtin
+    flat = flatten({k: d[k] for k in (COMPARABLE if builtin else EXTERNAL_COMPARABLE)})
+    for key in EXTERNAL_EXECUTION:
+        flat.pop(key, None)
     for path, _ in cfg.grid.extra:  # swept keys vary by design
         flat.pop(path, None)
     return flat

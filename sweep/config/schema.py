@@ -16,7 +16,9 @@ from typing import Any, Optional
 from sweep.config.detect import DETECT_MEANINGS, DetectConfig  # noqa: F401  (part of the schema)
 from sweep.config.rules import Checked, rule_error
 from sweep.config.tasks import TASKS
+from sweep.config.trainers import TRAINERS
 from sweep.core.devices import is_device_string
+from sweep.core.errors import UserError
 
 
 # --------------------------------------------------------------------------- model, optimizer, schedule
@@ -209,6 +211,7 @@ class GridConfig:
     # Further axes: dotted config key -> values, e.g. (("schedule.warmup_steps", (0, 100)),).
     extra: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     lr_auto: bool = False  # grid.lr=auto: the learning rates come from a range test (`sweep find`)
+    free: tuple[str, ...] = ()  # extra axes that are parameters of a user's training, not config keys
 
     def axes(self) -> dict[str, tuple[Any, ...]]:
         """All axes in order: lr, clip, batch_size, then the extra ones."""
@@ -308,6 +311,7 @@ class Config(Checked):
     `grid` is a mapping while composing and a GridConfig after conversion."""
 
     task: Any = None
+    trainer: Any = None  # who trains each (setting, seed): builtin, command or a function (configs/trainer/)
     model: Any = None
     optimizer: Any = None
     schedule: Any = None
@@ -319,6 +323,9 @@ class Config(Checked):
     seeds: int = 5  # repeated seeds per setting; seed values are 0..seeds-1
     epochs: int = 40  # epochs per run
     device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:1, ...
+    # Torch threads of each CPU worker (and OMP_NUM_THREADS of a command's runs). Fixed, not taken
+    # from the machine's cores: results then do not depend on the machine or on `workers`.
+    threads: int = 1
     workers: Any = "auto"  # worker processes on this machine; auto: one per GPU, else one per CPU core
     packing: str = "auto"  # train the seeds of a setting as one packed model: auto | on | off
     checkpoint_every: int = 10  # checkpoint a running trial every N epochs (0: never) ...
@@ -327,11 +334,15 @@ class Config(Checked):
 
     def check(self, prefix: str = "") -> None:
         self.grid.check()
+        if self.grid.lr_auto and not self.trainer.builtin:
+            raise UserError("grid.lr=auto: the range test trains lrsweep's own model, not your training; give "
+                            "grid.lr a list, e.g. grid.lr='[1e-4,1e-3,1e-2,1e-1]'")
         self.require(self.seeds >= 1, prefix, "seeds", "must be >= 1", "e.g. seeds=5")
         self.require(self.seeds <= 10000, prefix, "seeds", "must be <= 10000")
-        self.require(self.epochs >= 1, prefix, "epochs", "must be >= 1", "e.g. epochs=30")
+        self.require(self.epochs >= 1, prefix, "epochs", "must be >= 1")
         if self.workers != "auto":
-            self.require(self.workers >= 1, prefix, "workers", "must be >= 1 or auto", "e.g. workers=2")
+            self.require(self.workers >= 1, prefix, "workers", "must be >= 1 or auto", "e.g. workers=auto (the default)")
+        self.require(1 <= self.threads <= 1024, prefix, "threads", "must be >= 1")
         self.require(self.packing in ("auto", "on", "off"), prefix, "packing", "must be auto, on or off")
         self.require(is_device_string(self.device), prefix, "device",
                      "must be auto, cpu, cuda or cuda:N (N a GPU index without leading zeros)", "e.g. device=auto")
@@ -340,7 +351,7 @@ class Config(Checked):
         self.require(self.checkpoint_every >= 0, prefix, "checkpoint_every", "must be >= 0 (0: off)")
         self.require(self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes), prefix,
                      "checkpoint_minutes", "must be >= 0 (0: off)")
-        for name in ("model", "optimizer", "detect", "study", "task", "schedule", "find", "refine"):
+        for name in ("trainer", "model", "optimizer", "detect", "study", "task", "schedule", "find", "refine"):
             getattr(self, name).check(name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -367,6 +378,7 @@ class Config(Checked):
 # The schema of each config group's options, by option name.
 GROUP_SCHEMAS: dict[str, dict[str, type]] = {
     "task": TASKS,
+    "trainer": TRAINERS,
     "model": {name: ModelConfig for name in MODEL_NAMES},
     "optimizer": OPTIMIZERS,
     "schedule": SCHEDULES,

@@ -29,7 +29,7 @@ def target_label(target: str) -> str:
     return str(target).rsplit(".", 1)[-1]
 
 
-def _check_target(node: dict[str, Any], key: str) -> str:
+def check_target(node: dict[str, Any], key: str) -> str:
     target = node.get(TARGET)
     if not isinstance(target, str) or not target.strip() or " " in target:
         raise rule_error(key, "must name an importable class or function as a dotted path", target,
@@ -47,7 +47,7 @@ class TargetModel(Checked):
 
     @classmethod
     def from_node(cls, node: dict[str, Any]) -> "TargetModel":
-        target = _check_target(node, f"model.{TARGET}")
+        target = check_target(node, f"model.{TARGET}")
         kwargs = {k: v for k, v in node.items() if k not in (TARGET, "name")}
         return cls(target=target, name=str(node.get("name") or target_label(target)), kwargs=kwargs)
 
@@ -69,7 +69,7 @@ class TargetTask(FileTask):
     @classmethod
     def from_node(cls, node: dict[str, Any], convert: Any) -> "TargetTask":
         """`convert(schema, options)` types lrsweep's options (OmegaConf, as for every node)."""
-        target = _check_target(node, f"task.{TARGET}")
+        target = check_target(node, f"task.{TARGET}")
         options = {k: v for k, v in node.items() if k in DATA_OPTIONS}
         kwargs = {k: v for k, v in node.items() if k not in (TARGET, "name", *DATA_OPTIONS)}
         typed = convert(FileTask, options)

@@ -7,7 +7,7 @@ default lives here, once, with its meaning.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from sweep.config.rules import Checked
 
@@ -45,6 +45,12 @@ class GeneratedTask(TaskConfig):
         self.require(self.length >= 10, prefix, "length", "must be >= 10 steps")
         for name in ("n_train", "n_val"):
             self.require(getattr(self, name) >= 2, prefix, name, "must be >= 2")
+
+
+def column_names(value: Any) -> list[str]:
+    """Column names from a list or a comma-separated text (empty names dropped)."""
+    parts = value.split(",") if isinstance(value, str) else list(value or [])
+    return [str(p).strip() for p in parts if str(p).strip()]
 
 
 def check_tolerance(task: Checked, prefix: str) -> None:
@@ -127,8 +133,10 @@ class FileTask(SplitTask):
     normalize: bool = True  # standardise each feature with training mean/std over valid steps
     seq_column: str = "seq"  # long format: the column naming each row's sequence
     step_column: str = "step"  # long format: the column ordering the rows of a sequence
-    label_columns: str = "label"  # long format: target column(s), comma-separated (several: a vector)
-    feature_columns: Optional[str] = None  # long format: feature columns, comma-separated (null: all others)
+    # Long format: the target column(s) (several: a vector) and the feature columns (null: every
+    # other column), each a list [f1,f2] or one comma-separated text f1,f2.
+    label_columns: Any = "label"
+    feature_columns: Any = None
 
     def check(self, prefix: str) -> None:
         super().check(prefix)
@@ -138,6 +146,14 @@ class FileTask(SplitTask):
                      "must name a file, or be null to split off task.val_fraction")
         self.require(self.kind in ("auto", "classification", "regression"), prefix, "kind",
                      "must be auto, classification or regression")
+        for name in ("label_columns", "feature_columns"):
+            value = getattr(self, name)
+            if value is None and name == "feature_columns":
+                continue
+            ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(
+                isinstance(v, (str, int)) and not isinstance(v, bool) for v in value))
+            self.require(ok, prefix, name, "must be column names, a list [a,b] or a text a,b", f"e.g. {prefix}.{name}=[f1,f2]")
+            setattr(self, name, ",".join(column_names(value)))  # one spelling: the study compares it
         self.require(bool(self.label_columns.strip()), prefix, "label_columns", "must name at least one column")
 
 

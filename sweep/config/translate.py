@@ -34,9 +34,14 @@ def _value(text: str, type_name: str) -> Any:
 
 def translate_omegaconf(error: BaseException, choices: Optional[dict[str, str]] = None) -> UserError:
     """An OmegaConf error raised while typing or merging a config, as one line."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, InterpolationResolutionError
+    from omegaconf.errors import (
+        ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
+    )
 
     key = getattr(error, "full_key", None) or "config"
+    if isinstance(error, MissingMandatoryValue):
+        example = MISSING_EXAMPLES.get(key, f"{key}=VALUE")
+        return UserError(f"{key}: needs a value (it has no default); e.g. {example}")
     reason = one_line(str(error)).split(" full_key:", 1)[0]
     conversion = _CONVERSION.search(reason)
     if conversion and conversion["target"] in TYPE_RULES:
@@ -48,6 +53,9 @@ def translate_omegaconf(error: BaseException, choices: Optional[dict[str, str]] 
         return UserError(f"{key}: {reason}; an interpolation ${{...}} must name an existing key, "
                          f"see `sweep run --cfg job`")
     return UserError(f"{key}: {reason}; see `sweep run --cfg job` for the form of {key}")
+
+
+MISSING_EXAMPLES = {"trainer._target_": "trainer._target_=mytrain.fit (your module.function)"}
 
 
 def translate_hydra(error: BaseException, overrides: list[str]) -> UserError:
@@ -85,7 +93,7 @@ def translate_hydra(error: BaseException, overrides: list[str]) -> UserError:
 # --------------------------------------------------------------------------- keys and defaults
 
 
-DEFAULT_CHOICES = {"task": "digits", "model": "lstm", "optimizer": "sgd", "schedule": "constant"}
+DEFAULT_CHOICES = {"task": "digits", "trainer": "builtin", "model": "lstm", "optimizer": "sgd", "schedule": "constant"}
 
 
 def group_choices(overrides: list[str]) -> dict[str, str]:

@@ -11,3 +11,8 @@ class UserError(Exception):
     def __init__(self, message: str) -> None:
         # One line, whatever the message quotes (a key or a file name holding a newline).
         super().__init__(str(message).replace("\r", "\\r").replace("\n", "\\n"))
+
+
+class StopRequested(Exception):
+    """Raised by training after an epoch (and a checkpoint) when its worker was asked to stop:
+    the trial is released and queued again, not failed."""

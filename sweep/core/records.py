@@ -50,6 +50,14 @@ class RunRecord:
     steps: int = 0
     seconds: float = 0.0
     device: str = ""  # what trained it, e.g. "cpu" or "cuda:0 (NVIDIA H100), fp32 ieee"
+    # A user's training that did not finish: "crashed" (its script exited non-zero, its function
+    # raised) or "timed_out", with why (the last lines of its stderr, the exception). Its curves
+    # hold what it logged before; it is neither a collapse nor a stable run.
+    failure: Optional[str] = None
+    failure_reason: str = ""
+    log_path: str = ""  # where its output is kept (a user's training)
+    n_val: Optional[int] = None  # validation items and chance as the run's own metrics stated them
+    chance: Optional[float] = None
 
     @property
     def epochs_run(self) -> int:
@@ -74,8 +82,12 @@ def decode_floats(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float64)
 
 
+FAILURES = ("crashed", "timed_out")
+_OPTIONAL = ("failure", "failure_reason", "log_path", "n_val", "chance")  # stored only when set
+
+
 def encode_record(record: Any) -> dict[str, Any]:
-    return {
+    out = {
         "seed": record.seed,
         "nonfinite": record.nonfinite,
         "nonfinite_epoch": record.nonfinite_epoch,
@@ -84,6 +96,22 @@ def encode_record(record: Any) -> dict[str, Any]:
         "device": getattr(record, "device", ""),
         "curves": {k: encode_floats(v) for k, v in record.curves.items()},
     }
+    for key in _OPTIONAL:
+        value = getattr(record, key, None)
+        if value not in (None, ""):
+            out[key] = value
+    return out
+
+
+def record_from_stored(data: dict[str, Any]) -> RunRecord:
+    """A RunRecord from its stored form (curves back as float lists): a finished run kept on disk
+    while the rest of its trial trains."""
+    record = RunRecord(seed=int(data["seed"]))
+    record.curves = {k: decode_floats(v).tolist() for k, v in data["curves"].items()}
+    for key in ("nonfinite", "nonfinite_epoch", "steps", "seconds", "device", *_OPTIONAL):
+        if key in data:
+            setattr(record, key, data[key])
+    return record
 
 
 def decode_record(data: dict[str, Any]) -> dict[str, Any]:

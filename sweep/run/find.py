@@ -24,6 +24,7 @@ import torch
 
 from sweep.config import Config
 from sweep.tasks import TaskData
+from sweep.core.errors import UserError
 from sweep.core.records import decode_floats, encode_floats
 from sweep.core.setting import value_label
 from sweep.training import RunSpec
@@ -172,6 +173,9 @@ def find_command(cfg: Config) -> int:
     from sweep.store.studies import open_or_create_study
     from sweep.training.accelerator import configure_device
 
+    if not cfg.trainer.builtin:
+        raise UserError(f"sweep find: the range test trains lrsweep's own model, not your training "
+                        f"(trainer={cfg.trainer.name}); give `sweep run` a grid.lr list instead")
     n_gpu = torch.cuda.device_count() if cfg.device != "cpu" else 0
     task = checked_task(cfg)
     study = open_or_create_study(open_study_storage(cfg), cfg, task_info(task, getattr(cfg.task, "normalize", None)), record_grid=False)

@@ -55,6 +55,24 @@ def task_info(task: TaskData, normalized: Optional[bool] = None) -> dict[str, An
     }
 
 
+def external_info(cfg: Config) -> dict[str, Any]:
+    """What the study records of a user's training's data: only what the config says (n_val and
+    chance, or None where each run's log states them); the data itself is the script's own."""
+    from sweep.config.trainers import FROM_LOG
+
+    trainer = cfg.trainer
+    return {
+        "name": cfg.study.name,
+        "kind": "classification",
+        "chance": None if trainer.chance == FROM_LOG else float(trainer.chance),
+        "n_val": None if trainer.n_val == FROM_LOG else int(trainer.n_val),
+        # What the training is, is compared key by key (sweep.config.identity); no data to hash.
+        "fingerprint": hashlib.sha1(f"external:{trainer.name}".encode()).hexdigest(),
+        "info": {"trainer": trainer.name},
+        "trainer": trainer.name,
+    }
+
+
 def check_device(device: str, n: int) -> None:
     """`device=cuda[:N]` needs that GPU among the `n` of this machine (checked before any data
     or storage)."""
@@ -73,11 +91,14 @@ def check_device(device: str, n: int) -> None:
                         f"pick one of them, or device=cuda to use them all")
 
 
-def checked_task(cfg: Config) -> TaskData:
-    """Every check that needs no storage connection, then the task data (built once)."""
+def checked_task(cfg: Config) -> Optional[TaskData]:
+    """Every check that needs no storage connection, then the task data (built once; None for a
+    user's training, which brings its own data)."""
     check_writable(cfg.study_dir)
     if cfg.study.storage:  # a bad URL fails before the data is built (the default one is made below)
         check_storage_url(cfg.study.storage)
+    if not cfg.trainer.builtin:
+        return None
     task = build_task(cfg.task)
     check_model(cfg.model, task)  # a user's model: importable, a Module, outputs of the right shape
     check_group_lr_mult(setting_configs(cfg), task)  # one lr multiplier per parameter group
@@ -102,16 +123,17 @@ def setting_configs(cfg: Config) -> list[Config]:
 
 
 def prepare(cfg: Config, task: Optional[TaskData] = None,
-            extra_work: Sequence[tuple[dict[str, Any], list[int]]] = ()) -> tuple[Any, Any, TaskData]:
+            extra_work: Sequence[tuple[dict[str, Any], list[int]]] = ()) -> tuple[Any, Any, Optional[TaskData]]:
     """Validate everything, then open/create the study and queue the missing work (the grid's,
     and `extra_work` beyond it: seeds `sweep refine` adds to single settings)."""
     task = task if task is not None else checked_task(cfg)
     storage = open_study_storage(cfg)
-    info = task_info(task, getattr(cfg.task, "normalize", None))
+    info = task_info(task, getattr(cfg.task, "normalize", None)) if task is not None else external_info(cfg)
     study = open_or_create_study(storage, cfg, info)
-    # Workers read the data built here instead of building it again (tokenising a text corpus
-    # or parsing a large CSV once, not once per worker).
-    save_task(task, task_cache_path(cfg, info["fingerprint"]))
+    if task is not None:
+        # Workers read the data built here instead of building it again (tokenising a text corpus
+        # or parsing a large CSV once, not once per worker).
+        save_task(task, task_cache_path(cfg, info["fingerprint"]))
     reclaim_orphans(study, cfg.study.grace_seconds)
     trials = study.get_trials(deepcopy=False)
     enqueue(study, plan_work(cfg, trials) + uncovered(extra_work, trials))

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from sweep.config import Config
 from sweep.core.setting import Setting
+from sweep.store.queue import stored_seeds
 
 
 @dataclass
@@ -21,7 +22,9 @@ class Snapshot:
     failed_settings: int = 0  # settings with an error and not done
     complete_runs: int = 0  # stored runs (setting x seed) of this grid
     collapsed_runs: int = 0
+    crashed_runs: int = 0  # runs of a user's training that crashed or timed out, not run again since
     last_activity: Optional[float] = None
+    running_epochs: tuple[str, ...] = ()  # "seed 2, epoch 7" per running trial that reports progress
 
 
 def snapshot(study: Any, cfg: Config) -> Snapshot:
@@ -48,6 +51,8 @@ def count_progress(study: Any, settings: list[dict[str, Any]], n_seeds: int) -> 
     wanted = {Setting(s).key for s in settings}
     seeds = set(range(n_seeds))
     have: dict[str, set[int]] = {}
+    crashed: set[tuple[str, int]] = set()
+    progress: list[str] = []
     errors: set[str] = set()
     snap = Snapshot(total=len(wanted))
     last = 0.0
@@ -58,18 +63,24 @@ def count_progress(study: Any, settings: list[dict[str, Any]], n_seeds: int) -> 
             last = max(last, stamp.timestamp())
         if t.state == TrialState.RUNNING:
             snap.running += 1
+            if isinstance(t.user_attrs.get("progress"), dict):
+                p = t.user_attrs["progress"]
+                progress.append(f"seed {p.get('seed')} epoch {p.get('epoch')}")
         elif t.state == TrialState.WAITING:
             snap.waiting += 1
         elif t.state == TrialState.FAIL and t.user_attrs.get("error") and key in wanted:
             errors.add(key)
         elif t.state == TrialState.COMPLETE and key in wanted:
-            new = set(t.user_attrs.get("seeds", [])) & seeds
+            crashed |= {(key, s) for s in t.user_attrs.get("failed_seeds", []) if s in seeds}
+            new = stored_seeds(t) & seeds
             new -= have.get(key, set())
             have.setdefault(key, set()).update(new)
             snap.complete_runs += len(new)
             modes = t.user_attrs.get("n_collapsed", 0)
-            snap.collapsed_runs += int(modes) if len(new) == len(t.user_attrs.get("seeds", [])) else 0
+            snap.collapsed_runs += int(modes) if len(new) == len(stored_seeds(t)) else 0
     snap.done = sum(1 for k in wanted if seeds <= have.get(k, set()))
+    snap.crashed_runs = sum(1 for k, s in crashed if s not in have.get(k, set()))
+    snap.running_epochs = tuple(progress)
     snap.failed_settings = len({k for k in errors if not seeds <= have.get(k, set())})
     snap.last_activity = last or None
     return snap

@@ -37,14 +37,21 @@ def _distributions(setting: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return params, dists
 
 def covered_seeds(trials: Iterable[Any]) -> dict[str, set[int]]:
-    """Seeds of each setting that are done, running or queued (FAIL trials cover nothing)."""
+    """Seeds of each setting that are done, running or queued (FAIL trials cover nothing, nor do
+    runs that crashed)."""
     from optuna.trial import TrialState
 
     covered: dict[str, set[int]] = {}
     for t in trials:
         if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) and "setting" in t.user_attrs:
-            covered.setdefault(Setting(t.user_attrs["setting"]).key, set()).update(t.user_attrs.get("seeds", []))
+            covered.setdefault(Setting(t.user_attrs["setting"]).key, set()).update(stored_seeds(t))
     return covered
+
+
+def stored_seeds(trial: Any) -> set[int]:
+    """The seeds a trial covers: all of them, but for a COMPLETE trial not the runs that crashed
+    or timed out (a user's training), which the same command runs again."""
+    return set(trial.user_attrs.get("seeds", [])) - set(trial.user_attrs.get("failed_seeds", []))
 
 def plan_work(cfg: Config, trials: Iterable[Any]) -> list[tuple[dict[str, Any], list[int]]]:
     """(setting, seeds) still to queue so that every setting of the grid has seeds 0..seeds-1."""

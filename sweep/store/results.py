@@ -24,8 +24,32 @@ def store_results(study: Any, trial: Any, records: Sequence[Any], summary: dict[
     for key, value in summary.items():
         retry_locked(lambda: storage.set_trial_user_attr(trial_id(trial), key, value))
     values = [summary["mean_best_acc"], summary["collapse_rate"]]
+    if not summary.get("n_runs", 1):  # every run crashed: kept as COMPLETE (the report shows them)
+        values = [0.0, 0.0]
     assert all(math.isfinite(v) for v in values), values  # a NaN value would FAIL the trial
     retry_locked(lambda: study.tell(trial.number, values=values))
+
+
+PROGRESS_SECONDS = 5.0  # a running trial's progress is written at most this often
+_last_progress: dict[int, float] = {}
+
+
+def record_progress(study: Any, trial: Any, seed: int, epoch: int) -> None:
+    """Note on a running trial how far its current run is (`sweep status` and the live line read
+    it); at most every PROGRESS_SECONDS per trial, and never failing the run."""
+    import time
+
+    if trial is None:
+        return
+    now = time.monotonic()
+    if now - _last_progress.get(trial_id(trial), -PROGRESS_SECONDS) < PROGRESS_SECONDS:
+        return
+    _last_progress[trial_id(trial)] = now
+    try:
+        retry_locked(lambda: storage_of(study).set_trial_user_attr(trial_id(trial), "progress",
+                                                                   {"seed": int(seed), "epoch": int(epoch)}))
+    except Exception:  # a finished (reclaimed) trial or a storage hiccup: progress is only a hint
+        pass
 
 
 def load_study_runs(study: Any) -> list[tuple[dict[str, Any], dict[str, Any], int]]:

@@ -16,6 +16,7 @@ import warnings
 from typing import Any
 
 from sweep.config import Config, comparable_part
+from sweep.config.identity import ADDED_KEYS, trainer_name
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_url
 
@@ -48,10 +49,17 @@ def check_comparable(study: Any, cfg: Config) -> None:
     if stored is None:
         return
     new = comparable_part(cfg)
+    old_trainer, new_trainer = trainer_name(stored), trainer_name(new)
+    if old_trainer != new_trainer:
+        raise UserError(
+            f"trainer: study {study.study_name!r} was trained with trainer={old_trainer}, this config has "
+            f"trainer={new_trainer}, so its results would not be comparable; start a new study "
+            f"(study.name={study.study_name}-2) or set trainer={old_trainer}"
+        )
     swept = {k for k, _ in cfg.grid.extra} | set(study.user_attrs.get(ATTR_CONFIG, {}).get("grid", {}))
     # Group choices first (optimizer.name says more than optimizer.beta1 appearing).
     for key in sorted(set(stored) | set(new), key=lambda k: (not k.endswith(".name"), k)):
-        if key in swept:
+        if key in swept or (key in ADDED_KEYS and key not in stored):
             continue
         old_v, new_v = stored.get(key, "<unset>"), new.get(key, "<unset>")
         if old_v != new_v:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from sweep.config.tasks import column_names
 from sweep.core.errors import UserError
 
 EXTENSIONS = (".npz", ".csv", ".parquet")
@@ -175,7 +176,7 @@ def _read_long(p: Path, cfg: Any, key: str) -> Table:
     where = f"{key}: file {p}"
     names = [str(c) for c in df.columns]
     df.columns = names
-    labels = [c.strip() for c in cfg.label_columns.split(",") if c.strip()]
+    labels = column_names(cfg.label_columns)
     fixed = [(cfg.seq_column, "task.seq_column"), (cfg.step_column, "task.step_column")]
     fixed += [(c, "task.label_columns") for c in labels]
     for column, option in fixed:
@@ -183,11 +184,11 @@ def _read_long(p: Path, cfg: Any, key: str) -> Table:
             raise _error(where, f"has no column {column!r} (columns: {', '.join(names)})",
                          f"name the column with {option}=NAME")
     if cfg.feature_columns:
-        features = [c.strip() for c in cfg.feature_columns.split(",") if c.strip()]
+        features = column_names(cfg.feature_columns)
         for column in features:
             if column not in names:
                 raise _error(where, f"has no feature column {column!r} (columns: {', '.join(names)})",
-                             "fix task.feature_columns (comma-separated names)")
+                             "fix task.feature_columns (e.g. task.feature_columns=[f1,f2])")
     else:
         features = [c for c in names if c not in {cfg.seq_column, cfg.step_column, *labels}]
     if not features:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sweep.core.errors import UserError
+from sweep.core.imports import import_target
 from sweep.tasks.data import TaskData
 from sweep.tasks.file_reading import table_from_arrays
 from sweep.tasks.files import build_from_tables
@@ -21,34 +22,6 @@ from sweep.tasks.files import build_from_tables
 KEY = "task._target_"
 FIX = ("return a dict like {'x': x, 'y': y} (x [N, T, F], y [N] labels or [N, D] targets; optional lengths, "
        "x_val, y_val, lengths_val, vocab_size)")
-
-
-def import_target(target: str, key: str) -> Any:
-    """The object a dotted path names (module.attribute...), or a one-line error saying how to
-    make it importable. (Hydra's own locator logs its failures; this one only raises.)
-
-    The folder sweep runs from is searched first, as `python -m` does: the `sweep` console
-    script alone would not see a user's mynets.py next to their conf/.
-    """
-    import importlib
-    import os
-    import sys
-
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    parts = target.split(".")
-    try:
-        obj: Any = importlib.import_module(parts[0])
-        for i, part in enumerate(parts[1:], start=1):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:  # a submodule not imported yet
-                obj = importlib.import_module(".".join(parts[: i + 1]))
-        return obj
-    except (ImportError, AttributeError) as e:
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        raise UserError(f"{key}: cannot import {target!r} ({reason}); run sweep from the folder that holds its "
-                        f"module, or add that folder to PYTHONPATH (workers on other machines need it too)") from None
 
 
 def _as_array(value: Any) -> Any:

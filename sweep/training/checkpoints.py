@@ -65,9 +65,14 @@ class Checkpointer:
 def clear_all(folder: Path) -> None:
     """Delete every checkpoint (and unfinished temporary file) in `folder`: called when the study
     has nothing left to run, so that one written by a worker killed between storing its results
-    and deleting its checkpoint does not outlive the sweep."""
+    and deleting its checkpoint does not outlive the sweep. The folders a user's training kept
+    per setting (its own checkpoints, finished runs of a trial) go too."""
+    import shutil
+
     folder = Path(folder)
     if folder.is_dir():
         for path in folder.iterdir():
             if path.is_file() and (path.suffix == ".pt" or ".tmp" in path.name):
                 path.unlink(missing_ok=True)
+            elif path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)

@@ -31,7 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from sweep.config import ModelConfig
 from sweep.config.targets import TargetModel
 from sweep.core.errors import UserError
-from sweep.tasks.loader import import_target
+from sweep.core.imports import import_target
 
 
 class RecurrentNet(nn.Module):

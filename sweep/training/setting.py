@@ -18,6 +18,7 @@ import torch
 
 from sweep.config import Config
 from sweep.config.targets import TargetModel
+from sweep.core.errors import StopRequested
 from sweep.core.records import RunRecord
 from sweep.tasks.data import TaskData
 from sweep.training.accelerator import describe_device
@@ -41,10 +42,6 @@ class SeedGroupLike(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class StopRequested(Exception):
-    """Raised after an epoch (and a checkpoint) when the worker was asked to stop."""
 
 
 class NullCheckpointer:

@@ -1,0 +1,38 @@
+"""`trainer=builtin`: lrsweep's own loop (sweep.training) behind the trainers' interface.
+
+Usage (by the worker)::
+
+    trainer = BuiltinTrainer(cfg, task, device)
+    records = trainer.train(setting, seeds, should_stop)   # checkpoints every checkpoint_every epochs
+    trainer.clear(setting, seeds)                          # once the trial is stored
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from sweep.config import Config
+from sweep.core.records import RunRecord
+from sweep.tasks import TaskData
+from sweep.training import RunSpec, train_spec
+from sweep.training.checkpoints import Checkpointer
+
+
+class BuiltinTrainer:
+    """Trains the seeds of a setting together (separate or packed), resuming from its checkpoint."""
+
+    def __init__(self, cfg: Config, task: TaskData, device: torch.device) -> None:
+        self.cfg, self.task, self.device = cfg, task, device
+
+    def _checkpointer(self, spec: RunSpec, setting: dict[str, Any], seeds: list[int]) -> Checkpointer:
+        return Checkpointer(self.cfg.study_dir / "checkpoints", setting, seeds, spec.fingerprint,
+                            self.cfg.checkpoint_every, self.cfg.checkpoint_minutes)
+
+    def train(self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]) -> list[RunRecord]:
+        spec = RunSpec.build(self.cfg, setting, seeds)  # once per trial: the extra axes applied
+        return train_spec(self.task, spec, self.device, self._checkpointer(spec, setting, seeds), should_stop=should_stop)
+
+    def clear(self, setting: dict[str, Any], seeds: list[int]) -> None:
+        self._checkpointer(RunSpec.build(self.cfg, setting, seeds), setting, seeds).clear()

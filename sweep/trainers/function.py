@@ -1,0 +1,163 @@
+"""A user's training function (`trainer._target_: mytrain.fit`), called once per (setting, seed)
+in the worker process.
+
+The function's contract (the smallest that works, as Ray Tune's function API)::
+
+    def fit(setting, seed, epochs, report, checkpoint_dir, **kwargs):
+        # setting: {"lr": 0.1, "clip": None, "batch_size": 32, ...extra grid axes}
+        for epoch in range(1, epochs + 1):
+            ...train one epoch...
+            report(epoch, val_acc=acc, val_loss=vloss, train_loss=loss)   # lrsweep's names
+
+It may leave out the parameters it does not use (of setting, seed, epochs, report,
+checkpoint_dir, run_dir, device); the trainer node's other keys are its keyword arguments.
+`report` accepts the names a metrics file may use (val_accuracy, loss, ...; see
+sweep.trainers.logs), epochs counted from 0 or 1, and raises `RunStopped` (do not catch it)
+when the run must end: its loss went non-finite (a `nonfinite` collapse: no compute wasted),
+it ran past `trainer.timeout_minutes` (checked at each report), or the worker was asked to stop.
+Python's, NumPy's and torch's random generators are seeded with the seed before the call. An
+exception is a crashed run (its traceback is kept), never a collapse.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import random
+import sys
+import time
+import traceback
+from typing import Any, Callable
+
+from sweep.core.errors import StopRequested, UserError
+from sweep.core.records import RunRecord
+from sweep.trainers.external import Ending, ExternalTrainer, first_nonfinite
+from sweep.trainers.logs import LogError, parse_log
+from sweep.trainers.runs import RunPaths
+
+# What lrsweep passes, by name, to a training function that declares it.
+ARGUMENTS = ("setting", "seed", "epochs", "report", "checkpoint_dir", "run_dir", "device")
+REQUIRED = ("setting", "report")  # a function without these cannot be told what to train or report
+LOG_NAME = "metrics.jsonl"  # what the reports of a run are kept as, in its run folder
+
+
+class RunStopped(BaseException):
+    """Raised by `report` to end a run (a BaseException, so that `except Exception` in a training
+    loop does not swallow it)."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+def call_arguments(fn: Callable[..., Any], kwargs: dict[str, Any]) -> list[str]:
+    """The lrsweep arguments `fn` takes (all of them when it has **kwargs); raises TypeError
+    naming what is wrong with its signature."""
+    params = inspect.signature(fn).parameters
+    var_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    named = {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    missing = [n for n in REQUIRED if n not in named and not var_kw]
+    if missing:
+        raise TypeError(f"it takes no {', '.join(missing)} parameter")
+    unknown_kw = [k for k in kwargs if k not in named and not var_kw]
+    if unknown_kw:
+        raise TypeError(f"the config passes {', '.join(unknown_kw)}, which it does not take")
+    clash = [k for k in kwargs if k in ARGUMENTS]
+    if clash:
+        raise TypeError(f"{', '.join(clash)} is lrsweep's own argument; rename that config key")
+    supplied = set(ARGUMENTS) | set(kwargs)
+    required = [n for n, p in params.items() if p.default is p.empty and n not in supplied
+                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    if required:
+        raise TypeError(f"its parameter {', '.join(required)} has no default and lrsweep does not pass it")
+    if any(p.kind == p.POSITIONAL_ONLY for p in params.values()):
+        raise TypeError("it has positional-only parameters; lrsweep passes every argument by name")
+    return [n for n in ARGUMENTS if var_kw or n in named]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and (when imported) torch's generators, as a training script would."""
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+class FunctionTrainer(ExternalTrainer):
+    """Calls the training function per (setting, seed) with a `report` callback."""
+
+    def __init__(self, cfg: Any, device: str, fn: Callable[..., Any], progress: Any = None) -> None:
+        super().__init__(cfg, device, progress)
+        self.fn = fn
+        self.names = call_arguments(fn, dict(self.options.kwargs))
+
+    def run_one(self, setting: dict[str, Any], seed: int, paths: RunPaths,
+                should_stop: Callable[[], bool]) -> RunRecord:
+        resumable = paths.prepare()
+        log_file = paths.run_dir / LOG_NAME
+        if not resumable:
+            log_file.unlink(missing_ok=True)
+        lines: list[str] = []
+        start = time.monotonic()
+        state: dict[str, Any] = {"log": None, "error": None}
+
+        def report(epoch: int, **metrics: Any) -> None:
+            try:
+                line = json.dumps({"epoch": int(epoch), **{k: _number(v) for k, v in metrics.items()}}) + "\n"
+            except (TypeError, ValueError) as e:
+                state["error"] = UserError(f"trainer._target_: report(epoch, **metrics) needs a whole epoch and numbers, "
+                                           f"got epoch={epoch!r} and {metrics!r} ({e})")
+                raise RunStopped("error") from None
+            lines.append(line)
+            with open(log_file, "a", encoding="utf-8") as f:
+                f.write(line)
+            try:
+                state["log"] = parse_log("".join(lines), path=str(log_file), columns=self.options.columns, final=False)
+            except LogError as e:  # the reports break a rule of the log: the user's error, not a crash
+                state["error"] = e
+                raise RunStopped("error") from None
+            self.progress(seed, len(state["log"].epochs))
+            if first_nonfinite(state["log"].epochs) is not None:
+                raise RunStopped("nonfinite")
+            if time.monotonic() - start > self.timeout_seconds:
+                raise RunStopped("timed_out")
+            if should_stop():
+                raise RunStopped("stop")
+
+        values = {"setting": dict(setting), "seed": seed, "epochs": self.cfg.epochs, "report": report,
+                  "checkpoint_dir": str(paths.checkpoint_dir), "run_dir": str(paths.run_dir), "device": self.device}
+        ending = Ending()
+        seed_everything(seed)
+        try:
+            self.fn(**{n: values[n] for n in self.names}, **self.options.kwargs)
+        except RunStopped as stopped:
+            if state["error"] is not None:
+                raise state["error"]
+            if stopped.why == "stop":
+                raise StopRequested("stopped while a training function ran") from None
+            if stopped.why == "timed_out":
+                minutes = self.options.timeout_minutes
+                ending = Ending("timed_out", f"still running after trainer.timeout_minutes={minutes:g}")
+            else:
+                ending = Ending(stopped_nonfinite=True)
+        except Exception as e:  # the user's code failed: a crashed run, with where it failed
+            frames = traceback.format_exception(type(e), e, e.__traceback__)
+            ending = Ending("crashed", f"raised {type(e).__name__}: {e} | " + " | ".join(
+                line.strip() for line in "".join(frames[-4:]).splitlines() if line.strip()))
+        clean = ending.failure is None and not ending.stopped_nonfinite
+        text = "".join(lines)
+        log = parse_log(text, path=str(log_file), columns=self.options.columns, final=True) if clean else state["log"]
+        return self.record(seed, log, ending, paths, time.monotonic() - start, f"function on {self.device}")
+
+
+def _number(value: Any) -> float:
+    """A reported metric as a float (a Python number, a NumPy scalar or a 0-d tensor)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return float(value)

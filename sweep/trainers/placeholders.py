@@ -1,0 +1,86 @@
+"""A command template and the values of one run: `{lr}` -> `0.1`, and the same as environment
+variables (`LRSWEEP_LR=0.1`).
+
+Usage::
+
+    values = run_values(setting, seed=3, epochs=20, metrics=..., run_dir=..., checkpoint_dir=...)
+    render("python train.py --lr {lr} --clipnorm {clip} --log {metrics}", values)
+    run_environment(values)              # {"LRSWEEP_LR": "0.1", "LRSWEEP_CLIP": "none", ...}
+    unknown_placeholders(template, names) # ["lrr"] for "--lr {lrr}"
+
+Placeholders are `{name}` with a name of letters, digits, `_` and `.` (an extra grid axis by its
+key: `{dropout}`, `{model.hidden_size}`; the last part alone also works when it is unique).
+`{{` and `}}` are literal braces, and a shell's `${VAR}` is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any, Mapping
+
+from sweep.core.setting import BASE_AXES
+
+PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_.]*)\}")
+RUN_NAMES = ("seed", "epochs", "metrics", "run_dir", "checkpoint_dir")
+ENV_PREFIX = "LRSWEEP_"
+
+
+def value_text(value: Any) -> str:
+    """A value as a command line reads it: shortest exact float (0.1, 3e-05), `none` for absent."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def run_values(setting: Mapping[str, Any], seed: int, epochs: int, metrics: Path, run_dir: Path,
+               checkpoint_dir: Path) -> dict[str, str]:
+    """Every placeholder's text for one run (axes by key, also by last part where unique)."""
+    values = {key: value_text(v) for key, v in setting.items()}
+    last_parts: dict[str, list[str]] = {}
+    for key in setting:
+        if key not in BASE_AXES and "." in key:
+            last_parts.setdefault(key.rsplit(".", 1)[1], []).append(key)
+    for short, keys in last_parts.items():
+        if len(keys) == 1 and short not in values:
+            values[short] = values[keys[0]]
+    values.update(seed=str(int(seed)), epochs=str(int(epochs)), metrics=str(metrics), run_dir=str(run_dir),
+                  checkpoint_dir=str(checkpoint_dir))
+    return values
+
+
+def unknown_placeholders(template: str, names: Any) -> list[str]:
+    """The placeholders of `template` that are not among `names`, in order of appearance."""
+    known = set(names)
+    out = []
+    for m in PLACEHOLDER.finditer(template):
+        name = m.group(1)
+        if name is not None and name not in known and name not in out:
+            out.append(name)
+    return out
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """The command line of one run: each placeholder replaced by its value, quoted for the shell
+    when it needs it (a path with a space)."""
+    def replace(m: re.Match) -> str:
+        if m.group(0) in ("{{", "}}"):
+            return m.group(0)[0]
+        return shlex.quote(values[m.group(1)])
+
+    return PLACEHOLDER.sub(replace, template)
+
+
+def run_environment(values: Mapping[str, str], setting: Mapping[str, Any]) -> dict[str, str]:
+    """The same values for the process environment: LRSWEEP_LR, LRSWEEP_CLIP, LRSWEEP_SEED, ...,
+    LRSWEEP_METRICS, LRSWEEP_RUN_DIR, LRSWEEP_CHECKPOINT_DIR, each extra axis by its key in capitals
+    (model.hidden_size -> LRSWEEP_MODEL_HIDDEN_SIZE), and LRSWEEP_SETTING (the setting as JSON)."""
+    env = {ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", k).upper(): v for k, v in values.items()}
+    env[ENV_PREFIX + "SETTING"] = json.dumps(dict(setting), sort_keys=True)
+    return env
