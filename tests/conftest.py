@@ -70,6 +70,43 @@ def postgres_url():
     return url
 
 
+@pytest.fixture(scope="session")
+def installed_lrsweep(tmp_path_factory) -> Path:
+    """A fresh virtual environment holding lrsweep from its wheel (`pip install .`, not -e) and
+    the dependencies of the environment running the tests, whatever that is (a system Python, a
+    venv, a conda env): its site-packages folders are listed in a .pth file of the new venv, so
+    nothing is downloaded and the wheel's copy of lrsweep is the one imported. Returns the venv's
+    bin/ folder. (A venv made with system_site_packages=True from a venv's interpreter would see
+    the base interpreter's packages, not the outer venv's.)"""
+    import site
+    import sysconfig
+    import venv
+
+    import importlib.util
+
+    root = tmp_path_factory.mktemp("installed")
+    dist = root / "dist"
+    # Build with the setuptools at hand when there is one (no download), else in pip's isolation.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
+                        "-w", str(dist), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    env_dir = root / "venv"
+    venv.create(env_dir, with_pip=False)
+    bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
+    python = bin_dir / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    here = [site.getusersitepackages(), *site.getsitepackages(), sysconfig.get_paths()["purelib"]]
+    dirs = [d for d in dict.fromkeys(here) if Path(d).is_dir() and Path(d) != ROOT]
+    (Path(purelib) / "lrsweep_test_dependencies.pth").write_text("\n".join(dirs) + "\n")
+    p = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
+                        "--no-index", str(next(dist.glob("lrsweep-*.whl")))], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return bin_dir
+
+
 def kill_process_tree(proc: subprocess.Popen) -> None:
     """SIGKILL a `sweep` process and every worker it started, at the same moment."""
     import signal

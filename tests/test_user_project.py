@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
-import venv
 from pathlib import Path
 
 import pandas as pd
@@ -90,23 +88,8 @@ def _project(folder: Path) -> Path:
     return folder
 
 
-def _installed_sweep(tmp_path: Path) -> Path:
-    """A fresh venv with lrsweep from a wheel (dependencies from the running environment)."""
-    dist = tmp_path / "dist"
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(ROOT)],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
-    python = env_dir / "bin" / "python"
-    p = subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(next(dist.glob("*.whl")))],
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
-    return env_dir / "bin" / "sweep"
-
-
-def test_a_project_folder_drives_an_installed_lrsweep_and_survives_kill_9(tmp_path):
-    sweep = _installed_sweep(tmp_path)
+def test_a_project_folder_drives_an_installed_lrsweep_and_survives_kill_9(tmp_path, installed_lrsweep):
+    sweep = installed_lrsweep / "sweep"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONDONTWRITEBYTECODE": "1"}
 
     def run(folder: Path, *extra: str, **kwargs):
