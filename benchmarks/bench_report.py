@@ -2,6 +2,7 @@
 
     python benchmarks/bench_report.py                       # 10,000 runs x 100 epochs
     python benchmarks/bench_report.py --runs 2000 --check   # exit 1 when a target is missed
+    python benchmarks/bench_report.py --smoke               # 40 runs x 10 epochs: that it runs (CI)
 
 Writes a study with realistic curves (learning, plateaus, spikes, collapses, NaN ends) straight
 into an SQLite storage through Optuna's API, exactly as workers store runs, then runs
@@ -65,9 +66,8 @@ def build_study(db: Path, runs: int, epochs: int, seeds: int) -> tuple[int, floa
     import optuna
     from optuna.distributions import FloatDistribution, IntDistribution
 
-    from sweep.config import load_config
+    from sweep.config import comparable_part, load_config
     from sweep.store.studies import ATTR_COMPARABLE, ATTR_CONFIG, ATTR_TASK, DIRECTIONS
-    from sweep.study import comparable_part
 
     n_settings = runs // seeds
     side = max(1, round(n_settings ** (1 / 3)))
@@ -111,7 +111,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="a toy size (40 runs x 10 epochs): that the script runs")
     args = ap.parse_args()
+    if args.smoke:
+        args.runs, args.epochs, args.seeds = 40, 10, 2
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "lrsweep.db"
         n_settings, t_build = build_study(db, args.runs, args.epochs, args.seeds)

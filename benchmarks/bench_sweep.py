@@ -2,6 +2,7 @@
 
     python benchmarks/bench_sweep.py            # both grids, prints times and ratios
     python benchmarks/bench_sweep.py --grid stable --check
+    python benchmarks/bench_sweep.py --smoke     # toy sizes, no targets: that it runs (CI)
 
 (a) baseline: for every (setting, seed), one model trained through a DataLoader over a
     TensorDataset with shuffling, sequentially, with PyTorch's default thread count; NaN runs
@@ -141,11 +142,16 @@ def compare(base: pd.DataFrame, runs: pd.DataFrame, chance: float) -> dict:
     }
 
 
-def bench(name: str, extra: list[str]) -> dict:
+SMOKE = ["epochs=1", "seeds=1", "grid.batch_size=[64]", "model.hidden_size=8"]
+
+
+def bench(name: str, extra: list[str], smoke: bool = False) -> dict:
     from sweep.config import load_config
     from sweep.tasks import build_task
 
-    spec = GRIDS[name]
+    spec = dict(GRIDS[name])
+    if smoke:
+        spec["overrides"] = spec["overrides"] + SMOKE
     cfg = load_config(spec["overrides"])
     task = build_task(cfg.task)
     threads = torch.get_num_threads()
@@ -198,6 +204,7 @@ def main() -> None:
                     help="which grid to run (none: only --packing)")
     ap.add_argument("--check", action="store_true", help="exit 1 when a target ratio is missed")
     ap.add_argument("--packing", action="store_true", help="also measure packed vs separate seeds (CPU; CUDA too when present)")
+    ap.add_argument("--smoke", action="store_true", help="toy sizes (1 seed, 1 epoch), no targets: that it runs")
     ap.add_argument("overrides", nargs="*", help="extra overrides for sweep run (e.g. packing=on)")
     args = ap.parse_args()
     names = list(GRIDS) if args.grid == "all" else [] if args.grid == "none" else [args.grid]
@@ -205,7 +212,7 @@ def main() -> None:
           f"CUDA {'yes: ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no'}")
     results = []
     for name in names:
-        r = bench(name, args.overrides)
+        r = bench(name, args.overrides, args.smoke)
         results.append(r)
         print(f"{name:7} baseline {r['baseline_s']:7.1f} s   lrsweep {r['lrsweep_s']:7.1f} s   "
               f"ratio {r['ratio']:.2f}x (target {r['target']}x)   runs {r['runs_base']}/{r['runs_sweep']}   "
@@ -221,7 +228,7 @@ def main() -> None:
                       f"packed {row['on_seed_epochs_per_s']:7.2f} seed-epochs/s  -> {row['packed_speedup']:.2f}x"
                       + ("  (GPU target >= 10x for hidden <= 128)" if device == "cuda" else ""), flush=True)
     print(json.dumps(results, indent=1))
-    if args.check:
+    if args.check and not args.smoke:
         grids = [r for r in results if "grid" in r]
         missed = [r["grid"] for r in grids if r["ratio"] < r["target"]]
         bad = [r["grid"] for r in grids if r["runs_base"] != r["runs_sweep"]

@@ -18,6 +18,9 @@ What it checks, each against what the CPU test suite can only emulate:
    both finishing with the right number of epochs;
 5. the packed speed-up, `bench_sweep.py --packing` (separate vs packed seeds per step on CUDA).
 
+`--smoke` runs the same code on the CPU at toy sizes (CPU against CPU, no sync counting, no
+speed-up): CI runs it so that an API change cannot break this script unseen.
+
 Prints one line per check with PASS/FAIL and the figures; record them in benchmarks/README.md.
 """
 
@@ -43,7 +46,7 @@ from sweep.training.accelerator import configure_device  # noqa: E402
 from sweep.config import load_config  # noqa: E402
 from sweep.training.packed import PackedTrainer  # noqa: E402
 from sweep.tasks import build_task  # noqa: E402
-from sweep.training import SeedGroup, train_setting  # noqa: E402
+from sweep.training import RunSpec, SeedGroup, train_setting  # noqa: E402
 
 RESULTS: list[tuple[str, bool, str]] = []
 
@@ -53,10 +56,10 @@ def report(name: str, ok: bool, detail: str) -> None:
     print(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}", flush=True)
 
 
-def check_packed_vs_separate(device: torch.device) -> None:
+def check_packed_vs_separate(device: torch.device, smoke: bool = False) -> None:
     from test_packed import CASES
 
-    for case, (overrides, setting) in sorted(CASES.items()):
+    for case, (overrides, setting) in sorted(CASES.items())[: 1 if smoke else None]:
         out = {}
         for packing in ("off", "on"):
             cfg = load_config(overrides + [f"packing={packing}"])
@@ -78,16 +81,18 @@ def check_packed_vs_separate(device: torch.device) -> None:
                f"same non-finite seeds: {same_nonfinite}, largest relative difference {worst:.2e}")
 
 
-def sweep_runs(device: str, folder: Path) -> pd.DataFrame:
-    args = ["task=digits", "model.hidden_size=32", "epochs=10", "seeds=3", "grid.lr=[0.03,0.3,3.0]",
-            "grid.clip=[null,1.0]", "grid.batch_size=[64]", f"device={device}", "workers=1",
+def sweep_runs(device: str, folder: Path, smoke: bool = False) -> pd.DataFrame:
+    size = ["epochs=1", "seeds=1", "model.hidden_size=8", "model.layers=1"] if smoke else \
+        ["model.hidden_size=32", "epochs=10", "seeds=3"]
+    grid = ["grid.lr=[0.3]", "grid.clip=[null]"] if smoke else ["grid.lr=[0.03,0.3,3.0]", "grid.clip=[null,1.0]"]
+    args = ["task=digits", *size, *grid, "grid.batch_size=[64]", f"device={device}", "workers=1",
             f"results_dir={folder}", "study.name=gpu-check"]
     subprocess.run([sys.executable, "-m", "sweep", "run", *args], check=True, cwd=ROOT, capture_output=True)
     return pd.read_csv(folder / "gpu-check" / "runs.csv")
 
 
-def check_cpu_vs_gpu(tmp: Path) -> None:
-    cpu, gpu = sweep_runs("cpu", tmp / "cpu"), sweep_runs("cuda", tmp / "gpu")
+def check_cpu_vs_gpu(tmp: Path, smoke: bool = False) -> None:
+    cpu, gpu = sweep_runs("cpu", tmp / "cpu", smoke), sweep_runs("cpu" if smoke else "cuda", tmp / "gpu", smoke)
     keys = ["lr", "clip", "batch_size", "seed"]
     both = cpu.merge(gpu, on=keys, suffixes=("_cpu", "_gpu"), how="outer", indicator=True)
     same_runs = bool((both["_merge"] == "both").all())
@@ -114,13 +119,20 @@ def count_syncs(group) -> int:
     return sum("synchroniz" in str(w.message) for w in caught)
 
 
-def check_syncs(device: torch.device) -> None:
-    for task_args in (["task=digits"], ["task=adding", "task.length=20", "task.n_train=2048", "task.n_val=256"]):
-        cfg = load_config(task_args + ["model.hidden_size=32", "model.layers=1", "epochs=2"])
+def check_syncs(device: torch.device, smoke: bool = False) -> None:
+    n = 256 if smoke else 2048
+    for task_args in (["task=digits"], ["task=adding", "task.length=20", f"task.n_train={n}", "task.n_val=256"]):
+        cfg = load_config(task_args + [f"model.hidden_size={8 if smoke else 32}", "model.layers=1", "epochs=2"])
         task = build_task(cfg.task).to(device)
         setting = {"lr": 0.01, "clip": 1.0, "batch_size": 32}
-        for group in (SeedGroup(task, cfg, setting, [0], device), PackedTrainer(task, cfg, setting, [0, 1, 2], device)):
+        groups = (SeedGroup(task, RunSpec.build(cfg, setting, [0]), device),
+                  PackedTrainer(task, RunSpec.build(cfg, setting, [0, 1, 2]), device))
+        for group in groups:
             steps = math.ceil(task.n_train / 32)
+            if device.type != "cuda":  # (--smoke: the groups are built and run, syncs not counted)
+                group.run_epoch()
+                report(f"epoch on the CPU [{task.name}, {group.mode}]", True, f"{steps} steps")
+                continue
             syncs = count_syncs(group)
             # One read per 16 steps per seed, the end-of-epoch statistics and the evaluation.
             limit = (steps // 16 + 1) * (1 if group.mode == "packed" else len(group.records_list())) + 12
@@ -128,13 +140,13 @@ def check_syncs(device: torch.device) -> None:
                    f"{syncs} syncs for {steps} steps (limit {limit})")
 
 
-def check_cross_device_resume(device: torch.device, tmp: Path) -> None:
+def check_cross_device_resume(device: torch.device, tmp: Path, smoke: bool = False) -> None:
     from sweep.training.checkpoints import Checkpointer
     from sweep.config import config_fingerprint
     from sweep.training import StopRequested
 
     cpu = torch.device("cpu")
-    cfg = load_config(["model.hidden_size=16", "model.layers=2", "model.dropout=0.2", "epochs=3"])
+    cfg = load_config([f"model.hidden_size={4 if smoke else 16}", "model.layers=2", "model.dropout=0.2", "epochs=3"])
     task = build_task(cfg.task)
     setting = {"lr": 0.1, "clip": 1.0, "batch_size": 64}
     for first, second in ((device, cpu), (cpu, device)):
@@ -159,18 +171,23 @@ def check_speed() -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="the same code on the CPU at toy sizes (no GPU needed)")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print("no CUDA GPU visible: this script checks the GPU paths and needs one", file=sys.stderr)
+    if args.smoke:
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
+        print("no CUDA GPU visible: this script checks the GPU paths and needs one (--smoke runs it on the CPU)",
+              file=sys.stderr)
         return 2
-    device = torch.device("cuda", 0)
+    else:
+        device = torch.device("cuda", 0)
     print(f"device: {configure_device(device)}; torch {torch.__version__}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        check_packed_vs_separate(device)
-        check_syncs(device)
-        check_cross_device_resume(device, Path(tmp))
-        check_cpu_vs_gpu(Path(tmp))
-        if not args.skip_speed:
+        check_packed_vs_separate(device, args.smoke)
+        check_syncs(device, args.smoke)
+        check_cross_device_resume(device, Path(tmp), args.smoke)
+        check_cpu_vs_gpu(Path(tmp), args.smoke)
+        if not (args.skip_speed or args.smoke):
             check_speed()
     failed = [name for name, ok, _ in RESULTS if not ok]
     print(f"\n{len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed" + (f"; failed: {failed}" if failed else ""))

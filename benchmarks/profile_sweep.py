@@ -2,6 +2,7 @@
 
     python benchmarks/profile_sweep.py                 # default config, lr=0.1, no clipping
     python benchmarks/profile_sweep.py packing=off     # any overrides
+    python benchmarks/profile_sweep.py --smoke         # 1 seed x 1 epoch: that it runs (CI)
 
 Phases (cProfile, cumulative time of the functions that implement them): worker start-up
 (imports, task data), data (batch gathering), forward, backward, gradient norm and clipping,
@@ -23,20 +24,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # phase -> (file suffix, function name) pairs whose cumulative times are summed
 PHASES = {
-    "forward": [("packed.py", "forward"), ("models.py", "forward")],
+    "forward": [("packed_net.py", "forward"), ("models.py", "forward")],
     "backward": [("_tensor.py", "backward")],
-    "grad norm + clip": [("packed.py", "per_seed_norm"), ("training.py", "_total_norm"), ("clip_grad.py", "clip_grad_norm_"),
-                         ("clip_grad.py", "_clip_grads_with_norm_")],
+    "grad norm + clip": [("packed_net.py", "per_seed_norm"), ("gradients.py", "clip"), ("clip_grad.py", "clip_grad_norm_")],
     "optimizer step": [("optimizer.py", "wrapper")],
-    "evaluation": [("packed.py", "_evaluate"), ("training.py", "_evaluate")],
-    "epoch statistics": [("training.py", "_epoch_stats")],
-    "loss": [("packed.py", "_loss"), ("metrics.py", "batch_loss")],
+    "evaluation": [("packed.py", "_evaluate"), ("separate.py", "_evaluate")],
+    "epoch statistics": [("epoch.py", "epoch_stats")],
+    "loss": [("packed.py", "_loss"), ("scoring.py", "batch_loss")],
 }
 
 
 def startup_seconds() -> float:
     """A worker's fixed cost: interpreter, imports (torch, optuna, hydra) and task data."""
-    code = ("import time; t=time.perf_counter(); import sweep.worker, sweep.study; "
+    code = ("import time; t=time.perf_counter(); import sweep.run.worker, sweep.store; "
             "from sweep.config import load_config; from sweep.tasks import build_task; "
             "build_task(load_config([]).task); print(time.perf_counter()-t)")
     start = time.perf_counter()
@@ -54,8 +54,11 @@ def main() -> None:
     from sweep.tasks import build_task
     from sweep.training import train_setting, use_packing
 
-    torch.set_num_threads(1)  # as a worker of the default sweep on a 2-core machine
-    cfg = load_config(sys.argv[1:])
+    torch.set_num_threads(1)  # as a worker of the default sweep (threads=1)
+    args = [a for a in sys.argv[1:] if a != "--smoke"]
+    if "--smoke" in sys.argv[1:]:
+        args = ["epochs=1", "seeds=1", "model.hidden_size=8", *args]
+    cfg = load_config(args)
     task = build_task(cfg.task)
     setting = {"lr": 0.1, "clip": None, "batch_size": cfg.grid.batch_size[0]}
     seeds = list(range(cfg.seeds))
