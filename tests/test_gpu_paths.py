@@ -234,7 +234,7 @@ def test_launcher_starts_one_worker_on_the_named_gpu(monkeypatch, tmp_path):
 
     started = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setattr(launcher, "_spawn", lambda index, device, threads: started.append(device) or _Dummy())
+    monkeypatch.setattr(launcher, "spawn", lambda index, device, threads: started.append(device) or _Dummy())
 
     def stop_here(cfg, *rest):
         raise UserError("stop after planning")

@@ -49,10 +49,12 @@ def configure_device(device: torch.device, cuda: Any = None, backends: Any = Non
 
 
 def describe_device(device: torch.device, cuda: Any = None, backends: Any = None) -> str:
-    """What a run was trained on, as recorded with it: "cpu", or the GPU, its name and the FP32
+    """What a run was trained on, as recorded with it: "cpu (1 thread)" (the torch threads: results
+    can change in their last bits with their number), or the GPU, its name and the FP32
     precision in force for matmuls and cuDNN RNNs (read from the flags, not assumed)."""
     if device.type != "cuda":
-        return "cpu"
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
     cuda = cuda or torch.cuda
     backends = backends or torch.backends
     matmul, rnn = backends.cuda.matmul.fp32_precision, backends.cudnn.rnn.fp32_precision
