@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from sweep.analysis.boundary import BOUNDARY_COLUMNS, boundary_columns, slice_boundary
+from sweep.analysis.boundary import BOUNDARY_COLUMNS, SAFE_COLUMNS, boundary_columns, safe_columns, slice_boundary
 from sweep.core.setting import Setting, setting_label, value_label
 from sweep.core.values import nanmedian, normalize
 
@@ -30,7 +30,7 @@ from sweep.core.values import nanmedian, normalize
 CLIP_FRACTION_TOO_HIGH = 0.5
 
 SLICE_COLUMNS = [
-    "n_lrs", "lr_min", "lr_max", "lr_sensitivity", "largest_stable_lr", "first_collapse_lr",
+    *SAFE_COLUMNS, "n_lrs", "lr_min", "lr_max", "lr_sensitivity", "largest_stable_lr", "first_collapse_lr",
     "collapsed_lrs", "monotone_collapse", "best_lr", "best_mean_best_acc", "n_runs", "n_collapsed",
     "grad_norm_p90", *BOUNDARY_COLUMNS,
 ]
@@ -139,8 +139,10 @@ def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) ->
         best_acc, best_lr = max(finite, key=lambda p: (p[0], -p[1])) if finite else (math.nan, math.nan)
         stable_p90 = [float(r["grad_norm_p90"]) for r, k in zip(rows, ks) if k == 0]
         p90 = nanmedian(stable_p90 or [float(r["grad_norm_p90"]) for r in rows])
+        fit = slice_boundary(rows)
         out.append({
             **dict(zip(keys, key)),
+            **safe_columns(fit),
             "n_lrs": len(rows),
             "lr_min": lrs[0],
             "lr_max": lrs[-1],
@@ -154,7 +156,7 @@ def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) ->
             "n_runs": int(sum(int(r["n_runs"]) for r in rows)),
             "n_collapsed": int(sum(ks)),
             "grad_norm_p90": p90,
-            **boundary_columns(slice_boundary(rows)),
+            **boundary_columns(fit),
         })
     return pd.DataFrame(out, columns=keys + SLICE_COLUMNS)
 

@@ -1,124 +1,97 @@
-"""The collapse boundary of one slice: the learning rate at 10% and at 50% collapse risk.
+"""The collapse boundary of one slice: the learning rate at 10% and at 50% collapse risk, and the
+safe LR (the largest LR whose risk is below 10% with 95% confidence).
 
 A *slice* is every run that shares all grid axes except the learning rate. For each run we know
-its learning rate and whether it collapsed. This module estimates, per slice, the LR at which
-the collapse risk reaches 10% (`lr_at_10`) and 50% (`lr_at_50`), each with a 95% interval, and
-says so plainly when the data only support a bound ("above 0.3") or nothing at all::
+its learning rate and whether it collapsed::
 
     fit = fit_boundary(lrs, collapsed)          # one lr and one 0/1 per run of the slice
-    fit.at_50.text()                            # "0.12 (95% CI 0.08-0.2)"
-    fit.at_10.kind, fit.at_10.lo                # "above", 0.3: lr_at_10 > 0.3 (95% confidence)
+    fit.at_10.text()                            # "0.3 (95% CI 0.1-0.69)"
+    fit.safe.text()                             # "lr <= 0.14 keeps the collapse risk under 10% (95% confidence, 25 runs)"
+    fit.at_50.kind, fit.at_50.lo                # "above", 0.3: lr_at_50 > 0.3 (95% confidence)
 
 Model
 -----
-The collapse probability is a monotone increasing logistic function of x = log10(lr):
+P(collapse | lr) = expit(a + b*x), x = log10(lr), b >= 0 (per decade): monotone in the lr. The
+LR at risk q is x_q = (logit(q) - a) / b. Only per-LR counts enter (runs n_i, collapses k_i).
 
-    P(collapse | lr) = expit(b * (x - x50)),   b >= 0 (per decade of LR),
+Estimator (chosen by simulation: docs/statistics.md, tests/test_boundary_simulation.py)
+---------------------------------------------------------------------------------------
+With 3-10 seeds per LR, complete or quasi-complete separation is the usual case (0/5 at one lr,
+most runs collapsed at the next). Maximum likelihood is then a step; the landed convention put
+lr_at_10 and lr_at_50 both at the step, the most optimistic place the data allow (in simulation
+half of such lr_at_10 lay where the true risk was already 30% or more at steep slopes). Now:
 
-so x50 is log10 of the LR at 50% risk and the LR at risk q is x_q = x50 + logit(q) / b.
-Internally the curve is written expit(a + b*x), which also holds the flat curves (b = 0) at any
-level. Only per-LR counts (runs n_i, collapses k_i) enter the likelihood, which makes a fit cost
-a few milliseconds whatever the number of seeds.
-
-Why profile likelihood (and not the bootstrap or Wald intervals)
-----------------------------------------------------------------
-With 3-10 seeds per LR, *complete separation* is common: every low LR has 0 collapses, every
-high LR has all runs collapsed. The maximum-likelihood slope is then infinite: bootstrap
-resamples are just as separated (degenerate), and Wald intervals (estimate +- 1.96 standard
-errors) are undefined. The profile-likelihood interval stays finite and honest: for a candidate
-x_q it asks how well the best curve that passes through risk q at x_q can explain the data, and
-keeps every x_q whose likelihood-ratio statistic 2*(ll_max - ll_profile(x_q)) is at most the
-chi-square (1 df) 95% quantile 3.841. Under separation that interval spans the gap between the
-last all-stable and the first all-collapsed LR, plus what the counts there allow. Slopes are
-searched in [0, 1000] per decade; 1000 per decade is a step for any LR grid, so the supremum of
-the likelihood (reached only as b -> infinity) is computed exactly, as the likelihood of a step,
-and the profile approaches it to within far less than the 3.841 that matters. The point
-estimate under separation is, by convention, the log-midpoint of the gap (or the one LR with
-mixed outcomes, when there is one).
-When the data are consistent with a flat curve the profile flattens out and an interval end may
-not exist: that side is reported as unbounded.
+- point estimates: Firth's penalised likelihood, l(a, b) + 1/2 log det I(a, b) (Firth 1993;
+  Heinze & Schemper 2002). It is finite under separation and shrinks the slope towards what the
+  counts support, so lr_at_10 moves off the step towards the stable side.
+- 95% intervals and the safe LR: the posterior under the same Jeffreys prior |I|^(1/2), whose
+  mode Firth's estimate is: the equal-tailed 95% interval of x_q, and the safe LR is the 5%
+  quantile of x_10 (a one-sided 95% bound; never above the point estimate). In simulation these
+  cover at 94-97% per slope, where the penalised profile-likelihood intervals covered lr_at_50 at
+  up to 98.3% and put the safe LR past the truth in only ~1% of fits (too cautious), and the
+  unpenalised profile of the landed version covered at 92-97%.
+- Slope-prior posterior medians (Gelman et al. 2008's Cauchy) and the posterior median under the
+  Jeffreys prior put lr_at_10 where the risk was >= 30% in 9-15% of fits; Firth's, in <= 3%.
 
 Never extrapolate silently
 --------------------------
-The tested range is [min lr, max lr] of the slice. An estimate outside it is not reported as a
-number, and an interval end outside it is reported as open (None), never as an extrapolated
-value. A result (`RiskLR`) has one of four kinds:
+The tested range is [min lr, max lr] of the slice. A result (`RiskLR`) has one of four kinds:
+"fit" (an estimate inside the tested range with its 95% interval; an end beyond the range is
+None, printed as "<lr_min" or ">lr_max"; at least one end inside), "above" (lr_at_q > lo with 95%
+confidence), "below" (lr_at_q < hi), "unknown" (nothing in the tested range is excluded).
+The safe LR (`SafeLR`) is "inside" (a number in the range), "below" (not even the smallest lr
+tried is shown safe) or "above" (every lr tried is).
 
-- "fit": an estimate inside the tested range with its 95% interval; an end that lies beyond the
-  tested range is None (printed as "<lr_min" or ">lr_max"). At least one end is inside: an
-  interval beyond the tested range on both sides says nothing, and is reported as "unknown".
-- "above": only a lower bound is supported, lr_at_q > lo with 95% confidence (the estimate lies
-  above the tested range, or the data hold no collapse at all).
-- "below": only an upper bound, lr_at_q < hi with 95% confidence.
-- "unknown": nothing within the tested range is excluded; `note` says what is known.
+Degenerate data (bounds, never errors): no runs, no collapse at all, every run collapsed, or a
+single lr: exact one-sided 95% bounds from monotonicity alone (`sweep.analysis.boundary.exact`).
+Collapse that does not increase with the lr: the slope is clamped at 0 (status "flat") and
+every risk level is "unknown".
 
-Degenerate data (bounds, never errors)
---------------------------------------
-- No runs: "unknown".
-- No collapse at all: the risk is monotone, so the risk at an LR L is at most the risk at every
-  larger LR; 0 collapses among the N runs at LRs >= L give risk(L) <= 1 - 0.05**(1/N) (exact
-  one-sided 95% bound). lr_at_q is therefore above the largest L whose bound is below q ("above
-  L"); with too few runs no L qualifies and the result is "unknown", with a note that says how
-  many runs would be needed (29 at or above an LR for lr_at_10, 5 for lr_at_50).
-- Every run collapsed: the mirror image, risk(L) >= 0.05**(1/N) from the N runs at LRs <= L,
-  giving "below L".
-- A single LR with mixed outcomes (no slope information): the exact one-sided 95%
-  Clopper-Pearson bounds of its rate decide: a rate significantly above q gives "below lr", one
-  significantly below q gives "above lr", otherwise "unknown".
-- Collapse that does not increase with the LR: the model is monotone increasing, so the slope is
-  clamped at 0 (status "flat"); the profile then gives bounds or "unknown", never an estimate.
+Figures: `BoundaryFit.risk(lr)` is the fitted curve and `BoundaryFit.band(lr)` the pointwise 95%
+posterior band; both NaN outside the tested range unless asked to extrapolate.
 
-The exact rules state one-sided 95% bounds; a bound read off the profile-likelihood interval is
-one end of a two-sided 95% interval, so it holds with at least 95% confidence too.
-
-Figures
--------
-`BoundaryFit.risk(lr)` is the fitted curve and `BoundaryFit.band(lr)` a pointwise 95% band of
-P(collapse): at each LR, every risk that some monotone curve through it explains well enough
-(the same likelihood-ratio test). Both are NaN outside the tested range unless asked to
-extrapolate. A band costs two root searches per LR (a few ms each): draw it on ~50 points.
-
-Planning more runs (`sweep refine`)
------------------------------------
-`rates_by_lr` gives every LR's collapse rate with its exact two-sided 95% Clopper-Pearson
-interval; `straddling_lrs` lists the LRs whose interval still contains a risk level q (more
-seeds there would tell on which side of the boundary they lie); `collapse_bracket` gives the
-largest LR with no collapse below the smallest LR where at least half the runs collapsed.
+Cost: one fit is a Firth Newton solve and one posterior on a 200 x 48 grid over (x50, log b):
+about 10 ms, and a band on 30 points 10 ms more (benchmarks/bench_boundary.py --fit). A fit is
+cached by its counts: the report asks for each slice's fit several times.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import numpy as np
-from scipy.special import betaincinv, chdtri, expit, logit
+from scipy.special import expit, logit
 
+from sweep.analysis.boundary import exact
+from sweep.analysis.boundary.likelihood import _counts, _Counts, _risk_bound_note, _separated, _statement
+from sweep.analysis.boundary.penalized import Posterior, firth_fit, penalized_loglik
 from sweep.analysis.boundary.plan import Bracket, LrRate, collapse_bracket, rates_by_lr, straddling_lrs
-from sweep.analysis.boundary.likelihood import (
-    _ETA_LIMIT, _band_at, _counts, _Counts, _maximum_likelihood, _profile_statement,
+from sweep.analysis.boundary.types import (
+    CHI2_95, KINDS, LEVEL, SAFE_RISK, STATUSES, RiskLR, SafeLR,
 )
-from sweep.analysis.boundary.types import CHI2_95, KINDS, LEVEL, STATUSES, RiskLR, _fmt, _pct, _runs
 
-__all__ = ["CHI2_95", "KINDS", "STATUSES", "BoundaryFit", "RiskLR", "fit_boundary", "fit_boundary_counts", "risk_lr",
-           "Bracket", "LrRate", "collapse_bracket", "rates_by_lr", "straddling_lrs"]
+__all__ = ["CHI2_95", "KINDS", "STATUSES", "BoundaryFit", "RiskLR", "SafeLR", "fit_boundary", "fit_boundary_counts",
+           "fit_boundary_batch",
+           "risk_lr", "Bracket", "LrRate", "collapse_bracket", "rates_by_lr", "straddling_lrs"]
+
+_LEVELS = ((1 - LEVEL) / 2, 1 - LEVEL, (1 + LEVEL) / 2)  # 2.5%, 5%, 97.5%
 
 
 @dataclass(frozen=True)
 class BoundaryFit:
-    """The fitted collapse curve of one slice and its two reported risk levels.
+    """The fitted collapse curve of one slice, its two reported risk levels and the safe LR.
 
     status: "empty" (no runs), "no-collapse", "all-collapsed", "single-lr" (one distinct LR,
-    mixed outcomes), "separated" (complete or quasi-complete separation: the maximum-likelihood
-    curve is a step, slope infinite), "flat" (collapse does not increase with the LR: slope
-    clamped at 0), "fit" (finite positive slope).
-    slope: b per decade at the maximum likelihood; math.inf when "separated", 0.0 when "flat",
-    None when the data say nothing about it (empty, no-collapse, all-collapsed, single-lr).
-    x50: the model parameter log10(LR at 50% risk) at the maximum likelihood (the step position
-    when separated: the log-midpoint of the gap, or the LR with mixed outcomes). It may lie
-    outside the tested range; report `at_50`, which never extrapolates.
-    loglik: the maximum (the supremum when separated) of the log-likelihood.
+    mixed outcomes), "separated" (complete or quasi-complete separation: maximum likelihood would
+    be a step; Firth's fit is finite), "flat" (collapse does not increase with the LR: slope 0),
+    "fit" (otherwise).
+    slope: Firth's b per decade (0.0 when flat; None when the data say nothing about it).
+    x50: log10 of the LR at 50% risk on Firth's curve (None when flat or degenerate); it may lie
+    outside the tested range: report `at_50`, which never extrapolates.
+    loglik: the penalised log-likelihood at Firth's estimate (0 for degenerate data).
     """
 
     n_runs: int
@@ -131,11 +104,17 @@ class BoundaryFit:
     x50: Optional[float]
     at_10: RiskLR
     at_50: RiskLR
+    safe: SafeLR
     loglik: float
-    # The curve the profile starts from: risk = expit(a + b*log10(lr)), b capped at SLOPE_MAX.
-    _a: float = field(repr=False)
+    _a: float = field(repr=False)  # risk = expit(a + b*log10(lr))
     _b: float = field(repr=False)
     _counts: _Counts = field(repr=False, compare=False)
+    _post: Optional[Posterior] = field(default=None, repr=False, compare=False)
+
+    @property
+    def modelled(self) -> bool:
+        """A logistic fit (mixed outcomes at two or more lrs), not an exact bound."""
+        return self.status in ("separated", "flat", "fit")
 
     def at(self, q: float) -> RiskLR:
         """The LR at any risk level 0 < q < 1, with the same rules as `at_10` and `at_50`."""
@@ -164,86 +143,19 @@ class BoundaryFit:
         return np.where(inside, p, math.nan)
 
     def band(self, lr, level: float = LEVEL, extrapolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Pointwise profile-likelihood band (lo, hi) of P(collapse) at each lr.
-
-        At each lr the band holds every risk p for which some monotone curve through p at that
-        lr is not rejected by the likelihood-ratio test at `level`. NaN outside the tested range
-        unless `extrapolate` (with no runs there is no tested range; extrapolated, (0, 1)).
-        """
+        """Pointwise 95% band (lo, hi) of P(collapse) at each lr: the posterior's equal-tailed
+        interval of the risk there (exact monotone bounds for degenerate data), widened where
+        needed to hold the fitted curve. NaN outside the tested range unless `extrapolate`."""
         x, inside = self._x(lr, extrapolate)
-        lo, hi = np.zeros(x.shape), np.ones(x.shape)
-        if self.status != "empty":
-            cut = float(chdtri(1, 1 - level))
-            centre = self._centre_logits(x)
-            slope = self._b if self.status == "fit" else None
-            for i in np.flatnonzero(inside):  # each point costs two root searches: skip the rest
-                lo[i], hi[i] = _band_at(self._counts, self.loglik, float(x[i]), float(centre[i]), cut,
-                                        slope)
+        if self.status == "empty":
+            lo, hi = np.zeros(x.shape), np.ones(x.shape)
+        elif self._post is None:
+            lo, hi = exact.exact_band(self._counts, self.status, x, level)
+        else:
+            q = self._post.band(x, [(1 - level) / 2, (1 + level) / 2])[0]
+            p = expit(self._a + self._b * x)
+            lo, hi = np.minimum(q[:, 0], p), np.maximum(q[:, 1], p)
         return np.where(inside, lo, math.nan), np.where(inside, hi, math.nan)
-
-    def _centre_logits(self, x: np.ndarray) -> np.ndarray:
-        if self.status == "no-collapse":
-            return np.full(x.shape, -_ETA_LIMIT)
-        if self.status == "all-collapsed":
-            return np.full(x.shape, _ETA_LIMIT)
-        return np.clip(self._a + self._b * x, -_ETA_LIMIT, _ETA_LIMIT)
-
-
-# --------------------------------------------------------------------------------------------
-# Exact bounds for degenerate data
-# --------------------------------------------------------------------------------------------
-
-def _runs_needed(q: float) -> int:
-    """Fewest runs without (or with only) collapses that bound the risk below (above) q."""
-    return math.floor(math.log(1 - LEVEL) / math.log(1 - q)) + 1
-
-
-def _no_collapse_statement(c: _Counts, q: float) -> RiskLR:
-    """No collapse anywhere: risk(L) <= 1 - 0.05**(1/N(>= L)) by monotonicity."""
-    runs_at_or_above = np.cumsum(c.n[::-1])[::-1]
-    bound = 1.0 - (1.0 - LEVEL) ** (1.0 / runs_at_or_above)
-    lr_min, lr_max = float(c.lr[0]), float(c.lr[-1])
-    ok = np.nonzero(bound < q)[0]
-    if len(ok):
-        return RiskLR(q, None, float(c.lr[ok[-1]]), None, "above", lr_min, lr_max)
-    note = (f"no collapse in {_runs(c.n.sum())} up to lr {_fmt(lr_max)}; at least "
-            f"{_runs_needed(q)} runs at or above an lr are needed to place lr_at_{_pct(q)} above it")
-    return RiskLR(q, None, None, None, "unknown", lr_min, lr_max, note)
-
-
-def _all_collapsed_statement(c: _Counts, q: float) -> RiskLR:
-    """Every run collapsed: risk(L) >= 0.05**(1/N(<= L)) by monotonicity."""
-    runs_at_or_below = np.cumsum(c.n)
-    bound = (1.0 - LEVEL) ** (1.0 / runs_at_or_below)
-    lr_min, lr_max = float(c.lr[0]), float(c.lr[-1])
-    ok = np.nonzero(bound > q)[0]
-    if len(ok):
-        return RiskLR(q, None, None, float(c.lr[ok[0]]), "below", lr_min, lr_max)
-    note = (f"every run collapsed ({_runs(c.n.sum())}, down to lr {_fmt(lr_min)}); at least "
-            f"{_runs_needed(1 - q)} runs at or below an lr are needed to place lr_at_{_pct(q)} below it")
-    return RiskLR(q, None, None, None, "unknown", lr_min, lr_max, note)
-
-
-def _one_sided_cp(k: float, n: float) -> tuple[float, float]:
-    """Exact one-sided 95% Clopper-Pearson bounds (lower, upper) of a binomial rate k/n."""
-    alpha = 1.0 - LEVEL
-    lower = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha))
-    upper = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha))
-    return lower, upper
-
-
-def _single_lr_statement(c: _Counts, q: float) -> RiskLR:
-    """One LR with mixed outcomes: only its rate is known, compared with q exactly."""
-    lr = float(c.lr[0])
-    k, n = float(c.k[0]), float(c.n[0])
-    lower, upper = _one_sided_cp(k, n)
-    if lower > q:
-        return RiskLR(q, None, None, lr, "below", lr, lr)
-    if upper < q:
-        return RiskLR(q, None, lr, None, "above", lr, lr)
-    note = (f"{int(k)} of {int(n)} runs collapsed at the single lr {_fmt(lr)} (95% bounds "
-            f"{lower:.2f}-{upper:.2f}), consistent with a {_pct(q)}% risk")
-    return RiskLR(q, None, None, None, "unknown", lr, lr, note)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,36 +174,76 @@ def fit_boundary_counts(lrs: Sequence[float], n_runs: Sequence[int],
                         n_collapsed: Sequence[int]) -> BoundaryFit:
     """Fit the collapse curve from counts: per entry an lr, its runs and its collapsed runs.
 
-    Entries with the same lr are pooled; entries with 0 runs are ignored.
+    Entries with the same lr are pooled; entries with 0 runs are ignored. Fits are cached by
+    their counts (a BoundaryFit is immutable).
     """
-    c = _counts(lrs, n_runs, n_collapsed)
+    return _fit(_counts(lrs, n_runs, n_collapsed).key)
+
+
+def fit_boundary_batch(lrs: Sequence[float], n_runs: Sequence[int], n_collapsed: np.ndarray,
+                       chunk: int = 100) -> list[BoundaryFit]:
+    """`fit_boundary_counts` for many slices that share one design (lrs and runs per lr), one
+    row of `n_collapsed` (B, L) each: the same fits, computed together (what the simulation
+    tests and benchmarks use; the report fits one slice at a time)."""
+    rows = np.atleast_2d(np.asarray(n_collapsed, dtype=float))
+    counts = [_counts(lrs, n_runs, r) for r in rows]
+    mixed = [i for i, c in enumerate(counts) if 0 < c.k.sum() < c.n.sum() and len(c.x) > 1]
+    out: list[Optional[BoundaryFit]] = [None if i in set(mixed) else _fit(c.key) for i, c in enumerate(counts)]
+    if mixed:
+        c0 = counts[mixed[0]]
+        k = np.array([counts[i].k for i in mixed])
+        for start in range(0, len(mixed), chunk):
+            part = slice(start, start + chunk)
+            a, b = firth_fit(c0.x, c0.n, k[part])
+            post = Posterior(c0.x, c0.n, k[part])
+            q10, q50 = post.quantiles(0.1, _LEVELS), post.quantiles(0.5, _LEVELS)
+            for j, i in enumerate(mixed[part]):
+                out[i] = _modelled(counts[i], float(a[j]), float(b[j]), post[j], q10[j], q50[j])
+    return out
+
+
+@lru_cache(maxsize=512)
+def _fit(key: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]) -> BoundaryFit:
+    c = _counts(*key)
     n, k = int(c.n.sum()), int(c.k.sum())
     if n == 0:
         unknown = [RiskLR(q, None, None, None, "unknown", note="no runs") for q in (0.1, 0.5)]
         return BoundaryFit(0, 0, math.nan, math.nan, 0, "empty", None, None, *unknown,
-                           loglik=0.0, _a=math.nan, _b=math.nan, _counts=c)
-    common = dict(n_runs=n, n_collapsed=k, lr_min=float(c.lr[0]), lr_max=float(c.lr[-1]),
-                  n_lrs=len(c.x), _counts=c)
-    if k == 0:
-        return BoundaryFit(status="no-collapse", slope=None, x50=None,
-                           at_10=_no_collapse_statement(c, 0.1), at_50=_no_collapse_statement(c, 0.5),
-                           loglik=0.0, _a=-math.inf, _b=0.0, **common)
-    if k == n:
-        return BoundaryFit(status="all-collapsed", slope=None, x50=None,
-                           at_10=_all_collapsed_statement(c, 0.1),
-                           at_50=_all_collapsed_statement(c, 0.5),
-                           loglik=0.0, _a=math.inf, _b=0.0, **common)
-    if len(c.x) == 1:
+                           safe=SafeLR(None, "unknown", note="no runs"), loglik=0.0, _a=math.nan, _b=math.nan,
+                           _counts=c)
+    common = dict(n_runs=n, n_collapsed=k, lr_min=float(c.lr[0]), lr_max=float(c.lr[-1]), n_lrs=len(c.x), _counts=c)
+    degenerate = {0: "no-collapse", n: "all-collapsed"}.get(k) or ("single-lr" if len(c.x) == 1 else None)
+    if degenerate is not None:
+        statement = {"no-collapse": exact.no_collapse_statement, "all-collapsed": exact.all_collapsed_statement,
+                     "single-lr": exact.single_lr_statement}[degenerate]
         rate = k / n
-        return BoundaryFit(status="single-lr", slope=None, x50=None,
-                           at_10=_single_lr_statement(c, 0.1), at_50=_single_lr_statement(c, 0.5),
-                           loglik=c.loglik(np.array([logit(rate)])), _a=float(logit(rate)), _b=0.0,
-                           **common)
-    mle = _maximum_likelihood(c)
-    # The risk levels are computed from the fitted curve itself, so build it first.
-    curve = BoundaryFit(status=mle.status, slope=mle.slope, x50=mle.x50, at_10=None, at_50=None,
-                        loglik=mle.ll, _a=mle.a, _b=mle.b, **common)
-    return replace(curve, at_10=risk_lr(curve, 0.1), at_50=risk_lr(curve, 0.5))
+        a = -math.inf if k == 0 else math.inf if k == n else float(logit(rate))
+        return BoundaryFit(status=degenerate, slope=None, x50=None, at_10=statement(c, 0.1), at_50=statement(c, 0.5),
+                           safe=exact.exact_safe(c, degenerate), loglik=0.0, _a=a, _b=0.0, **common)
+    a, b = (float(v[0]) for v in firth_fit(c.x, c.n, c.k[None, :]))
+    post = Posterior(c.x, c.n, c.k[None, :])
+    return _modelled(c, a, b, post, post.quantiles(0.1, _LEVELS)[0], post.quantiles(0.5, _LEVELS)[0])
+
+
+def _modelled(c: _Counts, a: float, b: float, post: Posterior, q10: np.ndarray, q50: np.ndarray) -> BoundaryFit:
+    """The fit of mixed data at two or more lrs from Firth's (a, b), the posterior and its 2.5%,
+    5% and 97.5% quantiles of x_10 and x_50."""
+    common = dict(n_runs=int(c.n.sum()), n_collapsed=int(c.k.sum()), lr_min=float(c.lr[0]), lr_max=float(c.lr[-1]),
+                  n_lrs=len(c.x), _counts=c)
+    status = "flat" if b <= 0 else "separated" if _separated(c) else "fit"
+    ll = float(penalized_loglik(c.x, c.n, c.k[None, :], np.array([a]), np.array([b]))[0])
+    curve = BoundaryFit(status=status, slope=b, x50=-a / b if b > 0 else None, at_10=None, at_50=None, safe=None,
+                        loglik=ll, _a=a, _b=b, _post=post, **common)
+    return BoundaryFit(**{**curve.__dict__, "at_10": _risk(curve, 0.1, q10), "at_50": _risk(curve, 0.5, q50),
+                          "safe": _safe(curve, float(q10[1]))})
+
+
+def _firth_x(fit: BoundaryFit, q: float) -> float:
+    """x_q on Firth's curve: +-inf when a flat curve never reaches q, NaN when it sits at q."""
+    eta = float(logit(q))
+    if fit._b > 0:
+        return (eta - fit._a) / fit._b
+    return math.inf if fit._a < eta else (-math.inf if fit._a > eta else math.nan)
 
 
 def risk_lr(fit: BoundaryFit, q: float) -> RiskLR:
@@ -301,18 +253,29 @@ def risk_lr(fit: BoundaryFit, q: float) -> RiskLR:
     c = fit._counts
     if fit.status == "empty":
         return RiskLR(q, None, None, None, "unknown", note="no runs")
-    if fit.status == "no-collapse":
-        return _no_collapse_statement(c, q)
-    if fit.status == "all-collapsed":
-        return _all_collapsed_statement(c, q)
-    if fit.status == "single-lr":
-        return _single_lr_statement(c, q)
-    eta = float(logit(q))
-    note = ""
-    if fit._b > 0:
-        t_hat = (eta - fit._a) / fit._b
-    else:  # flat: the curve sits at one level and reaches q nowhere (or everywhere)
-        t_hat = math.inf if fit._a < eta else (-math.inf if fit._a > eta else math.nan)
-        note = ("collapse does not increase with the lr in these data (slope clamped at 0); "
-                f"any lr_at_{_pct(q)} in the tested range is consistent with them")
-    return _profile_statement(c, fit.loglik, q, t_hat, note, fit._b if fit.status == "fit" else None)
+    if not fit.modelled:
+        statement = {"no-collapse": exact.no_collapse_statement, "all-collapsed": exact.all_collapsed_statement,
+                     "single-lr": exact.single_lr_statement}[fit.status]
+        return statement(c, q)
+    return _risk(fit, q, fit._post.quantiles(q, _LEVELS)[0])
+
+
+def _risk(fit: BoundaryFit, q: float, quantiles: np.ndarray) -> RiskLR:
+    """RiskLR of a modelled fit from the posterior's (2.5%, 5%, 97.5%) quantiles of x_q."""
+    if fit.status == "flat":
+        return _statement(fit._counts, q, math.nan, -math.inf, math.inf, _risk_bound_note(q, 0.0))
+    return _statement(fit._counts, q, _firth_x(fit, q), float(quantiles[0]), float(quantiles[2]))
+
+
+def _safe(fit: BoundaryFit, bound: float) -> SafeLR:
+    """The 5% posterior quantile of x_10 (`bound`), never above Firth's lr_at_10, as a SafeLR."""
+    c = fit._counts
+    x0, x1 = float(c.x[0]), float(c.x[-1])
+    if fit.status != "flat":
+        bound = min(bound, _firth_x(fit, SAFE_RISK))
+    base = dict(lr_min=fit.lr_min, lr_max=fit.lr_max, n_runs=fit.n_runs, n_collapsed=fit.n_collapsed)
+    if not bound >= x0:
+        return SafeLR(None, "below", **base)
+    if bound >= x1:
+        return SafeLR(fit.lr_max, "above", **base)
+    return SafeLR(min(max(10.0 ** bound, fit.lr_min), fit.lr_max), "inside", **base)

@@ -4,8 +4,8 @@ risk (`sweep.analysis.boundary` fits them), as verdicts.csv columns and sentence
 Usage::
 
     fit = slice_boundary(rows)          # the summary rows of one slice (one per lr)
-    boundary_columns(fit)               # lr_at_10, lr_at_10_lo, lr_at_10_hi, lr_at_10_kind, lr_at_50, ...
-    boundary_sentence(where, fit)       # "the collapse risk reaches 10% at lr 0.2 (95% CI ...) ..."
+    boundary_columns(fit)               # safe_lr, safe_lr_kind, bracket_lo, bracket_hi, runs_to_resolve, lr_at_10, ...
+    boundary_sentence(where, fit)       # "At ..., lr <= 0.14 keeps the collapse risk under 10% (95% confidence, ...) ..."
 
 Undecided runs (a drop the validation set could not confirm) are left out of the fit: they are
 neither collapses nor survivals. A run that never learned is a failure where its lr lies past the
@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from sweep.analysis.boundary.design import RESOLVE_FACTOR, boundary_bracket, runs_to_resolve
 from sweep.analysis.boundary.fit import BoundaryFit, RiskLR, fit_boundary_counts
 from sweep.core.values import normalize
 
+SAFE_COLUMNS = ["safe_lr", "safe_lr_kind", "bracket_lo", "bracket_hi", "runs_to_resolve"]
 BOUNDARY_COLUMNS = [
     f"lr_at_{q}{part}" for q in (10, 50) for part in ("", "_lo", "_hi", "_kind")
 ]
@@ -90,6 +92,18 @@ def _risk_columns(name: str, risk: RiskLR) -> dict[str, Any]:
     return {name: risk.estimate, f"{name}_lo": risk.lo, f"{name}_hi": risk.hi, f"{name}_kind": risk.kind}
 
 
+def safe_columns(fit: BoundaryFit, factor: float = RESOLVE_FACTOR) -> dict[str, Any]:
+    """verdicts.csv's safe-LR columns: the safe LR (empty unless inside or above the tested range)
+    and its kind (inside, below, above, unknown); the bracket of the first failure on the grid;
+    and the runs that would resolve the slice (`sweep.analysis.boundary.design.runs_to_resolve`:
+    0 when resolved, empty when no count up to 192 would)."""
+    c = fit._counts
+    bracket = boundary_bracket(c.lr, c.n, c.k) if fit.n_runs else None
+    return {"safe_lr": fit.safe.lr, "safe_lr_kind": fit.safe.kind,
+            "bracket_lo": bracket.lo if bracket else None, "bracket_hi": bracket.hi if bracket else None,
+            "runs_to_resolve": runs_to_resolve(fit, factor) if fit.n_runs else None}
+
+
 def boundary_columns(fit: BoundaryFit) -> dict[str, Any]:
     """verdicts.csv's boundary columns: estimates and 95% ends in LR units (empty where the data
     support only a bound, or nothing), and the kind: fit, above, below or unknown."""
@@ -97,12 +111,28 @@ def boundary_columns(fit: BoundaryFit) -> dict[str, Any]:
 
 
 def boundary_sentence(where: str, fit: BoundaryFit, counts: SliceCounts | None = None) -> str:
-    """One sentence per slice: where the collapse risk reaches 10% and 50%, or the bounds."""
+    """One sentence per slice: the safe LR, then where the collapse risk reaches 10% and 50%."""
     if fit.n_runs == 0:
         return ""
     past = ""
     if counts is not None and counts.past_edge:
         past = (f"; {counts.past_edge} run(s) that never learned at lr {counts.past_lr:g} and above, where most runs "
                 f"never learn, count as failed")
-    return (f"At {where}, the collapse risk (a logistic fit over log lr, {fit.n_runs} runs{past}) reaches 10% at lr "
-            f"{fit.at_10.text()} and 50% at lr {fit.at_50.text()}.")
+    return (f"At {where}, {fit.safe.text()}; the collapse risk (a logistic fit over log lr, {fit.n_runs} runs{past}) "
+            f"reaches 10% at lr {fit.at_10.text()} and 50% at lr {fit.at_50.text()}.")
+
+
+def bracket_sentence(fit: BoundaryFit, factor: float = RESOLVE_FACTOR) -> str:
+    """Where the grid only brackets the boundary (no tested lr between the last without a failure
+    and the first with one, farther apart than `factor`, and the safe LR not past the bracket),
+    say so, with what would resolve it."""
+    c = fit._counts
+    if not fit.n_runs:
+        return ""
+    b = boundary_bracket(c.lr, c.n, c.k)
+    if not (b.adjacent and b.hi / b.lo > factor and (fit.safe.lr or 0.0) <= b.lo * (1 + 1e-9)):
+        return ""
+    runs = runs_to_resolve(fit, factor)
+    more = (f"; about {runs} more runs there would put the safe lr within x{factor:.2f} of lr_at_10" if runs
+            else "")
+    return f"The grid only brackets the boundary: {b.text()}; `sweep refine` adds lrs in between{more}."

@@ -1,5 +1,6 @@
 """The results of a boundary fit: `RiskLR`, the LR at one collapse risk with its 95% interval or
-the bound the data support (see `sweep.analysis.boundary` for the model and the rules)."""
+the bound the data support, and `SafeLR`, the largest LR whose collapse risk is below 10% with 95%
+confidence (see `sweep.analysis.boundary` for the model and the rules)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,11 @@ from scipy.special import chdtri
 LEVEL = 0.95
 # Likelihood-ratio cut for a 95% interval: the chi-square (1 df) 95% quantile, 3.841.
 CHI2_95 = float(chdtri(1, 1 - LEVEL))
-# Searched slopes, per decade of LR: above SLOPE_MAX the curve is a step for any LR grid, below
-# SLOPE_MIN it is flat over any LR range; b = 0 (flat) is searched as well.
-SLOPE_MIN = 1e-3
-SLOPE_MAX = 1e3
-# Band ends are searched for risks in [expit(-23), expit(23)] ~ [1e-10, 1 - 1e-10].
-_ETA_LIMIT = 23.0
-# Interval ends in log10(lr) units: 1e-5 decades (0.002% of the LR) is far below any reported
-# precision.
-_X_TOL = 1e-5
+# The safe LR: risk below SAFE_RISK with one-sided LEVEL confidence.
+SAFE_RISK = 0.1
 
 KINDS = ("fit", "above", "below", "unknown")
+SAFE_KINDS = ("inside", "below", "above", "unknown")
 STATUSES = ("empty", "no-collapse", "all-collapsed", "single-lr", "separated", "flat", "fit")
 
 
@@ -88,4 +83,41 @@ class RiskLR:
             return f"above {_fmt(self.lo)} (95% confidence)"
         if self.kind == "below":
             return f"below {_fmt(self.hi)} (95% confidence)"
+        return "not determined" + (f": {self.note}" if self.note else "")
+
+
+@dataclass(frozen=True)
+class SafeLR:
+    """The largest LR whose collapse risk is below 10% with 95% confidence: the one-sided 95% lower
+    bound of lr_at_10 (every smaller LR is safer still: the risk rises with the LR).
+
+    kind "inside": `lr` is that bound, inside the tested range [lr_min, lr_max].
+    kind "below": not even the smallest lr tried is shown to be that safe (`lr` None).
+    kind "above": every lr tried is (`lr` = lr_max): the bound lies above the largest lr tried.
+    kind "unknown": no runs.
+    `n_runs` and `n_collapsed` are the runs the statement rests on; `note` says what would
+    resolve a "below" (for a slice without any collapse: how many runs the exact bound needs).
+    """
+
+    lr: Optional[float]
+    kind: str
+    lr_min: float = math.nan
+    lr_max: float = math.nan
+    n_runs: int = 0
+    n_collapsed: int = 0
+    note: str = ""
+
+    def text(self) -> str:
+        """One line, e.g. "lr <= 0.14 keeps the collapse risk under 10% (95% confidence, 25 runs)"."""
+        runs = _runs(self.n_runs)
+        if self.kind == "inside":
+            return f"lr <= {_fmt(self.lr)} keeps the collapse risk under 10% (95% confidence, {runs})"
+        if self.kind == "above":
+            none = "no collapse in " if self.n_collapsed == 0 else ""
+            return (f"every lr tried, up to the largest, {_fmt(self.lr_max)}, keeps the collapse risk under 10% "
+                    f"(95% confidence, {none}{runs}): the safe lr lies above the largest lr tried")
+        if self.kind == "below":
+            text = (f"no lr tried is shown to keep the collapse risk under 10%: the safe lr lies below the "
+                    f"smallest lr tried, {_fmt(self.lr_min)} (95% confidence, {runs})")
+            return text + (f"; {self.note}" if self.note else "")
         return "not determined" + (f": {self.note}" if self.note else "")
