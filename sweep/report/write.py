@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from sweep.analysis.tables import Tables, build_tables
 from sweep.analysis.conclusions import compute_verdicts
+from sweep.analysis.numbers import csv_ready
 from sweep.config import DetectConfig
 from sweep.core.errors import UserError
 from sweep.core.files import write_csv, write_parquet
@@ -51,11 +52,16 @@ def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectCon
     out = Path(results_dir) / study.study_name
     tables = study_tables(study, detect)
     verdicts = compute_verdicts(tables)
+    # The CSVs print what the data resolve (accuracies as counts of n_val, 4 significant digits
+    # elsewhere: sweep.analysis.numbers); the parquet and the tables in memory keep full precision.
+    n_val = (tables.meta.get("task") or {}).get("n_val")
+    n_val = int(n_val) if n_val else None
+    axes = list(tables.axes)
     paths = {
-        "runs": write_csv(tables.runs, out / "runs.csv"),
-        "summary": write_csv(tables.summary, out / "summary.csv"),
+        "runs": write_csv(csv_ready(tables.runs, axes, n_val, runs=1), out / "runs.csv"),
+        "summary": write_csv(csv_ready(tables.summary, axes, n_val, runs="n_runs"), out / "summary.csv"),
         "curves": write_parquet(tables.curves, out / "curves.parquet"),
-        "verdicts": write_csv(verdicts.slices, out / "verdicts.csv"),
+        "verdicts": write_csv(csv_ready(verdicts.slices, axes, n_val), out / "verdicts.csv"),
     }
     figures = write_figures(tables, out)
     paths.update({f.name: f.path for f in figures})

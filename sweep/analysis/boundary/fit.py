@@ -110,6 +110,9 @@ class BoundaryFit:
     _b: float = field(repr=False)
     _counts: _Counts = field(repr=False, compare=False)
     _post: Optional[Posterior] = field(default=None, repr=False, compare=False)
+    # The posterior's 95% interval of log10(lr_at_q) for q = 0.1 and 0.5 before the tested range
+    # cuts it (what calibration measures); empty for degenerate data.
+    raw_intervals: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def modelled(self) -> bool:
@@ -234,8 +237,9 @@ def _modelled(c: _Counts, a: float, b: float, post: Posterior, q10: np.ndarray, 
     ll = float(penalized_loglik(c.x, c.n, c.k[None, :], np.array([a]), np.array([b]))[0])
     curve = BoundaryFit(status=status, slope=b, x50=-a / b if b > 0 else None, at_10=None, at_50=None, safe=None,
                         loglik=ll, _a=a, _b=b, _post=post, **common)
+    raw = {0.1: (float(q10[0]), float(q10[2])), 0.5: (float(q50[0]), float(q50[2]))}
     return BoundaryFit(**{**curve.__dict__, "at_10": _risk(curve, 0.1, q10), "at_50": _risk(curve, 0.5, q50),
-                          "safe": _safe(curve, float(q10[1]))})
+                          "safe": _safe(curve, float(q10[1])), "raw_intervals": raw})
 
 
 def _firth_x(fit: BoundaryFit, q: float) -> float:
