@@ -35,8 +35,8 @@ def compute_verdicts(tables: Any) -> Verdicts:
     """Slices, recommendation and reading of a `sweep.analysis.Tables`."""
     axes = list(tables.axes)
     slices = slice_verdicts(tables.summary, axes, tables.chance)
-    rec = recommend(tables.summary, axes)
     noise = validation_noise(tables)
+    rec = recommend(tables.summary, axes, runs=tables.runs, n_val=noise.n_val)
     text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise,
                    runs=tables.runs)
     return Verdicts(slices=slices, recommendation=rec, reading=text, noise=noise)

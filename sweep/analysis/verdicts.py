@@ -3,7 +3,7 @@
 Usage::
 
     slice_verdicts(summary, axes, chance)   # verdicts.csv: one row per (clip, batch size, extra axes)
-    recommend(summary, axes)                # best setting without any collapsed run, or None
+    recommend(summary, axes, runs, n_val)   # sweep.analysis.recommendation (re-exported here)
     validation_noise(tables)                # what the validation set's size lets the report tell apart
 
 `sweep.analysis.conclusions.compute_verdicts` puts them together with the reading.
@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from sweep.analysis.boundary import BOUNDARY_COLUMNS, SAFE_COLUMNS, boundary_columns, safe_columns, slice_boundary
-from sweep.core.setting import Setting, setting_label, value_label
+from sweep.analysis.recommendation import Recommendation, recommend  # noqa: F401  (re-exported)
+from sweep.core.setting import Setting, value_label
 from sweep.core.values import nanmedian, normalize
 
 # Tuning Playbook (Google, 2023): clipping more than about half of the updates is too aggressive.
@@ -34,24 +35,6 @@ SLICE_COLUMNS = [
     "collapsed_lrs", "monotone_collapse", "best_lr", "best_mean_best_acc", "n_runs", "n_collapsed",
     "grad_norm_p90", *BOUNDARY_COLUMNS,
 ]
-
-
-@dataclass(frozen=True)
-class Recommendation:
-    """The setting with the highest mean best accuracy among those with no collapsed run."""
-
-    setting: dict[str, Any]
-    mean_best_acc: float
-    mean_best_acc_lo: float
-    mean_best_acc_hi: float
-    n_runs: int
-    grad_norm_p90: float
-
-    def text(self, axes: Sequence[str]) -> str:
-        """The recommendation in one sentence (the report's green box and the verdict paragraph)."""
-        return (f"{setting_label(self.setting, axes)}: mean best accuracy {self.mean_best_acc:.3f} "
-                f"(95% CI {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}) over {self.n_runs} "
-                f"seed{'s' if self.n_runs != 1 else ''}, no collapse")
 
 
 @dataclass(frozen=True)
@@ -159,31 +142,6 @@ def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) ->
             **boundary_columns(fit),
         })
     return pd.DataFrame(out, columns=keys + SLICE_COLUMNS)
-
-
-def recommend(summary: pd.DataFrame, axes: Sequence[str]) -> Optional[Recommendation]:
-    """The setting with the highest mean best accuracy among settings with no collapsed run.
-
-    Ties go to the higher lower bound of the interval, then to grid order. None when every
-    setting had a collapse (or the table is empty).
-    """
-    # A setting where no seed learned anything that stands out from sampling noise has nothing
-    # to recommend it, however high its mean best accuracy (a best of many noisy epochs).
-    rows = [r for r in summary.to_dict("records")
-            if int(r["n_collapsed"]) == 0 and present(r["mean_best_acc"])
-            and int(r.get("n_never_learned", 0) or 0) < int(r["n_runs"])]
-    if not rows:
-        return None
-    # Records, not iloc: a row Series would turn integer axes (batch size) into floats.
-    row = min(enumerate(rows), key=lambda p: (-p[1]["mean_best_acc"], -p[1]["mean_best_acc_lo"], p[0]))[1]
-    return Recommendation(
-        setting={a: normalize(row[a]) for a in axes},
-        mean_best_acc=float(row["mean_best_acc"]),
-        mean_best_acc_lo=float(row["mean_best_acc_lo"]),
-        mean_best_acc_hi=float(row["mean_best_acc_hi"]),
-        n_runs=int(row["n_runs"]),
-        grad_norm_p90=float(row["grad_norm_p90"]),
-    )
 
 
 def clip_fractions(curves: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:

@@ -1,0 +1,173 @@
+"""The recommended setting: within the noise of the best accuracy, and the farthest below the safe
+LR of its slice (pure functions over the summary and runs tables).
+
+Usage::
+
+    rec = recommend(summary, axes, runs=runs, n_val=370)
+    rec.text(axes)           # "lr=0.01, clip none, batch size 32: mean best accuracy 0.984 (...)"
+    rec.choice_text(axes)    # which settings are within noise of the best, and why this one
+
+The rule:
+1. Candidates: settings with no collapsed run where some seed learned something. A candidate
+   whose slice locates a boundary must lie at or below its slice's safe LR (the largest lr whose
+   collapse risk is below 10% with 95% confidence); a slice without any collapse has located none,
+   and its settings stay candidates (their margin is at least the tested range above them).
+   When no candidate is at or below a safe LR, the old rule applies (no collapsed run) and the
+   text says so.
+2. The best is the candidate with the highest mean best accuracy. The candidates not shown worse
+   than it (`sweep.analysis.choice.not_worse_than_best`: seed spread and validation noise, every
+   pair guarded) are "within noise".
+3. Among those, the one with the widest margin below its slice's safe LR (safe / lr, or lr_max / lr
+   without a boundary) is recommended: as good as the data can tell, and the farthest from
+   collapse. Ties go to the higher mean, then to grid order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.special import stdtrit
+
+from sweep.analysis.boundary import slice_boundary
+from sweep.analysis.choice import not_worse_than_best, validation_half_width
+from sweep.core.setting import Setting, setting_label
+from sweep.core.values import normalize
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The recommended setting, and how it was chosen."""
+
+    setting: dict[str, Any]
+    mean_best_acc: float
+    mean_best_acc_lo: float
+    mean_best_acc_hi: float
+    n_runs: int
+    grad_norm_p90: float
+    n_val: Optional[int] = None
+    val_half_width: float = math.nan  # 95% half-width of one accuracy's validation-set noise
+    tied: tuple = ()  # (setting, mean) of the other candidates within noise of the best
+    best: Optional[tuple] = None  # (setting, mean) of the most accurate candidate when not this one
+    margin: Optional[float] = None  # safe lr (or lr_max without a boundary) / lr
+    margin_located: bool = True  # False: the slice had no collapse (margin at least this)
+    safe_respected: bool = True  # False: no candidate lay at or below a safe lr
+    excluded: tuple = field(default=())  # settings without a collapse left out: above their safe lr
+
+    def text(self, axes: Sequence[str]) -> str:
+        """The recommendation in one sentence (the report's green box and the verdict)."""
+        seeds = f"over {self.n_runs} seed{'s' if self.n_runs != 1 else ''}"
+        if math.isfinite(self.val_half_width):
+            spread = (f"(95% CI over seeds {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}; validation noise "
+                      f"+-{self.val_half_width:.3f} at {self.n_val} sequences) {seeds}")
+        else:
+            spread = f"(95% CI {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}) {seeds}"
+        return f"{setting_label(self.setting, axes)}: mean best accuracy {self.mean_best_acc:.3f} {spread}, no collapse"
+
+    def choice_text(self, axes: Sequence[str]) -> str:
+        """Which settings are within noise of the best, and why this one (empty when alone)."""
+        parts = []
+        if not self.safe_respected:
+            parts.append("No setting without a collapse lies at or below a safe lr, so this is simply the most "
+                         "accurate setting without a collapse")
+        if self.tied:
+            others = ", ".join(f"{setting_label(s, axes)} ({m:.3f})" for s, m in self.tied[:4])
+            more = f" and {len(self.tied) - 4} more" if len(self.tied) > 4 else ""
+            lead = (f"the best, {setting_label(self.best[0], axes)} ({self.best[1]:.3f})" if self.best
+                    else "it")
+            parts.append(f"Within the noise of {lead}: {others}{more}")
+            if self.margin is not None:
+                where = ("below its slice's safe lr" if self.margin_located
+                         else "below the largest lr tried in its slice, where nothing collapsed")
+                parts.append(f"this one is chosen because it sits farthest from collapse, x{self.margin:.3g} {where}")
+        if self.excluded:
+            parts.append(f"{len(self.excluded)} setting(s) without a collapse were left out because they lie above "
+                         f"their slice's safe lr ({', '.join(setting_label(s, axes) for s in self.excluded[:3])}"
+                         f"{', ...' if len(self.excluded) > 3 else ''})")
+        return "; ".join(parts) + "." if parts else ""
+
+
+def _seed_sd(row: dict[str, Any], runs: Optional[dict[tuple, list[float]]], key: tuple) -> float:
+    """The per-seed spread of best accuracies: from runs.csv, else from the t interval's width."""
+    n = int(row["n_runs"])
+    if runs is not None and key in runs and len(runs[key]) > 1:
+        return float(np.std(runs[key], ddof=1))
+    if n < 2:
+        return math.nan
+    half = (float(row["mean_best_acc_hi"]) - float(row["mean_best_acc_lo"])) / 2
+    return half / float(stdtrit(n - 1, 0.975)) * math.sqrt(n)
+
+
+def _learned(row: dict[str, Any]) -> bool:
+    return int(row.get("n_never_learned", 0) or 0) < int(row["n_runs"])
+
+
+def recommend(summary: pd.DataFrame, axes: Sequence[str], runs: Optional[pd.DataFrame] = None,
+              n_val: Optional[int] = None) -> Optional[Recommendation]:
+    """The recommended setting (module doc), or None when every setting collapsed or learned nothing."""
+    axes = list(axes)
+    keys = [a for a in axes if a != "lr"]
+    rows = [r for r in summary.to_dict("records")
+            if int(r["n_collapsed"]) == 0 and normalize(r["mean_best_acc"]) is not None and _learned(r)
+            and int(r["n_runs"]) > 0]
+    if not rows:
+        return None
+    by_slice: dict[tuple, list[dict[str, Any]]] = {}
+    for r in summary.to_dict("records"):
+        by_slice.setdefault(Setting.of(r, keys).values(keys), []).append(r)
+    fits = {k: slice_boundary(v) for k, v in by_slice.items()}
+    margins, located, eligible = [], [], []
+    for r in rows:
+        fit = fits[Setting.of(r, keys).values(keys)]
+        lr = float(r["lr"])
+        if fit.n_collapsed == 0:  # no boundary located: the tested range is the margin known
+            margins.append(fit.lr_max / lr)
+            located.append(False)
+            eligible.append(True)
+        elif fit.safe.kind in ("inside", "above"):
+            margins.append(fit.safe.lr / lr)
+            located.append(True)
+            eligible.append(lr <= fit.safe.lr * (1 + 1e-9))
+        else:
+            margins.append(None)
+            located.append(True)
+            eligible.append(False)
+    respected = any(eligible)
+    pick = [i for i, ok in enumerate(eligible) if ok] if respected else list(range(len(rows)))
+    excluded = tuple({a: normalize(rows[i][a]) for a in axes} for i in range(len(rows)) if not eligible[i]) \
+        if respected else ()
+    per_run = None
+    if runs is not None and len(runs) and "best_acc" in runs:
+        per_run = {}
+        ok = ~runs["outcome"].isin(["crashed", "timed_out"]) if "outcome" in runs else pd.Series(True, index=runs.index)
+        for r in runs[ok].to_dict("records"):
+            if normalize(r.get("best_acc")) is not None:
+                per_run.setdefault(Setting.of(r, axes).values(axes), []).append(float(r["best_acc"]))
+    cand = [rows[i] for i in pick]
+    means = [float(r["mean_best_acc"]) for r in cand]
+    sds = [_seed_sd(r, per_run, Setting.of(r, axes).values(axes)) for r in cand]
+    tied = not_worse_than_best(means, sds, [int(r["n_runs"]) for r in cand], n_val)
+    best = max(range(len(cand)), key=lambda j: (means[j], float(cand[j]["mean_best_acc_lo"]), -j))
+    within = [j for j in range(len(cand)) if tied[j]]
+
+    def rank(j: int) -> tuple:
+        m = margins[pick[j]]
+        return (m if m is not None else -math.inf, means[j], float(cand[j]["mean_best_acc_lo"]), -j)
+
+    chosen = max(within, key=rank)
+    row = cand[chosen]
+    label = lambda r: {a: normalize(r[a]) for a in axes}  # noqa: E731
+    return Recommendation(
+        setting=label(row), mean_best_acc=float(row["mean_best_acc"]),
+        mean_best_acc_lo=float(row["mean_best_acc_lo"]), mean_best_acc_hi=float(row["mean_best_acc_hi"]),
+        n_runs=int(row["n_runs"]), grad_norm_p90=float(row["grad_norm_p90"]), n_val=n_val,
+        val_half_width=validation_half_width(float(row["mean_best_acc"]), n_val),
+        tied=tuple((label(cand[j]), means[j]) for j in sorted(within, key=lambda j: -means[j]) if j != chosen),
+        best=(label(cand[best]), means[best]) if best != chosen else None,
+        margin=margins[pick[chosen]], margin_located=located[pick[chosen]], safe_respected=respected,
+        excluded=excluded,
+    )
+
