@@ -1,6 +1,8 @@
 """Every bad input a user can plausibly give, through the real CLI (issue 6).
 
-One table drives each case through `python -m sweep ...` and checks what the user gets:
+One table drives each case through the `sweep` CLI, each case its own process (forked from one
+that has imported lrsweep already: tests/forked_cli.py; a few cases also go through
+`python -m sweep` itself, to show both give the same), and checks what the user gets:
 exit status 2, exactly one line on stderr that starts with `error: <key or file>` and says how
 to fix it (a `;` clause), no traceback, no password; and what the mistake leaves behind:
 the storage file byte-identical (or still absent) and nothing new under results_dir.
@@ -22,7 +24,8 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
+from forked_cli import ForkedCli
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +52,9 @@ def case(id: str, args: str | tuple[str, ...], key: str, *needles: str, command:
 
 
 FILE = ("task=file", "grid.batch_size=[4]")
+TRAIN = str(Path(__file__).parent / "data" / "fake_train.py")
+COMMAND_TRAINER = ("trainer=command", "trainer.n_val=200", "trainer.chance=0.25")
+FUNCTION_TRAINER = ("trainer=function", "trainer.n_val=200", "trainer.chance=0.25")
 # A user's model ($DATA/conf/model/*.yaml): the base sweep's model.* keys do not apply to it.
 CUSTOM = ("--config-dir", "$DATA/conf", "epochs=1", "seeds=1", "grid.lr=[0.1]", "grid.clip=[null]",
           "grid.batch_size=[256]", "workers=1")
@@ -84,7 +90,7 @@ CASES = [
     case("epochs-zero", "epochs=0", "epochs", ">= 1", "got 0", "e.g. epochs="),
     case("epochs-negative", "epochs=-3", "epochs", ">= 1", "-3"),
     case("epochs-fraction", "epochs=1.5", "epochs", "integer", "1.5"),
-    case("workers-zero", "workers=0", "workers", ">= 1", "got 0", "e.g. workers=2"),
+    case("workers-zero", "workers=0", "workers", ">= 1", "got 0", "e.g. workers=auto (the default)"),
     case("workers-not-a-number", "workers=many", "workers", "auto", "'many'"),
     case("device-unknown", "device=tpu", "device", "auto, cpu, cuda", "'tpu'"),
     case("device-bad-index", "device=cuda:x", "device", "cuda:N", "'cuda:x'"),
@@ -253,6 +259,54 @@ CASES = [
          "does not exist", command="worker", base=False),
     case("worker-zero-workers", ("study.storage=$EXISTING", "study.name=s1", "workers=0"), "workers", ">= 1",
          command="worker"),
+    # --- the range test: grid.lr=auto and sweep find check everything before they write ---------------
+    case("lr-auto-batch-larger-than-training-set", ("grid.lr=auto", "grid.batch_size=[100000]"), "grid.batch_size",
+         "training sequences", "100000"),
+    case("find-batch-larger-than-training-set", "grid.batch_size=[100000]", "grid.batch_size", "training sequences",
+         command="find"),
+    case("find-too-few-steps", "find.steps=3", "find.steps", ">= 20", command="find"),
+    case("find-lr-range-upside-down", ("find.lr_min=1", "find.lr_max=0.1"), "find.lr_min", "below find.lr_max",
+         command="find"),
+    case("find-storage-corrupt", "study.storage=sqlite:///$DATA/corrupt.db", "study.storage",
+         "not a readable SQLite database", command="find"),
+    case("find-with-a-command-trainer", (*COMMAND_TRAINER, f"trainer.command=python {TRAIN} --lr {{lr}}"),
+         "sweep find", "lrsweep's own model", command="find"),
+    # --- your own training: a command or a function (issue 18) ------------------------------------------
+    case("trainer-command-missing", COMMAND_TRAINER, "trainer.command", "must be the command line",
+         "e.g. trainer.command="),
+    case("trainer-n-val-missing", ("trainer=command", f"trainer.command=python {TRAIN}", "trainer.chance=0.25"),
+         "trainer.n_val", "noise-aware", "trainer.n_val=N"),
+    case("trainer-chance-missing", ("trainer=command", f"trainer.command=python {TRAIN}", "trainer.n_val=40"),
+         "trainer.chance", "guessing", "trainer.chance=log"),
+    case("trainer-chance-above-one", ("trainer=command", f"trainer.command=python {TRAIN}", "trainer.n_val=40",
+                                      "trainer.chance=1.5"), "trainer.chance", "[0, 1)", "1.5"),
+    case("trainer-n-val-not-a-number", ("trainer=command", f"trainer.command=python {TRAIN}", "trainer.n_val=many",
+                                        "trainer.chance=0.1"), "trainer.n_val", "whole number", "'many'"),
+    case("trainer-timeout-negative", (*COMMAND_TRAINER, f"trainer.command=python {TRAIN}",
+                                      "trainer.timeout_minutes=-1"), "trainer.timeout_minutes", ">= 0"),
+    case("trainer-unknown-placeholder", (*COMMAND_TRAINER, f"trainer.command=python {TRAIN} --lr {{lrr}}"),
+         "trainer.command", "unknown placeholder {lrr}", "{lr}, {clip}, {batch_size}"),
+    case("trainer-cannot-start", (*COMMAND_TRAINER, "trainer.command=pyhton train.py --lr {lr}"),
+         "trainer.command", "cannot start 'pyhton'", "PATH"),
+    case("trainer-script-missing", (*COMMAND_TRAINER, "trainer.command=python $DATA/nowhere.py --lr {lr}"),
+         "trainer.command", "nowhere.py does not exist"),
+    case("trainer-unclosed-quote", (*COMMAND_TRAINER, "trainer.command=python 'train.py --lr {lr}"),
+         "trainer.command", "cannot read the command line"),
+    case("trainer-lr-auto", (*COMMAND_TRAINER, f"trainer.command=python {TRAIN} --lr {{lr}}", "grid.lr=auto"),
+         "grid.lr=auto", "lrsweep's own model"),
+    case("trainer-incomparable-with-a-builtin-study", ("study.storage=$EXISTING", "study.name=s1", *COMMAND_TRAINER,
+                                                       f"trainer.command=python {TRAIN} --lr {{lr}}"),
+         "trainer", "trained with trainer=builtin", "study.name=s1-2"),
+    case("trainer-function-missing-target", ("trainer=function", "trainer.n_val=10", "trainer.chance=0.1"),
+         "trainer._target_", "needs a value", "trainer._target_=mytrain.fit"),
+    case("trainer-function-not-importable", (*FUNCTION_TRAINER, "trainer._target_=nomodule_xyz.fit"),
+         "trainer._target_", "cannot import 'nomodule_xyz.fit'", "PYTHONPATH"),
+    case("trainer-function-not-a-function", (*FUNCTION_TRAINER, "trainer._target_=usercode.NOT_A_FUNCTION"),
+         "trainer._target_", "not a function"),
+    case("trainer-function-wrong-signature", (*FUNCTION_TRAINER, "trainer._target_=usercode.fit_without_report"),
+         "trainer._target_", "wrong signature", "takes no report parameter", "def fit(setting, seed"),
+    case("trainer-function-unknown-keyword", (*FUNCTION_TRAINER, "trainer._target_=usercode.fit_ok",
+                                              "+trainer.colour=1"), "trainer._target_", "passes colour"),
 ]
 
 
@@ -344,7 +398,25 @@ def bad_loader():
 
 def list_loader():
     return [1, 2, 3]
+
+
+NOT_A_FUNCTION = 3
+
+
+def fit_without_report(setting, seed):
+    pass
+
+
+def fit_ok(setting, seed, report):
+    pass
 """
+
+
+@pytest.fixture(scope="module")
+def cli():
+    server = ForkedCli(cwd=ROOT)
+    yield server
+    server.close()
 
 
 @pytest.fixture(scope="module")
@@ -396,8 +468,26 @@ def test_the_table_has_over_a_hundred_distinct_cases():
     assert len(CASES) >= 100
 
 
+# Through `python -m sweep` itself too: a config error, a data error, a storage error, users' code.
+REAL_PROCESS = ("lr-negative", "batch-size-larger-than-training-set", "storage-sqlite-corrupt", "model-outputs-wrong-shape")
+
+
 @pytest.mark.parametrize("bad", CASES, ids=[c.id for c in CASES])
-def test_bad_input_gets_one_clear_line_and_changes_nothing(bad: Case, data, existing, tmp_path):
+def test_bad_input_gets_one_clear_line_and_changes_nothing(bad: Case, data, existing, tmp_path, cli):
+    check_bad_input(bad, data, existing, tmp_path, cli.run)
+
+
+@pytest.mark.parametrize("bad", [c for c in CASES if c.id in REAL_PROCESS], ids=lambda c: c.id)
+def test_bad_input_through_python_m_sweep_gets_the_same(bad: Case, data, existing, tmp_path):
+    check_bad_input(bad, data, existing, tmp_path,
+                    lambda argv, cwd, env: run_cli(*argv, cwd=cwd, timeout=120, env=env))
+
+
+def test_the_real_process_cases_are_in_the_table():
+    assert set(REAL_PROCESS) <= {c.id for c in CASES}
+
+
+def check_bad_input(bad: Case, data: Path, existing: Path, tmp_path: Path, run) -> None:
     if bad.unless == "root" and os.access(data / "unreadable.npz", os.R_OK):
         pytest.skip("running as root: chmod 000 does not stop reads (file-is-a-folder covers it)")
     if bad.unless == "cuda":
@@ -415,7 +505,7 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(bad: Case, data, exis
 
     # $DATA on PYTHONPATH: the users' code cases import usercode.py from there (no bytecode
     # written: the folder must stay as it was).
-    p = run_cli(bad.command, *args, timeout=120, env={"PYTHONPATH": str(data), "PYTHONDONTWRITEBYTECODE": "1"})
+    p = run([bad.command, *args], cwd=ROOT, env={"PYTHONPATH": str(data), "PYTHONDONTWRITEBYTECODE": "1"})
 
     lines = p.stderr.splitlines()
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])

@@ -203,7 +203,7 @@ def finish(cfg: Config, study: Any, final: Any, codes: list[Optional[int]], writ
     crashed = [c for c in codes if c not in (0, None, EXIT_STOPPED)]
     if final.done == final.total and not (final.running or final.waiting or final.failed_settings):
         clear_all(cfg.study_dir / "checkpoints")  # nothing left that could resume from one
-    if write_results and final.complete_runs:
+    if write_results and (final.complete_runs or final.crashed_runs):
         from sweep.report.write import results_line, write_results as write
 
         paths = write(study, cfg.results_dir)
@@ -219,8 +219,10 @@ def finish(cfg: Config, study: Any, final: Any, codes: list[Optional[int]], writ
         print(f"{final.crashed_runs} run(s) crashed or timed out (runs.csv: outcome, failure_reason and the "
               f"log folder); run the same command to retry them.", file=sys.stderr)
         return 1
-    if crashed or final.done < final.total:
-        print(f"{final.total - final.done} setting(s) not done (a worker exited with {crashed}); "
-              f"run the same command to resume.", file=sys.stderr)
+    if final.done < final.total:
+        why = f" (a worker exited with {crashed})" if crashed else ""
+        print(f"{final.total - final.done} setting(s) not done{why}; run the same command to resume.", file=sys.stderr)
         return 1
+    if crashed:
+        print(f"warning: a worker exited with {crashed}; the others finished its work", file=sys.stderr)
     return 0

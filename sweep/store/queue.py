@@ -104,7 +104,7 @@ def drop_duplicate_waiting(study: Any) -> int:
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
         if "setting" not in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
             continue
-        keys = {(Setting(t.user_attrs["setting"]).key, s) for s in t.user_attrs.get("seeds", [])}
+        keys = {(Setting(t.user_attrs["setting"]).key, s) for s in stored_seeds(t)}
         if t.state == TrialState.WAITING and keys and keys <= seen:
             if _claim(storage, trial_id(t)):
                 storage.set_trial_user_attr(trial_id(t), "discarded", "duplicate of an earlier trial")
