@@ -1,0 +1,55 @@
+"""Every example runs at its documented command (tiny sizes) and shows what it is for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = ROOT / "examples"
+CALLS = ["collapsed", "collapse_mode", "outcome", "never_learned", "epochs_run"]
+GRID = ["grid.lr=[0.3,3,6]", "grid.clip=[null,1.0]", "grid.batch_size=[32]", "seeds=2", "epochs=6"]
+
+
+def test_the_function_trainer_and_the_builtin_trainer_make_the_same_calls(tmp_path):
+    """examples/function_trainer/mytrain.py is a plain PyTorch loop over the same data, model
+    and seeds as lrsweep's default task: the collapse calls (and here the best accuracies too)
+    agree run by run."""
+    small = ["model.hidden_size=32", "model.layers=1"]
+    built = run_cli("run", *GRID, *small, f"results_dir={tmp_path / 'builtin'}", "workers=2")
+    assert built.returncode == 0, built.stderr[-3000:]
+    fn = run_cli("run", "trainer=function", "trainer._target_=mytrain.fit", "trainer.n_val=log",
+                 "trainer.chance=log", "+trainer.hidden=32", "+trainer.layers=1", *GRID,
+                 f"results_dir={tmp_path / 'function'}", "workers=2", cwd=EXAMPLES / "function_trainer")
+    assert fn.returncode == 0, fn.stderr[-3000:]
+    a = pd.read_csv(tmp_path / "builtin" / "digits-lstm-sgd" / "runs.csv")
+    b = pd.read_csv(tmp_path / "function" / "fit-function" / "runs.csv")
+    key = ["lr", "clip", "seed"]
+    both = a.merge(b, on=key, suffixes=("_builtin", "_function"))
+    assert len(both) == len(a) == len(b) == 12
+    for col in CALLS:
+        pd.testing.assert_series_equal(both[f"{col}_builtin"], both[f"{col}_function"], check_names=False)
+    assert (both["best_acc_builtin"] - both["best_acc_function"]).abs().max() < 0.01
+    assert a["collapsed"].any() and not a["collapsed"].all()  # the grid holds both kinds of run
+    page = (tmp_path / "function" / "fit-function" / "report.html").read_text()
+    assert "grad_norms" in page  # the function's GradientMonitor columns give the gradient figures
+
+
+def test_the_notebook_example_sweeps_a_function_of_its_own_session(tmp_path):
+    script = (EXAMPLES / "notebook" / "sweep_from_python.py").read_text()
+    script = script.replace("epochs=8", "epochs=4").replace('"lr": [0.03, 0.3, 3.0]', '"lr": [0.3, 3.0]')
+    (tmp_path / "nb.py").write_text(script)
+    p = subprocess.run([sys.executable, "nb.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "mean_best_acc" in p.stdout and "Verdict" in p.stdout
+    summary = pd.read_csv(tmp_path / "results" / "fit-function" / "summary.csv")
+    assert len(summary) == 4 and (summary["n_runs"] == 3).all()
+    again = subprocess.run([sys.executable, "nb.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "0 to run" in again.stdout  # calling it again resumes
