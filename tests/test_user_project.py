@@ -27,12 +27,15 @@ def _run_example(name: str, tmp_path: Path, *args: str) -> Path:
     return study
 
 
-def test_example_seq2seq_with_teacher_forcing_learns_the_reversal(tmp_path):
-    study = _run_example("seq2seq_reversal", tmp_path, "model=seq2seq", "task=reversal", "optimizer=adam",
-                         "grid.lr=[0.01]", "grid.clip=[1.0]", "seeds=1", "epochs=2", "task.n=600", "task.n_val=200")
-    assert study.name == "load_reversal-Seq2Seq-adam"
+def test_example_seq2seq_explodes_without_clipping_and_clipping_prevents_it(tmp_path):
+    study = _run_example("seq2seq_repeat", tmp_path, "model=seq2seq", "task=reversal", "optimizer=sgd",
+                         "grid.lr=[1,3]", "grid.clip=[null,0.5]", "seeds=2", "epochs=6")
+    assert study.name == "load_reversal-RepeatSeq2Seq-sgd"
     runs = pd.read_csv(study / "runs.csv")
-    assert runs["best_acc"].iloc[0] > 0.5 > runs["noise_floor"].iloc[0]  # per-step tokens: chance is ~0.11
+    blown = runs[(runs["lr"] == 3) & runs["clip"].isna()]
+    assert (blown["collapse_mode"] == "nonfinite").all() and (blown["collapse_epoch"] == 1).all()
+    assert (runs[runs["clip"] == 0.5]["collapse_mode"] != "nonfinite").all()  # clipped: finite
+    assert runs[(runs["lr"] == 1) & runs["clip"].isna()]["outcome"].eq("stable").all()
     curves = pd.read_parquet(study / "curves.parquet")
     assert {"grad_norm_max/encoder", "grad_norm_max/decoder"} <= set(curves.columns)
 

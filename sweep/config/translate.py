@@ -147,4 +147,8 @@ def known_keys() -> list[str]:
 def suggest(key: str) -> str:
     """'did you mean X?' from the schema's keys, else a pointer to --cfg job."""
     close = difflib.get_close_matches(key, known_keys(), n=1)
+    if close and close[0] == key or key.split(".")[0] in ("model", "task", "trainer") and not close:
+        # A key of another option of the group, or an argument of a user's own model, loader or
+        # training function that its YAML does not list: Hydra adds a key with a leading +.
+        return f"to add it, write +{key}=VALUE (a leading + adds a key the config does not have yet)"
     return f"did you mean {close[0]}?" if close else "see `sweep run --cfg job` for the valid keys"
