@@ -39,7 +39,7 @@ from sweep.trainers.runs import RunPaths
 from sweep.trainers.supervise import arm_parent_death_signal
 
 SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
-POLL_SECONDS = 0.2  # how often the run's process is looked at ...
+POLL_SECONDS = 0.05  # how often the run's process is looked at ...
 READ_SECONDS = 1.0  # ... and its metrics file read
 LIVE_READ_ERRORS = 3  # a log unreadable this many reads in a row while the run goes is an error
 

@@ -97,11 +97,15 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         print(f"lrsweep: cannot start {command!r}: {e}", file=sys.stderr)
         return 127
-    while child.poll() is None:
+    while True:
+        try:
+            child.wait(timeout=0.05)
+            break
+        except subprocess.TimeoutExpired:
+            pass
         if stopping["signal"]:
             _end_group(child, grace)
             return 128 + stopping["signal"]
-        time.sleep(0.05)
     code = child.returncode
     # What the command left behind in its group (a background process it started) goes too.
     if _others():
