@@ -48,6 +48,7 @@ def status_rows(storage: Any) -> list[dict[str, Any]]:
             "remaining": snap.total - snap.done,
             "runs": snap.complete_runs,
             "collapsed": snap.collapsed_runs,
+            "crashed": snap.crashed_runs,
             "last activity": last,
         })
     return rows

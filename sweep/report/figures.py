@@ -26,6 +26,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from sweep.core.devices import usable_cores
@@ -66,7 +67,8 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
     drawn = trace_settings(g)
     per_setting = len(drawn) < len(g.summary) or len(g.lrs) * len(g.clips) > max_grid_cells
     used: set[str] = set()
-    for kind, build in (("learning_curves", learning_curves), ("grad_norms", grad_norm_traces)):
+    traces = [("learning_curves", learning_curves)] + ([("grad_norms", grad_norm_traces)] if logs_gradients(tables) else [])
+    for kind, build in traces:
         for panel in g.panels:
             if per_setting:
                 for lr in g.lrs:
@@ -88,6 +90,22 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
         plan.append(("layer_grad_norms", name, setting_label(setting, g.axes),
                      lambda s=setting: layer_grad_norms(tables, setting=s, grid=g)))
     return plan
+
+
+def logs_gradients(tables: Any) -> bool:
+    """Did the training record gradient norms? (A user's script may log none.)"""
+    curves = tables.curves
+    return "grad_norm_mean" in curves and bool(np.isfinite(curves["grad_norm_mean"].to_numpy(dtype=float)).any())
+
+
+def figure_notes(tables: Any) -> list[str]:
+    """One line per figure the report cannot draw for these runs, and why."""
+    notes = []
+    if len(tables.summary) and not logs_gradients(tables):
+        notes.append("No gradient-norm figures: the training logged no gradient norms (grad_norm_mean, "
+                     "grad_norm_max, ...). Log them per epoch, or use sweep.GradientMonitor in a training "
+                     "function, to see how gradients behave before a collapse.")
+    return notes
 
 
 def trace_settings(g: Grid, limit: int = MAX_TRACE_SETTINGS) -> set[tuple[Any, ...]]:

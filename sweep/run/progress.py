@@ -42,9 +42,11 @@ class Progress:
         width = 24
         filled = int(width * snap.done / max(1, snap.total))
         bar = "#" * filled + "." * (width - filled)
+        running = f" ({'; '.join(snap.running_epochs[:3])})" if snap.running_epochs else ""
+        crashed = f", {snap.crashed_runs} crashed" if snap.crashed_runs else ""
         return (
-            f"[{bar}] {snap.done}/{snap.total} settings done, {snap.running} running, "
-            f"{snap.collapsed_runs}/{snap.complete_runs} runs collapsed, "
+            f"[{bar}] {snap.done}/{snap.total} settings done, {snap.running} running{running}, "
+            f"{snap.collapsed_runs}/{snap.complete_runs} runs collapsed{crashed}, "
             f"elapsed {_clock(elapsed)}, ETA {eta if remaining else '0:00'}"
         )
 

@@ -65,7 +65,8 @@ def count_progress(study: Any, settings: list[dict[str, Any]], n_seeds: int) -> 
             snap.running += 1
             if isinstance(t.user_attrs.get("progress"), dict):
                 p = t.user_attrs["progress"]
-                progress.append(f"seed {p.get('seed')} epoch {p.get('epoch')}")
+                seed = f"seed {p['seed']} " if p.get("seed") is not None else ""
+                progress.append(f"{seed}epoch {p.get('epoch')}")
         elif t.state == TrialState.WAITING:
             snap.waiting += 1
         elif t.state == TrialState.FAIL and t.user_attrs.get("error") and key in wanted:

@@ -9,7 +9,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from sweep.core.records import RUN_PREFIX, decode_record, encode_record
 from sweep.store._optuna import storage_of, trial_id
@@ -34,7 +34,7 @@ PROGRESS_SECONDS = 5.0  # a running trial's progress is written at most this oft
 _last_progress: dict[int, float] = {}
 
 
-def record_progress(study: Any, trial: Any, seed: int, epoch: int) -> None:
+def record_progress(study: Any, trial: Any, seed: Optional[int], epoch: int) -> None:
     """Note on a running trial how far its current run is (`sweep status` and the live line read
     it); at most every PROGRESS_SECONDS per trial, and never failing the run."""
     import time
@@ -47,7 +47,7 @@ def record_progress(study: Any, trial: Any, seed: int, epoch: int) -> None:
     _last_progress[trial_id(trial)] = now
     try:
         retry_locked(lambda: storage_of(study).set_trial_user_attr(trial_id(trial), "progress",
-                                                                   {"seed": int(seed), "epoch": int(epoch)}))
+                                                                   {"seed": seed, "epoch": int(epoch)}))
     except Exception:  # a finished (reclaimed) trial or a storage hiccup: progress is only a hint
         pass
 

@@ -54,7 +54,7 @@ def make_trainer(cfg: Config, device: Any, task: Any = None, progress: Optional[
         return CommandTrainer(cfg, str(device), progress)
     from sweep.trainers.builtin import BuiltinTrainer
 
-    return BuiltinTrainer(cfg, task, device)
+    return BuiltinTrainer(cfg, task, device, progress)
 
 
 __all__ = ["Trainer", "make_trainer"]

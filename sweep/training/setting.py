@@ -103,26 +103,29 @@ def train_spec(
     checkpointer: Any = None,
     should_stop: Callable[[], bool] = lambda: False,
     check_every: Optional[int] = None,
+    on_epoch: Callable[[int], None] = lambda epoch: None,
 ) -> list[RunRecord]:
     """Train the seeds of `spec`; return one record per seed.
 
     Seeds advance together, epoch by epoch, so that a checkpoint holds all of them at the same
     epoch; with packing they are one model. After every epoch `should_stop()` is asked; when it
     says yes, a checkpoint is written and :class:`StopRequested` is raised. `check_every`
-    overrides the steps between non-finite checks (default: per device).
+    overrides the steps between non-finite checks (default: per device); `on_epoch(epoch)` is
+    told each finished epoch (live progress).
     """
     # Denormal floats make saturated high-LR runs several times slower on CPUs and carry no
     # information for training; flush them to zero while training (set here so every entry
     # point agrees, and reset after: it is process-wide CPU state).
     torch.set_flush_denormal(True)
     try:
-        return _train(task, spec, device, checkpointer or NullCheckpointer(), should_stop, check_every)
+        return _train(task, spec, device, checkpointer or NullCheckpointer(), should_stop, check_every, on_epoch)
     finally:
         torch.set_flush_denormal(False)
 
 
 def _train(task: TaskData, spec: RunSpec, device: torch.device, checkpointer: Any,
-           should_stop: Callable[[], bool], check_every: Optional[int]) -> list[RunRecord]:
+           should_stop: Callable[[], bool], check_every: Optional[int],
+           on_epoch: Callable[[int], None]) -> list[RunRecord]:
     saved = checkpointer.load()
     # A resumed setting continues in the mode it started in, also on another device (a setting
     # begun packed on a GPU host resumes packed on a CPU host): switching would change rounding.
@@ -134,6 +137,7 @@ def _train(task: TaskData, spec: RunSpec, device: torch.device, checkpointer: An
     while not group.stopped:
         epoch += 1
         group.run_epoch()
+        on_epoch(epoch)
         stop = should_stop() and not group.stopped
         if not group.stopped:
             checkpointer.maybe_save(epoch, lambda: {"mode": group.mode, "group": group.state_dict()}, force=stop)
