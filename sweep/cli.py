@@ -46,7 +46,7 @@ config groups (pick one with group=NAME, e.g. task=adding):
 common keys:
   grid.lr='[0.001,0.01,0.1]'  grid.clip='[null,1.0]'  grid.batch_size='[32,128]'
   seeds=5  epochs=40  workers=auto  device=auto  study.name=NAME  study.storage=URL
-  results_dir=results  detect.drop=0.5  (see README.md and `sweep run --cfg job`)
+  results_dir=results  detect.drop=0.5  (every key: docs/configuration.md, or `sweep run --cfg job`)
 
 examples:
   sweep run

@@ -8,7 +8,7 @@ conservative choice. Tolerance accuracy of regression tasks is a proportion too.
 
 Usage::
 
-    floor = noise_floor(n=20, chance=0.2, epochs=40, alpha=0.01)   # 0.65: best of 40 epochs, nothing learned
+    floor = noise_floor(n=20, chance=0.2, epochs=40, alpha=0.01)   # 0.60: best of 40 epochs, nothing learned
     hi = upper_bound(k=6, n=20, alpha=0.01)                        # Clopper-Pearson one-sided
     resolution(n=20)                                               # 0.31: smallest change told apart
 

@@ -117,6 +117,9 @@ FREE_TEXT_KEYS = ("trainer.command",)
 # Keys that take a list of names: `task.feature_columns=f1,f2` means the list [f1,f2] (Hydra would
 # read a bare comma list as a multirun sweep and refuse it).
 NAME_LIST_KEYS = ("task.feature_columns", "task.label_columns")
+# Mappings a user fills in entry by entry: `trainer.columns.val_acc=my_accuracy` adds the entry
+# (Hydra would want a leading + for a key its config does not have yet).
+MAPPING_PREFIXES = ("trainer.columns.",)
 
 
 def quote_free_text(override: str) -> str:
@@ -125,6 +128,8 @@ def quote_free_text(override: str) -> str:
     import re
 
     key, sep, value = override.partition("=")
+    if sep and key.startswith(MAPPING_PREFIXES):  # a new entry of a mapping key: add or replace it
+        return f"++{override}"
     if sep and key.lstrip("+~") in NAME_LIST_KEYS and "," in value and value[:1] not in "[('\"":
         return f"{key}=[{value}]"
     if not sep or key.lstrip("+~") not in FREE_TEXT_KEYS:

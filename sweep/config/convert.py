@@ -190,8 +190,8 @@ def grid_from_mapping(data: Any, base: dict[str, Any], free: bool = False) -> Gr
             continue
         if target is MISSING or isinstance(target, dict) or path.split(".")[0] in ("grid", "study"):
             raise UserError(
-                f"grid.{path}: not a config key that can be swept; an extra grid axis must name "
-                f"an existing key such as grid.schedule.warmup_steps or grid.model.hidden_size"
+                f"grid.{path}: not a config key that can be swept; an extra grid axis must name an existing "
+                f"key, e.g. +grid.model.hidden_size='[32,128]' (or, with schedule=warmup, +grid.schedule.warmup_steps)"
             )
         if isinstance(target, list):  # a list-valued key (optimizer.group_lr_mult): each value a list
             extra.append((path, tuple(_list_value(v, f"grid.{path}") for v in _list_axis(values, f"grid.{path}"))))

@@ -11,7 +11,7 @@ from sweep.config.rules import Checked
 
 @dataclass
 class DetectConfig(Checked):
-    """When a run counts as collapsed (README "Reading the report"; recorded in the study).
+    """When a run counts as collapsed (docs/reading-the-report.md; recorded in the study).
 
     The fixed gaps are floors: every call must also clear the sampling noise of the validation
     set's size, at the false-alarm budget `alpha`.

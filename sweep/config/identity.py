@@ -17,8 +17,9 @@ from sweep.config.convert import flatten
 from sweep.config.schema import Config
 
 COMPARABLE = ("task", "model", "optimizer", "schedule", "epochs", "threads")
-# A user's training: its node (less how long a run may take and how it is stopped) and epochs.
-EXTERNAL_COMPARABLE = ("trainer", "epochs")
+# A user's training: its node (less how long a run may take and how it is stopped), epochs, and
+# the threads its runs get (OMP_NUM_THREADS).
+EXTERNAL_COMPARABLE = ("trainer", "epochs", "threads")
 EXTERNAL_EXECUTION = ("trainer.timeout_minutes", "trainer.stop_grace_seconds")
 # Keys an earlier lrsweep did not record: a study made by it is not refused for lacking them.
 ADDED_KEYS = ("threads",)
