@@ -237,3 +237,39 @@ def test_summary_table_sorts_by_clicking_a_header(report, tmp_path):
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     best, worst = t.summary["mean_best_acc"].max(), t.summary["mean_best_acc"].min()
     assert f'data-first="{best:.3f}"' in body and f'data-last="{worst:.3f}"' in body, body
+
+
+def test_the_verdict_leads_with_the_answer_and_links_every_finding_to_its_figure(report):
+    t, _, _, text = report
+    v = compute_verdicts(t)
+    from html import escape
+
+    assert v.head and text.index(escape(v.head[0].text)) < text.index("Findings") < text.index(escape(v.reading))
+    anchors = set(re.findall(r'<li>.*?<a href="#([^"]+)">figure</a></li>', text))
+    ids = set(re.findall(r'id="([^"]+)"', text))
+    assert anchors and anchors <= ids
+
+
+def test_runs_that_did_not_finish_are_listed_and_absent_without_them():
+    t = synthetic_tables(lrs=(0.01, 0.1, 1.0), clips=(None,))
+    assert "Runs that did not finish" not in render_html(t, compute_verdicts(t), [])
+    runs = t.runs.copy()
+    runs.loc[0, "outcome"] = "timed_out"
+    runs["failure_reason"] = ""
+    runs.loc[0, "failure_reason"] = "killed after 3600 s"
+    runs["log_path"] = ""
+    runs.loc[0, "log_path"] = "/logs/run0"
+    t.runs = runs
+    text = render_html(t, compute_verdicts(t), [])
+    assert 'id="crashed"' in text and parse(text).tables["unfinished"] == 1
+    assert "killed after 3600 s" in text and "/logs/run0" in text
+    assert "1 run crashed and is not counted" in text
+
+
+def test_write_report_writes_the_verdict_as_plain_text(tmp_path):
+    paths = write_report(fake_study(), tmp_path)
+    verdict = paths["verdict"].read_text()
+    assert paths["verdict"] == tmp_path / "fake-study" / "verdict.txt"
+    assert verdict.startswith("Verdict for fake-study:\n  ") and "<" not in verdict
+    summary = (tmp_path / "fake-study" / "summary.csv").read_text()
+    assert not re.search(r"\d\.\d{9,}", summary)  # no float32 artefacts such as 0.8600000023841858

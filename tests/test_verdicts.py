@@ -339,7 +339,7 @@ def test_four_seeds_at_364_of_370_are_not_certain():
     assert validation_half_width(0.984, 370) == pytest.approx(0.0128, abs=2e-4)
     text = rec.text(AXES)
     assert "validation noise +-0.017 at 370 sequences" in text  # at 0.970
-    assert "Within the noise of the best, lr=0.01, clip none, batch size 32 (0.984)" in rec.choice_text(AXES)
+    assert "It is within the noise of the best, lr=0.01, clip none, batch size 32 (0.984)" in rec.choice_text(AXES)
 
 
 def test_a_setting_above_its_slices_safe_lr_is_not_recommended():
@@ -350,3 +350,53 @@ def test_a_setting_above_its_slices_safe_lr_is_not_recommended():
     assert rec.setting["lr"] == 0.1 and rec.margin_located and rec.margin > 1
     assert rec.excluded and rec.excluded[0]["lr"] == 0.3
     assert "left out because they lie above their slice's safe lr (lr=0.3" in rec.choice_text(AXES)
+
+
+# --------------------------------------------------------------------------- the ten-second verdict
+
+
+def _tables(summary, runs=None):
+    import types
+
+    curves = pd.DataFrame(columns=AXES + ["seed", "epoch", "clip_fraction"])
+    return types.SimpleNamespace(summary=summary, runs=runs if runs is not None else pd.DataFrame(), curves=curves,
+                                 axes=AXES, chance=CHANCE, meta={"task": {"n_val": 370}, "config": {"epochs": 20}})
+
+
+def test_the_default_sweep_verdict_leads_with_a_safe_lr_below_1_and_an_lr_at_10_that_is_not_099():
+    """The default sweep: 5 seeds at lr 0.01-1, unclipped 0/5 up to 0.3 and 4/5 at 1, clipped no
+    collapse. The landed verdict said "reaches 10% at lr 0.99 (95% CI 0.15-1)"."""
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0])
+    v = compute_verdicts(_tables(s))
+    first = v.head[0].text
+    assert first.startswith("Safe lr: at batch size 32 without clipping, lr <= ")
+    safe = float(re.search(r"lr <= ([0-9.]+)", first).group(1))
+    at_10 = float(re.search(r"reaches 10% at lr ([0-9.]+)", first).group(1))
+    assert safe < 1 and 0.05 < safe < at_10 < 0.9
+    assert "with clipping at 1 no run collapsed (25 runs, up to lr 1)" in first
+    # 0.99 at lr=0.3 with clipping and 0.95 at lr=0.1 are within the noise of 370 validation
+    # sequences: the one farther below the boundary is recommended, and the verdict says why.
+    assert v.head[1].text.startswith("Recommended: lr=0.1, clip 1") and "validation noise +-0.022" in v.head[1].text
+    assert v.head[2].text.startswith("Clipping at 1 keeps lr=1")
+    assert any(f.topic == "choice" and "within the noise of the best, lr=0.3, clip 1" in f.text for f in v.findings)
+    assert any("only brackets the boundary: between lr 0.3 (0/5 collapsed) and lr 1 (4/5)" in f.text for f in v.findings)
+    assert all(f.figure for f in v.findings)
+    text = v.text("default")
+    assert text.splitlines()[1].strip() == first and "[figures/lr_curves.png]" in text
+    assert len(first.split()) < 80
+
+
+def test_crashed_runs_are_named_in_one_line_and_their_absence_changes_nothing():
+    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4])
+    runs = pd.DataFrame([{"lr": 1.0, "clip": math.nan, "batch_size": 32, "seed": 3, "outcome": "crashed",
+                          "failure_reason": "Traceback ...\nRuntimeError: CUDA out of memory", "log_path": "/x/run3",
+                          "best_acc": math.nan, "collapse_mode": "", "collapsed": False, "undecided": False},
+                         {"lr": 0.1, "clip": math.nan, "batch_size": 32, "seed": 0, "outcome": "stable",
+                          "failure_reason": "", "log_path": "", "best_acc": 0.95, "collapse_mode": "",
+                          "collapsed": False, "undecided": False}])
+    v = compute_verdicts(_tables(s, runs))
+    line = next(f for f in v.findings if f.topic == "crashed")
+    assert line.text == ("1 run crashed and is not counted: lr=1, clip none, batch size 32, seed 3 (crashed: "
+                         "RuntimeError: CUDA out of memory); the same command retries them.")
+    assert line.figure == "crashed"
+    assert not any(f.topic == "crashed" for f in compute_verdicts(_tables(s)).findings)

@@ -5,19 +5,22 @@ Usage::
 
     v = compute_verdicts(tables)          # tables from sweep.analysis.tables
     v.slices                              # verdicts.csv: one row per (clip, batch size, extra axes)
-    v.recommendation                      # best setting without any collapsed run, or None
-    v.reading                             # one paragraph in plain language (sweep.analysis.reading)
+    v.recommendation                      # within noise of the best, farthest below the safe lr; or None
+    v.head, v.findings                    # the answer (safe lr, recommendation, clipping), then one line per finding
+    v.text(study)                         # the same as plain text (verdict.txt, the end of `sweep run`)
+    v.reading                             # every sentence as one paragraph (sweep.analysis.reading)
     v.noise                               # what the validation set's size lets the report tell apart
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import pandas as pd
 
-from sweep.analysis.reading import reading
+from sweep.analysis.headline import verdict_lines, verdict_text
+from sweep.analysis.reading import Line, reading_lines
 from sweep.analysis.verdicts import (
     Recommendation, ValidationNoise, clip_fractions, recommend, slice_verdicts, validation_noise,
 )
@@ -29,6 +32,12 @@ class Verdicts:
     recommendation: Optional[Recommendation]
     reading: str  # the plain-language paragraph
     noise: Optional[ValidationNoise] = None
+    head: list[Line] = field(default_factory=list)  # the answer: safe lr, recommendation, clipping
+    findings: list[Line] = field(default_factory=list)  # one line per finding, with its figure
+
+    def text(self, study: str = "the study") -> str:
+        """The verdict as plain text (verdict.txt, printed at the end of `sweep run`)."""
+        return verdict_text(study, self.head, self.findings)
 
 
 def compute_verdicts(tables: Any) -> Verdicts:
@@ -37,6 +46,8 @@ def compute_verdicts(tables: Any) -> Verdicts:
     slices = slice_verdicts(tables.summary, axes, tables.chance)
     noise = validation_noise(tables)
     rec = recommend(tables.summary, axes, runs=tables.runs, n_val=noise.n_val)
-    text = reading(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise,
-                   runs=tables.runs)
-    return Verdicts(slices=slices, recommendation=rec, reading=text, noise=noise)
+    lines = reading_lines(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise,
+                          runs=tables.runs)
+    head, findings = verdict_lines(tables.summary, rec, axes, lines)
+    return Verdicts(slices=slices, recommendation=rec, reading=" ".join(line.text for line in lines), noise=noise,
+                    head=head, findings=findings)

@@ -10,11 +10,12 @@ the recommendation.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
 import pandas as pd
 
-from sweep.analysis.boundary import boundary_sentence, slice_counts
+from sweep.analysis.boundary import boundary_sentence, bracket_sentence, slice_counts
 from sweep.analysis.boundary import fit_boundary_counts
 from sweep.analysis.shapes import shape_sentences
 from sweep.analysis.verdicts import (
@@ -24,17 +25,40 @@ from sweep.core.setting import setting_label, slice_label, value_label
 from sweep.core.values import nanmedian, normalize
 
 
+@dataclass(frozen=True)
+class Line:
+    """One sentence of the verdict: its text, the figure kind it reads (report.html links
+    "#fig-<figure>"; "summary" and "crashed" are the page's tables) and its topic."""
+
+    text: str
+    figure: str = ""
+    topic: str = ""
+
+
 def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommendation],
             axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None,
             noise: Optional[ValidationNoise] = None, runs: Optional[pd.DataFrame] = None) -> str:
     """One paragraph that reads the numbers: where runs collapse, what clipping changes, what to use."""
+    return " ".join(line.text for line in reading_lines(summary, slices, rec, axes, chance, clip_frac, noise, runs))
+
+
+def reading_lines(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommendation],
+                  axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None,
+                  noise: Optional[ValidationNoise] = None, runs: Optional[pd.DataFrame] = None) -> list[Line]:
+    """The verdict's sentences in reading order, each tagged with its figure and topic."""
     if not len(summary):
-        return "No completed runs yet: nothing to read. Run `sweep run` (or wait for the workers) and rebuild the report."
+        return [Line("No completed runs yet: nothing to read. Run `sweep run` (or wait for the workers) and rebuild "
+                     "the report.", "", "empty")]
     keys = slice_axes(axes)
     by_slice: dict[tuple[Any, ...], dict[float, dict[str, Any]]] = {}
     for row in summary.to_dict("records"):
         by_slice.setdefault(setting_key(row, keys), {})[float(row["lr"])] = row
-    sentences: list[str] = []
+    lines: list[Line] = []
+
+    def add(text: str, figure: str, topic: str) -> None:
+        if text:
+            lines.append(Line(text, figure, topic))
+
     quiet: list[str] = []
     bounds: dict[tuple[int, str], list[str]] = {}  # (runs, bound) -> the quiet slices it holds for
     for sl in slices.to_dict("records"):
@@ -44,45 +68,71 @@ def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommend
         counts = slice_counts([rows[lr] for lr in sorted(rows)])
         fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
         if sl["n_collapsed"] == 0 and counts.past_edge:  # nothing collapsed, but high lrs learned nothing
-            sentences.append(boundary_sentence(where, fit, counts))
+            add(boundary_sentence(where, fit, counts), "lr_curves", "boundary")
             continue
         if sl["n_collapsed"] == 0:
             quiet.append(where)
             if fit.at_50.kind == "above":  # what no collapse in this many runs does rule out
                 if not bounds:
-                    sentences.append(_BOUNDS)  # the place of the bounds sentence, filled in below
+                    add(_BOUNDS, "lr_curves", "quiet")  # the place of the bounds sentence, filled in below
                 bounds.setdefault((fit.n_runs, fit.at_50.text()), []).append(where)
             continue
-        sentences.append(_collapse_sentence(where, sl, rows))
-        sentences.append(boundary_sentence(where, fit, counts))
-        helped = _clipping_sentence(key, keys, rows, by_slice)
-        if helped:
-            sentences.append(helped)
+        add(_collapse_sentence(where, sl, rows), "learning_curves", "collapse")
+        add(boundary_sentence(where, fit, counts), "lr_curves", "boundary")
+        add(bracket_sentence(fit), "lr_curves", "bracket")
+        add(_clipping_sentence(key, keys, rows, by_slice), "collapse_rate", "clipping")
     if bounds:
-        sentences[sentences.index(_BOUNDS)] = " ".join(
+        i = next(j for j, line in enumerate(lines) if line.text == _BOUNDS)
+        lines[i] = Line(" ".join(
             f"At {_join(wheres)}, with no collapse in {runs} runs{' each' if len(wheres) > 1 else ''}, the lr at 50% "
-            f"collapse risk is {text}." for (runs, text), wheres in bounds.items())
+            f"collapse risk is {text}." for (runs, text), wheres in bounds.items()), "lr_curves", "quiet")
     nothing_learned = "n_never_learned" in summary and bool(
         (summary["n_never_learned"].fillna(0).astype(int) == summary["n_runs"].astype(int)).all())
     if nothing_learned:
-        sentences.append("No run learned anything that stands out from sampling noise at any setting, so whether "
-                         "training collapses cannot be judged here.")
+        add("No run learned anything that stands out from sampling noise at any setting, so whether "
+            "training collapses cannot be judged here.", "learning_curves", "quiet")
     elif quiet and len(quiet) == len(slices):
         lrs = sorted(float(v) for v in summary["lr"])
-        sentences.append(
-            f"No run collapsed anywhere in the grid (lr={value_label(lrs[0])} to {value_label(lrs[-1])}): "
-            "the grid may not reach the unstable region; larger learning rates would find the edge."
-        )
+        add(f"No run collapsed anywhere in the grid (lr={value_label(lrs[0])} to {value_label(lrs[-1])}): "
+            "the grid may not reach the unstable region; larger learning rates would find the edge.",
+            "collapse_rate", "quiet")
     elif quiet:
-        sentences.append(f"No run collapsed at {_join(quiet)}.")
-    sentences.extend(_undecided_sentence(summary, keys))
-    sentences.extend(shape_sentences(summary, runs if runs is not None else pd.DataFrame(), axes))
-    sentences.extend(_noise_sentences(noise))
-    sentences.extend(_sensitivity_sentence(slices, keys))
-    sentences.extend(_grad_norm_sentence(summary, keys))
-    sentences.extend(_clip_fraction_sentence(clip_frac, axes))
-    sentences.append(_recommendation_sentence(rec, summary, axes, chance))
-    return " ".join(s for s in sentences if s)
+        add(f"No run collapsed at {_join(quiet)}.", "collapse_rate", "quiet")
+    for text in _undecided_sentence(summary, keys):
+        add(text, "learning_curves", "undecided")
+    for text in shape_sentences(summary, runs if runs is not None else pd.DataFrame(), axes):
+        add(text, "learning_curves" if "jump" in text else "volatility", "shape")
+    for text in _noise_sentences(noise):
+        add(text, "lr_curves", "noise")
+    for text in _sensitivity_sentence(slices, keys):
+        add(text, "mean_best_acc", "sensitivity")
+    for text in _grad_norm_sentence(summary, keys):
+        add(text, "grad_norms", "grad_norm")
+    for text in _clip_fraction_sentence(clip_frac, axes):
+        add(text, "grad_norms", "clip_fraction")
+    add(crashed_sentence(runs, axes), "crashed", "crashed")
+    add(_recommendation_sentence(rec, summary, axes, chance), "summary", "recommendation")
+    if rec is not None:
+        add(rec.choice_text(axes), "summary", "choice")
+    return lines
+
+
+def crashed_sentence(runs: Optional[pd.DataFrame], axes: Sequence[str]) -> str:
+    """Runs that crashed or timed out: how many, which, why; they count nowhere (empty when none)."""
+    if runs is None or not len(runs) or "outcome" not in runs:
+        return ""
+    bad = runs[runs["outcome"].isin(["crashed", "timed_out"])]
+    if not len(bad):
+        return ""
+    named = []
+    for r in bad.head(3).to_dict("records"):
+        reason = str(r.get("failure_reason") or r.get("crash_reason") or "").strip().splitlines()
+        what = r["outcome"].replace("_", " ") + (f": {reason[-1][:80]}" if reason else "")
+        named.append(f"{setting_label({a: normalize(r[a]) for a in axes}, axes)}, seed {int(r['seed'])} ({what})")
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    n = len(bad)
+    return (f"{n} run{'s' if n != 1 else ''} crashed and {'are' if n != 1 else 'is'} not counted: {'; '.join(named)}"
+            f"{more}; the same command retries them.")
 
 
 _BOUNDS = "\0bounds"  # placeholder of the sentence on slices without any collapse

@@ -73,16 +73,18 @@ class Recommendation:
         if not self.safe_respected:
             parts.append("No setting without a collapse lies at or below a safe lr, so this is simply the most "
                          "accurate setting without a collapse")
-        if self.tied:
-            others = ", ".join(f"{setting_label(s, axes)} ({m:.3f})" for s, m in self.tied[:4])
-            more = f" and {len(self.tied) - 4} more" if len(self.tied) > 4 else ""
-            lead = (f"the best, {setting_label(self.best[0], axes)} ({self.best[1]:.3f})" if self.best
-                    else "it")
-            parts.append(f"Within the noise of {lead}: {others}{more}")
+        if self.tied or self.best:
+            others = ", ".join(f"{setting_label(st, axes)} ({m:.3f})" for st, m in self.tied[:4])
+            others += f" and {len(self.tied) - 4} more" if len(self.tied) > 4 else ""
+            if self.best:
+                text = f"It is within the noise of the best, {setting_label(self.best[0], axes)} ({self.best[1]:.3f})"
+                parts.append(text + (f", as are {others}" if others else ""))
+            else:
+                parts.append(f"Within its noise: {others}")
             if self.margin is not None:
                 where = ("below its slice's safe lr" if self.margin_located
                          else "below the largest lr tried in its slice, where nothing collapsed")
-                parts.append(f"this one is chosen because it sits farthest from collapse, x{self.margin:.3g} {where}")
+                parts.append(f"it is chosen because it sits farthest from collapse, x{self.margin:.3g} {where}")
         if self.excluded:
             parts.append(f"{len(self.excluded)} setting(s) without a collapse were left out because they lie above "
                          f"their slice's safe lr ({', '.join(setting_label(s, axes) for s in self.excluded[:3])}"
@@ -165,7 +167,8 @@ def recommend(summary: pd.DataFrame, axes: Sequence[str], runs: Optional[pd.Data
         mean_best_acc_lo=float(row["mean_best_acc_lo"]), mean_best_acc_hi=float(row["mean_best_acc_hi"]),
         n_runs=int(row["n_runs"]), grad_norm_p90=float(row["grad_norm_p90"]), n_val=n_val,
         val_half_width=validation_half_width(float(row["mean_best_acc"]), n_val),
-        tied=tuple((label(cand[j]), means[j]) for j in sorted(within, key=lambda j: -means[j]) if j != chosen),
+        tied=tuple((label(cand[j]), means[j]) for j in sorted(within, key=lambda j: -means[j])
+                   if j not in (chosen, best)),
         best=(label(cand[best]), means[best]) if best != chosen else None,
         margin=margins[pick[chosen]], margin_located=located[pick[chosen]], safe_respected=respected,
         excluded=excluded,

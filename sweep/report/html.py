@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 from urllib.parse import quote
 
+from sweep.analysis.choice import validation_half_width
 from sweep.analysis.data_checks import data_lines, data_warnings
 from sweep.analysis.conclusions import Verdicts
 from sweep.analysis.verdicts import clip_fractions, setting_key, slice_axes
@@ -29,65 +30,8 @@ from sweep.config import DETECT_MEANINGS
 from sweep.core.files import write_text
 from sweep.core.setting import value_label
 from sweep.core.values import normalize
+from sweep.report.captions import CAPTIONS, FIGURE_TITLES  # noqa: F401  (CAPTIONS re-exported)
 
-# One sentence per figure kind: what it shows and how to read it.
-CAPTIONS = {
-    "collapse_rate": (
-        "Share of seeds that collapsed at each setting (cells: collapsed/runs, one colour scale for all "
-        "panels): read a row left to right to see from which lr runs start to collapse, and down a column "
-        "to see what clipping changes."
-    ),
-    "mean_best_acc": (
-        "Mean over seeds of each run's best val_acc (mean_best_acc; collapsed runs included) per setting: "
-        "brighter is better, and the colour scale is shared so panels compare directly."
-    ),
-    "lr_curves": (
-        "Top: mean_best_acc vs lr with its 95% interval as a band, one line per clip value, chance dashed and "
-        "the noise floor of the best epoch dash-dotted (mean_best_acc is a best of many epochs: read it against "
-        "the floor, not against chance); bottom: collapse_rate with its 95% Wilson interval (its upper end "
-        "counts undecided runs as collapsed), so a good lr is where the top curve is high and the bottom "
-        "one sits at 0 with a short bar."
-    ),
-    "learning_curves": (
-        "val_acc (top) and val_loss (bottom, log scale) of every seed per epoch, rows lr and columns clip: "
-        "red seeds collapsed (dotted line at the collapse epoch), an x marks where a run went non-finite "
-        "and stopped, an orange triangle where val_loss jumped and never came back (a loss jump), the dashed "
-        "line is chance and the purple dash-dotted line the noise floor (what the best epoch reaches with "
-        "nothing learned at this validation size: a best below it could be luck)."
-    ),
-    "volatility": (
-        "How much the training loss fluctuates, against batch size, one line per lr and one column per clip value. "
-        "Top: volatility, the typical epoch-to-epoch jitter of the log training loss after the first 20% of epochs "
-        "(0.05 reads 'about 5% per epoch'; mean over seeds with its 95% interval); a steady decrease scores ~0. "
-        "Bottom: step_loss_cv, the spread (sd) of the per-step losses within an epoch as a share of the epoch's "
-        "mean (median over epochs after warm-up; mean over seeds with its 95% interval): smaller batches give "
-        "noisier steps. Lines that rise to the left mean fluctuation "
-        "comes from small batches; a rise across lrs at one batch size means it comes from the step size."
-    ),
-    "grad_norms": (
-        "Gradient norm before clipping per epoch (solid grad_norm_mean, dashed grad_norm_max, log scale) "
-        "with the clip threshold in green, and beneath it clip_fraction, the share of steps clipped: look "
-        "for norms growing before a collapse, and for clip_fraction above 0.5 (clipping too aggressive)."
-    ),
-    "find": (
-        "The learning-rate range test (sweep find): each seed's smoothed training loss while the learning rate "
-        "grows exponentially step by step, per clip value; x where the loss diverged, o where it fell fastest; "
-        "shaded, the span of the proposed grid (about two decades below the divergence point). It brackets a "
-        "grid; it is not the answer: the divergence point moves from run to run."
-    ),
-    "layer_grad_norms": (
-        "The largest gradient norm (before clipping) of each parameter group per epoch, for the collapsed seeds of "
-        "this setting, in the epochs before and around the collapse (dotted line): the group whose norm rises first "
-        "and furthest is where the blow-up starts. Groups: the embedding, each recurrent layer and the head, or a "
-        "custom model's top-level modules."
-    ),
-}
-FIGURE_TITLES = {
-    "collapse_rate": "Collapse rate", "mean_best_acc": "Mean best accuracy", "lr_curves": "LR curves",
-    "learning_curves": "Learning curves", "grad_norms": "Gradient norms",
-    "layer_grad_norms": "Gradient norms per layer", "find": "Learning-rate range test",
-    "volatility": "Loss fluctuation by batch size",
-}
 SUMMARY_SHOWN = [
     ("n_runs", "runs"), ("mean_best_acc", "mean_best_acc"), ("mean_best_acc_ci", "95% CI"),
     ("collapse_rate", "collapse_rate"), ("collapse_rate_ci", "95% CI"), ("n_nonfinite", "nonfinite"),
@@ -101,7 +45,9 @@ SUMMARY_SHOWN = [
 RUN_SHOWN = ["seed", "collapse_mode", "collapse_epoch", "collapse_witness", "best_acc", "best_epoch", "final_acc",
              "epochs_run", "nonfinite", "grad_norm_max", "loss_jump_epoch"]
 SLICE_SHOWN = [
-    ("lr_sensitivity", "lr_sensitivity"), ("largest_stable_lr", "largest stable lr"),
+    ("safe_lr_text", "safe lr (95%)"), ("lr_at_10_text", "lr at 10% risk (95% CI)"),
+    ("lr_at_50_text", "lr at 50% risk (95% CI)"), ("bracket", "first collapse between"),
+    ("runs_to_resolve", "runs to resolve"), ("lr_sensitivity", "lr_sensitivity"), ("largest_stable_lr", "largest stable lr"),
     ("first_collapse_lr", "first lr with a collapse"), ("collapsed_lrs", "lrs with a collapse"),
     ("best_lr", "best lr"), ("best_mean_best_acc", "its mean_best_acc"), ("collapsed_of_runs", "collapsed/runs"),
     ("grad_norm_p90", "grad_norm_p90 (stable)"),
@@ -165,6 +111,9 @@ def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
         data_warnings=data_warnings(meta.get("task")),
         recommendation=rec.text(tables.axes) if rec is not None else None,
         reading=verdicts.reading,
+        head=[line.text for line in verdicts.head],
+        findings=[{"text": line.text, "href": _anchor(line.figure, figures)} for line in verdicts.findings],
+        unfinished=_unfinished_table(tables),
         slices=_slices_table(tables, verdicts),
         figures=_figure_groups(figures),
         traced_note=_traced_note(figures, len(tables.summary)),
@@ -180,7 +129,9 @@ def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
 
 SUMMARY_NOTE = (
     "One row per setting (summary.csv, plus clip_fraction: the share of steps clipped, mean over epochs and "
-    "seeds). undecided: runs that fell below the collapse threshold by less than the validation noise (the "
+    "seeds). 95% CI (seeds): the Student-t interval over seeds; +- val noise: the 95% noise of one accuracy on "
+    "this validation set, which more seeds do not shrink (seeds that all scored alike still do not know the "
+    "accuracy better than that). undecided: runs that fell below the collapse threshold by less than the validation noise (the "
     "collapse-rate interval's upper end counts them as collapsed); noise_floor: what the best epoch reaches "
     "with nothing learned at this validation size. Click a header to sort. Green: the recommended setting; red: "
     "settings with a collapsed run."
@@ -260,19 +211,59 @@ def _refine_rounds(data: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
     return {"rounds": rounds, "stopped": data.get("stopped") or "still running", "total": total}
 
 
+def _anchor(figure: str, figures: Sequence[Any]) -> str:
+    """Where a finding's figure is on the page ("" when the report has no such figure)."""
+    if figure in ("summary", "crashed"):
+        return f"#{figure}"
+    return f"#fig-{figure}" if any(f.kind == figure for f in figures) else ""
+
+
+def _unfinished_table(tables: Any) -> Optional[Table]:
+    """Runs that crashed or timed out: setting, seed, outcome, reason, log (None when none)."""
+    runs = tables.runs
+    if not len(runs) or "outcome" not in runs:
+        return None
+    bad = runs[runs["outcome"].isin(["crashed", "timed_out"])]
+    if not len(bad):
+        return None
+    rows = []
+    for r in bad.to_dict("records"):
+        reason = str(r.get("failure_reason") or r.get("crash_reason") or "").strip().splitlines()
+        rows.append((dict(r, reason=reason[-1][:200] if reason else "", log=r.get("log_path") or ""), ""))
+    head = [(a, a) for a in tables.axes] + [("seed", "seed"), ("outcome", "outcome"), ("reason", "reason"),
+                                             ("log", "log path")]
+    return _table("unfinished", head, rows)
+
+
 def _slices_table(tables: Any, v: Verdicts) -> Table:
     keys = slice_axes(tables.axes)
     rows = []
     for r in v.slices.to_dict("records"):
-        r = dict(r, collapsed_of_runs=f"{r['n_collapsed']}/{r['n_runs']}")
+        r = dict(r, collapsed_of_runs=f"{r['n_collapsed']}/{r['n_runs']}", **_boundary_cells(tables, r, keys))
         if normalize(r["largest_stable_lr"]) is None:
             r["largest_stable_lr"] = "none"
         rows.append((r, "bad" if r["n_collapsed"] else ""))
     return _table("slices", [(k, k) for k in keys] + SLICE_SHOWN, rows)
 
 
+def _boundary_cells(tables: Any, r: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The slice's safe lr, lr_at_10 and lr_at_50 as the verdict words them, and its bracket."""
+    from sweep.analysis.boundary import boundary_bracket, slice_boundary
+
+    rows = [s for s in tables.summary.to_dict("records") if setting_key(s, keys) == setting_key(r, keys)]
+    fit = slice_boundary(rows)
+    c = fit._counts
+    bracket = boundary_bracket(c.lr, c.n, c.k).text().replace("between ", "") if fit.n_runs else ""
+    safe = {"inside": f"<= {value_label(fit.safe.lr)}" if fit.safe.lr else "", "above": "every lr tried",
+            "below": "below the smallest lr", "unknown": ""}[fit.safe.kind]
+    return {"safe_lr_text": safe, "lr_at_10_text": fit.at_10.text(), "lr_at_50_text": fit.at_50.text(),
+            "bracket": bracket}
+
+
 def _summary_table(tables: Any, v: Verdicts) -> Table:
     axes = list(tables.axes)
+    n_val = (tables.meta or {}).get("task", {}).get("n_val")
+    n_val = int(n_val) if n_val else None
     frac = {setting_key(r, axes): r["clip_fraction"] for r in clip_fractions(tables.curves, axes).to_dict("records")}
     rec_key = setting_key(v.recommendation.setting, axes) if v.recommendation else None
     rows = []
@@ -280,6 +271,8 @@ def _summary_table(tables: Any, v: Verdicts) -> Table:
         key = setting_key(r, axes)
         r = dict(r)
         r["mean_best_acc_ci"] = _ci(r["mean_best_acc_lo"], r["mean_best_acc_hi"])
+        half = validation_half_width(float(r["mean_best_acc"]), n_val)
+        r["val_noise"] = f"{half:.3f}" if math.isfinite(half) else ""
         r["collapse_rate_ci"] = _ci(r["collapse_rate_lo"], r["collapse_rate_hi"])
         r["loss_jump_rate_ci"] = _ci(r.get("loss_jump_rate_lo"), r.get("loss_jump_rate_hi"))
         r["volatility_ci"] = _ci(r.get("volatility_lo"), r.get("volatility_hi"))
@@ -325,7 +318,8 @@ def _table(table_id: str, head: Sequence[tuple[str, str]], rows: Sequence[tuple[
 
 
 def _align(key: str) -> str:
-    return "text" if key in ("collapse_mode", "nonfinite", "collapsed_lrs", "collapse_witness") else ""
+    return "text" if key in ("collapse_mode", "nonfinite", "collapsed_lrs", "collapse_witness", "reason", "log",
+                             "safe_lr_text", "lr_at_10_text", "lr_at_50_text", "bracket") else ""
 
 
 def _cell(key: str, value: Any) -> str:

@@ -20,7 +20,7 @@ from sweep.analysis.conclusions import compute_verdicts
 from sweep.analysis.numbers import csv_ready
 from sweep.config import DetectConfig
 from sweep.core.errors import UserError
-from sweep.core.files import write_csv, write_parquet
+from sweep.core.files import write_csv, write_parquet, write_text
 from sweep.report.figures import write_figures
 from sweep.report.html import write_html
 from sweep.store.results import load_study_runs
@@ -34,18 +34,35 @@ def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
     if detect is None:
         detect = DetectConfig(**config.get("detect", {}))
     axes = list(config.get("grid", {"lr": [], "clip": [], "batch_size": []}))
+    runs = load_study_runs(study)
+    task = stated_by_runs(task, [record for _, record, _ in runs])
     n_val = int(task["n_val"]) if task.get("n_val") else None
-    tables = build_tables(load_study_runs(study), float(task.get("chance", 0.0)), detect, axes=axes, n_val=n_val)
+    tables = build_tables(runs, float(task.get("chance") or 0.0), detect, axes=axes, n_val=n_val)
     tables.meta = {"config": config, "task": task, "detect": dataclasses.asdict(detect), "study": study.study_name,
                    "find": study.user_attrs.get(ATTR_FIND), "refine": study.user_attrs.get(ATTR_REFINE)}
     return tables
+
+
+def stated_by_runs(task: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The study's task facts, with n_val and chance taken from the runs' own logs where the
+    config left them to the log (`trainer.n_val=log`): the median over the runs that state them."""
+    import statistics
+
+    task = dict(task)
+    for key in ("n_val", "chance"):
+        if task.get(key) is None:
+            stated = [r[key] for r in records if r.get(key) is not None]
+            if stated:
+                task[key] = statistics.median(stated)
+    return task
 
 
 def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectConfig] = None) -> dict[str, Path]:
     """Write the tables, verdicts, figures and report.html of `study` under results_dir/<study>/.
 
     Returns:
-        name -> path of every file written: "runs", "summary", "curves", "verdicts", one entry per
+        name -> path of every file written: "runs", "summary", "curves", "verdicts", "verdict"
+        (verdict.txt: the verdict as plain text, what `sweep run` prints at its end), one entry per
         figure named by its path relative to the study folder ("figures/lr_curves.png"), and
         "report" (report.html) last.
     """
@@ -63,6 +80,7 @@ def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectCon
         "curves": write_parquet(tables.curves, out / "curves.parquet"),
         "verdicts": write_csv(csv_ready(verdicts.slices, axes, n_val), out / "verdicts.csv"),
     }
+    paths["verdict"] = write_text(out / "verdict.txt", verdicts.text(study.study_name))
     figures = write_figures(tables, out)
     paths.update({f.name: f.path for f in figures})
     paths["report"] = write_html(tables, verdicts, figures, out)
