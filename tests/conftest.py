@@ -99,11 +99,14 @@ def installed_lrsweep(tmp_path_factory) -> Path:
                              capture_output=True, text=True, check=True).stdout.strip()
     here = [site.getusersitepackages(), *site.getsitepackages(), sysconfig.get_paths()["purelib"]]
     dirs = [d for d in dict.fromkeys(here) if Path(d).is_dir() and Path(d) != ROOT]
-    (Path(purelib) / "lrsweep_test_dependencies.pth").write_text("\n".join(dirs) + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # pip must see an empty venv
     p = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                        "--no-index", str(next(dist.glob("lrsweep-*.whl")))], capture_output=True, text=True,
-                       timeout=600)
+                        "--no-index", "--ignore-installed", str(next(dist.glob("lrsweep-*.whl")))],
+                       capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-2000:]
+    assert (bin_dir / "sweep").exists(), p.stdout + p.stderr
+    # The dependencies, after the install: pip would otherwise find the outer environment's lrsweep.
+    (Path(purelib) / "lrsweep_test_dependencies.pth").write_text("\n".join(dirs) + "\n")
     return bin_dir
 
 
