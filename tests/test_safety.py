@@ -252,7 +252,7 @@ def test_a_write_that_fails_halfway_leaves_the_previous_results_intact(hostile_s
     results, name = hostile_sweep
     study = load_study(open_storage(f"sqlite:///{results / 'lrsweep.db'}", create=False), name)
     out = results / name
-    good = {f: (out / f).read_bytes() for f in ("runs.csv", "summary.csv", "report.html")}
+    good = {f: (out / f).read_bytes() for f in ("runs.csv", "summary.csv", "verdict.txt", "report.html")}
 
     def csv_half_then_full_disk(df, path, *args, **kwargs):
         Path(path).write_text(df.to_string()[:100], encoding="utf-8")
@@ -262,9 +262,9 @@ def test_a_write_that_fails_halfway_leaves_the_previous_results_intact(hostile_s
         m.setattr(pd.DataFrame, "to_csv", csv_half_then_full_disk)
         with pytest.raises(UserError, match="results_dir: cannot write .*No space left on device.*sweep report"):
             write_results(study, str(results))
-    with monkeypatch.context() as m:  # the tables succeed, the page fails
+    with monkeypatch.context() as m:  # the tables succeed, the text files (verdict.txt, report.html) fail
         m.setattr(Path, "write_text", _half_then_fail(Path.write_text))
-        with pytest.raises(UserError, match=r"report\.html.*No space left on device"):
+        with pytest.raises(UserError, match=r"(verdict\.txt|report\.html).*No space left on device"):
             write_results(study, str(results))
     for f, content in good.items():
         assert (out / f).read_bytes() == content, f

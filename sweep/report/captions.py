@@ -16,7 +16,9 @@ CAPTIONS = {
         "the noise floor of the best epoch dash-dotted (mean_best_acc is a best of many epochs: read it against "
         "the floor, not against chance); bottom: collapse_rate with its 95% Wilson interval (its upper end "
         "counts undecided runs as collapsed), so a good lr is where the top curve is high and the bottom "
-        "one sits at 0 with a short bar."
+        "one sits at 0 with a short bar. Dashed: the fitted collapse risk (Firth's penalised logistic fit over log "
+        "lr) with its 95% band; ticks at the lr of 10% and 50% risk; a triangle and dotted line at the safe lr, "
+        "the largest lr whose risk is below 10% with 95% confidence."
     ),
     "learning_curves": (
         "val_acc (top) and val_loss (bottom, log scale) of every seed per epoch, rows lr and columns clip: "

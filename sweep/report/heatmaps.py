@@ -151,7 +151,10 @@ def lr_curves(tables: Any) -> Figure:
             ax.grid(True, alpha=0.3)
     handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
                for ci, c in enumerate(g.clips)]
-    handles += [Line2D([], [], color="#555555", linestyle="--", label="fitted collapse risk (band: 95%)")]
+    handles += [Line2D([], [], color="#555555", linestyle="--", label="fitted collapse risk (Firth; band: 95%)"),
+                Line2D([], [], color="#555555", marker="|", linestyle="none", markersize=9, label="lr at 10% / 50% risk"),
+                Line2D([], [], color="#555555", marker=">", linestyle=":", markersize=6,
+                       label="safe lr (risk < 10%, 95% confidence)")]
     if past_edge:
         handles += [Line2D([], [], color="#555555", linestyle="none", marker="o", markerfacecolor="none",
                            label="failed incl. never learned past the edge (as fitted)")]
@@ -187,4 +190,7 @@ def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> bool:
     for point in (fit.at_10, fit.at_50):
         if point.kind == "fit" and point.estimate is not None:
             ax.plot([point.estimate], [point.q], marker="|", color=color, markersize=10, mew=1.5)
+    if fit.safe.kind == "inside":  # the safe lr: risk below 10% with 95% confidence up to here
+        ax.plot([fit.safe.lr], [0.1], marker=">", color=color, markersize=6, linestyle="none")
+        ax.axvline(fit.safe.lr, color=color, linestyle=":", linewidth=0.9, ymax=0.25)
     return bool(counts.past_edge)

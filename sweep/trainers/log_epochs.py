@@ -1,0 +1,212 @@
+"""Rows of a user's metrics file merged into epochs 1..n of curve values (see sweep.trainers.logs)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Optional, Sequence
+
+from sweep.trainers.log_columns import ABSENT, LOSSES, ColumnPlan, EpochLog, LogError
+
+# ------------------------------------------------------------------------------------ rows -> epochs
+
+
+def _averaged(column: str) -> bool:
+    return column.startswith("train") or column == "loss"
+
+
+class _Epoch:
+    __slots__ = ("last_line", "lists", "rows", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}   # file column -> last value
+        self.lists: dict[str, list[float]] = {}  # averaged file column -> its values
+        self.rows = 0
+        self.last_line = 0
+
+
+def assemble_epochs(rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPlan, path: str, final: bool,
+              fmt: str) -> EpochLog:
+    epochs: list[_Epoch] = []
+    base: Optional[int] = None
+    repeated = False
+    whole_rows = fmt == "keras-csv"
+    averaged = {c: _averaged(c) for c in plan.read}
+    known: dict[Any, int] = {}  # epoch cell -> its number (the same few values repeat on many rows)
+    for line, raw_epoch, values in rows:
+        if plan.epoch is None:
+            number = len(epochs) + 1
+        else:
+            if raw_epoch is None:
+                raise LogError(f"metrics file {path}, line {line}: no value in the {plan.epoch} column; every row "
+                               f"needs its epoch")
+            value = known.get(raw_epoch) if isinstance(raw_epoch, str) else None
+            if value is None:
+                value = _epoch_number(raw_epoch, path, line, plan.epoch)
+                if isinstance(raw_epoch, str):
+                    known[raw_epoch] = value
+            if base is None:
+                base = 0 if value == 0 else 1
+            number = value - base + 1
+            if number < 1:
+                raise LogError(f"metrics file {path}, line {line}: epoch {value} comes after epochs counted from "
+                               f"{base}; number epochs from 0 or from 1 throughout")
+        if number <= len(epochs) - 1 or (whole_rows and number == len(epochs)):
+            del epochs[number - 1:]  # a resumed script writing an epoch again: the later rows win
+        if number == len(epochs) + 1:
+            epochs.append(_Epoch())
+        elif number > len(epochs) + 1:
+            shown = number + (base or 1) - 1
+            missing = len(epochs) + (base if base is not None else 1)
+            if not epochs:
+                raise LogError(f"metrics file {path}, line {line}: the log starts at epoch {shown}, not at 0 or 1, "
+                               f"so the epochs before it are missing; a resumed script "
+                               f"must keep the rows of the epochs before (Lightning's CSVLogger deletes an existing "
+                               f"metrics.csv when it starts: see examples/lightning_script)")
+            raise LogError(f"metrics file {path}, line {line}: epoch {shown} follows epoch {missing - 1}, so epoch "
+                           f"{missing} is missing; the script must log every epoch, in order")
+        else:
+            repeated = True
+        epoch = epochs[-1]
+        epoch.rows += 1
+        epoch.last_line = line
+        for column, raw in values.items():
+            try:  # the common case, fast: a CSV cell or a JSON number
+                number_value = float(raw) if raw.__class__ is not bool and raw is not None else _number(
+                    raw, path, line, column)
+            except (TypeError, ValueError):
+                number_value = _number(raw, path, line, column)
+            if number_value is None:
+                continue
+            if averaged[column]:
+                epoch.lists.setdefault(column, []).append(number_value)
+            else:
+                epoch.values[column] = number_value
+    return _finish(epochs, plan, path, final, fmt, repeated)
+
+
+def _finish(epochs: list[_Epoch], plan: ColumnPlan, path: str, final: bool, fmt: str, repeated: bool) -> EpochLog:
+    out = [_curves(e, plan) for e in epochs]
+    if not final and out:
+        last = out[-1]
+        blown = any(k in last and not math.isfinite(last[k]) for k in LOSSES)
+        may_grow = fmt == "lightning-csv" or (fmt != "keras-csv" and repeated)
+        if not blown and (may_grow or "val_acc" not in last):
+            out.pop()
+            epochs = epochs[:-1]
+    if not out:
+        if final:
+            raise LogError(f"metrics file {path} holds no epoch (a header without rows); the command must write "
+                           f"one row per epoch to {{metrics}}")
+        return EpochLog(format=fmt, path=path, columns=_public(plan))
+    plan.check_user_columns()
+    plan.check_val_acc()
+    for i, (curves, epoch) in enumerate(zip(out, epochs), start=1):
+        if "val_acc" in curves:
+            continue
+        blown = any(k in curves and not math.isfinite(curves[k]) for k in LOSSES)
+        if i == len(out) and blown:
+            continue  # stopped in the middle of the epoch where the loss blew up
+        raise LogError(f"metrics file {path}, line {epoch.last_line}: epoch {i} has no validation accuracy "
+                       f"(column {plan.source['val_acc']}); log validation every epoch (Lightning: "
+                       f"check_val_every_n_epoch=1)")
+    n_val = _constant(out, epochs, "n_val", path, plan)
+    chance = _constant(out, epochs, "chance", path, plan)
+    for curves in out:
+        curves.pop("n_val", None)
+        curves.pop("chance", None)
+    return EpochLog(epochs=out, n_val=int(n_val) if n_val is not None else None, chance=chance,
+                    columns=_public(plan), format=fmt, path=path)
+
+
+def _public(plan: ColumnPlan) -> dict[str, str]:
+    return {k: v for k, v in plan.source.items() if k not in ("n_val", "chance")}
+
+
+def _curves(epoch: _Epoch, plan: ColumnPlan) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for name, column in plan.source.items():
+        if column in epoch.lists:
+            values = epoch.lists[column]
+            row[name] = math.fsum(values) / len(values)
+            if name == "train_loss" and len(values) >= 2 and "train_loss_sd" not in plan.source:
+                row["train_loss_sd"] = _sd(values)
+        elif column in epoch.values:
+            row[name] = epoch.values[column]
+    if plan.train_steps:
+        steps = epoch.lists.get(plan.train_steps, ())
+        if steps and "train_loss" not in row:  # no epoch-end row (yet): the mean of the step values
+            row["train_loss"] = math.fsum(steps) / len(steps)
+        if len(steps) >= 2 and "train_loss_sd" not in row:
+            row["train_loss_sd"] = _sd(steps)
+    return row
+
+
+def _sd(values: Sequence[float]) -> float:
+    """The sample sd (n - 1), as torch's std(); NaN when a value is not finite."""
+    mean = math.fsum(values) / len(values)
+    if not math.isfinite(mean):
+        return math.nan
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def _constant(out: list[dict[str, float]], epochs: list[_Epoch], name: str, path: str,
+              plan: ColumnPlan) -> Optional[float]:
+    column = plan.source.get(name)
+    if column is None:
+        return None
+    seen: Optional[float] = None
+    for curves, epoch in zip(out, epochs):
+        if name not in curves:
+            continue
+        value = curves[name]
+        if name == "n_val":
+            ok = math.isfinite(value) and value >= 1 and value == int(value)
+            rule = "a positive whole number (the number of validation items)"
+        else:
+            ok = 0.0 <= value <= 1.0
+            rule = "a rate between 0 and 1 (the accuracy of guessing)"
+        if not ok:
+            raise LogError(f"metrics file {path}, line {epoch.last_line}: {name} {value:g} in column {column} is "
+                           f"not {rule}")
+        if seen is not None and value != seen:
+            raise LogError(f"metrics file {path}, line {epoch.last_line}: {name} changes from {seen:g} to "
+                           f"{value:g} (column {column}); it must be the same in every row")
+        seen = value
+    return seen
+
+
+# ------------------------------------------------------------------------------------------- values
+
+
+def _number(raw: Any, path: str, line: int, column: str) -> Optional[float]:
+    """A logged value as a float; None when it is absent."""
+    if isinstance(raw, str):
+        try:
+            return float(raw)
+        except ValueError:
+            text = raw.strip()
+            if text in ABSENT:
+                return None
+            shown = text if len(text) <= 40 else text[:37] + "..."
+            raise LogError(f"metrics file {path}, line {line}: {shown!r} in column {column} is not a number; the "
+                           f"script must write numbers (nan/inf allowed)") from None
+    if raw is None:  # JSON has no NaN: writers put null
+        return math.nan
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        shown = json.dumps(raw)[:40]
+        raise LogError(f"metrics file {path}, line {line}: {shown} in column {column} is not a number; the script "
+                       f"must write numbers (nan/inf allowed)")
+    return float(raw)
+
+
+def _epoch_number(raw: Any, path: str, line: int, column: str) -> int:
+    value: Optional[float]
+    try:
+        value = float(raw) if not isinstance(raw, bool) else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not math.isfinite(value) or value != int(value) or value < 0:
+        raise LogError(f"metrics file {path}, line {line}: {raw!r} in column {column} is not an epoch number; "
+                       f"epochs are whole numbers counted from 0 or 1")
+    return int(value)
