@@ -53,3 +53,41 @@ def test_the_notebook_example_sweeps_a_function_of_its_own_session(tmp_path):
     assert len(summary) == 4 and (summary["n_runs"] == 3).all()
     again = subprocess.run([sys.executable, "nb.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "0 to run" in again.stdout  # calling it again resumes
+
+
+def _command_sweep(folder: str, command: str, tmp_path: Path, *grid: str) -> pd.DataFrame:
+    """Run `sweep run trainer=command` on an example script from its folder, as its README does
+    (`python` being this interpreter), and return its runs.csv."""
+    p = run_cli("run", "trainer=command", f"trainer.command={sys.executable} {command}", "trainer.n_val=360",
+                "trainer.chance=0.1", "grid.batch_size=[32]", *grid, f"results_dir={tmp_path}", "workers=2",
+                cwd=EXAMPLES / folder)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    return pd.read_csv(tmp_path / "train-command" / "runs.csv")
+
+
+def _clipping_prevents_the_collapse(runs: pd.DataFrame, epochs: int) -> None:
+    assert len(runs) == 4 and (runs["outcome"] != "crashed").all(), runs[["clip", "seed", "outcome"]]
+    assert (runs["epochs_run"] <= epochs).all() and runs["best_acc"].max() > 0.4  # the curves were read
+    unclipped, clipped = runs[runs["clip"].isna()], runs[runs["clip"].notna()]
+    assert unclipped["collapsed"].sum() >= 1, unclipped[["seed", "best_acc", "final_acc", "outcome"]]
+    assert clipped["collapsed"].sum() < unclipped["collapsed"].sum(), clipped[["seed", "best_acc", "outcome"]]
+
+
+def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp_path):
+    runs = _command_sweep(
+        "keras_script", "train.py --lr {lr} --clipnorm {clip} --batch-size {batch_size} --seed {seed} "
+        "--epochs {epochs} --log {metrics}", tmp_path, "grid.lr=[2]", "grid.clip=[null,1.0]", "seeds=2", "epochs=5")
+    _clipping_prevents_the_collapse(runs, 5)
+    logs = sorted(tmp_path.rglob("metrics.csv"))  # the run folders are kept, with Keras's own CSV
+    assert logs and logs[0].read_text().startswith("epoch,accuracy,loss,val_accuracy,val_loss")
+
+
+def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it(tmp_path):
+    runs = _command_sweep(
+        "lightning_script", "train.py --lr {lr} --clip {clip} --batch-size {batch_size} --seed {seed} "
+        "--epochs {epochs} --log-dir {run_dir} --ckpt-dir {checkpoint_dir}", tmp_path,
+        "grid.lr=[1]", "grid.clip=[null,1.0]", "seeds=2", "epochs=6")
+    _clipping_prevents_the_collapse(runs, 6)
+    logs = sorted(tmp_path.rglob("metrics.csv"))  # Lightning's own CSV: step rows and epoch rows
+    assert logs and logs[0].read_text().startswith("epoch,step,")

@@ -350,6 +350,10 @@ def test_a_setting_above_its_slices_safe_lr_is_not_recommended():
     assert rec.setting["lr"] == 0.1 and rec.margin_located and rec.margin > 1
     assert rec.excluded and rec.excluded[0]["lr"] == 0.3
     assert "left out because they lie above their slice's safe lr (lr=0.3" in rec.choice_text(AXES)
+    # the more accurate setting left out is named with its accuracy, and what would settle it
+    assert rec.excluded_best[0]["lr"] == 0.3 and rec.excluded_best[1] == 0.99
+    assert "the most accurate of them, lr=0.3, clip none, batch size 32 (0.990)" in rec.choice_text(AXES)
+    assert "`sweep refine`" in rec.choice_text(AXES)
 
 
 # --------------------------------------------------------------------------- the ten-second verdict

@@ -56,6 +56,7 @@ class Recommendation:
     margin_located: bool = True  # False: the slice had no collapse (margin at least this)
     safe_respected: bool = True  # False: no candidate lay at or below a safe lr
     excluded: tuple = field(default=())  # settings without a collapse left out: above their safe lr
+    excluded_best: Optional[tuple] = None  # (setting, mean) of the most accurate of those, when more accurate
 
     def text(self, axes: Sequence[str]) -> str:
         """The recommendation in one sentence (the report's green box and the verdict)."""
@@ -89,6 +90,13 @@ class Recommendation:
             parts.append(f"{len(self.excluded)} setting(s) without a collapse were left out because they lie above "
                          f"their slice's safe lr ({', '.join(setting_label(s, axes) for s in self.excluded[:3])}"
                          f"{', ...' if len(self.excluded) > 3 else ''})")
+        if self.excluded_best:
+            st, m = self.excluded_best
+            parts.append(f"the most accurate of them, {setting_label(st, axes)} ({m:.3f}), had no collapse either, but "
+                         f"too few runs near it show that its risk stays under 10%: more seeds there, or `sweep "
+                         f"refine`, would tell whether it is safe")
+        parts = [p if i == 0 or not p[:1].isupper() or p[1:2].isupper() else p[0].lower() + p[1:]
+                 for i, p in enumerate(parts)]
         return "; ".join(parts) + "." if parts else ""
 
 
@@ -162,6 +170,10 @@ def recommend(summary: pd.DataFrame, axes: Sequence[str], runs: Optional[pd.Data
     chosen = max(within, key=rank)
     row = cand[chosen]
     label = lambda r: {a: normalize(r[a]) for a in axes}  # noqa: E731
+    left_out = [rows[i] for i in range(len(rows)) if respected and not eligible[i]]
+    top = max(left_out, key=lambda r: float(r["mean_best_acc"]), default=None)
+    excluded_best = ((label(top), float(top["mean_best_acc"]))
+                     if top is not None and float(top["mean_best_acc"]) > float(row["mean_best_acc"]) else None)
     return Recommendation(
         setting=label(row), mean_best_acc=float(row["mean_best_acc"]),
         mean_best_acc_lo=float(row["mean_best_acc_lo"]), mean_best_acc_hi=float(row["mean_best_acc_hi"]),
@@ -171,6 +183,6 @@ def recommend(summary: pd.DataFrame, axes: Sequence[str], runs: Optional[pd.Data
                    if j not in (chosen, best)),
         best=(label(cand[best]), means[best]) if best != chosen else None,
         margin=margins[pick[chosen]], margin_located=located[pick[chosen]], safe_respected=respected,
-        excluded=excluded,
+        excluded=excluded, excluded_best=excluded_best,
     )
 
