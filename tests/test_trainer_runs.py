@@ -63,6 +63,9 @@ def test_a_command_sweep_calls_collapses_from_the_scripts_own_log(tmp_path):
     assert runs["device"].str.startswith("command on cpu").all()
     folder = tmp_path / "results" / "fake"
     assert (folder / "report.html").is_file() and (folder / "summary.csv").is_file()
+    # the fake script logs no gradient norms: the page says so in one line instead of an empty figure
+    page = (folder / "report.html").read_text()
+    assert "No gradient-norm figures: the training logged no gradient norms" in page and "grad_norms" not in page
     logs = list((folder / "runs").glob("*/seed-0/metrics.csv"))
     assert len(logs) == 4 and all((log.parent / "stderr.log").is_file() for log in logs)
     assert not (folder / "checkpoints").exists() or not any((folder / "checkpoints").iterdir())

@@ -30,6 +30,7 @@ from sweep.config import DETECT_MEANINGS
 from sweep.core.files import write_text
 from sweep.core.setting import value_label
 from sweep.core.values import normalize
+from sweep.report.figures import figure_notes
 from sweep.report.captions import CAPTIONS, FIGURE_TITLES  # noqa: F401  (CAPTIONS re-exported)
 
 SUMMARY_SHOWN = [
@@ -117,6 +118,7 @@ def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
         slices=_slices_table(tables, verdicts),
         figures=_figure_groups(figures),
         traced_note=_traced_note(figures, len(tables.summary)),
+        figure_notes=figure_notes(tables),
         summary=_summary_table(tables, verdicts) if len(tables.summary) else None,
         summary_note=SUMMARY_NOTE,
         collapsed=_collapsed_table(tables),
