@@ -37,7 +37,9 @@ def test_the_function_trainer_and_the_builtin_trainer_make_the_same_calls(tmp_pa
     for col in CALLS:
         pd.testing.assert_series_equal(both[f"{col}_builtin"], both[f"{col}_function"], check_names=False)
     assert (both["best_acc_builtin"] - both["best_acc_function"]).abs().max() < 0.01
-    assert a["collapsed"].any() and not a["collapsed"].all()  # the grid holds both kinds of run
+    # the grid holds runs of more than one call (stable, and never learned / undecided / collapsed:
+    # which of those depends on the CPU's arithmetic at lr 3-6), so that agreeing means something
+    assert (a["outcome"] == "stable").any() and (a["outcome"] != "stable").any(), a["outcome"].tolist()
     page = (tmp_path / "function" / "fit-function" / "report.html").read_text()
     assert "grad_norms" in page  # the function's GradientMonitor columns give the gradient figures
 
@@ -67,7 +69,9 @@ def _command_sweep(folder: str, command: str, tmp_path: Path, *grid: str) -> pd.
 
 
 def _clipping_prevents_the_collapse(runs: pd.DataFrame, epochs: int) -> None:
-    assert len(runs) == 4 and (runs["outcome"] != "crashed").all(), runs[["clip", "seed", "outcome"]]
+    """At this lr a run without clipping diverges in most seeds here (the README's table); which
+    seeds do depends on the CPU's arithmetic, so the test asks for one of them, and fewer with clipping."""
+    assert len(runs) in (4, 6) and (runs["outcome"] != "crashed").all(), runs[["clip", "seed", "outcome"]]
     assert (runs["epochs_run"] <= epochs).all() and runs["best_acc"].max() > 0.4  # the curves were read
     unclipped, clipped = runs[runs["clip"].isna()], runs[runs["clip"].notna()]
     assert unclipped["collapsed"].sum() >= 1, unclipped[["seed", "best_acc", "final_acc", "outcome"]]
@@ -77,7 +81,7 @@ def _clipping_prevents_the_collapse(runs: pd.DataFrame, epochs: int) -> None:
 def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp_path):
     runs = _command_sweep(
         "keras_script", "train.py --lr {lr} --clipnorm {clip} --batch-size {batch_size} --seed {seed} "
-        "--epochs {epochs} --log {metrics}", tmp_path, "grid.lr=[2]", "grid.clip=[null,1.0]", "seeds=2", "epochs=5")
+        "--epochs {epochs} --log {metrics}", tmp_path, "grid.lr=[2]", "grid.clip=[null,1.0]", "seeds=3", "epochs=5")
     _clipping_prevents_the_collapse(runs, 5)
     logs = sorted(tmp_path.rglob("metrics.csv"))  # the run folders are kept, with Keras's own CSV
     assert logs and logs[0].read_text().startswith("epoch,accuracy,loss,val_accuracy,val_loss")

@@ -64,7 +64,7 @@ def _set(data: dict, dotted: str, value) -> None:
 def _assert_valid(cfg) -> None:
     """What a Config that passed validation guarantees to the rest of the program."""
     g = cfg.grid
-    assert g.lr and all(math.isfinite(v) and v > 0 for v in g.lr)
+    assert (g.lr or g.lr_auto) and all(math.isfinite(v) and v > 0 for v in g.lr)  # auto: from a range test
     assert g.clip and all(c is None or (math.isfinite(c) and c > 0) for c in g.clip)
     assert g.batch_size and all(isinstance(b, int) and b >= 1 for b in g.batch_size)
     assert isinstance(cfg.seeds, int) and 1 <= cfg.seeds <= 10000

@@ -24,8 +24,8 @@ def _complete_settings(study) -> list[str]:
             if t.state == optuna.trial.TrialState.COMPLETE]
 
 
-def test_four_workers_on_sqlite_finish_100_trials_without_lock_errors(tmp_path):
-    lrs = ",".join(f"{0.01 * (i + 1):.2f}" for i in range(25))
+def test_four_workers_on_sqlite_finish_48_trials_without_lock_errors(tmp_path):
+    lrs = ",".join(f"{0.01 * (i + 1):.2f}" for i in range(12))
     args = ["model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1", f"grid.lr=[{lrs}]",
             "grid.clip=[null,1.0]", "grid.batch_size=[512,1024]", "workers=4", "study.name=many",
             f"results_dir={tmp_path}"]
@@ -34,9 +34,9 @@ def test_four_workers_on_sqlite_finish_100_trials_without_lock_errors(tmp_path):
     assert "locked" not in p.stderr.lower() and "Traceback" not in p.stderr
     study = optuna.load_study(study_name="many", storage=f"sqlite:///{tmp_path / 'lrsweep.db'}")
     settings = _complete_settings(study)
-    assert len(settings) == 100 and len(set(settings)) == 100  # every setting completed once
+    assert len(settings) == 48 and len(set(settings)) == 48  # every setting completed once
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert len(pd.read_csv(tmp_path / "many" / "summary.csv")) == 100
+    assert len(pd.read_csv(tmp_path / "many" / "summary.csv")) == 48
 
 
 def _worker(url: str, name: str, host: str, results: Path, extra: list[str]) -> subprocess.Popen:
@@ -66,12 +66,14 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
         return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
                 if t.user_attrs.get("worker", {}).get("host") == "host-a"]
 
-    end = time.monotonic() + 180
-    while not running_on_a():
+    end, first_seen, victim = time.monotonic() + 180, {}, None
+    while victim is None:  # a trial of host-a that has been running for a few epochs, still running
         assert time.monotonic() < end and a.poll() is None, a.communicate()
+        for t in running_on_a():
+            first_seen.setdefault(t.number, time.monotonic())
+            if time.monotonic() - first_seen[t.number] >= 1.5:
+                victim = t.number
         time.sleep(0.1)
-    time.sleep(1.5)  # a few epochs into the trial
-    victim = running_on_a()[0].number
     kill_process_tree(a)
     out, err = b.communicate(timeout=600)
     assert b.returncode == 0, err
