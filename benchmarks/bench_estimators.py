@@ -2,6 +2,7 @@
 
     python benchmarks/bench_estimators.py                 # 40 slices per (design, slope): ~4 min on 2 cores
     python benchmarks/bench_estimators.py --reps 10       # a quicker, noisier look
+    python benchmarks/bench_estimators.py --smoke         # 1 slice per (design, slope): that it runs (CI)
 
 True collapse curves expit(slope * (log10(lr) - x50)), slopes 1-10 per decade; 12 designs of 4-8
 lrs a quarter, half or whole decade apart with 3-10 seeds; x50 anywhere in the grid or up to one
@@ -162,7 +163,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=40, help="slices per (design, slope)")
     parser.add_argument("--seed", type=int, default=19)
+    parser.add_argument("--smoke", action="store_true", help="1 slice per (design, slope): that the script runs")
     args = parser.parse_args()
+    if args.smoke:
+        args.reps = 1
     start = time.perf_counter()
     rows = simulate(args.reps, args.seed)
     for name in CANDIDATES:

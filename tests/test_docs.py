@@ -261,18 +261,6 @@ echo 'sweep run $URL' ; sbatch job.sh
 # --------------------------------------------------------------------------- links
 
 
-# Pages the manual links to that another change writes. While one is missing, links to it are
-# not counted as broken (the skip below says so); once it exists, it is checked like any page.
-# Remove an entry when its page has landed.
-PENDING = {"docs/statistics.md": "the statistics page (issue 20) is written separately"}
-
-
-def test_pages_written_separately_exist():
-    missing = [f"{page}: {why}" for page, why in PENDING.items() if not (ROOT / page).exists()]
-    if missing:
-        pytest.skip("linked but not written yet: " + "; ".join(missing))
-
-
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 
 
@@ -306,8 +294,7 @@ def test_every_relative_link_points_at_a_file_that_exists(page):
             continue  # http:, https:, mailto:
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
-        pending = file.is_relative_to(ROOT) and file.relative_to(ROOT).as_posix() in PENDING
-        if not file.exists() and not pending:
+        if not file.exists():
             broken.append(f"{target} (no file {file.relative_to(ROOT) if file.is_relative_to(ROOT) else file})")
         elif file.exists() and anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target} (no heading '#{anchor}' in {file.name})")
