@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile

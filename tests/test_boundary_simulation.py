@@ -21,6 +21,8 @@ from scipy.special import expit, logit
 
 from sweep.analysis.boundary import fit_boundary_batch
 
+pytestmark = pytest.mark.xdist_group("boundary-simulation")  # one worker builds the module's study
+
 SLOPES = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 10.0)
 # (lrs, spacing in decades, seeds)
 DESIGNS = ((4, 0.5, 3), (5, 0.5, 5), (6, 0.5, 3), (8, 0.5, 10), (5, 0.5, 10), (4, 0.5, 5), (6, 0.5, 5),

@@ -22,6 +22,8 @@ from sweep.core.records import RUN_PREFIX, encode_record
 from sweep.analysis.conclusions import compute_verdicts
 from test_plots import synthetic_record, synthetic_tables
 
+pytestmark = pytest.mark.xdist_group("html-report-study")  # one worker builds the module's study
+
 CHROMIUM = Path("/usr/bin/chromium")
 EVIL = '<script>alert("x")</script>'
 

@@ -21,6 +21,8 @@ from sweep.report.figures import (
     COLOR_COLLAPSED, COLOR_OK, accuracy_heatmap, collapse_heatmap, figure_plan, grad_norm_traces, grid_of, learning_curves, lr_curves, write_figures,
 )
 
+pytestmark = pytest.mark.xdist_group("plots-study")  # one worker builds the module's study
+
 CHANCE = 0.1
 
 

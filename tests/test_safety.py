@@ -216,6 +216,7 @@ def hostile_sweep(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("hostile-sweep")
 def test_the_report_escapes_names_paths_and_labels(hostile_sweep):
     results, name = hostile_sweep
     html = (results / name / "report.html").read_text(encoding="utf-8")
@@ -244,6 +245,7 @@ def _half_then_fail(original):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("hostile-sweep")
 def test_a_write_that_fails_halfway_leaves_the_previous_results_intact(hostile_sweep, monkeypatch):
     from sweep.report.write import write_results
     from sweep.store.studies import load_study
