@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = ROOT / "examples"
 CALLS = ["collapsed", "collapse_mode", "outcome", "never_learned", "epochs_run"]
-GRID = ["grid.lr=[0.3,3,6]", "grid.clip=[null,1.0]", "grid.batch_size=[32]", "seeds=2", "epochs=6"]
+GRID = ["grid.lr=[0.3,6]", "grid.clip=[null,1.0]", "grid.batch_size=[32]", "seeds=2", "epochs=6"]
 
 
 def test_the_function_trainer_and_the_builtin_trainer_make_the_same_calls(tmp_path):
@@ -33,12 +33,12 @@ def test_the_function_trainer_and_the_builtin_trainer_make_the_same_calls(tmp_pa
     b = pd.read_csv(tmp_path / "function" / "fit-function" / "runs.csv")
     key = ["lr", "clip", "seed"]
     both = a.merge(b, on=key, suffixes=("_builtin", "_function"))
-    assert len(both) == len(a) == len(b) == 12
+    assert len(both) == len(a) == len(b) == 8
     for col in CALLS:
         pd.testing.assert_series_equal(both[f"{col}_builtin"], both[f"{col}_function"], check_names=False)
     assert (both["best_acc_builtin"] - both["best_acc_function"]).abs().max() < 0.01
     # the grid holds runs of more than one call (stable, and never learned / undecided / collapsed:
-    # which of those depends on the CPU's arithmetic at lr 3-6), so that agreeing means something
+    # which of those depends on the CPU's arithmetic at lr 6), so that agreeing means something
     assert (a["outcome"] == "stable").any() and (a["outcome"] != "stable").any(), a["outcome"].tolist()
     page = (tmp_path / "function" / "fit-function" / "report.html").read_text()
     assert "grad_norms" in page  # the function's GradientMonitor columns give the gradient figures
@@ -91,7 +91,7 @@ def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it
     runs = _command_sweep(
         "lightning_script", "train.py --lr {lr} --clip {clip} --batch-size {batch_size} --seed {seed} "
         "--epochs {epochs} --log-dir {run_dir} --ckpt-dir {checkpoint_dir}", tmp_path,
-        "grid.lr=[1]", "grid.clip=[null,1.0]", "seeds=2", "epochs=6")
-    _clipping_prevents_the_collapse(runs, 6)
+        "grid.lr=[1]", "grid.clip=[null,1.0]", "seeds=2", "epochs=8")  # the README's 8: a divergence
+    _clipping_prevents_the_collapse(runs, 8)  # at epoch 5 needs the epochs after it to be called
     logs = sorted(tmp_path.rglob("metrics.csv"))  # Lightning's own CSV: step rows and epoch rows
     assert logs and logs[0].read_text().startswith("epoch,step,")

@@ -266,12 +266,12 @@ class FindConfig(Checked):
 
 @dataclass
 class RefineConfig(Checked):
-    """`sweep refine`: rounds of added learning rates and seeds until the boundary is known (a
-    learning rate a round adds gets the sweep's `seeds`)."""
+    """`sweep refine`: rounds of added learning rates and seeds until the safe LR is known (a
+    learning rate a round adds gets the sweep's `seeds`, in its slice)."""
 
-    factor: float = 10 ** 0.25  # stop when lr_at_10's 95% interval spans at most this ratio (1.78)
+    factor: float = 10 ** 0.25  # done: the safe LR within this factor (1.78) below lr_at_10's upper 95% end
     max_runs: int = 60  # the most runs the study may hold after refining (every slice together)
-    extra_seeds: int = 3  # seeds added to a learning rate whose collapse rate straddles 10% or 50%
+    extra_seeds: int = 3  # seeds a round adds at a learning rate already tried
     max_seeds: int = 20  # never more seeds than this at one setting
     max_rounds: int = 10  # rounds at most
 

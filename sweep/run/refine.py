@@ -1,12 +1,14 @@
-"""`sweep refine`: rounds that add learning rates and seeds where they narrow the stability
-boundary, until lr_at_10 is known within refine.factor or refine.max_runs is spent.
+"""`sweep refine`: rounds that add learning rates and seeds where they raise the safe LR, until
+every slice's safe LR is within refine.factor below the upper end of lr_at_10's 95% interval, or
+refine.max_runs (the most runs the study may hold) is spent, or refine.max_rounds are done.
 
 Usage: ``refine_command(cfg)`` (the same study and overrides as `sweep run`). Each round reads the
 study's results, plans its additions (`sweep.analysis.refinement.plan_round`), records them with
-the reason in the study (`lrsweep.refine`, shown in the report), and trains them with the usual
-local workers: a round is a grid extension of the same study, so workers on other machines,
-PostgreSQL, kill/resume and `sweep report` work unchanged. Stopped and run again, it first
-finishes the round it was in, then plans the next from what is stored.
+the reason in the study (`lrsweep.refine`, shown in the report), and queues them as work on single
+settings (a new lr is added to its slice only, not to the whole grid, so a round never holds more
+runs than planned) for the usual local workers: workers on other machines, PostgreSQL, kill/resume
+and `sweep report` work unchanged. Stopped and run again, it first finishes the round it was in,
+then plans the next from what is stored.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from sweep.analysis.refinement import RoundPlan, plan_round
+from sweep.analysis.refinement import plan_round
 from sweep.config import Config
 from sweep.store.studies import ATTR_CONFIG, ATTR_REFINE, load_study
 from sweep.store.retry import retry_locked
@@ -25,13 +27,6 @@ def _queued_runs(study: Any) -> int:
 
     return sum(len(t.user_attrs.get("seeds", [])) for t in study.get_trials(
         deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
-
-
-def _round_config(cfg: Config, plan: RoundPlan) -> Config:
-    """The study's config with the round's new learning rates in its grid (they get the
-    sweep's seeds); the seeds a round adds to single settings go in as extra work."""
-    lrs = sorted({*cfg.grid.lr, *(a.setting["lr"] for a in plan.additions)})
-    return dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, lr=tuple(lrs), lr_auto=False))
 
 
 def refine_command(cfg: Config) -> int:
@@ -55,7 +50,8 @@ def refine_command(cfg: Config) -> int:
         plan = plan_round(tables.summary, tables.axes, cfg.refine.factor, budget, cfg.seeds,
                           cfg.refine.extra_seeds, cfg.refine.max_seeds)
         if not plan.open:
-            stop = f"lr_at_10 is known within x{cfg.refine.factor:.2f} in every slice"
+            stop = (f"every slice's safe lr is within x{cfg.refine.factor:.2f} below the upper end of "
+                    f"lr_at_10's 95% interval")
         elif not plan.additions:
             stop = f"the run budget is spent (refine.max_runs={cfg.refine.max_runs}, {runs} runs)"
         elif len(rounds) >= cfg.refine.max_rounds:
@@ -69,11 +65,9 @@ def refine_command(cfg: Config) -> int:
         print(f"refine round {len(rounds)}: {runs} runs so far; adding {plan.runs} runs")
         for a in plan.additions:
             print(f"  {a.why}")
-        code = launch(_round_config(base, plan), write_results=False,
-                      extra_work=[(a.setting, a.seeds) for a in plan.additions])
+        code = launch(base, write_results=False, extra_work=[(a.setting, a.seeds) for a in plan.additions])
         if code:
             return code
-        base = _round_config(base, plan)
     _record(study, rounds, stop)
     print(f"refine: stopped after {len(rounds)} round(s): {stop}")
     for note in plan.notes:

@@ -13,10 +13,15 @@ Resolved: the safe LR lies within `factor` below the upper end of lr_at_10's 95%
 
 A round's runs go where they are expected to raise the safe LR most (a one-step look-ahead
 design, the kind the continual reassessment method uses for the dose at a target toxicity): the
-candidates are the lr at the current lr_at_10 estimate, the geometric midpoint of the bracket
-and the tested lrs between the safe LR and the upper end; for each, a cohort's outcomes are taken
-at their expected values under the fitted curve, the posterior is recomputed (every candidate in
-one batch), and the candidates with the smallest expected hi / safe ratio win.
+candidates are the lr at the current lr_at_10 estimate and 1/8 decade either side of it, the safe
+LR itself, the geometric midpoint of the bracket, and the tested lrs between the safe LR and the
+upper end of lr_at_10's interval. A candidate within x1.2 of a tested lr is that lr (more seeds
+there), otherwise a new lr on a 1/8-decade ladder, so new lrs never crowd; lrs that hold the most
+runs one lr may (refine.max_seeds) are left out, and when every lr near the boundary does, the
+next ladder lrs out are tried. For each candidate, a cohort's outcomes are taken at their
+expected values under the fitted curve, the posterior is recomputed (every candidate in one
+batch), and the highest expected safe LR wins (ties: the narrowest hi / safe ratio).
+`benchmarks/bench_refine.py` measures this design against a dense grid and BOIN.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from sweep.analysis.boundary.types import LEVEL, SAFE_RISK, _fmt
 
 RESOLVE_FACTOR = 10 ** 0.25  # refine.factor's default: a quarter decade (x1.78)
 NEAR = 10 ** 0.08  # a candidate lr within this factor (x1.2) of a tested lr is that lr
-LADDER = (3, 6, 12, 24, 48, 96, 192)  # run counts tried by runs_to_resolve
+LADDER_STEP = 1 / 8  # decades between the lrs a round may add
+RUN_COUNTS = (3, 6, 12, 24, 48, 96, 192)  # run counts tried by runs_to_resolve
 
 
 @dataclass(frozen=True)
@@ -82,18 +88,22 @@ def resolved(fit: BoundaryFit, factor: float) -> bool:
 
 @dataclass(frozen=True)
 class Cohort:
+    """Runs at one lr: `new` when the lr has no runs yet, `why` says what they are for."""
+
     lr: float
     runs: int
     why: str
+    new: bool = True
 
 
 def _round_lr(lr: float) -> float:
     return float(f"{lr:.3g}")
 
 
-def _expected_ratio(fit: BoundaryFit, plans: list[dict[float, float]]) -> np.ndarray:
-    """log10(hi / safe) of lr_at_10 after adding the runs of each plan ({lr: runs}), their outcomes
-    at the fitted curve's expected values (inf where the safe LR stays below the tested range)."""
+def _expected_bounds(fit: BoundaryFit, plans: list[dict[float, float]]) -> np.ndarray:
+    """log10 of (safe LR, upper 95% end of lr_at_10) after adding the runs of each plan
+    ({lr: runs}), their outcomes at the fitted curve's expected values; the safe LR is -inf where
+    it stays below the tested range. One row per plan."""
     c = fit._counts
     lrs = sorted(set(c.lr.tolist()) | {lr for p in plans for lr in p})
     x = np.log10(lrs)
@@ -105,31 +115,59 @@ def _expected_ratio(fit: BoundaryFit, plans: list[dict[float, float]]) -> np.nda
     k = base_k + add * risk
     q = Posterior(x, n, k).quantiles(SAFE_RISK, [1 - LEVEL, (1 + LEVEL) / 2])
     lo_edge = min(x[0], float(c.x[0]))
-    return np.where(q[:, 0] >= lo_edge, q[:, 1] - q[:, 0], np.inf)
+    return np.column_stack([np.where(q[:, 0] >= lo_edge, q[:, 0], -np.inf), q[:, 1]])
 
 
-def _candidates(fit: BoundaryFit, bracket: BoundaryBracket) -> dict[float, str]:
-    """Candidate lrs of a modelled slice, each with why it is a candidate."""
+def _expected_ratio(fit: BoundaryFit, plans: list[dict[float, float]]) -> np.ndarray:
+    """log10(hi / safe) of lr_at_10 after each plan (inf where the safe LR stays below the range)."""
+    b = _expected_bounds(fit, plans)
+    return b[:, 1] - b[:, 0]
+
+
+def _on_ladder(lr: float) -> float:
+    """The nearest lr of the ladder new lrs sit on: 1/8 decade apart (x1.33), through 1."""
+    return float(f"{10 ** (round(math.log10(lr) / LADDER_STEP) * LADDER_STEP):.3g}")
+
+
+def _candidates(fit: BoundaryFit, bracket: BoundaryBracket, full: frozenset[float] = frozenset()) -> dict[float, str]:
+    """Candidate lrs of a modelled slice, each with why it is a candidate. A candidate within
+    x1.2 of a tested lr is that lr, otherwise the nearest lr of the 1/8-decade ladder (new lrs
+    never crowd: more runs at one place come as seeds); one at a `full` lr (it holds the most
+    runs one lr may) is left out."""
     tested = fit._counts.lr.tolist()
     out: dict[float, str] = {}
 
     def add(lr: float, why: str) -> None:
-        near = [t for t in tested if max(t, lr) / min(t, lr) <= NEAR]
-        lr = near[0] if near else _round_lr(lr)
-        out.setdefault(lr, why if not near else f"more seeds at lr {_fmt(lr)}: {why}")
+        near = min(tested, key=lambda t: abs(math.log(t / lr)))
+        lr = near if max(near, lr) / min(near, lr) <= NEAR else _on_ladder(lr)
+        if lr not in full:
+            out.setdefault(lr, why)
 
     r = fit.at_10
     if r.kind == "fit" and r.estimate is not None:
         add(r.estimate, f"at the estimated lr_at_10 ({_fmt(r.estimate)})")
+        for step in (-1, 1):
+            lr = r.estimate * 10 ** (step * LADDER_STEP)
+            add(lr, f"1/8 decade {'below' if step < 0 else 'above'} the estimated lr_at_10 ({_fmt(r.estimate)})")
     elif r.kind == "below" or fit.safe.kind == "below":
         add(fit.lr_min / 3, f"below the smallest lr tried ({_fmt(fit.lr_min)}): lr_at_10 lies lower")
+    if fit.safe.kind == "inside":
+        add(fit.safe.lr, f"at the safe lr ({_fmt(fit.safe.lr)}): runs there without a collapse raise it")
     if bracket.lo is not None and bracket.hi is not None:
         add(math.sqrt(bracket.lo * bracket.hi), f"the geometric midpoint of the bracket {bracket.text()}")
     safe = fit.safe.lr if fit.safe.kind == "inside" else fit.lr_min
     top = r.hi if r.kind == "fit" and r.hi is not None else fit.lr_max
     for lr in tested:
         if safe <= lr <= top:
-            add(lr, f"between the safe lr and the upper end of lr_at_10's interval")
+            add(lr, "between the safe lr and the upper end of lr_at_10's 95% interval")
+    centre = r.estimate if r.kind == "fit" and r.estimate is not None else safe
+    for step in range(2, 9):  # every lr near the boundary holds the most runs: the next ladder lrs out
+        if out:
+            break
+        for sign in (-1, 1):
+            add(centre * 10 ** (sign * step * LADDER_STEP),
+                f"{step}/8 decade {'below' if sign < 0 else 'above'} the estimated lr_at_10: the lrs nearer hold "
+                f"the most runs one lr may (refine.max_seeds)")
     return out
 
 
@@ -145,22 +183,23 @@ def next_cohorts(fit: BoundaryFit, new_runs: int, extra_runs: int, max_cohorts: 
     rates = c.k / c.n
     if np.all(rates >= 0.5):
         return [Cohort(_round_lr(fit.lr_min / 3), new_runs,
-                       f"collapse at lr {_fmt(fit.lr_min)} already: extend downward")]
+                       f"collapse at lr {_fmt(fit.lr_min)} already (half its runs or more): extend downward")]
     bracket = boundary_bracket(c.lr, c.n, c.k)
-    cands = {lr: why for lr, why in _candidates(fit, bracket).items() if runs_at.get(lr, 0) < max_runs_per_lr}
+    full = frozenset(lr for lr, n in runs_at.items() if n >= max_runs_per_lr)
+    cands = {lr: why for lr, why in _candidates(fit, bracket, full).items() if runs_at.get(lr, 0) < max_runs_per_lr}
     if not cands:
         return []
     lrs = list(cands)
     sizes = [extra_runs if lr in runs_at else new_runs for lr in lrs]
-    score = _expected_ratio(fit, [{lr: float(m)} for lr, m in zip(lrs, sizes)])
-    order = np.argsort(score, kind="stable")
-    return [Cohort(lrs[i], sizes[i], cands[lrs[i]]) for i in order[:max_cohorts]]
+    b = _expected_bounds(fit, [{lr: float(m)} for lr, m in zip(lrs, sizes)])
+    order = np.lexsort((b[:, 1] - b[:, 0], -b[:, 0]))  # the highest expected safe LR, then the narrowest
+    return [Cohort(lrs[i], sizes[i], cands[lrs[i]], lrs[i] not in runs_at) for i in order[:max_cohorts]]
 
 
 def runs_to_resolve(fit: BoundaryFit, factor: float) -> Optional[int]:
     """Runs until the slice is `resolved`, if outcomes follow the fitted curve: the smallest count
-    on the ladder 3, 6, ..., 192 that, split over the lr at the estimated lr_at_10 and the
-    bracket's midpoint (as `sweep refine` places them), brings lr_at_10's upper 95% end within
+    of 3, 6, ..., 192 that, split over the two lrs `next_cohorts` picks (where `sweep refine`'s
+    next round goes), brings lr_at_10's upper 95% end within
     `factor` of the safe LR. 0 when resolved already, None when even 192 do not (or the slice has
     no fitted curve to plan on: without any collapse, `runs_needed` runs at the largest lr show
     every lr tried safe; see SafeLR's note)."""
@@ -170,7 +209,9 @@ def runs_to_resolve(fit: BoundaryFit, factor: float) -> Optional[int]:
         return max(runs_needed(SAFE_RISK) - int(fit._counts.n[-1]), 0)
     if not fit.modelled or fit.status == "flat":
         return None
-    cands = list(_candidates(fit, boundary_bracket(fit._counts.lr, fit._counts.n, fit._counts.k)))[:2]
-    plans = [{lr: m / len(cands) for lr in cands} for m in LADDER]
+    cands = [c.lr for c in next_cohorts(fit, 3, 3, max_runs_per_lr=10 ** 9)]
+    if not cands:
+        return None
+    plans = [{lr: m / len(cands) for lr in cands} for m in RUN_COUNTS]
     ok = np.flatnonzero(_expected_ratio(fit, plans) <= math.log10(factor))
-    return LADDER[int(ok[0])] if len(ok) else None
+    return RUN_COUNTS[int(ok[0])] if len(ok) else None
