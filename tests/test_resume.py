@@ -123,6 +123,17 @@ def _during_trial(results: Path) -> bool:
     return _states(results).get("RUNNING", 0) >= 1 and any((results / "k" / "checkpoints").glob("*.pt"))
 
 
+def _written_since(results: Path, t: float) -> bool:
+    """A checkpoint written after time t (files vanish as trials finish: a race is not one)."""
+    for f in (results / "k" / "checkpoints").glob("*.pt"):
+        try:
+            if f.stat().st_mtime > t:
+                return True
+        except FileNotFoundError:
+            pass
+    return False
+
+
 def _between_trials(results: Path) -> bool:
     return _states(results).get("COMPLETE", 0) >= 1
 
@@ -151,39 +162,63 @@ def _slow_checkpoint_env(tmp_path: Path) -> dict:
     return {"PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("moment", ["during_trial", "between_trials", "during_checkpoint_write"])
-def test_kill9_of_whole_sweep_then_same_command_completes_identically(tmp_path, reference_runs, moment):
-    env = _slow_checkpoint_env(tmp_path) if moment == "during_checkpoint_write" else {}
-    proc = _start(tmp_path, env=env)
-    predicate = {"during_trial": _during_trial, "between_trials": _between_trials,
-                 "during_checkpoint_write": _during_checkpoint_write}[moment]
-    _wait_for(lambda: predicate(tmp_path), proc)
+def _kill_at(results: Path, predicate, env: dict | None = None) -> None:
+    """Start the sweep (the same command each time), kill -9 its process tree at the moment."""
+    proc = _start(results, env=env)
+    _wait_for(lambda: predicate(results), proc)
     kill_process_tree(proc)
-    assert _states(tmp_path).get("COMPLETE", 0) < 6  # really interrupted
+    assert _states(results).get("COMPLETE", 0) < 6  # really interrupted
+
+
+def _died(results: Path) -> list:
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{results / 'lrsweep.db'}")
+    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert all(t.user_attrs.get("fail_reason") == "worker process died" for t in failed)
+    return failed
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("resume-reference")  # one worker trains the reference
+def test_kill9_between_trials_then_during_a_trial_then_the_same_command_completes_identically(tmp_path, reference_runs):
+    # One study, killed twice (once per moment, each rerun being the same command), then finished.
+    _kill_at(tmp_path, _between_trials)
+    restarted = time.time()  # a trial of the rerun is under way: it wrote a checkpoint since
+    _kill_at(tmp_path, lambda r: _during_trial(r) and _written_since(r, restarted))
     p = run_cli("run", *SWEEP, f"results_dir={tmp_path}")  # the same command
     assert p.returncode == 0, p.stderr
     _assert_complete_exactly_once(tmp_path, reference_runs)
-    study = optuna.load_study(study_name="k", storage=f"sqlite:///{tmp_path / 'lrsweep.db'}")
-    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert all(t.user_attrs.get("fail_reason") == "worker process died" for t in failed)
-    if moment != "between_trials":
-        assert failed  # the orphaned trials were reclaimed at once, not after a grace period
+    assert _died(tmp_path)  # the orphaned trials of the kill during a trial were reclaimed at once
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_checkpoints_releases_and_resumes(tmp_path, reference_runs, sig):
-    proc = _start(tmp_path)
-    _wait_for(lambda: _during_trial(tmp_path), proc)
+@pytest.mark.xdist_group("resume-reference")  # one worker trains the reference
+def test_kill9_during_a_checkpoint_write_then_the_same_command_completes_identically(tmp_path, reference_runs):
+    _kill_at(tmp_path, _during_checkpoint_write, env=_slow_checkpoint_env(tmp_path))
+    p = run_cli("run", *SWEEP, f"results_dir={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    _assert_complete_exactly_once(tmp_path, reference_runs)
+    assert _died(tmp_path)
+
+
+def _stop_with(results: Path, sig: int) -> None:
+    proc = _start(results)
+    _wait_for(lambda: _during_trial(results), proc)
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "stopped with" in err and "run the same command to resume" in err
-    study = optuna.load_study(study_name="k", storage=f"sqlite:///{tmp_path / 'lrsweep.db'}")
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{results / 'lrsweep.db'}")
     released = [t for t in study.trials if t.user_attrs.get("fail_reason", "").startswith("released")]
     assert released and not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    assert list((tmp_path / "k" / "checkpoints").glob("*.pt"))  # released trials left checkpoints
+    assert list((results / "k" / "checkpoints").glob("*.pt"))  # released trials left checkpoints
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("resume-reference")  # one worker trains the reference
+def test_ctrl_c_then_sigterm_checkpoint_release_and_the_same_command_resumes(tmp_path, reference_runs):
+    # SIGINT (Ctrl-C), then SIGTERM on the resumed sweep (the same command), then it finishes.
+    _stop_with(tmp_path, signal.SIGINT)
+    _stop_with(tmp_path, signal.SIGTERM)
     p = run_cli("run", *SWEEP, f"results_dir={tmp_path}")
     assert p.returncode == 0, p.stderr
     _assert_complete_exactly_once(tmp_path, reference_runs)
