@@ -41,14 +41,29 @@ def tiny_cfg(tiny_overrides):
     return load_config(tiny_overrides)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the real `sweep` CLI (python -m sweep) and capture its output."""
+_FORKED: list = []  # this test process's ForkedCli server, started at the first call
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
+            real: bool = False) -> subprocess.CompletedProcess:
+    """Run the real `sweep` CLI and capture its output: by default in a process forked from one
+    that has imported it already (`forked_cli.ForkedCli`: the same code path as `python -m
+    sweep`, its own process, exit status and environment, without paying the interpreter's and
+    torch's start-up on every call); `real=True`, or LRSWEEP_TEST_REAL_CLI=1 for the whole
+    suite, runs `python -m sweep` itself."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-        timeout=timeout, env=full_env,
-    )
+    if real or os.environ.get("LRSWEEP_TEST_REAL_CLI") == "1":
+        return subprocess.run(
+            [sys.executable, "-m", "sweep", *args], cwd=cwd or ROOT, capture_output=True, text=True,
+            timeout=timeout, env=full_env,
+        )
+    from forked_cli import ForkedCli
+
+    if not _FORKED or not _FORKED[0].alive:
+        _FORKED[:] = [ForkedCli(cwd=ROOT)]
+    p = _FORKED[0].run(list(args), cwd=cwd or ROOT, env=full_env, full_env=True, timeout=timeout)
+    return subprocess.CompletedProcess([sys.executable, "-m", "sweep", *args], p.returncode, p.stdout, p.stderr)
 
 
 REQUIRE_SERVICES = os.environ.get("LRSWEEP_REQUIRE_SERVICES") == "1"

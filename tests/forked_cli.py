@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Optional
 
 SERVER = r'''
-import json, os, sys
+import importlib, json, os, sys, traceback
 import sweep.cli, sweep.commands, sweep.config, sweep.store, sweep.run.launcher, sweep.report.write  # noqa
 import torch, optuna  # noqa: the libraries every command loads
 import gc, weakref
@@ -43,27 +43,43 @@ for line in sys.stdin:
     req = json.loads(line)
     pid = os.fork()
     if pid == 0:
-        os.chdir(req["cwd"])
-        for key, value in req["env"].items():
-            os.environ[key] = value
-        for folder in reversed([p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]):
-            sys.path.insert(0, folder)
-        if req["env"].get("PYTHONDONTWRITEBYTECODE"):
-            sys.dont_write_bytecode = True
-        out = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-        os.dup2(out, 1); os.dup2(err, 2)
-        sys.argv = ["sweep", *req["argv"]]
-        code = sweep.cli.run(req["argv"])
-        # What a normal exit does that matters here: every database connection is closed (the
-        # last SQLite one folds the write-ahead log back into the file) and the output flushed.
-        # The rest of the interpreter's shutdown (a second per call with torch loaded) is skipped.
-        for ref in ENGINES:
-            if ref() is not None:
-                ref().dispose()
-        gc.collect()
-        sys.stdout.flush(); sys.stderr.flush()
-        os._exit(code)
+        os.setpgid(0, 0)  # its own process group: a timeout ends the call and its workers
+        code = 1
+        try:
+            os.chdir(req["cwd"])
+            if req.get("full_env"):
+                os.environ.clear()
+            for key, value in req["env"].items():
+                os.environ[key] = value
+            for folder in reversed([p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]):
+                sys.path.insert(0, folder)
+            sys.path.insert(0, os.getcwd())  # as `python -m sweep` puts its working folder first
+            importlib.invalidate_caches()
+            if req["env"].get("PYTHONDONTWRITEBYTECODE"):
+                sys.dont_write_bytecode = True
+            out = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+            os.dup2(out, 1); os.dup2(err, 2)
+            sys.argv = ["sweep", *req["argv"]]
+            code = sweep.cli.run(req["argv"])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:  # what the interpreter would print, and its exit status
+            traceback.print_exc()
+            code = 1
+        finally:
+            # What a normal exit does that matters here: every database connection is closed (the
+            # last SQLite one folds the write-ahead log back into the file) and the output flushed.
+            # The rest of the interpreter's shutdown (a second per call with torch loaded) is skipped.
+            try:
+                for ref in ENGINES:
+                    if ref() is not None:
+                        ref().dispose()
+                gc.collect()
+                sys.stdout.flush(); sys.stderr.flush()
+            finally:
+                os._exit(code if isinstance(code, int) else 1)
+    sys.stdout.write(json.dumps({"pid": pid}) + "\n"); sys.stdout.flush()
     _, status = os.waitpid(pid, 0)
     sys.stdout.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n"); sys.stdout.flush()
 '''
@@ -80,18 +96,62 @@ class ForkedCli:
     def __init__(self, cwd: Optional[Path] = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="forked-cli-"))
         self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     text=True, cwd=cwd)
-        assert self.proc.stdout.readline().strip() == "ready"
+                                     bufsize=0, cwd=cwd)
+        self._buffer = b""
+        assert self._line(None) == "ready"
         self.calls = 0
 
-    def run(self, argv: list[str], cwd: Path, env: Optional[dict[str, str]] = None) -> Completed:
+    def _line(self, timeout: Optional[float]) -> Optional[str]:
+        """The server's next line, or None when none came within `timeout` seconds (unbuffered:
+        a line read ahead can never hide behind a select)."""
+        import os
+        import select
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buffer:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise RuntimeError("the forked CLI server exited")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+    def run(self, argv: list[str], cwd: Path, env: Optional[dict[str, str]] = None, full_env: bool = False,
+            timeout: Optional[float] = None) -> Completed:
+        """One call. `env`: variables set on top of the server's environment, or (`full_env`)
+        the call's whole environment. Past `timeout` seconds the call's process group is killed
+        and subprocess.TimeoutExpired raised, as subprocess.run does."""
+        import os
+        import signal
+
         self.calls += 1
         out, err = self.folder / f"{self.calls}.out", self.folder / f"{self.calls}.err"
-        request = {"argv": list(argv), "cwd": str(cwd), "env": dict(env or {}), "stdout": str(out), "stderr": str(err)}
-        self.proc.stdin.write(json.dumps(request) + "\n")
+        request = {"argv": list(argv), "cwd": str(cwd), "env": dict(env or {}), "full_env": full_env,
+                   "stdout": str(out), "stderr": str(err)}
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
         self.proc.stdin.flush()
-        code = json.loads(self.proc.stdout.readline())["code"]
+        pid = json.loads(self._line(None))["pid"]
+        line = self._line(timeout)
+        if line is None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._line(None)  # the server reaps it
+            raise subprocess.TimeoutExpired(["sweep", *argv], timeout or 0, out.read_text(errors="replace"),
+                                            err.read_text(errors="replace"))
+        code = json.loads(line)["code"]
         return Completed(code, out.read_text(errors="replace"), err.read_text(errors="replace"))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -100,8 +100,8 @@ def _wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 
     raise AssertionError("condition not reached in time")
 
 
-@pytest.fixture(scope="module")
-def reference_runs(tmp_path_factory):
+@pytest.fixture(scope="session")
+def reference_runs(tmp_path_factory):  # session: its tests share one xdist worker (their group)
     results = tmp_path_factory.mktemp("reference")
     p = run_cli("run", *SWEEP, f"results_dir={results}")
     assert p.returncode == 0, p.stderr

@@ -18,8 +18,8 @@ from typing import Any
 
 from sweep.analysis.refinement import plan_round
 from sweep.config import Config
-from sweep.store.studies import ATTR_CONFIG, ATTR_REFINE, load_study
 from sweep.store.retry import retry_locked
+from sweep.store.studies import ATTR_CONFIG, ATTR_REFINE, load_study
 
 
 def _queued_runs(study: Any) -> int:
@@ -52,8 +52,11 @@ def refine_command(cfg: Config) -> int:
         if not plan.open:
             stop = (f"every slice's safe lr is within x{cfg.refine.factor:.2f} below the upper end of "
                     f"lr_at_10's 95% interval")
-        elif not plan.additions:
+        elif budget <= 0:
             stop = f"the run budget is spent (refine.max_runs={cfg.refine.max_runs}, {runs} runs)"
+        elif not plan.additions:
+            stop = (f"every lr near the boundary holds refine.max_seeds={cfg.refine.max_seeds} runs; "
+                    f"raise it to refine further")
         elif len(rounds) >= cfg.refine.max_rounds:
             stop = f"refine.max_rounds={cfg.refine.max_rounds} rounds done"
         if stop:
