@@ -480,7 +480,7 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(bad: Case, data, exis
 @pytest.mark.parametrize("bad", [c for c in CASES if c.id in REAL_PROCESS], ids=lambda c: c.id)
 def test_bad_input_through_python_m_sweep_gets_the_same(bad: Case, data, existing, tmp_path):
     check_bad_input(bad, data, existing, tmp_path,
-                    lambda argv, cwd, env: run_cli(*argv, cwd=cwd, timeout=120, env=env))
+                    lambda argv, cwd, env: run_cli(*argv, cwd=cwd, timeout=120, env=env, real=True))
 
 
 def test_the_real_process_cases_are_in_the_table():
