@@ -86,7 +86,7 @@ def plan_round(summary: Any, axes: Sequence[str], factor: float, budget: int, ne
     for row in summary.to_dict("records"):
         slices.setdefault(Setting.of(row, keys).values(keys), []).append(row)
     plan = RoundPlan()
-    queued: list[list[Addition]] = []
+    queued: list[list[tuple[Any, dict[str, Any], list[int]]]] = []  # per open slice: its cohorts, best first
     for key, rows in slices.items():
         rows = sorted(rows, key=lambda r: float(r["lr"]))
         where = slice_label(dict(zip(keys, key))) or "the grid"

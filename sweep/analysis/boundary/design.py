@@ -160,13 +160,14 @@ def _candidates(fit: BoundaryFit, bracket: BoundaryBracket, full: frozenset[floa
     for lr in tested:
         if safe <= lr <= top:
             add(lr, "between the safe lr and the upper end of lr_at_10's 95% interval")
-    centre = r.estimate if r.kind == "fit" and r.estimate is not None else safe
+    fitted = r.kind == "fit" and r.estimate is not None
+    centre, named = (r.estimate, "the estimated lr_at_10") if fitted else (safe, "the safe lr")
     for step in range(2, 9):  # every lr near the boundary holds the most runs: the next ladder lrs out
         if out:
             break
         for sign in (-1, 1):
             add(centre * 10 ** (sign * step * LADDER_STEP),
-                f"{step}/8 decade {'below' if sign < 0 else 'above'} the estimated lr_at_10: the lrs nearer hold "
+                f"{step}/8 decade {'below' if sign < 0 else 'above'} {named}: the lrs nearer hold "
                 f"the most runs one lr may (refine.max_seeds)")
     return out
 
@@ -186,7 +187,7 @@ def next_cohorts(fit: BoundaryFit, new_runs: int, extra_runs: int, max_cohorts: 
                        f"collapse at lr {_fmt(fit.lr_min)} already (half its runs or more): extend downward")]
     bracket = boundary_bracket(c.lr, c.n, c.k)
     full = frozenset(lr for lr, n in runs_at.items() if n >= max_runs_per_lr)
-    cands = {lr: why for lr, why in _candidates(fit, bracket, full).items() if runs_at.get(lr, 0) < max_runs_per_lr}
+    cands = _candidates(fit, bracket, full)  # full lrs are left out there
     if not cands:
         return []
     lrs = list(cands)
