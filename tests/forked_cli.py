@@ -30,6 +30,7 @@ SERVER = r'''
 import importlib, json, os, sys, traceback
 import sweep.cli, sweep.commands, sweep.config, sweep.store, sweep.run.launcher, sweep.report.write  # noqa
 import torch, optuna  # noqa: the libraries every command loads
+import sweep.run.worker; sweep.run.worker.warm_up()  # what each launcher would do before forking its workers
 import gc, weakref
 from sqlalchemy import event
 from sqlalchemy.engine import Engine

@@ -1,6 +1,7 @@
 """The README's promise: on the CPU, the same config and seeds give identical curves whatever
 the machine and however many workers share it (each worker trains with `threads` torch threads,
-1 unless set, not with a share of the machine's cores), and a study keeps one thread count."""
+1 unless set, not with a share of the machine's cores), and a study keeps one thread count.
+Whether a worker was forked from the launcher or started as a fresh interpreter changes nothing."""
 
 from __future__ import annotations
 
@@ -21,9 +22,9 @@ GRID = ["model.hidden_size=32", "epochs=3", "seeds=2", "grid.lr=[0.3,1.0]", "gri
 @pytest.mark.slow
 def test_the_worker_count_does_not_change_any_curve_and_a_study_keeps_its_threads(tmp_path):
     curves = {}
-    for workers in (1, 2):
+    for workers, start in ((1, "exec"), (2, "fork")):  # a fresh interpreter; forked from the launcher
         results = tmp_path / f"w{workers}"
-        p = run_cli("run", *GRID, f"workers={workers}", f"results_dir={results}")
+        p = run_cli("run", *GRID, f"workers={workers}", f"results_dir={results}", env={"LRSWEEP_WORKER_START": start})
         assert p.returncode == 0, p.stderr[-2000:]
         curves[workers] = pd.read_parquet(results / "repro" / "curves.parquet")
         runs = pd.read_csv(results / "repro" / "runs.csv")

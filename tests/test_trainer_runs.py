@@ -154,7 +154,8 @@ def test_kill_9_leaves_no_training_process_and_the_same_command_completes_each_r
     if victim == "launcher":
         os.kill(proc.pid, signal.SIGKILL)
     else:
-        workers = [c for c in psutil.Process(proc.pid).children() if "sweep.run.worker" in " ".join(c.cmdline())]
+        workers = psutil.Process(proc.pid).children()  # the launcher's own children: its workers (forked)
+        assert workers and all(w.name() == "lrsweep-worker" for w in workers)
         os.kill(workers[0].pid, signal.SIGKILL)
     proc.wait(timeout=120)
     deadline = time.monotonic() + 30

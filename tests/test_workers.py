@@ -107,3 +107,51 @@ def test_redact_url_hides_passwords_only():
     assert redact_url("postgresql://user:secret@host:5432/db") == "postgresql://user:***@host:5432/db"
     assert redact_url("postgresql://user@host/db") == "postgresql://user@host/db"
     assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
+
+
+# ----------------------------------------------------------------------------- how workers start
+
+def test_cpu_workers_are_forked_only_where_that_is_as_safe_as_a_fresh_interpreter(monkeypatch):
+    import threading
+
+    from sweep.core.errors import UserError
+    from sweep.run.children import ENV_START, start_method
+
+    monkeypatch.delenv(ENV_START, raising=False)
+    if threading.active_count() == 1:  # (a test runner with threads of its own cannot fork safely)
+        assert start_method("cpu") == "fork"
+    assert start_method("cuda:0") == "exec"  # CUDA cannot be used in a child forked from its parent
+    assert start_method("cpu", trained_here=True) == "exec"  # the range test ran the thread pools here
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert start_method("cpu") == "exec"  # another thread could hold a lock the child waits on
+    finally:
+        release.set()
+        other.join()
+    monkeypatch.setenv(ENV_START, "exec")
+    assert start_method("cpu") == "exec"
+    monkeypatch.setenv(ENV_START, "fork")
+    assert start_method("cuda:1") == "exec"  # asking for fork does not make it safe
+    monkeypatch.setenv(ENV_START, "sometimes")
+    with pytest.raises(UserError, match=r"^LRSWEEP_WORKER_START='sometimes': not a way to start workers; unset it"):
+        start_method("cpu")
+
+
+def test_a_dismissed_forked_worker_exits_while_its_sibling_still_waits_for_its_config():
+    # Each forked worker holds only its own pipe: the first one's end of input reaches it even
+    # though the second was forked while the first's pipe was open.
+    from sweep.run.children import dismiss, spawn
+
+    first, second = spawn(0, "cpu", 1, "fork"), spawn(1, "cpu", 1, "fork")
+    try:
+        dismiss(first)
+        assert first.wait(timeout=60) == 0
+        assert second.poll() is None
+        dismiss(second)
+        assert second.wait(timeout=60) == 0
+    finally:
+        for child in (first, second):
+            child.kill()
+            child.wait(timeout=10)

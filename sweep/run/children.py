@@ -2,25 +2,45 @@
 
 Usage (by `sweep.run.launcher`)::
 
-    child = spawn(index, "cpu", threads=1)   # imports torch & co. while the study is prepared
+    child = spawn(index, "cpu", threads=1)   # a worker, waiting while the study is prepared
     go(child, cfg, task_cache)               # ... then it starts claiming trials
     dismiss(child)                           # a worker that is not needed exits untouched
     stopper = Stopper(); stopper.install()   # Ctrl-C: workers finish their epoch and release
+
+How a worker starts. A CPU worker on Linux is forked from the launcher, which has imported
+torch, optuna and lrsweep already: it skips the 2-4 s of imports a fresh interpreter pays (per
+worker, on a machine that is busy starting all of them). A fork is only as safe as the process
+it copies, so every other case starts a fresh interpreter (`python -m sweep.run.worker`): a GPU
+worker (CUDA cannot be used in a forked child once the parent touched it), another platform,
+a launcher with other Python threads (a notebook's kernel: one could hold a lock the child
+would wait on forever), one where CUDA was initialised, and a launcher that trained already
+(`grid.lr=auto`'s range test: its thread pools ran). `LRSWEEP_WORKER_START=exec` asks for a
+fresh interpreter always. Both start the same `sweep.run.worker.main`, with the same
+environment, threads and signals; the results are identical (tests/test_reproducibility.py).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 from sweep.config import Config
+from sweep.core.errors import UserError
 from sweep.run.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS
 from sweep.trainers.supervise import arm_parent_death_signal
+
+ENV_START = "LRSWEEP_WORKER_START"  # "exec": every worker starts a fresh interpreter
+PROCESS_NAME = b"lrsweep-worker"  # what `top` and `ps -o comm` show for a forked worker
+PR_SET_NAME = 15
 
 
 def child_setup() -> None:
@@ -32,29 +52,138 @@ def child_setup() -> None:
     arm_parent_death_signal(signal.SIGTERM)
 
 
-def spawn(index: int, device: str, threads: int) -> subprocess.Popen:
-    """Start a worker process; it imports its libraries, then waits for `_go` or `_dismiss`."""
-    env = dict(os.environ)
-    env.pop(ENV_CONFIG, None)  # the config comes through stdin once the study is ready
-    env[ENV_INDEX] = str(index)
-    env[ENV_DEVICE] = device
-    env[ENV_THREADS] = str(threads)
-    env[ENV_PARENT] = str(os.getpid())
-    env["OMP_NUM_THREADS"] = str(threads)
-    env["MKL_NUM_THREADS"] = str(threads)
+def start_method(device: str, trained_here: bool = False) -> str:
+    """"fork" or "exec": how a worker for `device` starts from this process (see the module's
+    docstring). `trained_here`: this process has run training (its thread pools are warm)."""
+    asked = os.environ.get(ENV_START, "").strip().lower()
+    if asked not in ("", "auto", "fork", "exec"):
+        raise UserError(f"{ENV_START}={asked!r}: not a way to start workers; unset it, or set it to exec "
+                        f"(a fresh interpreter per worker) or fork")
+    if asked == "exec" or trained_here or device != "cpu" or not sys.platform.startswith("linux"):
+        return "exec"
+    if threading.active_count() != 1:
+        return "exec"
+    torch = sys.modules.get("torch")
+    if torch is None or torch.cuda.is_initialized():
+        return "exec"
+    return "fork"
+
+
+def spawn(index: int, device: str, threads: int, method: str = "exec") -> Union[subprocess.Popen, "ForkedWorker"]:
+    """Start a worker process; it waits for `go` or `dismiss`. `method`: `start_method`'s answer."""
+    env = {ENV_INDEX: str(index), ENV_DEVICE: device, ENV_THREADS: str(threads), ENV_PARENT: str(os.getpid()),
+           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if method == "fork":
+        return _fork(env)
+    full = {k: v for k, v in os.environ.items() if k != ENV_CONFIG}  # the config comes through stdin
+    full.update(env)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.run.worker"], env=env, stdin=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "sweep.run.worker"], env=full, stdin=subprocess.PIPE, text=True,
         preexec_fn=child_setup,
     )
 
 
-def go(child: subprocess.Popen, cfg: Config, task_cache: Path) -> None:
+class ForkedWorker:
+    """A worker forked from this process: what the launcher uses of subprocess.Popen."""
+
+    def __init__(self, pid: int, stdin: Any) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.returncode: Optional[int] = None
+
+    def poll(self) -> Optional[int]:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its status is lost
+                self.returncode = 1
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)  # -N for signal N, as Popen
+        return self.returncode
+
+    def wait(self, timeout: Optional[float] = None) -> int:
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(f"worker {self.pid}", timeout or 0)
+            time.sleep(0.02)
+        return self.returncode  # type: ignore[return-value]
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+_STDINS: list[Any] = []  # the write ends of the forked workers' stdin pipes, in this process
+
+
+def _fork(env: dict[str, str]) -> ForkedWorker:
+    from sweep.run import worker
+
+    worker.warm_up()  # here, once (a second call costs nothing), rather than in every worker
+    _STDINS[:] = [f for f in _STDINS if not f.closed]
+    read, write = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the worker: it never returns from here
+        code = 1
+        try:
+            # The launcher's objects (an open storage among them) are never used or finalised
+            # here: no collection of what existed before the fork (a SQLite connection closed in
+            # this process would drop the locks of this process's own connection).
+            gc.freeze()
+            os.close(write)
+            null = os.open(os.devnull, os.O_WRONLY)
+            for sibling in _STDINS:  # the earlier workers' pipes: each sees its own end of input
+                if not sibling.closed:
+                    os.dup2(null, sibling.fileno())
+            child_setup()
+            _name_process()
+            os.environ.pop(ENV_CONFIG, None)
+            os.environ.update(env)
+            sys.stdin = os.fdopen(read, "r")
+            sys.argv = [worker.__file__]
+            worker.main()  # ends with os._exit
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    os.close(read)
+    stdin = os.fdopen(write, "w")
+    _STDINS.append(stdin)
+    return ForkedWorker(pid, stdin)
+
+
+def _name_process() -> None:
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_NAME, PROCESS_NAME)
+    except (OSError, AttributeError):
+        pass
+
+
+def go(child: Any, cfg: Config, task_cache: Path) -> None:
     """Hand a waiting worker its config and the task data file: it starts claiming trials."""
     child.stdin.write(json.dumps({"config": cfg.to_dict(), "task_cache": str(task_cache)}) + "\n")
     child.stdin.close()
 
 
-def dismiss(child: subprocess.Popen) -> None:
+def dismiss(child: Any) -> None:
     """A worker that is not needed: end of input, and it exits without touching anything."""
     try:
         child.stdin.close()
@@ -67,7 +196,7 @@ class Stopper:
 
     def __init__(self) -> None:
         self.count = 0
-        self.children: list[subprocess.Popen] = []
+        self.children: list[Any] = []
 
     def install(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):

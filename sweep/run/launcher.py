@@ -27,7 +27,7 @@ from sweep.training.checkpoints import clear_all
 from sweep.run.find import auto_grid
 from sweep.run.preparation import check_device, checked_task, prepare, task_cache_path
 from sweep.run.progress import Progress
-from sweep.run.children import Stopper, dismiss, go, spawn
+from sweep.run.children import Stopper, dismiss, go, spawn, start_method
 from sweep.run.worker import EXIT_STOPPED, EXIT_USER_ERROR
 from sweep.store.progress import snapshot
 from sweep.store.storage import open_storage
@@ -85,11 +85,13 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
         cfg, found = auto_grid(cfg, task, device_for_worker(cfg.device, n_gpu, 0))
     devices = plan_worker_devices(cfg.device, n_gpu, 1 if function is not None else cfg.workers,
                                   len(cfg.grid.settings()), usable_cores())
-    # Start the workers now: their start-up (interpreter, torch and optuna imports, a few
-    # seconds) overlaps with validating the data and preparing the study. They touch nothing
-    # until `go` hands them the config. Each computes with `threads` threads, whatever the
-    # machine: results do not depend on its cores or on the number of workers.
-    pending = [] if function is not None else [spawn(i, dev, cfg.threads) for i, dev in enumerate(devices)]
+    # Start the workers now: their start-up (forked from this process, or a fresh interpreter
+    # that imports torch and optuna: a few seconds) overlaps with validating the data and
+    # preparing the study. They touch nothing until `go` hands them the config. Each computes
+    # with `threads` threads, whatever the machine: results do not depend on its cores or on
+    # the number of workers.
+    pending = [] if function is not None else [
+        spawn(i, dev, cfg.threads, start_method(dev, trained_here=found is not None)) for i, dev in enumerate(devices)]
     try:
         storage, study, task = prepare(cfg, task, extra_work)
     except BaseException:

@@ -149,9 +149,10 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
     return EXIT_STOPPED
 
 
-def _warm_up() -> None:
-    """Pay one-time costs while the launcher prepares the study: the first optimizer built in
-    a process imports torch._dynamo (about a second)."""
+def warm_up() -> None:
+    """Pay one-time costs before the first trial: the first optimizer built in a process imports
+    torch._dynamo (about a second). A worker started as a fresh interpreter does it while the
+    launcher prepares the study; a launcher does it once before forking its workers."""
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
 
@@ -168,7 +169,7 @@ def main() -> None:
     if ENV_CONFIG in os.environ:
         cfg = config_from_dict(json.loads(os.environ[ENV_CONFIG]))
     else:  # started early by a launcher: wait for its go (a config), or the end of input
-        _warm_up()
+        warm_up()
         line = sys.stdin.readline()
         if not line.strip():
             sys.exit(0)
