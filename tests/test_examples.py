@@ -48,14 +48,17 @@ def test_the_notebook_example_sweeps_a_function_of_its_own_session(tmp_path):
     script = (EXAMPLES / "notebook" / "sweep_from_python.py").read_text()
     script = script.replace("epochs=8", "epochs=4").replace('"lr": [0.03, 0.3, 3.0]', '"lr": [0.3, 3.0]')
     script = script.replace("seeds=3", "seeds=2")
+    sweep_cell = next(cell for cell in script.split("# %%") if cell.startswith(" sweep it"))
+    # ... and its sweep cell run once more in the same session, as a notebook's user does
+    script += "\nprint('=== the sweep cell again', flush=True)\n#" + sweep_cell
     (tmp_path / "nb.py").write_text(script)
     p = subprocess.run([sys.executable, "nb.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "mean_best_acc" in p.stdout and "Verdict" in p.stdout
+    first, again = p.stdout.split("=== the sweep cell again")
+    assert "mean_best_acc" in first and "Verdict" in first and "0 done, 4 to run" in first
     summary = pd.read_csv(tmp_path / "results" / "fit-function" / "summary.csv")
     assert len(summary) == 4 and (summary["n_runs"] == 2).all()
-    again = subprocess.run([sys.executable, "nb.py"], cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "0 to run" in again.stdout  # calling it again resumes
+    assert "4 done, 0 to run" in again  # calling it again resumes: nothing is left
 
 
 def _command_sweep(folder: str, command: str, tmp_path: Path, *grid: str) -> pd.DataFrame:

@@ -234,7 +234,7 @@ def test_launcher_starts_one_worker_on_the_named_gpu(monkeypatch, tmp_path):
 
     started = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setattr(launcher, "spawn", lambda index, device, threads: started.append(device) or _Dummy())
+    monkeypatch.setattr(launcher, "spawn", lambda index, device, threads, method: started.append((device, method)) or _Dummy())
 
     def stop_here(cfg, *rest):
         raise UserError("stop after planning")
@@ -243,7 +243,7 @@ def test_launcher_starts_one_worker_on_the_named_gpu(monkeypatch, tmp_path):
     cfg = load_config(["device=cuda:1", f"results_dir={tmp_path}"])
     with pytest.raises(UserError, match="stop after planning"):
         launcher.launch(cfg)
-    assert started == ["cuda:1"]
+    assert started == [("cuda:1", "exec")]  # a GPU worker: a fresh interpreter, never forked
 
 
 class _Dummy:

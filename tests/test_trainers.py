@@ -223,17 +223,22 @@ def test_the_supervisor_ends_the_whole_group_when_stopped(tmp_path):
 
 
 def test_the_supervisor_passes_the_exit_status_and_cleans_up_what_the_command_left(tmp_path):
-    code = subprocess.run([sys.executable, "-I", SUPERVISOR, "1", "--", "/bin/sh", "-c", "sleep 300 & exit 3"],
-                          start_new_session=True, timeout=30).returncode
+    pid_file = tmp_path / "background.pid"
+    code = subprocess.run([sys.executable, "-I", SUPERVISOR, "1", "--", "/bin/sh", "-c",
+                           f"sleep 300 & echo $! > {pid_file}; exit 3"], start_new_session=True, timeout=30).returncode
     assert code == 3
+    background = int(pid_file.read_text())  # this test's own background process, by its pid
 
-    def left() -> list[psutil.Process]:
-        return [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
+    def alive() -> bool:
+        try:
+            return psutil.Process(background).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
 
     deadline = time.monotonic() + 5  # a SIGKILL is delivered when the process next runs: on a
-    while left() and time.monotonic() < deadline:  # loaded machine that is after the supervisor's exit
+    while alive() and time.monotonic() < deadline:  # loaded machine that is after the supervisor's exit
         time.sleep(0.05)
-    assert left() == []
+    assert not alive()
 
 
 # --------------------------------------------------------------------------- the Python API

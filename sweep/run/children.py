@@ -149,7 +149,10 @@ def _fork(env: dict[str, str]) -> ForkedWorker:
             _name_process()
             os.environ.pop(ENV_CONFIG, None)
             os.environ.update(env)
-            sys.stdin = os.fdopen(read, "r")
+            if read != 0:  # fd 0 becomes the pipe, as a started interpreter's (its runs inherit it)
+                os.dup2(read, 0)
+                os.close(read)
+            sys.stdin = open(0, "r", closefd=False)
             sys.argv = [worker.__file__]
             worker.main()  # ends with os._exit
         except SystemExit as e:
