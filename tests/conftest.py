@@ -14,6 +14,20 @@ from sweep.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under `--dist loadgroup` (pyproject's addopts) pytest-xdist appends a test's group to its
+    id, which is how the tests that share an expensive fixture land on one worker. Where that
+    has no effect (pytest 9.2 with pytest-xdist 3.8), every such fixture is built again on each
+    worker: say so instead of running slowly."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if lost:
+        raise pytest.UsageError(f"pytest-xdist could not group {lost[0]} (and {len(lost) - 1} more) with this "
+                                f"pytest; install the versions pyproject.toml names: pip install -e '.[test]'")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """In-process training tests use one thread: tiny models only lose time to thread sync,

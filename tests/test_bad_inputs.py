@@ -27,7 +27,7 @@ import pytest
 from conftest import ROOT, run_cli
 from forked_cli import ForkedCli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("bad-inputs")]  # one worker builds the fixtures
 
 # One tiny valid sweep: every case below breaks exactly one thing in it.
 BASE = ["model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]", "grid.clip=[null]",
