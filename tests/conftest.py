@@ -14,12 +14,25 @@ from sweep.config import load_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# The modules whose tests run longest (30-70 s each: example scripts, kill tests, real worker
+# processes) are collected first, so that xdist starts them early and no core idles at the end
+# while one of them finishes. Each module's tests stay together (module fixtures are built once).
+LONG_FIRST = ("test_examples.py", "test_user_project.py", "test_trainer_runs.py", "test_workers.py",
+              "test_queue.py", "test_resume.py")
+
+
+def _long_first(item) -> int:
+    name = item.path.name
+    return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Under `--dist loadgroup` (pyproject's addopts) pytest-xdist appends a test's group to its
-    id, which is how the tests that share an expensive fixture land on one worker. Where that
+    """Long modules first (LONG_FIRST). Then a check: under `--dist loadgroup` (pyproject's
+    addopts) pytest-xdist appends a test's group to its id, which is how the tests that share an expensive fixture land on one worker. Where that
     has no effect (pytest 9.2 with pytest-xdist 3.8), every such fixture is built again on each
     worker: say so instead of running slowly."""
+    items.sort(key=_long_first)  # stable: every other order is kept
     if not getattr(config.option, "loadgroup", False):
         return
     lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
