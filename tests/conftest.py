@@ -26,19 +26,28 @@ def _long_first(item) -> int:
     return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+
+
+def pytest_configure(config):
+    """Under `--dist loadgroup` (pyproject's addopts) pytest-xdist appends a test's group to its
+    id, which is how the tests that share an expensive fixture land on one worker. pytest 9.2
+    keeps the id where pytest-xdist 3.8 cannot change it: every group is ignored and each such
+    fixture built again on each worker. Say so instead of running slowly."""
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    import xdist
+
+    if _version(pytest.__version__) >= (9, 2) and _version(xdist.__version__) <= (3, 8):
+        raise pytest.UsageError(f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__} ignores "
+                                f"xdist_group; install the versions pyproject.toml names: pip install -e '.[test]'")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Long modules first (LONG_FIRST). Then a check: under `--dist loadgroup` (pyproject's
-    addopts) pytest-xdist appends a test's group to its id, which is how the tests that share an expensive fixture land on one worker. Where that
-    has no effect (pytest 9.2 with pytest-xdist 3.8), every such fixture is built again on each
-    worker: say so instead of running slowly."""
+    """Long modules first (LONG_FIRST)."""
     items.sort(key=_long_first)  # stable: every other order is kept
-    if not getattr(config.option, "loadgroup", False):
-        return
-    lost = [item.nodeid for item in items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
-    if lost:
-        raise pytest.UsageError(f"pytest-xdist could not group {lost[0]} (and {len(lost) - 1} more) with this "
-                                f"pytest; install the versions pyproject.toml names: pip install -e '.[test]'")
 
 
 @pytest.fixture(autouse=True, scope="session")
