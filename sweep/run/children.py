@@ -44,10 +44,11 @@ PR_SET_NAME = 15
 
 
 def child_setup() -> None:
-    """Runs in the child before exec. The launcher owns Ctrl-C: children ignore SIGINT and stop
-    on the SIGTERM it forwards. On Linux the child also gets SIGTERM when the launcher dies
-    (even by SIGKILL), so it checkpoints and releases its trial instead of running unobserved;
-    the death signal survives exec, so there is no window where it is not armed."""
+    """Runs in the child before exec (or right after the fork). The launcher owns Ctrl-C:
+    children ignore SIGINT and stop on the SIGTERM it forwards. On Linux the child also gets
+    SIGTERM when the launcher dies (even by SIGKILL), so it checkpoints and releases its trial
+    instead of running unobserved; the death signal survives exec, so there is no window where
+    it is not armed."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     arm_parent_death_signal(signal.SIGTERM)
 
