@@ -36,11 +36,10 @@ from typing import Any, Optional, Union
 from sweep.config import Config
 from sweep.core.errors import UserError
 from sweep.run.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS
-from sweep.trainers.supervise import arm_parent_death_signal
+from sweep.trainers.supervise import PR_SET_NAME, arm_parent_death_signal, prctl
 
 ENV_START = "LRSWEEP_WORKER_START"  # "exec": every worker starts a fresh interpreter
 PROCESS_NAME = b"lrsweep-worker"  # what `top` and `ps -o comm` show for a forked worker
-PR_SET_NAME = 15
 
 
 def child_setup() -> None:
@@ -147,7 +146,7 @@ def _fork(env: dict[str, str]) -> ForkedWorker:
                 if not sibling.closed:
                     os.dup2(null, sibling.fileno())
             child_setup()
-            _name_process()
+            prctl(PR_SET_NAME, PROCESS_NAME)
             os.environ.pop(ENV_CONFIG, None)
             os.environ.update(env)
             if read != 0:  # fd 0 becomes the pipe, as a started interpreter's (its runs inherit it)
@@ -170,15 +169,6 @@ def _fork(env: dict[str, str]) -> ForkedWorker:
     stdin = os.fdopen(write, "w")
     _STDINS.append(stdin)
     return ForkedWorker(pid, stdin)
-
-
-def _name_process() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_NAME, PROCESS_NAME)
-    except (OSError, AttributeError):
-        pass
 
 
 def go(child: Any, cfg: Config, task_cache: Path) -> None:

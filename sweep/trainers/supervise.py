@@ -25,18 +25,24 @@ import sys
 import time
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 
-def arm_parent_death_signal(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to send `sig` to this process when its parent dies (a no-op elsewhere)."""
+def prctl(option: int, value: object) -> None:
+    """Linux's prctl(option, value) on this process; a no-op elsewhere, or where libc lacks it."""
     if not sys.platform.startswith("linux"):
         return
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
-    except OSError:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(option, value)
+    except (OSError, AttributeError):
         pass
+
+
+def arm_parent_death_signal(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies (a no-op elsewhere)."""
+    prctl(PR_SET_PDEATHSIG, sig)
 
 
 def _others() -> list[int]:
