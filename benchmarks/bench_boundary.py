@@ -33,13 +33,27 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TASKS = {
     # The default model (2-layer LSTM, SGD + momentum) on digits, 20 epochs, without clipping.
-    "digits": {"overrides": ["task=digits", "epochs=20", "grid.clip=[null]", "grid.batch_size=[32]"],
-               "reference": list(np.geomspace(0.1, 10, 12)), "coarse": [0.1, 1.0, 10.0]},
+    "digits": {
+        "overrides": ["task=digits", "epochs=20", "grid.clip=[null]", "grid.batch_size=[32]"],
+        "reference": list(np.geomspace(0.1, 10, 12)),
+        "coarse": [0.1, 1.0, 10.0],
+    },
     # The adding problem (length 20), a 1-layer LSTM, SGD + momentum, 10 epochs, without clipping.
-    "adding": {"overrides": ["task=adding", "task.length=20", "task.n_train=2000", "task.n_val=500",
-                             "model.layers=1", "model.hidden_size=32", "epochs=10", "grid.clip=[null]",
-                             "grid.batch_size=[32]"],
-               "reference": list(np.geomspace(0.03, 3, 12)), "coarse": [0.03, 0.3, 3.0]},
+    "adding": {
+        "overrides": [
+            "task=adding",
+            "task.length=20",
+            "task.n_train=2000",
+            "task.n_val=500",
+            "model.layers=1",
+            "model.hidden_size=32",
+            "epochs=10",
+            "grid.clip=[null]",
+            "grid.batch_size=[32]",
+        ],
+        "reference": list(np.geomspace(0.03, 3, 12)),
+        "coarse": [0.03, 0.3, 3.0],
+    },
 }
 
 
@@ -49,7 +63,9 @@ def lr_list(values: list[float]) -> str:
 
 def sweep(command: str, args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     start = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "sweep", command, *args], cwd=ROOT, capture_output=True, text=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "sweep", command, *args], cwd=ROOT, capture_output=True, text=True
+    )
     if p.returncode != 0:
         raise SystemExit(f"sweep {command} failed:\n{p.stderr[-3000:]}")
     return time.perf_counter() - start, p
@@ -58,7 +74,10 @@ def sweep(command: str, args: list[str]) -> tuple[float, subprocess.CompletedPro
 def verdict(folder: Path) -> dict:
     v = pd.read_csv(folder / "verdicts.csv").iloc[0].to_dict()
     runs = pd.read_csv(folder / "runs.csv")
-    return {**{k: (None if pd.isna(x) else x) for k, x in v.items() if k.startswith("lr_at_")}, "runs": len(runs)}
+    return {
+        **{k: (None if pd.isna(x) else x) for k, x in v.items() if k.startswith("lr_at_")},
+        "runs": len(runs),
+    }
 
 
 def within(got: dict, ref: dict, q: int) -> bool:
@@ -78,14 +97,25 @@ def bench(name: str, tmp: Path, smoke: bool = False) -> dict:
     t = TASKS[name]
     common = t["overrides"] + [f"results_dir={tmp / name}"] + (SMOKE if smoke else [])
     reference = t["reference"][::4] if smoke else t["reference"]
-    ref_s, _ = sweep("run", common + [f"grid.lr={lr_list(reference)}", f"seeds={2 if smoke else 10}",
-                                      "study.name=reference"])
+    ref_s, _ = sweep(
+        "run",
+        common
+        + [f"grid.lr={lr_list(reference)}", f"seeds={2 if smoke else 10}", "study.name=reference"],
+    )
     ref = verdict(tmp / name / "reference")
     budget = int(0.4 * ref["runs"])
     ref_runs = ref["runs"]
-    refine_s, out = sweep("refine", common + [f"grid.lr={lr_list(t['coarse'])}", f"seeds={2 if smoke else 3}",
-                                              "study.name=refine", f"refine.max_runs={max(budget, 7 if smoke else 0)}",
-                                              *(["refine.max_rounds=1"] if smoke else [])])
+    refine_s, out = sweep(
+        "refine",
+        common
+        + [
+            f"grid.lr={lr_list(t['coarse'])}",
+            f"seeds={2 if smoke else 3}",
+            "study.name=refine",
+            f"refine.max_runs={max(budget, 7 if smoke else 0)}",
+            *(["refine.max_rounds=1"] if smoke else []),
+        ],
+    )
     got = verdict(tmp / name / "refine")
     find_s, found = sweep("find", common + ["study.name=find"])
     line = next(x for x in found.stdout.splitlines() if x.startswith("proposed grid"))
@@ -93,8 +123,12 @@ def bench(name: str, tmp: Path, smoke: bool = False) -> dict:
     return {
         "task": name,
         "reference": {**ref, "seconds": round(ref_s, 1)},
-        "refine": {**got, "seconds": round(refine_s, 1), "budget": budget,
-                   "rounds": sum(1 for x in out.stdout.splitlines() if x.startswith("refine round"))},
+        "refine": {
+            **got,
+            "seconds": round(refine_s, 1),
+            "budget": budget,
+            "rounds": sum(1 for x in out.stdout.splitlines() if x.startswith("refine round")),
+        },
         "find": {"proposed": proposed, "seconds": round(find_s, 1)},
         "checks": {
             "lr_at_10 agrees": within(got, ref, 10),
@@ -107,9 +141,13 @@ def bench(name: str, tmp: Path, smoke: bool = False) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--task", choices=[*TASKS, "all"], default="all")
-    ap.add_argument("--smoke", action="store_true", help="digits at toy sizes, no checks: that the script runs")
+    ap.add_argument(
+        "--smoke", action="store_true", help="digits at toy sizes, no checks: that the script runs"
+    )
     args = ap.parse_args()
     names = ["digits"] if args.smoke else list(TASKS) if args.task == "all" else [args.task]
     results = []
@@ -118,13 +156,22 @@ def main() -> None:
             r = bench(name, Path(tmp), args.smoke)
             results.append(r)
             ref, got = r["reference"], r["refine"]
-            print(f"{name}: reference {ref['runs']} runs {ref['seconds']} s: lr_at_10 {ref['lr_at_10']} "
-                  f"[{ref['lr_at_10_lo']}, {ref['lr_at_10_hi']}], lr_at_50 {ref['lr_at_50']} "
-                  f"[{ref['lr_at_50_lo']}, {ref['lr_at_50_hi']}]", flush=True)
-            print(f"{name}: refine {got['runs']} runs ({got['rounds']} rounds, budget {got['budget']}) "
-                  f"{got['seconds']} s: lr_at_10 {got['lr_at_10']} [{got['lr_at_10_lo']}, {got['lr_at_10_hi']}], "
-                  f"lr_at_50 {got['lr_at_50']} [{got['lr_at_50_lo']}, {got['lr_at_50_hi']}]", flush=True)
-            print(f"{name}: find {r['find']['seconds']} s: proposed {r['find']['proposed']}", flush=True)
+            print(
+                f"{name}: reference {ref['runs']} runs {ref['seconds']} s: lr_at_10 {ref['lr_at_10']} "
+                f"[{ref['lr_at_10_lo']}, {ref['lr_at_10_hi']}], lr_at_50 {ref['lr_at_50']} "
+                f"[{ref['lr_at_50_lo']}, {ref['lr_at_50_hi']}]",
+                flush=True,
+            )
+            print(
+                f"{name}: refine {got['runs']} runs ({got['rounds']} rounds, budget {got['budget']}) "
+                f"{got['seconds']} s: lr_at_10 {got['lr_at_10']} [{got['lr_at_10_lo']}, {got['lr_at_10_hi']}], "
+                f"lr_at_50 {got['lr_at_50']} [{got['lr_at_50_lo']}, {got['lr_at_50_hi']}]",
+                flush=True,
+            )
+            print(
+                f"{name}: find {r['find']['seconds']} s: proposed {r['find']['proposed']}",
+                flush=True,
+            )
             print(f"{name}: checks {r['checks']}", flush=True)
     print(json.dumps(results, indent=1, default=str))
     if not args.smoke and not all(all(r["checks"].values()) for r in results):

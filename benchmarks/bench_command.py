@@ -27,36 +27,76 @@ SCRIPT = ROOT / "tests" / "data" / "fake_train.py"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--smoke", action="store_true", help="4 runs of 2 short epochs")
     args = ap.parse_args()
-    lrs, seeds, epochs, sleep = ([0.1, 0.3], 2, 2, 0.05) if args.smoke else ([0.01, 0.03, 0.1, 0.3, 0.5, 0.7], 2, 5, 0.2)
+    lrs, seeds, epochs, sleep = (
+        ([0.1, 0.3], 2, 2, 0.05) if args.smoke else ([0.01, 0.03, 0.1, 0.3, 0.5, 0.7], 2, 5, 0.2)
+    )
     runs = len(lrs) * seeds
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         for lr in lrs:
             for seed in range(seeds):
-                subprocess.run([sys.executable, str(SCRIPT), "--lr", str(lr), "--seed", str(seed), "--epochs",
-                                str(epochs), "--sleep", str(sleep), "--log", f"{tmp}/hand.csv"], check=True)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        str(SCRIPT),
+                        "--lr",
+                        str(lr),
+                        "--seed",
+                        str(seed),
+                        "--epochs",
+                        str(epochs),
+                        "--sleep",
+                        str(sleep),
+                        "--log",
+                        f"{tmp}/hand.csv",
+                    ],
+                    check=True,
+                )
         by_hand = time.perf_counter() - start
-        command = (f"{sys.executable} {SCRIPT} --lr {{lr}} --clip {{clip}} --seed {{seed}} --epochs {{epochs}} "
-                   f"--sleep {sleep} --log {{metrics}}")
-        sweep = [sys.executable, "-m", "sweep", "run", "trainer=command", f"trainer.command={command}",
-                 "trainer.n_val=200", "trainer.chance=0.25", f"grid.lr=[{','.join(map(str, lrs))}]",
-                 "grid.clip=[null]", f"seeds={seeds}", f"epochs={epochs}", "workers=1", f"results_dir={tmp}/results"]
+        command = (
+            f"{sys.executable} {SCRIPT} --lr {{lr}} --clip {{clip}} --seed {{seed}} --epochs {{epochs}} "
+            f"--sleep {sleep} --log {{metrics}}"
+        )
+        sweep = [
+            sys.executable,
+            "-m",
+            "sweep",
+            "run",
+            "trainer=command",
+            f"trainer.command={command}",
+            "trainer.n_val=200",
+            "trainer.chance=0.25",
+            f"grid.lr=[{','.join(map(str, lrs))}]",
+            "grid.clip=[null]",
+            f"seeds={seeds}",
+            f"epochs={epochs}",
+            "workers=1",
+            f"results_dir={tmp}/results",
+        ]
         start = time.perf_counter()
         p = subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True)
         swept = time.perf_counter() - start
         if p.returncode != 0:
             raise SystemExit(p.stderr[-3000:])
         start = time.perf_counter()
-        subprocess.run(sweep, cwd=ROOT, capture_output=True, text=True, check=True)  # nothing left: the fixed cost
+        subprocess.run(
+            sweep, cwd=ROOT, capture_output=True, text=True, check=True
+        )  # nothing left: the fixed cost
         fixed = time.perf_counter() - start
     per_run = (swept - by_hand) / runs
-    print(f"{runs} runs x {epochs} epochs of {sleep} s: by hand {by_hand:.1f} s, sweep run trainer=command "
-          f"{swept:.1f} s ({swept / by_hand:.2f}x)")
-    print(f"overhead per run {per_run:.2f} s, of which the sweep's fixed cost (start-up, storage, report: "
-          f"{fixed:.1f} s once) is {fixed / runs:.2f} s and the per-run rest {per_run - fixed / runs:.2f} s")
+    print(
+        f"{runs} runs x {epochs} epochs of {sleep} s: by hand {by_hand:.1f} s, sweep run trainer=command "
+        f"{swept:.1f} s ({swept / by_hand:.2f}x)"
+    )
+    print(
+        f"overhead per run {per_run:.2f} s, of which the sweep's fixed cost (start-up, storage, report: "
+        f"{fixed:.1f} s once) is {fixed / runs:.2f} s and the per-run rest {per_run - fixed / runs:.2f} s"
+    )
 
 
 if __name__ == "__main__":

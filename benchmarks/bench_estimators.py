@@ -40,9 +40,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sweep.analysis.boundary import fit_boundary_batch  # noqa: E402
 
 SLOPES = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 10.0)
-DESIGNS = ((4, 0.5, 3), (5, 0.5, 5), (6, 0.5, 3), (8, 0.5, 10), (5, 0.5, 10), (4, 0.5, 5), (6, 0.5, 5),
-           (8, 0.5, 3), (5, 0.25, 5), (8, 0.25, 3), (5, 1.0, 5), (4, 1.0, 3))
-U = np.concatenate([[-np.inf], np.linspace(math.log(0.05), math.log(300), 90)])  # log slope; b = 0 first
+DESIGNS = (
+    (4, 0.5, 3),
+    (5, 0.5, 5),
+    (6, 0.5, 3),
+    (8, 0.5, 10),
+    (5, 0.5, 10),
+    (4, 0.5, 5),
+    (6, 0.5, 5),
+    (8, 0.5, 3),
+    (5, 0.25, 5),
+    (8, 0.25, 3),
+    (5, 1.0, 5),
+    (4, 1.0, 3),
+)
+U = np.concatenate(
+    [[-np.inf], np.linspace(math.log(0.05), math.log(300), 90)]
+)  # log slope; b = 0 first
 DT = 0.01
 CANDIDATES = ("ml", "firth-pl", "cauchy", "jeffreys", "chosen")
 
@@ -82,10 +96,17 @@ def _posterior(ts, log_density):
     def quantile(p):
         return np.array([np.interp(p, c, ts) for c in cdf])
 
-    return {"est": quantile(0.5), "lo": quantile(0.025), "hi": quantile(0.975), "safe": quantile(0.05)}
+    return {
+        "est": quantile(0.5),
+        "lo": quantile(0.025),
+        "hi": quantile(0.975),
+        "safe": quantile(0.05),
+    }
 
 
-def candidates(x: np.ndarray, n: np.ndarray, k: np.ndarray) -> dict[str, dict[float, dict[str, np.ndarray]]]:
+def candidates(
+    x: np.ndarray, n: np.ndarray, k: np.ndarray
+) -> dict[str, dict[float, dict[str, np.ndarray]]]:
     """Every candidate's estimates (log10 lr) for q = 0.1 and 0.5, per slice (row of k)."""
     out: dict[str, dict[float, dict[str, np.ndarray]]] = {c: {} for c in CANDIDATES}
     sd = math.sqrt(np.average((x - np.average(x, weights=n)) ** 2, weights=n))
@@ -95,28 +116,46 @@ def candidates(x: np.ndarray, n: np.ndarray, k: np.ndarray) -> dict[str, dict[fl
         out["ml"][q] = _profile(ts, ll.max(-1))
         out["firth-pl"][q] = _profile(ts, (ll + half_logdet).max(-1))
         jacobian = 2 * U[None, :]  # (a, b) -> (t, log b)
-        cauchy = -np.log1p((a_c / 10.0) ** 2) - np.log1p((np.exp(U)[None, :] * 2 * sd / 2.5) ** 2) + jacobian
+        cauchy = (
+            -np.log1p((a_c / 10.0) ** 2)
+            - np.log1p((np.exp(U)[None, :] * 2 * sd / 2.5) ** 2)
+            + jacobian
+        )
         jeffreys = half_logdet + jacobian
         for name, prior in (("cauchy", cauchy), ("jeffreys", jeffreys)):
             lp = ll + prior[None]
             lp[:, :, 0] = -np.inf  # b = 0 has no mass
             out[name][q] = _posterior(ts, lp)
-    fits = fit_boundary_batch(10 ** x, n, k)
+    fits = fit_boundary_batch(10**x, n, k)
     for q, attr in ((0.1, "at_10"), (0.5, "at_50")):
         est = []
         for f in fits:
             r = getattr(f, attr)
-            est.append(math.log10(r.estimate) if r.estimate is not None else
-                       (np.inf if r.kind == "above" else -np.inf if r.kind == "below" else np.nan))
-        out["chosen"][q] = {"est": np.array(est), "lo": np.array([f.raw_intervals[q][0] for f in fits]),
-                            "hi": np.array([f.raw_intervals[q][1] for f in fits])}
-    out["chosen"][0.1]["safe"] = np.array([math.log10(f.safe.lr) if f.safe.lr is not None else -np.inf for f in fits])
+            est.append(
+                math.log10(r.estimate)
+                if r.estimate is not None
+                else (np.inf if r.kind == "above" else -np.inf if r.kind == "below" else np.nan)
+            )
+        out["chosen"][q] = {
+            "est": np.array(est),
+            "lo": np.array([f.raw_intervals[q][0] for f in fits]),
+            "hi": np.array([f.raw_intervals[q][1] for f in fits]),
+        }
+    out["chosen"][0.1]["safe"] = np.array(
+        [math.log10(f.safe.lr) if f.safe.lr is not None else -np.inf for f in fits]
+    )
     return out
 
 
 def simulate(reps: int, seed: int = 19) -> dict[str, list]:
     rng = np.random.default_rng(seed)
-    rows: dict[str, list] = {"slope": [], "x50": [], "x0": [], "x1": [], **{c: [] for c in CANDIDATES}}
+    rows: dict[str, list] = {
+        "slope": [],
+        "x50": [],
+        "x0": [],
+        "x1": [],
+        **{c: [] for c in CANDIDATES},
+    }
     for n_lrs, spacing, seeds in DESIGNS:
         x = np.log10(1e-3) + spacing * np.arange(n_lrs)
         n = np.full(n_lrs, float(seeds))
@@ -131,8 +170,10 @@ def simulate(reps: int, seed: int = 19) -> dict[str, list]:
             rows["x0"] += [x[0]] * len(k)
             rows["x1"] += [x[-1]] * len(k)
             for c in CANDIDATES:
-                rows[c] += [{q: {key: float(v[i]) for key, v in res[c][q].items()} for q in (0.1, 0.5)}
-                            for i in range(len(k))]
+                rows[c] += [
+                    {q: {key: float(v[i]) for key, v in res[c][q].items()} for q in (0.1, 0.5)}
+                    for i in range(len(k))
+                ]
     return rows
 
 
@@ -149,13 +190,19 @@ def table(rows: dict[str, list], name: str) -> str:
     cov10 = np.array([v[0.1]["lo"] <= t <= v[0.1]["hi"] for v, t in zip(r, x10)])
     cov50 = np.array([v[0.5]["lo"] <= t <= v[0.5]["hi"] for v, t in zip(r, x50)])
     err = np.where(inside, np.abs(est - x10), np.nan)
-    lines = [f"**{name}**", "",
-             "| slope | slices | >= 30% (of slices) | (of reported) | safe LR past truth | covers lr_at_10 | covers lr_at_50 | median error (decades) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"**{name}**",
+        "",
+        "| slope | slices | >= 30% (of slices) | (of reported) | safe LR past truth | covers "
+        "lr_at_10 | covers lr_at_50 | median error (decades) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in SLOPES:
         m = slope == s
-        lines.append(f"| {s:g} | {m.sum()} | {risky[m].mean():.1%} | {risky[m].sum() / max(inside[m].sum(), 1):.1%} | "
-                     f"{past[m].mean():.1%} | {cov10[m].mean():.1%} | {cov50[m].mean():.1%} | {np.nanmedian(err[m]):.2f} |")
+        lines.append(
+            f"| {s:g} | {m.sum()} | {risky[m].mean():.1%} | {risky[m].sum() / max(inside[m].sum(), 1):.1%} | "
+            f"{past[m].mean():.1%} | {cov10[m].mean():.1%} | {cov50[m].mean():.1%} | {np.nanmedian(err[m]):.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -163,7 +210,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=40, help="slices per (design, slope)")
     parser.add_argument("--seed", type=int, default=19)
-    parser.add_argument("--smoke", action="store_true", help="1 slice per (design, slope): that the script runs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="1 slice per (design, slope): that the script runs"
+    )
     args = parser.parse_args()
     if args.smoke:
         args.reps = 1

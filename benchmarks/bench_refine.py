@@ -45,7 +45,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sweep.analysis.boundary import fit_boundary_counts  # noqa: E402
-from sweep.analysis.refinement import plan_round, slice_resolved  # noqa: E402
+from sweep.analysis.refinement import plan_round  # noqa: E402
 
 FACTOR = 1.5
 START = [0.01, 0.0316, 0.1, 0.316, 1.0]
@@ -71,11 +71,24 @@ class Truth:
 
     def fit(self):
         lrs = sorted(self.counts)
-        return fit_boundary_counts(lrs, [self.counts[lr][1] for lr in lrs], [self.counts[lr][0] for lr in lrs])
+        return fit_boundary_counts(
+            lrs, [self.counts[lr][1] for lr in lrs], [self.counts[lr][0] for lr in lrs]
+        )
 
     def summary(self) -> pd.DataFrame:
-        return pd.DataFrame([{"lr": lr, "clip": None, "batch_size": 32, "n_runs": n, "n_collapsed": k, "n_undecided": 0}
-                             for lr, (k, n) in sorted(self.counts.items())])
+        return pd.DataFrame(
+            [
+                {
+                    "lr": lr,
+                    "clip": None,
+                    "batch_size": 32,
+                    "n_runs": n,
+                    "n_collapsed": k,
+                    "n_undecided": 0,
+                }
+                for lr, (k, n) in sorted(self.counts.items())
+            ]
+        )
 
 
 def run_refine(t: Truth):
@@ -83,8 +96,15 @@ def run_refine(t: Truth):
         t.train(lr, 3)
     yield
     while True:
-        plan = plan_round(t.summary(), ["lr", "clip", "batch_size"], factor=1.0 + 1e-9, budget=10 ** 6,
-                          new_seeds=3, extra_seeds=3, max_seeds=20)
+        plan = plan_round(
+            t.summary(),
+            ["lr", "clip", "batch_size"],
+            factor=1.0 + 1e-9,
+            budget=10**6,
+            new_seeds=3,
+            extra_seeds=3,
+            max_seeds=20,
+        )
         if not plan.additions:
             return
         for a in plan.additions:
@@ -148,9 +168,13 @@ def simulate(slopes: list[float], reps: int, cap: int, seed: int) -> pd.DataFram
         for rep in range(reps):
             lr_50 = float(10 ** np.random.default_rng([seed, int(slope * 10), rep]).uniform(-1, 0))
             for name, design in DESIGNS.items():
-                t = Truth(slope, lr_50, np.random.default_rng([seed, int(slope * 10), rep]))  # the same start
+                t = Truth(
+                    slope, lr_50, np.random.default_rng([seed, int(slope * 10), rep])
+                )  # the same start
                 runs, unsafe = runs_to_answer(design, t, cap)
-                rows.append({"slope": slope, "rep": rep, "design": name, "runs": runs, "unsafe": unsafe})
+                rows.append(
+                    {"slope": slope, "rep": rep, "design": name, "runs": runs, "unsafe": unsafe}
+                )
     return pd.DataFrame(rows)
 
 
@@ -159,19 +183,24 @@ def _runs(x: float) -> str:
 
 
 def table(df: pd.DataFrame, cap: int) -> str:
-    out = ["| slope (per decade) | design | median runs to answer (90th percentile) | answered within the cap | "
-           "a safe LR above the true lr_at_10 stated on the way | median runs vs refine |",
-           "|---|---|---|---|---|---|"]
+    out = [
+        "| slope (per decade) | design | median runs to answer (90th percentile) | answered within the cap | "
+        "a safe LR above the true lr_at_10 stated on the way | median runs vs refine |",
+        "|---|---|---|---|---|---|",
+    ]
     for slope, g in df.groupby("slope"):
         base = g[g.design == "refine"].runs.median()
         for name in DESIGNS:
             d = g[g.design == name]
             med = d.runs.median()
-            out.append(f"| {slope:g} | {name} | {_runs(med)} ({_runs(d.runs.quantile(0.9))}) | "
-                       f"{100 * np.isfinite(d.runs).mean():.0f}% | {100 * d.unsafe.mean():.0f}% | "
-                       f"{med / base:.2f}x |" if math.isfinite(med) and math.isfinite(base) else
-                       f"| {slope:g} | {name} | {_runs(med)} | {100 * np.isfinite(d.runs).mean():.0f}% | "
-                       f"{100 * d.unsafe.mean():.0f}% | - |")
+            out.append(
+                f"| {slope:g} | {name} | {_runs(med)} ({_runs(d.runs.quantile(0.9))}) | "
+                f"{100 * np.isfinite(d.runs).mean():.0f}% | {100 * d.unsafe.mean():.0f}% | "
+                f"{med / base:.2f}x |"
+                if math.isfinite(med) and math.isfinite(base)
+                else f"| {slope:g} | {name} | {_runs(med)} | {100 * np.isfinite(d.runs).mean():.0f}% | "
+                f"{100 * d.unsafe.mean():.0f}% | - |"
+            )
     return "\n".join(out)
 
 
@@ -179,7 +208,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=60)
     ap.add_argument("--slopes", default="3,6,10")
-    ap.add_argument("--cap", type=int, default=340, help="the most runs a design may use (20 seeds of the dense grid)")
+    ap.add_argument(
+        "--cap",
+        type=int,
+        default=340,
+        help="the most runs a design may use (20 seeds of the dense grid)",
+    )
     ap.add_argument("--seed", type=int, default=19)
     ap.add_argument("--smoke", action="store_true", help="toy size, no checks: that it runs (CI)")
     args = ap.parse_args()
@@ -188,8 +222,10 @@ def main() -> None:
         args.reps, slopes, args.cap = 2, [6.0], 120
     start = time.perf_counter()
     df = simulate(slopes, args.reps, args.cap, args.seed)
-    print(f"{args.reps} repetitions per slope, cap {args.cap} runs, seed {args.seed} "
-          f"({time.perf_counter() - start:.0f} s)\n")
+    print(
+        f"{args.reps} repetitions per slope, cap {args.cap} runs, seed {args.seed} "
+        f"({time.perf_counter() - start:.0f} s)\n"
+    )
     print(table(df, args.cap))
 
 

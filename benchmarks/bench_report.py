@@ -53,13 +53,24 @@ def synthetic_record(rng: np.random.Generator, seed: int, epochs: int, lr: float
         nonfinite, nonfinite_epoch = "loss", k
     n = len(t)
     curves = {
-        "train_loss": loss * 0.9, "val_loss": loss, "val_acc": np.clip(acc, 0, 1),
-        "grad_norm_mean": norm, "grad_norm_max": norm * 3, "grad_norm_p90": norm * 1.5,
-        "clip_fraction": np.clip(rng.random(n) * lr, 0, 1), "pred_top_frac": top_frac,
+        "train_loss": loss * 0.9,
+        "val_loss": loss,
+        "val_acc": np.clip(acc, 0, 1),
+        "grad_norm_mean": norm,
+        "grad_norm_max": norm * 3,
+        "grad_norm_p90": norm * 1.5,
+        "clip_fraction": np.clip(rng.random(n) * lr, 0, 1),
+        "pred_top_frac": top_frac,
         "epoch_lr": np.full(n, lr),
     }
-    return {"seed": seed, "nonfinite": nonfinite, "nonfinite_epoch": nonfinite_epoch, "steps": 40 * n,
-            "seconds": 0.1 * n, "curves": {k: encode_floats(v) for k, v in curves.items()}}
+    return {
+        "seed": seed,
+        "nonfinite": nonfinite,
+        "nonfinite_epoch": nonfinite_epoch,
+        "steps": 40 * n,
+        "seconds": 0.1 * n,
+        "curves": {k: encode_floats(v) for k, v in curves.items()},
+    }
 
 
 def build_study(db: Path, runs: int, epochs: int, seeds: int) -> tuple[int, float]:
@@ -73,12 +84,23 @@ def build_study(db: Path, runs: int, epochs: int, seeds: int) -> tuple[int, floa
     side = max(1, round(n_settings ** (1 / 3)))
     lrs = [float(f"{v:.3g}") for v in np.logspace(-3, 0, side)]
     clips = [None] + [float(c) for c in np.logspace(-1, 1, side - 1)]
-    batches = [16 * 2 ** i for i in range(max(1, math.ceil(n_settings / (side * side))))]
-    settings = [dict(lr=lr, clip=c, batch_size=b) for b, lr, c in itertools.product(batches, lrs, clips)][:n_settings]
-    cfg = load_config([f"epochs={epochs}", f"seeds={seeds}", f"grid.lr={lrs}", f"grid.batch_size={batches}",
-                       "grid.clip=[" + ",".join("null" if c is None else str(c) for c in clips) + "]"])
+    batches = [16 * 2**i for i in range(max(1, math.ceil(n_settings / (side * side))))]
+    settings = [
+        dict(lr=lr, clip=c, batch_size=b) for b, lr, c in itertools.product(batches, lrs, clips)
+    ][:n_settings]
+    cfg = load_config(
+        [
+            f"epochs={epochs}",
+            f"seeds={seeds}",
+            f"grid.lr={lrs}",
+            f"grid.batch_size={batches}",
+            "grid.clip=[" + ",".join("null" if c is None else str(c) for c in clips) + "]",
+        ]
+    )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name="big", storage=f"sqlite:///{db}", directions=list(DIRECTIONS))
+    study = optuna.create_study(
+        study_name="big", storage=f"sqlite:///{db}", directions=list(DIRECTIONS)
+    )
     study.set_user_attr(ATTR_CONFIG, cfg.to_dict())
     study.set_user_attr(ATTR_COMPARABLE, comparable_part(cfg))
     study.set_user_attr(ATTR_TASK, {"name": "digits", "kind": "classification", "chance": 0.1})
@@ -90,13 +112,18 @@ def build_study(db: Path, runs: int, epochs: int, seeds: int) -> tuple[int, floa
         for s in range(seeds):
             attrs[f"run_{s}"] = synthetic_record(rng, s, epochs, setting["lr"])
         params = {"lr": setting["lr"], "batch_size": setting["batch_size"]}
-        dists = {"lr": FloatDistribution(setting["lr"], setting["lr"], log=True),
-                 "batch_size": IntDistribution(setting["batch_size"], setting["batch_size"])}
+        dists = {
+            "lr": FloatDistribution(setting["lr"], setting["lr"], log=True),
+            "batch_size": IntDistribution(setting["batch_size"], setting["batch_size"]),
+        }
         if setting["clip"] is not None:
             params["clip"] = setting["clip"]
             dists["clip"] = FloatDistribution(setting["clip"], setting["clip"], log=True)
-        batch.append(optuna.trial.create_trial(params=params, distributions=dists, values=[0.5, 0.1],
-                                               user_attrs=attrs))
+        batch.append(
+            optuna.trial.create_trial(
+                params=params, distributions=dists, values=[0.5, 0.1], user_attrs=attrs
+            )
+        )
         if len(batch) == 200:
             study.add_trials(batch)
             batch = []
@@ -106,12 +133,18 @@ def build_study(db: Path, runs: int, epochs: int, seeds: int) -> tuple[int, floa
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--check", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="a toy size (40 runs x 10 epochs): that the script runs")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a toy size (40 runs x 10 epochs): that the script runs",
+    )
     args = ap.parse_args()
     if args.smoke:
         args.runs, args.epochs, args.seeds = 40, 10, 2
@@ -121,17 +154,25 @@ def main() -> None:
         runs = n_settings * args.seeds
         size_kb = db.stat().st_size / 1024
         start = time.perf_counter()
-        p = subprocess.run([sys.executable, "-m", "sweep", "report", "study.name=big", f"results_dir={tmp}"],
-                           cwd=ROOT, capture_output=True, text=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "sweep", "report", "study.name=big", f"results_dir={tmp}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         t_report = time.perf_counter() - start
         rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         if p.returncode != 0:
             raise SystemExit(p.stderr)
         figures = len(list((Path(tmp) / "big" / "figures").rglob("*.png")))
-        print(f"study: {n_settings} settings x {args.seeds} seeds = {runs} runs x {args.epochs} epochs "
-              f"(written in {t_build:.0f} s)")
+        print(
+            f"study: {n_settings} settings x {args.seeds} seeds = {runs} runs x {args.epochs} epochs "
+            f"(written in {t_build:.0f} s)"
+        )
         print(f"storage: {size_kb / 1024:.1f} MB, {size_kb / runs:.1f} KB per run (target <= 20)")
-        print(f"sweep report: {t_report:.1f} s (target < 60), peak memory {rss_mb:.0f} MB, {figures} figures")
+        print(
+            f"sweep report: {t_report:.1f} s (target < 60), peak memory {rss_mb:.0f} MB, {figures} figures"
+        )
         print(p.stdout.strip())
         if args.check and (t_report >= 60 or size_kb / runs > 20):
             raise SystemExit("target missed")

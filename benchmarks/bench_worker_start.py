@@ -31,9 +31,22 @@ ROOT = Path(__file__).resolve().parent.parent
 def one_sweep(folder: Path, workers: int, start: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the launcher and every worker it waited for)."""
     lrs = ",".join(f"{0.01 * (i + 1):g}" for i in range(workers))
-    args = [sys.executable, "-m", "sweep", "run", "model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1",
-            f"grid.lr=[{lrs}]", "grid.clip=[null]", "grid.batch_size=[256]", f"workers={workers}",
-            f"results_dir={folder}", "study.name=start"]
+    args = [
+        sys.executable,
+        "-m",
+        "sweep",
+        "run",
+        "model.hidden_size=4",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=1",
+        f"grid.lr=[{lrs}]",
+        "grid.clip=[null]",
+        "grid.batch_size=[256]",
+        f"workers={workers}",
+        f"results_dir={folder}",
+        "study.name=start",
+    ]
     env = dict(os.environ, LRSWEEP_WORKER_START=start)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -59,18 +72,27 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {"exec": [], "fork": []}
     with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
         for r in range(a.rounds):
-            for start in (("exec", "fork") if r % 2 == 0 else ("fork", "exec")):
+            for start in ("exec", "fork") if r % 2 == 0 else ("fork", "exec"):
                 results[start].append(one_sweep(Path(tmp) / f"{start}-{r}", a.workers, start))
-    print(f"a sweep of {a.workers} settings x 1 seed x 1 epoch with workers={a.workers}, {a.rounds} round(s), "
-          f"on {os.cpu_count()} cores (medians)")
-    med = {s: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for s, v in results.items()}
-    for start, label in (("exec", "a fresh interpreter per worker (LRSWEEP_WORKER_START=exec)"),
-                         ("fork", "forked from the launcher (the default on Linux)")):
+    print(
+        f"a sweep of {a.workers} settings x 1 seed x 1 epoch with workers={a.workers}, {a.rounds} round(s), "
+        f"on {os.cpu_count()} cores (medians)"
+    )
+    med = {
+        s: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for s, v in results.items()
+    }
+    for start, label in (
+        ("exec", "a fresh interpreter per worker (LRSWEEP_WORKER_START=exec)"),
+        ("fork", "forked from the launcher (the default on Linux)"),
+    ):
         wall, cpu = med[start]
         print(f"  {label:60s} wall {wall:6.2f} s   CPU {cpu:6.2f} s")
     (we, ce), (wf, cf) = med["exec"], med["fork"]
-    print(f"  forked / fresh: wall x{wf / we:.2f}, CPU x{cf / ce:.2f} "
-          f"({(ce - cf) / a.workers:.2f} CPU s saved per worker)")
+    print(
+        f"  forked / fresh: wall x{wf / we:.2f}, CPU x{cf / ce:.2f} "
+        f"({(ce - cf) / a.workers:.2f} CPU s saved per worker)"
+    )
 
 
 if __name__ == "__main__":

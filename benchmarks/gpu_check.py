@@ -42,11 +42,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the packed-training cases live with their CPU tests
 
-from sweep.training.accelerator import configure_device  # noqa: E402
 from sweep.config import load_config  # noqa: E402
-from sweep.training.packed import PackedTrainer  # noqa: E402
 from sweep.tasks import build_task  # noqa: E402
 from sweep.training import RunSpec, SeedGroup, train_setting  # noqa: E402
+from sweep.training.accelerator import configure_device  # noqa: E402
+from sweep.training.packed import PackedTrainer  # noqa: E402
 
 RESULTS: list[tuple[str, bool, str]] = []
 
@@ -77,33 +77,62 @@ def check_packed_vs_separate(device: torch.device, smoke: bool = False) -> None:
                 diff = np.nanmax(np.abs(x - y) / scale) if x.size else 0.0
                 worst = max(worst, float(diff) if math.isfinite(diff) else 0.0)
         # The CPU tests allow rtol 2e-3 and 0.005 on accuracies (one flipped prediction).
-        report(f"packed vs separate [{case}]", same_nonfinite and worst < 5e-3,
-               f"same non-finite seeds: {same_nonfinite}, largest relative difference {worst:.2e}")
+        report(
+            f"packed vs separate [{case}]",
+            same_nonfinite and worst < 5e-3,
+            f"same non-finite seeds: {same_nonfinite}, largest relative difference {worst:.2e}",
+        )
 
 
 def sweep_runs(device: str, folder: Path, smoke: bool = False) -> pd.DataFrame:
-    size = ["epochs=1", "seeds=1", "model.hidden_size=8", "model.layers=1"] if smoke else \
-        ["model.hidden_size=32", "epochs=10", "seeds=3"]
-    grid = ["grid.lr=[0.3]", "grid.clip=[null]"] if smoke else ["grid.lr=[0.03,0.3,3.0]", "grid.clip=[null,1.0]"]
-    args = ["task=digits", *size, *grid, "grid.batch_size=[64]", f"device={device}", "workers=1",
-            f"results_dir={folder}", "study.name=gpu-check"]
-    subprocess.run([sys.executable, "-m", "sweep", "run", *args], check=True, cwd=ROOT, capture_output=True)
+    size = (
+        ["epochs=1", "seeds=1", "model.hidden_size=8", "model.layers=1"]
+        if smoke
+        else ["model.hidden_size=32", "epochs=10", "seeds=3"]
+    )
+    grid = (
+        ["grid.lr=[0.3]", "grid.clip=[null]"]
+        if smoke
+        else ["grid.lr=[0.03,0.3,3.0]", "grid.clip=[null,1.0]"]
+    )
+    args = [
+        "task=digits",
+        *size,
+        *grid,
+        "grid.batch_size=[64]",
+        f"device={device}",
+        "workers=1",
+        f"results_dir={folder}",
+        "study.name=gpu-check",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "sweep", "run", *args], check=True, cwd=ROOT, capture_output=True
+    )
     return pd.read_csv(folder / "gpu-check" / "runs.csv")
 
 
 def check_cpu_vs_gpu(tmp: Path, smoke: bool = False) -> None:
-    cpu, gpu = sweep_runs("cpu", tmp / "cpu", smoke), sweep_runs("cpu" if smoke else "cuda", tmp / "gpu", smoke)
+    cpu, gpu = (
+        sweep_runs("cpu", tmp / "cpu", smoke),
+        sweep_runs("cpu" if smoke else "cuda", tmp / "gpu", smoke),
+    )
     keys = ["lr", "clip", "batch_size", "seed"]
     both = cpu.merge(gpu, on=keys, suffixes=("_cpu", "_gpu"), how="outer", indicator=True)
     same_runs = bool((both["_merge"] == "both").all())
     nonfinite_cpu = set(map(tuple, cpu[cpu["collapse_mode"] == "nonfinite"][keys].values.tolist()))
     nonfinite_gpu = set(map(tuple, gpu[gpu["collapse_mode"] == "nonfinite"][keys].values.tolist()))
     stable = both[(~both["collapsed_cpu"].astype(bool)) & (~both["collapsed_gpu"].astype(bool))]
-    diff = float((stable["best_acc_cpu"] - stable["best_acc_gpu"]).abs().max()) if len(stable) else 0.0
+    diff = (
+        float((stable["best_acc_cpu"] - stable["best_acc_gpu"]).abs().max()) if len(stable) else 0.0
+    )
     ok = same_runs and nonfinite_cpu == nonfinite_gpu and diff <= 0.02
-    report("CPU vs GPU runs.csv", ok, f"same runs: {same_runs}; non-finite runs CPU {len(nonfinite_cpu)}, "
-           f"GPU {len(nonfinite_gpu)}, same: {nonfinite_cpu == nonfinite_gpu}; largest |best_acc diff| "
-           f"of stable runs {diff:.4f} (tolerance 0.02)")
+    report(
+        "CPU vs GPU runs.csv",
+        ok,
+        f"same runs: {same_runs}; non-finite runs CPU {len(nonfinite_cpu)}, "
+        f"GPU {len(nonfinite_gpu)}, same: {nonfinite_cpu == nonfinite_gpu}; largest |best_acc diff| "
+        f"of stable runs {diff:.4f} (tolerance 0.02)",
+    )
 
 
 def count_syncs(group) -> int:
@@ -121,12 +150,19 @@ def count_syncs(group) -> int:
 
 def check_syncs(device: torch.device, smoke: bool = False) -> None:
     n = 256 if smoke else 2048
-    for task_args in (["task=digits"], ["task=adding", "task.length=20", f"task.n_train={n}", "task.n_val=256"]):
-        cfg = load_config(task_args + [f"model.hidden_size={8 if smoke else 32}", "model.layers=1", "epochs=2"])
+    for task_args in (
+        ["task=digits"],
+        ["task=adding", "task.length=20", f"task.n_train={n}", "task.n_val=256"],
+    ):
+        cfg = load_config(
+            task_args + [f"model.hidden_size={8 if smoke else 32}", "model.layers=1", "epochs=2"]
+        )
         task = build_task(cfg.task).to(device)
         setting = {"lr": 0.01, "clip": 1.0, "batch_size": 32}
-        groups = (SeedGroup(task, RunSpec.build(cfg, setting, [0]), device),
-                  PackedTrainer(task, RunSpec.build(cfg, setting, [0, 1, 2]), device))
+        groups = (
+            SeedGroup(task, RunSpec.build(cfg, setting, [0]), device),
+            PackedTrainer(task, RunSpec.build(cfg, setting, [0, 1, 2]), device),
+        )
         for group in groups:
             steps = math.ceil(task.n_train / 32)
             if device.type != "cuda":  # (--smoke: the groups are built and run, syncs not counted)
@@ -135,49 +171,87 @@ def check_syncs(device: torch.device, smoke: bool = False) -> None:
                 continue
             syncs = count_syncs(group)
             # One read per 16 steps per seed, the end-of-epoch statistics and the evaluation.
-            limit = (steps // 16 + 1) * (1 if group.mode == "packed" else len(group.records_list())) + 12
-            report(f"host syncs per epoch [{task.name}, {group.mode}]", syncs <= limit,
-                   f"{syncs} syncs for {steps} steps (limit {limit})")
+            limit = (steps // 16 + 1) * (
+                1 if group.mode == "packed" else len(group.records_list())
+            ) + 12
+            report(
+                f"host syncs per epoch [{task.name}, {group.mode}]",
+                syncs <= limit,
+                f"{syncs} syncs for {steps} steps (limit {limit})",
+            )
 
 
 def check_cross_device_resume(device: torch.device, tmp: Path, smoke: bool = False) -> None:
-    from sweep.training.checkpoints import Checkpointer
     from sweep.config import config_fingerprint
     from sweep.training import StopRequested
+    from sweep.training.checkpoints import Checkpointer
 
     cpu = torch.device("cpu")
-    cfg = load_config([f"model.hidden_size={4 if smoke else 16}", "model.layers=2", "model.dropout=0.2", "epochs=3"])
+    cfg = load_config(
+        [
+            f"model.hidden_size={4 if smoke else 16}",
+            "model.layers=2",
+            "model.dropout=0.2",
+            "epochs=3",
+        ]
+    )
     task = build_task(cfg.task)
     setting = {"lr": 0.1, "clip": 1.0, "batch_size": 64}
     for first, second in ((device, cpu), (cpu, device)):
         folder = tmp / f"ckpt-{first.type}-{second.type}"
         ckpt = Checkpointer(folder, setting, [0, 1], config_fingerprint(cfg), every=1, minutes=0)
         try:
-            train_setting(task.to(first), cfg, setting, [0, 1], first, ckpt, should_stop=lambda: True)
+            train_setting(
+                task.to(first), cfg, setting, [0, 1], first, ckpt, should_stop=lambda: True
+            )
         except StopRequested:
             pass
         records = train_setting(task.to(second), copy.deepcopy(cfg), setting, [0, 1], second, ckpt)
         ok = all(r.epochs_run == 3 for r in records)
-        report(f"resume {first.type} -> {second.type}", ok, f"epochs per seed {[r.epochs_run for r in records]}")
+        report(
+            f"resume {first.type} -> {second.type}",
+            ok,
+            f"epochs per seed {[r.epochs_run for r in records]}",
+        )
 
 
 def check_speed() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_sweep.py"), "--packing", "--grid", "none"],
-                         cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_sweep.py"),
+            "--packing",
+            "--grid",
+            "none",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("packing on cuda")]
-    report("packed speed-up (bench_sweep.py --packing)", out.returncode == 0, " | ".join(lines[-6:]) or out.stderr[-500:])
+    report(
+        "packed speed-up (bench_sweep.py --packing)",
+        out.returncode == 0,
+        " | ".join(lines[-6:]) or out.stderr[-500:],
+    )
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--skip-speed", action="store_true")
-    ap.add_argument("--smoke", action="store_true", help="the same code on the CPU at toy sizes (no GPU needed)")
+    ap.add_argument(
+        "--smoke", action="store_true", help="the same code on the CPU at toy sizes (no GPU needed)"
+    )
     args = ap.parse_args()
     if args.smoke:
         device = torch.device("cpu")
     elif not torch.cuda.is_available():
-        print("no CUDA GPU visible: this script checks the GPU paths and needs one (--smoke runs it on the CPU)",
-              file=sys.stderr)
+        print(
+            "no CUDA GPU visible: this script checks the GPU paths and needs one (--smoke runs it on the CPU)",
+            file=sys.stderr,
+        )
         return 2
     else:
         device = torch.device("cuda", 0)
@@ -190,7 +264,10 @@ def main() -> int:
         if not (args.skip_speed or args.smoke):
             check_speed()
     failed = [name for name, ok, _ in RESULTS if not ok]
-    print(f"\n{len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed" + (f"; failed: {failed}" if failed else ""))
+    print(
+        f"\n{len(RESULTS) - len(failed)}/{len(RESULTS)} checks passed"
+        + (f"; failed: {failed}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PHASES = {
     "forward": [("packed_net.py", "forward"), ("models.py", "forward")],
     "backward": [("_tensor.py", "backward")],
-    "grad norm + clip": [("packed_net.py", "per_seed_norm"), ("gradients.py", "clip"), ("clip_grad.py", "clip_grad_norm_")],
+    "grad norm + clip": [
+        ("packed_net.py", "per_seed_norm"),
+        ("gradients.py", "clip"),
+        ("clip_grad.py", "clip_grad_norm_"),
+    ],
     "optimizer step": [("optimizer.py", "wrapper")],
     "evaluation": [("packed.py", "_evaluate"), ("separate.py", "_evaluate")],
     "epoch statistics": [("epoch.py", "epoch_stats")],
@@ -36,9 +40,11 @@ PHASES = {
 
 def startup_seconds() -> float:
     """A worker's fixed cost: interpreter, imports (torch, optuna, hydra) and task data."""
-    code = ("import time; t=time.perf_counter(); import sweep.run.worker, sweep.store; "
-            "from sweep.config import load_config; from sweep.tasks import build_task; "
-            "build_task(load_config([]).task); print(time.perf_counter()-t)")
+    code = (
+        "import time; t=time.perf_counter(); import sweep.run.worker, sweep.store; "
+        "from sweep.config import load_config; from sweep.tasks import build_task; "
+        "build_task(load_config([]).task); print(time.perf_counter()-t)"
+    )
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
     return time.perf_counter() - start
@@ -73,7 +79,9 @@ def main() -> None:
         import optuna
 
         storage = open_storage(f"sqlite:///{tmp}/p.db")
-        study = optuna.create_study(study_name="p", storage=storage, directions=["maximize", "minimize"])
+        study = optuna.create_study(
+            study_name="p", storage=storage, directions=["maximize", "minimize"]
+        )
         start = time.perf_counter()
         trial = study.ask()
         decoded = [decode_record(encode_record(r)) for r in records]
@@ -89,28 +97,35 @@ def main() -> None:
     rows = {}
     for phase, targets in PHASES.items():
         total = 0.0
-        for (file, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():
+        for (file, _line, func), (_cc, _nc, _tt, ct, callers) in stats.stats.items():
             if any(file.endswith(f) and func == name for f, name in targets):
                 # count each function once: skip calls made from another listed function
                 if not any(c[0].endswith(f) and c[2] == n for c in callers for f, n in targets):
                     total += ct
         rows[phase] = total
-    gather = sum(ct for (file, _, func), (_, _, _, ct, _) in stats.stats.items()
-                 if func in ("index_select", "<method 'index_select' of 'torch._C.TensorBase' objects>"))
+    gather = sum(
+        ct
+        for (file, _, func), (_, _, _, ct, _) in stats.stats.items()
+        if func in ("index_select", "<method 'index_select' of 'torch._C.TensorBase' objects>")
+    )
     rows["data (batch gathering)"] = gather
     rows["other training overhead"] = max(0.0, train_s - sum(rows.values()))
     startup = startup_seconds()
     total = train_s + storage_s + startup
     epochs = cfg.epochs * len(seeds)
-    print(f"default setting {setting}, {len(seeds)} seeds x {cfg.epochs} epochs, "
-          f"packing={'on' if use_packing(cfg, torch.device('cpu')) else 'off'}, 1 thread")
+    print(
+        f"default setting {setting}, {len(seeds)} seeds x {cfg.epochs} epochs, "
+        f"packing={'on' if use_packing(cfg, torch.device('cpu')) else 'off'}, 1 thread"
+    )
     print(f"{'phase':28} {'seconds':>8} {'share':>6}")
     for phase, sec in sorted(rows.items(), key=lambda kv: -kv[1]):
         print(f"{phase:28} {sec:8.2f} {sec / total:6.1%}")
     print(f"{'storage (encode + write)':28} {storage_s:8.2f} {storage_s / total:6.1%}")
     print(f"{'worker start-up (once)':28} {startup:8.2f} {startup / total:6.1%}")
-    print(f"total {total:.2f} s; training {train_s:.2f} s = {1000 * train_s / epochs:.0f} ms per seed-epoch "
-          f"(cProfile adds overhead to Python-level calls)")
+    print(
+        f"total {total:.2f} s; training {train_s:.2f} s = {1000 * train_s / epochs:.0f} ms per seed-epoch "
+        f"(cProfile adds overhead to Python-level calls)"
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,11 @@ From Python::
 __version__ = "0.1.0"
 
 _LAZY = {
-    "run_sweep": "sweep.api", "load_results": "sweep.api", "SweepResult": "sweep.api",
-    "GradientMonitor": "sweep.trainers.gradients", "RunStopped": "sweep.trainers.function",
+    "run_sweep": "sweep.api",
+    "load_results": "sweep.api",
+    "SweepResult": "sweep.api",
+    "GradientMonitor": "sweep.trainers.gradients",
+    "RunStopped": "sweep.trainers.function",
     "UserError": "sweep.core.errors",
 }
 __all__ = ["__version__", *_LAZY]

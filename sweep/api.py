@@ -30,15 +30,16 @@ with the same one-line message the command prints.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any
 
 import pandas as pd
 
 from sweep.core.errors import UserError
 
-Trainer = Union[None, str, Callable[..., Any]]
+Trainer = None | str | Callable[..., Any]
 
 
 @dataclass
@@ -51,12 +52,14 @@ class SweepResult:
     curves: pd.DataFrame
     verdicts: pd.DataFrame
     verdict: str
-    report: Optional[Path]
+    report: Path | None
     status: int = 0  # the `sweep run` exit status: 0 done, 1 runs failed or crashed (retried by calling again)
 
     def __repr__(self) -> str:
-        return (f"SweepResult(study={self.study!r}, {len(self.summary)} settings, {len(self.runs)} runs, "
-                f"status={self.status}, report={str(self.report)!r})")
+        return (
+            f"SweepResult(study={self.study!r}, {len(self.summary)} settings, {len(self.runs)} runs, "
+            f"status={self.status}, report={str(self.report)!r})"
+        )
 
 
 def _hydra_value(value: Any) -> str:
@@ -74,19 +77,27 @@ def _hydra_value(value: Any) -> str:
     return str(value)
 
 
-def sweep_overrides(trainer: Trainer = None, grid: Optional[Mapping[str, Sequence[Any]]] = None,
-                    overrides: Sequence[str] = (), **keys: Any) -> list[str]:
+def sweep_overrides(
+    trainer: Trainer = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    overrides: Sequence[str] = (),
+    **keys: Any,
+) -> list[str]:
     """The `sweep run` overrides these arguments stand for (what the command line would say)."""
     out: list[str] = []
     facts = {k: keys.pop(k) for k in ("n_val", "chance", "timeout_minutes") if k in keys}
     if isinstance(trainer, str) and any(ch.isspace() or ch == "{" for ch in trainer):
         out += ["trainer=command", f"trainer.command={trainer}"]
     elif trainer is not None:
-        target = trainer if isinstance(trainer, str) else f"{trainer.__module__}.{trainer.__qualname__}"
+        target = (
+            trainer if isinstance(trainer, str) else f"{trainer.__module__}.{trainer.__qualname__}"
+        )
         out += ["trainer=function", f"trainer._target_={_hydra_value(target)}"]
     elif facts:
-        raise UserError(f"{', '.join(facts)}: only for your own training; give run_sweep a trainer (a function, "
-                        f"its dotted path or a command line)")
+        raise UserError(
+            f"{', '.join(facts)}: only for your own training; give run_sweep a trainer (a function, "
+            f"its dotted path or a command line)"
+        )
     out += [f"trainer.{k}={_hydra_value(v)}" for k, v in facts.items()]
     base = ("lr", "clip", "batch_size")
     for axis, values in (grid or {}).items():
@@ -96,8 +107,14 @@ def sweep_overrides(trainer: Trainer = None, grid: Optional[Mapping[str, Sequenc
     return out + list(overrides)
 
 
-def run_sweep(trainer: Trainer = None, grid: Optional[Mapping[str, Sequence[Any]]] = None, *,
-              overrides: Sequence[str] = (), config_dir: Optional[str] = None, **keys: Any) -> SweepResult:
+def run_sweep(
+    trainer: Trainer = None,
+    grid: Mapping[str, Sequence[Any]] | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    config_dir: str | None = None,
+    **keys: Any,
+) -> SweepResult:
     """Run (or resume) a sweep and return its tables.
 
     Args:
@@ -125,12 +142,21 @@ def run_sweep(trainer: Trainer = None, grid: Optional[Mapping[str, Sequence[Any]
         cfg.trainer.source = source_hash(function)
     status = launch(cfg, write_results=True, function=function)
     if status == 130:
-        raise KeyboardInterrupt("sweep stopped; call run_sweep again with the same arguments to resume")
-    return load_results(cfg.study.name, storage=cfg.study.storage, results_dir=cfg.results_dir, status=status)
+        raise KeyboardInterrupt(
+            "sweep stopped; call run_sweep again with the same arguments to resume"
+        )
+    return load_results(
+        cfg.study.name, storage=cfg.study.storage, results_dir=cfg.results_dir, status=status
+    )
 
 
-def load_results(study: str, storage: Optional[str] = None, results_dir: str = "results",
-                 write: bool = False, status: int = 0) -> SweepResult:
+def load_results(
+    study: str,
+    storage: str | None = None,
+    results_dir: str = "results",
+    write: bool = False,
+    status: int = 0,
+) -> SweepResult:
     """The tables of a stored study (no training). `write=True` also rebuilds results/<study>/ as
     `sweep report` does."""
     from sweep.analysis.conclusions import compute_verdicts
@@ -148,6 +174,13 @@ def load_results(study: str, storage: Optional[str] = None, results_dir: str = "
     text_file = folder / "verdict.txt"
     verdict = text_file.read_text(encoding="utf-8") if text_file.is_file() else verdicts.reading
     report = folder / "report.html"
-    return SweepResult(study=study, summary=tables.summary, runs=tables.runs, curves=tables.curves,
-                       verdicts=verdicts.slices, verdict=verdict, report=report if report.is_file() else None,
-                       status=status)
+    return SweepResult(
+        study=study,
+        summary=tables.summary,
+        runs=tables.runs,
+        curves=tables.curves,
+        verdicts=verdicts.slices,
+        verdict=verdict,
+        report=report if report.is_file() else None,
+        status=status,
+    )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
 
 from sweep.core.errors import UserError
 
@@ -58,7 +57,7 @@ examples:
 COMMANDS = ("run", "worker", "report", "status", "find", "refine")
 
 
-def _groups_help(config_dir: Optional[str] = None) -> str:
+def _groups_help(config_dir: str | None = None) -> str:
     from sweep.config import GROUPS, group_options
 
     lines = []
@@ -69,7 +68,7 @@ def _groups_help(config_dir: Optional[str] = None) -> str:
     return "\n".join(lines)
 
 
-def _config_dir(args: list[str]) -> tuple[Optional[str], list[str]]:
+def _config_dir(args: list[str]) -> tuple[str | None, list[str]]:
     """(the --config-dir / -cd folder, the other arguments): Hydra's spellings, `-cd DIR`,
     `--config-dir DIR` and `--config-dir=DIR`."""
     folder, rest, i = None, [], 0
@@ -77,7 +76,9 @@ def _config_dir(args: list[str]) -> tuple[Optional[str], list[str]]:
         arg = args[i]
         if arg in ("--config-dir", "-cd"):
             if i + 1 >= len(args):
-                raise UserError(f"{arg}: expected a folder after it, e.g. `sweep run {arg} conf model=mymodel`")
+                raise UserError(
+                    f"{arg}: expected a folder after it, e.g. `sweep run {arg} conf model=mymodel`"
+                )
             folder, i = args[i + 1], i + 2
             continue
         if arg.startswith("--config-dir="):
@@ -88,7 +89,7 @@ def _config_dir(args: list[str]) -> tuple[Optional[str], list[str]]:
     return folder, rest
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Run a command and exit with its status (`sweep` and `python -m sweep`).
 
     A normal exit, not `os._exit`: closing the last SQLite connection folds the write-ahead log
@@ -100,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 EXIT_BUG = 1
 
 
-def run(argv: Optional[list[str]] = None) -> int:
+def run(argv: list[str] | None = None) -> int:
     """Run a command; return its exit status (0 ok, 1 failed settings or a bug, 2 user error, 130
     stopped). Whatever it prints about an error, traceback included, has its passwords hidden."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -146,7 +147,9 @@ def dispatch(argv: list[str]) -> int:
         return 0 if argv else EXIT_USAGE
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        raise UserError(f"unknown command {command!r}; use one of: {', '.join(COMMANDS)} (sweep --help)")
+        raise UserError(
+            f"unknown command {command!r}; use one of: {', '.join(COMMANDS)} (sweep --help)"
+        )
     config_dir, rest = _config_dir(rest)
     if "-h" in rest or "--help" in rest:
         print(HELP.format(groups=_groups_help(config_dir)))
@@ -156,12 +159,16 @@ def dispatch(argv: list[str]) -> int:
         i = rest.index("--cfg")
         what = rest[i + 1] if i + 1 < len(rest) else ""
         if what not in ("job", "all"):
-            raise UserError(f"--cfg: expected `--cfg job`, got {what!r}; write `sweep {command} --cfg job [key=value ...]`")
-        rest = rest[:i] + rest[i + 2:]
+            raise UserError(
+                f"--cfg: expected `--cfg job`, got {what!r}; write `sweep {command} --cfg job [key=value ...]`"
+            )
+        rest = rest[:i] + rest[i + 2 :]
         print_cfg = True
     bad = [a for a in rest if a.startswith("-")]
     if bad:
-        raise UserError(f"unknown option {bad[0]!r}; options are --cfg job, --config-dir DIR, --debug, --help")
+        raise UserError(
+            f"unknown option {bad[0]!r}; options are --cfg job, --config-dir DIR, --debug, --help"
+        )
     not_kv = [a for a in rest if "=" not in a]
     if not_kv:
         raise UserError(f"{not_kv[0]!r}: expected key=value; e.g. seeds=3 or grid.lr='[0.01,0.1]'")
@@ -180,7 +187,13 @@ def dispatch(argv: list[str]) -> int:
         composed.study.name = cfg.study.name  # the default name, as the sweep will use it
         print(redact_secrets(OmegaConf.to_yaml(composed, resolve=True)), end="")
         return 0
-    from sweep.commands import find_command, refine_command, report_command, run_command, status_command
+    from sweep.commands import (
+        find_command,
+        refine_command,
+        report_command,
+        run_command,
+        status_command,
+    )
 
     if command == "find":
         return find_command(cfg)

@@ -9,7 +9,7 @@ the commands that train.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 from sweep.config import Config
 from sweep.core.files import check_writable
@@ -38,19 +38,25 @@ def status_rows(storage: Any) -> list[dict[str, Any]]:
         study = load_study(storage, name)
         settings, seeds = stored_grid(study)
         snap = count_progress(study, settings, seeds)
-        last = dt.datetime.fromtimestamp(snap.last_activity).strftime("%Y-%m-%d %H:%M:%S") if snap.last_activity else "-"
-        rows.append({
-            "study": name,
-            "settings": snap.total,
-            "done": snap.done,
-            "running": snap.running,
-            "failed": snap.failed_settings,
-            "remaining": snap.total - snap.done,
-            "runs": snap.complete_runs,
-            "collapsed": snap.collapsed_runs,
-            "crashed": snap.crashed_runs,
-            "last activity": last,
-        })
+        last = (
+            dt.datetime.fromtimestamp(snap.last_activity).strftime("%Y-%m-%d %H:%M:%S")
+            if snap.last_activity
+            else "-"
+        )
+        rows.append(
+            {
+                "study": name,
+                "settings": snap.total,
+                "done": snap.done,
+                "running": snap.running,
+                "failed": snap.failed_settings,
+                "remaining": snap.total - snap.done,
+                "runs": snap.complete_runs,
+                "collapsed": snap.collapsed_runs,
+                "crashed": snap.crashed_runs,
+                "last activity": last,
+            }
+        )
     return rows
 
 
@@ -69,7 +75,7 @@ def status_command(cfg: Config) -> int:
     return 0
 
 
-def run_command(cfg: Config, write_results: bool, set_keys: Optional[set[str]] = None) -> int:
+def run_command(cfg: Config, write_results: bool, set_keys: set[str] | None = None) -> int:
     """`sweep run` (train, then write the report) and `sweep worker` (train only)."""
     from sweep.run.launcher import launch  # torch: only for the commands that train
 

@@ -17,8 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # The modules whose tests run longest (30-70 s each: example scripts, kill tests, real worker
 # processes) are collected first, so that xdist starts them early and no core idles at the end
 # while one of them finishes. Each module's tests stay together (module fixtures are built once).
-LONG_FIRST = ("test_examples.py", "test_user_project.py", "test_trainer_runs.py", "test_workers.py",
-              "test_queue.py", "test_resume.py")
+LONG_FIRST = (
+    "test_examples.py",
+    "test_user_project.py",
+    "test_trainer_runs.py",
+    "test_workers.py",
+    "test_queue.py",
+    "test_resume.py",
+)
 
 
 def _long_first(item) -> int:
@@ -40,8 +46,10 @@ def pytest_configure(config):
     import xdist
 
     if _version(pytest.__version__) >= (9, 2) and _version(xdist.__version__) <= (3, 8):
-        raise pytest.UsageError(f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__} ignores "
-                                f"xdist_group; install the versions pyproject.toml names: pip install -e '.[test]'")
+        raise pytest.UsageError(
+            f"pytest {pytest.__version__} with pytest-xdist {xdist.__version__} ignores "
+            f"xdist_group; install the versions pyproject.toml names: pip install -e '.[test]'"
+        )
 
 
 @pytest.hookimpl(trylast=True)
@@ -66,9 +74,16 @@ def one_torch_thread():
 def tiny_overrides(tmp_path):
     """Overrides for a tiny digits sweep writing into a temporary results folder."""
     return [
-        "task=digits", "model.hidden_size=16", "epochs=3", "seeds=2",
-        "grid.lr=[0.1,1.0]", "grid.clip=[null,1.0]", "grid.batch_size=[64]",
-        f"results_dir={tmp_path / 'results'}", "study.name=tiny", "workers=1",
+        "task=digits",
+        "model.hidden_size=16",
+        "epochs=3",
+        "seeds=2",
+        "grid.lr=[0.1,1.0]",
+        "grid.clip=[null,1.0]",
+        "grid.batch_size=[64]",
+        f"results_dir={tmp_path / 'results'}",
+        "study.name=tiny",
+        "workers=1",
     ]
 
 
@@ -80,8 +95,13 @@ def tiny_cfg(tiny_overrides):
 _FORKED: list = []  # this test process's ForkedCli server, started at the first call
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
-            real: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict | None = None,
+    real: bool = False,
+) -> subprocess.CompletedProcess:
     """Run the real `sweep` CLI and capture its output: by default in a process forked from one
     that has imported it already (`forked_cli.ForkedCli`: the same code path as `python -m
     sweep`, its own process, exit status and environment, without paying the interpreter's and
@@ -91,15 +111,21 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     full_env.update(env or {})
     if real or os.environ.get("LRSWEEP_TEST_REAL_CLI") == "1":
         return subprocess.run(
-            [sys.executable, "-m", "sweep", *args], cwd=cwd or ROOT, capture_output=True, text=True,
-            timeout=timeout, env=full_env,
+            [sys.executable, "-m", "sweep", *args],
+            cwd=cwd or ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=full_env,
         )
     from forked_cli import ForkedCli
 
     if not _FORKED or not _FORKED[0].alive:
         _FORKED[:] = [ForkedCli(cwd=ROOT)]
     p = _FORKED[0].run(list(args), cwd=cwd or ROOT, env=full_env, full_env=True, timeout=timeout)
-    return subprocess.CompletedProcess([sys.executable, "-m", "sweep", *args], p.returncode, p.stdout, p.stderr)
+    return subprocess.CompletedProcess(
+        [sys.executable, "-m", "sweep", *args], p.returncode, p.stdout, p.stderr
+    )
 
 
 REQUIRE_SERVICES = os.environ.get("LRSWEEP_REQUIRE_SERVICES") == "1"
@@ -129,31 +155,65 @@ def installed_lrsweep(tmp_path_factory) -> Path:
     nothing is downloaded and the wheel's copy of lrsweep is the one imported. Returns the venv's
     bin/ folder. (A venv made with system_site_packages=True from a venv's interpreter would see
     the base interpreter's packages, not the outer venv's.)"""
+    import importlib.util
     import site
     import sysconfig
     import venv
-
-    import importlib.util
 
     root = tmp_path_factory.mktemp("installed")
     dist = root / "dist"
     # Build with the setuptools at hand when there is one (no download), else in pip's isolation.
     isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") else []
-    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
-                        "-w", str(dist), str(ROOT)], capture_output=True, text=True, timeout=600)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            *isolation,
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)
     bin_dir = env_dir / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     here = [site.getusersitepackages(), *site.getsitepackages(), sysconfig.get_paths()["purelib"]]
     dirs = [d for d in dict.fromkeys(here) if Path(d).is_dir() and Path(d) != ROOT]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # pip must see an empty venv
-    p = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                        "--no-index", "--ignore-installed", str(next(dist.glob("lrsweep-*.whl")))],
-                       capture_output=True, text=True, timeout=600, env=env)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--ignore-installed",
+            str(next(dist.glob("lrsweep-*.whl"))),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert p.returncode == 0, p.stderr[-2000:]
     assert (bin_dir / "sweep").exists(), p.stdout + p.stderr
     # The dependencies, after the install: pip would otherwise find the outer environment's lrsweep.

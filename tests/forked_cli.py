@@ -24,9 +24,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-SERVER = r'''
+SERVER = r"""
 import importlib, json, os, sys, traceback
 import sweep.cli, sweep.commands, sweep.config, sweep.store, sweep.run.launcher, sweep.report.write  # noqa
 import torch, optuna  # noqa: the libraries every command loads
@@ -83,7 +82,7 @@ for line in sys.stdin:
     sys.stdout.write(json.dumps({"pid": pid}) + "\n"); sys.stdout.flush()
     _, status = os.waitpid(pid, 0)
     sys.stdout.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n"); sys.stdout.flush()
-'''
+"""
 
 
 @dataclass
@@ -94,15 +93,20 @@ class Completed:
 
 
 class ForkedCli:
-    def __init__(self, cwd: Optional[Path] = None) -> None:
+    def __init__(self, cwd: Path | None = None) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="forked-cli-"))
-        self.proc = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     bufsize=0, cwd=cwd)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            cwd=cwd,
+        )
         self._buffer = b""
         assert self._line(None) == "ready"
         self.calls = 0
 
-    def _line(self, timeout: Optional[float]) -> Optional[str]:
+    def _line(self, timeout: float | None) -> str | None:
         """The server's next line, or None when none came within `timeout` seconds (unbuffered:
         a line read ahead can never hide behind a select)."""
         import os
@@ -123,8 +127,14 @@ class ForkedCli:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
 
-    def run(self, argv: list[str], cwd: Path, env: Optional[dict[str, str]] = None, full_env: bool = False,
-            timeout: Optional[float] = None) -> Completed:
+    def run(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        full_env: bool = False,
+        timeout: float | None = None,
+    ) -> Completed:
         """One call. `env`: variables set on top of the server's environment, or (`full_env`)
         the call's whole environment. Past `timeout` seconds the call's process group is killed
         and subprocess.TimeoutExpired raised, as subprocess.run does."""
@@ -133,8 +143,14 @@ class ForkedCli:
 
         self.calls += 1
         out, err = self.folder / f"{self.calls}.out", self.folder / f"{self.calls}.err"
-        request = {"argv": list(argv), "cwd": str(cwd), "env": dict(env or {}), "full_env": full_env,
-                   "stdout": str(out), "stderr": str(err)}
+        request = {
+            "argv": list(argv),
+            "cwd": str(cwd),
+            "env": dict(env or {}),
+            "full_env": full_env,
+            "stdout": str(out),
+            "stderr": str(err),
+        }
         self.proc.stdin.write((json.dumps(request) + "\n").encode())
         self.proc.stdin.flush()
         pid = json.loads(self._line(None))["pid"]
@@ -145,8 +161,12 @@ class ForkedCli:
             except ProcessLookupError:
                 pass
             self._line(None)  # the server reaps it
-            raise subprocess.TimeoutExpired(["sweep", *argv], timeout or 0, out.read_text(errors="replace"),
-                                            err.read_text(errors="replace"))
+            raise subprocess.TimeoutExpired(
+                ["sweep", *argv],
+                timeout or 0,
+                out.read_text(errors="replace"),
+                err.read_text(errors="replace"),
+            )
         code = json.loads(line)["code"]
         return Completed(code, out.read_text(errors="replace"), err.read_text(errors="replace"))
 

@@ -10,8 +10,16 @@ import pytest
 from scipy.special import log_expit, logit
 
 from sweep.analysis.boundary.fit import (
-    KINDS, STATUSES, RiskLR, collapse_bracket, fit_boundary, fit_boundary_batch, fit_boundary_counts,
-    rates_by_lr, risk_lr, straddling_lrs,
+    KINDS,
+    STATUSES,
+    RiskLR,
+    collapse_bracket,
+    fit_boundary,
+    fit_boundary_batch,
+    fit_boundary_counts,
+    rates_by_lr,
+    risk_lr,
+    straddling_lrs,
 )
 from sweep.analysis.boundary.penalized import Posterior, firth_fit, penalized_loglik
 
@@ -70,6 +78,7 @@ def assert_sane(r: RiskLR):
 # Recovery and coverage
 # ---------------------------------------------------------------------------------------------
 
+
 def test_fit_recovers_a_known_boundary_from_plenty_of_runs():
     lrs, collapsed = simulate(np.random.default_rng(7), seeds=200)
     fit = fit_boundary(lrs, collapsed)
@@ -109,7 +118,12 @@ def test_a_batch_fits_exactly_as_single_fits_do():
     batch = fit_boundary_batch(GRID5, [5] * 5, k)
     for row, fit in zip(k, batch):
         single = fit_boundary_counts(GRID5, [5] * 5, row)
-        assert (fit.at_10, fit.at_50, fit.safe, fit.status) == (single.at_10, single.at_50, single.safe, single.status)
+        assert (fit.at_10, fit.at_50, fit.safe, fit.status) == (
+            single.at_10,
+            single.at_50,
+            single.safe,
+            single.status,
+        )
 
 
 def test_firth_estimate_is_the_maximum_of_the_penalised_likelihood():
@@ -154,7 +168,13 @@ def test_posterior_quantiles_match_a_brute_force_integration():
     tested range and half a decade beyond (further out an end is only reported as open)."""
     x = np.log10(GRID5)
     n = np.full(5, 5.0)
-    for counts in ([0.0, 1, 2, 4, 5], [0, 0, 0, 0, 4], [0, 0, 0, 5, 5], [0, 0, 2, 5, 5], [1, 0, 2, 3, 5]):
+    for counts in (
+        [0.0, 1, 2, 4, 5],
+        [0, 0, 0, 0, 4],
+        [0, 0, 0, 5, 5],
+        [0, 0, 2, 5, 5],
+        [1, 0, 2, 3, 5],
+    ):
         k = np.array(counts, dtype=float)
         post = Posterior(x, n, k[None, :])
         for q in (0.1, 0.5):
@@ -163,7 +183,9 @@ def test_posterior_quantiles_match_a_brute_force_integration():
             brute = _brute_quantiles(x, n, k, q, probs)
             near = (brute > x[0] - 0.5) & (brute < x[-1] + 0.5)
             assert np.all(np.abs(mine - brute)[near] < 0.01), (counts, q, mine, brute)
-            assert np.all((mine < x[0]) == (brute < x[0])) and np.all((mine > x[-1]) == (brute > x[-1]))
+            assert np.all((mine < x[0]) == (brute < x[0])) and np.all(
+                (mine > x[-1]) == (brute > x[-1])
+            )
 
 
 def test_one_fit_is_fast():
@@ -184,6 +206,7 @@ def test_one_fit_is_fast():
 # Degenerate data: bounds, never errors
 # ---------------------------------------------------------------------------------------------
 
+
 def test_no_collapse_at_all_gives_lower_bounds_from_monotonicity():
     fit = fit_boundary(*runs(GRID5, [0] * 5, seeds=5))
     assert (fit.status, fit.slope, fit.x50) == ("no-collapse", None, None)
@@ -192,8 +215,10 @@ def test_no_collapse_at_all_gives_lower_bounds_from_monotonicity():
     assert fit.at_50.text() == "above 1 (95% confidence)"
     # 25 runs in all, but 29 are needed to bound a risk below 10%.
     assert fit.at_10.kind == "unknown"
-    assert fit.at_10.text() == ("not determined: no collapse in 25 runs up to lr 1; at least 29 "
-                                "runs at or above an lr are needed to place lr_at_10 above it")
+    assert fit.at_10.text() == (
+        "not determined: no collapse in 25 runs up to lr 1; at least 29 "
+        "runs at or above an lr are needed to place lr_at_10 above it"
+    )
     # With 10 seeds, the 30 runs at lr >= 0.1 bound risk(0.1) < 0.1; the 20 at lr >= 0.3 do not.
     more = fit_boundary(*runs(GRID5, [0] * 5, seeds=10))
     assert (more.at_10.kind, more.at_10.lo) == ("above", 0.1)
@@ -209,14 +234,17 @@ def test_every_run_collapsed_gives_upper_bounds():
     assert fit.at_50.text() == "below 0.03 (95% confidence)"
 
 
-@pytest.mark.parametrize("k,n,kind_10,kind_50", [
-    (9, 10, "below", "below"),     # rate significantly above both levels
-    (5, 10, "below", "unknown"),   # one-sided 95% bounds 0.22-0.78
-    (1, 30, "unknown", "above"),   # upper bound 0.15: below 50%, not below 10%
-    (0, 30, "above", "above"),     # 1 - 0.05**(1/30) = 0.095 < 0.1
-    (0, 3, "unknown", "unknown"),
-    (10, 10, "below", "below"),
-])
+@pytest.mark.parametrize(
+    "k,n,kind_10,kind_50",
+    [
+        (9, 10, "below", "below"),  # rate significantly above both levels
+        (5, 10, "below", "unknown"),  # one-sided 95% bounds 0.22-0.78
+        (1, 30, "unknown", "above"),  # upper bound 0.15: below 50%, not below 10%
+        (0, 30, "above", "above"),  # 1 - 0.05**(1/30) = 0.095 < 0.1
+        (0, 3, "unknown", "unknown"),
+        (10, 10, "below", "below"),
+    ],
+)
 def test_single_lr_uses_exact_bounds(k, n, kind_10, kind_50):
     fit = fit_boundary([0.1] * n, [1] * k + [0] * (n - k))
     assert fit.n_lrs == 1 and fit.slope is None
@@ -227,21 +255,36 @@ def test_single_lr_uses_exact_bounds(k, n, kind_10, kind_50):
         if r.kind == "above":
             assert r.text() == "above 0.1 (95% confidence)"
         if r.kind == "unknown" and 0 < k < n:
-            assert r.text().startswith(f"not determined: {k} of {n} runs collapsed at the single lr 0.1")
+            assert r.text().startswith(
+                f"not determined: {k} of {n} runs collapsed at the single lr 0.1"
+            )
 
 
-@pytest.mark.parametrize("lrs,collapsed,kinds,text_50", [
-    # One stable run at 0.1, one collapse at 1: maximum likelihood put lr_at_10 on the step (kind
-    # "fit", between the two); Firth's estimate lies on the stable side, below the tested range,
-    # so it is the bound the interval supports (issue 19: estimates off the risky edge).
-    ([0.1, 1.0], [0, 1], ("below", "unknown"), "any lr_at_50 in the tested range 0.1-1 and beyond"),
-    ([0.1, 1.0], [1, 0], ("unknown", "unknown"), "collapse does not increase with the lr"),
-    ([0.1, 0.1], [0, 1], ("unknown", "unknown"), "1 of 2 runs collapsed at the single lr 0.1"),
-    ([0.1, 1.0], [0, 0], ("unknown", "unknown"), "no collapse in 2 runs up to lr 1; at least 5"),
-    ([0.1, 1.0], [1, 1], ("below", "unknown"), "every run collapsed (2 runs, down to lr 0.1)"),
-    ([0.3], [1], ("unknown", "unknown"), "every run collapsed (1 run, down to lr 0.3)"),
-    ([0.3], [0], ("unknown", "unknown"), "no collapse in 1 run up to lr 0.3"),
-])
+@pytest.mark.parametrize(
+    "lrs,collapsed,kinds,text_50",
+    [
+        # One stable run at 0.1, one collapse at 1: maximum likelihood put lr_at_10 on the step (kind
+        # "fit", between the two); Firth's estimate lies on the stable side, below the tested range,
+        # so it is the bound the interval supports (issue 19: estimates off the risky edge).
+        (
+            [0.1, 1.0],
+            [0, 1],
+            ("below", "unknown"),
+            "any lr_at_50 in the tested range 0.1-1 and beyond",
+        ),
+        ([0.1, 1.0], [1, 0], ("unknown", "unknown"), "collapse does not increase with the lr"),
+        ([0.1, 0.1], [0, 1], ("unknown", "unknown"), "1 of 2 runs collapsed at the single lr 0.1"),
+        (
+            [0.1, 1.0],
+            [0, 0],
+            ("unknown", "unknown"),
+            "no collapse in 2 runs up to lr 1; at least 5",
+        ),
+        ([0.1, 1.0], [1, 1], ("below", "unknown"), "every run collapsed (2 runs, down to lr 0.1)"),
+        ([0.3], [1], ("unknown", "unknown"), "every run collapsed (1 run, down to lr 0.3)"),
+        ([0.3], [0], ("unknown", "unknown"), "no collapse in 1 run up to lr 0.3"),
+    ],
+)
 def test_two_runs_or_fewer_give_bounds_not_nonsense(lrs, collapsed, kinds, text_50):
     fit = fit_boundary(lrs, collapsed)
     assert fit.status in STATUSES
@@ -291,6 +334,7 @@ def test_random_designs_always_give_sane_statements():
 # Separation, direction, extrapolation
 # ---------------------------------------------------------------------------------------------
 
+
 def test_complete_separation_gives_finite_estimates_off_the_step():
     """0/5 up to 0.1, 5/5 from 0.3. Before issue 19 the maximum-likelihood step put both lr_at_10
     and lr_at_50 at the gap's log-midpoint (0.17), the most optimistic place the data allow for
@@ -298,14 +342,18 @@ def test_complete_separation_gives_finite_estimates_off_the_step():
     end, and the safe LR below it."""
     fit = fit_boundary(*runs(GRID5, [0, 0, 0, 5, 5], seeds=5))
     assert fit.status == "separated" and 3 < fit.slope < 30
-    assert 0.1 < 10 ** fit.x50 < 0.3
+    assert 0.1 < 10**fit.x50 < 0.3
     for r in (fit.at_50, fit.at_10):
         assert r.kind == "fit" and r.lo is not None and r.hi is not None
         assert 0.01 <= r.lo <= r.estimate <= r.hi <= 0.3 * (1 + 1e-9)
     # A 50% risk at 0.1 is hard to square with 0 of 5 collapsed: lr_at_50's interval starts in the gap.
     assert 0.1 <= fit.at_50.lo < 0.13 and 0.1 < fit.at_50.estimate < 0.3
     # lr_at_10 is no longer the step: it lies at or below the last stable lr, its interval below the gap's end.
-    assert fit.at_10.estimate < math.sqrt(0.1 * 0.3) and 0.03 < fit.at_10.lo < 0.1 and fit.at_10.hi < 0.3
+    assert (
+        fit.at_10.estimate < math.sqrt(0.1 * 0.3)
+        and 0.03 < fit.at_10.lo < 0.1
+        and fit.at_10.hi < 0.3
+    )
     assert fit.safe.kind == "inside" and 0.03 < fit.safe.lr < fit.at_10.estimate
 
 
@@ -342,7 +390,7 @@ def test_estimates_beyond_the_tested_range_are_bounds():
     assert fit.at_10.kind == "above"
     # A finite-slope fit whose x50 extrapolates past lr_max is reported as a bound, not a number.
     fit = fit_boundary(*runs(grid, [0, 0, 1, 1, 2], seeds=10))
-    assert fit.status == "fit" and 10 ** fit.x50 > 0.1
+    assert fit.status == "fit" and 10**fit.x50 > 0.1
     assert fit.at_50.kind == "above" and fit.at_50.estimate is None
     assert 0.01 <= fit.at_50.lo <= 0.1
     assert np.isnan(fit.risk([1.0])).all() and fit.risk([1.0], extrapolate=True)[0] > 0.5
@@ -351,6 +399,7 @@ def test_estimates_beyond_the_tested_range_are_bounds():
 # ---------------------------------------------------------------------------------------------
 # risk() and band()
 # ---------------------------------------------------------------------------------------------
+
 
 def test_band_contains_the_fit_and_stays_in_zero_one():
     lrs, collapsed = simulate(np.random.default_rng(5))
@@ -366,9 +415,16 @@ def test_band_contains_the_fit_and_stays_in_zero_one():
     assert np.mean((lo <= true_risk(grid)) & (true_risk(grid) <= hi)) > 0.8
 
 
-@pytest.mark.parametrize("collapses", [
-    [0, 0, 0, 5, 5], [0, 0, 0, 0, 0], [5, 5, 5, 5, 5], [4, 3, 2, 1, 0], [0, 0, 2, 5, 5],
-])
+@pytest.mark.parametrize(
+    "collapses",
+    [
+        [0, 0, 0, 5, 5],
+        [0, 0, 0, 0, 0],
+        [5, 5, 5, 5, 5],
+        [4, 3, 2, 1, 0],
+        [0, 0, 2, 5, 5],
+    ],
+)
 def test_band_contains_the_fit_for_degenerate_data(collapses):
     fit = fit_boundary(*runs(GRID5, collapses, seeds=5))
     p = fit.risk(GRID5)
@@ -392,6 +448,7 @@ def test_band_is_narrow_where_the_runs_are():
 # ---------------------------------------------------------------------------------------------
 # Text, counts, planning helpers
 # ---------------------------------------------------------------------------------------------
+
 
 def test_texts():
     assert RiskLR(0.5, 0.12, 0.08, 0.2, "fit", 0.01, 1.0).text() == "0.12 (95% CI 0.08-0.2)"
@@ -418,7 +475,9 @@ def test_runs_and_counts_give_the_same_fit():
 def test_rates_straddling_and_bracket():
     lrs, collapsed = runs(GRID5, [0, 0, 1, 3, 5], seeds=5)
     rates = rates_by_lr(lrs, collapsed)
-    assert [(r.lr, r.k, r.n) for r in rates] == [(lr, k, 5) for lr, k in zip(GRID5, [0, 0, 1, 3, 5])]
+    assert [(r.lr, r.k, r.n) for r in rates] == [
+        (lr, k, 5) for lr, k in zip(GRID5, [0, 0, 1, 3, 5])
+    ]
     assert rates[0].lo == 0 and rates[0].hi == pytest.approx(1 - 0.025 ** (1 / 5))  # 0.5218
     assert rates[4].lo == pytest.approx(0.025 ** (1 / 5)) and rates[4].hi == 1
     # With 5 seeds even 0/5 (upper bound 0.52) and 5/5 (lower bound 0.48) allow a 50% risk;
@@ -439,15 +498,22 @@ from sweep.analysis.boundary.slices import slice_boundary, slice_counts  # noqa:
 
 def _rows(lrs, runs, collapsed, never, undecided=None):
     undecided = undecided or [0] * len(lrs)
-    return [{"lr": lr, "n_runs": n, "n_collapsed": k, "n_never_learned": nl, "n_undecided": u}
-            for lr, n, k, nl, u in zip(lrs, runs, collapsed, never, undecided)]
+    return [
+        {"lr": lr, "n_runs": n, "n_collapsed": k, "n_never_learned": nl, "n_undecided": u}
+        for lr, n, k, nl, u in zip(lrs, runs, collapsed, never, undecided)
+    ]
 
 
 # The dense digits reference of benchmarks/bench_boundary.py (SGD + momentum, 10 seeds per lr):
 # past lr ~2 the net saturates in its first epoch and never learns, so it cannot collapse.
 DIGITS_LRS = [0.1, 0.152, 0.231, 0.351, 0.534, 0.811, 1.23, 1.87, 2.85, 4.33, 6.58, 10.0]
-DIGITS = _rows(DIGITS_LRS, [10] * 12, [0, 0, 0, 0, 3, 8, 7, 9, 5, 1, 0, 0], [0, 0, 0, 0, 0, 0, 0, 1, 4, 8, 10, 10],
-               [0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0])
+DIGITS = _rows(
+    DIGITS_LRS,
+    [10] * 12,
+    [0, 0, 0, 0, 3, 8, 7, 9, 5, 1, 0, 0],
+    [0, 0, 0, 0, 0, 0, 0, 1, 4, 8, 10, 10],
+    [0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0],
+)
 
 
 def test_never_learned_past_the_edge_counts_as_failed():
@@ -456,14 +522,27 @@ def test_never_learned_past_the_edge_counts_as_failed():
     assert c.past_lr == 4.33  # the first lr above it where most runs never learned
     assert c.past == [0] * 9 + [8, 10, 10] and c.past_edge == 28
     assert c.failed[-1] == 10 and c.decided[-1] == 10
-    assert c.decided[8] == 5 and c.failed[8] == 5  # at 2.85: 1 undecided and 4 never learned left out
-    assert c.decided[:7] == [10, 10, 10, 10, 10, 10, 9]  # in the learning range: all but the undecided
+    assert (
+        c.decided[8] == 5 and c.failed[8] == 5
+    )  # at 2.85: 1 undecided and 4 never learned left out
+    assert c.decided[:7] == [
+        10,
+        10,
+        10,
+        10,
+        10,
+        10,
+        9,
+    ]  # in the learning range: all but the undecided
     fit = slice_boundary(DIGITS)
     assert fit.at_10.kind == fit.at_50.kind == "fit"
     assert 0.25 < fit.at_10.estimate < 0.55 and 0.5 < fit.at_50.estimate < 0.9
     # Counted as survivals, the saturated runs would push lr_at_50 past the tested range.
-    naive = fit_boundary_counts(c.lrs, [10 - u for u in (0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0)],
-                                [0, 0, 0, 0, 3, 8, 7, 9, 5, 1, 0, 0])
+    naive = fit_boundary_counts(
+        c.lrs,
+        [10 - u for u in (0, 0, 0, 0, 0, 0, 1, 0, 1, 1, 0, 0)],
+        [0, 0, 0, 0, 3, 8, 7, 9, 5, 1, 0, 0],
+    )
     assert naive.at_50.kind != "fit" or naive.at_50.estimate > 1.0
 
 

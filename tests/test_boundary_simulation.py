@@ -25,8 +25,20 @@ pytestmark = pytest.mark.xdist_group("boundary-simulation")  # one worker builds
 
 SLOPES = (1.0, 1.5, 2.0, 3.0, 4.5, 6.0, 10.0)
 # (lrs, spacing in decades, seeds)
-DESIGNS = ((4, 0.5, 3), (5, 0.5, 5), (6, 0.5, 3), (8, 0.5, 10), (5, 0.5, 10), (4, 0.5, 5), (6, 0.5, 5),
-           (8, 0.5, 3), (5, 0.25, 5), (8, 0.25, 3), (5, 1.0, 5), (4, 1.0, 3))
+DESIGNS = (
+    (4, 0.5, 3),
+    (5, 0.5, 5),
+    (6, 0.5, 3),
+    (8, 0.5, 10),
+    (5, 0.5, 10),
+    (4, 0.5, 5),
+    (6, 0.5, 5),
+    (8, 0.5, 3),
+    (5, 0.25, 5),
+    (8, 0.25, 3),
+    (5, 1.0, 5),
+    (4, 1.0, 3),
+)
 REPS = 28  # per (design, slope): 336 slices per slope, 2,352 in all
 
 
@@ -35,7 +47,7 @@ def _simulate():
     rows = []
     for n_lrs, spacing, seeds in DESIGNS:
         x = np.log10(1e-3) + spacing * np.arange(n_lrs)
-        lrs = 10.0 ** x
+        lrs = 10.0**x
         for slope in SLOPES:
             x50 = rng.uniform(x[0] - spacing, x[-1] + spacing, REPS)
             k = rng.binomial(seeds, expit(slope * (x[None, :] - x50[:, None])))
@@ -53,19 +65,35 @@ def sim():
     x10 = x50 + logit(0.1) / slope
 
     def risk_at(lr):
-        return np.array([expit(s * (math.log10(v) - c)) if v is not None else np.nan
-                         for v, s, c in zip(lr, slope, x50)])
+        return np.array(
+            [
+                expit(s * (math.log10(v) - c)) if v is not None else np.nan
+                for v, s, c in zip(lr, slope, x50)
+            ]
+        )
 
     est10 = [f.at_10.estimate for f in fits]
     safe = [f.safe.lr if f.safe.kind in ("inside", "above") else None for f in fits]
-    return dict(slope=slope, x50=x50, x10=x10, fits=fits, est10=est10, risk_est=risk_at(est10),
-                risk_safe=risk_at(safe), has_est=np.array([v is not None for v in est10]))
+    return dict(
+        slope=slope,
+        x50=x50,
+        x10=x10,
+        fits=fits,
+        est10=est10,
+        risk_est=risk_at(est10),
+        risk_safe=risk_at(safe),
+        has_est=np.array([v is not None for v in est10]),
+    )
 
 
 def _coverage(fits, truth, q):
     """Share of fitted slices whose 95% interval of log10(lr_at_q) holds the truth (the interval
     as the posterior gives it, before the tested range cuts it into a bound: what is calibrated)."""
-    hits = [f.raw_intervals[q][0] <= t <= f.raw_intervals[q][1] for f, t in zip(fits, truth) if f.modelled]
+    hits = [
+        f.raw_intervals[q][0] <= t <= f.raw_intervals[q][1]
+        for f, t in zip(fits, truth)
+        if f.modelled
+    ]
     return float(np.mean(hits))
 
 
@@ -80,13 +108,16 @@ def _table(sim):
         err = np.abs(np.log10(est) - sim["x10"][m])
         risky = np.nan_to_num(sim["risk_est"][m] >= 0.3)
         out[s] = dict(
-            n=int(m.sum()), reported=float(sim["has_est"][m].mean()),
-            risky_of_fits=float(risky.mean()), risky_of_reported=float(risky.sum() / max(sim["has_est"][m].sum(), 1)),
+            n=int(m.sum()),
+            reported=float(sim["has_est"][m].mean()),
+            risky_of_fits=float(risky.mean()),
+            risky_of_reported=float(risky.sum() / max(sim["has_est"][m].sum(), 1)),
             safe_past=float(np.nan_to_num(sim["risk_safe"][m] > 0.1).mean()),
             modelled=float(np.mean([f.modelled for f in fits])),
-            cover_10=_coverage(fits, sim["x10"][m], 0.1), cover_50=_coverage(fits, sim["x50"][m], 0.5),
-            claims_10=float(np.mean([f.at_10.covers(10 ** t) for f, t in zip(fits, sim["x10"][m])])),
-            claims_50=float(np.mean([f.at_50.covers(10 ** t) for f, t in zip(fits, sim["x50"][m])])),
+            cover_10=_coverage(fits, sim["x10"][m], 0.1),
+            cover_50=_coverage(fits, sim["x50"][m], 0.5),
+            claims_10=float(np.mean([f.at_10.covers(10**t) for f, t in zip(fits, sim["x10"][m])])),
+            claims_50=float(np.mean([f.at_50.covers(10**t) for f, t in zip(fits, sim["x50"][m])])),
             median_error=float(np.nanmedian(err)),
         )
     return out
@@ -94,12 +125,19 @@ def _table(sim):
 
 def test_print_the_table(sim):
     rows = _table(sim)
-    print("\n| slope (per decade) | fits | fitted | lr_at_10 reported | at true risk >= 30% (of fits) | (of those reported) "
-          "| safe LR past the true lr_at_10 | 95% CI covers lr_at_10 | covers lr_at_50 | median error of lr_at_10 (decades) |")
+    print(
+        "\n| slope (per decade) | fits | fitted | lr_at_10 reported | at true risk >= 30% (of "
+        "fits) | (of those reported) "
+        "| safe LR past the true lr_at_10 | 95% CI covers lr_at_10 | covers lr_at_50 | median "
+        "error of lr_at_10 (decades) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for s, r in rows.items():
-        print(f"| {s:g} | {r['n']} | {r['modelled']:.0%} | {r['reported']:.0%} | {r['risky_of_fits']:.1%} | {r['risky_of_reported']:.1%} | "
-              f"{r['safe_past']:.1%} | {r['cover_10']:.1%} | {r['cover_50']:.1%} | {r['median_error']:.2f} |")
+        print(
+            f"| {s:g} | {r['n']} | {r['modelled']:.0%} | {r['reported']:.0%} | "
+            f"{r['risky_of_fits']:.1%} | {r['risky_of_reported']:.1%} | "
+            f"{r['safe_past']:.1%} | {r['cover_10']:.1%} | {r['cover_50']:.1%} | {r['median_error']:.2f} |"
+        )
     assert len(rows) == len(SLOPES)
 
 
@@ -150,4 +188,6 @@ def test_estimates_never_sit_above_their_interval_or_below_the_safe_lr(sim):
         r = f.at_10
         if r.estimate is not None:
             assert (r.lo is None or r.lo <= r.estimate) and (r.hi is None or r.estimate <= r.hi)
-            assert f.safe.lr is None or f.safe.kind != "inside" or f.safe.lr <= r.estimate * (1 + 1e-9)
+            assert (
+                f.safe.lr is None or f.safe.kind != "inside" or f.safe.lr <= r.estimate * (1 + 1e-9)
+            )

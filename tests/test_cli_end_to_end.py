@@ -1,26 +1,68 @@
 """The real `sweep` CLI on tiny grids in a temporary folder."""
 
-
 import pandas as pd
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-RUN_COLUMNS = ["lr", "clip", "batch_size", "seed", "best_acc", "best_epoch", "final_acc", "collapsed",
-               "collapse_epoch", "collapse_mode"]
-SUMMARY_COLUMNS = ["lr", "clip", "batch_size", "n_runs", "mean_best_acc", "mean_best_acc_lo",
-                   "mean_best_acc_hi", "collapse_rate", "collapse_rate_lo", "collapse_rate_hi"]
-CURVE_COLUMNS = ["lr", "clip", "batch_size", "seed", "epoch", "train_loss", "val_loss", "val_acc",
-                 "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction", "pred_top_frac"]
+RUN_COLUMNS = [
+    "lr",
+    "clip",
+    "batch_size",
+    "seed",
+    "best_acc",
+    "best_epoch",
+    "final_acc",
+    "collapsed",
+    "collapse_epoch",
+    "collapse_mode",
+]
+SUMMARY_COLUMNS = [
+    "lr",
+    "clip",
+    "batch_size",
+    "n_runs",
+    "mean_best_acc",
+    "mean_best_acc_lo",
+    "mean_best_acc_hi",
+    "collapse_rate",
+    "collapse_rate_lo",
+    "collapse_rate_hi",
+]
+CURVE_COLUMNS = [
+    "lr",
+    "clip",
+    "batch_size",
+    "seed",
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "grad_norm_p90",
+    "clip_fraction",
+    "pred_top_frac",
+]
 
 
 def test_run_writes_the_three_tables_and_report_rebuilds_them(tmp_path):
     results = tmp_path / "results"
-    args = ["model=gru", "optimizer=sgd", "model.hidden_size=8", "model.layers=1", "grid.lr=[0.05,0.5]",
-            "grid.clip=[null,0.5]", "grid.batch_size=[32,128]", "seeds=3", "epochs=2", "study.name=mine",
-            f"results_dir={results}", "workers=2"]
+    args = [
+        "model=gru",
+        "optimizer=sgd",
+        "model.hidden_size=8",
+        "model.layers=1",
+        "grid.lr=[0.05,0.5]",
+        "grid.clip=[null,0.5]",
+        "grid.batch_size=[32,128]",
+        "seeds=3",
+        "epochs=2",
+        "study.name=mine",
+        f"results_dir={results}",
+        "workers=2",
+    ]
     p = run_cli("run", *args)
     assert p.returncode == 0, p.stderr
     out = results / "mine"
@@ -33,10 +75,16 @@ def test_run_writes_the_three_tables_and_report_rebuilds_them(tmp_path):
     assert set(CURVE_COLUMNS) <= set(curves.columns)
     # every (lr, clip, batch size) setting once in the summary, every seed once in runs
     assert len(summary) == 8 and (summary["n_runs"] == 3).all()
-    assert len(runs) == 24 and not runs.duplicated(subset=["lr", "clip", "batch_size", "seed"]).any()
-    assert set(runs["clip"].dropna()) == {0.5} and runs["clip"].isna().sum() == 12  # empty = no clipping
+    assert (
+        len(runs) == 24 and not runs.duplicated(subset=["lr", "clip", "batch_size", "seed"]).any()
+    )
+    assert (
+        set(runs["clip"].dropna()) == {0.5} and runs["clip"].isna().sum() == 12
+    )  # empty = no clipping
     assert set(runs["collapse_mode"].dropna()) <= {"nonfinite", "diverged", "constant_output"}
-    assert (curves.groupby(["lr", "clip", "batch_size", "seed"], dropna=False)["epoch"].max() <= 2).all()
+    assert (
+        curves.groupby(["lr", "clip", "batch_size", "seed"], dropna=False)["epoch"].max() <= 2
+    ).all()
     assert curves["epoch"].min() == 1
 
     # The storage alone rebuilds identical tables.
@@ -51,8 +99,17 @@ def test_run_writes_the_three_tables_and_report_rebuilds_them(tmp_path):
 
 def test_rerun_of_a_finished_sweep_trains_nothing_and_extends_with_new_values(tmp_path):
     results = tmp_path / "results"
-    base = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=2", "grid.clip=[null]",
-            "grid.batch_size=[128]", f"results_dir={results}", "study.name=ext", "workers=1"]
+    base = [
+        "model.hidden_size=8",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=2",
+        "grid.clip=[null]",
+        "grid.batch_size=[128]",
+        f"results_dir={results}",
+        "study.name=ext",
+        "workers=1",
+    ]
     assert run_cli("run", *base, "grid.lr=[0.1]").returncode == 0
     p = run_cli("run", *base, "grid.lr=[0.1]")
     assert p.returncode == 0 and "1 done, 0 to run" in p.stdout
@@ -74,25 +131,47 @@ def test_cfg_job_prints_the_composed_config():
 def test_help_lists_commands_and_groups():
     p = run_cli("--help")
     assert p.returncode == 0
-    for word in ("run", "worker", "report", "status", "task:", "digits", "model:", "optimizer:", "grid"):
+    for word in (
+        "run",
+        "worker",
+        "report",
+        "status",
+        "task:",
+        "digits",
+        "model:",
+        "optimizer:",
+        "grid",
+    ):
         assert word in p.stdout
 
 
 def test_status_lists_studies(tmp_path):
     results = tmp_path / "results"
-    args = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]", "grid.clip=[null]",
-            "grid.batch_size=[128]", f"results_dir={results}", "workers=1"]
+    args = [
+        "model.hidden_size=8",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=1",
+        "grid.lr=[0.1]",
+        "grid.clip=[null]",
+        "grid.batch_size=[128]",
+        f"results_dir={results}",
+        "workers=1",
+    ]
     assert run_cli("run", *args, "study.name=a").returncode == 0
     p = run_cli("status", f"results_dir={results}")
     assert p.returncode == 0, p.stderr
     assert "a " in p.stdout and "done" in p.stdout
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["grid.lr=[-1]"], "grid.lr: every learning rate must be > 0"),
-    (["task=nope"], "unknown task"),
-    (["bogus"], "expected key=value"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["grid.lr=[-1]"], "grid.lr: every learning rate must be > 0"),
+        (["task=nope"], "unknown task"),
+        (["bogus"], "expected key=value"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line_and_no_storage(tmp_path, args, needle):
     results = tmp_path / "results"
     p = run_cli("run", *args, f"results_dir={results}")
@@ -104,8 +183,18 @@ def test_user_errors_exit_2_with_one_line_and_no_storage(tmp_path, args, needle)
 
 def test_worker_with_only_storage_and_name_uses_the_studys_config(tmp_path):
     results = tmp_path / "results"
-    args = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1,0.2]", "grid.clip=[null]",
-            "grid.batch_size=[128]", f"results_dir={results}", "study.name=w", "workers=1"]
+    args = [
+        "model.hidden_size=8",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=1",
+        "grid.lr=[0.1,0.2]",
+        "grid.clip=[null]",
+        "grid.batch_size=[128]",
+        f"results_dir={results}",
+        "study.name=w",
+        "workers=1",
+    ]
     assert run_cli("run", *args).returncode == 0
     # Defaults would be another model and grid (refused as incomparable); the stored config is used.
     p = run_cli("worker", "study.name=w", f"results_dir={results}")
@@ -122,13 +211,27 @@ def test_random_labels_on_20_validation_sequences_give_no_collapse_and_a_plain_w
     import numpy as np
 
     rng = np.random.default_rng(1)
-    np.savez(tmp_path / "random.npz", x=rng.standard_normal((100, 20, 2)).astype(np.float32),
-             y=rng.integers(0, 6, size=100))
+    np.savez(
+        tmp_path / "random.npz",
+        x=rng.standard_normal((100, 20, 2)).astype(np.float32),
+        y=rng.integers(0, 6, size=100),
+    )
     results = tmp_path / "results"
-    p = run_cli("run", "task=file", f"task.path={tmp_path / 'random.npz'}", "optimizer=adam",
-                "grid.lr=[0.001,0.01,0.1,0.3]", "grid.clip=[null]", "grid.batch_size=[32]", "seeds=8",
-                "epochs=20", "model.layers=1", "model.hidden_size=32", f"results_dir={results}",
-                "study.name=random-labels")
+    p = run_cli(
+        "run",
+        "task=file",
+        f"task.path={tmp_path / 'random.npz'}",
+        "optimizer=adam",
+        "grid.lr=[0.001,0.01,0.1,0.3]",
+        "grid.clip=[null]",
+        "grid.batch_size=[32]",
+        "seeds=8",
+        "epochs=20",
+        "model.layers=1",
+        "model.hidden_size=32",
+        f"results_dir={results}",
+        "study.name=random-labels",
+    )
     assert p.returncode == 0, p.stderr
     runs = pd.read_csv(results / "random-labels" / "runs.csv")
     assert len(runs) == 32 and not runs["collapsed"].any()

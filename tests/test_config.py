@@ -8,17 +8,36 @@ def test_default_config_composes_and_validates():
     cfg = load_config([])
     assert cfg.task.name == "digits" and cfg.model.name == "lstm" and cfg.optimizer.name == "sgd"
     assert cfg.seeds >= 1 and cfg.epochs >= 1
-    assert len(cfg.grid.settings()) == len(cfg.grid.lr) * len(cfg.grid.clip) * len(cfg.grid.batch_size)
+    assert len(cfg.grid.settings()) == len(cfg.grid.lr) * len(cfg.grid.clip) * len(
+        cfg.grid.batch_size
+    )
     assert cfg.storage_url().startswith("sqlite:///") and cfg.storage_url().endswith("lrsweep.db")
 
 
 def test_overrides_reach_typed_config():
-    cfg = load_config([
-        "task=temporal_order", "model=gru", "optimizer=adam", "grid.lr=[0.001,0.01]",
-        "grid.clip=[null,0.5]", "grid.batch_size=[32,128]", "seeds=5", "epochs=20", "study.name=mine",
-    ])
-    assert cfg.task.name == "temporal_order" and cfg.model.name == "gru" and cfg.optimizer.name == "adam"
-    assert cfg.grid.lr == (0.001, 0.01) and cfg.grid.clip == (None, 0.5) and cfg.grid.batch_size == (32, 128)
+    cfg = load_config(
+        [
+            "task=temporal_order",
+            "model=gru",
+            "optimizer=adam",
+            "grid.lr=[0.001,0.01]",
+            "grid.clip=[null,0.5]",
+            "grid.batch_size=[32,128]",
+            "seeds=5",
+            "epochs=20",
+            "study.name=mine",
+        ]
+    )
+    assert (
+        cfg.task.name == "temporal_order"
+        and cfg.model.name == "gru"
+        and cfg.optimizer.name == "adam"
+    )
+    assert (
+        cfg.grid.lr == (0.001, 0.01)
+        and cfg.grid.clip == (None, 0.5)
+        and cfg.grid.batch_size == (32, 128)
+    )
     assert len(cfg.grid.settings()) == 8
     assert {"lr": 0.001, "clip": None, "batch_size": 32} in cfg.grid.settings()
     assert cfg.study.name == "mine" and cfg.seeds == 5 and cfg.epochs == 20
@@ -78,7 +97,9 @@ def test_extra_grid_axis_must_name_an_existing_key():
 
 def test_comparable_part_excludes_grid_seeds_and_execution_keys():
     a = comparable_part(load_config(["seeds=3", "grid.lr=[0.1]", "workers=2"]))
-    b = comparable_part(load_config(["seeds=9", "grid.lr=[0.5,1.0]", "workers=1", "detect.drop=0.3"]))
+    b = comparable_part(
+        load_config(["seeds=9", "grid.lr=[0.5,1.0]", "workers=1", "detect.drop=0.3"])
+    )
     assert a == b
     c = comparable_part(load_config(["model.hidden_size=128"]))
     assert c != a and c["model.hidden_size"] == 128

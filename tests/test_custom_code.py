@@ -88,14 +88,27 @@ def project(tmp_path, monkeypatch):
 
 
 def _cfg(project, *overrides):
-    return load_config(["epochs=2", "seeds=2", "grid.lr=[0.05]", "grid.clip=[null]", "grid.batch_size=[16]",
-                        *overrides], config_dir=str(project / "conf"))
+    return load_config(
+        [
+            "epochs=2",
+            "seeds=2",
+            "grid.lr=[0.05]",
+            "grid.clip=[null]",
+            "grid.batch_size=[16]",
+            *overrides,
+        ],
+        config_dir=str(project / "conf"),
+    )
 
 
 def test_user_options_join_the_groups_and_replace_a_builtin_of_the_same_name(project):
     cfg = _cfg(project, "model=net", "task=blobs")
     assert cfg.model.target == "usermod.Net" and cfg.model.kwargs == {"hidden": 8}
-    assert cfg.task.target == "usermod.blobs" and cfg.task.kwargs == {"n": 120} and cfg.task.val_fraction == 0.25
+    assert (
+        cfg.task.target == "usermod.blobs"
+        and cfg.task.kwargs == {"n": 120}
+        and cfg.task.val_fraction == 0.25
+    )
     assert cfg.study.name == "blobs-Net-sgd"  # the default name tells data and model apart
     assert _cfg(project).model.hidden_size == 5  # conf/model/lstm.yaml replaces the built-in lstm
 
@@ -107,7 +120,10 @@ def test_sizes_are_passed_only_to_a_constructor_that_names_them_and_the_seed_fix
     assert a.sizes == (3, 3)  # 3 features per step, 3 classes
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.body.weight_ih_l0, c.body.weight_ih_l0)
-    assert build_model(_cfg(project, "model=nosizes").model, build_task(_cfg(project).task), 0).width == 4
+    assert (
+        build_model(_cfg(project, "model=nosizes").model, build_task(_cfg(project).task), 0).width
+        == 4
+    )
 
 
 def test_targets_reach_forward_in_training_only(project):
@@ -119,13 +135,15 @@ def test_targets_reach_forward_in_training_only(project):
     trainer = SeedTrainer(task, RunSpec.build(cfg, cfg.grid.settings()[0], [0]), 0, CPU)
     trainer.run_epoch()
     steps = trainer.steps_per_epoch
-    assert usermod.CALLS[:steps] == [True] * steps and usermod.CALLS[steps:] == [False]  # then one evaluation
+    assert usermod.CALLS[:steps] == [True] * steps and usermod.CALLS[steps:] == [
+        False
+    ]  # then one evaluation
 
 
 def test_a_custom_model_trains_checkpoints_and_records_per_group_gradient_norms(project, tmp_path):
     from sweep.config import config_fingerprint
-    from sweep.training.checkpoints import Checkpointer
     from sweep.training import StopRequested
+    from sweep.training.checkpoints import Checkpointer
 
     cfg = _cfg(project, "model=net", "task=blobs", "epochs=3", "packing=on")
     task = build_task(cfg.task)
@@ -134,7 +152,9 @@ def test_a_custom_model_trains_checkpoints_and_records_per_group_gradient_norms(
     groups = sorted(c for c in straight[0].curves if c.startswith("grad_norm_max/"))
     assert groups == ["grad_norm_max/(own)", "grad_norm_max/body", "grad_norm_max/head"]
     assert all(len(straight[0].curves[c]) == 3 for c in groups)
-    ckpt = Checkpointer(tmp_path / "ck", setting, [0, 1], config_fingerprint(cfg), every=1, minutes=0)
+    ckpt = Checkpointer(
+        tmp_path / "ck", setting, [0, 1], config_fingerprint(cfg), every=1, minutes=0
+    )
     with pytest.raises(StopRequested):
         train_setting(task, cfg, setting, [0, 1], CPU, ckpt, should_stop=lambda: True)
     resumed = train_setting(task, cfg, setting, [0, 1], CPU, ckpt)  # never packed: a custom model
@@ -142,16 +162,25 @@ def test_a_custom_model_trains_checkpoints_and_records_per_group_gradient_norms(
 
 
 def test_builtin_models_group_embedding_layers_and_head():
-    cfg = load_config(["model.hidden_size=4", "model.layers=2", "model.bidirectional=true", "epochs=1"])
+    cfg = load_config(
+        ["model.hidden_size=4", "model.layers=2", "model.bidirectional=true", "epochs=1"]
+    )
     task = build_task(cfg.task)
     (r,) = train_setting(task, cfg, {"lr": 0.1, "clip": 1.0, "batch_size": 256}, [0], CPU)
     assert sorted(c for c in r.curves if c.startswith("grad_norm_mean/")) == [
-        "grad_norm_mean/head", "grad_norm_mean/rnn.l0", "grad_norm_mean/rnn.l1"]
+        "grad_norm_mean/head",
+        "grad_norm_mean/rnn.l0",
+        "grad_norm_mean/rnn.l1",
+    ]
     norms = [r.curves[f"grad_norm_max/{g}"][0] for g in ("rnn.l0", "rnn.l1", "head")]
-    assert all(0 < n <= r.curves["grad_norm_max"][0] + 1e-6 for n in norms)  # parts of the global norm
+    assert all(
+        0 < n <= r.curves["grad_norm_max"][0] + 1e-6 for n in norms
+    )  # parts of the global norm
 
 
-@pytest.mark.parametrize("options", [{}, {"as_tensors": True}, {"with_val": True}, {"tokens": True}])
+@pytest.mark.parametrize(
+    "options", [{}, {"as_tensors": True}, {"with_val": True}, {"tokens": True}]
+)
 def test_loader_output_becomes_task_data_like_a_file(project, options):
     extra = [f"+task.{k}={str(v).lower()}" for k, v in options.items()]
     task = build_task(_cfg(project, "task=blobs", *extra).task)
@@ -165,7 +194,10 @@ def test_loader_output_becomes_task_data_like_a_file(project, options):
 
 def test_a_model_with_the_wrong_output_shape_is_refused_before_training(project):
     cfg = _cfg(project, "model=nosizes", "task=blobs")  # 10 outputs, 8 input features expected
-    with pytest.raises(UserError, match=r"^model: forward\(inputs, lengths\) of usermod.NoSizes raised RuntimeError"):
+    with pytest.raises(
+        UserError,
+        match=r"^model: forward\(inputs, lengths\) of usermod.NoSizes raised RuntimeError",
+    ):
         check_model(cfg.model, build_task(cfg.task))
     digits = _cfg(project, "model=nosizes")
     check_model(digits.model, build_task(digits.task))  # digits: 8 features, 10 classes: fits

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from sweep.config import DetectConfig
 from sweep.analysis.detection import best_accuracy, count_spikes, detect_run, final_stretch_start
+from sweep.config import DetectConfig
 
 NAN = math.nan
 D = DetectConfig()  # drop 0.5, patience 3, min_gain 0.05, spike_factor 1.5, constant_frac 0.95

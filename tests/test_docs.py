@@ -17,9 +17,9 @@ import io
 import re
 import shlex
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
 
@@ -90,7 +90,7 @@ def expand(text: str, env: dict[str, str]) -> str:
     while i < len(text):
         ch = text[i]
         if ch == "\\" and not single and i + 1 < len(text):
-            out.append(text[i:i + 2])
+            out.append(text[i : i + 2])
             i += 2
             continue
         if ch == "'" and not double:
@@ -129,16 +129,20 @@ def is_assignment(word: str) -> bool:
     return bool(sep) and name.isidentifier()
 
 
-def sweep_argv(words: list[str]) -> Optional[list[str]]:
+def sweep_argv(words: list[str]) -> list[str] | None:
     """The arguments after `sweep` / `python -m sweep`, or None for another program."""
     if words[:1] == ["sweep"]:
         return words[1:]
-    if len(words) >= 3 and Path(words[0]).name.startswith("python") and words[1:3] == ["-m", "sweep"]:
+    if (
+        len(words) >= 3
+        and Path(words[0]).name.startswith("python")
+        and words[1:3] == ["-m", "sweep"]
+    ):
         return words[3:]
     return None
 
 
-def commands_of(page: Path, text: Optional[str] = None) -> list[Command]:
+def commands_of(page: Path, text: str | None = None) -> list[Command]:
     """Every sweep command in the shell blocks of a page."""
     text = page.read_text(encoding="utf-8") if text is None else text
     name = page.relative_to(ROOT).as_posix() if page.is_relative_to(ROOT) else page.name
@@ -165,7 +169,7 @@ def commands_of(page: Path, text: Optional[str] = None) -> list[Command]:
 # --------------------------------------------------------------------------- composing a command
 
 
-def config_dir_of(argv: list[str]) -> Optional[str]:
+def config_dir_of(argv: list[str]) -> str | None:
     for i, arg in enumerate(argv):
         if arg in ("--config-dir", "-cd") and i + 1 < len(argv):
             return argv[i + 1]
@@ -180,7 +184,10 @@ def composed_argv(command: Command) -> list[str]:
     folder = config_dir_of(argv)
     if folder is not None:
         path = str((command.cwd / folder).resolve())
-        argv = [path if a == folder else a.replace(f"--config-dir={folder}", f"--config-dir={path}") for a in argv]
+        argv = [
+            path if a == folder else a.replace(f"--config-dir={folder}", f"--config-dir={path}")
+            for a in argv
+        ]
     if argv and argv[0] in COMMANDS and "--cfg" not in argv and not {"-h", "--help"} & set(argv):
         argv.append("--cfg")
         argv.append("job")
@@ -195,10 +202,14 @@ def compose(command: Command) -> tuple[int, str]:
     return code, err.getvalue()
 
 
-def skip_reason(command: Command) -> Optional[str]:
+def skip_reason(command: Command) -> str | None:
     folder = config_dir_of(list(command.argv))
     if folder is not None and not (command.cwd / folder).is_dir():
-        where = (command.cwd / folder).relative_to(ROOT) if (command.cwd / folder).is_relative_to(ROOT) else folder
+        where = (
+            (command.cwd / folder).relative_to(ROOT)
+            if (command.cwd / folder).is_relative_to(ROOT)
+            else folder
+        )
         return f"--config-dir {where}: an illustration of a user's project, not a folder of this repository"
     return None
 
@@ -232,7 +243,7 @@ sweep run epoch=3                       # a typo: the CLI refuses it
 
 
 def test_a_broken_example_fails_the_check():
-    command, = commands_of(ROOT / "broken.md", BROKEN_PAGE)
+    (command,) = commands_of(ROOT / "broken.md", BROKEN_PAGE)
     code, err = compose(command)
     assert code == 2 and "epoch: unknown config key" in err
 
@@ -250,7 +261,14 @@ echo 'sweep run $URL' ; sbatch job.sh
 """
     found = commands_of(ROOT / "x.md", page)
     assert [c.argv for c in found] == [
-        ("run", "--config-dir", "conf", "model=twopart", "grid.lr=[0.1,1]", "study.storage=postgresql://u:pw@db/lrsweep"),
+        (
+            "run",
+            "--config-dir",
+            "conf",
+            "model=twopart",
+            "grid.lr=[0.1,1]",
+            "study.storage=postgresql://u:pw@db/lrsweep",
+        ),
         ("report", "study.name='a b'", f"study.storage={UNKNOWN_VARIABLE}"),
         ("status",),
     ]
@@ -274,7 +292,9 @@ def slug(heading: str) -> str:
 
 def anchors(page: Path) -> set[str]:
     text = page.read_text(encoding="utf-8")
-    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)  # headings in code blocks are not headings
+    text = re.sub(
+        r"^```.*?^```", "", text, flags=re.S | re.M
+    )  # headings in code blocks are not headings
     return {slug(m.group(1)) for m in re.finditer(r"^#{1,6}\s+(.+?)\s*#*\s*$", text, flags=re.M)}
 
 
@@ -295,7 +315,9 @@ def test_every_relative_link_points_at_a_file_that_exists(page):
         path, _, anchor = target.partition("#")
         file = (page.parent / path).resolve() if path else page
         if not file.exists():
-            broken.append(f"{target} (no file {file.relative_to(ROOT) if file.is_relative_to(ROOT) else file})")
+            broken.append(
+                f"{target} (no file {file.relative_to(ROOT) if file.is_relative_to(ROOT) else file})"
+            )
         elif file.exists() and anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target} (no heading '#{anchor}' in {file.name})")
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"

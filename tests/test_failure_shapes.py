@@ -8,18 +8,18 @@ The detectors themselves (sweep.analysis.shapes) are tested on simulated curves 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from sweep.analysis.conclusions import compute_verdicts
 from sweep.analysis.data_checks import data_lines, data_warnings
 from sweep.analysis.shapes.reading import _direction, loss_jump_sentence, volatility_sentences
 from sweep.analysis.stats import mean_interval, wilson_interval
 from sweep.analysis.tables import build_tables
-from sweep.analysis.conclusions import compute_verdicts
 from sweep.config import DetectConfig
 from sweep.report.figures import figure_plan, grid_of, learning_curves
 from sweep.report.volatility import has_volatility, volatility_figure
@@ -27,21 +27,41 @@ from sweep.report.volatility import has_volatility, volatility_figure
 CHANCE = 0.1
 
 
-def record(seed: int, val_loss: np.ndarray, val_acc: np.ndarray, train_loss: Optional[np.ndarray] = None,
-           step_sd: float = 0.0) -> dict[str, Any]:
+def record(
+    seed: int,
+    val_loss: np.ndarray,
+    val_acc: np.ndarray,
+    train_loss: np.ndarray | None = None,
+    step_sd: float = 0.0,
+) -> dict[str, Any]:
     n = len(val_loss)
     train = train_loss if train_loss is not None else val_loss * 0.9
     curves = {
-        "train_loss": train, "val_loss": val_loss, "val_acc": val_acc,
-        "grad_norm_mean": np.full(n, 0.5), "grad_norm_max": np.full(n, 1.0), "grad_norm_p90": np.full(n, 0.7),
-        "clip_fraction": np.zeros(n), "pred_top_frac": np.full(n, 0.2), "lr": np.full(n, 0.1),
-        "val_loss_sd": np.full(n, 0.5), "train_loss_sd": train * step_sd,
+        "train_loss": train,
+        "val_loss": val_loss,
+        "val_acc": val_acc,
+        "grad_norm_mean": np.full(n, 0.5),
+        "grad_norm_max": np.full(n, 1.0),
+        "grad_norm_p90": np.full(n, 0.7),
+        "clip_fraction": np.zeros(n),
+        "pred_top_frac": np.full(n, 0.2),
+        "lr": np.full(n, 0.1),
+        "val_loss_sd": np.full(n, 0.5),
+        "train_loss_sd": train * step_sd,
     }
-    return {"seed": seed, "nonfinite": None, "nonfinite_epoch": None, "steps": 10 * n, "seconds": 0.1,
-            "curves": {k: [float(x) for x in v] for k, v in curves.items()}}
+    return {
+        "seed": seed,
+        "nonfinite": None,
+        "nonfinite_epoch": None,
+        "steps": 10 * n,
+        "seconds": 0.1,
+        "curves": {k: [float(x) for x in v] for k, v in curves.items()},
+    }
 
 
-def users_run(rng: np.random.Generator, seed: int, jump: bool, epochs: int = 120, at: int = 80) -> dict[str, Any]:
+def users_run(
+    rng: np.random.Generator, seed: int, jump: bool, epochs: int = 120, at: int = 80
+) -> dict[str, Any]:
     """The reported shape, shortened: val loss settles at 0.278 and, at epoch `at`, jumps to
     0.337 (1.21x) and stays; val accuracy slips from 0.889 to 0.859. 1% multiplicative noise."""
     t = np.arange(epochs)
@@ -50,16 +70,24 @@ def users_run(rng: np.random.Generator, seed: int, jump: bool, epochs: int = 120
     if jump:
         loss = np.where(t >= at - 1, 0.337, loss)
         acc = np.where(t >= at - 1, 0.859, acc)
-    return record(seed, loss * np.exp(rng.normal(0, 0.01, epochs)), acc + rng.normal(0, 0.003, epochs))
+    return record(
+        seed, loss * np.exp(rng.normal(0, 0.01, epochs)), acc + rng.normal(0, 0.003, epochs)
+    )
 
 
-def tables_of(runs: list[tuple[dict[str, Any], dict[str, Any], int]], detect: Optional[DetectConfig] = None,
-              n_val: int = 2000):
+def tables_of(
+    runs: list[tuple[dict[str, Any], dict[str, Any], int]],
+    detect: DetectConfig | None = None,
+    n_val: int = 2000,
+):
     detect = detect or DetectConfig()
     tables = build_tables(runs, CHANCE, detect, axes=["lr", "clip", "batch_size"], n_val=n_val)
-    tables.meta = {"config": {"study": {"name": "shapes"}, "epochs": 120}, "study": "shapes",
-                   "task": {"chance": CHANCE, "kind": "classification", "n_val": n_val},
-                   "detect": detect.__dict__}
+    tables.meta = {
+        "config": {"study": {"name": "shapes"}, "epochs": 120},
+        "study": "shapes",
+        "task": {"chance": CHANCE, "kind": "classification", "n_val": n_val},
+        "detect": detect.__dict__,
+    }
     return tables
 
 
@@ -80,8 +108,12 @@ def test_the_reported_run_is_a_loss_jump_not_a_collapse():
     assert all(1.15 < r < 1.3 for r in rows["loss_jump_ratio"].dropna())
     s = t.summary.iloc[0]
     rate, lo, hi = wilson_interval(3, 5)
-    assert (int(s["n_loss_jump"]), s["loss_jump_rate"], s["loss_jump_rate_lo"], s["loss_jump_rate_hi"]) == \
-        (3, pytest.approx(rate), pytest.approx(lo), pytest.approx(hi))
+    assert (
+        int(s["n_loss_jump"]),
+        s["loss_jump_rate"],
+        s["loss_jump_rate_lo"],
+        s["loss_jump_rate_hi"],
+    ) == (3, pytest.approx(rate), pytest.approx(lo), pytest.approx(hi))
     reading = compute_verdicts(t).reading
     assert "loss jump" in reading and "3/5 runs at lr=0.1" in reading
     assert "3 of them did not collapse" in reading and "1.2" in reading
@@ -131,10 +163,14 @@ def test_loss_jump_sentence_is_empty_without_jumps():
 # --------------------------------------------------------------------------- 2. fluctuation
 
 
-def noisy_run(rng: np.random.Generator, seed: int, sigma: float, epochs: int = 30, step_sd: float = 0.1):
+def noisy_run(
+    rng: np.random.Generator, seed: int, sigma: float, epochs: int = 30, step_sd: float = 0.1
+):
     t = np.arange(epochs)
     train = (0.3 + 2.0 * np.exp(-t / 4.0)) * np.exp(rng.normal(0, sigma, epochs))
-    return record(seed, train * 1.1, 0.8 - 0.7 * np.exp(-t / 4.0), train_loss=train, step_sd=step_sd)
+    return record(
+        seed, train * 1.1, 0.8 - 0.7 * np.exp(-t / 4.0), train_loss=train, step_sd=step_sd
+    )
 
 
 def batch_grid(rng: np.random.Generator, sigmas: dict[int, float], seeds: int = 4, lrs=(0.1,)):
@@ -142,8 +178,13 @@ def batch_grid(rng: np.random.Generator, sigmas: dict[int, float], seeds: int = 
     for lr in lrs:
         for bs, sigma in sigmas.items():
             for s in range(seeds):
-                runs.append(({"lr": lr, "clip": None, "batch_size": bs},
-                             noisy_run(rng, s, sigma * lr / lrs[0], step_sd=sigma * 4), trial))
+                runs.append(
+                    (
+                        {"lr": lr, "clip": None, "batch_size": bs},
+                        noisy_run(rng, s, sigma * lr / lrs[0], step_sd=sigma * 4),
+                        trial,
+                    )
+                )
             trial += 1
     return tables_of(runs)
 
@@ -153,11 +194,16 @@ def test_volatility_per_run_and_its_mean_interval_per_setting():
     t = batch_grid(rng, {2: 0.08, 8: 0.03, 32: 0.01})
     for bs, sigma in ((2, 0.08), (8, 0.03), (32, 0.01)):
         runs = t.runs[t.runs["batch_size"] == bs]
-        assert all(0.4 * sigma < v < 2.0 * sigma for v in runs["volatility"])  # estimates the noise sd
+        assert all(
+            0.4 * sigma < v < 2.0 * sigma for v in runs["volatility"]
+        )  # estimates the noise sd
         row = t.summary[t.summary["batch_size"] == bs].iloc[0]
         mean, lo, hi = mean_interval(list(runs["volatility"]), bounds=(0.0, math.inf))
-        assert (row["volatility"], row["volatility_lo"], row["volatility_hi"]) == \
-            (pytest.approx(mean), pytest.approx(lo), pytest.approx(hi))
+        assert (row["volatility"], row["volatility_lo"], row["volatility_hi"]) == (
+            pytest.approx(mean),
+            pytest.approx(lo),
+            pytest.approx(hi),
+        )
         assert row["step_loss_cv"] == pytest.approx(sigma * 4)
 
 
@@ -198,7 +244,9 @@ def test_volatility_figure_only_with_two_or_more_batch_sizes():
     assert "volatility" in [kind for kind, *_ in figure_plan(three)]
     fig = volatility_figure(three)
     top, bottom = fig.axes[0], fig.axes[1]
-    assert top.get_ylabel().startswith("volatility") and bottom.get_ylabel().startswith("step_loss_cv")
+    assert top.get_ylabel().startswith("volatility") and bottom.get_ylabel().startswith(
+        "step_loss_cv"
+    )
     assert len(top.containers) == 2  # one line (with error bars) per lr
     xs = sorted(top.containers[0].lines[0].get_xdata())
     assert xs == [2.0, 8.0, 32.0]
@@ -211,10 +259,10 @@ def test_volatility_figure_only_with_two_or_more_batch_sizes():
 
 def test_group_multipliers_set_each_groups_lr_and_survive_the_schedule():
     from sweep.config import load_config
+    from sweep.tasks import build_task
     from sweep.training.gradients import ParamGroups
     from sweep.training.models import build_model
     from sweep.training.optim import build_optimizer, set_lr
-    from sweep.tasks import build_task
 
     cfg = load_config(["model.hidden_size=8", "optimizer.group_lr_mult=[0.11,0.33,1.0]"])
     task = build_task(cfg.task)
@@ -239,10 +287,20 @@ def test_multipliers_of_one_are_exactly_the_plain_optimizer():
     base = ["model.hidden_size=8", "epochs=2", "packing=off"]
     task = build_task(load_config(base).task)
     plain = train_setting(task, load_config(base), setting, [0], torch.device("cpu"))[0]
-    ones = train_setting(task, load_config(base + ["optimizer.group_lr_mult=[1,1,1]"]), setting, [0],
-                         torch.device("cpu"))[0]
-    slow = train_setting(task, load_config(base + ["optimizer.group_lr_mult=[0.01,0.01,1]"]), setting, [0],
-                         torch.device("cpu"))[0]
+    ones = train_setting(
+        task,
+        load_config(base + ["optimizer.group_lr_mult=[1,1,1]"]),
+        setting,
+        [0],
+        torch.device("cpu"),
+    )[0]
+    slow = train_setting(
+        task,
+        load_config(base + ["optimizer.group_lr_mult=[0.01,0.01,1]"]),
+        setting,
+        [0],
+        torch.device("cpu"),
+    )[0]
     assert ones.curves["val_loss"] == plain.curves["val_loss"]
     assert slow.curves["val_loss"] != plain.curves["val_loss"]
 
@@ -256,8 +314,12 @@ def test_packed_and_separate_training_agree_with_group_multipliers(packing):
     setting = {"lr": 0.2, "clip": 1.0, "batch_size": 64}
     base = ["model.hidden_size=8", "epochs=2", "optimizer.group_lr_mult=[0.1,0.5,1.0]"]
     task = build_task(load_config(base).task)
-    ref = train_setting(task, load_config(base + ["packing=off"]), setting, [0, 1], torch.device("cpu"))
-    got = train_setting(task, load_config(base + [f"packing={packing}"]), setting, [0, 1], torch.device("cpu"))
+    ref = train_setting(
+        task, load_config(base + ["packing=off"]), setting, [0, 1], torch.device("cpu")
+    )
+    got = train_setting(
+        task, load_config(base + [f"packing={packing}"]), setting, [0, 1], torch.device("cpu")
+    )
     for a, b in zip(ref, got):
         assert np.allclose(a.curves["val_loss"], b.curves["val_loss"], rtol=2e-3, atol=2e-4)
 
@@ -266,9 +328,12 @@ def test_group_multipliers_as_a_grid_axis_are_labelled_values():
     from sweep.config import apply_overrides, load_config
 
     cfg = load_config(["+grid.optimizer.group_lr_mult=[[0.11,0.33,1.0],[1,1,1]]"])
-    assert cfg.grid.extra == (("optimizer.group_lr_mult", ("[0.11, 0.33, 1.0]", "[1.0, 1.0, 1.0]")),)
-    assert apply_overrides(cfg, {"optimizer.group_lr_mult": "[0.11, 0.33, 1.0]"}).optimizer.group_lr_mult == \
-        [0.11, 0.33, 1.0]
+    assert cfg.grid.extra == (
+        ("optimizer.group_lr_mult", ("[0.11, 0.33, 1.0]", "[1.0, 1.0, 1.0]")),
+    )
+    assert apply_overrides(
+        cfg, {"optimizer.group_lr_mult": "[0.11, 0.33, 1.0]"}
+    ).optimizer.group_lr_mult == [0.11, 0.33, 1.0]
 
 
 # --------------------------------------------------------------------------- 4. the data
@@ -292,20 +357,30 @@ def test_the_default_task_is_summarised_without_warnings():
 
 
 def test_unscaled_inputs_and_unbalanced_validation_classes_are_warned_about():
+    import dataclasses
+
     from sweep.config import load_config
     from sweep.tasks import build_task
     from sweep.tasks.summary import data_summary
-    import dataclasses
 
     task = build_task(load_config([]).task)
-    y_val = torch.where(torch.arange(len(task.y_val)) % 10 < 9, torch.zeros_like(task.y_val), task.y_val)
+    y_val = torch.where(
+        torch.arange(len(task.y_val)) % 10 < 9, torch.zeros_like(task.y_val), task.y_val
+    )
     raw = dataclasses.replace(task, x_train=task.x_train * 255, y_val=y_val)
     info = {"data": data_summary(raw, normalized=False)}
     warnings = data_warnings(info)
     assert len(warnings) == 2
-    assert "input features are far from standardised" in warnings[0] and "set task.normalize=true" in warnings[0]
-    assert "validation classes are badly unbalanced" in warnings[1] and "class 0 holds" in warnings[1]
-    assert data_warnings({"data": data_summary(raw, normalized=True)})[:1] != warnings[:1]  # standardised: no input warning
+    assert (
+        "input features are far from standardised" in warnings[0]
+        and "set task.normalize=true" in warnings[0]
+    )
+    assert (
+        "validation classes are badly unbalanced" in warnings[1] and "class 0 holds" in warnings[1]
+    )
+    assert (
+        data_warnings({"data": data_summary(raw, normalized=True)})[:1] != warnings[:1]
+    )  # standardised: no input warning
 
 
 def test_regression_targets_and_token_inputs_are_described():
@@ -313,7 +388,9 @@ def test_regression_targets_and_token_inputs_are_described():
     from sweep.tasks import build_task
     from sweep.tasks.summary import data_summary
 
-    task = build_task(load_config(["task=adding", "task.n_train=64", "task.n_val=32", "task.length=10"]).task)
+    task = build_task(
+        load_config(["task=adding", "task.n_train=64", "task.n_val=32", "task.length=10"]).task
+    )
     lines = data_lines({"data": data_summary(task)})
     assert lines[0].startswith("Target scale: train mean") and "val mean" in lines[0]
     tokens = {"data": {"inputs": {"tokens": True, "vocab_size": 500}, "normalized": True}}
@@ -332,18 +409,33 @@ def test_real_runs_order_batch_sizes_2_8_32_by_fluctuation(tmp_path):
     from conftest import run_cli
 
     results = tmp_path / "results"
-    p = run_cli("run", "model.hidden_size=16", "model.layers=1", "epochs=12", "seeds=3", "grid.lr=[0.05]",
-                "grid.clip=[null]", "grid.batch_size=[2,8,32]", "task.val_fraction=0.5", f"results_dir={results}",
-                "study.name=fluct")  # half the sequences in training: 2/3 of the steps at batch size 2
+    p = run_cli(
+        "run",
+        "model.hidden_size=16",
+        "model.layers=1",
+        "epochs=12",
+        "seeds=3",
+        "grid.lr=[0.05]",
+        "grid.clip=[null]",
+        "grid.batch_size=[2,8,32]",
+        "task.val_fraction=0.5",
+        f"results_dir={results}",
+        "study.name=fluct",
+    )  # half the sequences in training: 2/3 of the steps at batch size 2
     assert p.returncode == 0, p.stderr
     summary = pd.read_csv(results / "fluct" / "summary.csv").set_index("batch_size")
     cv, vol = summary["step_loss_cv"], summary["volatility"]
     assert cv[2] > cv[8] > cv[32]
-    assert summary.loc[2, "step_loss_cv_lo"] > summary.loc[32, "step_loss_cv_hi"]  # beyond the seeds' spread
+    assert (
+        summary.loc[2, "step_loss_cv_lo"] > summary.loc[32, "step_loss_cv_hi"]
+    )  # beyond the seeds' spread
     assert vol[2] > vol[32] and vol[8] > vol[32]
     assert (results / "fluct" / "figures" / "volatility.png").stat().st_size > 10_000
     page = (results / "fluct" / "report.html").read_text()
-    assert "step_loss_cv, as a share of the epoch&#x27;s mean) falls as batch size grows in 1 of 1 slice" in page
+    assert (
+        "step_loss_cv, as a share of the epoch&#x27;s mean) falls as batch size grows in 1 of 1 slice"
+        in page
+    )
 
 
 def test_a_users_model_groups_are_its_top_level_modules_in_order():
@@ -360,9 +452,16 @@ def test_a_users_model_groups_are_its_top_level_modules_in_order():
 
     model = Tagger()
     groups = ParamGroups.of(model, list(model.parameters()))
-    assert groups.names == ["(own)", "encoder", "readout"]  # model.named_parameters() order: its own first
+    assert groups.names == [
+        "(own)",
+        "encoder",
+        "readout",
+    ]  # model.named_parameters() order: its own first
     made = optimizer_groups(groups, [0.5, 0.1, 1.0], lr=0.2)
-    assert [(g["group"], len(g["params"]), g["lr"]) for g in made] == \
-        [("(own)", 1, pytest.approx(0.1)), ("encoder", 4, pytest.approx(0.02)), ("readout", 2, pytest.approx(0.2))]
+    assert [(g["group"], len(g["params"]), g["lr"]) for g in made] == [
+        ("(own)", 1, pytest.approx(0.1)),
+        ("encoder", 4, pytest.approx(0.02)),
+        ("readout", 2, pytest.approx(0.2)),
+    ]
     with pytest.raises(ValueError, match="3 parameter groups \\(own\\), encoder, readout"):
         optimizer_groups(groups, [1.0, 1.0], lr=0.2)

@@ -15,14 +15,19 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import sweep.training.packed as packed_module
-from sweep.training.accelerator import FP32_PRECISION, SeedRng, configure_device, derived_seed
 from sweep.config import load_config
-from sweep.core.devices import device_for_worker, is_device_string, plan_worker_devices, worker_count
-from sweep.training.packed_net import PackedRecurrentNet
-from sweep.training.packed import PackedTrainer
+from sweep.core.devices import (
+    device_for_worker,
+    is_device_string,
+    plan_worker_devices,
+    worker_count,
+)
 from sweep.tasks import build_task
 from sweep.tasks.data import TaskData
 from sweep.training import RunSpec, SeedTrainer, train_setting
+from sweep.training.accelerator import FP32_PRECISION, SeedRng, configure_device, derived_seed
+from sweep.training.packed import PackedTrainer
+from sweep.training.packed_net import PackedRecurrentNet
 
 CPU = torch.device("cpu")
 DIGITS = ["model.hidden_size=8", "model.layers=1", "epochs=3"]
@@ -54,7 +59,9 @@ class InfNormAt:
 def test_packed_seed_with_inf_between_two_checks_is_cut_at_that_step(monkeypatch):
     cfg = load_config(DIGITS + ["packing=on"])
     task = build_task(cfg.task)
-    monkeypatch.setattr(packed_module, "per_seed_norm", InfNormAt(packed_module.per_seed_norm, at=4, seed_slot=1))
+    monkeypatch.setattr(
+        packed_module, "per_seed_norm", InfNormAt(packed_module.per_seed_norm, at=4, seed_slot=1)
+    )
     records = train_setting(task, cfg, SETTING, [0, 1, 2], CPU, check_every=16)
     bad = records[1]
     assert bad.nonfinite == "gradient" and bad.nonfinite_epoch == 1
@@ -112,14 +119,18 @@ class FakeCuda:
         return torch.device(device).index or 0
 
     def get_rng_state(self, device="cuda") -> torch.Tensor:
-        return self.states.setdefault(self._index(device), torch.zeros(16, dtype=torch.uint8)).clone()
+        return self.states.setdefault(
+            self._index(device), torch.zeros(16, dtype=torch.uint8)
+        ).clone()
 
     def set_rng_state(self, state, device="cuda") -> None:
         self.states[self._index(device)] = state.clone()
 
     def manual_seed(self, seed: int) -> None:
         self.seeded.append(seed)
-        self.states[self.current] = torch.tensor(list((seed % 2**64).to_bytes(8, "little")) * 2, dtype=torch.uint8)
+        self.states[self.current] = torch.tensor(
+            list((seed % 2**64).to_bytes(8, "little")) * 2, dtype=torch.uint8
+        )
 
     def set_device(self, device) -> None:
         self.set_device_calls.append(device)
@@ -134,7 +145,9 @@ def _no_cuda(*args, **kwargs):
 
 
 def test_checkpoint_written_on_a_gpu_resumes_on_a_cpu(monkeypatch):
-    cfg = load_config(["model.hidden_size=8", "model.layers=2", "model.dropout=0.3", "epochs=2", "packing=off"])
+    cfg = load_config(
+        ["model.hidden_size=8", "model.layers=2", "model.dropout=0.3", "epochs=2", "packing=off"]
+    )
     task = build_task(cfg.task)
     setting = {"lr": 0.1, "clip": None, "batch_size": 64}
     straight = SeedTrainer(task, RunSpec.build(cfg, setting, [0]), 0, CPU)
@@ -196,9 +209,9 @@ def test_seed_rng_swaps_cuda_state_in_and_out_around_an_epoch():
 
 
 def test_checkpoint_resume_continues_in_the_mode_it_started_in(tmp_path):
-    from sweep.training.checkpoints import Checkpointer
     from sweep.config import config_fingerprint
     from sweep.training import StopRequested
+    from sweep.training.checkpoints import Checkpointer
 
     cfg = load_config(DIGITS + ["packing=on"])
     task = build_task(cfg.task)
@@ -207,7 +220,9 @@ def test_checkpoint_resume_continues_in_the_mode_it_started_in(tmp_path):
         train_setting(task, cfg, SETTING, [0, 1], CPU, ckpt, should_stop=lambda: True)
     assert ckpt.load()["mode"] == "packed"
     # Resumed where packing=auto would train separately (a CPU host): still packed.
-    resumed = train_setting(task, load_config(DIGITS + ["packing=auto"]), SETTING, [0, 1], CPU, ckpt)
+    resumed = train_setting(
+        task, load_config(DIGITS + ["packing=auto"]), SETTING, [0, 1], CPU, ckpt
+    )
     straight = train_setting(task, cfg, SETTING, [0, 1], CPU)
     assert [r.curves for r in resumed] == [r.curves for r in straight]
 
@@ -216,13 +231,30 @@ def test_checkpoint_resume_continues_in_the_mode_it_started_in(tmp_path):
 
 
 def test_a_named_gpu_gets_one_worker_with_workers_auto():
-    assert plan_worker_devices("cuda:1", n_cuda=4, workers="auto", n_settings=10, cores=16) == ["cuda:1"]
-    assert plan_worker_devices("cuda:1", n_cuda=4, workers=3, n_settings=10, cores=16) == ["cuda:1"] * 3
+    assert plan_worker_devices("cuda:1", n_cuda=4, workers="auto", n_settings=10, cores=16) == [
+        "cuda:1"
+    ]
+    assert (
+        plan_worker_devices("cuda:1", n_cuda=4, workers=3, n_settings=10, cores=16)
+        == ["cuda:1"] * 3
+    )
     assert plan_worker_devices("cuda", n_cuda=4, workers="auto", n_settings=10, cores=16) == [
-        "cuda:0", "cuda:1", "cuda:2", "cuda:3"]
-    assert plan_worker_devices("auto", n_cuda=2, workers=3, n_settings=10, cores=16) == ["cuda:0", "cuda:1", "cuda:0"]
-    assert plan_worker_devices("auto", n_cuda=0, workers="auto", n_settings=5, cores=16) == ["cpu"] * 5
-    assert plan_worker_devices("cpu", n_cuda=4, workers="auto", n_settings=50, cores=3) == ["cpu"] * 3
+        "cuda:0",
+        "cuda:1",
+        "cuda:2",
+        "cuda:3",
+    ]
+    assert plan_worker_devices("auto", n_cuda=2, workers=3, n_settings=10, cores=16) == [
+        "cuda:0",
+        "cuda:1",
+        "cuda:0",
+    ]
+    assert (
+        plan_worker_devices("auto", n_cuda=0, workers="auto", n_settings=5, cores=16) == ["cpu"] * 5
+    )
+    assert (
+        plan_worker_devices("cpu", n_cuda=4, workers="auto", n_settings=50, cores=3) == ["cpu"] * 3
+    )
     assert worker_count("cuda", n_cuda=8, workers="auto", n_settings=2, cores=16) == 2
     with pytest.raises(ValueError, match="needs a CUDA GPU"):
         device_for_worker("cuda", 0, 0)
@@ -234,7 +266,11 @@ def test_launcher_starts_one_worker_on_the_named_gpu(monkeypatch, tmp_path):
 
     started = []
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
-    monkeypatch.setattr(launcher, "spawn", lambda index, device, threads, method: started.append((device, method)) or _Dummy())
+    monkeypatch.setattr(
+        launcher,
+        "spawn",
+        lambda index, device, threads, method: started.append((device, method)) or _Dummy(),
+    )
 
     def stop_here(cfg, *rest):
         raise UserError("stop after planning")
@@ -255,7 +291,9 @@ class _Dummy:
             pass
 
 
-@pytest.mark.parametrize("text", ["cuda:01", "cuda:00", "cuda: 1", "cuda:-1", "cuda:+1", "CUDA", "cuda:1 ", "gpu", ""])
+@pytest.mark.parametrize(
+    "text", ["cuda:01", "cuda:00", "cuda: 1", "cuda:-1", "cuda:+1", "CUDA", "cuda:1 ", "gpu", ""]
+)
 def test_device_strings_torch_refuses_are_refused(text):
     assert not is_device_string(text)
 
@@ -292,15 +330,25 @@ class HostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("task_args", [
-    ["task=adding", "task.length=10", "task.n_train=640", "task.n_val=64"],  # lengths (padded)
-    ["task=echo", "task.n_train=640", "task.n_val=64"],                    # per-step targets
-])
+@pytest.mark.parametrize(
+    "task_args",
+    [
+        ["task=adding", "task.length=10", "task.n_train=640", "task.n_val=64"],  # lengths (padded)
+        ["task=echo", "task.n_train=640", "task.n_val=64"],  # per-step targets
+    ],
+)
 def test_separate_step_loop_reads_the_host_once_per_check(task_args):
-    cfg = load_config(task_args + ["model.hidden_size=8", "model.layers=1", "optimizer=sgd", "epochs=1"])
+    cfg = load_config(
+        task_args + ["model.hidden_size=8", "model.layers=1", "optimizer=sgd", "epochs=1"]
+    )
     task = build_task(cfg.task)
-    trainer = SeedTrainer(task, RunSpec.build(cfg, {"lr": 0.01, "clip": 1.0, "batch_size": 20}, [0]), 0, CPU,
-                          check_every=16)
+    trainer = SeedTrainer(
+        task,
+        RunSpec.build(cfg, {"lr": 0.01, "clip": 1.0, "batch_size": 20}, [0]),
+        0,
+        CPU,
+        check_every=16,
+    )
     assert trainer.host_lengths is None  # a forward model reads lengths where the data are
     steps = trainer.steps_per_epoch  # 32
     calls = {"cpu": 0}
@@ -322,10 +370,22 @@ def test_separate_step_loop_reads_the_host_once_per_check(task_args):
 
 
 def test_bidirectional_model_keeps_a_host_copy_of_the_lengths_for_packing():
-    cfg = load_config(["task=adding", "task.length=10", "task.n_train=64", "task.n_val=32",
-                       "model.hidden_size=4", "model.layers=1", "model.bidirectional=true", "epochs=1"])
+    cfg = load_config(
+        [
+            "task=adding",
+            "task.length=10",
+            "task.n_train=64",
+            "task.n_val=32",
+            "model.hidden_size=4",
+            "model.layers=1",
+            "model.bidirectional=true",
+            "epochs=1",
+        ]
+    )
     task = build_task(cfg.task)
-    trainer = SeedTrainer(task, RunSpec.build(cfg, {"lr": 0.01, "clip": None, "batch_size": 16}, [0]), 0, CPU)
+    trainer = SeedTrainer(
+        task, RunSpec.build(cfg, {"lr": 0.01, "clip": None, "batch_size": 16}, [0]), 0, CPU
+    )
     assert trainer.host_lengths is not None
     trainer.run_epoch()
     assert trainer.record.epochs_run == 1
@@ -375,8 +435,16 @@ def _token_task() -> TaskData:
     g = torch.Generator().manual_seed(0)
     x = torch.randint(1, 50, (64, 12), generator=g)
     y = torch.randint(0, 2, (64,), generator=g)
-    return TaskData(name="tokens", kind="classification", x_train=x, y_train=y, x_val=x[:16], y_val=y[:16],
-                    output_dim=2, vocab_size=50)
+    return TaskData(
+        name="tokens",
+        kind="classification",
+        x_train=x,
+        y_train=y,
+        x_val=x[:16],
+        y_val=y[:16],
+        output_dim=2,
+        vocab_size=50,
+    )
 
 
 class OpNames(TorchDispatchMode):

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from test_plots import synthetic_record, synthetic_tables
 
-from sweep.report.html import CAPTIONS, render_html, write_html
+from sweep.analysis.conclusions import compute_verdicts
+from sweep.core.records import RUN_PREFIX, encode_record
 from sweep.report.figures import write_figures
+from sweep.report.html import CAPTIONS, render_html, write_html
 from sweep.report.write import write_report
 from sweep.store.studies import ATTR_CONFIG, ATTR_TASK
-from sweep.core.records import RUN_PREFIX, encode_record
-from sweep.analysis.conclusions import compute_verdicts
-from test_plots import synthetic_record, synthetic_tables
 
 pytestmark = pytest.mark.xdist_group("html-report-study")  # one worker builds the module's study
 
@@ -71,10 +71,22 @@ def evil_tables():
     t = synthetic_tables(lrs=(0.01, 0.1, 1.0), clips=(None, 1.0))
     t.meta = {
         "study": f"study{EVIL}",
-        "config": {"study": {"name": f"study{EVIL}", "storage": "postgresql://alice:s3cret@db.example/sweeps"},
-                   "task": {"name": "file", "path": f"/data/{EVIL}&co.csv"}, "model": {"name": "lstm"}},
+        "config": {
+            "study": {
+                "name": f"study{EVIL}",
+                "storage": "postgresql://alice:s3cret@db.example/sweeps",
+            },
+            "task": {"name": "file", "path": f"/data/{EVIL}&co.csv"},
+            "model": {"name": "lstm"},
+        },
         "task": {"name": "file", "kind": "classification", "chance": 0.1, "note": EVIL},
-        "detect": {"drop": 0.5, "patience": 3, "min_gain": 0.05, "spike_factor": 1.5, "constant_frac": 0.95},
+        "detect": {
+            "drop": 0.5,
+            "patience": 3,
+            "min_gain": 0.05,
+            "spike_factor": 1.5,
+            "constant_frac": 0.95,
+        },
     }
     return t
 
@@ -150,9 +162,20 @@ def fake_study(name: str = "fake-study"):
     """An in-memory Optuna study holding what workers store: config, task and per-seed records."""
     study = optuna.create_study(study_name=name, directions=["maximize", "minimize"])
     grid = {"lr": [0.1, 1.0], "clip": [None, 1.0], "batch_size": [32]}
-    study.set_user_attr(ATTR_CONFIG, {"study": {"name": name, "storage": "sqlite:///x.db"}, "grid": grid,
-                                      "detect": {"drop": 0.5, "patience": 3, "min_gain": 0.05, "spike_factor": 1.5,
-                                                 "constant_frac": 0.95}})
+    study.set_user_attr(
+        ATTR_CONFIG,
+        {
+            "study": {"name": name, "storage": "sqlite:///x.db"},
+            "grid": grid,
+            "detect": {
+                "drop": 0.5,
+                "patience": 3,
+                "min_gain": 0.05,
+                "spike_factor": 1.5,
+                "constant_frac": 0.95,
+            },
+        },
+    )
     study.set_user_attr(ATTR_TASK, {"name": "digits", "kind": "classification", "chance": 0.1})
     rng = np.random.default_rng(0)
     for lr in grid["lr"]:
@@ -168,11 +191,18 @@ def fake_study(name: str = "fake-study"):
 def test_write_report_writes_tables_verdicts_figures_and_html(tmp_path):
     paths = write_report(fake_study(), tmp_path)
     out = tmp_path / "fake-study"
-    assert list(paths)[:4] == ["runs", "summary", "curves", "verdicts"] and list(paths)[-1] == "report"
+    assert (
+        list(paths)[:4] == ["runs", "summary", "curves", "verdicts"] and list(paths)[-1] == "report"
+    )
     assert paths["report"] == out / "report.html" and paths["verdicts"] == out / "verdicts.csv"
     figures = [k for k in paths if k.startswith("figures/")]
-    assert figures == ["figures/collapse_rate.png", "figures/mean_best_acc.png", "figures/lr_curves.png",
-                       "figures/learning_curves_batch_size-32.png", "figures/grad_norms_batch_size-32.png"]
+    assert figures == [
+        "figures/collapse_rate.png",
+        "figures/mean_best_acc.png",
+        "figures/lr_curves.png",
+        "figures/learning_curves_batch_size-32.png",
+        "figures/grad_norms_batch_size-32.png",
+    ]
     assert all(p.is_file() for p in paths.values())
     assert paths["runs"].parent == out  # `sweep report` prints this folder
     assert all((out / src).is_file() for src in parse(paths["report"].read_text()).images)
@@ -184,10 +214,22 @@ def test_write_report_writes_tables_verdicts_figures_and_html(tmp_path):
 
 def chromium(args: list[str], profile: Path, timeout: float = 90) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={profile}", *args],
-        capture_output=True, text=True, timeout=timeout,
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -196,7 +238,9 @@ def chromium(args: list[str], profile: Path, timeout: float = 90) -> subprocess.
 def test_report_renders_in_chromium_and_every_figure_loads(report, tmp_path):
     _, out, path, text = report
     n_images = len(parse(text).images)
-    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", path.as_uri()], tmp_path / "profile")
+    dom = chromium(
+        ["--virtual-time-budget=5000", "--dump-dom", path.as_uri()], tmp_path / "profile"
+    )
     assert dom.returncode == 0, dom.stderr[-2000:]
     html = dom.stdout
     assert 'id="summary"' in html and "mean_best_acc" in html
@@ -215,7 +259,10 @@ def test_chromium_reports_a_missing_figure(report, tmp_path):
     shutil.copytree(out, broken)
     first = parse(text).images[0]
     (broken / first).unlink()
-    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", (broken / "report.html").as_uri()], tmp_path / "profile")
+    dom = chromium(
+        ["--virtual-time-budget=5000", "--dump-dom", (broken / "report.html").as_uri()],
+        tmp_path / "profile",
+    )
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     assert 'data-images-ok="false"' in body and 'class="missing"' in dom.stdout
 
@@ -235,7 +282,10 @@ def test_summary_table_sorts_by_clicking_a_header(report, tmp_path):
     page = tmp_path / "site"
     shutil.copytree(out, page)
     (page / "report.html").write_text(text.replace("</body>", probe), encoding="utf-8")
-    dom = chromium(["--virtual-time-budget=5000", "--dump-dom", (page / "report.html").as_uri()], tmp_path / "profile")
+    dom = chromium(
+        ["--virtual-time-budget=5000", "--dump-dom", (page / "report.html").as_uri()],
+        tmp_path / "profile",
+    )
     body = re.search(r"<body([^>]*)>", dom.stdout).group(1)
     best, worst = t.summary["mean_best_acc"].max(), t.summary["mean_best_acc"].min()
     assert f'data-first="{best:.3f}"' in body and f'data-last="{worst:.3f}"' in body, body
@@ -246,7 +296,9 @@ def test_the_verdict_leads_with_the_answer_and_links_every_finding_to_its_figure
     v = compute_verdicts(t)
     from html import escape
 
-    assert v.head and text.index(escape(v.head[0].text)) < text.index("Findings") < text.index(escape(v.reading))
+    assert v.head and text.index(escape(v.head[0].text)) < text.index("Findings") < text.index(
+        escape(v.reading)
+    )
     anchors = set(re.findall(r'<li>.*?<a href="#([^"]+)">figure</a></li>', text))
     ids = set(re.findall(r'id="([^"]+)"', text))
     assert anchors and anchors <= ids

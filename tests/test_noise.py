@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sweep.analysis.tables import collapse_rate_interval
-from sweep.config import DetectConfig
 from sweep.analysis.detection import detect_run
 from sweep.analysis.noise import lower_bound, noise_floor, resolution, upper_bound
+from sweep.analysis.tables import collapse_rate_interval
+from sweep.config import DetectConfig
 
 D = DetectConfig()
 SIZES = (20, 60, 200, 1000)
@@ -28,7 +28,9 @@ def simulate(rng: np.random.Generator, n: int, p: np.ndarray, runs: int = RUNS) 
     return rng.binomial(n, np.broadcast_to(p, (runs, len(p)))) / n
 
 
-def outcomes(acc: np.ndarray, chance: float, n: int, loss_rise: float = 0.0, nonfinite_epoch=None) -> dict[str, float]:
+def outcomes(
+    acc: np.ndarray, chance: float, n: int, loss_rise: float = 0.0, nonfinite_epoch=None
+) -> dict[str, float]:
     """Share of runs per outcome, each run through detect_run (with a loss curve and its spread)."""
     epochs = acc.shape[1]
     loss = np.full(epochs, 1.6) + np.linspace(0.0, loss_rise, epochs)
@@ -36,7 +38,9 @@ def outcomes(acc: np.ndarray, chance: float, n: int, loss_rise: float = 0.0, non
     top = np.full(epochs, 0.5)
     counts = {"stable": 0, "collapsed": 0, "undecided": 0, "never_learned": 0}
     for row in acc:
-        counts[detect_run(row, loss, top, nonfinite_epoch, chance, D, n_val=n, val_loss_sd=sd).outcome] += 1
+        counts[
+            detect_run(row, loss, top, nonfinite_epoch, chance, D, n_val=n, val_loss_sd=sd).outcome
+        ] += 1
     return {k: v / len(acc) for k, v in counts.items()}
 
 
@@ -44,7 +48,13 @@ def outcomes(acc: np.ndarray, chance: float, n: int, loss_rise: float = 0.0, non
 
 
 def test_noise_floor_matches_the_binomial_tail_with_bonferroni():
-    for n, chance, epochs in [(20, 0.2, 1), (20, 0.2, 40), (60, 0.5, 10), (450, 0.1, 40), (1000, 0.25, 200)]:
+    for n, chance, epochs in [
+        (20, 0.2, 1),
+        (20, 0.2, 40),
+        (60, 0.5, 10),
+        (450, 0.1, 40),
+        (1000, 0.25, 200),
+    ]:
         floor = noise_floor(n, chance, epochs, 0.01)
         k = round(floor * n)
         assert epochs * stats.binom.sf(k - 1, n, chance) <= 0.01  # P(X >= k) small enough ...
@@ -93,7 +103,9 @@ def test_slowly_drifting_guesser_is_neither_learned_nor_collapsed(n, epochs):
 @pytest.mark.parametrize("chance", [0.1, 0.5])
 @pytest.mark.parametrize("epochs", EPOCHS)
 @pytest.mark.parametrize("n", [60, 200, 1000])
-def test_learning_to_0_9_then_falling_to_chance_for_5_epochs_is_caught_by_accuracy_alone(n, epochs, chance):
+def test_learning_to_0_9_then_falling_to_chance_for_5_epochs_is_caught_by_accuracy_alone(
+    n, epochs, chance
+):
     rng = np.random.default_rng(11 + n + epochs)
     p = np.full(epochs, 0.9)
     p[-5:] = chance
@@ -111,10 +123,14 @@ def test_a_short_climb_and_fall_is_caught_with_the_loss_as_second_witness(n, cha
     p = np.array([0.6, 0.75, 0.85, 0.9, 0.9, chance, chance, chance, chance, chance])
     p[:3] = np.maximum(p[:3], chance)
     acc = simulate(rng, n, p, runs=2000)
-    loss = np.array([1.2, 0.8, 0.5, 0.35, 0.33, 1.3, 1.4, 1.4, 1.45, 1.5]) * (1 + 0.03 * rng.standard_normal((2000, 10)))
+    loss = np.array([1.2, 0.8, 0.5, 0.35, 0.33, 1.3, 1.4, 1.4, 1.45, 1.5]) * (
+        1 + 0.03 * rng.standard_normal((2000, 10))
+    )
     sd = np.full(epochs, 0.8)
-    collapsed = sum(detect_run(a, lo, [0.5] * epochs, None, chance, D, n_val=n, val_loss_sd=sd).collapsed
-                    for a, lo in zip(acc, loss))
+    collapsed = sum(
+        detect_run(a, lo, [0.5] * epochs, None, chance, D, n_val=n, val_loss_sd=sd).collapsed
+        for a, lo in zip(acc, loss)
+    )
     assert collapsed / 2000 >= 0.99
 
 
@@ -165,26 +181,53 @@ def test_a_drop_within_noise_is_undecided_and_widens_the_rate_interval():
     assert without.collapsed
     rate, lo, hi = collapse_rate_interval(k=1, undecided=2, n=5)
     assert rate == 0.2 and lo == pytest.approx(0.0362, abs=1e-4)  # Wilson 1/5
-    assert hi == pytest.approx(1 - 0.1176, abs=1e-4)  # Wilson upper end of 3/5: 1 - lower end of 2/5
+    assert hi == pytest.approx(
+        1 - 0.1176, abs=1e-4
+    )  # Wilson upper end of 3/5: 1 - lower end of 2/5
 
 
 def test_validation_loss_confirms_a_drop_that_accuracy_alone_cannot():
     n = 20
     acc = [0.3, 0.55, 0.8, 0.6, 0.45, 0.45, 0.4, 0.45]
     sd = [0.3] * 8  # per-sequence loss spread: the loss's noise is 0.3 / sqrt(20) = 0.067
-    flat = detect_run(acc, [1.0, 0.8, 0.5, 0.6, 0.62, 0.6, 0.63, 0.61], [0.3] * 8, None, 0.2, D, n_val=n, val_loss_sd=sd)
+    flat = detect_run(
+        acc,
+        [1.0, 0.8, 0.5, 0.6, 0.62, 0.6, 0.63, 0.61],
+        [0.3] * 8,
+        None,
+        0.2,
+        D,
+        n_val=n,
+        val_loss_sd=sd,
+    )
     assert flat.outcome == "undecided"  # +0.1 is within the loss's noise too
-    risen = detect_run(acc, [1.0, 0.8, 0.5, 0.9, 1.3, 1.4, 1.35, 1.5], [0.3] * 8, None, 0.2, D, n_val=n, val_loss_sd=sd)
+    risen = detect_run(
+        acc,
+        [1.0, 0.8, 0.5, 0.9, 1.3, 1.4, 1.35, 1.5],
+        [0.3] * 8,
+        None,
+        0.2,
+        D,
+        n_val=n,
+        val_loss_sd=sd,
+    )
     assert risen.collapsed and risen.witness == "loss" and risen.collapse_epoch == 5
 
 
 def test_a_clear_drop_is_confirmed_by_accuracy():
     acc = [0.3, 0.7, 0.9, 0.92, 0.9, 0.2, 0.15, 0.2, 0.18]
     v = detect_run(acc, [1.0] * 9, [0.99] * 9, None, 0.1, D, n_val=200)
-    assert v.collapsed and v.collapse_mode == "constant_output" and v.witness == "accuracy" and v.collapse_epoch == 6
+    assert (
+        v.collapsed
+        and v.collapse_mode == "constant_output"
+        and v.witness == "accuracy"
+        and v.collapse_epoch == 6
+    )
 
 
 def test_best_below_the_noise_floor_is_never_learned_even_above_min_gain():
     v = detect_run([0.35, 0.4, 0.3, 0.45, 0.35], [1.0] * 5, [0.3] * 5, None, 0.2, D, n_val=20)
     assert v.never_learned and v.outcome == "never_learned" and v.noise_floor > 0.45
-    assert not detect_run([0.35, 0.4, 0.3, 0.45, 0.35], [1.0] * 5, [0.3] * 5, None, 0.2, D).never_learned
+    assert not detect_run(
+        [0.35, 0.4, 0.3, 0.45, 0.35], [1.0] * 5, [0.3] * 5, None, 0.2, D
+    ).never_learned

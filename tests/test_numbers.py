@@ -35,9 +35,15 @@ def test_values_off_the_lattice_keep_six_digits_and_others_four():
 
 
 def test_csv_ready_copies_and_leaves_axes_integers_and_grid_lrs_alone():
-    df = pd.DataFrame({"lr": [0.0316227766016838, 0.1], "seed": [0, 1],
-                       "best_acc": np.float32([387 / 450, 364 / 450]).astype(float),
-                       "grad_norm_p90": [1.23456789, np.nan], "largest_stable_lr": [0.0316227766016838, np.nan]})
+    df = pd.DataFrame(
+        {
+            "lr": [0.0316227766016838, 0.1],
+            "seed": [0, 1],
+            "best_acc": np.float32([387 / 450, 364 / 450]).astype(float),
+            "grad_norm_p90": [1.23456789, np.nan],
+            "largest_stable_lr": [0.0316227766016838, np.nan],
+        }
+    )
     out = csv_ready(df, ["lr"], 450)
     assert list(out["lr"]) == list(df["lr"]) and list(out["seed"]) == [0, 1]
     assert list(out["best_acc"]) == [0.86, 0.809] and out["grad_norm_p90"][0] == 1.235
@@ -48,8 +54,18 @@ def test_csv_ready_copies_and_leaves_axes_integers_and_grid_lrs_alone():
 
 
 def test_summary_means_use_the_rows_run_count_and_unknown_n_val_keeps_six_digits():
-    s = pd.DataFrame({"lr": [0.1], "n_runs": [4], "mean_best_acc": [float(np.float32(364 / 370))],
-                      "mean_best_acc_lo": [0.98378378], "mean_best_acc_hi": [0.98378378]})
+    s = pd.DataFrame(
+        {
+            "lr": [0.1],
+            "n_runs": [4],
+            "mean_best_acc": [float(np.float32(364 / 370))],
+            "mean_best_acc_lo": [0.98378378],
+            "mean_best_acc_hi": [0.98378378],
+        }
+    )
     out = csv_ready(s, ["lr"], 370, runs="n_runs")
-    assert out["mean_best_acc"][0] == pytest.approx(364 / 370, abs=1e-4) and round(out["mean_best_acc"][0] * 1480) == 1456
+    assert (
+        out["mean_best_acc"][0] == pytest.approx(364 / 370, abs=1e-4)
+        and round(out["mean_best_acc"][0] * 1480) == 1456
+    )
     assert csv_ready(s, ["lr"], None, runs="n_runs")["mean_best_acc"][0] == 0.983784

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from sweep.training.checkpoints import Checkpointer
 from sweep.config import config_fingerprint, load_config
-from sweep.training.models import build_model
-from sweep.training.packed_net import PackedRecurrentNet, per_seed_norm
 from sweep.tasks import build_task
 from sweep.training import StopRequested, train_setting, use_packing
+from sweep.training.checkpoints import Checkpointer
+from sweep.training.models import build_model
+from sweep.training.packed_net import PackedRecurrentNet, per_seed_norm
 
 CPU = torch.device("cpu")
 
@@ -26,7 +26,9 @@ def _both(overrides, setting, seeds=(0, 1, 2)):
 
 
 def _close(a, b, rtol=2e-3, atol=2e-4):
-    assert a.seed == b.seed and a.nonfinite == b.nonfinite and a.nonfinite_epoch == b.nonfinite_epoch
+    assert (
+        a.seed == b.seed and a.nonfinite == b.nonfinite and a.nonfinite_epoch == b.nonfinite_epoch
+    )
     for col in a.curves:
         x, y = np.asarray(a.curves[col]), np.asarray(b.curves[col])
         assert x.shape == y.shape, col
@@ -36,21 +38,60 @@ def _close(a, b, rtol=2e-3, atol=2e-4):
 
 
 CASES = {
-    "lstm-2-layers-digits": (["model.hidden_size=16", "epochs=2"], {"lr": 0.1, "clip": 1.0, "batch_size": 64}),
-    "gru-bidirectional": (["model=gru", "model.bidirectional=true", "model.hidden_size=8", "epochs=2"],
-                          {"lr": 0.1, "clip": None, "batch_size": 64}),
-    "adding-padded-lengths": (["task=adding", "task.length=10", "task.n_train=256", "task.n_val=64",
-                               "model.layers=1", "model.hidden_size=8", "epochs=2"],
-                              {"lr": 0.05, "clip": 0.5, "batch_size": 32}),
-    "per-step-echo": (["task=echo", "task.n_train=256", "task.n_val=64", "model.layers=1",
-                       "model.hidden_size=8", "epochs=2", "optimizer=adam"],
-                      {"lr": 0.01, "clip": 1.0, "batch_size": 32}),
-    "vector-regression": (["task=vector_sum", "task.n_train=256", "task.n_val=64", "model.layers=1",
-                           "model.hidden_size=8", "epochs=2", "optimizer=rmsprop"],
-                          {"lr": 0.003, "clip": None, "batch_size": 32}),
-    "forget-bias-l2-weight-decay": (["model.hidden_size=8", "model.forget_bias=1.0", "optimizer.l2=0.001",
-                                     "optimizer.weight_decay=0.0001", "epochs=2"],
-                                    {"lr": 0.1, "clip": 1.0, "batch_size": 64}),
+    "lstm-2-layers-digits": (
+        ["model.hidden_size=16", "epochs=2"],
+        {"lr": 0.1, "clip": 1.0, "batch_size": 64},
+    ),
+    "gru-bidirectional": (
+        ["model=gru", "model.bidirectional=true", "model.hidden_size=8", "epochs=2"],
+        {"lr": 0.1, "clip": None, "batch_size": 64},
+    ),
+    "adding-padded-lengths": (
+        [
+            "task=adding",
+            "task.length=10",
+            "task.n_train=256",
+            "task.n_val=64",
+            "model.layers=1",
+            "model.hidden_size=8",
+            "epochs=2",
+        ],
+        {"lr": 0.05, "clip": 0.5, "batch_size": 32},
+    ),
+    "per-step-echo": (
+        [
+            "task=echo",
+            "task.n_train=256",
+            "task.n_val=64",
+            "model.layers=1",
+            "model.hidden_size=8",
+            "epochs=2",
+            "optimizer=adam",
+        ],
+        {"lr": 0.01, "clip": 1.0, "batch_size": 32},
+    ),
+    "vector-regression": (
+        [
+            "task=vector_sum",
+            "task.n_train=256",
+            "task.n_val=64",
+            "model.layers=1",
+            "model.hidden_size=8",
+            "epochs=2",
+            "optimizer=rmsprop",
+        ],
+        {"lr": 0.003, "clip": None, "batch_size": 32},
+    ),
+    "forget-bias-l2-weight-decay": (
+        [
+            "model.hidden_size=8",
+            "model.forget_bias=1.0",
+            "optimizer.l2=0.001",
+            "optimizer.weight_decay=0.0001",
+            "epochs=2",
+        ],
+        {"lr": 0.1, "clip": 1.0, "batch_size": 64},
+    ),
 }
 
 
@@ -112,7 +153,15 @@ def test_packed_checkpoint_resume_is_identical(tmp_path):
     calls = []
     ckpt = Checkpointer(tmp_path, setting, [0, 1], config_fingerprint(cfg), every=1, minutes=0)
     with pytest.raises(StopRequested):
-        train_setting(task, cfg, setting, [0, 1], CPU, ckpt, should_stop=lambda: calls.append(1) or len(calls) >= 2)
+        train_setting(
+            task,
+            cfg,
+            setting,
+            [0, 1],
+            CPU,
+            ckpt,
+            should_stop=lambda: calls.append(1) or len(calls) >= 2,
+        )
     resumed = train_setting(task, cfg, setting, [0, 1], CPU, ckpt)
     assert [r.curves for r in resumed] == [r.curves for r in reference]
 
@@ -121,6 +170,8 @@ def test_auto_packing_rule():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert not use_packing(load_config([]), cpu)  # separate nn.LSTM calls are faster on CPUs
     assert use_packing(load_config(["model.hidden_size=128"]), cuda)
-    assert not use_packing(load_config(["model.dropout=0.2"]), cuda)  # masks would depend on the pack
+    assert not use_packing(
+        load_config(["model.dropout=0.2"]), cuda
+    )  # masks would depend on the pack
     assert not use_packing(load_config(["packing=off"]), cuda)
     assert use_packing(load_config(["packing=on"]), cpu)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -16,18 +17,34 @@ from matplotlib.container import ErrorbarContainer
 
 from sweep.analysis.tables import build_tables
 from sweep.config import DetectConfig
-from sweep.report.volatility import volatility_figure
 from sweep.report.figures import (
-    COLOR_COLLAPSED, COLOR_OK, accuracy_heatmap, collapse_heatmap, figure_plan, grad_norm_traces, grid_of, learning_curves, lr_curves, write_figures,
+    COLOR_COLLAPSED,
+    COLOR_OK,
+    accuracy_heatmap,
+    collapse_heatmap,
+    figure_plan,
+    grad_norm_traces,
+    grid_of,
+    learning_curves,
+    lr_curves,
+    write_figures,
 )
+from sweep.report.volatility import volatility_figure
 
 pytestmark = pytest.mark.xdist_group("plots-study")  # one worker builds the module's study
 
 CHANCE = 0.1
 
 
-def synthetic_record(seed: int, epochs: int, lr: float, instability: float, clip: Optional[float],
-                     rng: np.random.Generator, regression: bool = False) -> dict[str, Any]:
+def synthetic_record(
+    seed: int,
+    epochs: int,
+    lr: float,
+    instability: float,
+    clip: float | None,
+    rng: np.random.Generator,
+    regression: bool = False,
+) -> dict[str, Any]:
     """One run: learns towards 0.9; unstable settings collapse (even seeds) or go NaN (seed 1)."""
     n = epochs
     t = np.arange(1, n + 1)
@@ -35,30 +52,59 @@ def synthetic_record(seed: int, epochs: int, lr: float, instability: float, clip
     grad = 0.5 * (1 + instability) * np.exp(0.05 * instability * t) * (1 + 0.1 * rng.random(n))
     nonfinite_epoch = None
     if instability > 0.8 and seed % 2 == 0:  # learned, then lost it for good
-        acc[n // 2:] = CHANCE
-        grad[n // 2 - 2:] *= 20
+        acc[n // 2 :] = CHANCE
+        grad[n // 2 - 2 :] *= 20
     if instability > 0.9 and seed == 1:  # blew up: curves end with a NaN epoch
         nonfinite_epoch = min(5, n)
         n = nonfinite_epoch
     loss = -np.log(np.clip(acc, 1e-3, 1))
     curves = {
-        "train_loss": loss[:n] * 0.9, "val_loss": loss[:n], "val_acc": acc[:n],
-        "grad_norm_mean": grad[:n], "grad_norm_max": grad[:n] * 3, "grad_norm_p90": grad[:n] * 1.5,
-        "clip_fraction": (np.clip((grad[:n] * 1.5 - clip) / (grad[:n] * 1.5), 0, 1) if clip else np.zeros(n)),
-        "pred_top_frac": (np.full(n, np.nan) if regression else np.where(acc[:n] <= CHANCE + 1e-9, 1.0, 0.2)),
-        "lr": np.full(n, float(np.float32(lr))),  # what training records: the optimizer's (float32) lr
+        "train_loss": loss[:n] * 0.9,
+        "val_loss": loss[:n],
+        "val_acc": acc[:n],
+        "grad_norm_mean": grad[:n],
+        "grad_norm_max": grad[:n] * 3,
+        "grad_norm_p90": grad[:n] * 1.5,
+        "clip_fraction": (
+            np.clip((grad[:n] * 1.5 - clip) / (grad[:n] * 1.5), 0, 1) if clip else np.zeros(n)
+        ),
+        "pred_top_frac": (
+            np.full(n, np.nan) if regression else np.where(acc[:n] <= CHANCE + 1e-9, 1.0, 0.2)
+        ),
+        "lr": np.full(
+            n, float(np.float32(lr))
+        ),  # what training records: the optimizer's (float32) lr
     }
     curves = {k: [float(x) for x in v] for k, v in curves.items()}
     if nonfinite_epoch:
-        for k in ("train_loss", "val_loss", "val_acc", "grad_norm_mean", "grad_norm_max", "grad_norm_p90"):
+        for k in (
+            "train_loss",
+            "val_loss",
+            "val_acc",
+            "grad_norm_mean",
+            "grad_norm_max",
+            "grad_norm_p90",
+        ):
             curves[k][-1] = math.nan
-    return {"seed": seed, "nonfinite": "loss" if nonfinite_epoch else None, "nonfinite_epoch": nonfinite_epoch,
-            "steps": 10 * n, "seconds": 0.1, "curves": curves}
+    return {
+        "seed": seed,
+        "nonfinite": "loss" if nonfinite_epoch else None,
+        "nonfinite_epoch": nonfinite_epoch,
+        "steps": 10 * n,
+        "seconds": 0.1,
+        "curves": curves,
+    }
 
 
-def synthetic_tables(lrs: Sequence[float] = (0.01, 0.1, 1.0), clips: Sequence[Optional[float]] = (None, 1.0),
-                     batch_sizes: Sequence[int] = (32,), seeds: int = 3, epochs: int = 10,
-                     extra: Optional[tuple[str, Sequence[Any]]] = None, regression: bool = False):
+def synthetic_tables(
+    lrs: Sequence[float] = (0.01, 0.1, 1.0),
+    clips: Sequence[float | None] = (None, 1.0),
+    batch_sizes: Sequence[int] = (32,),
+    seeds: int = 3,
+    epochs: int = 10,
+    extra: tuple[str, Sequence[Any]] | None = None,
+    regression: bool = False,
+):
     """Tables of a grid where instability = lr x (1 without clipping, 0.3 with) x 32 / batch size."""
     rng = np.random.default_rng(0)
     runs = []
@@ -67,18 +113,29 @@ def synthetic_tables(lrs: Sequence[float] = (0.01, 0.1, 1.0), clips: Sequence[Op
     for lr in lrs:
         for clip in clips:
             for bs in batch_sizes:
-                for ev in (extra[1] if extra else [None]):
+                for ev in extra[1] if extra else [None]:
                     setting = {"lr": lr, "clip": clip, "batch_size": bs}
                     if extra:
                         setting[extra[0]] = ev
                     instability = lr * (1.0 if clip is None else 0.3) * 32 / bs
                     for seed in range(seeds):
-                        runs.append((setting, synthetic_record(seed, epochs, lr, instability, clip, rng, regression), trial))
+                        runs.append(
+                            (
+                                setting,
+                                synthetic_record(
+                                    seed, epochs, lr, instability, clip, rng, regression
+                                ),
+                                trial,
+                            )
+                        )
                     trial += 1
     tables = build_tables(runs, CHANCE, DetectConfig(), axes=axes)
-    tables.meta = {"config": {"study": {"name": "synthetic"}}, "study": "synthetic",
-                   "task": {"chance": CHANCE, "kind": "regression" if regression else "classification"},
-                   "detect": DetectConfig().__dict__}
+    tables.meta = {
+        "config": {"study": {"name": "synthetic"}},
+        "study": "synthetic",
+        "task": {"chance": CHANCE, "kind": "regression" if regression else "classification"},
+        "detect": DetectConfig().__dict__,
+    }
     return tables
 
 
@@ -117,7 +174,14 @@ def layout_problems(fig) -> list[str]:
     W, H = fig.canvas.get_width_height()
     items = []  # (bbox, owner axes or None, description)
     for ax in fig.axes:
-        texts = [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
+        texts = [
+            ax.title,
+            ax._left_title,
+            ax._right_title,
+            ax.xaxis.label,
+            ax.yaxis.label,
+            *ax.texts,
+        ]
         texts += _visible_ticklabels(ax.xaxis) + _visible_ticklabels(ax.yaxis)
         for t in texts:
             if t.get_visible() and t.get_text().strip():
@@ -145,11 +209,14 @@ def layout_problems(fig) -> list[str]:
         for ax, abox in axes_boxes:
             if ax is owner or owner == "legend" and False:
                 continue
-            if ax is not owner and min(box.x1, abox.x1) - max(box.x0, abox.x0) > tol and \
-                    min(box.y1, abox.y1) - max(box.y0, abox.y0) > tol:
+            if (
+                ax is not owner
+                and min(box.x1, abox.x1) - max(box.x0, abox.x0) > tol
+                and min(box.y1, abox.y1) - max(box.y0, abox.y0) > tol
+            ):
                 problems.append(f"text over another panel: {text!r}")
-    for i, (ax, a) in enumerate(axes_boxes):
-        for bx, b in axes_boxes[i + 1:]:
+    for i, (_ax, a) in enumerate(axes_boxes):
+        for _bx, b in axes_boxes[i + 1 :]:
             if min(a.x1, b.x1) - max(a.x0, b.x0) > tol and min(a.y1, b.y1) - max(a.y0, b.y0) > tol:
                 problems.append("panels overlap")
     return problems
@@ -195,7 +262,9 @@ def test_lr_curves_has_accuracy_and_collapse_rows_with_a_line_per_clip():
         assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == 2  # 95% bands
         assert ax.get_xscale() == "log"
     rates = [ax for ax in axs if not ax.get_title()]
-    assert all(len(ax.containers) == 2 and isinstance(ax.containers[0], ErrorbarContainer) for ax in rates)
+    assert all(
+        len(ax.containers) == 2 and isinstance(ax.containers[0], ErrorbarContainer) for ax in rates
+    )
     assert rates[0].get_ylabel().startswith("collapse_rate")
     assert acc[0].get_shared_x_axes().joined(acc[0], rates[0])
 
@@ -208,7 +277,11 @@ def test_learning_curves_draw_every_seed_and_mark_collapses(small):
     assert titles[:2] == ["lr=0.01, clip none", "lr=0.01, clip 1"]
     top = axs[8]  # lr=1, clip none: seeds 0, 2 diverge, seed 1 is non-finite
     assert top.get_title() == "lr=1, clip none"
-    seeds = [ln for ln in top.get_lines() if ln.get_linestyle() == "-" and ln.get_color() in (COLOR_OK, COLOR_COLLAPSED)]
+    seeds = [
+        ln
+        for ln in top.get_lines()
+        if ln.get_linestyle() == "-" and ln.get_color() in (COLOR_OK, COLOR_COLLAPSED)
+    ]
     assert len(seeds) == 3 and all(ln.get_color() == COLOR_COLLAPSED for ln in seeds)
     xs = [ln for ln in top.get_lines() if ln.get_marker() == "x"]
     assert len(xs) == 1 and xs[0].get_xdata()[0] == 5  # the non-finite end, at its last epoch
@@ -253,7 +326,9 @@ def test_regression_tables_plot_without_pred_top_frac():
 def test_extra_axis_gets_its_own_panels():
     t = synthetic_tables(extra=("model.hidden_size", (16, 64)))
     assert [ax.get_title() for ax in panels(collapse_heatmap(t))] == [
-        "batch size 32, model.hidden_size=16", "batch size 32, model.hidden_size=64"]
+        "batch size 32, model.hidden_size=16",
+        "batch size 32, model.hidden_size=64",
+    ]
     plan = figure_plan(t)
     names = [name for _, name, _, _ in plan]
     assert "figures/learning_curves_batch_size-32_model.hidden_size-16.png" in names
@@ -265,7 +340,13 @@ def test_write_figures_writes_pngs_and_removes_stale_ones(small, tmp_path):
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"x")
     files = write_figures(small, tmp_path)
-    assert [f.kind for f in files] == ["collapse_rate", "mean_best_acc", "lr_curves", "learning_curves", "grad_norms"]
+    assert [f.kind for f in files] == [
+        "collapse_rate",
+        "mean_best_acc",
+        "lr_curves",
+        "learning_curves",
+        "grad_norms",
+    ]
     for f in files:
         assert f.path == tmp_path / f.name and f.path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not stale.exists()
@@ -275,7 +356,9 @@ def test_write_figures_writes_pngs_and_removes_stale_ones(small, tmp_path):
 def test_one_file_per_setting_when_the_grid_is_large(small, tmp_path):
     files = write_figures(small, tmp_path, max_grid_cells=4)
     per_setting = [f for f in files if f.kind == "learning_curves"]
-    assert len(per_setting) == 6 and all(f.name.startswith("figures/learning_curves/") for f in per_setting)
+    assert len(per_setting) == 6 and all(
+        f.name.startswith("figures/learning_curves/") for f in per_setting
+    )
     assert per_setting[0].label == "lr=0.01, clip none, batch size 32"
 
 
@@ -310,7 +393,9 @@ def test_grid_keys_match_curves_despite_float32_lr_column(small):
 @pytest.mark.slow
 def test_large_grid_8_lrs_4_clips_3_batch_sizes_has_no_overlaps_and_is_fast(tmp_path):
     lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 1.0]
-    t = synthetic_tables(lrs=lrs, clips=(None, 0.25, 1.0, 10.0), batch_sizes=(16, 64, 256), seeds=3, epochs=20)
+    t = synthetic_tables(
+        lrs=lrs, clips=(None, 0.25, 1.0, 10.0), batch_sizes=(16, 64, 256), seeds=3, epochs=20
+    )
     assert len(t.summary) == 96
     g = grid_of(t)
     for build in (collapse_heatmap, accuracy_heatmap, lr_curves, volatility_figure):
@@ -325,5 +410,7 @@ def test_large_grid_8_lrs_4_clips_3_batch_sizes_has_no_overlaps_and_is_fast(tmp_
     start = time.perf_counter()
     files = write_figures(t, tmp_path)
     elapsed = time.perf_counter() - start
-    assert len(files) == 3 + 1 + 2 * 3  # heatmaps and lr curves, volatility (3 batch sizes), traces per batch size
+    assert (
+        len(files) == 3 + 1 + 2 * 3
+    )  # heatmaps and lr curves, volatility (3 batch sizes), traces per batch size
     assert elapsed < 60, elapsed

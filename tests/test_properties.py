@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sweep.analysis.detection import detect_run
+from sweep.analysis.stats import mean_interval, wilson_interval
 from sweep.analysis.tables import run_row, summarize_runs
 from sweep.config import DetectConfig, compose, config_from_dict, load_config, resolve
-from sweep.analysis.detection import detect_run
 from sweep.core.errors import UserError
-from sweep.analysis.stats import mean_interval, wilson_interval
 from sweep.training import EPOCH_COLUMNS
 
 MODES = {"", "nonfinite", "diverged", "constant_output"}
@@ -33,18 +33,37 @@ FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 # --------------------------------------------------------------------------- config values
 
 KEYS = [
-    "grid.lr", "grid.clip", "grid.batch_size", "seeds", "epochs", "workers", "device", "packing",
-    "detect.drop", "detect.patience", "detect.min_gain", "detect.spike_factor", "detect.constant_frac",
-    "study.name", "results_dir", "checkpoint_every",
+    "grid.lr",
+    "grid.clip",
+    "grid.batch_size",
+    "seeds",
+    "epochs",
+    "workers",
+    "device",
+    "packing",
+    "detect.drop",
+    "detect.patience",
+    "detect.min_gain",
+    "detect.spike_factor",
+    "detect.constant_frac",
+    "study.name",
+    "results_dir",
+    "checkpoint_every",
 ]
 
 leaves = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=6) | st.sampled_from(["auto", "cpu", "cuda:0", "null", "1e-3", "[0.1]"])
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=6)
+    | st.sampled_from(["auto", "cpu", "cuda:0", "null", "1e-3", "[0.1]"])
 )
 values = st.recursive(
     leaves,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=2)
+    ),
     max_leaves=5,
 )
 
@@ -64,7 +83,9 @@ def _set(data: dict, dotted: str, value) -> None:
 def _assert_valid(cfg) -> None:
     """What a Config that passed validation guarantees to the rest of the program."""
     g = cfg.grid
-    assert (g.lr or g.lr_auto) and all(math.isfinite(v) and v > 0 for v in g.lr)  # auto: from a range test
+    assert (g.lr or g.lr_auto) and all(
+        math.isfinite(v) and v > 0 for v in g.lr
+    )  # auto: from a range test
     assert g.clip and all(c is None or (math.isfinite(c) and c > 0) for c in g.clip)
     assert g.batch_size and all(isinstance(b, int) and b >= 1 for b in g.batch_size)
     assert isinstance(cfg.seeds, int) and 1 <= cfg.seeds <= 10000
@@ -94,14 +115,17 @@ def test_config_from_dict_accepts_or_raises_one_line_user_error(default_dict, ch
 override_values = (
     st.text(st.characters(codec="ascii", exclude_categories=("Cc",)), max_size=10)
     | st.floats(allow_nan=True, allow_infinity=True).map(repr)
-    | st.integers(min_value=-10**30, max_value=10**30).map(str)
-    | st.lists(st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.none(), max_size=3)
-    .map(lambda xs: "[" + ",".join("null" if x is None else repr(x) for x in xs) + "]")
+    | st.integers(min_value=-(10**30), max_value=10**30).map(str)
+    | st.lists(
+        st.floats(allow_nan=True, allow_infinity=True) | st.integers() | st.none(), max_size=3
+    ).map(lambda xs: "[" + ",".join("null" if x is None else repr(x) for x in xs) + "]")
 )
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(overrides=st.lists(st.tuples(st.sampled_from(KEYS), override_values), min_size=1, max_size=3))
+@given(
+    overrides=st.lists(st.tuples(st.sampled_from(KEYS), override_values), min_size=1, max_size=3)
+)
 def test_load_config_from_any_override_text_raises_only_user_error(overrides):
     try:
         cfg = load_config([f"{k}={v}" for k, v in overrides])
@@ -117,8 +141,11 @@ any_float = st.floats(allow_nan=True, allow_infinity=True)
 accuracy = st.floats(0, 1) | st.sampled_from([math.nan, math.inf, -math.inf])
 detect_configs = st.builds(
     DetectConfig,
-    drop=st.floats(0.01, 0.99), patience=st.integers(1, 6), min_gain=st.floats(0.01, 0.99),
-    spike_factor=st.floats(1.01, 10), constant_frac=st.floats(0.01, 0.99),
+    drop=st.floats(0.01, 0.99),
+    patience=st.integers(1, 6),
+    min_gain=st.floats(0.01, 0.99),
+    spike_factor=st.floats(1.01, 10),
+    constant_frac=st.floats(0.01, 0.99),
 )
 
 
@@ -178,13 +205,21 @@ def _record(seed: int, run) -> dict:
     curves.update(val_acc=acc, val_loss=loss, pred_top_frac=top)
     curves["grad_norm_p90"] = [1.0] * n
     curves["grad_norm_max"] = [2.0] * n
-    return {"seed": seed, "curves": curves, "nonfinite_epoch": nonfinite_epoch,
-            "nonfinite": "loss" if nonfinite_epoch else None, "seconds": 0.1}
+    return {
+        "seed": seed,
+        "curves": curves,
+        "nonfinite_epoch": nonfinite_epoch,
+        "nonfinite": "loss" if nonfinite_epoch else None,
+        "seconds": 0.1,
+    }
 
 
 @FAST
-@given(runs=st.lists(curves(value=accuracy, min_len=1), min_size=1, max_size=8), chance=st.floats(0, 1),
-       detect=detect_configs)
+@given(
+    runs=st.lists(curves(value=accuracy, min_len=1), min_size=1, max_size=8),
+    chance=st.floats(0, 1),
+    detect=detect_configs,
+)
 def test_summarize_runs_gives_rates_in_range_and_intervals_around_estimates(runs, chance, detect):
     rows = [run_row(_record(seed, run), chance, detect) for seed, run in enumerate(runs)]
     s = summarize_runs(rows, chance)
@@ -197,6 +232,9 @@ def test_summarize_runs_gives_rates_in_range_and_intervals_around_estimates(runs
 
 
 def test_run_row_fields_used_by_the_property():  # guards the fake records above
-    row = run_row(_record(0, ([0.5, 0.9], [1.0, 0.5], [0.5, 0.5], None)), 0.1, SimpleNamespace(
-        drop=0.5, patience=3, min_gain=0.05, spike_factor=1.5, constant_frac=0.95))
+    row = run_row(
+        _record(0, ([0.5, 0.9], [1.0, 0.5], [0.5, 0.5], None)),
+        0.1,
+        SimpleNamespace(drop=0.5, patience=3, min_gain=0.05, spike_factor=1.5, constant_frac=0.95),
+    )
     assert row["best_acc"] == 0.9 and row["collapsed"] is False

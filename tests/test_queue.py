@@ -10,16 +10,28 @@ import textwrap
 
 import optuna
 import pytest
+from conftest import ROOT
 from optuna.trial import TrialState
 
-from conftest import ROOT
 from sweep.config import load_config
 from sweep.core.errors import UserError
 from sweep.store import (
-    drop_duplicate_waiting, enqueue, fail_and_requeue, open_or_create_study, open_storage, plan_work, pop_trial,
+    drop_duplicate_waiting,
+    enqueue,
+    fail_and_requeue,
+    open_or_create_study,
+    open_storage,
+    plan_work,
+    pop_trial,
 )
 
-TASK = {"name": "digits", "kind": "classification", "chance": 0.1, "n_val": 450, "fingerprint": "data"}
+TASK = {
+    "name": "digits",
+    "kind": "classification",
+    "chance": 0.1,
+    "n_val": 450,
+    "fingerprint": "data",
+}
 GRID = ["grid.lr=[0.01,0.1]", "grid.clip=[null]", "grid.batch_size=[16,64]", "seeds=2"]
 
 
@@ -71,14 +83,26 @@ def test_duplicates_a_concurrent_launcher_queued_are_dropped(storage):
     work = plan_work(cfg, [])  # what a second launcher, started at the same moment, would queue
     for setting, seeds in work:
         params = {"lr": setting["lr"], "batch_size": setting["batch_size"]}
-        dists = {"lr": optuna.distributions.FloatDistribution(setting["lr"], setting["lr"], log=True),
-                 "batch_size": optuna.distributions.IntDistribution(setting["batch_size"], setting["batch_size"])}
-        study.add_trial(optuna.trial.create_trial(state=TrialState.WAITING, params=params, distributions=dists,
-                                                  user_attrs={"setting": setting, "seeds": seeds}))
+        dists = {
+            "lr": optuna.distributions.FloatDistribution(setting["lr"], setting["lr"], log=True),
+            "batch_size": optuna.distributions.IntDistribution(
+                setting["batch_size"], setting["batch_size"]
+            ),
+        }
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=params,
+                distributions=dists,
+                user_attrs={"setting": setting, "seeds": seeds},
+            )
+        )
     assert drop_duplicate_waiting(study) == 4
     waiting = [t for t in study.get_trials() if t.state == TrialState.WAITING]
     assert len(waiting) == 4 and max(t.number for t in waiting) == 3  # the earlier copies win
-    assert all(t.user_attrs.get("discarded") for t in study.get_trials() if t.state == TrialState.FAIL)
+    assert all(
+        t.user_attrs.get("discarded") for t in study.get_trials() if t.state == TrialState.FAIL
+    )
 
 
 def test_a_failed_trial_is_queued_again_with_its_setting_and_seeds(storage):
@@ -86,8 +110,11 @@ def test_a_failed_trial_is_queued_again_with_its_setting_and_seeds(storage):
     trial = pop_trial(study)
     assert fail_and_requeue(study, trial, "worker process died")
     assert not fail_and_requeue(study, trial, "again")  # already failed: no second copy
-    copies = [t for t in study.get_trials() if t.state == TrialState.WAITING
-              and t.user_attrs["setting"] == trial.user_attrs["setting"]]
+    copies = [
+        t
+        for t in study.get_trials()
+        if t.state == TrialState.WAITING and t.user_attrs["setting"] == trial.user_attrs["setting"]
+    ]
     assert len(copies) == 1 and copies[0].user_attrs["seeds"] == trial.user_attrs["seeds"]
     assert copies[0].system_attrs["retry_history"] == [trial.number]
     assert study.get_trials()[trial.number].user_attrs["fail_reason"] == "worker process died"
@@ -95,9 +122,13 @@ def test_a_failed_trial_is_queued_again_with_its_setting_and_seeds(storage):
 
 def test_an_incomparable_change_is_refused(storage):
     _study(storage)
-    with pytest.raises(UserError, match=r"model.hidden_size: study 'q' was run with model.hidden_size=64"):
+    with pytest.raises(
+        UserError, match=r"model.hidden_size: study 'q' was run with model.hidden_size=64"
+    ):
         _study(storage, "model.hidden_size=32")
-    _study(storage, "grid.lr=[0.3]", "seeds=5", "detect.drop=0.3")  # grid, seeds, thresholds may change
+    _study(
+        storage, "grid.lr=[0.3]", "seeds=5", "detect.drop=0.3"
+    )  # grid, seeds, thresholds may change
 
 
 # --------------------------------------------------------------------------- many processes
@@ -120,18 +151,32 @@ def _stress(url: str, tmp_path, workers: int = 8, trials: int = 160) -> None:
     storage = open_storage(url)
     if "stress" in optuna.get_all_study_names(storage):
         optuna.delete_study(study_name="stress", storage=storage)
-    cfg = load_config([f"grid.lr=[{','.join(str(0.001 * (i + 1)) for i in range(trials))}]", "grid.clip=[null]",
-                       "grid.batch_size=[32]", "seeds=1", "study.name=stress", f"study.storage={url}"])
+    cfg = load_config(
+        [
+            f"grid.lr=[{','.join(str(0.001 * (i + 1)) for i in range(trials))}]",
+            "grid.clip=[null]",
+            "grid.batch_size=[32]",
+            "seeds=1",
+            "study.name=stress",
+            f"study.storage={url}",
+        ]
+    )
     study = open_or_create_study(storage, cfg, TASK)
     enqueue(study, plan_work(cfg, []))
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(tmp_path / f"w{i}.json")], cwd=ROOT)
-             for i in range(workers)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, str(tmp_path / f"w{i}.json")], cwd=ROOT
+        )
+        for i in range(workers)
+    ]
     assert [p.wait(timeout=600) for p in procs] == [0] * workers
     claims = [n for i in range(workers) for n in json.load(open(tmp_path / f"w{i}.json"))]
     assert len(claims) == trials and len(set(claims)) == trials  # every trial exactly once
     states = [t.state for t in optuna.load_study(study_name="stress", storage=storage).trials]
     assert states.count(TrialState.COMPLETE) == trials and TrialState.FAIL not in states
-    assert sum(1 for i in range(workers) if json.load(open(tmp_path / f"w{i}.json"))) > 1  # really shared
+    assert (
+        sum(1 for i in range(workers) if json.load(open(tmp_path / f"w{i}.json"))) > 1
+    )  # really shared
 
 
 @pytest.mark.slow

@@ -14,12 +14,12 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ROOT, kill_process_tree, run_cli
-from sweep.training.checkpoints import Checkpointer
+
 from sweep.config import config_fingerprint, load_config
 from sweep.tasks import build_task
 from sweep.training import StopRequested, train_setting
+from sweep.training.checkpoints import Checkpointer
 
 VOLATILE = ["seconds", "trial"]  # wall time and trial numbers differ between runs by nature
 
@@ -39,20 +39,32 @@ def test_checkpoint_resume_gives_identical_curves(tmp_path):
         return len(epochs_seen) >= 2
 
     with pytest.raises(StopRequested):
-        train_setting(task, cfg, setting, seeds, torch.device("cpu"), ckpt, should_stop=stop_after_two)
+        train_setting(
+            task, cfg, setting, seeds, torch.device("cpu"), ckpt, should_stop=stop_after_two
+        )
     assert ckpt.path.exists()
     state = torch.load(ckpt.path, weights_only=True)  # plain tensors and containers only
     assert state["epoch"] == 2
-    resumed = train_setting(task, cfg, setting, seeds, torch.device("cpu"),
-                            Checkpointer(tmp_path, setting, seeds, config_fingerprint(cfg), 1, 0))
+    resumed = train_setting(
+        task,
+        cfg,
+        setting,
+        seeds,
+        torch.device("cpu"),
+        Checkpointer(tmp_path, setting, seeds, config_fingerprint(cfg), 1, 0),
+    )
     for a, b in zip(reference, resumed):
         assert a.curves == b.curves and a.steps == b.steps
 
 
 def test_checkpoint_of_another_setting_is_not_used(tmp_path):
     cfg = load_config(["model.hidden_size=8", "epochs=2"])
-    a = Checkpointer(tmp_path, {"lr": 0.1, "clip": None, "batch_size": 64}, [0], config_fingerprint(cfg), 1, 0)
-    b = Checkpointer(tmp_path, {"lr": 0.2, "clip": None, "batch_size": 64}, [0], config_fingerprint(cfg), 1, 0)
+    a = Checkpointer(
+        tmp_path, {"lr": 0.1, "clip": None, "batch_size": 64}, [0], config_fingerprint(cfg), 1, 0
+    )
+    b = Checkpointer(
+        tmp_path, {"lr": 0.2, "clip": None, "batch_size": 64}, [0], config_fingerprint(cfg), 1, 0
+    )
     a.maybe_save(1, lambda: {"seeds": []}, force=True)
     assert a.load() == {"seeds": []} and b.load() is None
     a.path.write_bytes(b"garbage")  # unreadable checkpoint: start from epoch 0, do not crash
@@ -61,9 +73,18 @@ def test_checkpoint_of_another_setting_is_not_used(tmp_path):
 
 # ----------------------------------------------------------------------------- process level
 
-SWEEP = ["model.hidden_size=16", "model.layers=1", "epochs=6", "seeds=2", "grid.lr=[0.05,0.2,0.8]",
-         "grid.clip=[null,1.0]", "grid.batch_size=[128]", "workers=2", "checkpoint_every=1",
-         "study.name=k"]
+SWEEP = [
+    "model.hidden_size=16",
+    "model.layers=1",
+    "epochs=6",
+    "seeds=2",
+    "grid.lr=[0.05,0.2,0.8]",
+    "grid.clip=[null,1.0]",
+    "grid.batch_size=[128]",
+    "workers=2",
+    "checkpoint_every=1",
+    "study.name=k",
+]
 
 
 def _start(results: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
@@ -71,7 +92,11 @@ def _start(results: Path, *extra: str, env: dict | None = None) -> subprocess.Po
     full.update(env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "sweep", "run", *SWEEP, f"results_dir={results}", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full,
     )
 
 
@@ -95,7 +120,9 @@ def _wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 
             return
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
-            raise AssertionError(f"sweep exited ({proc.returncode}) before the moment to interrupt it:\n{out}\n{err}")
+            raise AssertionError(
+                f"sweep exited ({proc.returncode}) before the moment to interrupt it:\n{out}\n{err}"
+            )
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
 
@@ -120,7 +147,9 @@ def _assert_complete_exactly_once(results: Path, reference: pd.DataFrame) -> Non
 
 
 def _during_trial(results: Path) -> bool:
-    return _states(results).get("RUNNING", 0) >= 1 and any((results / "k" / "checkpoints").glob("*.pt"))
+    return _states(results).get("RUNNING", 0) >= 1 and any(
+        (results / "k" / "checkpoints").glob("*.pt")
+    )
 
 
 def _written_since(results: Path, t: float) -> bool:
@@ -139,7 +168,9 @@ def _between_trials(results: Path) -> bool:
 
 
 def _during_checkpoint_write(results: Path) -> bool:
-    return any((results / "k" / "checkpoints").glob(".*.tmp*")) or any((results / "k" / "checkpoints").glob("*.tmp*"))
+    return any((results / "k" / "checkpoints").glob(".*.tmp*")) or any(
+        (results / "k" / "checkpoints").glob("*.tmp*")
+    )
 
 
 SLOW_CHECKPOINT_RENAME = """
@@ -159,7 +190,9 @@ def _slow_checkpoint_env(tmp_path: Path) -> dict:
     hook = tmp_path / "fault-hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SLOW_CHECKPOINT_RENAME)
-    return {"PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    return {
+        "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+    }
 
 
 def _kill_at(results: Path, predicate, env: dict | None = None) -> None:
@@ -179,7 +212,9 @@ def _died(results: Path) -> list:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("resume-reference")  # one worker trains the reference
-def test_kill9_between_trials_then_during_a_trial_then_the_same_command_completes_identically(tmp_path, reference_runs):
+def test_kill9_between_trials_then_during_a_trial_then_the_same_command_completes_identically(
+    tmp_path, reference_runs
+):
     # One study, killed twice (once per moment, each rerun being the same command), then finished.
     _kill_at(tmp_path, _between_trials)
     restarted = time.time()  # a trial of the rerun is under way: it wrote a checkpoint since
@@ -192,7 +227,9 @@ def test_kill9_between_trials_then_during_a_trial_then_the_same_command_complete
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("resume-reference")  # one worker trains the reference
-def test_kill9_during_a_checkpoint_write_then_the_same_command_completes_identically(tmp_path, reference_runs):
+def test_kill9_during_a_checkpoint_write_then_the_same_command_completes_identically(
+    tmp_path, reference_runs
+):
     _kill_at(tmp_path, _during_checkpoint_write, env=_slow_checkpoint_env(tmp_path))
     p = run_cli("run", *SWEEP, f"results_dir={tmp_path}")
     assert p.returncode == 0, p.stderr
@@ -208,14 +245,18 @@ def _stop_with(results: Path, sig: int) -> None:
     assert proc.returncode == 130, err
     assert "stopped with" in err and "run the same command to resume" in err
     study = optuna.load_study(study_name="k", storage=f"sqlite:///{results / 'lrsweep.db'}")
-    released = [t for t in study.trials if t.user_attrs.get("fail_reason", "").startswith("released")]
+    released = [
+        t for t in study.trials if t.user_attrs.get("fail_reason", "").startswith("released")
+    ]
     assert released and not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert list((results / "k" / "checkpoints").glob("*.pt"))  # released trials left checkpoints
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("resume-reference")  # one worker trains the reference
-def test_ctrl_c_then_sigterm_checkpoint_release_and_the_same_command_resumes(tmp_path, reference_runs):
+def test_ctrl_c_then_sigterm_checkpoint_release_and_the_same_command_resumes(
+    tmp_path, reference_runs
+):
     # SIGINT (Ctrl-C), then SIGTERM on the resumed sweep (the same command), then it finishes.
     _stop_with(tmp_path, signal.SIGINT)
     _stop_with(tmp_path, signal.SIGTERM)
@@ -228,8 +269,18 @@ def test_checkpoint_left_by_a_kill_after_storing_is_deleted_when_the_sweep_is_do
     # A worker killed between storing a trial's results and deleting its checkpoint leaves the
     # file behind; its trial is complete, so no worker ever loads it again. The next run of the
     # same command (nothing left to train) must remove it, and leave other files alone.
-    base = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]",
-            "grid.clip=[null]", "grid.batch_size=[256]", "workers=1", f"results_dir={tmp_path}", "study.name=c"]
+    base = [
+        "model.hidden_size=8",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=1",
+        "grid.lr=[0.1]",
+        "grid.clip=[null]",
+        "grid.batch_size=[256]",
+        "workers=1",
+        f"results_dir={tmp_path}",
+        "study.name=c",
+    ]
     assert run_cli("run", *base).returncode == 0
     folder = tmp_path / "c" / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
@@ -246,13 +297,27 @@ def test_checkpoint_left_by_a_kill_after_storing_is_deleted_when_the_sweep_is_do
 
 @pytest.mark.slow
 def test_incomparable_change_is_refused_without_touching_the_storage(tmp_path):
-    base = ["model.hidden_size=8", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]",
-            "grid.clip=[null]", "grid.batch_size=[256]", "workers=1", f"results_dir={tmp_path}", "study.name=c"]
+    base = [
+        "model.hidden_size=8",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=1",
+        "grid.lr=[0.1]",
+        "grid.clip=[null]",
+        "grid.batch_size=[256]",
+        "workers=1",
+        f"results_dir={tmp_path}",
+        "study.name=c",
+    ]
     assert run_cli("run", *base).returncode == 0
     db = tmp_path / "lrsweep.db"
     before = db.read_bytes()
-    for change, key in [("model.hidden_size=16", "model.hidden_size"), ("epochs=2", "epochs"),
-                        ("optimizer=adam", "optimizer.name"), ("model=gru", "model.name")]:
+    for change, key in [
+        ("model.hidden_size=16", "model.hidden_size"),
+        ("epochs=2", "epochs"),
+        ("optimizer=adam", "optimizer.name"),
+        ("model=gru", "model.name"),
+    ]:
         p = run_cli("run", *base, change)
         assert p.returncode == 2, p.stderr
         assert key in p.stderr and "study.name=" in p.stderr and "Traceback" not in p.stderr

@@ -20,12 +20,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import ROOT, run_cli
+
 from sweep.core.errors import UserError
 
-TINY = ["model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1", "grid.lr=[0.1]", "grid.clip=[null]",
-        "workers=1"]
+TINY = [
+    "model.hidden_size=4",
+    "model.layers=1",
+    "epochs=1",
+    "seeds=1",
+    "grid.lr=[0.1]",
+    "grid.clip=[null]",
+    "workers=1",
+]
 
 
 class Trap:
@@ -42,8 +49,15 @@ class Trap:
 
 
 def _load_calls(tree: ast.AST, name: str) -> list[ast.Call]:
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
-            and n.func.attr == "load" and isinstance(n.func.value, ast.Name) and n.func.value.id == name]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr == "load"
+        and isinstance(n.func.value, ast.Name)
+        and n.func.value.id == name
+    ]
 
 
 def test_every_np_load_and_torch_load_in_the_package_refuses_pickles():
@@ -51,13 +65,20 @@ def test_every_np_load_and_torch_load_in_the_package_refuses_pickles():
     found = 0
     for path in (ROOT / "sweep").rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        for module, keyword, safe in (("np", "allow_pickle", False), ("torch", "weights_only", True)):
+        for module, keyword, safe in (
+            ("np", "allow_pickle", False),
+            ("torch", "weights_only", True),
+        ):
             for call in _load_calls(tree, module):
                 found += 1
                 given = {k.arg: k.value for k in call.keywords}
-                assert keyword in given, f"{path.name}:{call.lineno}: {module}.load without {keyword}={safe}"
+                assert keyword in given, (
+                    f"{path.name}:{call.lineno}: {module}.load without {keyword}={safe}"
+                )
                 value = given[keyword]
-                assert isinstance(value, ast.Constant) and value.value is safe, f"{path.name}:{call.lineno}"
+                assert isinstance(value, ast.Constant) and value.value is safe, (
+                    f"{path.name}:{call.lineno}"
+                )
     assert found >= 3  # the data reader, checkpoints, the task cache
 
 
@@ -80,7 +101,9 @@ def test_a_checkpoint_holding_a_pickled_object_is_ignored_not_executed(tmp_path,
     from sweep.training.checkpoints import FORMAT, Checkpointer
 
     marker = tmp_path / "pwned"
-    ckpt = Checkpointer(tmp_path / "checkpoints", {"lr": 0.1, "clip": None, "batch_size": 8}, [0], "fp", 1, 0)
+    ckpt = Checkpointer(
+        tmp_path / "checkpoints", {"lr": 0.1, "clip": None, "batch_size": 8}, [0], "fp", 1, 0
+    )
     ckpt.path.parent.mkdir(parents=True)
     torch.save({"format": FORMAT, "key": ckpt.key, "epoch": 1, "state": Trap(marker)}, ckpt.path)
     assert ckpt.load() is None  # the trial starts from epoch 0 instead
@@ -148,11 +171,17 @@ def test_an_unreachable_storage_with_a_password_is_reported_without_it(tmp_path)
 
 
 @pytest.mark.parametrize("how", ["--debug", "HYDRA_FULL_ERROR=1"])
-@pytest.mark.parametrize("args", [
-    ["report", "study.storage=postgresql://u:secret@h/db<x"],        # an override Hydra cannot parse
-    ["status", "study.storage=postgresql://u:secret@127.0.0.1:1/db"],  # a server that is not there
-    ["run", "--cfg", "job", "study.storage=postgresql://u:secret@h/db"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "study.storage=postgresql://u:secret@h/db<x"],  # an override Hydra cannot parse
+        [
+            "status",
+            "study.storage=postgresql://u:secret@127.0.0.1:1/db",
+        ],  # a server that is not there
+        ["run", "--cfg", "job", "study.storage=postgresql://u:secret@h/db"],
+    ],
+)
 def test_a_traceback_asked_for_hides_the_password_too(args, how, capsys, monkeypatch):
     """--debug and HYDRA_FULL_ERROR=1 print a traceback before the one-line error: both are
     redacted (in-process: the CLI's own printing is what is tested)."""
@@ -178,16 +207,21 @@ def test_a_bugs_traceback_hides_the_password(capsys, monkeypatch):
     monkeypatch.setattr(cli, "dispatch", broken)
     assert cli.run(["status"]) == cli.EXIT_BUG
     err = capsys.readouterr().err
-    assert "secret" not in err and "RuntimeError: could not connect to postgresql://u:***@db/x" in err
+    assert (
+        "secret" not in err and "RuntimeError: could not connect to postgresql://u:***@db/x" in err
+    )
 
 
-@pytest.mark.parametrize("url,shown", [
-    ("postgresql://user:secret@host:5432/db", "postgresql://user:***@host:5432/db"),
-    ("postgresql://user:se/cr@et@host/db", "postgresql://user:***@host/db"),
-    ("postgresql://user@host/db", "postgresql://user@host/db"),
-    ("postgresql://host/db?user=u&password=secret", "postgresql://host/db?user=u&password=***"),
-    ("sqlite:////tmp/a@b/x.db", "sqlite:////tmp/a@b/x.db"),
-])
+@pytest.mark.parametrize(
+    "url,shown",
+    [
+        ("postgresql://user:secret@host:5432/db", "postgresql://user:***@host:5432/db"),
+        ("postgresql://user:se/cr@et@host/db", "postgresql://user:***@host/db"),
+        ("postgresql://user@host/db", "postgresql://user@host/db"),
+        ("postgresql://host/db?user=u&password=secret", "postgresql://host/db?user=u&password=***"),
+        ("sqlite:////tmp/a@b/x.db", "sqlite:////tmp/a@b/x.db"),
+    ],
+)
 def test_redact_url_hides_every_form_of_password(url, shown):
     from sweep.core.redact import redact_secrets, redact_url
 
@@ -206,11 +240,22 @@ def hostile_sweep(tmp_path_factory):
     folder = root / "d<i>"
     folder.mkdir()
     labels = ["<img src=x onerror=alert(1)>", "ok"]
-    rows = [{"seq": s, "step": t, "f": float(s % 3 + t), "label": labels[s % 2]} for s in range(40) for t in range(4)]
+    rows = [
+        {"seq": s, "step": t, "f": float(s % 3 + t), "label": labels[s % 2]}
+        for s in range(40)
+        for t in range(4)
+    ]
     pd.DataFrame(rows).to_csv(folder / "seqs.csv", index=False)
     results = root / "results"
-    p = run_cli("run", *TINY, "grid.batch_size=[8]", "task=file", f"task.path='{folder / 'seqs.csv'}'",
-                "study.name='x<script>'", f"results_dir={results}")
+    p = run_cli(
+        "run",
+        *TINY,
+        "grid.batch_size=[8]",
+        "task=file",
+        f"task.path='{folder / 'seqs.csv'}'",
+        "study.name='x<script>'",
+        f"results_dir={results}",
+    )
     assert p.returncode == 0, p.stderr
     return results, "x<script>"
 
@@ -236,11 +281,13 @@ def _tmp_files(folder: Path) -> list[str]:
 
 def _half_then_fail(original):
     """A writer that writes half of what it should, then hits a full disk."""
+
     def write(self, *args, **kwargs):
         text = args[0] if args and isinstance(args[0], str) else None
         if text is not None:
             original(self, text[: len(text) // 2], **kwargs)
         raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
     return write
 
 
@@ -248,13 +295,15 @@ def _half_then_fail(original):
 @pytest.mark.xdist_group("hostile-sweep")
 def test_a_write_that_fails_halfway_leaves_the_previous_results_intact(hostile_sweep, monkeypatch):
     from sweep.report.write import write_results
-    from sweep.store.studies import load_study
     from sweep.store.storage import open_storage
+    from sweep.store.studies import load_study
 
     results, name = hostile_sweep
     study = load_study(open_storage(f"sqlite:///{results / 'lrsweep.db'}", create=False), name)
     out = results / name
-    good = {f: (out / f).read_bytes() for f in ("runs.csv", "summary.csv", "verdict.txt", "report.html")}
+    good = {
+        f: (out / f).read_bytes() for f in ("runs.csv", "summary.csv", "verdict.txt", "report.html")
+    }
 
     def csv_half_then_full_disk(df, path, *args, **kwargs):
         Path(path).write_text(df.to_string()[:100], encoding="utf-8")
@@ -262,11 +311,17 @@ def test_a_write_that_fails_halfway_leaves_the_previous_results_intact(hostile_s
 
     with monkeypatch.context() as m:
         m.setattr(pd.DataFrame, "to_csv", csv_half_then_full_disk)
-        with pytest.raises(UserError, match="results_dir: cannot write .*No space left on device.*sweep report"):
+        with pytest.raises(
+            UserError, match="results_dir: cannot write .*No space left on device.*sweep report"
+        ):
             write_results(study, str(results))
-    with monkeypatch.context() as m:  # the tables succeed, the text files (verdict.txt, report.html) fail
+    with (
+        monkeypatch.context() as m
+    ):  # the tables succeed, the text files (verdict.txt, report.html) fail
         m.setattr(Path, "write_text", _half_then_fail(Path.write_text))
-        with pytest.raises(UserError, match=r"(verdict\.txt|report\.html).*No space left on device"):
+        with pytest.raises(
+            UserError, match=r"(verdict\.txt|report\.html).*No space left on device"
+        ):
             write_results(study, str(results))
     for f, content in good.items():
         assert (out / f).read_bytes() == content, f
@@ -296,7 +351,9 @@ def test_a_writer_killed_midway_leaves_the_previous_file_and_its_leftover_is_cle
 
     target = tmp_path / "runs.csv"
     target.write_text("the good file\n")
-    p = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert p.stdout.readline().strip() == "writing"
         p.send_signal(signal.SIGKILL)

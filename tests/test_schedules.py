@@ -8,15 +8,29 @@ import pandas as pd
 import pytest
 import torch
 
-from sweep.config import ConstantSchedule, CosineSchedule, OneCycleSchedule, WarmupSchedule, load_config
+from sweep.config import (
+    ConstantSchedule,
+    CosineSchedule,
+    OneCycleSchedule,
+    WarmupSchedule,
+    load_config,
+)
 from sweep.core.errors import UserError
-from sweep.training.optim import lr_at
 from sweep.tasks import build_task
 from sweep.training import StopRequested, train_setting
+from sweep.training.optim import lr_at
 
 CPU = torch.device("cpu")
-TINY = ["task=vector_sum", "task.length=10", "task.n_train=128", "task.n_val=32", "model.hidden_size=8",
-        "model.layers=1", "optimizer=adam", "epochs=4"]
+TINY = [
+    "task=vector_sum",
+    "task.length=10",
+    "task.n_train=128",
+    "task.n_val=32",
+    "model.hidden_size=8",
+    "model.layers=1",
+    "optimizer=adam",
+    "epochs=4",
+]
 SETTING = {"lr": 0.02, "clip": None, "batch_size": 32}  # 4 steps per epoch, 16 in all
 
 
@@ -24,13 +38,19 @@ SETTING = {"lr": 0.02, "clip": None, "batch_size": 32}  # 4 steps per epoch, 16 
 
 
 def test_constant_and_zero_warmup_are_flat():
-    for cfg in (ConstantSchedule(), WarmupSchedule(warmup_steps=0), CosineSchedule(min_lr_ratio=1.0)):
+    for cfg in (
+        ConstantSchedule(),
+        WarmupSchedule(warmup_steps=0),
+        CosineSchedule(min_lr_ratio=1.0),
+    ):
         assert [lr_at(cfg, s, 50, 0.1) for s in range(50)] == pytest.approx([0.1] * 50)
 
 
 def test_warmup_rises_linearly_then_stays():
     cfg = WarmupSchedule(warmup_steps=4)
-    assert [lr_at(cfg, s, 10, 1.0) for s in range(6)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    assert [lr_at(cfg, s, 10, 1.0) for s in range(6)] == pytest.approx(
+        [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    )
 
 
 def test_cosine_decays_from_lr_to_min_ratio_after_warmup():
@@ -42,12 +62,19 @@ def test_cosine_decays_from_lr_to_min_ratio_after_warmup():
     assert all(a >= b for a, b in zip(lrs[5:], lrs[6:]))  # monotone decay
 
 
-@pytest.mark.parametrize("total,pct,div,final", [(100, 0.3, 25.0, 1e4), (37, 0.25, 10.0, 100.0), (10, 0.05, 25.0, 1e4)])
+@pytest.mark.parametrize(
+    "total,pct,div,final", [(100, 0.3, 25.0, 1e4), (37, 0.25, 10.0, 100.0), (10, 0.05, 25.0, 1e4)]
+)
 def test_onecycle_matches_torch_onecyclelr(total, pct, div, final):
     cfg = OneCycleSchedule(pct_start=pct, div_factor=div, final_div_factor=final)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=0.5, total_steps=total, pct_start=pct, div_factor=div, final_div_factor=final,
+        opt,
+        max_lr=0.5,
+        total_steps=total,
+        pct_start=pct,
+        div_factor=div,
+        final_div_factor=final,
         cycle_momentum=False,
     )
     expected = []
@@ -66,14 +93,26 @@ def test_lr_at_is_a_pure_function_of_step():
         assert forward == backward
 
 
-@pytest.mark.parametrize("overrides,needle", [
-    (["schedule=warmup", "schedule.warmup_steps=-1"], "schedule.warmup_steps: must be >= 0"),
-    (["schedule=cosine", "schedule.min_lr_ratio=1.5"], "schedule.min_lr_ratio: must be in [0, 1]"),
-    (["schedule=onecycle", "schedule.pct_start=1"], "schedule.pct_start: must be in (0, 1)"),
-    (["schedule=onecycle", "schedule.div_factor=0.5"], "schedule.div_factor: must be >= 1"),
-    (["schedule=warmup", "schedule.warmup_steps=1.5"], "schedule.warmup_steps: must be an integer"),
-    (["schedule=linear"], "unknown schedule; valid schedules: constant, cosine, onecycle, warmup"),
-])
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["schedule=warmup", "schedule.warmup_steps=-1"], "schedule.warmup_steps: must be >= 0"),
+        (
+            ["schedule=cosine", "schedule.min_lr_ratio=1.5"],
+            "schedule.min_lr_ratio: must be in [0, 1]",
+        ),
+        (["schedule=onecycle", "schedule.pct_start=1"], "schedule.pct_start: must be in (0, 1)"),
+        (["schedule=onecycle", "schedule.div_factor=0.5"], "schedule.div_factor: must be >= 1"),
+        (
+            ["schedule=warmup", "schedule.warmup_steps=1.5"],
+            "schedule.warmup_steps: must be an integer",
+        ),
+        (
+            ["schedule=linear"],
+            "unknown schedule; valid schedules: constant, cosine, onecycle, warmup",
+        ),
+    ],
+)
 def test_bad_schedule_values_raise_one_line_user_errors(overrides, needle):
     with pytest.raises(UserError) as info:
         load_config(overrides)
@@ -89,10 +128,15 @@ def _train(overrides, setting=SETTING, seeds=(0,), **kwargs):
     return cfg, train_setting(task, cfg, setting, list(seeds), CPU, **kwargs)
 
 
-@pytest.mark.parametrize("schedule", [
-    ["schedule=constant"], ["schedule=warmup", "schedule.warmup_steps=6"],
-    ["schedule=cosine", "schedule.warmup_steps=2"], ["schedule=onecycle"],
-])
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ["schedule=constant"],
+        ["schedule=warmup", "schedule.warmup_steps=6"],
+        ["schedule=cosine", "schedule.warmup_steps=2"],
+        ["schedule=onecycle"],
+    ],
+)
 def test_each_schedule_trains_and_records_its_lr(schedule):
     cfg, (r,) = _train(schedule)
     loss = r.curves["train_loss"]
@@ -105,7 +149,8 @@ def test_each_schedule_trains_and_records_its_lr(schedule):
 def same_curves(a, b):
     """Equal curves, NaN equal to NaN (regression runs have no pred_top_frac)."""
     return a.keys() == b.keys() and all(
-        len(a[k]) == len(b[k]) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a[k], b[k]))
+        len(a[k]) == len(b[k])
+        and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a[k], b[k]))
         for k in a
     )
 
@@ -125,7 +170,9 @@ class MemoryCheckpointer:
         self.state = None
 
 
-@pytest.mark.parametrize("schedule", [["schedule=onecycle"], ["schedule=cosine", "schedule.warmup_steps=3"]])
+@pytest.mark.parametrize(
+    "schedule", [["schedule=onecycle"], ["schedule=cosine", "schedule.warmup_steps=3"]]
+)
 def test_resumed_run_continues_the_schedule_exactly(schedule):
     _, straight = _train(schedule)
     ckpt = MemoryCheckpointer()
@@ -137,7 +184,15 @@ def test_resumed_run_continues_the_schedule_exactly(schedule):
 
 
 def test_warmup_steps_as_grid_axis():
-    cfg = load_config(TINY + ["schedule=warmup", "+grid.schedule.warmup_steps=[0,8]", "grid.lr=[0.02]", "grid.clip=[null]"])
+    cfg = load_config(
+        TINY
+        + [
+            "schedule=warmup",
+            "+grid.schedule.warmup_steps=[0,8]",
+            "grid.lr=[0.02]",
+            "grid.clip=[null]",
+        ]
+    )
     assert dict(cfg.grid.extra) == {"schedule.warmup_steps": (0, 8)}
     settings = cfg.grid.settings()
     assert [s["schedule.warmup_steps"] for s in settings] == [0, 8]
@@ -160,9 +215,18 @@ def test_cli_sweeps_warmup_steps_as_an_extra_column(tmp_path):
 
     results = tmp_path / "results"
     proc = run_cli(
-        "run", *TINY, "epochs=2", "seeds=1", "schedule=warmup", "+grid.schedule.warmup_steps=[0,16]",
-        "grid.lr=[0.02]", "grid.clip=[null]", "grid.batch_size=[32]", f"results_dir={results}",
-        "study.name=warm", "workers=1",
+        "run",
+        *TINY,
+        "epochs=2",
+        "seeds=1",
+        "schedule=warmup",
+        "+grid.schedule.warmup_steps=[0,16]",
+        "grid.lr=[0.02]",
+        "grid.clip=[null]",
+        "grid.batch_size=[32]",
+        f"results_dir={results}",
+        "study.name=warm",
+        "workers=1",
     )
     assert proc.returncode == 0, proc.stderr
     runs = pd.read_csv(results / "warm" / "runs.csv")

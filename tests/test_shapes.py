@@ -280,7 +280,8 @@ def test_nonfinite_values_end_the_curve():
 
 
 @pytest.mark.parametrize(
-    "curve", [[], [NAN], [NAN] * 50, [math.inf, 1.0, 1.0], [0.5] * 3, [0.5] * 50, [None, 1.0], [-1.0] * 20]
+    "curve",
+    [[], [NAN], [NAN] * 50, [math.inf, 1.0, 1.0], [0.5] * 3, [0.5] * 50, [None, 1.0], [-1.0] * 20],
 )
 def test_degenerate_curves_give_none_without_warnings(curve):
     with warnings.catch_warnings():
@@ -295,7 +296,14 @@ def test_usable_log_prefix_stops_at_first_bad_value():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"z": 0}, {"z": NAN}, {"min_rise": 0.9}, {"min_before": 3}, {"min_before": 4.5}, {"patience": 0}],
+    [
+        {"z": 0},
+        {"z": NAN},
+        {"min_rise": 0.9},
+        {"min_before": 3},
+        {"min_before": 4.5},
+        {"patience": 0},
+    ],
 )
 def test_bad_parameters_raise(kwargs):
     with pytest.raises(ValueError):
@@ -312,7 +320,9 @@ def test_noise_scale_estimates_the_noise_sd_and_ignores_a_steady_trend():
     rng = np.random.default_rng(5)
     log_trend = np.linspace(0.0, -3.0, 4000)  # steady descent, 0.075% per epoch
     assert noise_scale(log_trend) == pytest.approx(0.0, abs=1e-12)
-    assert noise_scale(log_trend + 0.02 * rng.standard_normal(4000)) == pytest.approx(0.02, rel=0.05)
+    assert noise_scale(log_trend + 0.02 * rng.standard_normal(4000)) == pytest.approx(
+        0.02, rel=0.05
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -329,14 +339,19 @@ def test_volatility_estimates_the_noise_sd():
     rng = np.random.default_rng(11)
     base = np.exp(decaying_log_curve(2000))
     for sigma in (0.005, 0.02, 0.05):
-        assert volatility(base * np.exp(sigma * rng.standard_normal(2000))) == pytest.approx(sigma, rel=0.1)
+        assert volatility(base * np.exp(sigma * rng.standard_normal(2000))) == pytest.approx(
+            sigma, rel=0.1
+        )
 
 
 def test_more_noise_scores_higher_monotonically():
     rng = np.random.default_rng(12)
     base = decaying_log_curve(100)
     eps = rng.standard_normal(100)
-    scores = [volatility(np.exp(base + sigma * eps)) for sigma in (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)]
+    scores = [
+        volatility(np.exp(base + sigma * eps))
+        for sigma in (0.0, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08)
+    ]
     assert scores[0] < 1e-3
     assert all(a < b for a, b in zip(scores, scores[1:]))
 
@@ -347,7 +362,10 @@ def test_volatility_ranks_curves_by_noise_level():
     base = decaying_log_curve(100)
     right = 0
     for _ in range(1000):
-        scores = [volatility(np.exp(base + sigma * rng.standard_normal(100))) for sigma in (0.01, 0.02, 0.04)]
+        scores = [
+            volatility(np.exp(base + sigma * rng.standard_normal(100)))
+            for sigma in (0.01, 0.02, 0.04)
+        ]
         right += scores[0] < scores[1] < scores[2]
     assert right >= 990
 
@@ -388,7 +406,8 @@ def test_too_short_curves_give_nan():
 
 
 @pytest.mark.parametrize(
-    "n,warmup,skipped", [(100, 0.2, 20), (9, 0.2, 2), (3, 0.01, 1), (10, 0.0, 0), (10, 4, 4), (10, 40, 10)]
+    "n,warmup,skipped",
+    [(100, 0.2, 20), (9, 0.2, 2), (3, 0.01, 1), (10, 0.0, 0), (10, 4, 4), (10, 40, 10)],
 )
 def test_warmup_epochs(n, warmup, skipped):
     assert warmup_epochs(n, warmup) == skipped

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from sweep.config import AddingTask, DigitsTask, TemporalOrderTask
-from sweep.tasks.scoring import chance_level, item_correct
 from sweep.tasks import build_task
+from sweep.tasks.scoring import chance_level, item_correct
 from sweep.tasks.synthetic import adding_arrays, temporal_order_arrays
 
 
@@ -87,7 +87,9 @@ def test_digits_is_learnable_by_a_linear_model():
     from sklearn.linear_model import LogisticRegression
 
     task = build_task(DigitsTask())
-    clf = LogisticRegression(max_iter=2000).fit(task.x_train.reshape(len(task.x_train), -1), task.y_train)
+    clf = LogisticRegression(max_iter=2000).fit(
+        task.x_train.reshape(len(task.x_train), -1), task.y_train
+    )
     assert clf.score(task.x_val.reshape(len(task.x_val), -1), task.y_val) > 0.9
 
 

@@ -37,15 +37,30 @@ def to_long(x, y, lengths, label_name="label", seq_ids=None) -> pd.DataFrame:
     for i in range(len(x)):
         for s in range(int(lengths[i])):
             label = y[i] if np.ndim(y[i]) == 0 else y[i][s]
-            rows.append({"seq": seq_ids[i] if seq_ids else f"s{i:04d}", "step": 10 * s,
-                         **{f"f{k}": float(x[i, s, k]) for k in range(x.shape[2])}, label_name: label})
+            rows.append(
+                {
+                    "seq": seq_ids[i] if seq_ids else f"s{i:04d}",
+                    "step": 10 * s,
+                    **{f"f{k}": float(x[i, s, k]) for k in range(x.shape[2])},
+                    label_name: label,
+                }
+            )
     df = pd.DataFrame(rows)
     return df.sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
 def train_file(path, extra=(), setting=SETTING, epochs=4, seeds=(0,)):
-    cfg = load_config(["task=file", f"task.path={path}", "model.hidden_size=12", "model.layers=1",
-                       f"epochs={epochs}", "optimizer=adam", *extra])
+    cfg = load_config(
+        [
+            "task=file",
+            f"task.path={path}",
+            "model.hidden_size=12",
+            "model.layers=1",
+            f"epochs={epochs}",
+            "optimizer=adam",
+            *extra,
+        ]
+    )
     task = build_task(cfg.task)
     return task, train_setting(task, cfg, setting, list(seeds), CPU)
 
@@ -75,7 +90,9 @@ def test_npz_regression_vector_targets_learn(tmp_path):
     x, _, lengths = easy_sequences(variable=False)
     y = np.stack([x[:, :, 0].mean(1), x[:, :, 1].mean(1) * 2], axis=1).astype(np.float32)
     np.savez(tmp_path / "r.npz", x=x, y=y)
-    task, (r,) = train_file(tmp_path / "r.npz", ["task.tolerance=0.1"], setting={**SETTING, "lr": 0.03})
+    task, (r,) = train_file(
+        tmp_path / "r.npz", ["task.tolerance=0.1"], setting={**SETTING, "lr": 0.03}
+    )
     assert task.kind == "regression" and task.output_dim == 2 and task.tolerance == 0.1
     assert task.lengths_train is None  # every sequence is full length: no packing needed
     assert r.curves["train_loss"][-1] < 0.7 * r.curves["train_loss"][0]
@@ -105,7 +122,9 @@ def test_npz_per_step_regression_targets(tmp_path):
     y = np.cumsum(x[:, :, :2], axis=1) / 4.0  # [N, T, 2] running sums
     y[np.arange(12)[None, :] >= lengths[:, None]] = np.nan  # NaN in padding is ignored
     np.savez(tmp_path / "q.npz", x=x, y=y, lengths=lengths)
-    task, (r,) = train_file(tmp_path / "q.npz", ["task.normalize=false"], setting={**SETTING, "lr": 0.03})
+    task, (r,) = train_file(
+        tmp_path / "q.npz", ["task.normalize=false"], setting={**SETTING, "lr": 0.03}
+    )
     assert task.per_step and task.kind == "regression" and task.y_train.shape[1:] == (12, 2)
     assert torch.isfinite(task.y_train).all()
     assert r.curves["train_loss"][-1] < r.curves["train_loss"][0]
@@ -114,7 +133,9 @@ def test_npz_per_step_regression_targets(tmp_path):
 def test_per_step_false_reads_a_float_matrix_as_vector_target(tmp_path):
     x, _, _ = easy_sequences(n=40, variable=False)
     np.savez(tmp_path / "v.npz", x=x, y=x[:, :, 0].copy())  # [N, T] floats
-    assert build_file(FileTask(path=str(tmp_path / "v.npz"))).y_train.shape[1:] == (12,)  # vector, D=T
+    assert build_file(FileTask(path=str(tmp_path / "v.npz"))).y_train.shape[1:] == (
+        12,
+    )  # vector, D=T
     per_step = build_file(FileTask(path=str(tmp_path / "v.npz"), per_step=True))
     assert per_step.per_step and per_step.y_train.shape[1:] == (12, 1)
 
@@ -122,10 +143,15 @@ def test_per_step_false_reads_a_float_matrix_as_vector_target(tmp_path):
 def test_kind_classification_accepts_integral_floats_and_regression_accepts_ints(tmp_path):
     x, y, _ = easy_sequences(n=60, variable=False)
     np.savez(tmp_path / "c.npz", x=x, y=y.astype(np.float64))
-    assert build_file(FileTask(path=str(tmp_path / "c.npz"))).kind == "regression"  # auto: float -> regression
+    assert (
+        build_file(FileTask(path=str(tmp_path / "c.npz"))).kind == "regression"
+    )  # auto: float -> regression
     assert build_file(FileTask(path=str(tmp_path / "c.npz"), kind="classification")).output_dim == 3
     np.savez(tmp_path / "i.npz", x=x, y=y)
-    assert build_file(FileTask(path=str(tmp_path / "i.npz"), kind="regression")).y_train.dtype == torch.float32
+    assert (
+        build_file(FileTask(path=str(tmp_path / "i.npz"), kind="regression")).y_train.dtype
+        == torch.float32
+    )
 
 
 def test_padding_never_changes_curves(tmp_path):
@@ -146,7 +172,14 @@ def test_padding_is_masked_inside_the_model(tmp_path):
 
     x, _, lengths = easy_sequences(n=32, t=10)
     np.savez(tmp_path / "p.npz", x=x, y=(x[:, :, 0] > 0).astype(np.int64), lengths=lengths)
-    cfg = load_config(["task=file", f"task.path={tmp_path / 'p.npz'}", "model.hidden_size=8", "model.bidirectional=true"])
+    cfg = load_config(
+        [
+            "task=file",
+            f"task.path={tmp_path / 'p.npz'}",
+            "model.hidden_size=8",
+            "model.bidirectional=true",
+        ]
+    )
     task = build_task(cfg.task)
     net = build_model(cfg.model, task, seed=0).eval()
     xb, lb = task.x_val, task.lengths_val
@@ -167,7 +200,9 @@ def test_normalize_uses_training_statistics_over_valid_steps(tmp_path):
     steps = task.x_train[valid]
     assert torch.allclose(steps.mean(0), torch.zeros(3), atol=1e-4)
     assert torch.allclose(steps.std(0, unbiased=False), torch.ones(3), atol=1e-4)
-    assert (task.x_train[~valid] == 0).all() and (task.x_val[~(torch.arange(12)[None, :] < task.lengths_val[:, None])] == 0).all()
+    assert (task.x_train[~valid] == 0).all() and (
+        task.x_val[~(torch.arange(12)[None, :] < task.lengths_val[:, None])] == 0
+    ).all()
     raw = build_file(FileTask(path=str(tmp_path / "d.npz"), normalize=False))
     assert float(raw.x_train[:, 0].mean()) > 50
 
@@ -187,7 +222,9 @@ def test_val_path_is_a_separate_validation_file(tmp_path):
     x, y, lengths = easy_sequences(n=200)
     np.savez(tmp_path / "train.npz", x=x[:150], y=y[:150], lengths=lengths[:150])
     np.savez(tmp_path / "val.npz", x=x[150:, :9], y=y[150:], lengths=np.minimum(lengths[150:], 9))
-    task = build_file(FileTask(path=str(tmp_path / "train.npz"), val_path=str(tmp_path / "val.npz")))
+    task = build_file(
+        FileTask(path=str(tmp_path / "train.npz"), val_path=str(tmp_path / "val.npz"))
+    )
     assert task.n_train == 150 and task.x_val.shape == (50, 12, 3)  # padded to a common length
 
 
@@ -204,7 +241,9 @@ def test_long_format_reads_the_same_data_as_npz(tmp_path, suffix):
     a = build_file(FileTask(path=str(tmp_path / "d.npz")))
     b = build_file(FileTask(path=str(path)))
     for field in ("x_train", "y_train", "x_val", "y_val", "lengths_train", "lengths_val"):
-        assert torch.allclose(getattr(a, field).double(), getattr(b, field).double(), atol=1e-5), field
+        assert torch.allclose(getattr(a, field).double(), getattr(b, field).double(), atol=1e-5), (
+            field
+        )
 
 
 def test_csv_long_format_learns_with_string_labels_and_named_columns(tmp_path):
@@ -213,10 +252,15 @@ def test_csv_long_format_learns_with_string_labels_and_named_columns(tmp_path):
     df = df.rename(columns={"seq": "id", "step": "t"})
     df["note"] = "ignored"
     df.to_csv(tmp_path / "acts.csv", index=False)
-    task, (r,) = train_file(tmp_path / "acts.csv", [
-        "task.seq_column=id", "task.step_column=t", "task.label_columns=activity",
-        "task.feature_columns='f0,f1,f2'",
-    ])
+    task, (r,) = train_file(
+        tmp_path / "acts.csv",
+        [
+            "task.seq_column=id",
+            "task.step_column=t",
+            "task.label_columns=activity",
+            "task.feature_columns='f0,f1,f2'",
+        ],
+    )
     assert task.kind == "classification" and task.output_dim == 3 and task.lengths_train is not None
     if hasattr(task, "info"):
         assert task.info["classes"] == {0: "jump", 1: "run", 2: "walk"}
@@ -238,7 +282,9 @@ def test_csv_several_label_columns_form_a_regression_vector(tmp_path):
     sums = df.groupby("seq")[["f0", "f1"]].transform("mean")
     df["y1"], df["y2"] = sums["f0"], sums["f1"]
     df.to_csv(tmp_path / "r.csv", index=False)
-    task, (r,) = train_file(tmp_path / "r.csv", ["task.label_columns='y1,y2'", "task.tolerance=0.1"])
+    task, (r,) = train_file(
+        tmp_path / "r.csv", ["task.label_columns='y1,y2'", "task.tolerance=0.1"]
+    )
     assert task.kind == "regression" and task.output_dim == 2 and not task.per_step
     assert r.curves["train_loss"][-1] < r.curves["train_loss"][0]
 
@@ -262,34 +308,178 @@ def _bad_cases():
     inf_y[4, 1] = np.inf
     return [
         ("missing_file", lambda p: str(p / "nope.npz"), {}, "task.path: file", "does not exist"),
-        ("unknown_extension", lambda p: str(p / "d.txt"), {}, "unknown file type '.txt'", "pass an .npz"),
+        (
+            "unknown_extension",
+            lambda p: str(p / "d.txt"),
+            {},
+            "unknown file type '.txt'",
+            "pass an .npz",
+        ),
         ("folder", lambda p: str(p), {}, "is a folder, not a file", ""),
-        ("not_an_archive", lambda p: _write(p / "g.npz", b"garbage bytes"), {}, "is not an .npz archive", ""),
+        (
+            "not_an_archive",
+            lambda p: _write(p / "g.npz", b"garbage bytes"),
+            {},
+            "is not an .npz archive",
+            "",
+        ),
         ("npy_array", lambda p: _npy_named_npz(p), {}, "is a single .npy array", ""),
-        ("object_array", lambda p: _npz(p, x=X, y=np.array([{"a": 1}] * 30, dtype=object)), {}, "cannot read", "Object arrays"),
-        ("missing_y", lambda p: _npz(p, x=X, labels=Y), {}, "has no array 'y' (arrays: labels, x)", ""),
-        ("x_4d", lambda p: _npz(p, x=X[..., None], y=Y), {}, "array x must have shape [N, T, F]", "(30, 6, 3, 1)"),
-        ("x_strings", lambda p: _npz(p, x=np.full((30, 6, 1), "a"), y=Y), {}, "array x must hold numbers", ""),
-        ("n_mismatch", lambda p: _npz(p, x=X, y=Y[:20]), {}, "array y must have one entry per sequence (x has N=30)", "(20,)"),
-        ("fractional_labels", lambda p: _npz(p, x=X, y=Y + 0.5), {"kind": "classification"}, "class labels must be integers", "0.5"),
-        ("one_class", lambda p: _npz(p, x=X, y=np.zeros(30, np.int64)), {}, "at least 2 classes, found 1", ""),
-        ("nan_input", lambda p: _npz(p, x=nan_x, y=Y), {}, "inputs x hold NaN or inf (first at sequence 3, step 2)", ""),
-        ("inf_target", lambda p: _npz(p, x=X, y=inf_y), {}, "targets y hold NaN or inf (first at sequence 4)", ""),
-        ("zero_length", lambda p: _npz(p, x=X, y=Y, lengths=np.where(np.arange(30) == 5, 0, 6)), {}, "lengths must be in 1..T=6, got 0 for sequence 5", ""),
-        ("length_too_long", lambda p: _npz(p, x=X, y=Y, lengths=np.full(30, 7)), {}, "lengths must be in 1..T=6, got 7", ""),
-        ("lengths_shape", lambda p: _npz(p, x=X, y=Y, lengths=np.full(29, 6)), {}, "array lengths must have shape [N]=(30,)", ""),
-        ("label_shape", lambda p: _npz(p, x=X, y=np.ones((30, 2), np.int64)), {}, "classification targets y must have shape [N]", "task.kind"),
-        ("per_step_shape", lambda p: _npz(p, x=X, y=np.ones((30, 4))), {"per_step": True}, "per-step targets y must have shape [N, T=6", ""),
-        ("too_few_for_split", lambda p: _npz(p, x=X[:2], y=Y[:2]), {}, "task.val_fraction: 0.2 of 2 sequences leaves 2 for training and 0 for validation", ""),
-        ("val_unknown_label", lambda p: _val_case(p, y_val=np.full(10, 7)), {}, "task.val_path: file", "label 7 does not occur in the training data"),
-        ("val_feature_mismatch", lambda p: _val_case(p, x_val=np.zeros((10, 6, 2))), {}, "has 2 features per step, the training data 3", ""),
-        ("csv_missing_column", lambda p: _csv(p, drop="step"), {}, "has no column 'step' (columns: seq, f0, f1, f2, label)", "task.step_column=NAME"),
-        ("csv_text_feature", lambda p: _csv(p, set_col=("f1", "x")), {}, "column 'f1' must hold numbers", "task.feature_columns"),
-        ("csv_nan", lambda p: _csv(p, nan_at=("f0", 7)), {}, "column 'f0' is empty or NaN in data row 8", ""),
+        (
+            "object_array",
+            lambda p: _npz(p, x=X, y=np.array([{"a": 1}] * 30, dtype=object)),
+            {},
+            "cannot read",
+            "Object arrays",
+        ),
+        (
+            "missing_y",
+            lambda p: _npz(p, x=X, labels=Y),
+            {},
+            "has no array 'y' (arrays: labels, x)",
+            "",
+        ),
+        (
+            "x_4d",
+            lambda p: _npz(p, x=X[..., None], y=Y),
+            {},
+            "array x must have shape [N, T, F]",
+            "(30, 6, 3, 1)",
+        ),
+        (
+            "x_strings",
+            lambda p: _npz(p, x=np.full((30, 6, 1), "a"), y=Y),
+            {},
+            "array x must hold numbers",
+            "",
+        ),
+        (
+            "n_mismatch",
+            lambda p: _npz(p, x=X, y=Y[:20]),
+            {},
+            "array y must have one entry per sequence (x has N=30)",
+            "(20,)",
+        ),
+        (
+            "fractional_labels",
+            lambda p: _npz(p, x=X, y=Y + 0.5),
+            {"kind": "classification"},
+            "class labels must be integers",
+            "0.5",
+        ),
+        (
+            "one_class",
+            lambda p: _npz(p, x=X, y=np.zeros(30, np.int64)),
+            {},
+            "at least 2 classes, found 1",
+            "",
+        ),
+        (
+            "nan_input",
+            lambda p: _npz(p, x=nan_x, y=Y),
+            {},
+            "inputs x hold NaN or inf (first at sequence 3, step 2)",
+            "",
+        ),
+        (
+            "inf_target",
+            lambda p: _npz(p, x=X, y=inf_y),
+            {},
+            "targets y hold NaN or inf (first at sequence 4)",
+            "",
+        ),
+        (
+            "zero_length",
+            lambda p: _npz(p, x=X, y=Y, lengths=np.where(np.arange(30) == 5, 0, 6)),
+            {},
+            "lengths must be in 1..T=6, got 0 for sequence 5",
+            "",
+        ),
+        (
+            "length_too_long",
+            lambda p: _npz(p, x=X, y=Y, lengths=np.full(30, 7)),
+            {},
+            "lengths must be in 1..T=6, got 7",
+            "",
+        ),
+        (
+            "lengths_shape",
+            lambda p: _npz(p, x=X, y=Y, lengths=np.full(29, 6)),
+            {},
+            "array lengths must have shape [N]=(30,)",
+            "",
+        ),
+        (
+            "label_shape",
+            lambda p: _npz(p, x=X, y=np.ones((30, 2), np.int64)),
+            {},
+            "classification targets y must have shape [N]",
+            "task.kind",
+        ),
+        (
+            "per_step_shape",
+            lambda p: _npz(p, x=X, y=np.ones((30, 4))),
+            {"per_step": True},
+            "per-step targets y must have shape [N, T=6",
+            "",
+        ),
+        (
+            "too_few_for_split",
+            lambda p: _npz(p, x=X[:2], y=Y[:2]),
+            {},
+            "task.val_fraction: 0.2 of 2 sequences leaves 2 for training and 0 for validation",
+            "",
+        ),
+        (
+            "val_unknown_label",
+            lambda p: _val_case(p, y_val=np.full(10, 7)),
+            {},
+            "task.val_path: file",
+            "label 7 does not occur in the training data",
+        ),
+        (
+            "val_feature_mismatch",
+            lambda p: _val_case(p, x_val=np.zeros((10, 6, 2))),
+            {},
+            "has 2 features per step, the training data 3",
+            "",
+        ),
+        (
+            "csv_missing_column",
+            lambda p: _csv(p, drop="step"),
+            {},
+            "has no column 'step' (columns: seq, f0, f1, f2, label)",
+            "task.step_column=NAME",
+        ),
+        (
+            "csv_text_feature",
+            lambda p: _csv(p, set_col=("f1", "x")),
+            {},
+            "column 'f1' must hold numbers",
+            "task.feature_columns",
+        ),
+        (
+            "csv_nan",
+            lambda p: _csv(p, nan_at=("f0", 7)),
+            {},
+            "column 'f0' is empty or NaN in data row 8",
+            "",
+        ),
         ("csv_repeated_step", lambda p: _csv(p, repeat=True), {}, "has step", "more than once"),
-        ("csv_varying_label", lambda p: _csv(p, vary=True), {"per_step": False}, "the label changes within a sequence, but task.per_step=false", ""),
+        (
+            "csv_varying_label",
+            lambda p: _csv(p, vary=True),
+            {"per_step": False},
+            "the label changes within a sequence, but task.per_step=false",
+            "",
+        ),
         ("csv_empty", lambda p: _write(p / "e.csv", b""), {}, "cannot read", "as CSV"),
-        ("csv_header_only", lambda p: _write(p / "h.csv", b"seq,step,f0,label\n"), {}, "has no rows", ""),
+        (
+            "csv_header_only",
+            lambda p: _write(p / "h.csv", b"seq,step,f0,label\n"),
+            {},
+            "has no rows",
+            "",
+        ),
     ]
 
 
@@ -348,7 +538,9 @@ def test_cli_bad_file_exits_2_with_one_line_and_writes_nothing(tmp_path):
     x[0, 0, 0] = math.inf
     np.savez(tmp_path / "d.npz", x=x, y=Y)
     results = tmp_path / "results"
-    proc = run_cli("run", "task=file", f"task.path={tmp_path / 'd.npz'}", f"results_dir={results}", "workers=1")
+    proc = run_cli(
+        "run", "task=file", f"task.path={tmp_path / 'd.npz'}", f"results_dir={results}", "workers=1"
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "task.path: file" in lines[0] and "NaN or inf" in lines[0]

@@ -9,17 +9,34 @@ import torch
 
 from sweep.config import EchoTask, VectorSumTask, load_config
 from sweep.core.errors import UserError
-from sweep.tasks.scoring import chance_level
-from sweep.training.models import build_model
 from sweep.tasks import build_task
+from sweep.tasks.scoring import chance_level
 from sweep.tasks.synthetic import echo_arrays, vector_sum_arrays
 from sweep.training import train_setting
+from sweep.training.models import build_model
 
 CPU = torch.device("cpu")
-ECHO = ["task=echo", "task.length=10", "task.delay=2", "task.n_train=256", "task.n_val=64",
-        "model.hidden_size=16", "model.layers=1", "optimizer=adam", "epochs=5"]
-VECTOR = ["task=vector_sum", "task.length=10", "task.n_train=256", "task.n_val=64",
-          "model.hidden_size=16", "model.layers=1", "optimizer=adam", "epochs=5"]
+ECHO = [
+    "task=echo",
+    "task.length=10",
+    "task.delay=2",
+    "task.n_train=256",
+    "task.n_val=64",
+    "model.hidden_size=16",
+    "model.layers=1",
+    "optimizer=adam",
+    "epochs=5",
+]
+VECTOR = [
+    "task=vector_sum",
+    "task.length=10",
+    "task.n_train=256",
+    "task.n_val=64",
+    "model.hidden_size=16",
+    "model.layers=1",
+    "optimizer=adam",
+    "epochs=5",
+]
 SETTING = {"lr": 0.02, "clip": 1.0, "batch_size": 32}
 
 
@@ -47,7 +64,9 @@ def test_echo_recipe_targets_are_the_inputs_delay_steps_back():
     assert np.all(y[:, :3] == 0) and np.array_equal(y[:, 3:], sym[:, :-3] + 1)
     task = build_task(EchoTask(length=12, delay=3, symbols=5, n_train=40, n_val=400))
     assert task.per_step and task.output_dim == 6
-    assert chance_level(task) == pytest.approx(float(torch.bincount(task.y_val.reshape(-1)).max()) / task.y_val.numel())
+    assert chance_level(task) == pytest.approx(
+        float(torch.bincount(task.y_val.reshape(-1)).max()) / task.y_val.numel()
+    )
 
 
 def test_vector_sum_recipe_targets_are_a_fixed_projection_of_the_scaled_sum():
@@ -64,11 +83,14 @@ def test_vector_sum_recipe_targets_are_a_fixed_projection_of_the_scaled_sum():
     assert torch.equal(task.y_val, again.y_val)  # fixed by data_seed
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("task.delay=0", "task.delay: must be in [1, task.length=20)"),
-    ("task.delay=20", "task.delay: must be in [1, task.length=20)"),
-    ("task.symbols=1", "task.symbols: must be >= 2"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("task.delay=0", "task.delay: must be in [1, task.length=20)"),
+        ("task.delay=20", "task.delay: must be in [1, task.length=20)"),
+        ("task.symbols=1", "task.symbols: must be >= 2"),
+    ],
+)
 def test_bad_echo_options(override, needle):
     with pytest.raises(UserError) as info:
         load_config(["task=echo", override])
@@ -101,7 +123,9 @@ def test_bidirectional_per_step():
 
 
 def test_gru_two_layers_with_dropout_on_vector_regression():
-    task, (r,) = train(VECTOR + ["model=gru", "model.layers=2", "model.dropout=0.2", "model.hidden_size=12"])
+    task, (r,) = train(
+        VECTOR + ["model=gru", "model.layers=2", "model.dropout=0.2", "model.hidden_size=12"]
+    )
     assert_learns(task, r, factor=0.9)
 
 
@@ -112,7 +136,11 @@ def test_forget_gate_bias_is_set_and_trains():
     h = cfg.model.hidden_size
     with_bias, without = build_model(cfg.model, task, seed=0), build_model(base.model, task, seed=0)
     diff = with_bias.rnn.bias_ih_l0 - without.rnn.bias_ih_l0  # gate order i, f, g, o
-    assert torch.allclose(diff[h : 2 * h], torch.ones(h)) and torch.all(diff[:h] == 0) and torch.all(diff[2 * h :] == 0)
+    assert (
+        torch.allclose(diff[h : 2 * h], torch.ones(h))
+        and torch.all(diff[:h] == 0)
+        and torch.all(diff[2 * h :] == 0)
+    )
     _, (r,) = train(ECHO + ["model.forget_bias=1.0"])
     assert_learns(task, r)
 
@@ -133,12 +161,20 @@ def test_weight_decay_and_l2_shrink_weights_and_still_learn(option):
     plain_record, plain = _weight_norm(VECTOR, SETTING)
     record, shrunk = _weight_norm(VECTOR + [option], SETTING)
     assert shrunk < plain  # the penalty pulls the weights towards zero
-    assert record.nonfinite is None and record.curves["train_loss"][-1] < 0.8 * record.curves["train_loss"][0]
+    assert (
+        record.nonfinite is None
+        and record.curves["train_loss"][-1] < 0.8 * record.curves["train_loss"][0]
+    )
 
 
-@pytest.mark.parametrize("optimizer,lr", [
-    (["optimizer=sgd", "optimizer.nesterov=true"], 0.3), (["optimizer=rmsprop"], 0.005), (["optimizer=adamw"], 0.02),
-])
+@pytest.mark.parametrize(
+    "optimizer,lr",
+    [
+        (["optimizer=sgd", "optimizer.nesterov=true"], 0.3),
+        (["optimizer=rmsprop"], 0.005),
+        (["optimizer=adamw"], 0.02),
+    ],
+)
 def test_other_optimizers_learn_per_step(optimizer, lr):
     task, (r,) = train(ECHO + optimizer, {**SETTING, "lr": lr})
     assert_learns(task, r, factor=0.95)

@@ -25,9 +25,13 @@ def write_reviews(root, n_train=20, n_test=10, seed=0):
             folder = root / split / label
             folder.mkdir(parents=True)
             for i in range(n):
-                tokens = list(rng.choice(FILLER, size=rng.integers(4, 12))) + list(rng.choice(words, size=2))
+                tokens = list(rng.choice(FILLER, size=rng.integers(4, 12))) + list(
+                    rng.choice(words, size=2)
+                )
                 rng.shuffle(tokens)
-                text = " ".join(tokens[:3]).capitalize() + ".<br /><br />" + " ".join(tokens[3:]) + "!"
+                text = (
+                    " ".join(tokens[:3]).capitalize() + ".<br /><br />" + " ".join(tokens[3:]) + "!"
+                )
                 (folder / f"{i}_{rng.integers(1, 10)}.txt").write_text(text, encoding="utf-8")
     (root / "train" / "unsup").mkdir()  # ignored, as in the real data set
     (root / "README").write_text("not a review")
@@ -37,7 +41,15 @@ def write_reviews(root, n_train=20, n_test=10, seed=0):
 def test_tokenizer_rules():
     assert tokenize("Don't <br /><br />watch THIS!!") == ["don't", "watch", "this"]
     assert tokenize("Well-made, 10/10! <BR>It\u2019s 'quoted' rock'n'roll_ok") == [
-        "well", "made", "10", "10", "it's", "quoted", "rock'n'roll", "ok"]
+        "well",
+        "made",
+        "10",
+        "10",
+        "it's",
+        "quoted",
+        "rock'n'roll",
+        "ok",
+    ]
     assert tokenize("Café naïve") == ["café", "naïve"]  # Unicode letters stay
     assert tokenize("") == []
 
@@ -56,7 +68,9 @@ def test_text_task_ids_lengths_and_truncation(tmp_path):
     assert task.kind == "classification" and task.output_dim == 2 and task.vocab_size == 8
     assert task.x_train.dtype == torch.int64 and task.x_train.shape == (42, 20)
     assert task.n_train == 42 and task.x_val.shape[0] == 20
-    assert task.lengths_train.max() == 20 and task.lengths_train.min() == 1  # the empty review: one pad
+    assert (
+        task.lengths_train.max() == 20 and task.lengths_train.min() == 1
+    )  # the empty review: one pad
     assert int(task.x_train.max()) <= 7 and (task.x_train == 1).any()  # capped: unknown words -> 1
     valid = torch.arange(task.x_train.shape[1])[None, :] < task.lengths_train[:, None]
     assert (task.x_train[~valid] == 0).all()  # padding id 0 after each review
@@ -83,12 +97,22 @@ def test_max_per_class_subsamples_fixed_by_data_seed(tmp_path):
 
 def test_text_task_learns_through_the_embedding(tmp_path):
     root = write_reviews(tmp_path / "imdb", n_train=40, n_test=20)
-    cfg = load_config([
-        "task=text", f"task.path={root}", "task.vocab_size=50", "model.hidden_size=12", "model.layers=1",
-        "model.embedding_dim=8", "optimizer=adam", "epochs=6",
-    ])
+    cfg = load_config(
+        [
+            "task=text",
+            f"task.path={root}",
+            "task.vocab_size=50",
+            "model.hidden_size=12",
+            "model.layers=1",
+            "model.embedding_dim=8",
+            "optimizer=adam",
+            "epochs=6",
+        ]
+    )
     task = build_task(cfg.task)
-    (r,) = train_setting(task, cfg, {"lr": 0.03, "clip": 1.0, "batch_size": 16}, [0], torch.device("cpu"))
+    (r,) = train_setting(
+        task, cfg, {"lr": 0.03, "clip": 1.0, "batch_size": 16}, [0], torch.device("cpu")
+    )
     assert r.nonfinite is None and r.curves["train_loss"][-1] < 0.8 * r.curves["train_loss"][0]
     assert max(r.curves["val_acc"]) >= 0.75  # the sentiment words separate the classes
 

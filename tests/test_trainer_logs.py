@@ -37,14 +37,25 @@ def rows(log: EpochLog, name: str) -> list[float]:
 
 
 def test_contract_names_and_defaults_cover_the_curve_columns():
-    assert set(CONTRACT_COLUMNS) == {"train_loss", "val_loss", "val_acc", "grad_norm_mean", "grad_norm_max",
-                                     "grad_norm_p90", "clip_fraction", "pred_top_frac", "epoch_lr", "val_loss_sd",
-                                     "train_loss_sd"}
+    assert set(CONTRACT_COLUMNS) == {
+        "train_loss",
+        "val_loss",
+        "val_acc",
+        "grad_norm_mean",
+        "grad_norm_max",
+        "grad_norm_p90",
+        "clip_fraction",
+        "pred_top_frac",
+        "epoch_lr",
+        "val_loss_sd",
+        "train_loss_sd",
+    }
     assert set(DEFAULT_COLUMNS) == set(CONTRACT_COLUMNS)
     assert DEFAULT_COLUMNS["val_acc"][:2] == ("val_acc", "val_accuracy")
     assert "train_loss_epoch" in DEFAULT_COLUMNS["train_loss"]
-    assert DEFAULT_COLUMNS["train_loss"].index("train_loss_epoch") < DEFAULT_COLUMNS["train_loss"].index(
-        "train_loss_step")
+    assert DEFAULT_COLUMNS["train_loss"].index("train_loss_epoch") < DEFAULT_COLUMNS[
+        "train_loss"
+    ].index("train_loss_step")
     assert issubclass(LogError, UserError)
 
 
@@ -56,9 +67,11 @@ def test_real_keras_csvlogger_file_reads_one_row_per_epoch_from_epoch_0():
     assert log.format == "keras-csv"
     assert log.columns == {"val_acc": "val_accuracy", "val_loss": "val_loss", "train_loss": "loss"}
     assert len(log.epochs) == 4  # epochs 0..3 in the file are 1..4 here
-    assert log.epochs[0] == {"train_loss": pytest.approx(2.0661239624023438),
-                             "val_loss": pytest.approx(1.5943200588226318),
-                             "val_acc": pytest.approx(0.5388888716697693)}
+    assert log.epochs[0] == {
+        "train_loss": pytest.approx(2.0661239624023438),
+        "val_loss": pytest.approx(1.5943200588226318),
+        "val_acc": pytest.approx(0.5388888716697693),
+    }
     assert rows(log, "val_acc")[-1] == pytest.approx(0.8972222208976746)
     assert "accuracy" not in log.epochs[0]  # the training accuracy is not a curve of lrsweep
 
@@ -88,22 +101,28 @@ def test_keras_rows_are_complete_while_the_file_grows():
 
 def test_keras_na_cells_are_absent_values():
     text = "epoch,loss,val_accuracy,val_loss\r\n0,2.0,0.5,1.9\r\n1,1.5,NA,NA\r\n"
-    with pytest.raises(LogError, match="epoch 2 has no validation accuracy.*check_val_every_n_epoch=1"):
+    with pytest.raises(
+        LogError, match="epoch 2 has no validation accuracy.*check_val_every_n_epoch=1"
+    ):
         parse_log(text, path="/x/metrics.csv")
 
 
 def test_resumed_keras_fit_appending_an_epoch_again_later_row_wins():
-    text = ("epoch,loss,val_accuracy,val_loss\n"
-            "0,2.0,0.30,1.9\n1,1.5,0.50,1.4\n2,1.2,0.60,1.1\n"
-            "2,1.0,0.65,1.0\n3,0.9,0.70,0.9\n")  # resumed from the checkpoint of epoch 1
+    text = (
+        "epoch,loss,val_accuracy,val_loss\n"
+        "0,2.0,0.30,1.9\n1,1.5,0.50,1.4\n2,1.2,0.60,1.1\n"
+        "2,1.0,0.65,1.0\n3,0.9,0.70,0.9\n"
+    )  # resumed from the checkpoint of epoch 1
     log = parse_log(text, path="m.csv")
     assert rows(log, "val_acc") == [0.30, 0.50, 0.65, 0.70]
     assert rows(log, "train_loss")[2] == 1.0  # replaced, not averaged with 1.2
 
 
 def test_resume_from_an_earlier_checkpoint_drops_the_later_epochs_it_redoes():
-    text = ('{"epoch": 1, "val_acc": 0.3}\n{"epoch": 2, "val_acc": 0.5}\n{"epoch": 3, "val_acc": 0.6}\n'
-            '{"epoch": 2, "val_acc": 0.55}\n')  # checkpoint of epoch 1; epoch 3 not redone yet
+    text = (
+        '{"epoch": 1, "val_acc": 0.3}\n{"epoch": 2, "val_acc": 0.5}\n{"epoch": 3, "val_acc": 0.6}\n'
+        '{"epoch": 2, "val_acc": 0.55}\n'
+    )  # checkpoint of epoch 1; epoch 3 not redone yet
     log = parse_log(text, path="m.jsonl")
     assert rows(log, "val_acc") == [0.3, 0.55]
 
@@ -114,12 +133,18 @@ def test_resume_from_an_earlier_checkpoint_drops_the_later_epochs_it_redoes():
 def test_real_lightning_file_merges_step_validation_and_epoch_rows():
     log = read_log(LOGS / "lightning_metrics.csv")
     assert log.format == "lightning-csv"
-    assert log.columns == {"val_acc": "val_acc", "val_loss": "val_loss", "train_loss": "train_loss_epoch"}
+    assert log.columns == {
+        "val_acc": "val_acc",
+        "val_loss": "val_loss",
+        "train_loss": "train_loss_epoch",
+    }
     assert len(log.epochs) == 3
     first = log.epochs[0]
     assert first["val_acc"] == pytest.approx(0.09166666865348816)
     assert first["val_loss"] == pytest.approx(2.31487774848938)
-    assert first["train_loss"] == pytest.approx(2.309967279434204)  # the epoch value, not the steps' mean
+    assert first["train_loss"] == pytest.approx(
+        2.309967279434204
+    )  # the epoch value, not the steps' mean
     steps = [2.2735583782196045, 2.3326096534729004, 2.3073766231536865, 2.3120806217193604]
     assert first["train_loss_sd"] == pytest.approx(statistics.stdev(steps))
     assert rows(log, "val_acc")[2] == pytest.approx(0.2666666805744171)
@@ -127,7 +152,9 @@ def test_real_lightning_file_merges_step_validation_and_epoch_rows():
 
 def test_real_lightning_file_before_the_header_grew_is_an_empty_log_while_running():
     path = LOGS / "lightning_metrics_before_validation.csv"
-    assert path.read_text().splitlines()[0] == "epoch,step,train_loss_step"  # Lightning had not rewritten it yet
+    assert (
+        path.read_text().splitlines()[0] == "epoch,step,train_loss_step"
+    )  # Lightning had not rewritten it yet
     assert read_log(path, final=False).epochs == []
     with pytest.raises(LogError, match="no validation accuracy column"):
         read_log(path, final=True)
@@ -136,7 +163,9 @@ def test_real_lightning_file_before_the_header_grew_is_an_empty_log_while_runnin
 def test_real_lightning_file_mid_epoch_leaves_out_the_unfinished_epoch():
     path = LOGS / "lightning_metrics_mid_epoch.csv"
     running = read_log(path, final=False)
-    assert len(running.epochs) == 1  # epoch 2 has validation already, but its epoch-end row may still come
+    assert (
+        len(running.epochs) == 1
+    )  # epoch 2 has validation already, but its epoch-end row may still come
     finished = read_log(path, final=True)
     assert len(finished.epochs) == 2
     assert finished.epochs[1]["train_loss"] == pytest.approx(2.2967653274536133)
@@ -161,25 +190,34 @@ def test_real_lightning_inf_stop_keeps_the_blown_epoch():
 def test_blown_up_partial_epoch_is_reported_at_once_while_running():
     text = "epoch,step,train_loss_epoch,train_loss_step,val_acc,val_loss\n0,9,,2.3,,\n0,19,,nan,,\n"
     log = parse_log(text, path="metrics.csv", final=False)
-    (only,) = log.epochs  # no validation yet, but the loss is already NaN: the runner can stop it now
+    (only,) = (
+        log.epochs
+    )  # no validation yet, but the loss is already NaN: the runner can stop it now
     assert math.isnan(only["train_loss"]) and "val_acc" not in only
-    assert len(parse_log(text, path="metrics.csv", final=True).epochs) == 1  # stopped mid-epoch: allowed
+    assert (
+        len(parse_log(text, path="metrics.csv", final=True).epochs) == 1
+    )  # stopped mid-epoch: allowed
 
 
 def test_real_lightning_resumed_file_runs_on_without_a_gap():
     log = read_log(LOGS / "lightning_metrics_resumed.csv")
     assert len(log.epochs) == 4
-    assert rows(log, "val_acc") == pytest.approx([0.10555555671453476, 0.38333332538604736, 0.7666666507720947,
-                                                  0.8444444537162781])
+    assert rows(log, "val_acc") == pytest.approx(
+        [0.10555555671453476, 0.38333332538604736, 0.7666666507720947, 0.8444444537162781]
+    )
 
 
 def test_lightning_step_only_train_loss_is_averaged_with_its_sd():
-    text = ("epoch,step,train_loss,val_acc\n"
-            "0,9,2.0,\n0,19,1.0,\n0,19,,0.4\n"
-            "1,29,0.8,\n1,39,0.6,\n1,39,,0.6\n")
+    text = (
+        "epoch,step,train_loss,val_acc\n"
+        "0,9,2.0,\n0,19,1.0,\n0,19,,0.4\n"
+        "1,29,0.8,\n1,39,0.6,\n1,39,,0.6\n"
+    )
     log = parse_log(text, path="metrics.csv")
     assert rows(log, "train_loss") == pytest.approx([1.5, 0.7])
-    assert rows(log, "train_loss_sd") == pytest.approx([statistics.stdev([2.0, 1.0]), statistics.stdev([0.8, 0.6])])
+    assert rows(log, "train_loss_sd") == pytest.approx(
+        [statistics.stdev([2.0, 1.0]), statistics.stdev([0.8, 0.6])]
+    )
 
 
 def test_a_train_loss_sd_column_in_the_file_wins_over_the_computed_one():
@@ -198,9 +236,11 @@ def test_lightning_learning_rate_monitor_column_is_the_epoch_lr():
 
 
 def test_json_lines_nan_spellings_all_read_as_non_finite():
-    text = ('{"epoch": 1, "train_loss": NaN, "val_loss": null, "val_acc": 0.5}\n'
-            '{"epoch": 2, "train_loss": "nan", "val_loss": Infinity, "val_acc": "0.4"}\n'
-            '{"epoch": 3, "train_loss": "inf", "val_loss": -Infinity, "val_acc": 0.1}\n')
+    text = (
+        '{"epoch": 1, "train_loss": NaN, "val_loss": null, "val_acc": 0.5}\n'
+        '{"epoch": 2, "train_loss": "nan", "val_loss": Infinity, "val_acc": "0.4"}\n'
+        '{"epoch": 3, "train_loss": "inf", "val_loss": -Infinity, "val_acc": 0.1}\n'
+    )
     log = parse_log(text, path="m.jsonl")
     assert log.format == "jsonl"
     assert math.isnan(log.epochs[0]["train_loss"]) and math.isnan(log.epochs[0]["val_loss"])
@@ -210,12 +250,20 @@ def test_json_lines_nan_spellings_all_read_as_non_finite():
 
 
 def test_json_lines_several_objects_per_epoch_are_merged():
-    text = ('{"epoch": 1, "train_loss": 1.0}\n{"epoch": 1, "train_loss": 3.0}\n{"epoch": 1, "val_acc": 0.5}\n'
-            '{"epoch": 2, "train_loss": 0.5}\n{"epoch": 2, "val_acc": 0.6}\n{"epoch": 2, "val_acc": 0.7}\n')
+    text = (
+        '{"epoch": 1, "train_loss": 1.0}\n{"epoch": 1, "train_loss": 3.0}\n{"epoch": 1, "val_acc": 0.5}\n'
+        '{"epoch": 2, "train_loss": 0.5}\n{"epoch": 2, "val_acc": 0.6}\n{"epoch": 2, "val_acc": 0.7}\n'
+    )
     log = parse_log(text, path="m.jsonl")
-    assert log.epochs[0] == {"train_loss": 2.0, "train_loss_sd": pytest.approx(math.sqrt(2)), "val_acc": 0.5}
+    assert log.epochs[0] == {
+        "train_loss": 2.0,
+        "train_loss_sd": pytest.approx(math.sqrt(2)),
+        "val_acc": 0.5,
+    }
     assert log.epochs[1] == {"train_loss": 0.5, "val_acc": 0.7}  # the last validation value wins
-    assert len(parse_log(text, path="m.jsonl", final=False).epochs) == 1  # epochs repeat: the last may grow
+    assert (
+        len(parse_log(text, path="m.jsonl", final=False).epochs) == 1
+    )  # epochs repeat: the last may grow
 
 
 def test_json_lines_without_epochs_are_one_epoch_per_line_and_complete_while_running():
@@ -227,7 +275,9 @@ def test_json_lines_without_epochs_are_one_epoch_per_line_and_complete_while_run
 def test_json_line_that_is_not_an_object_names_the_line():
     with pytest.raises(LogError, match=r"m\.jsonl, line 2: not valid JSON"):
         parse_log('{"val_acc": 0.2}\n{"val_acc": oops}\n', path="m.jsonl")
-    with pytest.raises(LogError, match=r"line 2: .*bool.*|line 2: true in column val_acc is not a number"):
+    with pytest.raises(
+        LogError, match=r"line 2: .*bool.*|line 2: true in column val_acc is not a number"
+    ):
         parse_log('{"val_acc": 0.2}\n{"val_acc": true}\n', path="m.jsonl")
 
 
@@ -243,7 +293,10 @@ def test_user_column_mapping_overrides_the_defaults():
 
 
 def test_user_mapping_to_a_column_the_file_lacks_names_it():
-    with pytest.raises(LogError, match=r"metrics file /x/m\.csv has no column 'my_acc' \(trainer\.columns\.val_acc\)"):
+    with pytest.raises(
+        LogError,
+        match=r"metrics file /x/m\.csv has no column 'my_acc' \(trainer\.columns\.val_acc\)",
+    ):
         parse_log("epoch,val_acc\n1,0.5\n", path="/x/m.csv", columns={"val_acc": "my_acc"})
 
 
@@ -261,7 +314,9 @@ def test_missing_val_acc_column_says_how_to_map_it():
     with pytest.raises(LogError) as e:
         parse_log("epoch,loss,acc\n0,1.0,0.5\n", path="/x/metrics.csv")
     message = str(e.value)
-    assert message.startswith("metrics file /x/metrics.csv has no validation accuracy column (looked for val_acc, ")
+    assert message.startswith(
+        "metrics file /x/metrics.csv has no validation accuracy column (looked for val_acc, "
+    )
     assert message.endswith("name yours with trainer.columns.val_acc=COLUMN")
     assert "\n" not in message
 
@@ -273,9 +328,14 @@ def test_epochs_counted_from_0_or_from_1_both_give_epochs_1_to_n():
 
 
 def test_a_gap_in_the_epochs_names_the_line():
-    with pytest.raises(LogError, match=r"m\.csv, line 4: epoch 4 follows epoch 2, so epoch 3 is missing"):
+    with pytest.raises(
+        LogError, match=r"m\.csv, line 4: epoch 4 follows epoch 2, so epoch 3 is missing"
+    ):
         parse_log("epoch,val_acc\n1,0.1\n2,0.2\n4,0.4\n", path="m.csv")
-    with pytest.raises(LogError, match=r"line 2: the log starts at epoch 3, not at 0 or 1, so the epochs before it are missing; a resumed "):
+    with pytest.raises(
+        LogError,
+        match=r"line 2: the log starts at epoch 3, not at 0 or 1, so the epochs before it are missing; a resumed ",
+    ):
         parse_log("epoch,val_acc\n3,0.1\n", path="m.csv")
 
 
@@ -283,8 +343,10 @@ def test_a_non_number_names_the_file_line_and_column():
     text = "epoch,loss,val_accuracy,val_loss\n0,1.0,0.5,1.0\n1,0.9,0.6,0.9\n\n2,0.8,abc,0.8\n"
     with pytest.raises(LogError) as e:
         parse_log(text, path="/x/metrics.csv")
-    assert str(e.value) == ("metrics file /x/metrics.csv, line 5: 'abc' in column val_accuracy is not a number; "
-                            "the script must write numbers (nan/inf allowed)")
+    assert str(e.value) == (
+        "metrics file /x/metrics.csv, line 5: 'abc' in column val_accuracy is not a number; "
+        "the script must write numbers (nan/inf allowed)"
+    )
 
 
 def test_a_bad_epoch_value_names_the_line():
@@ -299,15 +361,30 @@ def test_unknown_columns_are_ignored_even_when_not_numbers():
 
 def test_nan_and_inf_spellings_in_csv():
     text = "val_acc,val_loss\n0.1,nan\n0.1,NaN\n0.1,inf\n0.1,-inf\n0.1,Infinity\n"
-    assert [str(v) for v in rows(parse_log(text, path="m.csv"), "val_loss")] == ["nan", "nan", "inf", "-inf", "inf"]
+    assert [str(v) for v in rows(parse_log(text, path="m.csv"), "val_loss")] == [
+        "nan",
+        "nan",
+        "inf",
+        "-inf",
+        "inf",
+    ]
 
 
 def test_gradient_columns_and_group_columns_pass_through():
-    text = ("epoch,val_acc,grad_norm_mean,grad_norm_max,grad_norm_p90,clip_fraction,grad_norm_mean/encoder,"
-            "grad_norm_max/encoder,other/thing\n1,0.5,1.0,3.0,2.0,0.25,0.5,1.5,9\n")
+    text = (
+        "epoch,val_acc,grad_norm_mean,grad_norm_max,grad_norm_p90,clip_fraction,grad_norm_mean/encoder,"
+        "grad_norm_max/encoder,other/thing\n1,0.5,1.0,3.0,2.0,0.25,0.5,1.5,9\n"
+    )
     (epoch,) = parse_log(text, path="m.csv").epochs
-    assert epoch == {"val_acc": 0.5, "grad_norm_mean": 1.0, "grad_norm_max": 3.0, "grad_norm_p90": 2.0,
-                     "clip_fraction": 0.25, "grad_norm_mean/encoder": 0.5, "grad_norm_max/encoder": 1.5}
+    assert epoch == {
+        "val_acc": 0.5,
+        "grad_norm_mean": 1.0,
+        "grad_norm_max": 3.0,
+        "grad_norm_p90": 2.0,
+        "clip_fraction": 0.25,
+        "grad_norm_mean/encoder": 0.5,
+        "grad_norm_max/encoder": 1.5,
+    }
 
 
 def test_n_val_and_chance_are_read_from_the_log_and_must_be_constant():
@@ -317,15 +394,23 @@ def test_n_val_and_chance_are_read_from_the_log_and_must_be_constant():
     assert parse_log("epoch,val_acc\n0,0.5\n", path="m.csv").n_val is None
     with pytest.raises(LogError, match=r"line 3: n_val changes from 360 to 300"):
         parse_log("epoch,val_acc,n_val\n0,0.5,360\n1,0.6,300\n", path="m.csv")
-    with pytest.raises(LogError, match=r"line 2: n_val 36.5 in column n_val is not a positive whole number"):
+    with pytest.raises(
+        LogError, match=r"line 2: n_val 36.5 in column n_val is not a positive whole number"
+    ):
         parse_log("epoch,val_acc,n_val\n0,0.5,36.5\n", path="m.csv")
-    with pytest.raises(LogError, match=r"m\.jsonl, line 1: chance 1.5 in column chance is not a rate between 0 and 1"):
+    with pytest.raises(
+        LogError,
+        match=r"m\.jsonl, line 1: chance 1.5 in column chance is not a rate between 0 and 1",
+    ):
         parse_log('{"epoch": 0, "val_acc": 0.5, "chance": 1.5}\n', path="m.jsonl")
 
 
 def test_epoch_without_validation_in_the_middle_is_an_error():
-    with pytest.raises(LogError, match=r"line 3: epoch 2 has no validation accuracy \(column val_acc\); log "
-                                       r"validation every epoch \(Lightning: check_val_every_n_epoch=1\)"):
+    with pytest.raises(
+        LogError,
+        match=r"line 3: epoch 2 has no validation accuracy \(column val_acc\); log "
+        r"validation every epoch \(Lightning: check_val_every_n_epoch=1\)",
+    ):
         parse_log("epoch,train_loss,val_acc\n0,1.0,0.5\n1,0.9,\n2,0.8,0.6\n", path="m.csv")
 
 
@@ -341,15 +426,20 @@ def test_unfinished_last_line_is_ignored_while_running_and_read_at_the_end():
     text = "epoch,val_acc\n0,0.5\n1,0.6\n2,0.7"
     assert rows(parse_log(text, path="m.csv", final=False), "val_acc") == [0.5, 0.6]
     assert rows(parse_log(text, path="m.csv", final=True), "val_acc") == [0.5, 0.6, 0.7]
-    assert parse_log("epoch,val", path="m.csv", final=False).epochs == []  # the header itself unfinished
+    assert (
+        parse_log("epoch,val", path="m.csv", final=False).epochs == []
+    )  # the header itself unfinished
 
 
 def test_missing_file_is_empty_while_running_and_an_error_at_the_end(tmp_path):
     path = tmp_path / "metrics.csv"
     log = read_log(path, final=False)
     assert log.epochs == [] and log.n_val is None
-    with pytest.raises(LogError, match=rf"metrics file {path} was never written; the command must write its "
-                                       r"per-epoch log to \{metrics\}"):
+    with pytest.raises(
+        LogError,
+        match=rf"metrics file {path} was never written; the command must write its "
+        r"per-epoch log to \{metrics\}",
+    ):
         read_log(path, final=True)
 
 

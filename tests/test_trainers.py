@@ -41,7 +41,10 @@ def test_a_command_as_the_shell_leaves_it_is_quoted_for_hydra():
     assert quote_free_text(f"trainer.command={raw}").startswith("trainer.command='")
     cfg = load_config([*COMMAND, f"trainer.command={raw}"])
     assert cfg.trainer.command == raw
-    assert load_config([*COMMAND, f"trainer.command='{'python t.py'}'"]).trainer.command == "python t.py"
+    assert (
+        load_config([*COMMAND, f"trainer.command='{'python t.py'}'"]).trainer.command
+        == "python t.py"
+    )
 
 
 def test_a_command_sweep_needs_n_val_and_chance_before_anything_runs():
@@ -50,13 +53,29 @@ def test_a_command_sweep_needs_n_val_and_chance_before_anything_runs():
     with pytest.raises(UserError, match=r"trainer.chance: .*guessing"):
         load_config(["trainer=command", "trainer.command=python t.py", "trainer.n_val=40"])
     with pytest.raises(UserError, match=r"trainer.n_val: must be a whole number >= 1 or log"):
-        load_config(["trainer=command", "trainer.command=python t.py", "trainer.n_val=0", "trainer.chance=0.1"])
-    cfg = load_config(["trainer=command", "trainer.command=python t.py", "trainer.n_val=log", "trainer.chance=log"])
+        load_config(
+            [
+                "trainer=command",
+                "trainer.command=python t.py",
+                "trainer.n_val=0",
+                "trainer.chance=0.1",
+            ]
+        )
+    cfg = load_config(
+        [
+            "trainer=command",
+            "trainer.command=python t.py",
+            "trainer.n_val=log",
+            "trainer.chance=log",
+        ]
+    )
     assert cfg.trainer.n_val == "log"
 
 
 def test_extra_axes_of_a_users_training_are_its_own_parameters():
-    cfg = load_config([*COMMAND, "trainer.command=python t.py --dropout {dropout}", "+grid.dropout=[0,0.3]"])
+    cfg = load_config(
+        [*COMMAND, "trainer.command=python t.py --dropout {dropout}", "+grid.dropout=[0,0.3]"]
+    )
     assert cfg.grid.free == ("dropout",)
     assert {s["dropout"] for s in cfg.grid.settings()} == {0, 0.3}
     with pytest.raises(UserError, match="grid.dropout: not a config key"):
@@ -65,17 +84,33 @@ def test_extra_axes_of_a_users_training_are_its_own_parameters():
 
 def test_the_command_or_function_fixes_what_results_mean_and_lrsweeps_model_does_not():
     a = comparable_part(load_config([*COMMAND, "trainer.command=python a.py"]))
-    b = comparable_part(load_config([*COMMAND, "trainer.command=python a.py", "model.hidden_size=8"]))
+    b = comparable_part(
+        load_config([*COMMAND, "trainer.command=python a.py", "model.hidden_size=8"])
+    )
     c = comparable_part(load_config([*COMMAND, "trainer.command=python b.py"]))
-    d = comparable_part(load_config([*COMMAND, "trainer.command=python a.py", "trainer.timeout_minutes=5"]))
+    d = comparable_part(
+        load_config([*COMMAND, "trainer.command=python a.py", "trainer.timeout_minutes=5"])
+    )
     assert a == b == d and a != c
     assert "model.hidden_size" not in a and a["trainer.command"] == "python a.py"
-    assert "trainer.name" not in comparable_part(load_config([]))  # built-in studies record no trainer keys
+    assert "trainer.name" not in comparable_part(
+        load_config([])
+    )  # built-in studies record no trainer keys
 
 
 def test_default_study_names_say_what_trains():
-    assert load_config([*COMMAND, "trainer.command=python examples/train.py --lr {lr}"]).study.name == "train-command"
-    fn = load_config(["trainer=function", "trainer._target_=mytrain.fit", "trainer.n_val=10", "trainer.chance=0.5"])
+    assert (
+        load_config([*COMMAND, "trainer.command=python examples/train.py --lr {lr}"]).study.name
+        == "train-command"
+    )
+    fn = load_config(
+        [
+            "trainer=function",
+            "trainer._target_=mytrain.fit",
+            "trainer.n_val=10",
+            "trainer.chance=0.5",
+        ]
+    )
     assert fn.study.name == "fit-function"
 
 
@@ -90,12 +125,19 @@ def test_grid_lr_auto_and_find_need_the_builtin_trainer():
 def test_placeholders_render_every_value_and_shell_quote_paths(tmp_path):
     setting = {"lr": 3e-05, "clip": None, "batch_size": 32, "model.dropout": 0.25}
     values = run_values(setting, 2, 10, tmp_path / "a b" / "m.csv", tmp_path / "r", tmp_path / "c")
-    line = render("t --lr {lr} --clip {clip} --bs {batch_size} --s {seed} --e {epochs} --d {dropout} "
-                  "--d2 {model.dropout} --log {metrics} {{x}} ${HOME}", values)
+    line = render(
+        "t --lr {lr} --clip {clip} --bs {batch_size} --s {seed} --e {epochs} --d {dropout} "
+        "--d2 {model.dropout} --log {metrics} {{x}} ${HOME}",
+        values,
+    )
     assert "--lr 3e-05 --clip none --bs 32 --s 2 --e 10 --d 0.25 --d2 0.25" in line
     assert f"--log '{tmp_path}/a b/m.csv'" in line and "{x} ${HOME}" in line
     env = run_environment(values, setting)
-    assert env["LRSWEEP_LR"] == "3e-05" and env["LRSWEEP_CLIP"] == "none" and env["LRSWEEP_MODEL_DROPOUT"] == "0.25"
+    assert (
+        env["LRSWEEP_LR"] == "3e-05"
+        and env["LRSWEEP_CLIP"] == "none"
+        and env["LRSWEEP_MODEL_DROPOUT"] == "0.25"
+    )
     assert '"lr": 3e-05' in env["LRSWEEP_SETTING"]
     assert unknown_placeholders("--lr {lrr} {lr} {{no}} ${HOME}", values) == ["lrr"]
 
@@ -116,7 +158,10 @@ def test_setting_folders_are_readable_and_tell_settings_apart(tmp_path):
 
 
 def test_an_unknown_placeholder_is_named_with_the_valid_ones(tmp_path):
-    with pytest.raises(UserError, match=r"trainer.command: unknown placeholder \{lrr\}; the placeholders are \{lr\}"):
+    with pytest.raises(
+        UserError,
+        match=r"trainer.command: unknown placeholder \{lrr\}; the placeholders are \{lr\}",
+    ):
         check_trainer(command_cfg(tmp_path, f"python {DATA / 'fake_train.py'} --lr {{lrr}}"))
 
 
@@ -127,12 +172,21 @@ def test_a_command_that_cannot_start_is_refused(tmp_path):
         check_trainer(command_cfg(tmp_path, "python nowhere/train.py --lr {lr}"))
     with pytest.raises(UserError, match=r"cannot read the command line"):
         check_trainer(command_cfg(tmp_path, "python 't.py --lr {lr}"))
-    assert check_trainer(command_cfg(tmp_path, f"FOO=1 {sys.executable} {DATA / 'fake_train.py'} --lr {{lr}}")) == []
+    assert (
+        check_trainer(
+            command_cfg(tmp_path, f"FOO=1 {sys.executable} {DATA / 'fake_train.py'} --lr {{lr}}")
+        )
+        == []
+    )
 
 
 def test_an_axis_the_command_does_not_use_is_a_warning(tmp_path):
-    notes = check_trainer(command_cfg(tmp_path, f"python {DATA / 'fake_train.py'} --lr {{lr}}", "+grid.dropout=[0,1]"))
-    assert notes == ["grid axis dropout is not in trainer.command; the command can read it from $LRSWEEP_DROPOUT"]
+    notes = check_trainer(
+        command_cfg(tmp_path, f"python {DATA / 'fake_train.py'} --lr {{lr}}", "+grid.dropout=[0,1]")
+    )
+    assert notes == [
+        "grid axis dropout is not in trainer.command; the command can read it from $LRSWEEP_DROPOUT"
+    ]
 
 
 def fit_ok(setting, seed, epochs, report, checkpoint_dir):
@@ -207,9 +261,14 @@ def _group_processes(pgid: int) -> list[int]:
 
 def test_the_supervisor_ends_the_whole_group_when_stopped(tmp_path):
     pids = tmp_path / "pids"
-    script = f"{sys.executable} {DATA / 'fake_train.py'} --lr 0.1 --log {tmp_path / 'm.csv'} --hang-at 1 --child --pids {pids}"
-    proc = subprocess.Popen([sys.executable, "-I", SUPERVISOR, "1", "--", "/bin/sh", "-c", script],
-                            start_new_session=True)
+    script = (
+        f"{sys.executable} {DATA / 'fake_train.py'} --lr 0.1 --log {tmp_path / 'm.csv'} "
+        f"--hang-at 1 --child --pids {pids}"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-I", SUPERVISOR, "1", "--", "/bin/sh", "-c", script],
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 20
     while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -218,14 +277,30 @@ def test_the_supervisor_ends_the_whole_group_when_stopped(tmp_path):
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=20)
     time.sleep(0.2)
-    assert [p for p in started if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE] == []
+    assert [
+        p
+        for p in started
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ] == []
     assert _group_processes(proc.pid) == []
 
 
 def test_the_supervisor_passes_the_exit_status_and_cleans_up_what_the_command_left(tmp_path):
     pid_file = tmp_path / "background.pid"
-    code = subprocess.run([sys.executable, "-I", SUPERVISOR, "1", "--", "/bin/sh", "-c",
-                           f"sleep 300 & echo $! > {pid_file}; exit 3"], start_new_session=True, timeout=30).returncode
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            SUPERVISOR,
+            "1",
+            "--",
+            "/bin/sh",
+            "-c",
+            f"sleep 300 & echo $! > {pid_file}; exit 3",
+        ],
+        start_new_session=True,
+        timeout=30,
+    ).returncode
     assert code == 3
     background = int(pid_file.read_text())  # this test's own background process, by its pid
 
@@ -236,7 +311,9 @@ def test_the_supervisor_passes_the_exit_status_and_cleans_up_what_the_command_le
             return False
 
     deadline = time.monotonic() + 5  # a SIGKILL is delivered when the process next runs: on a
-    while alive() and time.monotonic() < deadline:  # loaded machine that is after the supervisor's exit
+    while (
+        alive() and time.monotonic() < deadline
+    ):  # loaded machine that is after the supervisor's exit
         time.sleep(0.05)
     assert not alive()
 
@@ -248,12 +325,27 @@ def test_the_python_api_writes_what_the_command_line_would_say():
     def fit(setting, seed, report):
         pass
 
-    out = sweep_overrides(fit, {"lr": [0.001, 0.1], "clip": [None, 1.0], "dropout": [0, 0.3]}, ["study.name=x"],
-                          seeds=3, n_val=500, chance=0.1)
-    assert out[:2] == ["trainer=function", '''trainer._target_="test_trainers.test_the_python_api_writes_what_the_command_line_would_say.<locals>.fit"''']
-    assert "trainer.n_val=500" in out and "grid.clip=[null,1.0]" in out and "+grid.dropout=[0,0.3]" in out
+    out = sweep_overrides(
+        fit,
+        {"lr": [0.001, 0.1], "clip": [None, 1.0], "dropout": [0, 0.3]},
+        ["study.name=x"],
+        seeds=3,
+        n_val=500,
+        chance=0.1,
+    )
+    assert out[:2] == [
+        "trainer=function",
+        '''trainer._target_="test_trainers.test_the_python_api_writes_what_the_command_line_would_say.<locals>.fit"''',
+    ]
+    assert (
+        "trainer.n_val=500" in out
+        and "grid.clip=[null,1.0]" in out
+        and "+grid.dropout=[0,0.3]" in out
+    )
     assert out[-2:] == ["seeds=3", "study.name=x"]
     assert sweep_overrides("python t.py --lr {lr}", n_val=4, chance=0.5)[:2] == [
-        "trainer=command", "trainer.command=python t.py --lr {lr}"]
+        "trainer=command",
+        "trainer.command=python t.py --lr {lr}",
+    ]
     with pytest.raises(UserError, match="only for your own training"):
         sweep_overrides(None, n_val=4)

@@ -41,8 +41,12 @@ def test_record_has_every_epoch_and_column_and_learns():
     recs = _train(["model.hidden_size=32", "epochs=4"], {"lr": 0.3, "clip": None, "batch_size": 32})
     r = recs[0]
     assert r.epochs_run == 4 and r.nonfinite is None
-    groups = {f"grad_norm_{stat}/{g}" for stat in ("mean", "max") for g in ("rnn.l0", "rnn.l1", "head")}
-    assert set(r.curves) == set(EPOCH_COLUMNS) | groups  # the contract's columns and each layer's norms
+    groups = {
+        f"grad_norm_{stat}/{g}" for stat in ("mean", "max") for g in ("rnn.l0", "rnn.l1", "head")
+    }
+    assert (
+        set(r.curves) == set(EPOCH_COLUMNS) | groups
+    )  # the contract's columns and each layer's norms
     assert all(len(v) == 4 for v in r.curves.values())
     assert r.curves["val_acc"][-1] > 0.5  # digits is learnable in a few epochs
     assert r.curves["train_loss"][-1] < r.curves["train_loss"][0]
@@ -61,8 +65,15 @@ def test_clip_fraction_and_norm_statistics_are_consistent():
 def test_nonfinite_seed_stops_at_once_and_keeps_nan():
     # An enormous LR on a regression task overflows within the first epoch.
     recs = _train(
-        ["task=adding", "task.length=10", "task.n_train=512", "task.n_val=64", "model.hidden_size=8",
-         "epochs=5", "optimizer.momentum=0"],
+        [
+            "task=adding",
+            "task.length=10",
+            "task.n_train=512",
+            "task.n_val=64",
+            "model.hidden_size=8",
+            "epochs=5",
+            "optimizer.momentum=0",
+        ],
         {"lr": 1e30, "clip": None, "batch_size": 64},
     )
     r = recs[0]
@@ -72,7 +83,13 @@ def test_nonfinite_seed_stops_at_once_and_keeps_nan():
 
 
 def test_gru_and_bidirectional_multilayer_train():
-    ov = ["model=gru", "model.layers=2", "model.bidirectional=true", "model.hidden_size=8", "epochs=2"]
+    ov = [
+        "model=gru",
+        "model.layers=2",
+        "model.bidirectional=true",
+        "model.hidden_size=8",
+        "epochs=2",
+    ]
     r = _train(ov, {"lr": 0.3, "clip": 1.0, "batch_size": 64})[0]
     assert r.epochs_run == 2 and all(math.isfinite(v) for v in r.curves["val_acc"])
 
@@ -80,7 +97,9 @@ def test_gru_and_bidirectional_multilayer_train():
 def test_variable_length_padding_does_not_change_outputs():
     from sweep.training.models import build_model
 
-    cfg = load_config(["task=adding", "task.length=10", "task.n_train=64", "task.n_val=16", "model.hidden_size=8"])
+    cfg = load_config(
+        ["task=adding", "task.length=10", "task.n_train=64", "task.n_val=16", "model.hidden_size=8"]
+    )
     task = build_task(cfg.task)
     net = build_model(cfg.model, task, seed=0).eval()
     x, lengths = task.x_val[:4], task.lengths_val[:4]

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, kill_process_tree, run_cli
 
 pytestmark = pytest.mark.slow
@@ -20,16 +19,33 @@ VOLATILE = ["seconds", "trial"]  # wall time and trial numbers differ between ru
 
 def _run_example(name: str, tmp_path: Path, *args: str) -> Path:
     results = tmp_path / "results"
-    p = run_cli("run", "--config-dir", "conf", *args, f"results_dir={results}", "workers=1",
-                cwd=EXAMPLES / name, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    p = run_cli(
+        "run",
+        "--config-dir",
+        "conf",
+        *args,
+        f"results_dir={results}",
+        "workers=1",
+        cwd=EXAMPLES / name,
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     (study,) = [d for d in results.iterdir() if d.is_dir()]
     return study
 
 
 def test_example_seq2seq_explodes_without_clipping_and_clipping_prevents_it(tmp_path):
-    study = _run_example("seq2seq_repeat", tmp_path, "model=seq2seq", "task=reversal", "optimizer=sgd",
-                         "grid.lr=[1,3]", "grid.clip=[null,0.5]", "seeds=2", "epochs=6")
+    study = _run_example(
+        "seq2seq_repeat",
+        tmp_path,
+        "model=seq2seq",
+        "task=reversal",
+        "optimizer=sgd",
+        "grid.lr=[1,3]",
+        "grid.clip=[null,0.5]",
+        "seeds=2",
+        "epochs=6",
+    )
     assert study.name == "load_reversal-RepeatSeq2Seq-sgd"
     runs = pd.read_csv(study / "runs.csv")
     blown = runs[(runs["lr"] == 3) & runs["clip"].isna()]
@@ -41,15 +57,33 @@ def test_example_seq2seq_explodes_without_clipping_and_clipping_prevents_it(tmp_
 
 
 def test_example_custom_loader_with_a_builtin_model(tmp_path):
-    study = _run_example("custom_loader", tmp_path, "task=waves", "model=gru", "model.hidden_size=16",
-                         "model.layers=1", "grid.lr=[0.03]", "grid.clip=[null]", "seeds=1", "epochs=3")
+    study = _run_example(
+        "custom_loader",
+        tmp_path,
+        "task=waves",
+        "model=gru",
+        "model.hidden_size=16",
+        "model.layers=1",
+        "grid.lr=[0.03]",
+        "grid.clip=[null]",
+        "seeds=1",
+        "epochs=3",
+    )
     runs = pd.read_csv(study / "runs.csv")
     assert study.name == "load_waves-gru-sgd" and runs["outcome"].iloc[0] == "stable"
 
 
 def test_example_two_parameter_groups_show_which_one_exploded(tmp_path):
-    study = _run_example("two_groups", tmp_path, "model=twopart", "task=digits", "grid.lr=[0.3]",
-                         "grid.clip=[null]", "seeds=2", "epochs=6")
+    study = _run_example(
+        "two_groups",
+        tmp_path,
+        "model=twopart",
+        "task=digits",
+        "grid.lr=[0.3]",
+        "grid.clip=[null]",
+        "seeds=2",
+        "epochs=6",
+    )
     runs = pd.read_csv(study / "runs.csv")
     # lr=0.3: this model collapses within a few epochs (in one seed or both, by the CPU's arithmetic)
     assert runs["collapsed"].any(), runs[["seed", "best_acc", "final_acc", "outcome"]]
@@ -77,8 +111,19 @@ def load_digit_rows():
     digits = load_digits()
     return {"x": (digits.images / 16.0).astype(np.float32), "y": digits.target}
 '''
-SWEEP = ["--config-dir", "conf", "model=twopart", "task=rows", "optimizer=sgd", "grid.lr=[0.05,0.3]",
-         "grid.clip=[null]", "seeds=2", "epochs=6", "workers=1", "checkpoint_every=1"]
+SWEEP = [
+    "--config-dir",
+    "conf",
+    "model=twopart",
+    "task=rows",
+    "optimizer=sgd",
+    "grid.lr=[0.05,0.3]",
+    "grid.clip=[null]",
+    "seeds=2",
+    "epochs=6",
+    "workers=1",
+    "checkpoint_every=1",
+]
 
 
 def _project(folder: Path) -> Path:
@@ -86,19 +131,33 @@ def _project(folder: Path) -> Path:
     (folder / "conf" / "task").mkdir(parents=True)
     (folder / "mynets.py").write_text(MODEL)
     (folder / "mydata.py").write_text(DATA)
-    (folder / "conf" / "model" / "twopart.yaml").write_text("_target_: mynets.TwoPart\nhidden: 32\ngain: 2.0\n")
+    (folder / "conf" / "model" / "twopart.yaml").write_text(
+        "_target_: mynets.TwoPart\nhidden: 32\ngain: 2.0\n"
+    )
     (folder / "conf" / "task" / "rows.yaml").write_text(
-        "_target_: mydata.load_digit_rows\nval_fraction: 0.25\nnormalize: false\n")
+        "_target_: mydata.load_digit_rows\nval_fraction: 0.25\nnormalize: false\n"
+    )
     return folder
 
 
-def test_a_project_folder_drives_an_installed_lrsweep_and_survives_kill_9(tmp_path, installed_lrsweep):
+def test_a_project_folder_drives_an_installed_lrsweep_and_survives_kill_9(
+    tmp_path, installed_lrsweep
+):
     sweep = installed_lrsweep / "sweep"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONDONTWRITEBYTECODE": "1"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {
+        "PYTHONDONTWRITEBYTECODE": "1"
+    }
 
     def run(folder: Path, *extra: str, **kwargs):
-        return subprocess.run([str(sweep), "run", *SWEEP, *extra], cwd=folder, env=env, capture_output=True,
-                              text=True, timeout=900, **kwargs)
+        return subprocess.run(
+            [str(sweep), "run", *SWEEP, *extra],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            **kwargs,
+        )
 
     straight = _project(tmp_path / "straight")
     p = run(straight)
@@ -106,15 +165,30 @@ def test_a_project_folder_drives_an_installed_lrsweep_and_survives_kill_9(tmp_pa
     out = straight / "results" / "load_digit_rows-TwoPart-sgd"
     runs = pd.read_csv(out / "runs.csv")
     assert len(runs) == 4 and runs["collapsed"].any()
-    assert list(runs.columns[:10]) == ["lr", "clip", "batch_size", "seed", "best_acc", "best_epoch", "final_acc",
-                                       "collapsed", "collapse_epoch", "collapse_mode"]
+    assert list(runs.columns[:10]) == [
+        "lr",
+        "clip",
+        "batch_size",
+        "seed",
+        "best_acc",
+        "best_epoch",
+        "final_acc",
+        "collapsed",
+        "collapse_epoch",
+        "collapse_mode",
+    ]
     page = (out / "report.html").read_text()
     assert "Gradient norms per layer" in page and "figures/layer_grad_norms/" in page
     assert "packing: off for the custom model mynets.TwoPart" in p.stdout
 
     killed = _project(tmp_path / "killed")
-    proc = subprocess.Popen([str(sweep), "run", *SWEEP], cwd=killed, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(sweep), "run", *SWEEP],
+        cwd=killed,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoints = killed / "results" / "load_digit_rows-TwoPart-sgd" / "checkpoints"
     deadline = time.monotonic() + 300
     while not any(checkpoints.glob("*.pt")) and time.monotonic() < deadline and proc.poll() is None:

@@ -9,13 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sweep.analysis.tables import SUMMARY_COLUMNS
-from sweep.analysis.stats import wilson_interval
 from sweep.analysis.conclusions import compute_verdicts
-from sweep.analysis.verdicts import (
-    SLICE_COLUMNS, clip_fractions, largest_stable_lr, lr_sensitivity, recommend, slice_verdicts,
-)
 from sweep.analysis.reading import reading
+from sweep.analysis.stats import wilson_interval
+from sweep.analysis.tables import SUMMARY_COLUMNS
+from sweep.analysis.verdicts import (
+    SLICE_COLUMNS,
+    clip_fractions,
+    largest_stable_lr,
+    lr_sensitivity,
+    recommend,
+    slice_verdicts,
+)
 from sweep.core.setting import setting_label, slice_label, value_label
 
 AXES = ["lr", "clip", "batch_size"]
@@ -27,11 +32,26 @@ def row(lr, clip, acc, k, n=5, bs=32, mode="diverged", p90=1.5, **extra):
     """One summary.csv row: `k` of `n` runs collapsed (all in `mode`), mean best accuracy `acc`."""
     rate, lo, hi = wilson_interval(k, n)
     r = {a: math.nan for a in SUMMARY_COLUMNS}
-    r.update(lr=lr, clip=clip, batch_size=bs, n_runs=n, mean_best_acc=acc, mean_best_acc_lo=acc - 0.01,
-             mean_best_acc_hi=min(1.0, acc + 0.01), collapse_rate=rate, collapse_rate_lo=lo, collapse_rate_hi=hi,
-             n_collapsed=k, n_nonfinite=k if mode == "nonfinite" else 0, n_diverged=k if mode == "diverged" else 0,
-             n_constant_output=k if mode == "constant_output" else 0, n_never_learned=0, grad_norm_p90=p90,
-             chance=CHANCE, **extra)
+    r.update(
+        lr=lr,
+        clip=clip,
+        batch_size=bs,
+        n_runs=n,
+        mean_best_acc=acc,
+        mean_best_acc_lo=acc - 0.01,
+        mean_best_acc_hi=min(1.0, acc + 0.01),
+        collapse_rate=rate,
+        collapse_rate_lo=lo,
+        collapse_rate_hi=hi,
+        n_collapsed=k,
+        n_nonfinite=k if mode == "nonfinite" else 0,
+        n_diverged=k if mode == "diverged" else 0,
+        n_constant_output=k if mode == "constant_output" else 0,
+        n_never_learned=0,
+        grad_norm_p90=p90,
+        chance=CHANCE,
+        **extra,
+    )
     return r
 
 
@@ -85,7 +105,9 @@ def test_largest_stable_lr_does_not_depend_on_input_order():
 
 
 def test_slice_verdicts_one_row_per_clip_and_batch_size():
-    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.98, 0.88], [0, 0, 0, 0, 0])
+    s = grid(
+        [0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.98, 0.88], [0, 0, 0, 0, 0]
+    )
     v = slice_verdicts(s, AXES, CHANCE)
     assert list(v.columns) == ["clip", "batch_size"] + SLICE_COLUMNS
     assert len(v) == 2
@@ -96,7 +118,9 @@ def test_slice_verdicts_one_row_per_clip_and_batch_size():
     assert none["collapsed_lrs"] == "1" and bool(none["monotone_collapse"])
     assert none["n_collapsed"] == 4 and none["n_runs"] == 25
     assert none["best_lr"] == 0.3 and none["best_mean_best_acc"] == pytest.approx(0.97)
-    assert none["lr_sensitivity"] == pytest.approx(np.mean([0.97 - a for a in [0.4, 0.8, 0.95, 0.97, 0.6]]))
+    assert none["lr_sensitivity"] == pytest.approx(
+        np.mean([0.97 - a for a in [0.4, 0.8, 0.95, 0.97, 0.6]])
+    )
     assert clip["largest_stable_lr"] == 1.0 and clip["collapsed_lrs"] == ""
 
 
@@ -112,8 +136,10 @@ def test_slice_verdicts_with_an_extra_axis_makes_one_slice_per_value():
     rows = [row(lr, math.nan, 0.9, 0, **{"model.hidden_size": h}) for h in (16, 64) for lr in LRS]
     v = slice_verdicts(table(rows, axes), axes, CHANCE)
     assert list(v["model.hidden_size"]) == [16, 64]
-    assert slice_label({"clip": None, "batch_size": 32, "model.hidden_size": 16}) == \
-        "batch size 32 without clipping, model.hidden_size=16"
+    assert (
+        slice_label({"clip": None, "batch_size": 32, "model.hidden_size": 16})
+        == "batch size 32 without clipping, model.hidden_size=16"
+    )
 
 
 # --------------------------------------------------------------------------- recommendation
@@ -121,11 +147,18 @@ def test_slice_verdicts_with_an_extra_axis_makes_one_slice_per_value():
 
 def test_recommendation_is_the_best_setting_without_any_collapse():
     # lr=1 without clipping has the best mean but one collapsed run: not recommended
-    s = grid([0.4, 0.8, 0.95, 0.97, 0.99], [0, 0, 0, 0, 1], [0.4, 0.78, 0.95, 0.98, 0.9], [0, 0, 0, 0, 0])
+    s = grid(
+        [0.4, 0.8, 0.95, 0.97, 0.99], [0, 0, 0, 0, 1], [0.4, 0.78, 0.95, 0.98, 0.9], [0, 0, 0, 0, 0]
+    )
     rec = recommend(s, AXES)
     assert rec.setting == {"lr": 0.3, "clip": 1.0, "batch_size": 32}
     assert type(rec.setting["batch_size"]) is int
-    assert (rec.mean_best_acc, rec.mean_best_acc_lo, rec.mean_best_acc_hi, rec.n_runs) == pytest.approx((0.98, 0.97, 0.99, 5))
+    assert (
+        rec.mean_best_acc,
+        rec.mean_best_acc_lo,
+        rec.mean_best_acc_hi,
+        rec.n_runs,
+    ) == pytest.approx((0.98, 0.97, 0.99, 5))
 
 
 def test_among_equally_accurate_settings_the_one_farthest_from_collapse_wins():
@@ -159,21 +192,34 @@ def test_no_clipping_is_recommended_as_none():
 
 
 def read(s, curves_frac=None):
-    return reading(s, slice_verdicts(s, AXES, CHANCE), recommend(s, AXES), AXES, CHANCE, curves_frac)
+    return reading(
+        s, slice_verdicts(s, AXES, CHANCE), recommend(s, AXES), AXES, CHANCE, curves_frac
+    )
 
 
 def test_reading_collapse_only_at_the_top_lr_and_clipping_keeps_it_stable():
-    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0])
+    s = grid(
+        [0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0]
+    )
     text = read(s)
-    assert "At batch size 32 without clipping, runs collapse only at the largest lr tried, lr=1 (4/5 runs at lr=1" in text
+    assert (
+        "At batch size 32 without clipping, runs collapse only at the largest lr tried, lr=1 (4/5 runs at lr=1"
+        in text
+    )
     assert "the largest stable lr is 0.3" in text
     assert "Clipping at 1 keeps lr=1 stable (0/5 collapsed, mean best accuracy 0.880)" in text
-    assert "Recommended: lr=0.3, clip 1, batch size 32: mean best accuracy 0.990 (95% CI 0.980-1.000) over 5 seeds, no collapse." in text
+    assert (
+        "Recommended: lr=0.3, clip 1, batch size 32: mean best accuracy 0.990 (95% CI "
+        "0.980-1.000) over 5 seeds, no collapse." in text
+    )
 
 
 def test_reading_collapse_from_an_lr_up():
     text = read(grid([0.4, 0.8, 0.95, 0.5, 0.2], [0, 0, 0, 2, 5]))
-    assert "runs collapse from lr=0.3 up (2/5 runs at lr=0.3; 5/5 runs at lr=1; modes: 7 diverged)" in text
+    assert (
+        "runs collapse from lr=0.3 up (2/5 runs at lr=0.3; 5/5 runs at lr=1; modes: 7 diverged)"
+        in text
+    )
     assert "the largest stable lr is 0.1" in text
 
 
@@ -196,7 +242,9 @@ def test_reading_non_monotone_pattern_is_named():
 
 
 def test_reading_clipping_that_only_lowers_the_rate():
-    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 1])
+    s = grid(
+        [0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 1]
+    )
     assert "Clipping at 1 lowers collapse at lr=1 to 1/5 runs" in read(s)
 
 
@@ -207,11 +255,22 @@ def test_reading_suggests_grad_norm_p90_as_a_clip_start():
 
 
 def test_reading_warns_when_more_than_half_the_updates_are_clipped():
-    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0])
-    frac = pd.DataFrame({"lr": LRS * 2, "clip": [None] * 5 + [1.0] * 5, "batch_size": 32,
-                         "clip_fraction": [0.0] * 5 + [0.0, 0.1, 0.3, 0.45, 0.8]})
+    s = grid(
+        [0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0]
+    )
+    frac = pd.DataFrame(
+        {
+            "lr": LRS * 2,
+            "clip": [None] * 5 + [1.0] * 5,
+            "batch_size": 32,
+            "clip_fraction": [0.0] * 5 + [0.0, 0.1, 0.3, 0.45, 0.8],
+        }
+    )
     text = read(s, frac)
-    assert "More than half of the updates were clipped (clip_fraction) at lr=1, clip 1, batch size 32 (80%)" in text
+    assert (
+        "More than half of the updates were clipped (clip_fraction) at lr=1, clip 1, batch size 32 (80%)"
+        in text
+    )
     assert "Tuning Playbook" in text
     frac["clip_fraction"] = 0.2
     assert "Tuning Playbook" not in read(s, frac)
@@ -239,14 +298,27 @@ def test_outputs_are_nan_free(ks, tmp_path):
 
 
 def test_labels():
-    assert value_label(1.0) == "1" and value_label(0.0003) == "0.0003" and value_label(math.nan) == "none"
+    assert (
+        value_label(1.0) == "1"
+        and value_label(0.0003) == "0.0003"
+        and value_label(math.nan) == "none"
+    )
     assert value_label(np.int64(32)) == "32" and value_label(True) == "true"
-    assert setting_label({"lr": 0.3, "clip": None, "batch_size": 32}) == "lr=0.3, clip none, batch size 32"
+    assert (
+        setting_label({"lr": 0.3, "clip": None, "batch_size": 32})
+        == "lr=0.3, clip none, batch size 32"
+    )
 
 
 def test_clip_fractions_averages_per_setting():
-    curves = pd.DataFrame({"lr": [0.1] * 4, "clip": [None, None, 1.0, 1.0], "batch_size": 32,
-                           "clip_fraction": [0.0, 0.0, 0.2, 0.6]})
+    curves = pd.DataFrame(
+        {
+            "lr": [0.1] * 4,
+            "clip": [None, None, 1.0, 1.0],
+            "batch_size": 32,
+            "clip_fraction": [0.0, 0.0, 0.2, 0.6],
+        }
+    )
     out = clip_fractions(curves, AXES)
     assert list(out["clip_fraction"]) == pytest.approx([0.0, 0.4]) and list(out["lr"]) == [0.1, 0.1]
 
@@ -260,7 +332,9 @@ def test_compute_verdicts_on_tables_from_records():
     none32 = v.slices[(v.slices["batch_size"] == 32) & v.slices["clip"].isna()].iloc[0]
     assert none32["largest_stable_lr"] == 0.1 and none32["n_collapsed"] == 3
     assert v.recommendation is not None and v.recommendation.setting["lr"] in (0.01, 0.1, 1.0)
-    assert "At batch size 32 without clipping, runs collapse only at the largest lr tried" in v.reading
+    assert (
+        "At batch size 32 without clipping, runs collapse only at the largest lr tried" in v.reading
+    )
     assert "nonfinite" in v.reading
 
 
@@ -271,7 +345,10 @@ def test_reading_counts_runs_saturated_past_the_edge_in_the_boundary():
     s.loc[s["lr"] == 0.3, "n_never_learned"] = 4
     s.loc[s["lr"] == 1.0, "n_never_learned"] = 5
     text = read(s)
-    assert "9 run(s) that never learned at lr 0.3 and above, where most runs never learn, count as failed" in text
+    assert (
+        "9 run(s) that never learned at lr 0.3 and above, where most runs never learn, count as failed"
+        in text
+    )
     assert "the lr at 50% collapse risk is above" not in text
     # A single seed that never learned inside the learning range changes nothing.
     s = grid([0.9, 0.95, 0.96, 0.97, 0.96], [0, 0, 0, 0, 0])
@@ -295,10 +372,17 @@ def _seed_accuracies(rng, k, seeds, n_val, p, sigma, shared):
     return rng.binomial(n_val, np.clip(p + sigma * rng.normal(size=(k, seeds)), 0, 1)) / n_val
 
 
-@pytest.mark.parametrize("k,seeds,n_val,p,sigma,shared", [
-    (2, 3, 370, 0.6, 0.0, True), (2, 5, 50, 0.97, 0.02, False), (5, 3, 370, 0.97, 0.02, True),
-    (5, 4, 370, 0.984, 0.0, True), (12, 3, 370, 0.97, 0.02, True), (12, 5, 2000, 0.6, 0.02, False),
-])
+@pytest.mark.parametrize(
+    "k,seeds,n_val,p,sigma,shared",
+    [
+        (2, 3, 370, 0.6, 0.0, True),
+        (2, 5, 50, 0.97, 0.02, False),
+        (5, 3, 370, 0.97, 0.02, True),
+        (5, 4, 370, 0.984, 0.0, True),
+        (12, 3, 370, 0.97, 0.02, True),
+        (12, 5, 2000, 0.6, 0.02, False),
+    ],
+)
 def test_noise_alone_makes_no_false_better_claims(k, seeds, n_val, p, sigma, shared):
     """Settings of equal accuracy: some setting called worse than the best in at most 5% of 1,500
     seeded sweeps (measured over 48 such designs: at most 4.9%; a plain z test per pair: up to 36%)."""
@@ -314,8 +398,10 @@ def test_a_real_difference_is_found():
     """0.90 against four settings at 0.96-0.97, 4 seeds, 370 validation sequences: shown worse in most sweeps."""
     rng = np.random.default_rng(3)
     p = np.array([0.97, 0.97, 0.90, 0.97, 0.96])
-    hits = sum(not not_worse_than_best(a.mean(1), a.std(1, ddof=1), [4] * 5, 370)[2]
-               for a in (rng.binomial(370, np.repeat(p[:, None], 4, 1)) / 370 for _ in range(400)))
+    hits = sum(
+        not not_worse_than_best(a.mean(1), a.std(1, ddof=1), [4] * 5, 370)[2]
+        for a in (rng.binomial(370, np.repeat(p[:, None], 4, 1)) / 370 for _ in range(400))
+    )
     assert hits / 400 >= 0.5
 
 
@@ -339,7 +425,10 @@ def test_four_seeds_at_364_of_370_are_not_certain():
     assert validation_half_width(0.984, 370) == pytest.approx(0.0128, abs=2e-4)
     text = rec.text(AXES)
     assert "validation noise +-0.017 at 370 sequences" in text  # at 0.970
-    assert "It is within the noise of the best, lr=0.01, clip none, batch size 32 (0.984)" in rec.choice_text(AXES)
+    assert (
+        "It is within the noise of the best, lr=0.01, clip none, batch size 32 (0.984)"
+        in rec.choice_text(AXES)
+    )
 
 
 def test_a_setting_above_its_slices_safe_lr_is_not_recommended():
@@ -352,7 +441,9 @@ def test_a_setting_above_its_slices_safe_lr_is_not_recommended():
     assert "left out because they lie above their slice's safe lr (lr=0.3" in rec.choice_text(AXES)
     # the more accurate setting left out is named with its accuracy, and what would settle it
     assert rec.excluded_best[0]["lr"] == 0.3 and rec.excluded_best[1] == 0.99
-    assert "the most accurate of them, lr=0.3, clip none, batch size 32 (0.990)" in rec.choice_text(AXES)
+    assert "the most accurate of them, lr=0.3, clip none, batch size 32 (0.990)" in rec.choice_text(
+        AXES
+    )
     assert "`sweep refine`" in rec.choice_text(AXES)
 
 
@@ -363,14 +454,22 @@ def _tables(summary, runs=None):
     import types
 
     curves = pd.DataFrame(columns=AXES + ["seed", "epoch", "clip_fraction"])
-    return types.SimpleNamespace(summary=summary, runs=runs if runs is not None else pd.DataFrame(), curves=curves,
-                                 axes=AXES, chance=CHANCE, meta={"task": {"n_val": 370}, "config": {"epochs": 20}})
+    return types.SimpleNamespace(
+        summary=summary,
+        runs=runs if runs is not None else pd.DataFrame(),
+        curves=curves,
+        axes=AXES,
+        chance=CHANCE,
+        meta={"task": {"n_val": 370}, "config": {"epochs": 20}},
+    )
 
 
 def test_the_default_sweep_verdict_leads_with_a_safe_lr_below_1_and_an_lr_at_10_that_is_not_099():
     """The default sweep: 5 seeds at lr 0.01-1, unclipped 0/5 up to 0.3 and 4/5 at 1, clipped no
     collapse. The landed verdict said "reaches 10% at lr 0.99 (95% CI 0.15-1)"."""
-    s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0])
+    s = grid(
+        [0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4], [0.4, 0.78, 0.95, 0.99, 0.88], [0, 0, 0, 0, 0]
+    )
     v = compute_verdicts(_tables(s))
     first = v.head[0].text
     assert first.startswith("Safe lr: at batch size 32 without clipping, lr <= ")
@@ -380,10 +479,19 @@ def test_the_default_sweep_verdict_leads_with_a_safe_lr_below_1_and_an_lr_at_10_
     assert "with clipping at 1 no run collapsed (25 runs, up to lr 1)" in first
     # 0.99 at lr=0.3 with clipping and 0.95 at lr=0.1 are within the noise of 370 validation
     # sequences: the one farther below the boundary is recommended, and the verdict says why.
-    assert v.head[1].text.startswith("Recommended: lr=0.1, clip 1") and "validation noise +-0.022" in v.head[1].text
+    assert (
+        v.head[1].text.startswith("Recommended: lr=0.1, clip 1")
+        and "validation noise +-0.022" in v.head[1].text
+    )
     assert v.head[2].text.startswith("Clipping at 1 keeps lr=1")
-    assert any(f.topic == "choice" and "within the noise of the best, lr=0.3, clip 1" in f.text for f in v.findings)
-    assert any("only brackets the boundary: between lr 0.3 (0/5 collapsed) and lr 1 (4/5)" in f.text for f in v.findings)
+    assert any(
+        f.topic == "choice" and "within the noise of the best, lr=0.3, clip 1" in f.text
+        for f in v.findings
+    )
+    assert any(
+        "only brackets the boundary: between lr 0.3 (0/5 collapsed) and lr 1 (4/5)" in f.text
+        for f in v.findings
+    )
     assert all(f.figure for f in v.findings)
     text = v.text("default")
     assert text.splitlines()[1].strip() == first and "[figures/lr_curves.png]" in text
@@ -392,15 +500,41 @@ def test_the_default_sweep_verdict_leads_with_a_safe_lr_below_1_and_an_lr_at_10_
 
 def test_crashed_runs_are_named_in_one_line_and_their_absence_changes_nothing():
     s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4])
-    runs = pd.DataFrame([{"lr": 1.0, "clip": math.nan, "batch_size": 32, "seed": 3, "outcome": "crashed",
-                          "failure_reason": "Traceback ...\nRuntimeError: CUDA out of memory", "log_path": "/x/run3",
-                          "best_acc": math.nan, "collapse_mode": "", "collapsed": False, "undecided": False},
-                         {"lr": 0.1, "clip": math.nan, "batch_size": 32, "seed": 0, "outcome": "stable",
-                          "failure_reason": "", "log_path": "", "best_acc": 0.95, "collapse_mode": "",
-                          "collapsed": False, "undecided": False}])
+    runs = pd.DataFrame(
+        [
+            {
+                "lr": 1.0,
+                "clip": math.nan,
+                "batch_size": 32,
+                "seed": 3,
+                "outcome": "crashed",
+                "failure_reason": "Traceback ...\nRuntimeError: CUDA out of memory",
+                "log_path": "/x/run3",
+                "best_acc": math.nan,
+                "collapse_mode": "",
+                "collapsed": False,
+                "undecided": False,
+            },
+            {
+                "lr": 0.1,
+                "clip": math.nan,
+                "batch_size": 32,
+                "seed": 0,
+                "outcome": "stable",
+                "failure_reason": "",
+                "log_path": "",
+                "best_acc": 0.95,
+                "collapse_mode": "",
+                "collapsed": False,
+                "undecided": False,
+            },
+        ]
+    )
     v = compute_verdicts(_tables(s, runs))
     line = next(f for f in v.findings if f.topic == "crashed")
-    assert line.text == ("1 run crashed and is not counted: lr=1, clip none, batch size 32, seed 3 (crashed: "
-                         "RuntimeError: CUDA out of memory); the same command retries them.")
+    assert line.text == (
+        "1 run crashed and is not counted: lr=1, clip none, batch size 32, seed 3 (crashed: "
+        "RuntimeError: CUDA out of memory); the same command retries them."
+    )
     assert line.figure == "crashed"
     assert not any(f.topic == "crashed" for f in compute_verdicts(_tables(s)).findings)

@@ -12,23 +12,35 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-
 from conftest import ROOT, kill_process_tree, run_cli
+
 from sweep.core.redact import redact_url
 
 pytestmark = pytest.mark.slow
 
 
 def _complete_settings(study) -> list[str]:
-    return [str(sorted(t.user_attrs["setting"].items())) for t in study.trials
-            if t.state == optuna.trial.TrialState.COMPLETE]
+    return [
+        str(sorted(t.user_attrs["setting"].items()))
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+    ]
 
 
 def test_four_workers_on_sqlite_finish_48_trials_without_lock_errors(tmp_path):
     lrs = ",".join(f"{0.01 * (i + 1):.2f}" for i in range(12))
-    args = ["model.hidden_size=4", "model.layers=1", "epochs=1", "seeds=1", f"grid.lr=[{lrs}]",
-            "grid.clip=[null,1.0]", "grid.batch_size=[512,1024]", "workers=4", "study.name=many",
-            f"results_dir={tmp_path}"]
+    args = [
+        "model.hidden_size=4",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=1",
+        f"grid.lr=[{lrs}]",
+        "grid.clip=[null,1.0]",
+        "grid.batch_size=[512,1024]",
+        "workers=4",
+        "study.name=many",
+        f"results_dir={tmp_path}",
+    ]
     p = run_cli("run", *args, timeout=900)
     assert p.returncode == 0, p.stderr
     assert "locked" not in p.stderr.lower() and "Traceback" not in p.stderr
@@ -42,9 +54,21 @@ def test_four_workers_on_sqlite_finish_48_trials_without_lock_errors(tmp_path):
 def _worker(url: str, name: str, host: str, results: Path, extra: list[str]) -> subprocess.Popen:
     env = dict(os.environ, LRSWEEP_HOST=host)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep", "worker", f"study.storage={url}", f"study.name={name}",
-         f"results_dir={results}", *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "sweep",
+            "worker",
+            f"study.storage={url}",
+            f"study.name={name}",
+            f"results_dir={results}",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -53,9 +77,19 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
     name = f"pg-{uuid.uuid4().hex[:8]}"
     # 40 epochs: a trial lasts a few seconds, so one of host-a's is seen running for 1 s (and is
     # still running when the kill lands) even when host-b is slow to start.
-    grid = ["model.hidden_size=16", "model.layers=1", "epochs=40", "seeds=1", "grid.lr=[0.05,0.1,0.2]",
-            "grid.clip=[null,1.0]", "grid.batch_size=[64]", "workers=1", "checkpoint_every=1",
-            "study.heartbeat_seconds=1", "study.grace_seconds=4"]
+    grid = [
+        "model.hidden_size=16",
+        "model.layers=1",
+        "epochs=40",
+        "seeds=1",
+        "grid.lr=[0.05,0.1,0.2]",
+        "grid.clip=[null,1.0]",
+        "grid.batch_size=[64]",
+        "workers=1",
+        "checkpoint_every=1",
+        "study.heartbeat_seconds=1",
+        "study.grace_seconds=4",
+    ]
     a = _worker(postgres_url, name, "host-a", tmp_path / "a", grid)
     b = _worker(postgres_url, name, "host-b", tmp_path / "b", grid)
     storage = optuna.storages.RDBStorage(postgres_url)
@@ -65,8 +99,11 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
             return []
-        return [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-                if t.user_attrs.get("worker", {}).get("host") == "host-a"]
+        return [
+            t
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+            if t.user_attrs.get("worker", {}).get("host") == "host-a"
+        ]
 
     end, first_seen, victim = time.monotonic() + 180, {}, None
     while victim is None:  # a trial of host-a that has been running for a few epochs, still running
@@ -82,13 +119,26 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
     study = optuna.load_study(study_name=name, storage=storage)
     settings = _complete_settings(study)
     assert len(settings) == 6 and len(set(settings)) == 6  # every setting exactly once
-    failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("discarded")]
+    failed = [
+        t
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.FAIL and not t.user_attrs.get("discarded")
+    ]
     assert [t.number for t in failed] == [victim]  # only the killed worker's trial was reclaimed
-    assert all(t.user_attrs["worker"]["host"] == "host-b" for t in study.trials
-               if t.state == optuna.trial.TrialState.COMPLETE and t.number > victim
-               and t.system_attrs.get("failed_trial") == victim)
+    assert all(
+        t.user_attrs["worker"]["host"] == "host-b"
+        for t in study.trials
+        if t.state == optuna.trial.TrialState.COMPLETE
+        and t.number > victim
+        and t.system_attrs.get("failed_trial") == victim
+    )
     # The report is rebuilt from PostgreSQL alone, and never shows the password.
-    p = run_cli("report", f"study.storage={postgres_url}", f"study.name={name}", f"results_dir={tmp_path / 'r'}")
+    p = run_cli(
+        "report",
+        f"study.storage={postgres_url}",
+        f"study.name={name}",
+        f"results_dir={tmp_path / 'r'}",
+    )
     assert p.returncode == 0, p.stderr
     runs = pd.read_csv(tmp_path / "r" / name / "runs.csv")
     assert len(runs) == 6 and not runs.duplicated(subset=["lr", "clip", "batch_size", "seed"]).any()
@@ -104,12 +154,15 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
 
 
 def test_redact_url_hides_passwords_only():
-    assert redact_url("postgresql://user:secret@host:5432/db") == "postgresql://user:***@host:5432/db"
+    assert (
+        redact_url("postgresql://user:secret@host:5432/db") == "postgresql://user:***@host:5432/db"
+    )
     assert redact_url("postgresql://user@host/db") == "postgresql://user@host/db"
     assert redact_url("sqlite:////tmp/x.db") == "sqlite:////tmp/x.db"
 
 
 # ----------------------------------------------------------------------------- how workers start
+
 
 def test_cpu_workers_are_forked_only_where_that_is_as_safe_as_a_fresh_interpreter(monkeypatch):
     import threading
@@ -121,7 +174,9 @@ def test_cpu_workers_are_forked_only_where_that_is_as_safe_as_a_fresh_interprete
     if threading.active_count() == 1:  # (a test runner with threads of its own cannot fork safely)
         assert start_method("cpu") == "fork"
     assert start_method("cuda:0") == "exec"  # CUDA cannot be used in a child forked from its parent
-    assert start_method("cpu", trained_here=True) == "exec"  # the range test ran the thread pools here
+    assert (
+        start_method("cpu", trained_here=True) == "exec"
+    )  # the range test ran the thread pools here
     release = threading.Event()
     other = threading.Thread(target=release.wait)
     other.start()
@@ -135,7 +190,9 @@ def test_cpu_workers_are_forked_only_where_that_is_as_safe_as_a_fresh_interprete
     monkeypatch.setenv(ENV_START, "fork")
     assert start_method("cuda:1") == "exec"  # asking for fork does not make it safe
     monkeypatch.setenv(ENV_START, "sometimes")
-    with pytest.raises(UserError, match=r"^LRSWEEP_WORKER_START='sometimes': not a way to start workers; unset it"):
+    with pytest.raises(
+        UserError, match=r"^LRSWEEP_WORKER_START='sometimes': not a way to start workers; unset it"
+    ):
         start_method("cpu")
 
 

@@ -35,7 +35,10 @@ def digits(val_fraction: float = 0.25, seed: int = 0):
         val.append(idx[:k])
         train.append(idx[k:])
     tr, va = rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(val))
-    return (torch.from_numpy(x[tr]), torch.from_numpy(y[tr])), (torch.from_numpy(x[va]), torch.from_numpy(y[va]))
+    return (torch.from_numpy(x[tr]), torch.from_numpy(y[tr])), (
+        torch.from_numpy(x[va]),
+        torch.from_numpy(y[va]),
+    )
 
 
 class Net(nn.Module):
@@ -65,7 +68,9 @@ def fit(setting, seed, epochs, report, hidden: int = 64, layers: int = 2, moment
             loss = loss_fn(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
-            monitor.clip(setting["clip"])  # records the norm before clipping, then clips (None: not)
+            monitor.clip(
+                setting["clip"]
+            )  # records the norm before clipping, then clips (None: not)
             opt.step()
             losses.append(loss.detach())
         model.eval()
@@ -75,5 +80,13 @@ def fit(setting, seed, epochs, report, hidden: int = 64, layers: int = 2, moment
             pred = out.argmax(-1)
             val_acc = float((pred == yv).float().mean())
             top = float(torch.bincount(pred, minlength=10).max()) / len(yv)
-        report(epoch, val_acc=val_acc, val_loss=val_loss, train_loss=float(torch.stack(losses).mean()),
-               pred_top_frac=top, n_val=len(yv), chance=chance, **monitor.epoch_metrics())
+        report(
+            epoch,
+            val_acc=val_acc,
+            val_loss=val_loss,
+            train_loss=float(torch.stack(losses).mean()),
+            pred_top_frac=top,
+            n_val=len(yv),
+            chance=chance,
+            **monitor.epoch_metrics(),
+        )

@@ -109,7 +109,9 @@ def main(argv=None):
         shuffle=True,
         generator=torch.Generator().manual_seed(args.seed),
     )
-    val = DataLoader(TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)), batch_size=512)
+    val = DataLoader(
+        TensorDataset(torch.from_numpy(x_val), torch.from_numpy(y_val)), batch_size=512
+    )
 
     # CSVLogger(save_dir=D, name="", version="") writes D/metrics.csv (and D/hparams.yaml).
     log_dir = os.path.abspath(args.log_dir)

@@ -42,16 +42,28 @@ def fit(setting, seed, epochs, report):
             opt.step()
         with torch.no_grad():
             out = head(rnn(xv)[0][:, -1])
-        report(epoch, val_acc=float((out.argmax(-1) == yv).float().mean()),
-               val_loss=float(nn.functional.cross_entropy(out, yv)), train_loss=float(loss))
+        report(
+            epoch,
+            val_acc=float((out.argmax(-1) == yv).float().mean()),
+            val_loss=float(nn.functional.cross_entropy(out, yv)),
+            train_loss=float(loss),
+        )
 
 
 # %% sweep it: learning rate x clipping x 3 seeds
-result = sweep.run_sweep(fit, grid={"lr": [0.03, 0.3, 3.0], "clip": [None, 1.0], "batch_size": [64]},
-                         seeds=3, epochs=8, n_val=400, chance=float(np.bincount(load()[1][1]).max()) / 400,
-                         results_dir="results")
+result = sweep.run_sweep(
+    fit,
+    grid={"lr": [0.03, 0.3, 3.0], "clip": [None, 1.0], "batch_size": [64]},
+    seeds=3,
+    epochs=8,
+    n_val=400,
+    chance=float(np.bincount(load()[1][1]).max()) / 400,
+    results_dir="results",
+)
 
 # %% read it
-print(result.summary[["lr", "clip", "n_runs", "mean_best_acc", "collapse_rate", "collapse_rate_hi"]])
+print(
+    result.summary[["lr", "clip", "n_runs", "mean_best_acc", "collapse_rate", "collapse_rate_hi"]]
+)
 print(result.verdict)
 print("report:", result.report)

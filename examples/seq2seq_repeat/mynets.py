@@ -9,8 +9,6 @@ lrsweep builds it with `hydra.utils.instantiate` from `conf/model/seq2seq.yaml`,
 constructor names them; it calls `forward(inputs, lengths)`.
 """
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -22,8 +20,8 @@ class RepeatSeq2Seq(nn.Module):
         self.decoder = nn.LSTM(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, output_size)
 
-    def forward(self, inputs: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        _, (h, _) = self.encoder(inputs)                                  # inputs [B, T, F]
-        repeated = h[-1].unsqueeze(1).expand(-1, inputs.shape[1], -1)     # RepeatVector(T)
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        _, (h, _) = self.encoder(inputs)  # inputs [B, T, F]
+        repeated = h[-1].unsqueeze(1).expand(-1, inputs.shape[1], -1)  # RepeatVector(T)
         out, _ = self.decoder(repeated)
-        return self.head(out)                                             # [B, T, D]: one value per step
+        return self.head(out)  # [B, T, D]: one value per step

@@ -26,7 +26,7 @@ tests/test_verdicts.py simulates settings of equal accuracy and counts false "be
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import ndtri, stdtrit
@@ -34,16 +34,23 @@ from scipy.special import ndtri, stdtrit
 ALPHA = 0.05
 
 
-def validation_half_width(p: float, n_val: Optional[int], z: float = 1.959963984540054) -> float:
+def validation_half_width(p: float, n_val: int | None, z: float = 1.959963984540054) -> float:
     """Half-width of the 95% interval of one accuracy p measured on n_val sequences (NaN unknown)."""
     if not n_val or not math.isfinite(p):
         return math.nan
     p = min(max(p, 0.0), 1.0)
-    return z * math.sqrt(max(p * (1 - p), 0.25 / n_val) / n_val)  # never zero: 364/370 is not certain
+    return z * math.sqrt(
+        max(p * (1 - p), 0.25 / n_val) / n_val
+    )  # never zero: 364/370 is not certain
 
 
-def not_worse_than_best(means: Sequence[float], seed_sd: Sequence[float], n_seeds: Sequence[int],
-                        n_val: Optional[int] = None, alpha: float = ALPHA) -> np.ndarray:
+def not_worse_than_best(
+    means: Sequence[float],
+    seed_sd: Sequence[float],
+    n_seeds: Sequence[int],
+    n_val: int | None = None,
+    alpha: float = ALPHA,
+) -> np.ndarray:
     """True for every setting not shown worse than the one with the highest mean (itself included).
 
     Args:
@@ -59,7 +66,7 @@ def not_worse_than_best(means: Sequence[float], seed_sd: Sequence[float], n_seed
     k = len(m)
     if k <= 1:
         return np.ones(k, dtype=bool)
-    seed_var = np.where(n > 1, sd ** 2 / np.maximum(n, 1), np.inf)
+    seed_var = np.where(n > 1, sd**2 / np.maximum(n, 1), np.inf)
     val_var = np.clip(m * (1 - m), 0.25 / n_val, None) / n_val if n_val else np.zeros(k)
     best = int(np.nanargmax(m))
     level = 1.0 - alpha / (k * (k - 1))  # two-sided alpha over k (k - 1) / 2 pairs
@@ -67,11 +74,13 @@ def not_worse_than_best(means: Sequence[float], seed_sd: Sequence[float], n_seed
     # The seeds' part of each difference gets its own Student-t margin (Welch-Satterthwaite df,
     # from as few as 3 seeds), the validation part a normal one; the margins add in quadrature.
     seed_part = seed_var + seed_var[best]
-    df_parts = np.where(n > 1, seed_var ** 2 / np.maximum(n - 1, 1), 0.0)
+    df_parts = np.where(n > 1, seed_var**2 / np.maximum(n - 1, 1), 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        df = np.where(df_parts + df_parts[best] > 0, seed_part ** 2 / (df_parts + df_parts[best]), np.inf)
+        df = np.where(
+            df_parts + df_parts[best] > 0, seed_part**2 / (df_parts + df_parts[best]), np.inf
+        )
     t = np.where(np.isfinite(df), stdtrit(np.maximum(np.nan_to_num(df, posinf=1e9), 1.0), level), z)
-    margin = np.sqrt(z ** 2 * (val_var + val_var[best]) + t ** 2 * seed_part)
+    margin = np.sqrt(z**2 * (val_var + val_var[best]) + t**2 * seed_part)
     # A difference of one validation count or less is never evidence (continuity: accuracies are
     # counts, and a z test on counts is otherwise liberal at small n_val).
     diff = m[best] - m - (1.0 / n_val if n_val else 0.0)

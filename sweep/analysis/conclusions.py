@@ -15,23 +15,28 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 
 from sweep.analysis.headline import verdict_lines, verdict_text
 from sweep.analysis.reading import Line, reading_lines
 from sweep.analysis.verdicts import (
-    Recommendation, ValidationNoise, clip_fractions, recommend, slice_verdicts, validation_noise,
+    Recommendation,
+    ValidationNoise,
+    clip_fractions,
+    recommend,
+    slice_verdicts,
+    validation_noise,
 )
 
 
 @dataclass
 class Verdicts:
     slices: pd.DataFrame  # one row per slice: the slice axes + SLICE_COLUMNS
-    recommendation: Optional[Recommendation]
+    recommendation: Recommendation | None
     reading: str  # the plain-language paragraph
-    noise: Optional[ValidationNoise] = None
+    noise: ValidationNoise | None = None
     head: list[Line] = field(default_factory=list)  # the answer: safe lr, recommendation, clipping
     findings: list[Line] = field(default_factory=list)  # one line per finding, with its figure
 
@@ -46,8 +51,22 @@ def compute_verdicts(tables: Any) -> Verdicts:
     slices = slice_verdicts(tables.summary, axes, tables.chance)
     noise = validation_noise(tables)
     rec = recommend(tables.summary, axes, runs=tables.runs, n_val=noise.n_val)
-    lines = reading_lines(tables.summary, slices, rec, axes, tables.chance, clip_fractions(tables.curves, axes), noise,
-                          runs=tables.runs)
+    lines = reading_lines(
+        tables.summary,
+        slices,
+        rec,
+        axes,
+        tables.chance,
+        clip_fractions(tables.curves, axes),
+        noise,
+        runs=tables.runs,
+    )
     head, findings = verdict_lines(tables.summary, rec, axes, lines)
-    return Verdicts(slices=slices, recommendation=rec, reading=" ".join(line.text for line in lines), noise=noise,
-                    head=head, findings=findings)
+    return Verdicts(
+        slices=slices,
+        recommendation=rec,
+        reading=" ".join(line.text for line in lines),
+        noise=noise,
+        head=head,
+        findings=findings,
+    )

@@ -11,7 +11,7 @@ sweep.tasks.summary.data_summary. Pure functions (no torch): `sweep report` and 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 # Validation classes count as badly unbalanced when the largest class holds more than this many
 # times the sequences of the smallest one that the training set has (binary: beyond 80/20), or
@@ -20,7 +20,7 @@ UNBALANCED_RATIO = 4.0
 SHOWN_FEATURES = 8  # features listed one by one in the header; the rest as a range
 
 
-def _data(task_info: Optional[dict[str, Any]]) -> dict[str, Any]:
+def _data(task_info: dict[str, Any] | None) -> dict[str, Any]:
     data = (task_info or {}).get("data")
     return data if isinstance(data, dict) else {}
 
@@ -36,45 +36,60 @@ def _balance(names: list[str], counts: list[int]) -> str:
     if len(parts) > 10:
         order = sorted(range(len(shares)), key=lambda i: -shares[i])
         parts = [f"{names[i]} {shares[i]:.0%}" for i in order[:5]] + [
-            f"... smallest {names[order[-1]]} {shares[order[-1]]:.1%}"]
+            f"... smallest {names[order[-1]]} {shares[order[-1]]:.1%}"
+        ]
     return f"{sum(counts)} ({', '.join(parts)})"
 
 
-def data_lines(task_info: Optional[dict[str, Any]]) -> list[str]:
+def data_lines(task_info: dict[str, Any] | None) -> list[str]:
     """Class balance (or target scale) and per-feature input scale, one line each."""
     data = _data(task_info)
     lines = []
     classes = data.get("classes")
     unit = "steps" if (task_info or {}).get("per_step") else "sequences"
     if classes:
-        lines.append(f"Class balance, training {unit}: {_balance(classes['names'], classes['train'])}; "
-                     f"validation: {_balance(classes['names'], classes['val'])}.")
+        lines.append(
+            f"Class balance, training {unit}: {_balance(classes['names'], classes['train'])}; "
+            f"validation: {_balance(classes['names'], classes['val'])}."
+        )
     targets = data.get("targets")
     if targets:
-        parts = [f"{split} mean {t['mean']:.3g}, sd {t['sd']:.3g}, range {t['min']:.3g} to {t['max']:.3g}"
-                 for split, t in targets.items() if t]
+        parts = [
+            f"{split} mean {t['mean']:.3g}, sd {t['sd']:.3g}, range {t['min']:.3g} to {t['max']:.3g}"
+            for split, t in targets.items()
+            if t
+        ]
         lines.append(f"Target scale: {'; '.join(parts)}.")
     inputs = data.get("inputs") or {}
     if inputs.get("tokens"):
-        lines.append(f"Inputs: token ids (vocabulary of {inputs.get('vocab_size')}), read by an embedding; no scaling applies.")
+        lines.append(
+            f"Inputs: token ids (vocabulary of {inputs.get('vocab_size')}), read by an embedding; no scaling applies."
+        )
     elif inputs.get("mean"):
         lines.append(_input_line(inputs, data.get("normalized")))
     return lines
 
 
-def _input_line(inputs: dict[str, Any], normalized: Optional[bool]) -> str:
+def _input_line(inputs: dict[str, Any], normalized: bool | None) -> str:
     means, sds, n = inputs["mean"], inputs["sd"], int(inputs.get("n_features", len(inputs["mean"])))
-    how = {True: "standardised by lrsweep, task.normalize=true", False: "unscaled, task.normalize=false",
-           None: "as the task builds them"}[normalized]
+    how = {
+        True: "standardised by lrsweep, task.normalize=true",
+        False: "unscaled, task.normalize=false",
+        None: "as the task builds them",
+    }[normalized]
     if n <= SHOWN_FEATURES:
-        listed = ", ".join(f"{i}: {m:.2f} \u00b1 {s:.2f}" for i, (m, s) in enumerate(zip(means, sds)))
+        listed = ", ".join(
+            f"{i}: {m:.2f} \u00b1 {s:.2f}" for i, (m, s) in enumerate(zip(means, sds))
+        )
         return f"Inputs as the model sees them ({how}), mean \u00b1 sd per feature over valid training steps: {listed}."
-    return (f"Inputs as the model sees them ({how}), {n} features over valid training steps: means "
-            f"{min(means):.2f} to {max(means):.2f}, sds {min(sds):.2f} to {max(sds):.2f}"
-            f"{' (first ' + str(len(means)) + ' features)' if len(means) < n else ''}.")
+    return (
+        f"Inputs as the model sees them ({how}), {n} features over valid training steps: means "
+        f"{min(means):.2f} to {max(means):.2f}, sds {min(sds):.2f} to {max(sds):.2f}"
+        f"{' (first ' + str(len(means)) + ' features)' if len(means) < n else ''}."
+    )
 
 
-def data_warnings(task_info: Optional[dict[str, Any]], option: str = "task.normalize") -> list[str]:
+def data_warnings(task_info: dict[str, Any] | None, option: str = "task.normalize") -> list[str]:
     """One line per problem: inputs far from standardised without task.normalize, and badly
     unbalanced validation classes."""
     data = _data(task_info)
@@ -83,11 +98,16 @@ def data_warnings(task_info: Optional[dict[str, Any]], option: str = "task.norma
     if data.get("normalized") is not True and inputs.get("n_far"):
         i, mean, sd = inputs["far"][0]
         many = inputs["n_far"]
-        fix = (f"set {option}=true" if data.get("normalized") is False
-               else "standardise them where the data are built")
-        out.append(f"{many} input feature{'s are' if many != 1 else ' is'} far from standardised (e.g. feature {i}: "
-                   f"mean {mean:.3g}, sd {sd:.3g}): unscaled inputs saturate LSTM/GRU gates and make training "
-                   f"unstable at learning rates that would otherwise be fine; {fix}.")
+        fix = (
+            f"set {option}=true"
+            if data.get("normalized") is False
+            else "standardise them where the data are built"
+        )
+        out.append(
+            f"{many} input feature{'s are' if many != 1 else ' is'} far from standardised (e.g. feature {i}: "
+            f"mean {mean:.3g}, sd {sd:.3g}): unscaled inputs saturate LSTM/GRU gates and make training "
+            f"unstable at learning rates that would otherwise be fine; {fix}."
+        )
     classes = data.get("classes")
     if classes:
         unbalanced = _unbalanced(classes)
@@ -108,9 +128,14 @@ def _unbalanced(classes: dict[str, Any]) -> str:
         return ""
     shares = _shares(val)
     top = max(range(len(val)), key=lambda i: val[i])
-    why = (f"class{'es' if len(missing) > 1 else ''} {', '.join(missing[:5])} of the training set "
-           f"{'are' if len(missing) > 1 else 'is'} missing" if missing
-           else f"the largest class is {big / small:.0f}x the smallest")
-    return (f"The validation classes are badly unbalanced ({why}; class {names[top]} holds {shares[top]:.0%}): "
-            f"a net that outputs one class scores {shares[top]:.2f}, so accuracy alone hides a collapse to one "
-            f"class; use a larger or stratified validation split.")
+    why = (
+        f"class{'es' if len(missing) > 1 else ''} {', '.join(missing[:5])} of the training set "
+        f"{'are' if len(missing) > 1 else 'is'} missing"
+        if missing
+        else f"the largest class is {big / small:.0f}x the smallest"
+    )
+    return (
+        f"The validation classes are badly unbalanced ({why}; class {names[top]} holds {shares[top]:.0%}): "
+        f"a net that outputs one class scores {shares[top]:.2f}, so accuracy alone hides a collapse to one "
+        f"class; use a larger or stratified validation split."
+    )

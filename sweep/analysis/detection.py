@@ -32,13 +32,14 @@ n_val items imply, at the false-alarm budget `detect.alpha`:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from sweep.config import DetectConfig
 from sweep.analysis.noise import noise_floor, t_quantile, wilson_upper
+from sweep.config import DetectConfig
 
 OUTCOMES = ("stable", "collapsed", "undecided", "never_learned")
 
@@ -46,10 +47,10 @@ OUTCOMES = ("stable", "collapsed", "undecided", "never_learned")
 @dataclass(frozen=True)
 class RunVerdict:
     best_acc: float
-    best_epoch: Optional[int]
+    best_epoch: int | None
     final_acc: float
     collapsed: bool
-    collapse_epoch: Optional[int]
+    collapse_epoch: int | None
     collapse_mode: str  # "", "nonfinite", "diverged" or "constant_output"
     never_learned: bool
     spikes: int
@@ -72,7 +73,7 @@ def _array(values: Sequence[float]) -> np.ndarray:
     return np.asarray(values, dtype=float)  # (numpy reads None as NaN)
 
 
-def best_accuracy(val_acc: Sequence[float], chance: float) -> tuple[float, Optional[int]]:
+def best_accuracy(val_acc: Sequence[float], chance: float) -> tuple[float, int | None]:
     """(best accuracy, its epoch): the first epoch reaching the maximum finite accuracy.
 
     A run without any finite accuracy (non-finite in its first epoch) scores `chance`, what an
@@ -86,7 +87,7 @@ def best_accuracy(val_acc: Sequence[float], chance: float) -> tuple[float, Optio
     return float(acc[i]), i + 1
 
 
-def final_stretch_start(val_acc: Sequence[float], threshold: float) -> Optional[int]:
+def final_stretch_start(val_acc: Sequence[float], threshold: float) -> int | None:
     """First epoch of the final stretch below `threshold` (NaN counts as below), or None."""
     acc = _array(val_acc)
     above = np.isfinite(acc) & (acc >= threshold)
@@ -106,12 +107,14 @@ def count_spikes(val_loss: Sequence[float], spike_factor: float) -> int:
     # The lowest finite loss before each epoch. A spike never lowers it (it lies above it), so
     # the minimum over every earlier finite epoch is the minimum over the earlier non-spikes.
     lowest = np.concatenate([[np.inf], np.fmin.accumulate(np.where(finite, loss, np.inf))[:-1]])
-    spiking = ~finite | (np.isfinite(lowest) & (loss / spike_factor > lowest))  # (no overflow near 1e308)
+    spiking = ~finite | (
+        np.isfinite(lowest) & (loss / spike_factor > lowest)
+    )  # (no overflow near 1e308)
     recovered = np.flatnonzero(~spiking)
     return int(spiking[: recovered[-1]].sum()) if recovered.size else 0
 
 
-def learned_floor(chance: float, epochs: int, n_val: Optional[int], detect: Any) -> float:
+def learned_floor(chance: float, epochs: int, n_val: int | None, detect: Any) -> float:
     """The best accuracy a run must reach to count as having learned: chance + min_gain, and,
     when the validation size is known, the noise floor of `epochs` evaluations (alpha / 2)."""
     floor = chance + detect.min_gain
@@ -125,7 +128,9 @@ def _alpha(detect: Any) -> float:
     return float(getattr(detect, "alpha", DetectConfig.alpha))
 
 
-def drop_is_real(val_acc: Sequence[float], start: int, threshold: float, n_val: Optional[int], alpha: float) -> bool:
+def drop_is_real(
+    val_acc: Sequence[float], start: int, threshold: float, n_val: int | None, alpha: float
+) -> bool:
     """Does the final stretch (epochs start..end) lie below `threshold` by more than its noise?
 
     Its mean accuracy's one-sided (1 - alpha) Wilson upper bound on n_val items must be below
@@ -136,13 +141,19 @@ def drop_is_real(val_acc: Sequence[float], start: int, threshold: float, n_val: 
     """
     if not n_val:
         return True
-    stretch = _array(val_acc[start - 1:])
+    stretch = _array(val_acc[start - 1 :])
     mean = float(np.where(np.isfinite(stretch), stretch, 0.0).mean())
     return wilson_upper(mean * n_val, int(n_val), alpha) < threshold
 
 
-def loss_rise_is_real(val_loss: Sequence[float], val_loss_sd: Optional[Sequence[float]], best_epoch: int,
-                      start: int, n_val: Optional[int], alpha: float) -> bool:
+def loss_rise_is_real(
+    val_loss: Sequence[float],
+    val_loss_sd: Sequence[float] | None,
+    best_epoch: int,
+    start: int,
+    n_val: int | None,
+    alpha: float,
+) -> bool:
     """Validation loss as the second witness of a drop: the lowest loss of the final stretch is
     above the loss at the best epoch by more than a one-sided (1 - alpha) t bound, with each
     loss's standard error sd / sqrt(n_val) from the spread of per-sequence losses."""
@@ -155,7 +166,7 @@ def loss_rise_is_real(val_loss: Sequence[float], val_loss_sd: Optional[Sequence[
     if any(not (_finite(loss) and _finite(sd)) for loss, sd in stretch):
         return True  # the loss itself blew up in the stretch
     lowest, sd_low = min(stretch)
-    se = math.sqrt((sd_best ** 2 + sd_low ** 2) / n_val)
+    se = math.sqrt((sd_best**2 + sd_low**2) / n_val)
     return lowest - at_best > t_quantile(int(n_val) - 1, alpha) * se
 
 
@@ -163,11 +174,11 @@ def detect_run(
     val_acc: Sequence[float],
     val_loss: Sequence[float],
     pred_top_frac: Sequence[float],
-    nonfinite_epoch: Optional[int],
+    nonfinite_epoch: int | None,
     chance: float,
     detect: Any,
-    n_val: Optional[int] = None,
-    val_loss_sd: Optional[Sequence[float]] = None,
+    n_val: int | None = None,
+    val_loss_sd: Sequence[float] | None = None,
 ) -> RunVerdict:
     """Classify one run. `detect` holds drop, patience, min_gain, spike_factor, constant_frac
     and alpha; `n_val` is the number of validation sequences (None: ignore sampling noise)."""
@@ -177,26 +188,59 @@ def detect_run(
     spikes = count_spikes(val_loss, detect.spike_factor)
     evaluated = int(np.isfinite(_array(val_acc)).sum())
     floor = learned_floor(chance, max(evaluated, 1), n_val, detect)
-    verdict = dict(best_acc=best, best_epoch=best_epoch, final_acc=final, spikes=spikes, noise_floor=floor)
+    verdict = dict(
+        best_acc=best, best_epoch=best_epoch, final_acc=final, spikes=spikes, noise_floor=floor
+    )
     if nonfinite_epoch is not None:
-        return RunVerdict(collapsed=True, collapse_epoch=int(nonfinite_epoch), collapse_mode="nonfinite",
-                          never_learned=False, outcome="collapsed", **verdict)
+        return RunVerdict(
+            collapsed=True,
+            collapse_epoch=int(nonfinite_epoch),
+            collapse_mode="nonfinite",
+            never_learned=False,
+            outcome="collapsed",
+            **verdict,
+        )
     if best < floor - 1e-9:  # (accuracies are k/n stored as float32)
-        return RunVerdict(collapsed=False, collapse_epoch=None, collapse_mode="", never_learned=True,
-                          outcome="never_learned", **verdict)
+        return RunVerdict(
+            collapsed=False,
+            collapse_epoch=None,
+            collapse_mode="",
+            never_learned=True,
+            outcome="never_learned",
+            **verdict,
+        )
     threshold = chance + (1.0 - detect.drop) * (best - chance)
     start = final_stretch_start(val_acc, threshold)
     if start is None or len(val_acc) - start + 1 < detect.patience:
-        return RunVerdict(collapsed=False, collapse_epoch=None, collapse_mode="", never_learned=False,
-                          outcome="stable", **verdict)
+        return RunVerdict(
+            collapsed=False,
+            collapse_epoch=None,
+            collapse_mode="",
+            never_learned=False,
+            outcome="stable",
+            **verdict,
+        )
     if drop_is_real(val_acc, start, threshold, n_val, _alpha(detect)):
         witness = "accuracy"
     elif loss_rise_is_real(val_loss, val_loss_sd, best_epoch, start, n_val, _alpha(detect)):
         witness = "loss"
     else:
-        return RunVerdict(collapsed=False, collapse_epoch=None, collapse_mode="", never_learned=False,
-                          outcome="undecided", **verdict)
+        return RunVerdict(
+            collapsed=False,
+            collapse_epoch=None,
+            collapse_mode="",
+            never_learned=False,
+            outcome="undecided",
+            **verdict,
+        )
     top = pred_top_frac[-1] if len(pred_top_frac) else math.nan
     mode = "constant_output" if _finite(top) and top >= detect.constant_frac else "diverged"
-    return RunVerdict(collapsed=True, collapse_epoch=start, collapse_mode=mode, never_learned=False,
-                      outcome="collapsed", witness=witness, **verdict)
+    return RunVerdict(
+        collapsed=True,
+        collapse_epoch=start,
+        collapse_mode=mode,
+        never_learned=False,
+        outcome="collapsed",
+        witness=witness,
+        **verdict,
+    )

@@ -13,7 +13,8 @@ reads, in the reading's order.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -25,14 +26,20 @@ from sweep.core.setting import Setting, slice_label, value_label
 HEAD_TOPICS = ("recommendation", "clipping")  # reading sentences that the answer carries
 MAX_SLICES = 4  # safe-LR statements in the first line; more slices: see verdicts.csv
 
-FIGURE_FILES = {"collapse_rate": "figures/collapse_rate.png", "mean_best_acc": "figures/mean_best_acc.png",
-                "lr_curves": "figures/lr_curves.png", "learning_curves": "figures/learning_curves*.png",
-                "grad_norms": "figures/grad_norms*.png", "volatility": "figures/volatility.png",
-                "summary": "summary.csv", "crashed": "runs.csv"}
+FIGURE_FILES = {
+    "collapse_rate": "figures/collapse_rate.png",
+    "mean_best_acc": "figures/mean_best_acc.png",
+    "lr_curves": "figures/lr_curves.png",
+    "learning_curves": "figures/learning_curves*.png",
+    "grad_norms": "figures/grad_norms*.png",
+    "volatility": "figures/volatility.png",
+    "summary": "summary.csv",
+    "crashed": "runs.csv",
+}
 
 
-def safe_line(summary: pd.DataFrame, axes: Sequence[str]) -> Optional[Line]:
-    """"Safe lr: at ..., lr <= 0.14 keeps the collapse risk under 10% (...); the risk reaches 10% at
+def safe_line(summary: pd.DataFrame, axes: Sequence[str]) -> Line | None:
+    """ "Safe lr: at ..., lr <= 0.14 keeps the collapse risk under 10% (...); the risk reaches 10% at
     lr 0.3 (95% CI ...)." for each slice with a located boundary, slices without one named."""
     keys = [a for a in axes if a != "lr"]
     slices: dict[tuple, list[dict[str, Any]]] = {}
@@ -47,26 +54,33 @@ def safe_line(summary: pd.DataFrame, axes: Sequence[str]) -> Optional[Line]:
         if fit.n_collapsed == 0:
             quiet.append((where, fit))
             continue
-        located.append(f"at {where}, {fit.safe.text()}; the risk reaches 10% at lr {fit.at_10.text()}")
+        located.append(
+            f"at {where}, {fit.safe.text()}; the risk reaches 10% at lr {fit.at_10.text()}"
+        )
     parts = located[:MAX_SLICES]
     if len(located) > MAX_SLICES:
         parts.append(f"{len(located) - MAX_SLICES} more slices in verdicts.csv")
     if quiet:
-        wheres = ", ".join(w for w, _ in quiet[:3]) + (f" and {len(quiet) - 3} more" if len(quiet) > 3 else "")
+        wheres = ", ".join(w for w, _ in quiet[:3]) + (
+            f" and {len(quiet) - 3} more" if len(quiet) > 3 else ""
+        )
         runs = {f.n_runs for _, f in quiet}
         top = max(f.lr_max for _, f in quiet)
         each = " each" if len(quiet) > 1 else ""
         n = f"{runs.pop()}" if len(runs) == 1 else "their"
-        parts.append(f"at {wheres} no run collapsed ({n} runs{each}, up to lr {value_label(top)}), so no boundary is "
-                     f"located there")
+        parts.append(
+            f"at {wheres} no run collapsed ({n} runs{each}, up to lr {value_label(top)}), so no boundary is "
+            f"located there"
+        )
     if not parts:
         return None
     text = "; ".join(parts)
     return Line(f"Safe lr: {text}.", "lr_curves", "safe")
 
 
-def verdict_lines(summary: pd.DataFrame, rec: Optional[Recommendation], axes: Sequence[str],
-                  lines: Sequence[Line]) -> tuple[list[Line], list[Line]]:
+def verdict_lines(
+    summary: pd.DataFrame, rec: Recommendation | None, axes: Sequence[str], lines: Sequence[Line]
+) -> tuple[list[Line], list[Line]]:
     """(the answer, the findings) from the summary and the reading's tagged sentences."""
     head: list[Line] = []
     if not len(summary):

@@ -22,7 +22,8 @@ curves.parquet is written at full precision.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,15 @@ import pandas as pd
 SIGNIFICANT = 4  # digits of every other float
 ACCURACY_SIGNIFICANT = 6  # digits of an accuracy when n_val is unknown
 # lr-valued columns that hold grid points (tested lrs), not estimates: exact as configured.
-GRID_VALUED = {"lr_min", "lr_max", "largest_stable_lr", "first_collapse_lr", "best_lr", "bracket_lo", "bracket_hi"}
+GRID_VALUED = {
+    "lr_min",
+    "lr_max",
+    "largest_stable_lr",
+    "first_collapse_lr",
+    "best_lr",
+    "bracket_lo",
+    "bracket_hi",
+}
 _MEANS = {"mean_best_acc", "mean_final_acc", "best_mean_best_acc"}
 
 
@@ -63,7 +72,9 @@ def significant(value: float, digits: int = SIGNIFICANT) -> float:
     return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
-def csv_ready(frame: pd.DataFrame, axes: Sequence[str], n_val: Optional[int], runs: Any = 1) -> pd.DataFrame:
+def csv_ready(
+    frame: pd.DataFrame, axes: Sequence[str], n_val: int | None, runs: Any = 1
+) -> pd.DataFrame:
     """A copy of `frame` with every float column rounded to what the data resolve (module doc).
 
     Args:
@@ -73,8 +84,11 @@ def csv_ready(frame: pd.DataFrame, axes: Sequence[str], n_val: Optional[int], ru
         runs: runs per row behind a mean accuracy: an int, or the name of a column holding it.
     """
     out = frame.copy()
-    per_row = out[runs] if isinstance(runs, str) and runs in out else pd.Series(runs if not isinstance(runs, str) else 1,
-                                                                               index=out.index)
+    per_row = (
+        out[runs]
+        if isinstance(runs, str) and runs in out
+        else pd.Series(runs if not isinstance(runs, str) else 1, index=out.index)
+    )
     for column in out.columns:
         values = out[column]
         if column in axes or column in GRID_VALUED or not pd.api.types.is_float_dtype(values):
@@ -86,7 +100,9 @@ def csv_ready(frame: pd.DataFrame, axes: Sequence[str], n_val: Optional[int], ru
     return out
 
 
-def _accuracies(column: str, values: pd.Series, n_val: Optional[int], per_row: pd.Series) -> list[float]:
+def _accuracies(
+    column: str, values: pd.Series, n_val: int | None, per_row: pd.Series
+) -> list[float]:
     if not n_val:
         return [significant(float(v), ACCURACY_SIGNIFICANT) for v in values]
     mean = column.split("_lo")[0].split("_hi")[0] in _MEANS or column.startswith("mean_")
@@ -95,7 +111,13 @@ def _accuracies(column: str, values: pd.Series, n_val: Optional[int], per_row: p
         m = int(m) if mean and _finite(m) and int(m) > 0 else 1
         lattice = float(n_val) * m
         exact = column in _MEANS or not (column.endswith("_lo") or column.endswith("_hi"))
-        out.append(snap(float(v), lattice) if exact else round(float(v), decimals_for(lattice)) if _finite(v) else v)
+        out.append(
+            snap(float(v), lattice)
+            if exact
+            else round(float(v), decimals_for(lattice))
+            if _finite(v)
+            else v
+        )
     return out
 
 

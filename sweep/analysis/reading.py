@@ -10,16 +10,26 @@ the recommendation.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import pandas as pd
 
-from sweep.analysis.boundary import boundary_sentence, bracket_sentence, slice_counts
-from sweep.analysis.boundary import fit_boundary_counts
+from sweep.analysis.boundary import (
+    boundary_sentence,
+    bracket_sentence,
+    fit_boundary_counts,
+    slice_counts,
+)
 from sweep.analysis.shapes import shape_sentences
 from sweep.analysis.verdicts import (
-    CLIP_FRACTION_TOO_HIGH, Recommendation, ValidationNoise, present, setting_key, slice_axes,
+    CLIP_FRACTION_TOO_HIGH,
+    Recommendation,
+    ValidationNoise,
+    present,
+    setting_key,
+    slice_axes,
 )
 from sweep.core.setting import setting_label, slice_label, value_label
 from sweep.core.values import nanmedian, normalize
@@ -35,20 +45,43 @@ class Line:
     topic: str = ""
 
 
-def reading(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommendation],
-            axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None,
-            noise: Optional[ValidationNoise] = None, runs: Optional[pd.DataFrame] = None) -> str:
+def reading(
+    summary: pd.DataFrame,
+    slices: pd.DataFrame,
+    rec: Recommendation | None,
+    axes: Sequence[str],
+    chance: float,
+    clip_frac: pd.DataFrame | None = None,
+    noise: ValidationNoise | None = None,
+    runs: pd.DataFrame | None = None,
+) -> str:
     """One paragraph that reads the numbers: where runs collapse, what clipping changes, what to use."""
-    return " ".join(line.text for line in reading_lines(summary, slices, rec, axes, chance, clip_frac, noise, runs))
+    return " ".join(
+        line.text
+        for line in reading_lines(summary, slices, rec, axes, chance, clip_frac, noise, runs)
+    )
 
 
-def reading_lines(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Recommendation],
-                  axes: Sequence[str], chance: float, clip_frac: Optional[pd.DataFrame] = None,
-                  noise: Optional[ValidationNoise] = None, runs: Optional[pd.DataFrame] = None) -> list[Line]:
+def reading_lines(
+    summary: pd.DataFrame,
+    slices: pd.DataFrame,
+    rec: Recommendation | None,
+    axes: Sequence[str],
+    chance: float,
+    clip_frac: pd.DataFrame | None = None,
+    noise: ValidationNoise | None = None,
+    runs: pd.DataFrame | None = None,
+) -> list[Line]:
     """The verdict's sentences in reading order, each tagged with its figure and topic."""
     if not len(summary):
-        return [Line("No completed runs yet: nothing to read. Run `sweep run` (or wait for the workers) and rebuild "
-                     "the report.", "", "empty")]
+        return [
+            Line(
+                "No completed runs yet: nothing to read. Run `sweep run` (or wait for the workers) and rebuild "
+                "the report.",
+                "",
+                "empty",
+            )
+        ]
     keys = slice_axes(axes)
     by_slice: dict[tuple[Any, ...], dict[float, dict[str, Any]]] = {}
     for row in summary.to_dict("records"):
@@ -67,14 +100,18 @@ def reading_lines(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Rec
         rows = by_slice[key]
         counts = slice_counts([rows[lr] for lr in sorted(rows)])
         fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
-        if sl["n_collapsed"] == 0 and counts.past_edge:  # nothing collapsed, but high lrs learned nothing
+        if (
+            sl["n_collapsed"] == 0 and counts.past_edge
+        ):  # nothing collapsed, but high lrs learned nothing
             add(boundary_sentence(where, fit, counts), "lr_curves", "boundary")
             continue
         if sl["n_collapsed"] == 0:
             quiet.append(where)
             if fit.at_50.kind == "above":  # what no collapse in this many runs does rule out
                 if not bounds:
-                    add(_BOUNDS, "lr_curves", "quiet")  # the place of the bounds sentence, filled in below
+                    add(
+                        _BOUNDS, "lr_curves", "quiet"
+                    )  # the place of the bounds sentence, filled in below
                 bounds.setdefault((fit.n_runs, fit.at_50.text()), []).append(where)
             continue
         add(_collapse_sentence(where, sl, rows), "learning_curves", "collapse")
@@ -83,19 +120,33 @@ def reading_lines(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Rec
         add(_clipping_sentence(key, keys, rows, by_slice), "collapse_rate", "clipping")
     if bounds:
         i = next(j for j, line in enumerate(lines) if line.text == _BOUNDS)
-        lines[i] = Line(" ".join(
-            f"At {_join(wheres)}, with no collapse in {runs} runs{' each' if len(wheres) > 1 else ''}, the lr at 50% "
-            f"collapse risk is {text}." for (runs, text), wheres in bounds.items()), "lr_curves", "quiet")
+        lines[i] = Line(
+            " ".join(
+                f"At {_join(wheres)}, with no collapse in {runs} runs"
+                f"{' each' if len(wheres) > 1 else ''}, the lr at 50% collapse risk is {text}."
+                for (runs, text), wheres in bounds.items()
+            ),
+            "lr_curves",
+            "quiet",
+        )
     nothing_learned = "n_never_learned" in summary and bool(
-        (summary["n_never_learned"].fillna(0).astype(int) == summary["n_runs"].astype(int)).all())
+        (summary["n_never_learned"].fillna(0).astype(int) == summary["n_runs"].astype(int)).all()
+    )
     if nothing_learned:
-        add("No run learned anything that stands out from sampling noise at any setting, so whether "
-            "training collapses cannot be judged here.", "learning_curves", "quiet")
+        add(
+            "No run learned anything that stands out from sampling noise at any setting, so whether "
+            "training collapses cannot be judged here.",
+            "learning_curves",
+            "quiet",
+        )
     elif quiet and len(quiet) == len(slices):
         lrs = sorted(float(v) for v in summary["lr"])
-        add(f"No run collapsed anywhere in the grid (lr={value_label(lrs[0])} to {value_label(lrs[-1])}): "
+        add(
+            f"No run collapsed anywhere in the grid (lr={value_label(lrs[0])} to {value_label(lrs[-1])}): "
             "the grid may not reach the unstable region; larger learning rates would find the edge.",
-            "collapse_rate", "quiet")
+            "collapse_rate",
+            "quiet",
+        )
     elif quiet:
         add(f"No run collapsed at {_join(quiet)}.", "collapse_rate", "quiet")
     for text in _undecided_sentence(summary, keys):
@@ -117,7 +168,7 @@ def reading_lines(summary: pd.DataFrame, slices: pd.DataFrame, rec: Optional[Rec
     return lines
 
 
-def crashed_sentence(runs: Optional[pd.DataFrame], axes: Sequence[str]) -> str:
+def crashed_sentence(runs: pd.DataFrame | None, axes: Sequence[str]) -> str:
     """Runs that crashed or timed out: how many, which, why; they count nowhere (empty when none)."""
     if runs is None or not len(runs) or "outcome" not in runs:
         return ""
@@ -128,11 +179,15 @@ def crashed_sentence(runs: Optional[pd.DataFrame], axes: Sequence[str]) -> str:
     for r in bad.head(3).to_dict("records"):
         reason = str(r.get("failure_reason") or r.get("crash_reason") or "").strip().splitlines()
         what = r["outcome"].replace("_", " ") + (f": {reason[-1][:80]}" if reason else "")
-        named.append(f"{setting_label({a: normalize(r[a]) for a in axes}, axes)}, seed {int(r['seed'])} ({what})")
+        named.append(
+            f"{setting_label({a: normalize(r[a]) for a in axes}, axes)}, seed {int(r['seed'])} ({what})"
+        )
     more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
     n = len(bad)
-    return (f"{n} run{'s' if n != 1 else ''} crashed and {'are' if n != 1 else 'is'} not counted: {'; '.join(named)}"
-            f"{more}; the same command retries them.")
+    return (
+        f"{n} run{'s' if n != 1 else ''} crashed and {'are' if n != 1 else 'is'} not counted: {'; '.join(named)}"
+        f"{more}; the same command retries them."
+    )
 
 
 _BOUNDS = "\0bounds"  # placeholder of the sentence on slices without any collapse
@@ -144,29 +199,37 @@ def _undecided_sentence(summary: pd.DataFrame, keys: list[str]) -> list[str]:
         return []
     rows = summary[summary["n_undecided"].fillna(0).astype(int) > 0]
     total = int(rows["n_undecided"].sum())
-    named = [f"{int(r['n_undecided'])} at {setting_label({a: normalize(r[a]) for a in ['lr', *keys]})}"
-             for r in rows.head(3).to_dict("records")]
+    named = [
+        f"{int(r['n_undecided'])} at {setting_label({a: normalize(r[a]) for a in ['lr', *keys]})}"
+        for r in rows.head(3).to_dict("records")
+    ]
     more = " and more" if len(rows) > 3 else ""
-    return [f"{total} run{'s' if total != 1 else ''} fell below the collapse threshold but not by more than "
-            f"the validation set's noise, so {'they are' if total != 1 else 'it is'} counted as undecided, "
-            f"neither collapsed nor stable ({'; '.join(named)}{more}); each collapse-rate interval's upper end "
-            f"counts them as collapsed."]
+    return [
+        f"{total} run{'s' if total != 1 else ''} fell below the collapse threshold but not by more than "
+        f"the validation set's noise, so {'they are' if total != 1 else 'it is'} counted as undecided, "
+        f"neither collapsed nor stable ({'; '.join(named)}{more}); each collapse-rate interval's upper end "
+        f"counts them as collapsed."
+    ]
 
 
-def _noise_sentences(noise: Optional[ValidationNoise]) -> list[str]:
+def _noise_sentences(noise: ValidationNoise | None) -> list[str]:
     if noise is None or not noise.n_val:
         return []
     out = [noise.sentence()]
     if noise.too_coarse:
         why = []
         if noise.n_hidden:
-            why.append(f"{noise.n_hidden} of {noise.n_runs} runs beat chance but not that noise floor, so "
-                       f"whether they learned cannot be told")
+            why.append(
+                f"{noise.n_hidden} of {noise.n_runs} runs beat chance but not that noise floor, so "
+                f"whether they learned cannot be told"
+            )
         if noise.n_undecided:
             why.append(f"{noise.n_undecided} drops could not be confirmed")
         reason = f" ({'; '.join(why)})" if why else ""
-        out.append(f"This validation set is too small to tell small changes apart{reason}. To sharpen the "
-                   f"calls, use {noise.fix}.")
+        out.append(
+            f"This validation set is too small to tell small changes apart{reason}. To sharpen the "
+            f"calls, use {noise.fix}."
+        )
     return out
 
 
@@ -192,15 +255,23 @@ def _collapse_sentence(where: str, sl: dict[str, Any], rows: dict[float, dict[st
         text = (
             f"At {where}, runs collapse at {_join(['lr=' + value_label(lr) for lr in collapsed])} "
             f"but not at {_join(['lr=' + value_label(lr) for lr in spared])} {detail}; "
-            + (f"the largest stable lr is {value_label(stable)}" if present(stable) else "no lr is stable")
+            + (
+                f"the largest stable lr is {value_label(stable)}"
+                if present(stable)
+                else "no lr is stable"
+            )
             + ". A non-monotone pattern like this means collapse is a matter of chance around these "
             "learning rates: more seeds would sharpen it"
         )
     return text + "."
 
 
-def _clipping_sentence(key: tuple[Any, ...], keys: list[str], rows: dict[float, dict[str, Any]],
-                       by_slice: dict[tuple[Any, ...], dict[float, dict[str, Any]]]) -> str:
+def _clipping_sentence(
+    key: tuple[Any, ...],
+    keys: list[str],
+    rows: dict[float, dict[str, Any]],
+    by_slice: dict[tuple[Any, ...], dict[float, dict[str, Any]]],
+) -> str:
     """What each clip value does at the LRs where this unclipped slice collapses."""
     if "clip" not in keys or key[keys.index("clip")] is not None:
         return ""
@@ -208,12 +279,17 @@ def _clipping_sentence(key: tuple[Any, ...], keys: list[str], rows: dict[float, 
     bad = [lr for lr in sorted(rows) if rows[lr]["n_collapsed"] > 0]
     parts = []
     for other, orows in by_slice.items():
-        if other[ci] is None or other[:ci] + other[ci + 1:] != key[:ci] + key[ci + 1:]:
+        if other[ci] is None or other[:ci] + other[ci + 1 :] != key[:ci] + key[ci + 1 :]:
             continue
         clip = value_label(other[ci])
         kept = [lr for lr in bad if lr in orows and orows[lr]["n_collapsed"] == 0]
-        fewer = [lr for lr in bad if lr in orows and 0 < orows[lr]["n_collapsed"] and
-                 orows[lr]["collapse_rate"] < rows[lr]["collapse_rate"]]
+        fewer = [
+            lr
+            for lr in bad
+            if lr in orows
+            and 0 < orows[lr]["n_collapsed"]
+            and orows[lr]["collapse_rate"] < rows[lr]["collapse_rate"]
+        ]
         if kept:
             lr = kept[-1]
             r = orows[lr]
@@ -223,7 +299,9 @@ def _clipping_sentence(key: tuple[Any, ...], keys: list[str], rows: dict[float, 
             )
         elif fewer:
             lr = fewer[-1]
-            parts.append(f"clipping at {clip} lowers collapse at lr={value_label(lr)} to {_k_of_n(orows[lr])} runs")
+            parts.append(
+                f"clipping at {clip} lowers collapse at lr={value_label(lr)} to {_k_of_n(orows[lr])} runs"
+            )
         elif bad and all(lr in orows for lr in bad):
             parts.append(f"clipping at {clip} does not prevent it")
     if not parts:
@@ -233,16 +311,23 @@ def _clipping_sentence(key: tuple[Any, ...], keys: list[str], rows: dict[float, 
 
 
 def _sensitivity_sentence(slices: pd.DataFrame, keys: list[str]) -> list[str]:
-    sens = [(float(s["lr_sensitivity"]), slice_label(dict(zip(keys, setting_key(s, keys)))))
-            for s in slices.to_dict("records") if present(s["lr_sensitivity"]) and s["n_lrs"] > 1]
+    sens = [
+        (float(s["lr_sensitivity"]), slice_label(dict(zip(keys, setting_key(s, keys)))))
+        for s in slices.to_dict("records")
+        if present(s["lr_sensitivity"]) and s["n_lrs"] > 1
+    ]
     if len(sens) < 2:
         return []
     lo, hi = min(sens), max(sens)
     if hi[0] - lo[0] < 0.005:
-        return [f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is about "
-                f"{lo[0]:.3f} everywhere."]
-    return [f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is lowest at "
-            f"{lo[1]} ({lo[0]:.3f}) and highest at {hi[1]} ({hi[0]:.3f})."]
+        return [
+            f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is about "
+            f"{lo[0]:.3f} everywhere."
+        ]
+    return [
+        f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is lowest at "
+        f"{lo[1]} ({lo[0]:.3f}) and highest at {hi[1]} ({hi[0]:.3f})."
+    ]
 
 
 def _grad_norm_sentence(summary: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -258,39 +343,57 @@ def _grad_norm_sentence(summary: pd.DataFrame, keys: list[str]) -> list[str]:
     p90 = nanmedian([float(v) for v in pool["grad_norm_p90"]]) if len(pool) else math.nan
     if not math.isfinite(p90):
         return []
-    return [f"The 90th percentile of the gradient norm before clipping (grad_norm_p90) is about {p90:.3g} "
-            f"at the {which} (median), the usual starting value when choosing a clip threshold."]
+    return [
+        f"The 90th percentile of the gradient norm before clipping (grad_norm_p90) is about {p90:.3g} "
+        f"at the {which} (median), the usual starting value when choosing a clip threshold."
+    ]
 
 
-def _clip_fraction_sentence(clip_frac: Optional[pd.DataFrame], axes: Sequence[str]) -> list[str]:
+def _clip_fraction_sentence(clip_frac: pd.DataFrame | None, axes: Sequence[str]) -> list[str]:
     if clip_frac is None or not len(clip_frac) or "clip" not in clip_frac:
         return []
-    heavy = clip_frac[clip_frac["clip"].map(normalize).notna() & (clip_frac["clip_fraction"] > CLIP_FRACTION_TOO_HIGH)]
+    heavy = clip_frac[
+        clip_frac["clip"].map(normalize).notna()
+        & (clip_frac["clip_fraction"] > CLIP_FRACTION_TOO_HIGH)
+    ]
     if not len(heavy):
         return []
     heavy = heavy.sort_values("clip_fraction", ascending=False)
-    named = [f"{setting_label({a: normalize(r[a]) for a in axes}, axes)} ({r['clip_fraction']:.0%})"
-             for r in heavy.head(3).to_dict("records")]
+    named = [
+        f"{setting_label({a: normalize(r[a]) for a in axes}, axes)} ({r['clip_fraction']:.0%})"
+        for r in heavy.head(3).to_dict("records")
+    ]
     more = f" and {len(heavy) - 3} more" if len(heavy) > 3 else ""
-    return [f"More than half of the updates were clipped (clip_fraction) at {_join(named)}{more}; the Tuning "
-            f"Playbook considers clipping more than about 50% of updates too aggressive (the clip then acts "
-            f"as a smaller learning rate): a larger clip value or a smaller lr is the better fix there."]
+    return [
+        f"More than half of the updates were clipped (clip_fraction) at {_join(named)}{more}; the Tuning "
+        f"Playbook considers clipping more than about 50% of updates too aggressive (the clip then acts "
+        f"as a smaller learning rate): a larger clip value or a smaller lr is the better fix there."
+    ]
 
 
-def _recommendation_sentence(rec: Optional[Recommendation], summary: pd.DataFrame, axes: Sequence[str],
-                             chance: float) -> str:
+def _recommendation_sentence(
+    rec: Recommendation | None, summary: pd.DataFrame, axes: Sequence[str], chance: float
+) -> str:
     if rec is None:
-        if "n_never_learned" in summary and int(summary["n_never_learned"].sum()) + int(summary["n_collapsed"].sum()) \
-                == int(summary["n_runs"].sum()) and int(summary["n_collapsed"].sum()) == 0:
+        if (
+            "n_never_learned" in summary
+            and int(summary["n_never_learned"].sum()) + int(summary["n_collapsed"].sum())
+            == int(summary["n_runs"].sum())
+            and int(summary["n_collapsed"].sum()) == 0
+        ):
             return "No setting is recommended: no run learned anything that stands out from sampling noise."
-        return ("No setting is recommended: every setting had at least one collapsed run, or learned nothing; "
-                "try smaller learning rates, gradient clipping or more seeds.")
+        return (
+            "No setting is recommended: every setting had at least one collapsed run, or learned nothing; "
+            "try smaller learning rates, gradient clipping or more seeds."
+        )
     text = f"Recommended: {rec.text(axes)}."
     lrs = sorted(float(v) for v in summary["lr"])
     if len(set(lrs)) > 1 and rec.setting.get("lr") == lrs[-1]:
         text += " It is the largest lr tried: a larger one might do better still."
     if rec.mean_best_acc < chance + 0.05:
-        text += f" Note that it barely beats chance ({chance:.3f}): nothing in this grid learned much."
+        text += (
+            f" Note that it barely beats chance ({chance:.3f}): nothing in this grid learned much."
+        )
     return text
 
 
@@ -299,7 +402,9 @@ def _k_of_n(row: dict[str, Any]) -> str:
 
 
 def _mode_counts(rows: list[dict[str, Any]]) -> str:
-    counts = {m: sum(int(r[f"n_{m}"]) for r in rows) for m in ("nonfinite", "diverged", "constant_output")}
+    counts = {
+        m: sum(int(r[f"n_{m}"]) for r in rows) for m in ("nonfinite", "diverged", "constant_output")
+    }
     parts = [f"{n} {m}" for m, n in counts.items() if n]
     return "modes: " + ", ".join(parts) if parts else "modes: none recorded"
 

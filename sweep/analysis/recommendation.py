@@ -25,8 +25,9 @@ The rule:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,22 +49,25 @@ class Recommendation:
     mean_best_acc_hi: float
     n_runs: int
     grad_norm_p90: float
-    n_val: Optional[int] = None
+    n_val: int | None = None
     val_half_width: float = math.nan  # 95% half-width of one accuracy's validation-set noise
     tied: tuple = ()  # (setting, mean) of the other candidates within noise of the best
-    best: Optional[tuple] = None  # (setting, mean) of the most accurate candidate when not this one
-    margin: Optional[float] = None  # safe lr (or lr_max without a boundary) / lr
+    best: tuple | None = None  # (setting, mean) of the most accurate candidate when not this one
+    margin: float | None = None  # safe lr (or lr_max without a boundary) / lr
     margin_located: bool = True  # False: the slice had no collapse (margin at least this)
     safe_respected: bool = True  # False: no candidate lay at or below a safe lr
     excluded: tuple = field(default=())  # settings without a collapse left out: above their safe lr
-    excluded_best: Optional[tuple] = None  # (setting, mean) of the most accurate of those, when more accurate
+    # (setting, mean) of the most accurate of those, when more accurate
+    excluded_best: tuple | None = None
 
     def text(self, axes: Sequence[str]) -> str:
         """The recommendation in one sentence (the report's green box and the verdict)."""
         seeds = f"over {self.n_runs} seed{'s' if self.n_runs != 1 else ''}"
         if math.isfinite(self.val_half_width):
-            spread = (f"(95% CI over seeds {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}; validation noise "
-                      f"+-{self.val_half_width:.3f} at {self.n_val} sequences) {seeds}")
+            spread = (
+                f"(95% CI over seeds {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}; validation noise "
+                f"+-{self.val_half_width:.3f} at {self.n_val} sequences) {seeds}"
+            )
         else:
             spread = f"(95% CI {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}) {seeds}"
         return f"{setting_label(self.setting, axes)}: mean best accuracy {self.mean_best_acc:.3f} {spread}, no collapse"
@@ -72,8 +76,10 @@ class Recommendation:
         """Which settings are within noise of the best, and why this one (empty when alone)."""
         parts = []
         if not self.safe_respected:
-            parts.append("No setting without a collapse lies at or below a safe lr, so this is simply the most "
-                         "accurate setting without a collapse")
+            parts.append(
+                "No setting without a collapse lies at or below a safe lr, so this is simply the most "
+                "accurate setting without a collapse"
+            )
         if self.tied or self.best:
             others = ", ".join(f"{setting_label(st, axes)} ({m:.3f})" for st, m in self.tied[:4])
             others += f" and {len(self.tied) - 4} more" if len(self.tied) > 4 else ""
@@ -83,24 +89,35 @@ class Recommendation:
             else:
                 parts.append(f"Within its noise: {others}")
             if self.margin is not None:
-                where = ("below its slice's safe lr" if self.margin_located
-                         else "below the largest lr tried in its slice, where nothing collapsed")
-                parts.append(f"it is chosen because it sits farthest from collapse, x{self.margin:.3g} {where}")
+                where = (
+                    "below its slice's safe lr"
+                    if self.margin_located
+                    else "below the largest lr tried in its slice, where nothing collapsed"
+                )
+                parts.append(
+                    f"it is chosen because it sits farthest from collapse, x{self.margin:.3g} {where}"
+                )
         if self.excluded:
-            parts.append(f"{len(self.excluded)} setting(s) without a collapse were left out because they lie above "
-                         f"their slice's safe lr ({', '.join(setting_label(s, axes) for s in self.excluded[:3])}"
-                         f"{', ...' if len(self.excluded) > 3 else ''})")
+            parts.append(
+                f"{len(self.excluded)} setting(s) without a collapse were left out because they lie above "
+                f"their slice's safe lr ({', '.join(setting_label(s, axes) for s in self.excluded[:3])}"
+                f"{', ...' if len(self.excluded) > 3 else ''})"
+            )
         if self.excluded_best:
             st, m = self.excluded_best
-            parts.append(f"the most accurate of them, {setting_label(st, axes)} ({m:.3f}), had no collapse either, but "
-                         f"too few runs near it show that its risk stays under 10%: more seeds there, or `sweep "
-                         f"refine`, would tell whether it is safe")
-        parts = [p if i == 0 or not p[:1].isupper() or p[1:2].isupper() else p[0].lower() + p[1:]
-                 for i, p in enumerate(parts)]
+            parts.append(
+                f"the most accurate of them, {setting_label(st, axes)} ({m:.3f}), had no collapse either, but "
+                f"too few runs near it show that its risk stays under 10%: more seeds there, or `sweep "
+                f"refine`, would tell whether it is safe"
+            )
+        parts = [
+            p if i == 0 or not p[:1].isupper() or p[1:2].isupper() else p[0].lower() + p[1:]
+            for i, p in enumerate(parts)
+        ]
         return "; ".join(parts) + "." if parts else ""
 
 
-def _seed_sd(row: dict[str, Any], runs: Optional[dict[tuple, list[float]]], key: tuple) -> float:
+def _seed_sd(row: dict[str, Any], runs: dict[tuple, list[float]] | None, key: tuple) -> float:
     """The per-seed spread of best accuracies: from runs.csv, else from the t interval's width."""
     n = int(row["n_runs"])
     if runs is not None and key in runs and len(runs[key]) > 1:
@@ -115,14 +132,23 @@ def _learned(row: dict[str, Any]) -> bool:
     return int(row.get("n_never_learned", 0) or 0) < int(row["n_runs"])
 
 
-def recommend(summary: pd.DataFrame, axes: Sequence[str], runs: Optional[pd.DataFrame] = None,
-              n_val: Optional[int] = None) -> Optional[Recommendation]:
+def recommend(
+    summary: pd.DataFrame,
+    axes: Sequence[str],
+    runs: pd.DataFrame | None = None,
+    n_val: int | None = None,
+) -> Recommendation | None:
     """The recommended setting (module doc), or None when every setting collapsed or learned nothing."""
     axes = list(axes)
     keys = [a for a in axes if a != "lr"]
-    rows = [r for r in summary.to_dict("records")
-            if int(r["n_collapsed"]) == 0 and normalize(r["mean_best_acc"]) is not None and _learned(r)
-            and int(r["n_runs"]) > 0]
+    rows = [
+        r
+        for r in summary.to_dict("records")
+        if int(r["n_collapsed"]) == 0
+        and normalize(r["mean_best_acc"]) is not None
+        and _learned(r)
+        and int(r["n_runs"]) > 0
+    ]
     if not rows:
         return None
     by_slice: dict[tuple, list[dict[str, Any]]] = {}
@@ -147,15 +173,24 @@ def recommend(summary: pd.DataFrame, axes: Sequence[str], runs: Optional[pd.Data
             eligible.append(False)
     respected = any(eligible)
     pick = [i for i, ok in enumerate(eligible) if ok] if respected else list(range(len(rows)))
-    excluded = tuple({a: normalize(rows[i][a]) for a in axes} for i in range(len(rows)) if not eligible[i]) \
-        if respected else ()
+    excluded = (
+        tuple({a: normalize(rows[i][a]) for a in axes} for i in range(len(rows)) if not eligible[i])
+        if respected
+        else ()
+    )
     per_run = None
     if runs is not None and len(runs) and "best_acc" in runs:
         per_run = {}
-        ok = ~runs["outcome"].isin(["crashed", "timed_out"]) if "outcome" in runs else pd.Series(True, index=runs.index)
+        ok = (
+            ~runs["outcome"].isin(["crashed", "timed_out"])
+            if "outcome" in runs
+            else pd.Series(True, index=runs.index)
+        )
         for r in runs[ok].to_dict("records"):
             if normalize(r.get("best_acc")) is not None:
-                per_run.setdefault(Setting.of(r, axes).values(axes), []).append(float(r["best_acc"]))
+                per_run.setdefault(Setting.of(r, axes).values(axes), []).append(
+                    float(r["best_acc"])
+                )
     cand = [rows[i] for i in pick]
     means = [float(r["mean_best_acc"]) for r in cand]
     sds = [_seed_sd(r, per_run, Setting.of(r, axes).values(axes)) for r in cand]
@@ -172,17 +207,29 @@ def recommend(summary: pd.DataFrame, axes: Sequence[str], runs: Optional[pd.Data
     label = lambda r: {a: normalize(r[a]) for a in axes}  # noqa: E731
     left_out = [rows[i] for i in range(len(rows)) if respected and not eligible[i]]
     top = max(left_out, key=lambda r: float(r["mean_best_acc"]), default=None)
-    excluded_best = ((label(top), float(top["mean_best_acc"]))
-                     if top is not None and float(top["mean_best_acc"]) > float(row["mean_best_acc"]) else None)
-    return Recommendation(
-        setting=label(row), mean_best_acc=float(row["mean_best_acc"]),
-        mean_best_acc_lo=float(row["mean_best_acc_lo"]), mean_best_acc_hi=float(row["mean_best_acc_hi"]),
-        n_runs=int(row["n_runs"]), grad_norm_p90=float(row["grad_norm_p90"]), n_val=n_val,
-        val_half_width=validation_half_width(float(row["mean_best_acc"]), n_val),
-        tied=tuple((label(cand[j]), means[j]) for j in sorted(within, key=lambda j: -means[j])
-                   if j not in (chosen, best)),
-        best=(label(cand[best]), means[best]) if best != chosen else None,
-        margin=margins[pick[chosen]], margin_located=located[pick[chosen]], safe_respected=respected,
-        excluded=excluded, excluded_best=excluded_best,
+    excluded_best = (
+        (label(top), float(top["mean_best_acc"]))
+        if top is not None and float(top["mean_best_acc"]) > float(row["mean_best_acc"])
+        else None
     )
-
+    return Recommendation(
+        setting=label(row),
+        mean_best_acc=float(row["mean_best_acc"]),
+        mean_best_acc_lo=float(row["mean_best_acc_lo"]),
+        mean_best_acc_hi=float(row["mean_best_acc_hi"]),
+        n_runs=int(row["n_runs"]),
+        grad_norm_p90=float(row["grad_norm_p90"]),
+        n_val=n_val,
+        val_half_width=validation_half_width(float(row["mean_best_acc"]), n_val),
+        tied=tuple(
+            (label(cand[j]), means[j])
+            for j in sorted(within, key=lambda j: -means[j])
+            if j not in (chosen, best)
+        ),
+        best=(label(cand[best]), means[best]) if best != chosen else None,
+        margin=margins[pick[chosen]],
+        margin_located=located[pick[chosen]],
+        safe_respected=respected,
+        excluded=excluded,
+        excluded_best=excluded_best,
+    )

@@ -23,8 +23,9 @@ trimmed to the runs that fit.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from sweep.analysis.boundary import fit_boundary_counts, next_cohorts, resolved, slice_counts
 from sweep.core.setting import Setting, slice_label, value_label
@@ -60,13 +61,23 @@ def slice_resolved(fit: Any, factor: float) -> bool:
 
 
 def _why(cohort: Any, runs: int, planned: int) -> str:
-    what = f"new lr {value_label(cohort.lr)}" if cohort.new else f"+{runs} seeds at lr {value_label(cohort.lr)}"
+    what = (
+        f"new lr {value_label(cohort.lr)}"
+        if cohort.new
+        else f"+{runs} seeds at lr {value_label(cohort.lr)}"
+    )
     trimmed = f" (trimmed to {runs} of {planned} runs by refine.max_runs)" if runs < planned else ""
     return f"{what}: {cohort.why}{trimmed}"
 
 
-def _slice_cohorts(rows: list[dict[str, Any]], base: dict[str, Any], fit: Any, new_seeds: int,
-                   extra_seeds: int, max_seeds: int) -> list[tuple[Any, dict[str, Any], list[int]]]:
+def _slice_cohorts(
+    rows: list[dict[str, Any]],
+    base: dict[str, Any],
+    fit: Any,
+    new_seeds: int,
+    extra_seeds: int,
+    max_seeds: int,
+) -> list[tuple[Any, dict[str, Any], list[int]]]:
     """A slice's cohorts, best first: (cohort, setting, seeds)."""
     runs_at = {float(r["lr"]): int(r["n_runs"]) for r in rows}
     out = []
@@ -78,15 +89,24 @@ def _slice_cohorts(rows: list[dict[str, Any]], base: dict[str, Any], fit: Any, n
     return out
 
 
-def plan_round(summary: Any, axes: Sequence[str], factor: float, budget: int, new_seeds: int,
-               extra_seeds: int, max_seeds: int) -> RoundPlan:
+def plan_round(
+    summary: Any,
+    axes: Sequence[str],
+    factor: float,
+    budget: int,
+    new_seeds: int,
+    extra_seeds: int,
+    max_seeds: int,
+) -> RoundPlan:
     """The additions of one round (at most `budget` runs), from a study's summary table."""
     keys = [a for a in axes if a != "lr"]
     slices: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in summary.to_dict("records"):
         slices.setdefault(Setting.of(row, keys).values(keys), []).append(row)
     plan = RoundPlan()
-    queued: list[list[tuple[Any, dict[str, Any], list[int]]]] = []  # per open slice: its cohorts, best first
+    queued: list[
+        list[tuple[Any, dict[str, Any], list[int]]]
+    ] = []  # per open slice: its cohorts, best first
     for key, rows in slices.items():
         rows = sorted(rows, key=lambda r: float(r["lr"]))
         where = slice_label(dict(zip(keys, key))) or "the grid"
@@ -94,12 +114,16 @@ def plan_round(summary: Any, axes: Sequence[str], factor: float, budget: int, ne
         fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
         if slice_resolved(fit, factor):
             plan.resolved.append(where)
-            plan.notes.append(f"{where}: {fit.safe.text()}; lr_at_10 {fit.at_10.text()}: "
-                              f"resolved within x{factor:.2f}")
+            plan.notes.append(
+                f"{where}: {fit.safe.text()}; lr_at_10 {fit.at_10.text()}: "
+                f"resolved within x{factor:.2f}"
+            )
             continue
         plan.open.append(where)
         plan.notes.append(f"{where}: {fit.safe.text()}; lr_at_10 {fit.at_10.text()}")
-        queued.append(_slice_cohorts(rows, dict(zip(keys, key)), fit, new_seeds, extra_seeds, max_seeds))
+        queued.append(
+            _slice_cohorts(rows, dict(zip(keys, key)), fit, new_seeds, extra_seeds, max_seeds)
+        )
     left = max(budget, 0)
     for rank in range(max((len(q) for q in queued), default=0)):
         for cohorts in queued:
@@ -108,6 +132,11 @@ def plan_round(summary: Any, axes: Sequence[str], factor: float, budget: int, ne
             cohort, setting, seeds = cohorts[rank]
             take = seeds[:left]
             left -= len(take)
-            plan.additions.append(Addition(Setting({a: setting.get(a) for a in axes}).as_dict(), take,
-                                           _why(cohort, len(take), len(seeds))))
+            plan.additions.append(
+                Addition(
+                    Setting({a: setting.get(a) for a in axes}).as_dict(),
+                    take,
+                    _why(cohort, len(take), len(seeds)),
+                )
+            )
     return plan

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from scipy.special import stdtrit  # Student-t quantile; scipy.stats costs 0.5 s to import
 
@@ -33,8 +33,9 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float, float
     return p, (0.0 if k == 0 else lo), (1.0 if k == n else hi)
 
 
-def mean_interval(values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0),
-                  confidence: float = 0.95) -> tuple[float, float, float]:
+def mean_interval(
+    values: Sequence[float], bounds: tuple[float, float] = (0.0, 1.0), confidence: float = 0.95
+) -> tuple[float, float, float]:
     """(mean, lo, hi): Student-t interval of the mean, clipped to the metric's `bounds`.
 
     With a single value the interval is the whole range (nothing is known about the spread).

@@ -13,8 +13,9 @@ so a report can be rebuilt (with other thresholds too) without retraining.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,20 +29,65 @@ from sweep.core.setting import BASE_AXES, Setting
 from sweep.core.values import is_finite, nanmax, nanmedian, normalize
 
 RUN_COLUMNS = [
-    "seed", "best_acc", "best_epoch", "final_acc", "collapsed", "collapse_epoch", "collapse_mode",
-    "never_learned", "spikes", "nonfinite", "epochs_run", "grad_norm_p90", "grad_norm_max",
-    "seconds", "device", "trial", "outcome", "undecided", "noise_floor", "collapse_witness",
-    "loss_jump_epoch", "loss_jump_ratio", "volatility", "step_loss_cv", "failure_reason", "log_path",
+    "seed",
+    "best_acc",
+    "best_epoch",
+    "final_acc",
+    "collapsed",
+    "collapse_epoch",
+    "collapse_mode",
+    "never_learned",
+    "spikes",
+    "nonfinite",
+    "epochs_run",
+    "grad_norm_p90",
+    "grad_norm_max",
+    "seconds",
+    "device",
+    "trial",
+    "outcome",
+    "undecided",
+    "noise_floor",
+    "collapse_witness",
+    "loss_jump_epoch",
+    "loss_jump_ratio",
+    "volatility",
+    "step_loss_cv",
+    "failure_reason",
+    "log_path",
 ]
 SUMMARY_COLUMNS = [
-    "n_runs", "mean_best_acc", "mean_best_acc_lo", "mean_best_acc_hi",
-    "collapse_rate", "collapse_rate_lo", "collapse_rate_hi", "n_collapsed",
-    "n_nonfinite", "n_diverged", "n_constant_output", "n_never_learned",
-    "mean_final_acc", "mean_spikes", "median_collapse_epoch", "grad_norm_p90", "chance",
-    "n_undecided", "noise_floor",
-    "n_loss_jump", "loss_jump_rate", "loss_jump_rate_lo", "loss_jump_rate_hi",
-    "volatility", "volatility_lo", "volatility_hi", "step_loss_cv", "step_loss_cv_lo", "step_loss_cv_hi",
-    "n_crashed", "n_timed_out",
+    "n_runs",
+    "mean_best_acc",
+    "mean_best_acc_lo",
+    "mean_best_acc_hi",
+    "collapse_rate",
+    "collapse_rate_lo",
+    "collapse_rate_hi",
+    "n_collapsed",
+    "n_nonfinite",
+    "n_diverged",
+    "n_constant_output",
+    "n_never_learned",
+    "mean_final_acc",
+    "mean_spikes",
+    "median_collapse_epoch",
+    "grad_norm_p90",
+    "chance",
+    "n_undecided",
+    "noise_floor",
+    "n_loss_jump",
+    "loss_jump_rate",
+    "loss_jump_rate_lo",
+    "loss_jump_rate_hi",
+    "volatility",
+    "volatility_lo",
+    "volatility_hi",
+    "step_loss_cv",
+    "step_loss_cv_lo",
+    "step_loss_cv_hi",
+    "n_crashed",
+    "n_timed_out",
 ]
 
 
@@ -55,9 +101,9 @@ class Tables:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-
-
-def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[int] = None) -> dict[str, Any]:
+def run_row(
+    record: dict[str, Any], chance: float, detect: Any, n_val: int | None = None
+) -> dict[str, Any]:
     """One runs.csv row (without the axes) from a decoded run record; `n_val` is the number of
     validation sequences its accuracies were measured on (None: sampling noise ignored). A run
     of a user's training that states its own n_val and chance (in its log) is read with those.
@@ -71,10 +117,20 @@ def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[
         chance = float(record["chance"])
     if record.get("failure"):
         return failed_row(record)
-    as_list = lambda key: np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
-    v = detect_run(as_list("val_acc"), as_list("val_loss"), as_list("pred_top_frac"),
-                   record.get("nonfinite_epoch"), chance, detect, n_val=n_val,
-                   val_loss_sd=as_list("val_loss_sd") if "val_loss_sd" in c else None)
+
+    def as_list(key):
+        return np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
+
+    v = detect_run(
+        as_list("val_acc"),
+        as_list("val_loss"),
+        as_list("pred_top_frac"),
+        record.get("nonfinite_epoch"),
+        chance,
+        detect,
+        n_val=n_val,
+        val_loss_sd=as_list("val_loss_sd") if "val_loss_sd" in c else None,
+    )
     return {
         "seed": int(record["seed"]),
         "best_acc": v.best_acc,
@@ -88,7 +144,9 @@ def run_row(record: dict[str, Any], chance: float, detect: Any, n_val: Optional[
         "nonfinite": record.get("nonfinite") or "",
         "epochs_run": int(len(c["val_acc"])),
         "grad_norm_p90": nanmedian(np.asarray(c["grad_norm_p90"], dtype=float)),
-        "grad_norm_max": float(np.nanmax(c["grad_norm_max"])) if np.isfinite(c["grad_norm_max"]).any() else math.nan,
+        "grad_norm_max": float(np.nanmax(c["grad_norm_max"]))
+        if np.isfinite(c["grad_norm_max"]).any()
+        else math.nan,
         "seconds": float(record.get("seconds", math.nan)),
         "device": str(record.get("device") or ""),
         "outcome": v.outcome,
@@ -107,15 +165,33 @@ def failed_row(record: dict[str, Any]) -> dict[str, Any]:
     acc = np.asarray(c.get("val_acc", []), dtype=float)
     finite = acc[np.isfinite(acc)]
     return {
-        "seed": int(record["seed"]), "best_acc": float(finite.max()) if len(finite) else math.nan,
-        "best_epoch": int(np.nanargmax(np.where(np.isfinite(acc), acc, -np.inf))) + 1 if len(finite) else None,
-        "final_acc": float(acc[-1]) if len(acc) else math.nan, "collapsed": False, "collapse_epoch": None,
-        "collapse_mode": "", "never_learned": False, "spikes": 0, "nonfinite": "", "epochs_run": int(len(acc)),
-        "grad_norm_p90": math.nan, "grad_norm_max": math.nan, "seconds": float(record.get("seconds", math.nan)),
-        "device": str(record.get("device") or ""), "outcome": str(record["failure"]), "undecided": False,
-        "noise_floor": math.nan, "collapse_witness": "", "loss_jump_epoch": None, "loss_jump_ratio": math.nan,
-        "volatility": math.nan, "step_loss_cv": math.nan,
-        "failure_reason": str(record.get("failure_reason") or ""), "log_path": str(record.get("log_path") or ""),
+        "seed": int(record["seed"]),
+        "best_acc": float(finite.max()) if len(finite) else math.nan,
+        "best_epoch": int(np.nanargmax(np.where(np.isfinite(acc), acc, -np.inf))) + 1
+        if len(finite)
+        else None,
+        "final_acc": float(acc[-1]) if len(acc) else math.nan,
+        "collapsed": False,
+        "collapse_epoch": None,
+        "collapse_mode": "",
+        "never_learned": False,
+        "spikes": 0,
+        "nonfinite": "",
+        "epochs_run": int(len(acc)),
+        "grad_norm_p90": math.nan,
+        "grad_norm_max": math.nan,
+        "seconds": float(record.get("seconds", math.nan)),
+        "device": str(record.get("device") or ""),
+        "outcome": str(record["failure"]),
+        "undecided": False,
+        "noise_floor": math.nan,
+        "collapse_witness": "",
+        "loss_jump_epoch": None,
+        "loss_jump_ratio": math.nan,
+        "volatility": math.nan,
+        "step_loss_cv": math.nan,
+        "failure_reason": str(record.get("failure_reason") or ""),
+        "log_path": str(record.get("log_path") or ""),
     }
 
 
@@ -145,9 +221,16 @@ def shape_columns(curves: dict[str, Any], detect: Any, learned: bool = True) -> 
     validation loss rises for another reason (memorising noise; random labels do this). The jump
     is measured against the curve's own epoch-to-epoch noise, which a smaller validation set
     makes larger: the data's size is in the threshold."""
-    jump = loss_jump(np.asarray(curves["val_loss"], dtype=float), z=getattr(detect, "jump_z", DetectConfig.jump_z),
-                     min_rise=getattr(detect, "jump_min_rise", DetectConfig.jump_min_rise),
-                     patience=detect.patience) if learned else None
+    jump = (
+        loss_jump(
+            np.asarray(curves["val_loss"], dtype=float),
+            z=getattr(detect, "jump_z", DetectConfig.jump_z),
+            min_rise=getattr(detect, "jump_min_rise", DetectConfig.jump_min_rise),
+            patience=detect.patience,
+        )
+        if learned
+        else None
+    )
     train = np.asarray(curves["train_loss"], dtype=float)
     cv = math.nan
     if "train_loss_sd" in curves:
@@ -175,8 +258,16 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
     undecided = sum(bool(r.get("undecided", False)) for r in rows)
     rate, rlo, rhi = collapse_rate_interval(k, undecided, n)
     modes = [r["collapse_mode"] for r in rows]
-    finals = [r["final_acc"] for r in rows if isinstance(r["final_acc"], float) and math.isfinite(r["final_acc"])]
-    epochs = [r["collapse_epoch"] for r in rows if r["collapse_epoch"] is not None and not _isnan(r["collapse_epoch"])]
+    finals = [
+        r["final_acc"]
+        for r in rows
+        if isinstance(r["final_acc"], float) and math.isfinite(r["final_acc"])
+    ]
+    epochs = [
+        r["collapse_epoch"]
+        for r in rows
+        if r["collapse_epoch"] is not None and not _isnan(r["collapse_epoch"])
+    ]
     return {
         "n_runs": n,
         "mean_best_acc": mean,
@@ -197,7 +288,9 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
         "chance": chance,
         "n_undecided": undecided,
         # The floor of the runs' full length (a run stopped early was held to a lower one).
-        "noise_floor": nanmax(np.asarray([r.get("noise_floor", math.nan) for r in rows], dtype=float)),
+        "noise_floor": nanmax(
+            np.asarray([r.get("noise_floor", math.nan) for r in rows], dtype=float)
+        ),
         **_shape_summary(rows),
         "n_crashed": len(failed),
         "n_timed_out": sum(1 for r in failed if r.get("outcome") == "timed_out"),
@@ -207,12 +300,25 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
 def _shape_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Per setting: the rate of runs with a loss jump (Wilson 95%), and the mean volatility and
     step_loss_cv of the training loss (Student-t 95%; one seed: no upper end, inf)."""
-    jumps = sum(1 for r in rows if r.get("loss_jump_epoch") is not None and not _isnan(r.get("loss_jump_epoch")))
+    jumps = sum(
+        1
+        for r in rows
+        if r.get("loss_jump_epoch") is not None and not _isnan(r.get("loss_jump_epoch"))
+    )
     rate, lo, hi = wilson_interval(jumps, len(rows)) if rows else (math.nan, 0.0, 1.0)
-    out = {"n_loss_jump": jumps, "loss_jump_rate": rate, "loss_jump_rate_lo": lo, "loss_jump_rate_hi": hi}
+    out = {
+        "n_loss_jump": jumps,
+        "loss_jump_rate": rate,
+        "loss_jump_rate_lo": lo,
+        "loss_jump_rate_hi": hi,
+    }
     for column in ("volatility", "step_loss_cv"):
         values = [float(r[column]) for r in rows if is_finite(r.get(column))]
-        mean, vlo, vhi = mean_interval(values, bounds=(0.0, math.inf)) if values else (math.nan, math.nan, math.nan)
+        mean, vlo, vhi = (
+            mean_interval(values, bounds=(0.0, math.inf))
+            if values
+            else (math.nan, math.nan, math.nan)
+        )
         out.update({column: mean, f"{column}_lo": vlo, f"{column}_hi": vhi})
     return out
 
@@ -221,8 +327,9 @@ def _isnan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
-def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any,
-                  n_val: Optional[int] = None) -> dict[str, Any]:
+def trial_summary(
+    records: Sequence[dict[str, Any]], chance: float, detect: Any, n_val: int | None = None
+) -> dict[str, Any]:
     """The readable attributes stored on a finished trial (what optuna-dashboard shows)."""
     rows = [run_row(r, chance, detect, n_val) for r in records]
     s = summarize_runs(rows, chance)
@@ -233,7 +340,10 @@ def trial_summary(records: Sequence[dict[str, Any]], chance: float, detect: Any,
         "n_runs": s["n_runs"],
         "n_collapsed": s["n_collapsed"],
         "n_undecided": s["n_undecided"],
-        "collapse_modes": {m: sum(r["collapse_mode"] == m for r in rows) for m in ("nonfinite", "diverged", "constant_output")},
+        "collapse_modes": {
+            m: sum(r["collapse_mode"] == m for r in rows)
+            for m in ("nonfinite", "diverged", "constant_output")
+        },
         "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in finished},
         "grad_norm_p90": s["grad_norm_p90"] if math.isfinite(s["grad_norm_p90"]) else None,
         "chance": chance,
@@ -247,8 +357,8 @@ def build_tables(
     runs: Iterable[tuple[dict[str, Any], dict[str, Any], int]],
     chance: float,
     detect: Any,
-    axes: Optional[list[str]] = None,
-    n_val: Optional[int] = None,
+    axes: list[str] | None = None,
+    n_val: int | None = None,
 ) -> Tables:
     """Tables from (setting, decoded record, trial number) triples, deduplicated by (setting, seed).
 
@@ -281,13 +391,25 @@ def build_tables(
         kept.append((setting, record))
     axes = axes or list(BASE_AXES)
     runs_df = pd.DataFrame(run_rows, columns=axes + RUN_COLUMNS)
-    for col in ("best_epoch", "collapse_epoch", "trial", "seed", "spikes", "epochs_run", "loss_jump_epoch"):
+    for col in (
+        "best_epoch",
+        "collapse_epoch",
+        "trial",
+        "seed",
+        "spikes",
+        "epochs_run",
+        "loss_jump_epoch",
+    ):
         runs_df[col] = runs_df[col].astype("Int64")  # integers with empty cells, not 3.0
     if len(runs_df):
-        runs_df = runs_df.sort_values(axes + ["seed"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+        runs_df = runs_df.sort_values(
+            axes + ["seed"], key=_sort_key, kind="stable", na_position="first"
+        ).reset_index(drop=True)
     curves_df = _curves_frame(kept, axes)
     if len(curves_df):
-        curves_df = curves_df.sort_values(axes + ["seed", "epoch"], key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+        curves_df = curves_df.sort_values(
+            axes + ["seed", "epoch"], key=_sort_key, kind="stable", na_position="first"
+        ).reset_index(drop=True)
     summary_df = summary_table(runs_df, axes, chance)
     return Tables(runs=runs_df, curves=curves_df, summary=summary_df, axes=axes, chance=chance)
 
@@ -295,7 +417,9 @@ def build_tables(
 GROUP_CURVES = ("grad_norm_mean/", "grad_norm_max/")  # per parameter group: one wide column each
 
 
-def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[str]) -> pd.DataFrame:
+def _curves_frame(
+    kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[str]
+) -> pd.DataFrame:
     """One row per (run, epoch), built from whole columns (one concatenation per column, not one
     DataFrame per run: studies of 10,000 runs stay fast). Per-group gradient norms are wide
     columns `grad_norm_mean/<group>` and `grad_norm_max/<group>` (NaN where a model has no such
@@ -303,7 +427,9 @@ def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[
     if not kept:
         return pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
     # The contract's columns, then the per-group curves of the records, in their recorded order.
-    extra = list(dict.fromkeys(c for _, rec in kept for c in rec["curves"] if c.startswith(GROUP_CURVES)))
+    extra = list(
+        dict.fromkeys(c for _, rec in kept for c in rec["curves"] if c.startswith(GROUP_CURVES))
+    )
     lengths = np.array([len(rec["curves"]["val_acc"]) for _, rec in kept])
     cols: dict[str, Any] = {}
     for a in axes:
@@ -312,10 +438,14 @@ def _curves_frame(kept: list[tuple[dict[str, Any], dict[str, Any]]], axes: list[
     cols["seed"] = np.repeat(np.array([int(rec["seed"]) for _, rec in kept]), lengths)
     cols["epoch"] = np.concatenate([np.arange(1, n + 1) for n in lengths])
     for col in (*EPOCH_COLUMNS, *extra):
-        cols[col] = np.concatenate([
-            np.asarray(rec["curves"][col], dtype=float) if col in rec["curves"] else np.full(n, np.nan)
-            for (_, rec), n in zip(kept, lengths)
-        ])
+        cols[col] = np.concatenate(
+            [
+                np.asarray(rec["curves"][col], dtype=float)
+                if col in rec["curves"]
+                else np.full(n, np.nan)
+                for (_, rec), n in zip(kept, lengths)
+            ]
+        )
     df = pd.DataFrame(cols)
     for a in axes:  # numeric axes as numbers (None -> NaN), the rest as they are
         converted = pd.to_numeric(df[a], errors="coerce")
@@ -336,7 +466,9 @@ def summary_table(runs: pd.DataFrame, axes: list[str], chance: float) -> pd.Data
             rows.append(row)
     df = pd.DataFrame(rows, columns=axes + SUMMARY_COLUMNS)
     if len(df):
-        df = df.sort_values(axes, key=_sort_key, kind="stable", na_position="first").reset_index(drop=True)
+        df = df.sort_values(axes, key=_sort_key, kind="stable", na_position="first").reset_index(
+            drop=True
+        )
     return df
 
 

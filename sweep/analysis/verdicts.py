@@ -16,13 +16,20 @@ whole grid: the recommended setting.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sweep.analysis.boundary import BOUNDARY_COLUMNS, SAFE_COLUMNS, boundary_columns, safe_columns, slice_boundary
+from sweep.analysis.boundary import (
+    BOUNDARY_COLUMNS,
+    SAFE_COLUMNS,
+    boundary_columns,
+    safe_columns,
+    slice_boundary,
+)
 from sweep.analysis.recommendation import Recommendation, recommend  # noqa: F401  (re-exported)
 from sweep.core.setting import Setting, value_label
 from sweep.core.values import nanmedian, normalize
@@ -31,9 +38,21 @@ from sweep.core.values import nanmedian, normalize
 CLIP_FRACTION_TOO_HIGH = 0.5
 
 SLICE_COLUMNS = [
-    *SAFE_COLUMNS, "n_lrs", "lr_min", "lr_max", "lr_sensitivity", "largest_stable_lr", "first_collapse_lr",
-    "collapsed_lrs", "monotone_collapse", "best_lr", "best_mean_best_acc", "n_runs", "n_collapsed",
-    "grad_norm_p90", *BOUNDARY_COLUMNS,
+    *SAFE_COLUMNS,
+    "n_lrs",
+    "lr_min",
+    "lr_max",
+    "lr_sensitivity",
+    "largest_stable_lr",
+    "first_collapse_lr",
+    "collapsed_lrs",
+    "monotone_collapse",
+    "best_lr",
+    "best_mean_best_acc",
+    "n_runs",
+    "n_collapsed",
+    "grad_norm_p90",
+    *BOUNDARY_COLUMNS,
 ]
 
 
@@ -41,8 +60,10 @@ SLICE_COLUMNS = [
 class ValidationNoise:
     """What the validation set's size lets the report tell apart (sweep.noise)."""
 
-    n_val: Optional[int]  # validation sequences (None: unknown, noise not accounted for)
-    resolution: float  # smallest accuracy difference told apart from noise (95%, worst case p = 0.5)
+    n_val: int | None  # validation sequences (None: unknown, noise not accounted for)
+    resolution: (
+        float  # smallest accuracy difference told apart from noise (95%, worst case p = 0.5)
+    )
     floor: float  # the best of `epochs` epochs with nothing learned stays below this (learned test)
     chance: float
     epochs: int
@@ -56,10 +77,12 @@ class ValidationNoise:
         """The study's resolution in one sentence."""
         if not self.n_val:
             return ""
-        return (f"With {self.n_val} validation sequences, accuracy differences smaller than about "
-                f"{self.resolution:.2f} are within sampling noise, and with nothing learned the best of "
-                f"{self.epochs} epochs still reaches up to {min(self.floor, 1.0):.3f} (chance {self.chance:.3f}); "
-                f"a run counts as learned only above that.")
+        return (
+            f"With {self.n_val} validation sequences, accuracy differences smaller than about "
+            f"{self.resolution:.2f} are within sampling noise, and with nothing learned the best of "
+            f"{self.epochs} epochs still reaches up to {min(self.floor, 1.0):.3f} (chance {self.chance:.3f}); "
+            f"a run counts as learned only above that."
+        )
 
 
 # --------------------------------------------------------------------------- values and keys
@@ -92,7 +115,7 @@ def lr_sensitivity(accs: Sequence[float], chance: float) -> float:
     return float(np.mean([best - a for a in floored]))
 
 
-def largest_stable_lr(lrs: Sequence[float], n_collapsed: Sequence[int]) -> Optional[float]:
+def largest_stable_lr(lrs: Sequence[float], n_collapsed: Sequence[int]) -> float | None:
     """The largest LR such that it and every smaller LR had no collapsed run; None if the smallest did."""
     stable = None
     for lr, k in sorted(zip(lrs, n_collapsed), key=lambda p: p[0]):
@@ -119,28 +142,32 @@ def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) ->
         # Monotone: once a run collapses at some LR, every larger LR has a collapse too.
         monotone = not collapsed or all(k > 0 for lr, k in zip(lrs, ks) if lr >= first)
         finite = [(a, lr) for a, lr in zip(accs, lrs) if math.isfinite(a)]
-        best_acc, best_lr = max(finite, key=lambda p: (p[0], -p[1])) if finite else (math.nan, math.nan)
+        best_acc, best_lr = (
+            max(finite, key=lambda p: (p[0], -p[1])) if finite else (math.nan, math.nan)
+        )
         stable_p90 = [float(r["grad_norm_p90"]) for r, k in zip(rows, ks) if k == 0]
         p90 = nanmedian(stable_p90 or [float(r["grad_norm_p90"]) for r in rows])
         fit = slice_boundary(rows)
-        out.append({
-            **dict(zip(keys, key)),
-            **safe_columns(fit),
-            "n_lrs": len(rows),
-            "lr_min": lrs[0],
-            "lr_max": lrs[-1],
-            "lr_sensitivity": lr_sensitivity(accs, chance),
-            "largest_stable_lr": largest_stable_lr(lrs, ks),
-            "first_collapse_lr": first,
-            "collapsed_lrs": " ".join(value_label(lr) for lr in collapsed),
-            "monotone_collapse": monotone,
-            "best_lr": best_lr,
-            "best_mean_best_acc": best_acc,
-            "n_runs": int(sum(int(r["n_runs"]) for r in rows)),
-            "n_collapsed": int(sum(ks)),
-            "grad_norm_p90": p90,
-            **boundary_columns(fit),
-        })
+        out.append(
+            {
+                **dict(zip(keys, key)),
+                **safe_columns(fit),
+                "n_lrs": len(rows),
+                "lr_min": lrs[0],
+                "lr_max": lrs[-1],
+                "lr_sensitivity": lr_sensitivity(accs, chance),
+                "largest_stable_lr": largest_stable_lr(lrs, ks),
+                "first_collapse_lr": first,
+                "collapsed_lrs": " ".join(value_label(lr) for lr in collapsed),
+                "monotone_collapse": monotone,
+                "best_lr": best_lr,
+                "best_mean_best_acc": best_acc,
+                "n_runs": int(sum(int(r["n_runs"]) for r in rows)),
+                "n_collapsed": int(sum(ks)),
+                "grad_norm_p90": p90,
+                **boundary_columns(fit),
+            }
+        )
     return pd.DataFrame(out, columns=keys + SLICE_COLUMNS)
 
 
@@ -150,7 +177,10 @@ def clip_fractions(curves: pd.DataFrame, axes: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(axes) + ["clip_fraction"])
     keys = [curves[a].map(normalize) for a in axes]
     means = curves.groupby(keys, sort=False, dropna=False)["clip_fraction"].mean()
-    rows = [dict(zip(axes, k if isinstance(k, tuple) else (k,)), clip_fraction=float(v)) for k, v in means.items()]
+    rows = [
+        dict(zip(axes, k if isinstance(k, tuple) else (k,)), clip_fraction=float(v))
+        for k, v in means.items()
+    ]
     return pd.DataFrame(rows, columns=list(axes) + ["clip_fraction"])
 
 
@@ -170,7 +200,11 @@ def validation_noise(tables: Any) -> ValidationNoise:
     runs, summary = tables.runs, tables.summary
     epochs = int(config.get("epochs") or (int(runs["epochs_run"].max()) if len(runs) else 0))
     floors = summary["noise_floor"] if "noise_floor" in summary else pd.Series(dtype=float)
-    floor = float(np.nanmax(floors)) if len(floors) and np.isfinite(floors.astype(float)).any() else math.nan
+    floor = (
+        float(np.nanmax(floors))
+        if len(floors) and np.isfinite(floors.astype(float)).any()
+        else math.nan
+    )
     res = resolution(n_val) if n_val else math.nan
     undecided = int(runs["undecided"].astype(bool).sum()) if "undecided" in runs else 0
     min_gain = float(detect.get("min_gain", 0.05))
@@ -178,20 +212,37 @@ def validation_noise(tables: Any) -> ValidationNoise:
     if "outcome" in runs and len(runs):
         never = runs[runs["outcome"] == "never_learned"]
         hidden = int((never["best_acc"].astype(float) >= tables.chance + min_gain).sum())
-    learned = runs[runs["outcome"].isin(["stable", "collapsed", "undecided"]) & (runs["collapse_mode"] != "nonfinite")] \
-        if "outcome" in runs else runs.iloc[0:0]
-    gain = float(np.median(learned["best_acc"].astype(float) - tables.chance)) if len(learned) else math.nan
+    learned = (
+        runs[
+            runs["outcome"].isin(["stable", "collapsed", "undecided"])
+            & (runs["collapse_mode"] != "nonfinite")
+        ]
+        if "outcome" in runs
+        else runs.iloc[0:0]
+    )
+    gain = (
+        float(np.median(learned["best_acc"].astype(float) - tables.chance))
+        if len(learned)
+        else math.nan
+    )
     drop = float(detect.get("drop", 0.5))
     blurred = bool(n_val) and math.isfinite(gain) and res > drop * gain
     too_coarse = bool(n_val) and (undecided > 0 or hidden > 0 or blurred)
     return ValidationNoise(
-        n_val=n_val, resolution=res, floor=floor, chance=float(tables.chance), epochs=epochs,
-        n_undecided=undecided, n_hidden=hidden, n_runs=len(runs), too_coarse=too_coarse,
+        n_val=n_val,
+        resolution=res,
+        floor=floor,
+        chance=float(tables.chance),
+        epochs=epochs,
+        n_undecided=undecided,
+        n_hidden=hidden,
+        n_runs=len(runs),
+        too_coarse=too_coarse,
         fix=_noise_fix(task, config, n_val) if too_coarse else "",
     )
 
 
-def _noise_fix(task: dict[str, Any], config: dict[str, Any], n_val: Optional[int]) -> str:
+def _noise_fix(task: dict[str, Any], config: dict[str, Any], n_val: int | None) -> str:
     """The concrete fix for a validation set too small to decide: which key gives more data."""
     tcfg = config.get("task") or {}
     four = 4 * int(n_val or 0)
@@ -206,8 +257,10 @@ def _noise_fix(task: dict[str, Any], config: dict[str, Any], n_val: Optional[int
         data = f"more validation data (task.n_val={four})"
     else:
         data = "more validation data"
-    return (f"{data}: about four times the sequences ({four}) halve the noise; more seeds narrow the "
-            f"collapse-rate intervals but cannot sharpen a single run's call")
+    return (
+        f"{data}: about four times the sequences ({four}) halve the noise; more seeds narrow the "
+        f"collapse-rate intervals but cannot sharpen a single run's call"
+    )
 
 
 def present(v: Any) -> bool:

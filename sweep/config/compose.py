@@ -14,9 +14,10 @@ name (or a config.yaml) replaces it.
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from sweep.config.convert import config_from_dict
 from sweep.config.schema import Config, register
@@ -32,19 +33,21 @@ def builtin_dir() -> Any:
     return importlib.resources.files(CONFIG_MODULE)
 
 
-def check_config_dir(config_dir: Optional[str]) -> Optional[Path]:
+def check_config_dir(config_dir: str | None) -> Path | None:
     """The user's config folder as an absolute path; a one-line error when it is not a folder."""
     if config_dir is None:
         return None
     path = Path(config_dir).expanduser().resolve()
     if not path.is_dir():
         what = "is a file" if path.exists() else "does not exist"
-        raise UserError(f"--config-dir: {config_dir} {what}; give a folder of config groups, e.g. --config-dir conf "
-                        f"with conf/model/NAME.yaml")
+        raise UserError(
+            f"--config-dir: {config_dir} {what}; give a folder of config groups, e.g. --config-dir conf "
+            f"with conf/model/NAME.yaml"
+        )
     return path
 
 
-def group_options(group: str, config_dir: Optional[str] = None) -> list[str]:
+def group_options(group: str, config_dir: str | None = None) -> list[str]:
     """The options of a config group: the built-in YAML files and the user's."""
     names: set[str] = set()
     folder = builtin_dir() / group
@@ -56,7 +59,7 @@ def group_options(group: str, config_dir: Optional[str] = None) -> list[str]:
     return sorted(names)
 
 
-def compose(overrides: list[str], config_dir: Optional[str] = None) -> Any:
+def compose(overrides: list[str], config_dir: str | None = None) -> Any:
     """Compose the configs with Hydra's compose API; Hydra's errors become one-line UserErrors."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
@@ -71,13 +74,17 @@ def compose(overrides: list[str], config_dir: Optional[str] = None) -> Any:
             choice = ov.split("=", 1)[1]
             options = group_options(name, config_dir)
             if choice not in options:
-                raise UserError(f"{name}={choice}: unknown {name}; valid {name}s: {', '.join(options)}")
+                raise UserError(
+                    f"{name}={choice}: unknown {name}; valid {name}s: {', '.join(options)}"
+                )
     for ov in overrides:  # one at a time, so that a syntax error names its override
         check_syntax(ov)
     register()
     try:
         if user is None:
-            init = initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3", job_name="sweep")
+            init = initialize_config_module(
+                config_module=CONFIG_MODULE, version_base="1.3", job_name="sweep"
+            )
         else:
             init = _user_first(user)
         with init:
@@ -102,7 +109,9 @@ def _user_first(user: Path) -> Iterator[None]:
     from hydra.core.global_hydra import GlobalHydra
 
     search_path = create_config_search_path(f"file://{user}")
-    search_path.prepend(provider="lrsweep", path=f"pkg://{CONFIG_MODULE}", anchor=SearchPathQuery(provider="schema"))
+    search_path.prepend(
+        provider="lrsweep", path=f"pkg://{CONFIG_MODULE}", anchor=SearchPathQuery(provider="schema")
+    )
     GlobalHydra.instance().clear()
     Hydra.create_main_hydra2(task_name="sweep", config_search_path=search_path)
     try:
@@ -173,6 +182,6 @@ def resolve(composed: Any) -> dict[str, Any]:
         raise translate_omegaconf(e) from None
 
 
-def load_config(overrides: list[str], config_dir: Optional[str] = None) -> Config:
+def load_config(overrides: list[str], config_dir: str | None = None) -> Config:
     """Compose, type and check: the single entry point used by every subcommand."""
     return config_from_dict(resolve(compose(overrides, config_dir)))

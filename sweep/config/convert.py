@@ -39,10 +39,16 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     for key in data:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}"
+            hint = (
+                f"did you mean {close[0]}?" if close else f"valid keys: {', '.join(sorted(known))}"
+            )
             raise UserError(f"{key}: unknown config key; {hint}")
     nodes = {g: data.get(g, _ABSENT_GROUPS.get(g)) for g in GROUPS}
-    targets = {g: node for g, node in nodes.items() if g in ("model", "task", "trainer") and is_target(node)}
+    targets = {
+        g: node
+        for g, node in nodes.items()
+        if g in ("model", "task", "trainer") and is_target(node)
+    }
     groups = {g: group_schema(g, node) for g, node in nodes.items() if g not in targets}
     grid = data.pop("grid", None)
     rest = {k: v for k, v in data.items() if k not in GROUPS}
@@ -65,7 +71,9 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         cfg.task = TargetTask.from_node(targets["task"], _typed)
     if "trainer" in targets:
         cfg.trainer = TargetTrainer.from_node(targets["trainer"], _typed)
-    cfg.grid = grid_from_mapping(grid if grid is not None else Config().grid, base, free=not cfg.trainer.builtin)
+    cfg.grid = grid_from_mapping(
+        grid if grid is not None else Config().grid, base, free=not cfg.trainer.builtin
+    )
     if cfg.study.name is None:
         cfg.study.name = default_study_name(cfg)
     cfg.check()
@@ -135,7 +143,9 @@ def command_label(command: str) -> str:
         words = shlex.split(command)
     except ValueError:
         words = command.split()
-    words = [w for w in words if "=" not in w.split("/")[0] or w.startswith(("-", "/", "."))]  # FOO=1 env words
+    words = [
+        w for w in words if "=" not in w.split("/")[0] or w.startswith(("-", "/", "."))
+    ]  # FOO=1 env words
     scripts = [w for w in words if w.endswith((".py", ".sh"))]
     if scripts:
         return Path(scripts[0]).stem if scripts[0].endswith(".py") else Path(scripts[0]).name
@@ -149,7 +159,9 @@ def group_schema(group: str, node: Any) -> tuple[type, dict[str, Any]]:
         raise rule_error(group, "must be a config group with a name", node, f"use {group}=NAME")
     name = node["name"]
     if name not in registry:
-        raise UserError(f"{group}.name: unknown {group} {name!r}; valid {group}s: {', '.join(sorted(registry))}")
+        raise UserError(
+            f"{group}.name: unknown {group} {name!r}; valid {group}s: {', '.join(sorted(registry))}"
+        )
     return registry[name], node
 
 
@@ -160,7 +172,12 @@ def _workers(value: Any) -> int:
             raise ValueError
         return number
     except ValueError:
-        raise rule_error("workers", "must be a whole number >= 1 or auto", value, "e.g. workers=2 or workers=auto") from None
+        raise rule_error(
+            "workers",
+            "must be a whole number >= 1 or auto",
+            value,
+            "e.g. workers=2 or workers=auto",
+        ) from None
 
 
 # --------------------------------------------------------------------------- the grid
@@ -175,7 +192,9 @@ def grid_from_mapping(data: Any, base: dict[str, Any], free: bool = False) -> Gr
     if not isinstance(data, dict):
         raise rule_error("grid", "must be a mapping of axis -> list of values", data)
     flat = flatten(data)
-    lr_auto = flat.get("lr") == "auto"  # the learning rates come from a range test when the sweep starts
+    lr_auto = (
+        flat.get("lr") == "auto"
+    )  # the learning rates come from a range test when the sweep starts
     if lr_auto:
         flat.pop("lr")
     lr = () if lr_auto else _axis(flat, "lr", _number)
@@ -193,11 +212,27 @@ def grid_from_mapping(data: Any, base: dict[str, Any], free: bool = False) -> Gr
                 f"grid.{path}: not a config key that can be swept; an extra grid axis must name an existing "
                 f"key, e.g. +grid.model.hidden_size='[32,128]' (or, with schedule=warmup, +grid.schedule.warmup_steps)"
             )
-        if isinstance(target, list):  # a list-valued key (optimizer.group_lr_mult): each value a list
-            extra.append((path, tuple(_list_value(v, f"grid.{path}") for v in _list_axis(values, f"grid.{path}"))))
+        if isinstance(
+            target, list
+        ):  # a list-valued key (optimizer.group_lr_mult): each value a list
+            extra.append(
+                (
+                    path,
+                    tuple(
+                        _list_value(v, f"grid.{path}") for v in _list_axis(values, f"grid.{path}")
+                    ),
+                )
+            )
             continue
         extra.append((path, tuple(_as_list(values, f"grid.{path}"))))
-    return GridConfig(lr=lr, clip=clip, batch_size=batch, extra=tuple(extra), lr_auto=lr_auto, free=tuple(free_axes))
+    return GridConfig(
+        lr=lr,
+        clip=clip,
+        batch_size=batch,
+        extra=tuple(extra),
+        lr_auto=lr_auto,
+        free=tuple(free_axes),
+    )
 
 
 def _axis(flat: dict[str, Any], axis: str, convert: Any) -> tuple[Any, ...]:
@@ -211,11 +246,21 @@ def _axis(flat: dict[str, Any], axis: str, convert: Any) -> tuple[Any, ...]:
 
 def _list_axis(values: Any, key: str) -> list[Any]:
     example = f"+{key}='[[0.11,0.33,1.0],[1.0,1.0,1.0]]'"
-    if isinstance(values, (list, tuple)):  # a stored grid (a worker's config) holds each value as JSON text
+    if isinstance(
+        values, (list, tuple)
+    ):  # a stored grid (a worker's config) holds each value as JSON text
         values = [_parsed(v) for v in values]
-    if not isinstance(values, (list, tuple)) or not values or not all(isinstance(v, (list, tuple)) for v in values):
-        raise rule_error(key, "must be a list of lists (each value of this axis is itself a list)", values,
-                         f"e.g. {example}")
+    if (
+        not isinstance(values, (list, tuple))
+        or not values
+        or not all(isinstance(v, (list, tuple)) for v in values)
+    ):
+        raise rule_error(
+            key,
+            "must be a list of lists (each value of this axis is itself a list)",
+            values,
+            f"e.g. {example}",
+        )
     return list(values)
 
 
@@ -238,8 +283,12 @@ def _list_value(value: Any, key: str) -> str:
 def _as_list(value: Any, key: str) -> list[Any]:
     if isinstance(value, (list, tuple)):
         if len(value) == 0:
-            raise rule_error(key, "must list at least one value", list(value),
-                             "e.g. " + GRID_EXAMPLES.get(key, f"{key}='[VALUE1,VALUE2]'"))
+            raise rule_error(
+                key,
+                "must list at least one value",
+                list(value),
+                "e.g. " + GRID_EXAMPLES.get(key, f"{key}='[VALUE1,VALUE2]'"),
+            )
         return list(value)
     return [value]  # a single value is a one-point axis
 
@@ -257,7 +306,11 @@ def _number(value: Any, key: str) -> float:
 
 
 def _integer(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not value.is_integer()):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (isinstance(value, float) and not value.is_integer())
+    ):
         raise rule_error(key, "must be an integer", value)
     return int(value)
 

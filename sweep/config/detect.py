@@ -19,11 +19,14 @@ class DetectConfig(Checked):
 
     drop: float = 0.5  # diverged: lost this share of what it had learned over chance ...
     patience: int = 3  # ... and stayed below that for at least this many epochs, to the end
-    min_gain: float = 0.05  # never learned: best accuracy below chance + min_gain (or below the noise floor)
+    # never learned: best accuracy below chance + min_gain (or below the noise floor)
+    min_gain: float = 0.05
     spike_factor: float = 1.5  # spike: val loss above spike_factor x the lowest val loss so far
     constant_frac: float = 0.95  # constant output: this share of predictions falls in one class
-    alpha: float = 0.01  # noise alone passes the learned test with prob. <= alpha/2, the drop test <= alpha
-    jump_z: float = 7.0  # loss jump: val loss up by this many of its own epoch-to-epoch noise sds ...
+    # noise alone passes the learned test with prob. <= alpha/2, the drop test <= alpha
+    alpha: float = 0.01
+    # loss jump: val loss up by this many of its own epoch-to-epoch noise sds ...
+    jump_z: float = 7.0
     jump_min_rise: float = 1.1  # ... and by this factor over its lowest before, and never back
 
     def check(self, prefix: str) -> None:
@@ -43,9 +46,13 @@ DETECT_MEANINGS = {
     "min_gain": "a finite run whose best stays below chance + min_gain (or the noise floor) never learned",
     "spike_factor": "a spike is an epoch whose val_loss exceeds spike_factor x the lowest val_loss so far",
     "constant_frac": "a diverged run predicting this share of one class at the end is constant_output",
-    "alpha": ("false-alarm budget of the noise-aware calls: nothing learned passes the learned test with "
-              "probability <= alpha/2, a drop within noise passes the diverged test with probability <= alpha"),
-    "jump_z": ("a loss jump: val_loss rises above its lowest by more than jump_z of its own epoch-to-epoch noise "
-               "sds ..."),
+    "alpha": (
+        "false-alarm budget of the noise-aware calls: nothing learned passes the learned test with "
+        "probability <= alpha/2, a drop within noise passes the diverged test with probability <= alpha"
+    ),
+    "jump_z": (
+        "a loss jump: val_loss rises above its lowest by more than jump_z of its own epoch-to-epoch noise "
+        "sds ..."
+    ),
     "jump_min_rise": "... and by at least this factor, and stays there to the end (not a collapse: its own rate)",
 }

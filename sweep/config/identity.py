@@ -24,7 +24,15 @@ EXTERNAL_EXECUTION = ("trainer.timeout_minutes", "trainer.stop_grace_seconds")
 # Keys an earlier lrsweep did not record: a study made by it is not refused for lacking them.
 ADDED_KEYS = ("threads",)
 # Keys that say how and where to run, not what: `sweep worker` may give only these.
-EXECUTION_KEYS = ("study", "workers", "device", "packing", "checkpoint_every", "checkpoint_minutes", "results_dir")
+EXECUTION_KEYS = (
+    "study",
+    "workers",
+    "device",
+    "packing",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "results_dir",
+)
 
 
 def trainer_name(comparable: dict[str, Any]) -> str:

@@ -29,8 +29,14 @@ def rule_error(key: str, rule: str, value: Any, fix: str = "") -> UserError:
 def default_fix(cls: Any, name: str, key: str) -> str:
     """'e.g. key=default (the default)' for a dataclass field with a plain default, its metadata's
     example where it has one, else ''."""
-    field = next((f for f in dataclasses.fields(cls) if f.name == name), None) if dataclasses.is_dataclass(cls) else None
-    if field is not None and "example" in field.metadata:  # a list or mapping: its default shows little
+    field = (
+        next((f for f in dataclasses.fields(cls) if f.name == name), None)
+        if dataclasses.is_dataclass(cls)
+        else None
+    )
+    if (
+        field is not None and "example" in field.metadata
+    ):  # a list or mapping: its default shows little
         return f"e.g. {key}={field.metadata['example']}"
     if field is None or field.default is dataclasses.MISSING:
         return ""

@@ -11,17 +11,18 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sweep.config.detect import DETECT_MEANINGS, DetectConfig  # noqa: F401  (part of the schema)
+from sweep.config.optimizers import OPTIMIZERS, SCHEDULES, OptimizerConfig, ScheduleConfig  # noqa: F401
 from sweep.config.rules import Checked, rule_error
 from sweep.config.tasks import TASKS
 from sweep.config.trainers import TRAINERS
 from sweep.core.devices import is_device_string
 from sweep.core.errors import UserError
 
-
-# --------------------------------------------------------------------------- model, optimizer, schedule
+# --------------------------------------------------------------------------- model (optimizers and
+# schedules: sweep.config.optimizers)
 
 
 @dataclass
@@ -34,10 +35,13 @@ class ModelConfig(Checked):
     dropout: float = 0.0  # dropout between stacked layers (0: off; needs layers >= 2)
     bidirectional: bool = False  # also read each sequence backwards
     embedding_dim: int = 32  # size of the token embedding (used only by token tasks, e.g. text)
-    forget_bias: float = 0.0  # added to the LSTM forget-gate bias at init (1.0 is a common choice; unused by GRUs)
+    # added to the LSTM forget-gate bias at init (1.0 is a common choice; unused by GRUs)
+    forget_bias: float = 0.0
 
     def check(self, prefix: str) -> None:
-        self.require(self.name in MODEL_NAMES, prefix, "name", f"must be one of {', '.join(MODEL_NAMES)}")
+        self.require(
+            self.name in MODEL_NAMES, prefix, "name", f"must be one of {', '.join(MODEL_NAMES)}"
+        )
         self.require(self.hidden_size >= 1, prefix, "hidden_size", "must be >= 1")
         self.require(self.layers >= 1, prefix, "layers", "must be >= 1")
         self.require(0 <= self.dropout < 1, prefix, "dropout", "must be in [0, 1)")
@@ -45,144 +49,6 @@ class ModelConfig(Checked):
 
 
 MODEL_NAMES = ("lstm", "gru")
-
-
-@dataclass
-class OptimizerConfig(Checked):
-    """What every optimizer has: decay added to the gradient, and an L2 penalty added to the loss."""
-
-    name: str = "?"
-    weight_decay: float = 0.0  # L2 added to the gradient by the optimizer (AdamW: decoupled) (0: off)
-    l2: float = 0.0  # L2 penalty l2 * sum(w^2) over weight matrices added to the loss (0: off)
-    # Discriminative learning rates: one multiplier of the swept lr per parameter group, in the
-    # model's group order (lrsweep's LSTM/GRU: [embed,] rnn.l0, rnn.l1, ..., head; a user's
-    # model: its top-level child modules). Empty: every group trains at the swept lr.
-    group_lr_mult: list[float] = field(default_factory=list, metadata={"example": "[0.11,0.33,1.0] (lr/9, lr/3, lr)"})
-
-    def check(self, prefix: str) -> None:
-        self.require(self.weight_decay >= 0, prefix, "weight_decay", "must be >= 0")
-        self.require(self.l2 >= 0, prefix, "l2", "must be >= 0")
-        self.require(all(math.isfinite(m) and m > 0 for m in self.group_lr_mult), prefix, "group_lr_mult",
-                     "must list positive finite multipliers, one per parameter group")
-
-
-@dataclass
-class SGDConfig(OptimizerConfig):
-    """torch.optim.SGD."""
-
-    name: str = "sgd"
-    momentum: float = 0.9  # heavy-ball momentum (0: plain SGD)
-    nesterov: bool = False  # Nesterov momentum (needs momentum > 0)
-
-    def check(self, prefix: str) -> None:
-        super().check(prefix)
-        self.require(0 <= self.momentum < 1, prefix, "momentum", "must be in [0, 1)")
-        if self.nesterov:
-            self.require(self.momentum > 0, prefix, "nesterov", "needs optimizer.momentum > 0")
-
-
-@dataclass
-class AdamConfig(OptimizerConfig):
-    """torch.optim.Adam."""
-
-    name: str = "adam"
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-
-    def check(self, prefix: str) -> None:
-        super().check(prefix)
-        for name in ("beta1", "beta2"):
-            self.require(0 <= getattr(self, name) < 1, prefix, name, "must be in [0, 1)")
-        self.require(self.eps > 0, prefix, "eps", "must be > 0")
-
-
-@dataclass
-class AdamWConfig(AdamConfig):
-    """torch.optim.AdamW: Adam with decoupled weight decay."""
-
-    name: str = "adamw"
-    weight_decay: float = 0.01
-
-
-@dataclass
-class RMSpropConfig(OptimizerConfig):
-    """torch.optim.RMSprop."""
-
-    name: str = "rmsprop"
-    alpha: float = 0.99  # smoothing constant of the squared-gradient average
-    eps: float = 1e-8
-    momentum: float = 0.0  # momentum (0: off)
-
-    def check(self, prefix: str) -> None:
-        super().check(prefix)
-        self.require(0 <= self.alpha < 1, prefix, "alpha", "must be in [0, 1)")
-        self.require(self.eps > 0, prefix, "eps", "must be > 0")
-        self.require(0 <= self.momentum < 1, prefix, "momentum", "must be in [0, 1)")
-
-
-OPTIMIZERS: dict[str, type] = {"sgd": SGDConfig, "adam": AdamConfig, "adamw": AdamWConfig, "rmsprop": RMSpropConfig}
-
-
-@dataclass
-class ScheduleConfig(Checked):
-    """The learning rate over optimizer steps (a pure function of the step: `sweep.training.optim`)."""
-
-    name: str = "?"
-
-    def check(self, prefix: str) -> None:
-        pass
-
-
-@dataclass
-class ConstantSchedule(ScheduleConfig):
-    """The learning rate stays at the setting's lr for the whole run."""
-
-    name: str = "constant"
-
-
-@dataclass
-class WarmupSchedule(ScheduleConfig):
-    """Linear warmup from lr / warmup_steps to lr over `warmup_steps` steps, then constant."""
-
-    name: str = "warmup"
-    warmup_steps: int = 100  # optimizer steps (not epochs) of linear warmup (0: off, same as constant)
-
-    def check(self, prefix: str) -> None:
-        self.require(self.warmup_steps >= 0, prefix, "warmup_steps", "must be >= 0 (0: no warmup)")
-
-
-@dataclass
-class CosineSchedule(WarmupSchedule):
-    """Optional linear warmup, then cosine decay from lr to `min_lr_ratio * lr` at the last step."""
-
-    name: str = "cosine"
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.0  # final learning rate as a fraction of lr (0: decay to zero; 1: constant)
-
-    def check(self, prefix: str) -> None:
-        super().check(prefix)
-        self.require(0 <= self.min_lr_ratio <= 1, prefix, "min_lr_ratio", "must be in [0, 1]")
-
-
-@dataclass
-class OneCycleSchedule(ScheduleConfig):
-    """torch.optim.lr_scheduler.OneCycleLR (cosine annealing, two phases), without momentum cycling."""
-
-    name: str = "onecycle"
-    pct_start: float = 0.3  # share of all optimizer steps spent rising to the peak
-    div_factor: float = 25.0  # initial lr = lr / div_factor
-    final_div_factor: float = 1e4  # final lr = initial lr / final_div_factor (torch's definition)
-
-    def check(self, prefix: str) -> None:
-        self.require(0 < self.pct_start < 1, prefix, "pct_start", "must be in (0, 1)")
-        for name in ("div_factor", "final_div_factor"):
-            self.require(getattr(self, name) >= 1, prefix, name, "must be >= 1")
-
-
-SCHEDULES: dict[str, type] = {
-    "constant": ConstantSchedule, "warmup": WarmupSchedule, "cosine": CosineSchedule, "onecycle": OneCycleSchedule,
-}
 
 
 # --------------------------------------------------------------------------- grid, detect, study
@@ -206,12 +72,14 @@ class GridConfig:
     """
 
     lr: tuple[float, ...] = tuple(DEFAULT_GRID["lr"])
-    clip: tuple[Optional[float], ...] = tuple(DEFAULT_GRID["clip"])
+    clip: tuple[float | None, ...] = tuple(DEFAULT_GRID["clip"])
     batch_size: tuple[int, ...] = tuple(DEFAULT_GRID["batch_size"])
     # Further axes: dotted config key -> values, e.g. (("schedule.warmup_steps", (0, 100)),).
     extra: tuple[tuple[str, tuple[Any, ...]], ...] = ()
     lr_auto: bool = False  # grid.lr=auto: the learning rates come from a range test (`sweep find`)
-    free: tuple[str, ...] = ()  # extra axes that are parameters of a user's training, not config keys
+    free: tuple[
+        str, ...
+    ] = ()  # extra axes that are parameters of a user's training, not config keys
 
     def axes(self) -> dict[str, tuple[Any, ...]]:
         """All axes in order: lr, clip, batch_size, then the extra ones."""
@@ -231,18 +99,33 @@ class GridConfig:
     def check(self) -> None:
         for lr in self.lr:
             if not lr > 0:
-                raise rule_error("grid.lr", "every learning rate must be > 0", lr, "e.g. " + GRID_EXAMPLES["grid.lr"])
+                raise rule_error(
+                    "grid.lr",
+                    "every learning rate must be > 0",
+                    lr,
+                    "e.g. " + GRID_EXAMPLES["grid.lr"],
+                )
         for c in self.clip:
             if not (c is None or c > 0):
-                raise rule_error("grid.clip", "every clip norm must be > 0 or null (no clipping)", c,
-                                 "e.g. " + GRID_EXAMPLES["grid.clip"])
+                raise rule_error(
+                    "grid.clip",
+                    "every clip norm must be > 0 or null (no clipping)",
+                    c,
+                    "e.g. " + GRID_EXAMPLES["grid.clip"],
+                )
         for b in self.batch_size:
             if b < 1:
-                raise rule_error("grid.batch_size", "every batch size must be >= 1", b,
-                                 "e.g. " + GRID_EXAMPLES["grid.batch_size"])
+                raise rule_error(
+                    "grid.batch_size",
+                    "every batch size must be >= 1",
+                    b,
+                    "e.g. " + GRID_EXAMPLES["grid.batch_size"],
+                )
         for name, values in self.axes().items():
             if len(set(map(repr, values))) != len(values):
-                raise rule_error(f"grid.{name}", "values must not repeat", list(values), "list each value once")
+                raise rule_error(
+                    f"grid.{name}", "values must not repeat", list(values), "list each value once"
+                )
 
 
 @dataclass
@@ -257,7 +140,9 @@ class FindConfig(Checked):
     decades: float = 2.0  # the proposed grid spans this many decades below the divergence point
 
     def check(self, prefix: str) -> None:
-        self.require(0 < self.lr_min < self.lr_max, prefix, "lr_min", "must be > 0 and below find.lr_max")
+        self.require(
+            0 < self.lr_min < self.lr_max, prefix, "lr_min", "must be > 0 and below find.lr_max"
+        )
         self.require(self.steps >= 20, prefix, "steps", "must be >= 20")
         self.require(self.seeds >= 1, prefix, "seeds", "must be >= 1")
         self.require(self.diverge > 1, prefix, "diverge", "must be > 1")
@@ -269,7 +154,9 @@ class RefineConfig(Checked):
     """`sweep refine`: rounds of added learning rates and seeds until the safe LR is known (a
     learning rate a round adds gets the sweep's `seeds`, in its slice)."""
 
-    factor: float = 10 ** 0.25  # done: the safe LR within this factor (1.78) below lr_at_10's upper 95% end
+    factor: float = (
+        10**0.25
+    )  # done: the safe LR within this factor (1.78) below lr_at_10's upper 95% end
     max_runs: int = 60  # the most runs the study may hold after refining (every slice together)
     extra_seeds: int = 3  # seeds a round adds at a learning rate already tried
     max_seeds: int = 20  # never more seeds than this at one setting
@@ -286,20 +173,31 @@ class RefineConfig(Checked):
 class StudyConfig(Checked):
     """The Optuna study: its name and storage, and how dead workers are found."""
 
-    name: Optional[str] = None  # Optuna study name; null: <task>-<model>-<optimizer> (file tasks add the file's name)
-    storage: Optional[str] = None  # Optuna storage URL; null: sqlite:///<results_dir>/lrsweep.db
+    # Optuna study name; null: <task>-<model>-<optimizer> (file tasks add the file's name)
+    name: str | None = None
+    storage: str | None = None  # Optuna storage URL; null: sqlite:///<results_dir>/lrsweep.db
     heartbeat_seconds: int = 10  # a running trial's worker records a heartbeat this often ...
     grace_seconds: int = 60  # ... and a trial whose heartbeat is older is reclaimed (other hosts)
 
     def check(self, prefix: str) -> None:
         self.require(self.heartbeat_seconds >= 1, prefix, "heartbeat_seconds", "must be >= 1")
-        self.require(self.grace_seconds > self.heartbeat_seconds, prefix, "grace_seconds",
-                     "must be > study.heartbeat_seconds")
+        self.require(
+            self.grace_seconds > self.heartbeat_seconds,
+            prefix,
+            "grace_seconds",
+            "must be > study.heartbeat_seconds",
+        )
         fix = "e.g. study.name=digits-lstm-2"
         self.require(bool(self.name.strip()), prefix, "name", "must not be empty", fix)
-        self.require(not any(ch in self.name for ch in "/\\") and self.name not in (".", "..")
-                     and self.name.isprintable(), prefix, "name",
-                     "must be usable as a folder name (no '/', '\\' or control characters)", fix)
+        self.require(
+            not any(ch in self.name for ch in "/\\")
+            and self.name not in (".", "..")
+            and self.name.isprintable(),
+            prefix,
+            "name",
+            "must be usable as a folder name (no '/', '\\' or control characters)",
+            fix,
+        )
 
 
 # --------------------------------------------------------------------------- the whole config
@@ -311,7 +209,8 @@ class Config(Checked):
     `grid` is a mapping while composing and a GridConfig after conversion."""
 
     task: Any = None
-    trainer: Any = None  # who trains each (setting, seed): builtin, command or a function (configs/trainer/)
+    # who trains each (setting, seed): builtin, command or a function (configs/trainer/)
+    trainer: Any = None
     model: Any = None
     optimizer: Any = None
     schedule: Any = None
@@ -326,32 +225,70 @@ class Config(Checked):
     # Torch threads of each CPU worker (and OMP_NUM_THREADS of a command's runs). Fixed, not taken
     # from the machine's cores: results then do not depend on the machine or on `workers`.
     threads: int = 1
-    workers: Any = "auto"  # worker processes on this machine; auto: one per GPU, else one per CPU core
+    # worker processes on this machine; auto: one per GPU, else one per CPU core
+    workers: Any = "auto"
     packing: str = "auto"  # train the seeds of a setting as one packed model: auto | on | off
     checkpoint_every: int = 10  # checkpoint a running trial every N epochs (0: never) ...
-    checkpoint_minutes: float = 5.0  # ... or every N minutes of training, whichever comes first (0: never)
+    # ... or every N minutes of training, whichever comes first (0: never)
+    checkpoint_minutes: float = 5.0
     results_dir: str = "results"  # outputs go to <results_dir>/<study.name>/
 
     def check(self, prefix: str = "") -> None:
         self.grid.check()
         if self.grid.lr_auto and not self.trainer.builtin:
-            raise UserError("grid.lr=auto: the range test trains lrsweep's own model, not your training; give "
-                            "grid.lr a list, e.g. grid.lr='[1e-4,1e-3,1e-2,1e-1]'")
+            raise UserError(
+                "grid.lr=auto: the range test trains lrsweep's own model, not your training; give "
+                "grid.lr a list, e.g. grid.lr='[1e-4,1e-3,1e-2,1e-1]'"
+            )
         self.require(self.seeds >= 1, prefix, "seeds", "must be >= 1", "e.g. seeds=5")
         self.require(self.seeds <= 10000, prefix, "seeds", "must be <= 10000")
         self.require(self.epochs >= 1, prefix, "epochs", "must be >= 1")
         if self.workers != "auto":
-            self.require(self.workers >= 1, prefix, "workers", "must be >= 1 or auto", "e.g. workers=auto (the default)")
+            self.require(
+                self.workers >= 1,
+                prefix,
+                "workers",
+                "must be >= 1 or auto",
+                "e.g. workers=auto (the default)",
+            )
         self.require(1 <= self.threads <= 1024, prefix, "threads", "must be >= 1")
-        self.require(self.packing in ("auto", "on", "off"), prefix, "packing", "must be auto, on or off")
-        self.require(is_device_string(self.device), prefix, "device",
-                     "must be auto, cpu, cuda or cuda:N (N a GPU index without leading zeros)", "e.g. device=auto")
-        self.require(bool(self.results_dir.strip()), prefix, "results_dir", "must name a folder",
-                     "e.g. results_dir=results")
-        self.require(self.checkpoint_every >= 0, prefix, "checkpoint_every", "must be >= 0 (0: off)")
-        self.require(self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes), prefix,
-                     "checkpoint_minutes", "must be >= 0 (0: off)")
-        for name in ("trainer", "model", "optimizer", "detect", "study", "task", "schedule", "find", "refine"):
+        self.require(
+            self.packing in ("auto", "on", "off"), prefix, "packing", "must be auto, on or off"
+        )
+        self.require(
+            is_device_string(self.device),
+            prefix,
+            "device",
+            "must be auto, cpu, cuda or cuda:N (N a GPU index without leading zeros)",
+            "e.g. device=auto",
+        )
+        self.require(
+            bool(self.results_dir.strip()),
+            prefix,
+            "results_dir",
+            "must name a folder",
+            "e.g. results_dir=results",
+        )
+        self.require(
+            self.checkpoint_every >= 0, prefix, "checkpoint_every", "must be >= 0 (0: off)"
+        )
+        self.require(
+            self.checkpoint_minutes >= 0 and math.isfinite(self.checkpoint_minutes),
+            prefix,
+            "checkpoint_minutes",
+            "must be >= 0 (0: off)",
+        )
+        for name in (
+            "trainer",
+            "model",
+            "optimizer",
+            "detect",
+            "study",
+            "task",
+            "schedule",
+            "find",
+            "refine",
+        ):
             getattr(self, name).check(name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -359,8 +296,16 @@ class Config(Checked):
         import dataclasses
 
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        d = {k: (v.to_node() if hasattr(v, "to_node") else dataclasses.asdict(v) if dataclasses.is_dataclass(v)
-                 else v) for k, v in d.items()}
+        d = {
+            k: (
+                v.to_node()
+                if hasattr(v, "to_node")
+                else dataclasses.asdict(v)
+                if dataclasses.is_dataclass(v)
+                else v
+            )
+            for k, v in d.items()
+        }
         d["grid"] = self.grid.to_dict()
         return d
 

@@ -9,7 +9,7 @@ A `model` or `task` node with a `_target_` key is the user's: lrsweep instantiat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from sweep.config.rules import Checked, rule_error
 from sweep.config.tasks import FileTask
@@ -32,8 +32,12 @@ def target_label(target: str) -> str:
 def check_target(node: dict[str, Any], key: str) -> str:
     target = node.get(TARGET)
     if not isinstance(target, str) or not target.strip() or " " in target:
-        raise rule_error(key, "must name an importable class or function as a dotted path", target,
-                         "e.g. _target_: mynets.Seq2Seq (a module mynets.py importable from where you run sweep)")
+        raise rule_error(
+            key,
+            "must name an importable class or function as a dotted path",
+            target,
+            "e.g. _target_: mynets.Seq2Seq (a module mynets.py importable from where you run sweep)",
+        )
     return target
 
 
@@ -46,7 +50,7 @@ class TargetModel(Checked):
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_node(cls, node: dict[str, Any]) -> "TargetModel":
+    def from_node(cls, node: dict[str, Any]) -> TargetModel:
         target = check_target(node, f"model.{TARGET}")
         kwargs = {k: v for k, v in node.items() if k not in (TARGET, "name")}
         return cls(target=target, name=str(node.get("name") or target_label(target)), kwargs=kwargs)
@@ -67,26 +71,40 @@ class TargetTask(FileTask):
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_node(cls, node: dict[str, Any], convert: Any) -> "TargetTask":
+    def from_node(cls, node: dict[str, Any], convert: Any) -> TargetTask:
         """`convert(schema, options)` types lrsweep's options (OmegaConf, as for every node)."""
         target = check_target(node, f"task.{TARGET}")
         options = {k: v for k, v in node.items() if k in DATA_OPTIONS}
         kwargs = {k: v for k, v in node.items() if k not in (TARGET, "name", *DATA_OPTIONS)}
         typed = convert(FileTask, options)
         fields = {k: getattr(typed, k) for k in DATA_OPTIONS}
-        return cls(name=str(node.get("name") or target_label(target)), target=target, kwargs=kwargs, **fields)
+        return cls(
+            name=str(node.get("name") or target_label(target)),
+            target=target,
+            kwargs=kwargs,
+            **fields,
+        )
 
     def to_node(self) -> dict[str, Any]:
-        return {TARGET: self.target, "name": self.name, **{k: getattr(self, k) for k in DATA_OPTIONS}, **self.kwargs}
+        return {
+            TARGET: self.target,
+            "name": self.name,
+            **{k: getattr(self, k) for k in DATA_OPTIONS},
+            **self.kwargs,
+        }
 
     def check(self, prefix: str) -> None:
         self.require(0 < self.val_fraction < 1, prefix, "val_fraction", "must be in (0, 1)")
         self.require(self.tolerance > 0, prefix, "tolerance", "must be > 0")
-        self.require(self.kind in ("auto", "classification", "regression"), prefix, "kind",
-                     "must be auto, classification or regression")
+        self.require(
+            self.kind in ("auto", "classification", "regression"),
+            prefix,
+            "kind",
+            "must be auto, classification or regression",
+        )
 
 
-def label_of(node: Any) -> Optional[str]:
+def label_of(node: Any) -> str | None:
     """How a study name refers to a task or model node (None: use its name)."""
     if isinstance(node, (TargetModel, TargetTask)):
         return node.name

@@ -7,7 +7,7 @@ default lives here, once, with its meaning.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from sweep.config.rules import Checked
 
@@ -97,7 +97,12 @@ class EchoTask(GeneratedTask):
 
     def check(self, prefix: str) -> None:
         super().check(prefix)
-        self.require(1 <= self.delay < self.length, prefix, "delay", f"must be in [1, task.length={self.length})")
+        self.require(
+            1 <= self.delay < self.length,
+            prefix,
+            "delay",
+            f"must be in [1, task.length={self.length})",
+        )
         self.require(self.symbols >= 2, prefix, "symbols", "must be >= 2")
 
 
@@ -111,7 +116,8 @@ class VectorSumTask(GeneratedTask):
     n_val: int = 500
     features: int = 4  # input channels per step
     dim: int = 8  # size D of the target vector
-    tolerance: float = 0.04  # mean squared error (over D) under which a prediction counts as correct
+    # mean squared error (over D) under which a prediction counts as correct
+    tolerance: float = 0.04
 
     def check(self, prefix: str) -> None:
         super().check(prefix)
@@ -125,11 +131,13 @@ class FileTask(SplitTask):
     """The user's sequences from an .npz file or a long-format .csv/.parquet table."""
 
     name: str = "file"
-    path: Optional[str] = None  # the data file (.npz, .csv or .parquet); required
-    val_path: Optional[str] = None  # a separate validation file in the same format (null: split off val_fraction)
+    path: str | None = None  # the data file (.npz, .csv or .parquet); required
+    # a separate validation file in the same format (null: split off val_fraction)
+    val_path: str | None = None
     kind: str = "auto"  # auto: integer/string labels -> classification, float targets -> regression
-    per_step: Optional[bool] = None  # targets at every step? null: inferred from the file
-    tolerance: float = 0.04  # regression: correct when the squared error (mean over D) is below this
+    per_step: bool | None = None  # targets at every step? null: inferred from the file
+    # regression: correct when the squared error (mean over D) is below this
+    tolerance: float = 0.04
     normalize: bool = True  # standardise each feature with training mean/std over valid steps
     seq_column: str = "seq"  # long format: the column naming each row's sequence
     step_column: str = "step"  # long format: the column ordering the rows of a sequence
@@ -141,20 +149,49 @@ class FileTask(SplitTask):
     def check(self, prefix: str) -> None:
         super().check(prefix)
         check_tolerance(self, prefix)
-        self.require(bool(self.path), prefix, "path", "must name a data file", "e.g. task=file task.path=/data/seqs.npz")
-        self.require(self.val_path is None or bool(self.val_path), prefix, "val_path",
-                     "must name a file, or be null to split off task.val_fraction")
-        self.require(self.kind in ("auto", "classification", "regression"), prefix, "kind",
-                     "must be auto, classification or regression")
+        self.require(
+            bool(self.path),
+            prefix,
+            "path",
+            "must name a data file",
+            "e.g. task=file task.path=/data/seqs.npz",
+        )
+        self.require(
+            self.val_path is None or bool(self.val_path),
+            prefix,
+            "val_path",
+            "must name a file, or be null to split off task.val_fraction",
+        )
+        self.require(
+            self.kind in ("auto", "classification", "regression"),
+            prefix,
+            "kind",
+            "must be auto, classification or regression",
+        )
         for name in ("label_columns", "feature_columns"):
             value = getattr(self, name)
             if value is None and name == "feature_columns":
                 continue
-            ok = isinstance(value, str) or (isinstance(value, (list, tuple)) and all(
-                isinstance(v, (str, int)) and not isinstance(v, bool) for v in value))
-            self.require(ok, prefix, name, "must be column names, a list [a,b] or a text a,b", f"e.g. {prefix}.{name}=[f1,f2]")
-            setattr(self, name, ",".join(column_names(value)))  # one spelling: the study compares it
-        self.require(bool(self.label_columns.strip()), prefix, "label_columns", "must name at least one column")
+            ok = isinstance(value, str) or (
+                isinstance(value, (list, tuple))
+                and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value)
+            )
+            self.require(
+                ok,
+                prefix,
+                name,
+                "must be column names, a list [a,b] or a text a,b",
+                f"e.g. {prefix}.{name}=[f1,f2]",
+            )
+            setattr(
+                self, name, ",".join(column_names(value))
+            )  # one spelling: the study compares it
+        self.require(
+            bool(self.label_columns.strip()),
+            prefix,
+            "label_columns",
+            "must name at least one column",
+        )
 
 
 @dataclass
@@ -162,19 +199,32 @@ class TextTask(TaskConfig):
     """Text classification from a folder in the IMDB reviews layout (tokens -> embedding)."""
 
     name: str = "text"
-    path: Optional[str] = None  # the folder (e.g. the unpacked aclImdb/); required
+    path: str | None = None  # the folder (e.g. the unpacked aclImdb/); required
     vocab_size: int = 10000  # ids in the vocabulary, including 0 = padding and 1 = unknown word
     max_len: int = 200  # keep the first max_len tokens of each review
-    max_per_class: Optional[int] = None  # read at most this many files per class and split (null: all)
+    max_per_class: int | None = None  # read at most this many files per class and split (null: all)
 
     def check(self, prefix: str) -> None:
-        self.require(bool(self.path), prefix, "path", "must name a folder in the IMDB layout",
-                     "e.g. task=text task.path=/data/aclImdb")
-        self.require(self.vocab_size >= 3, prefix, "vocab_size",
-                     "must be >= 3 (ids 0 and 1 are padding and unknown words)")
+        self.require(
+            bool(self.path),
+            prefix,
+            "path",
+            "must name a folder in the IMDB layout",
+            "e.g. task=text task.path=/data/aclImdb",
+        )
+        self.require(
+            self.vocab_size >= 3,
+            prefix,
+            "vocab_size",
+            "must be >= 3 (ids 0 and 1 are padding and unknown words)",
+        )
         self.require(self.max_len >= 1, prefix, "max_len", "must be >= 1 token")
-        self.require(self.max_per_class is None or self.max_per_class >= 1, prefix, "max_per_class",
-                     "must be >= 1 or null (all files)")
+        self.require(
+            self.max_per_class is None or self.max_per_class >= 1,
+            prefix,
+            "max_per_class",
+            "must be >= 1 or null (all files)",
+        )
 
 
 TASKS: dict[str, type] = {

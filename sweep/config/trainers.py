@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from sweep.config.rules import Checked, rule_error
 
@@ -46,25 +46,54 @@ def _check_external(trainer: Any, prefix: str) -> None:
     """The rules of ExternalTrainer's fields (also for a function trainer's node)."""
     n_val, chance = trainer.n_val, trainer.chance
     if n_val is None:
-        raise rule_error(f"{prefix}.n_val", "the noise-aware collapse calls need the number of validation items "
-                         "your training evaluates on", None,
-                         f"set {prefix}.n_val=N, or {prefix}.n_val=log when the metrics hold an n_val column")
-    if n_val != FROM_LOG and not (isinstance(n_val, int) and not isinstance(n_val, bool) and n_val >= 1):
-        raise rule_error(f"{prefix}.n_val", "must be a whole number >= 1 or log", n_val, f"e.g. {prefix}.n_val=500")
+        raise rule_error(
+            f"{prefix}.n_val",
+            "the noise-aware collapse calls need the number of validation items "
+            "your training evaluates on",
+            None,
+            f"set {prefix}.n_val=N, or {prefix}.n_val=log when the metrics hold an n_val column",
+        )
+    if n_val != FROM_LOG and not (
+        isinstance(n_val, int) and not isinstance(n_val, bool) and n_val >= 1
+    ):
+        raise rule_error(
+            f"{prefix}.n_val",
+            "must be a whole number >= 1 or log",
+            n_val,
+            f"e.g. {prefix}.n_val=500",
+        )
     if chance is None:
-        raise rule_error(f"{prefix}.chance", "the collapse calls need the accuracy of guessing (the majority "
-                         "class's share of the validation set)", None,
-                         f"set {prefix}.chance=P (e.g. 0.1 for 10 balanced classes), or {prefix}.chance=log")
-    if chance != FROM_LOG and not (isinstance(chance, (int, float)) and not isinstance(chance, bool)
-                                   and 0 <= chance < 1):
-        raise rule_error(f"{prefix}.chance", "must be a number in [0, 1) or log", chance, f"e.g. {prefix}.chance=0.1")
+        raise rule_error(
+            f"{prefix}.chance",
+            "the collapse calls need the accuracy of guessing (the majority "
+            "class's share of the validation set)",
+            None,
+            f"set {prefix}.chance=P (e.g. 0.1 for 10 balanced classes), or {prefix}.chance=log",
+        )
+    if chance != FROM_LOG and not (
+        isinstance(chance, (int, float)) and not isinstance(chance, bool) and 0 <= chance < 1
+    ):
+        raise rule_error(
+            f"{prefix}.chance",
+            "must be a number in [0, 1) or log",
+            chance,
+            f"e.g. {prefix}.chance=0.1",
+        )
     if not (math.isfinite(trainer.timeout_minutes) and trainer.timeout_minutes >= 0):
-        raise rule_error(f"{prefix}.timeout_minutes", "must be >= 0 (0: no limit)", trainer.timeout_minutes,
-                         f"e.g. {prefix}.timeout_minutes=60")
+        raise rule_error(
+            f"{prefix}.timeout_minutes",
+            "must be >= 0 (0: no limit)",
+            trainer.timeout_minutes,
+            f"e.g. {prefix}.timeout_minutes=60",
+        )
     bad = [k for k, v in trainer.columns.items() if not isinstance(v, str) or not v.strip()]
     if bad:
-        raise rule_error(f"{prefix}.columns.{bad[0]}", "must name a column of the metrics", trainer.columns[bad[0]],
-                         f"e.g. {prefix}.columns.val_acc=val_accuracy")
+        raise rule_error(
+            f"{prefix}.columns.{bad[0]}",
+            "must name a column of the metrics",
+            trainer.columns[bad[0]],
+            f"e.g. {prefix}.columns.val_acc=val_accuracy",
+        )
 
 
 @dataclass
@@ -75,10 +104,13 @@ class ExternalTrainer(TrainerConfig):
     # calls test against the sampling noise these imply. A number, or `log` (a column of the metrics).
     n_val: Any = None
     chance: Any = None
-    timeout_minutes: float = 0.0  # a run still going after this long is stopped and recorded as timed out (0: no limit)
+    # a run still going after this long is stopped and recorded as timed out (0: no limit)
+    timeout_minutes: float = 0.0
     # lrsweep's curve name -> the metric name your training logs, where the defaults do not find it
     # (e.g. {val_acc: my_accuracy}); the defaults read Keras's and Lightning's usual names.
-    columns: dict[str, str] = field(default_factory=dict, metadata={"example": "{val_acc:my_accuracy}"})
+    columns: dict[str, str] = field(
+        default_factory=dict, metadata={"example": "{val_acc:my_accuracy}"}
+    )
 
     def check(self, prefix: str) -> None:
         _check_external(self, prefix)
@@ -97,11 +129,21 @@ class CommandTrainer(ExternalTrainer):
     stop_grace_seconds: float = 10.0  # a stopped run gets SIGTERM, then SIGKILL this much later
 
     def check(self, prefix: str) -> None:
-        self.require(bool(self.command.strip()), prefix, "command", "must be the command line of your training",
-                     f"e.g. {prefix}.command='python train.py --lr {{lr}} --seed {{seed}} --log {{metrics}}'")
+        self.require(
+            bool(self.command.strip()),
+            prefix,
+            "command",
+            "must be the command line of your training",
+            f"e.g. {prefix}.command='python train.py --lr {{lr}} --seed {{seed}} --log {{metrics}}'",
+        )
         super().check(prefix)
-        self.require(bool(self.metrics_file.strip()) and not self.metrics_file.startswith("/"), prefix,
-                     "metrics_file", "must be a path relative to the run's folder", "e.g. metrics.csv")
+        self.require(
+            bool(self.metrics_file.strip()) and not self.metrics_file.startswith("/"),
+            prefix,
+            "metrics_file",
+            "must be a path relative to the run's folder",
+            "e.g. metrics.csv",
+        )
         self.require(self.stop_grace_seconds >= 0, prefix, "stop_grace_seconds", "must be >= 0")
 
 
@@ -118,23 +160,35 @@ class TargetTrainer(ExternalTrainer):
     name: str = "function"
     target: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
-    source: Optional[str] = None  # a hash of the function's source code: changing the code changes results
+    # a hash of the function's source code: changing the code changes results
+    source: str | None = None
 
     @classmethod
-    def from_node(cls, node: dict[str, Any], convert: Any) -> "TargetTrainer":
+    def from_node(cls, node: dict[str, Any], convert: Any) -> TargetTrainer:
         from sweep.config.targets import TARGET, check_target
 
         target = check_target(node, f"trainer.{TARGET}")
         options = {k: node[k] for k in TARGET_OPTIONS if k in node}
         typed = convert(ExternalTrainer, options)
-        kwargs = {k: v for k, v in node.items() if k not in (TARGET, "name", "source", *TARGET_OPTIONS)}
-        return cls(target=target, kwargs=kwargs, source=node.get("source"),
-                   **{k: getattr(typed, k) for k in TARGET_OPTIONS})
+        kwargs = {
+            k: v for k, v in node.items() if k not in (TARGET, "name", "source", *TARGET_OPTIONS)
+        }
+        return cls(
+            target=target,
+            kwargs=kwargs,
+            source=node.get("source"),
+            **{k: getattr(typed, k) for k in TARGET_OPTIONS},
+        )
 
     def to_node(self) -> dict[str, Any]:
         from sweep.config.targets import TARGET
 
-        node = {TARGET: self.target, "name": self.name, **{k: getattr(self, k) for k in TARGET_OPTIONS}, **self.kwargs}
+        node = {
+            TARGET: self.target,
+            "name": self.name,
+            **{k: getattr(self, k) for k in TARGET_OPTIONS},
+            **self.kwargs,
+        }
         if self.source is not None:
             node["source"] = self.source
         return node

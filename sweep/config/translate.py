@@ -10,14 +10,20 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from typing import Any, Optional
+from typing import Any
 
 from sweep.config.rules import default_fix, rule_error
 from sweep.core.errors import UserError
 
 # OmegaConf's node types -> the rule a value broke.
-TYPE_RULES = {"Integer": "must be an integer", "Float": "must be a number", "Boolean": "must be true or false"}
-_CONVERSION = re.compile(r"Value '(?P<value>.*)' of type '(?P<type>\w+)' could not be converted to (?P<target>\w+)")
+TYPE_RULES = {
+    "Integer": "must be an integer",
+    "Float": "must be a number",
+    "Boolean": "must be true or false",
+}
+_CONVERSION = re.compile(
+    r"Value '(?P<value>.*)' of type '(?P<type>\w+)' could not be converted to (?P<target>\w+)"
+)
 
 
 def one_line(text: str) -> str:
@@ -32,10 +38,13 @@ def _value(text: str, type_name: str) -> Any:
         return text
 
 
-def translate_omegaconf(error: BaseException, choices: Optional[dict[str, str]] = None) -> UserError:
+def translate_omegaconf(error: BaseException, choices: dict[str, str] | None = None) -> UserError:
     """An OmegaConf error raised while typing or merging a config, as one line."""
     from omegaconf.errors import (
-        ConfigAttributeError, ConfigKeyError, InterpolationResolutionError, MissingMandatoryValue,
+        ConfigAttributeError,
+        ConfigKeyError,
+        InterpolationResolutionError,
+        MissingMandatoryValue,
     )
 
     key = getattr(error, "full_key", None) or "config"
@@ -46,12 +55,16 @@ def translate_omegaconf(error: BaseException, choices: Optional[dict[str, str]] 
     conversion = _CONVERSION.search(reason)
     if conversion and conversion["target"] in TYPE_RULES:
         value = _value(conversion["value"], conversion["type"])
-        return rule_error(key, TYPE_RULES[conversion["target"]], value, default_fix_of(key, choices))
+        return rule_error(
+            key, TYPE_RULES[conversion["target"]], value, default_fix_of(key, choices)
+        )
     if isinstance(error, (ConfigKeyError, ConfigAttributeError)) and reason.startswith("Key '"):
         return UserError(f"{key}: unknown config key; {suggest(key)}")
     if isinstance(error, InterpolationResolutionError):
-        return UserError(f"{key}: {reason}; an interpolation ${{...}} must name an existing key, "
-                         f"see `sweep run --cfg job`")
+        return UserError(
+            f"{key}: {reason}; an interpolation ${{...}} must name an existing key, "
+            f"see `sweep run --cfg job`"
+        )
     return UserError(f"{key}: {reason}; see `sweep run --cfg job` for the form of {key}")
 
 
@@ -73,18 +86,24 @@ def translate_hydra(error: BaseException, overrides: list[str]) -> UserError:
     if text.startswith("Ambiguous value for argument '"):
         arg = text.split("'", 2)[1]
         key, value = arg.split("=", 1)
-        return UserError(f"{key}: {value!r} is ambiguous (a comma list without brackets); write a list as {key}='[{value}]'")
+        return UserError(
+            f"{key}: {value!r} is ambiguous (a comma list without brackets); write a list as {key}='[{value}]'"
+        )
     if text.startswith("Could not append to config. An item is already at '"):
         key = text.split("'", 2)[1]
-        return UserError(f"{key}: already in the config, so '+{key}' cannot add it; set it with {key}=VALUE "
-                         f"(a leading + only adds keys the config does not have)")
+        return UserError(
+            f"{key}: already in the config, so '+{key}' cannot add it; set it with {key}=VALUE "
+            f"(a leading + only adds keys the config does not have)"
+        )
     if text.startswith("Error merging override ") and cause is not None:
-        arg = text[len("Error merging override "):].strip()
+        arg = text[len("Error merging override ") :].strip()
         key = arg.lstrip("+~").split("=", 1)[0]
         if isinstance(cause, OmegaConfBaseException) and _CONVERSION.search(str(cause)):
             return translate_omegaconf(cause, choices)
         reason = one_line(str(cause)).split(" full_key:", 1)[0]
-        return UserError(f"{key}: cannot set {arg!r} ({reason}); see `sweep run --cfg job` for the form of {key}")
+        return UserError(
+            f"{key}: cannot set {arg!r} ({reason}); see `sweep run --cfg job` for the form of {key}"
+        )
     if isinstance(error, OmegaConfBaseException):
         return translate_omegaconf(error, choices)
     return UserError(one_line(text))
@@ -93,7 +112,13 @@ def translate_hydra(error: BaseException, overrides: list[str]) -> UserError:
 # --------------------------------------------------------------------------- keys and defaults
 
 
-DEFAULT_CHOICES = {"task": "digits", "trainer": "builtin", "model": "lstm", "optimizer": "sgd", "schedule": "constant"}
+DEFAULT_CHOICES = {
+    "task": "digits",
+    "trainer": "builtin",
+    "model": "lstm",
+    "optimizer": "sgd",
+    "schedule": "constant",
+}
 
 
 def group_choices(overrides: list[str]) -> dict[str, str]:
@@ -106,7 +131,7 @@ def group_choices(overrides: list[str]) -> dict[str, str]:
     return choices
 
 
-def _schema_of(path: list[str], choices: Optional[dict[str, str]]) -> tuple[Any, str]:
+def _schema_of(path: list[str], choices: dict[str, str] | None) -> tuple[Any, str]:
     """(dataclass, field name) that a dotted key lands in, or (None, '')."""
     from sweep.config.schema import GROUP_SCHEMAS, Config
 
@@ -116,14 +141,18 @@ def _schema_of(path: list[str], choices: Optional[dict[str, str]]) -> tuple[Any,
             option = (choices or DEFAULT_CHOICES).get(part, "")
             cls = GROUP_SCHEMAS[part].get(option)
             continue
-        field = next((f for f in dataclasses.fields(cls) if f.name == part), None) if dataclasses.is_dataclass(cls) else None
+        field = (
+            next((f for f in dataclasses.fields(cls) if f.name == part), None)
+            if dataclasses.is_dataclass(cls)
+            else None
+        )
         if field is None or field.default_factory is dataclasses.MISSING:  # type: ignore[misc]
             return None, ""
         cls = type(field.default_factory())  # type: ignore[misc]
     return (cls, path[-1]) if dataclasses.is_dataclass(cls) else (None, "")
 
 
-def default_fix_of(key: str, choices: Optional[dict[str, str]] = None) -> str:
+def default_fix_of(key: str, choices: dict[str, str] | None = None) -> str:
     """'e.g. KEY=DEFAULT (the default)' for a dotted key of the schema, else ''."""
     key = key.split("[", 1)[0]  # an element of a list: the list's key
     cls, name = _schema_of(key.split("."), choices)
@@ -139,7 +168,9 @@ def known_keys() -> list[str]:
         if f.name in GROUP_SCHEMAS:
             for schema in set(GROUP_SCHEMAS[f.name].values()):
                 keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(schema)]
-        elif f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(f.default_factory()):  # type: ignore[misc]
+        elif f.default_factory is not dataclasses.MISSING and dataclasses.is_dataclass(
+            f.default_factory()
+        ):  # type: ignore[misc]
             keys += [f"{f.name}.{g.name}" for g in dataclasses.fields(f.default_factory())]  # type: ignore[misc]
     return sorted(set(keys))
 
@@ -150,5 +181,7 @@ def suggest(key: str) -> str:
     if close and close[0] == key or key.split(".")[0] in ("model", "task", "trainer") and not close:
         # A key of another option of the group, or an argument of a user's own model, loader or
         # training function that its YAML does not list: Hydra adds a key with a leading +.
-        return f"to add it, write +{key}=VALUE (a leading + adds a key the config does not have yet)"
+        return (
+            f"to add it, write +{key}=VALUE (a leading + adds a key the config does not have yet)"
+        )
     return f"did you mean {close[0]}?" if close else "see `sweep run --cfg job` for the valid keys"

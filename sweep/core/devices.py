@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Union
 
 # torch.device's own grammar for the types lrsweep supports: an index is a plain decimal number
 # without a sign, spaces or leading zeros ("cuda:01" is refused by torch.device).
@@ -45,7 +44,7 @@ def device_for_worker(device: str, n_cuda: int, index: int) -> str:
     return f"cuda:{index % n_cuda}"
 
 
-def worker_count(device: str, n_cuda: int, workers: Union[int, str], n_settings: int, cores: int) -> int:
+def worker_count(device: str, n_cuda: int, workers: int | str, n_settings: int, cores: int) -> int:
     """How many local workers: `workers` when it is a number; `auto` is one per GPU the device
     string covers (one for `cuda:N`), else one per CPU core, never more than there are settings."""
     if workers != "auto":
@@ -59,7 +58,9 @@ def worker_count(device: str, n_cuda: int, workers: Union[int, str], n_settings:
     return max(1, min(per_machine, n_settings))
 
 
-def plan_worker_devices(device: str, n_cuda: int, workers: Union[int, str], n_settings: int, cores: int) -> list[str]:
+def plan_worker_devices(
+    device: str, n_cuda: int, workers: int | str, n_settings: int, cores: int
+) -> list[str]:
     """The device string of every local worker, in worker order."""
     count = worker_count(device, n_cuda, workers, n_settings, cores)
     return [device_for_worker(device, n_cuda, i) for i in range(count)]
@@ -67,4 +68,6 @@ def plan_worker_devices(device: str, n_cuda: int, workers: Union[int, str], n_se
 
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )

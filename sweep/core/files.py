@@ -10,11 +10,10 @@ import glob
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
-
 
 # A temporary file this old was left by a writer that was killed (a live one finishes in seconds).
 STALE_TMP_SECONDS = 3600.0
@@ -73,8 +72,12 @@ def check_writable(folder: Path) -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir():
-        raise UserError(f"results_dir: cannot create {folder}: {probe} is a file, not a folder; "
-                        f"pick another results_dir=PATH")
+        raise UserError(
+            f"results_dir: cannot create {folder}: {probe} is a file, not a folder; "
+            f"pick another results_dir=PATH"
+        )
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"results_dir: {folder} is not writable (no write permission on {probe}); "
-                        f"pick another results_dir=PATH")
+        raise UserError(
+            f"results_dir: {folder} is not writable (no write permission on {probe}); "
+            f"pick another results_dir=PATH"
+        )

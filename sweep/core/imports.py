@@ -31,5 +31,7 @@ def import_target(target: str, key: str) -> Any:
         return obj
     except (ImportError, AttributeError) as e:
         reason = " ".join(f"{type(e).__name__}: {e}".split())[:300]
-        raise UserError(f"{key}: cannot import {target!r} ({reason}); run sweep from the folder that holds its "
-                        f"module, or add that folder to PYTHONPATH (workers on other machines need it too)") from None
+        raise UserError(
+            f"{key}: cannot import {target!r} ({reason}); run sweep from the folder that holds its "
+            f"module, or add that folder to PYTHONPATH (workers on other machines need it too)"
+        ) from None

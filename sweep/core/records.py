@@ -12,8 +12,9 @@ Torch-free: the analysis and the report read records without importing the train
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,19 +46,19 @@ class RunRecord:
 
     seed: int
     curves: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in EPOCH_COLUMNS})
-    nonfinite: Optional[str] = None
-    nonfinite_epoch: Optional[int] = None
+    nonfinite: str | None = None
+    nonfinite_epoch: int | None = None
     steps: int = 0
     seconds: float = 0.0
     device: str = ""  # what trained it, e.g. "cpu" or "cuda:0 (NVIDIA H100), fp32 ieee"
     # A user's training that did not finish: "crashed" (its script exited non-zero, its function
     # raised) or "timed_out", with why (the last lines of its stderr, the exception). Its curves
     # hold what it logged before; it is neither a collapse nor a stable run.
-    failure: Optional[str] = None
+    failure: str | None = None
     failure_reason: str = ""
     log_path: str = ""  # where its output is kept (a user's training)
-    n_val: Optional[int] = None  # validation items and chance as the run's own metrics stated them
-    chance: Optional[float] = None
+    n_val: int | None = None  # validation items and chance as the run's own metrics stated them
+    chance: float | None = None
 
     @property
     def epochs_run(self) -> int:

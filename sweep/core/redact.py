@@ -10,10 +10,9 @@ Usage::
 from __future__ import annotations
 
 import re
-from typing import Optional
 
 
-def _credentials(url: str) -> tuple[str, str, Optional[str], str]:
+def _credentials(url: str) -> tuple[str, str, str | None, str]:
     """(scheme, user, password or None, rest after the credentials) of a database URL.
 
     Parsed the way SQLAlchemy reads it (the user has no ':' or '/', the password may hold any
@@ -24,7 +23,7 @@ def _credentials(url: str) -> tuple[str, str, Optional[str], str]:
     at = rest.rfind("@")
     if scheme.startswith("sqlite") or at < 0:
         return scheme, "", None, rest
-    userinfo, host = rest[:at], rest[at + 1:]
+    userinfo, host = rest[:at], rest[at + 1 :]
     user, sep, password = userinfo.partition(":")
     return scheme, user, (password if sep else None), host
 

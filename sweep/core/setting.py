@@ -15,7 +15,8 @@ are the same setting.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from sweep.core.values import normalize
 
@@ -31,7 +32,7 @@ class Setting(Mapping[str, Any]):
         self._values = {str(k): normalize(v) for k, v in values.items()}
 
     @classmethod
-    def of(cls, row: Any, axes: Sequence[str]) -> "Setting":
+    def of(cls, row: Any, axes: Sequence[str]) -> Setting:
         """The setting of a table row (a dict or a pandas Series) over `axes`."""
         return cls({a: row[a] for a in axes})
 
@@ -63,7 +64,7 @@ class Setting(Mapping[str, Any]):
     def as_dict(self) -> dict[str, Any]:
         return dict(self._values)
 
-    def values(self, axes: Optional[Sequence[str]] = None) -> tuple[Any, ...]:  # type: ignore[override]
+    def values(self, axes: Sequence[str] | None = None) -> tuple[Any, ...]:  # type: ignore[override]
         """The values over `axes` (default: its own axes, in order): a row key of the tables."""
         return tuple(self._values.get(a) for a in (axes if axes is not None else self._values))
 
@@ -71,7 +72,7 @@ class Setting(Mapping[str, Any]):
         """The axes beyond lr, clip and batch size (dotted config keys) and their values."""
         return {k: v for k, v in self._values.items() if k not in BASE_AXES}
 
-    def label(self, axes: Optional[Sequence[str]] = None) -> str:
+    def label(self, axes: Sequence[str] | None = None) -> str:
         return setting_label(self._values, axes)
 
 
@@ -97,13 +98,15 @@ def slice_label(values: Mapping[str, Any]) -> str:
         parts.append(f"batch size {value_label(values['batch_size'])}")
     if "clip" in values:
         clip = normalize(values["clip"])
-        parts.append("without clipping" if clip is None else f"with clipping at {value_label(clip)}")
+        parts.append(
+            "without clipping" if clip is None else f"with clipping at {value_label(clip)}"
+        )
     extra = [f"{k}={value_label(v)}" for k, v in values.items() if k not in BASE_AXES]
     text = " ".join(parts)
     return ", ".join([text, *extra]) if text else ", ".join(extra)
 
 
-def setting_label(setting: Mapping[str, Any], axes: Optional[Sequence[str]] = None) -> str:
+def setting_label(setting: Mapping[str, Any], axes: Sequence[str] | None = None) -> str:
     """A setting in words: "lr=0.3, clip 1, batch size 32, model.hidden_size=64"."""
     axes = list(axes) if axes is not None else list(setting)
     parts = []

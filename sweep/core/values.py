@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +22,11 @@ def normalize(value: Any) -> Any:
 
 def is_finite(value: Any) -> bool:
     """A real number that is neither NaN nor infinite (None, strings and bools are not)."""
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+    return (
+        isinstance(value, (int, float, np.number))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def nanmedian(values: Iterable[Any]) -> float:

@@ -55,8 +55,12 @@ CAPTIONS = {
     ),
 }
 FIGURE_TITLES = {
-    "collapse_rate": "Collapse rate", "mean_best_acc": "Mean best accuracy", "lr_curves": "LR curves",
-    "learning_curves": "Learning curves", "grad_norms": "Gradient norms",
-    "layer_grad_norms": "Gradient norms per layer", "find": "Learning-rate range test",
+    "collapse_rate": "Collapse rate",
+    "mean_best_acc": "Mean best accuracy",
+    "lr_curves": "LR curves",
+    "learning_curves": "Learning curves",
+    "grad_norms": "Gradient norms",
+    "layer_grad_norms": "Gradient norms per layer",
+    "find": "Learning-rate range test",
     "volatility": "Loss fluctuation by batch size",
 }

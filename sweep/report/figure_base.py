@@ -9,9 +9,10 @@ pyplot, so nothing is registered globally and a figure is freed as soon as it is
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -36,8 +37,15 @@ COLOR_FLOOR = "#9467bd"  # the noise floor: what the best epoch reaches with not
 COLOR_CLIP = "#2ca02c"
 COLOR_NONFINITE = "black"
 COLOR_JUMP = "#ff7f0e"  # the start of a loss jump that never recovered
-RC = {"font.size": FONT, "axes.titlesize": FONT, "axes.labelsize": FONT, "xtick.labelsize": FONT - 1,
-      "ytick.labelsize": FONT - 1, "legend.fontsize": FONT - 1, "figure.titlesize": FONT + 2}
+RC = {
+    "font.size": FONT,
+    "axes.titlesize": FONT,
+    "axes.labelsize": FONT,
+    "xtick.labelsize": FONT - 1,
+    "ytick.labelsize": FONT - 1,
+    "legend.fontsize": FONT - 1,
+    "figure.titlesize": FONT + 2,
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,8 @@ class FigureFile:
     kind: str  # collapse_rate, mean_best_acc, lr_curves, learning_curves, grad_norms
     name: str  # path relative to the study folder, always with "/": figures/lr_curves.png
     path: Path
-    label: str = ""  # which panel or setting it shows ("batch size 32"), empty for whole-grid figures
+    # which panel or setting it shows ("batch size 32"), empty for whole-grid figures
+    label: str = ""
 
 
 @dataclass
@@ -53,10 +62,10 @@ class SeedCurves:
     seed: int
     arrays: dict[str, np.ndarray]  # epoch and the EPOCH_COLUMNS
     collapsed: bool = False
-    collapse_epoch: Optional[int] = None
+    collapse_epoch: int | None = None
     collapse_mode: str = ""
     nonfinite: bool = False
-    loss_jump_epoch: Optional[int] = None  # first epoch of a val-loss jump that never recovered
+    loss_jump_epoch: int | None = None  # first epoch of a val-loss jump that never recovered
 
 
 @dataclass
@@ -65,7 +74,7 @@ class Grid:
 
     axes: list[str]
     lrs: list[float]
-    clips: list[Optional[float]]
+    clips: list[float | None]
     panel_axes: list[str]  # batch_size and any extra axes: one panel per combination
     panels: list[tuple[Any, ...]]
     summary: dict[tuple[Any, ...], dict[str, Any]]
@@ -73,7 +82,7 @@ class Grid:
     chance: float = math.nan
     loss_label: str = "val_loss (log scale)"
 
-    def key(self, lr: float, clip: Optional[float], panel: tuple[Any, ...]) -> tuple[Any, ...]:
+    def key(self, lr: float, clip: float | None, panel: tuple[Any, ...]) -> tuple[Any, ...]:
         values = {"lr": lr, "clip": clip, **dict(zip(self.panel_axes, panel))}
         return tuple(values[a] for a in self.axes)
 
@@ -105,19 +114,32 @@ def grid_of(tables: Any) -> Grid:
         lrs=[float(v) for v in _sorted_values([r["lr"] for r in rows])],
         clips=_sorted_values([r.get("clip") for r in rows]),
         panel_axes=panel_axes,
-        panels=list(dict.fromkeys(tuple(normalize(r[a]) for a in panel_axes) for r in
-                                  sorted(rows, key=lambda r: tuple(order(normalize(r[a])) for a in panel_axes)))),
+        panels=list(
+            dict.fromkeys(
+                tuple(normalize(r[a]) for a in panel_axes)
+                for r in sorted(
+                    rows, key=lambda r: tuple(order(normalize(r[a])) for a in panel_axes)
+                )
+            )
+        ),
         summary={tuple(normalize(r[a]) for a in axes): r for r in rows},
         chance=float(tables.chance),
     )
     kind = (getattr(tables, "meta", None) or {}).get("task", {}).get("kind")
-    g.loss_label = {"classification": "val_loss (nats, log)", "regression": "val_loss (MSE, log)"}.get(kind, "val_loss (log)")
+    g.loss_label = {
+        "classification": "val_loss (nats, log)",
+        "regression": "val_loss (MSE, log)",
+    }.get(kind, "val_loss (log)")
     runs = {}
     for r in tables.runs.to_dict("records"):
         runs[tuple(normalize(r[a]) for a in axes) + (int(r["seed"]),)] = r
     curves = tables.curves
     if len(curves):
-        cols = {c: curves[c].to_numpy(dtype=float) for c in curves.columns if c not in axes and c != "seed"}
+        cols = {
+            c: curves[c].to_numpy(dtype=float)
+            for c in curves.columns
+            if c not in axes and c != "seed"
+        }
         keys = [curves[a].map(normalize) for a in axes]
         groups = curves.groupby(keys + [curves["seed"]], sort=False, dropna=False).indices
         for gkey, idx in groups.items():
@@ -126,22 +148,31 @@ def grid_of(tables: Any) -> Grid:
             run = runs.get(key + (seed,), {})
             epoch = normalize(run.get("collapse_epoch"))
             jump = normalize(run.get("loss_jump_epoch"))
-            g.seeds.setdefault(key, []).append(SeedCurves(
-                seed=seed,
-                arrays={c: v[idx] for c, v in cols.items()},
-                collapsed=bool(run.get("collapsed", False)),
-                collapse_epoch=int(epoch) if epoch is not None else None,
-                collapse_mode=str(run.get("collapse_mode") or ""),
-                nonfinite=bool(normalize(run.get("nonfinite"))) or run.get("collapse_mode") == "nonfinite",
-                loss_jump_epoch=int(jump) if jump is not None else None,
-            ))
+            g.seeds.setdefault(key, []).append(
+                SeedCurves(
+                    seed=seed,
+                    arrays={c: v[idx] for c, v in cols.items()},
+                    collapsed=bool(run.get("collapsed", False)),
+                    collapse_epoch=int(epoch) if epoch is not None else None,
+                    collapse_mode=str(run.get("collapse_mode") or ""),
+                    nonfinite=bool(normalize(run.get("nonfinite")))
+                    or run.get("collapse_mode") == "nonfinite",
+                    loss_jump_epoch=int(jump) if jump is not None else None,
+                )
+            )
         for seeds in g.seeds.values():
             seeds.sort(key=lambda s: s.seed)
     return g
 
 
 def order(v: Any) -> tuple[int, float, str]:
-    return (0, 0.0, "") if v is None else (1, float(v), "") if isinstance(v, (int, float)) else (2, 0.0, str(v))
+    return (
+        (0, 0.0, "")
+        if v is None
+        else (1, float(v), "")
+        if isinstance(v, (int, float))
+        else (2, 0.0, str(v))
+    )
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -176,8 +207,15 @@ def log_y(ax: Any) -> None:
     ax.set_yscale("log")
     lo, hi = ax.get_ylim()
     decades = math.log10(hi / lo) if lo > 0 and hi > lo else 1.0
-    subs = ((1.0, 1.5, 2.0, 3.0, 5.0, 7.0) if decades <= 1.0 else (1.0, 2.0, 5.0) if decades <= 2.2
-            else (1.0, 3.0) if decades <= 3.5 else (1.0,))
+    subs = (
+        (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+        if decades <= 1.0
+        else (1.0, 2.0, 5.0)
+        if decades <= 2.2
+        else (1.0, 3.0)
+        if decades <= 3.5
+        else (1.0,)
+    )
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=7))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_locator(NullLocator())  # minor ticks: clutter, and slow to draw on 64 panels
@@ -206,8 +244,14 @@ def titled_legend(fig: Figure, handles: list[Any], title: str) -> None:
     "outside" legend overlaps it). Columns are as many as fit the figure width.
     """
     ncols, _ = legend_shape(handles, title, fig.get_figwidth())
-    fig.legend(handles=handles, loc="outside upper center", ncols=ncols, frameon=False,
-               title=wrap(title, fig.get_figwidth(), FONT + 1), title_fontsize=FONT + 1)
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncols=ncols,
+        frameon=False,
+        title=wrap(title, fig.get_figwidth(), FONT + 1),
+        title_fontsize=FONT + 1,
+    )
 
 
 def text_color(rgba: Sequence[float]) -> str:

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import multiprocessing
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -34,7 +35,14 @@ from sweep.core.files import atomic_write
 from sweep.core.setting import setting_label, value_label
 from sweep.core.values import normalize
 from sweep.report.figure_base import (  # noqa: F401  (the public names of the figures, in one place)
-    COLOR_COLLAPSED, COLOR_OK, DPI, MAX_GRID_CELLS, MAX_TRACE_SETTINGS, FigureFile, Grid, grid_of,
+    COLOR_COLLAPSED,
+    COLOR_OK,
+    DPI,
+    MAX_GRID_CELLS,
+    MAX_TRACE_SETTINGS,
+    FigureFile,
+    Grid,
+    grid_of,
 )
 from sweep.report.find_figure import find_figure
 from sweep.report.heatmaps import accuracy_heatmap, collapse_heatmap, lr_curves
@@ -43,13 +51,14 @@ from sweep.report.traces import grad_norm_traces, learning_curves
 from sweep.report.volatility import has_volatility, volatility_figure
 
 
-
 def _slug(values: dict[str, Any]) -> str:
     text = "_".join(f"{k}-{value_label(v)}" for k, v in values.items())
     return re.sub(r"[^A-Za-z0-9.\-_]+", "_", text) or "all"
 
 
-def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple[str, str, str, Callable[[], Figure]]]:
+def figure_plan(
+    tables: Any, max_grid_cells: int = MAX_GRID_CELLS
+) -> list[tuple[str, str, str, Callable[[], Figure]]]:
     """(kind, relative name, label, builder) of every figure of `tables`, in report order."""
     if not len(tables.summary):
         return []
@@ -60,14 +69,18 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
         ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
     ]
     if has_volatility(g):  # two or more batch sizes: how fluctuation depends on them
-        plan.append(("volatility", "figures/volatility.png", "", lambda: volatility_figure(tables, grid=g)))
+        plan.append(
+            ("volatility", "figures/volatility.png", "", lambda: volatility_figure(tables, grid=g))
+        )
     found = (getattr(tables, "meta", None) or {}).get("find")
     if found:  # `sweep find` / grid.lr=auto ran range tests for this study
         plan.append(("find", "figures/find.png", "", lambda: find_figure(found)))
     drawn = trace_settings(g)
     per_setting = len(drawn) < len(g.summary) or len(g.lrs) * len(g.clips) > max_grid_cells
     used: set[str] = set()
-    traces = [("learning_curves", learning_curves)] + ([("grad_norms", grad_norm_traces)] if logs_gradients(tables) else [])
+    traces = [("learning_curves", learning_curves)] + (
+        [("grad_norms", grad_norm_traces)] if logs_gradients(tables) else []
+    )
     for kind, build in traces:
         for panel in g.panels:
             if per_setting:
@@ -78,33 +91,56 @@ def figure_plan(tables: Any, max_grid_cells: int = MAX_GRID_CELLS) -> list[tuple
                             continue
                         setting = dict(zip(g.axes, key))
                         name = _unique(f"figures/{kind}/{_slug(setting)}.png", used)
-                        plan.append((kind, name, setting_label(setting, g.axes),
-                                     lambda b=build, s=setting: b(tables, setting=s, grid=g)))
+                        plan.append(
+                            (
+                                kind,
+                                name,
+                                setting_label(setting, g.axes),
+                                lambda b=build, s=setting: b(tables, setting=s, grid=g),
+                            )
+                        )
             else:
                 slug = _slug(dict(zip(g.panel_axes, panel)))
                 name = _unique(f"figures/{kind}_{slug}.png", used)
-                plan.append((kind, name, g.panel_label(panel), lambda b=build, p=panel: b(tables, panel=p, grid=g)))
+                plan.append(
+                    (
+                        kind,
+                        name,
+                        g.panel_label(panel),
+                        lambda b=build, p=panel: b(tables, panel=p, grid=g),
+                    )
+                )
     for key in layer_settings(g):  # which layer blew up first, for the settings that collapsed
         setting = dict(zip(g.axes, key))
         name = _unique(f"figures/layer_grad_norms/{_slug(setting)}.png", used)
-        plan.append(("layer_grad_norms", name, setting_label(setting, g.axes),
-                     lambda s=setting: layer_grad_norms(tables, setting=s, grid=g)))
+        plan.append(
+            (
+                "layer_grad_norms",
+                name,
+                setting_label(setting, g.axes),
+                lambda s=setting: layer_grad_norms(tables, setting=s, grid=g),
+            )
+        )
     return plan
 
 
 def logs_gradients(tables: Any) -> bool:
     """Did the training record gradient norms? (A user's script may log none.)"""
     curves = tables.curves
-    return "grad_norm_mean" in curves and bool(np.isfinite(curves["grad_norm_mean"].to_numpy(dtype=float)).any())
+    return "grad_norm_mean" in curves and bool(
+        np.isfinite(curves["grad_norm_mean"].to_numpy(dtype=float)).any()
+    )
 
 
 def figure_notes(tables: Any) -> list[str]:
     """One line per figure the report cannot draw for these runs, and why."""
     notes = []
     if len(tables.summary) and not logs_gradients(tables):
-        notes.append("No gradient-norm figures: the training logged no gradient norms (grad_norm_mean, "
-                     "grad_norm_max, ...). Log them per epoch, or use sweep.GradientMonitor in a training "
-                     "function, to see how gradients behave before a collapse.")
+        notes.append(
+            "No gradient-norm figures: the training logged no gradient norms (grad_norm_mean, "
+            "grad_norm_max, ...). Log them per epoch, or use sweep.GradientMonitor in a training "
+            "function, to see how gradients behave before a collapse."
+        )
     return notes
 
 
@@ -122,9 +158,15 @@ def trace_settings(g: Grid, limit: int = MAX_TRACE_SETTINGS) -> set[tuple[Any, .
         return float(v) if v is not None else -1.0
 
     stable = [k for k in keys if not row[k].get("n_collapsed")]
-    collapsed = sorted((k for k in keys if row[k].get("n_collapsed")),
-                       key=lambda k: (-float(row[k]["collapse_rate"]), -acc(k)))
-    ranked = sorted(stable, key=acc, reverse=True)[:1] + collapsed + sorted(stable, key=acc, reverse=True)[1:]
+    collapsed = sorted(
+        (k for k in keys if row[k].get("n_collapsed")),
+        key=lambda k: (-float(row[k]["collapse_rate"]), -acc(k)),
+    )
+    ranked = (
+        sorted(stable, key=acc, reverse=True)[:1]
+        + collapsed
+        + sorted(stable, key=acc, reverse=True)[1:]
+    )
     return set(ranked[:limit])
 
 
@@ -142,7 +184,9 @@ def save_figure(fig: Figure, path: Path) -> Path:
     return atomic_write(Path(path), lambda p: fig.savefig(p, format="png", dpi=DPI))
 
 
-def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_GRID_CELLS) -> list[FigureFile]:
+def write_figures(
+    tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_GRID_CELLS
+) -> list[FigureFile]:
     """Write every figure under study_dir/figures/ and remove PNGs left there by an earlier layout.
 
     Many figures are drawn by a pool of forked processes (one per core): rendering is the slow
@@ -171,13 +215,17 @@ def write_figures(tables: Any, study_dir: str | Path, max_grid_cells: int = MAX_
     else:
         for (_, _, _, build), path in zip(plan, paths):
             save_figure(build(), path)
-    files = [FigureFile(kind, name, path, label) for (kind, name, label, _), path in zip(plan, paths)]
+    files = [
+        FigureFile(kind, name, path, label) for (kind, name, label, _), path in zip(plan, paths)
+    ]
     written = {f.path.resolve() for f in files}
     folder = study_dir / "figures"
     if folder.is_dir():
         for old in folder.rglob("*.png"):
             if old.resolve() not in written:
-                old.unlink(missing_ok=True)  # from an earlier grid or layout; report.html no longer shows it
+                old.unlink(
+                    missing_ok=True
+                )  # from an earlier grid or layout; report.html no longer shows it
     return files
 
 

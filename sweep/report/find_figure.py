@@ -35,8 +35,16 @@ def find_figure(data: dict[str, Any]) -> Figure:
             lrs, smoothed = decode_floats(r["lrs"]), decode_floats(r["smoothed"])
             ax.plot(lrs, smoothed, color=colors(i % 10), linewidth=1.2)
             if r.get("diverged_lr"):
-                ax.plot([r["diverged_lr"]], [np.nanmax(smoothed[np.isfinite(smoothed)])] if np.isfinite(smoothed).any()
-                        else [np.nan], marker="x", color=colors(i % 10), markersize=8, mew=2)
+                ax.plot(
+                    [r["diverged_lr"]],
+                    [np.nanmax(smoothed[np.isfinite(smoothed)])]
+                    if np.isfinite(smoothed).any()
+                    else [np.nan],
+                    marker="x",
+                    color=colors(i % 10),
+                    markersize=8,
+                    mew=2,
+                )
             if r.get("steepest_lr"):
                 k = int(np.argmin(np.abs(lrs - r["steepest_lr"])))
                 ax.plot([lrs[k]], [smoothed[k]], marker="o", color=colors(i % 10), markersize=5)
@@ -51,13 +59,23 @@ def find_figure(data: dict[str, Any]) -> Figure:
         if finite.size:
             ax.set_ylim(finite.min() * 0.95, min(finite.max(), 4 * finite.min()) * 1.05)
     axs[0].set_ylabel("training loss (smoothed)")
-    handles = [Line2D([], [], color=colors(0), label="a seed's smoothed loss"),
-               Line2D([], [], color="black", marker="x", linestyle="", mew=2, label="diverged"),
-               Line2D([], [], color="black", marker="o", linestyle="", label="falls fastest"),
-               Patch(color="#2ca02c", alpha=0.15, label="proposed grid: " + ", ".join(value_label(v) for v in proposed))]
+    handles = [
+        Line2D([], [], color=colors(0), label="a seed's smoothed loss"),
+        Line2D([], [], color="black", marker="x", linestyle="", mew=2, label="diverged"),
+        Line2D([], [], color="black", marker="o", linestyle="", label="falls fastest"),
+        Patch(
+            color="#2ca02c",
+            alpha=0.15,
+            label="proposed grid: " + ", ".join(value_label(v) for v in proposed),
+        ),
+    ]
     settings = data.get("settings", {})
-    titled_legend(fig, handles, f"learning-rate range test: the loss over an exponential lr ramp of "
-                                f"{settings.get('steps', '?')} steps (batch size {settings.get('batch_size', '?')})")
+    titled_legend(
+        fig,
+        handles,
+        f"learning-rate range test: the loss over an exponential lr ramp of "
+        f"{settings.get('steps', '?')} steps (batch size {settings.get('batch_size', '?')})",
+    )
     return fig
 
 

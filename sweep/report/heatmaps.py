@@ -16,13 +16,23 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from sweep.analysis.boundary import slice_counts
-from sweep.analysis.boundary import fit_boundary_counts
+from sweep.analysis.boundary import fit_boundary_counts, slice_counts
 from sweep.core.setting import value_label
 from sweep.core.values import normalize
 from sweep.report.figure_base import (
-    COLOR_CHANCE, COLOR_FLOOR, FONT, MAX_WIDTH, Grid, finite, grid_of, lr_ticks, new_figure, text_color,
-    titled_legend, with_rc, wrap,
+    COLOR_CHANCE,
+    COLOR_FLOOR,
+    FONT,
+    MAX_WIDTH,
+    Grid,
+    finite,
+    grid_of,
+    lr_ticks,
+    new_figure,
+    text_color,
+    titled_legend,
+    with_rc,
+    wrap,
 )
 
 
@@ -50,12 +60,18 @@ def _heatmap(g: Grid, metric: str) -> Figure:
     values = [r[metric] for r in g.summary.values() if finite(r[metric])]
     if metric == "collapse_rate":
         cmap, norm = colormaps["Reds"], Normalize(0.0, 1.0)
-        cbar_label, title = "collapse_rate\n(collapsed runs / runs)", "collapse_rate per setting (cells: collapsed/runs)"
+        cbar_label, title = (
+            "collapse_rate\n(collapsed runs / runs)",
+            "collapse_rate per setting (cells: collapsed/runs)",
+        )
     else:
         lo = min([g.chance] + values) if finite(g.chance) else min(values, default=0.0)
         hi = max(values, default=1.0)
         cmap, norm = colormaps["viridis"], Normalize(lo, hi if hi > lo else lo + 0.01)
-        cbar_label, title = "mean_best_acc\n(fraction correct)", "mean_best_acc per setting (mean over seeds of the best val_acc)"
+        cbar_label, title = (
+            "mean_best_acc\n(fraction correct)",
+            "mean_best_acc per setting (mean over seeds of the best val_acc)",
+        )
     cmap = cmap.with_extremes(bad="#e8e8e8")
     image = None
     for i, panel in enumerate(g.panels):
@@ -66,16 +82,33 @@ def _heatmap(g: Grid, metric: str) -> Figure:
                 row = g.summary.get(g.key(lr, clip, panel))
                 if row is not None and finite(row[metric]):
                     data[ci, li] = row[metric]
-        image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest")
+        image = ax.imshow(
+            np.ma.masked_invalid(data), cmap=cmap, norm=norm, aspect="auto", interpolation="nearest"
+        )
         for ci, clip in enumerate(g.clips):
             for li, lr in enumerate(g.lrs):
                 row = g.summary.get(g.key(lr, clip, panel))
-                text = "–" if row is None else (
-                    f"{int(row['n_collapsed'])}/{int(row['n_runs'])}" if metric == "collapse_rate"
-                    else f"{row[metric]:.3f}" if finite(row[metric]) else "–")
+                text = (
+                    "–"
+                    if row is None
+                    else (
+                        f"{int(row['n_collapsed'])}/{int(row['n_runs'])}"
+                        if metric == "collapse_rate"
+                        else f"{row[metric]:.3f}"
+                        if finite(row[metric])
+                        else "–"
+                    )
+                )
                 v = data[ci, li]
-                ax.text(li, ci, text, ha="center", va="center", fontsize=FONT - 1,
-                        color=text_color(cmap(norm(v))) if np.isfinite(v) else "black")
+                ax.text(
+                    li,
+                    ci,
+                    text,
+                    ha="center",
+                    va="center",
+                    fontsize=FONT - 1,
+                    color=text_color(cmap(norm(v))) if np.isfinite(v) else "black",
+                )
         ax.set_xticks(range(nl), [value_label(v) for v in g.lrs], rotation=45 if rotate else 0)
         ax.set_yticks(range(nc), [value_label(v) for v in g.clips])
         ax.set_xlabel("lr")
@@ -85,7 +118,13 @@ def _heatmap(g: Grid, metric: str) -> Figure:
     for j in range(len(g.panels), nrows * ncols):
         axs[j // ncols][j % ncols].remove()
     used = [axs[i // ncols][i % ncols] for i in range(len(g.panels))]
-    fig.colorbar(image, ax=used, label=cbar_label, shrink=0.9 if nrows > 1 else 1.0, aspect=max(8, 12 * nrows))
+    fig.colorbar(
+        image,
+        ax=used,
+        label=cbar_label,
+        shrink=0.9 if nrows > 1 else 1.0,
+        aspect=max(8, 12 * nrows),
+    )
     fig.suptitle(wrap(title, fig.get_figwidth(), FONT + 2))
     return fig
 
@@ -112,26 +151,54 @@ def lr_curves(tables: Any) -> Figure:
         ax_rate = fig.add_subplot(gs[2 * b + 1, c], sharex=ax_acc, sharey=rate0)
         x0, acc0, rate0 = x0 or ax_acc, acc0 or ax_acc, rate0 or ax_rate
         for ci, clip in enumerate(g.clips):
-            rows = [(lr, g.summary[g.key(lr, clip, panel)]) for lr in g.lrs if g.key(lr, clip, panel) in g.summary]
+            rows = [
+                (lr, g.summary[g.key(lr, clip, panel)])
+                for lr in g.lrs
+                if g.key(lr, clip, panel) in g.summary
+            ]
             if not rows:
                 continue
             color, label = colors(ci % 10), f"clip {value_label(clip)}"
             xs = np.array([lr for lr, _ in rows])
             mean = np.array([r["mean_best_acc"] for _, r in rows], dtype=float)
-            ax_acc.fill_between(xs, [r["mean_best_acc_lo"] for _, r in rows], [r["mean_best_acc_hi"] for _, r in rows],
-                                color=color, alpha=0.15, linewidth=0)
+            ax_acc.fill_between(
+                xs,
+                [r["mean_best_acc_lo"] for _, r in rows],
+                [r["mean_best_acc_hi"] for _, r in rows],
+                color=color,
+                alpha=0.15,
+                linewidth=0,
+            )
             ax_acc.plot(xs, mean, "o-", color=color, label=label, markersize=4)
             # Dodge the clip values sideways a little so equal rates (often 0) stay distinguishable.
             dx = 10 ** ((ci - (len(g.clips) - 1) / 2) * 0.012 * span)
             rate = np.array([r["collapse_rate"] for _, r in rows], dtype=float)
-            err = np.array([[r["collapse_rate"] - r["collapse_rate_lo"] for _, r in rows],
-                            [r["collapse_rate_hi"] - r["collapse_rate"] for _, r in rows]], dtype=float)
-            ax_rate.errorbar(xs * dx, rate, yerr=np.clip(err, 0, None), fmt="o", color=color, markersize=4,
-                             capsize=2, linewidth=1, elinewidth=0.8)
+            err = np.array(
+                [
+                    [r["collapse_rate"] - r["collapse_rate_lo"] for _, r in rows],
+                    [r["collapse_rate_hi"] - r["collapse_rate"] for _, r in rows],
+                ],
+                dtype=float,
+            )
+            ax_rate.errorbar(
+                xs * dx,
+                rate,
+                yerr=np.clip(err, 0, None),
+                fmt="o",
+                color=color,
+                markersize=4,
+                capsize=2,
+                linewidth=1,
+                elinewidth=0.8,
+            )
             past_edge |= _draw_boundary(ax_rate, [r for _, r in rows], color)
         if finite(g.chance):
-            ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance")
-        floors = [normalize(r.get("noise_floor")) for k, r in g.summary.items() if g.panel_of(k) == panel]
+            ax_acc.axhline(
+                g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance"
+            )
+        floors = [
+            normalize(r.get("noise_floor")) for k, r in g.summary.items() if g.panel_of(k) == panel
+        ]
         floors = [f for f in floors if f is not None and math.isfinite(f) and f <= 1.0]
         if floors:
             ax_acc.axhline(max(floors), color=COLOR_FLOOR, linestyle="-.", linewidth=1.0)
@@ -149,20 +216,57 @@ def lr_curves(tables: Any) -> Figure:
             ax_rate.tick_params(labelleft=False)
         for ax in (ax_acc, ax_rate):
             ax.grid(True, alpha=0.3)
-    handles = [Line2D([], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}")
-               for ci, c in enumerate(g.clips)]
-    handles += [Line2D([], [], color="#555555", linestyle="--", label="fitted collapse risk (Firth; band: 95%)"),
-                Line2D([], [], color="#555555", marker="|", linestyle="none", markersize=9, label="lr at 10% / 50% risk"),
-                Line2D([], [], color="#555555", marker=">", linestyle=":", markersize=6,
-                       label="safe lr (risk < 10%, 95% confidence)")]
+    handles = [
+        Line2D(
+            [], [], color=colors(ci % 10), marker="o", markersize=4, label=f"clip {value_label(c)}"
+        )
+        for ci, c in enumerate(g.clips)
+    ]
+    handles += [
+        Line2D(
+            [], [], color="#555555", linestyle="--", label="fitted collapse risk (Firth; band: 95%)"
+        ),
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker="|",
+            linestyle="none",
+            markersize=9,
+            label="lr at 10% / 50% risk",
+        ),
+        Line2D(
+            [],
+            [],
+            color="#555555",
+            marker=">",
+            linestyle=":",
+            markersize=6,
+            label="safe lr (risk < 10%, 95% confidence)",
+        ),
+    ]
     if past_edge:
-        handles += [Line2D([], [], color="#555555", linestyle="none", marker="o", markerfacecolor="none",
-                           label="failed incl. never learned past the edge (as fitted)")]
-    handles += [Patch(color="#999999", alpha=0.3, label="95% interval"),
-                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
-                Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch")]
-    titled_legend(fig, handles, "mean_best_acc (band: 95% t interval) and collapse_rate "
-                                 "(bars: 95% Wilson interval) vs lr")
+        handles += [
+            Line2D(
+                [],
+                [],
+                color="#555555",
+                linestyle="none",
+                marker="o",
+                markerfacecolor="none",
+                label="failed incl. never learned past the edge (as fitted)",
+            )
+        ]
+    handles += [
+        Patch(color="#999999", alpha=0.3, label="95% interval"),
+        Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
+        Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch"),
+    ]
+    titled_legend(
+        fig,
+        handles,
+        "mean_best_acc (band: 95% t interval) and collapse_rate (bars: 95% Wilson interval) vs lr",
+    )
     return fig
 
 
@@ -176,10 +280,24 @@ def _draw_boundary(ax: Any, rows: list[dict[str, Any]], color: Any) -> bool:
     there were any)."""
     counts = slice_counts(rows)
     fit = fit_boundary_counts(counts.lrs, counts.decided, counts.failed)
-    if counts.past_edge:  # the rate the fit counts, where runs never learned past the learning range
-        past = [(lr, f / d) for lr, d, f, p in zip(counts.lrs, counts.decided, counts.failed, counts.past) if p and d]
-        ax.plot([lr for lr, _ in past], [rate for _, rate in past], linestyle="none", marker="o", markersize=7,
-                markerfacecolor="none", markeredgecolor=color, markeredgewidth=1.2)
+    if (
+        counts.past_edge
+    ):  # the rate the fit counts, where runs never learned past the learning range
+        past = [
+            (lr, f / d)
+            for lr, d, f, p in zip(counts.lrs, counts.decided, counts.failed, counts.past)
+            if p and d
+        ]
+        ax.plot(
+            [lr for lr, _ in past],
+            [rate for _, rate in past],
+            linestyle="none",
+            marker="o",
+            markersize=7,
+            markerfacecolor="none",
+            markeredgecolor=color,
+            markeredgewidth=1.2,
+        )
     if fit.n_lrs < 2 or fit.n_runs == 0:
         return bool(counts.past_edge)
     lrs = np.geomspace(fit.lr_min, fit.lr_max, FIT_POINTS)

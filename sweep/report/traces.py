@@ -8,7 +8,8 @@ one setting per figure for large grids.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -20,10 +21,24 @@ from sweep.analysis.verdicts import CLIP_FRACTION_TOO_HIGH
 from sweep.core.setting import setting_label, value_label
 from sweep.core.values import normalize
 from sweep.report.figure_base import (
-    COLOR_CHANCE, COLOR_CLIP, COLOR_COLLAPSED, COLOR_FLOOR, COLOR_JUMP, COLOR_NONFINITE, COLOR_OK, DPI, FONT, Grid, SeedCurves,
-    finite, grid_of, legend_shape, log_y, with_rc, wrap,
+    COLOR_CHANCE,
+    COLOR_CLIP,
+    COLOR_COLLAPSED,
+    COLOR_FLOOR,
+    COLOR_JUMP,
+    COLOR_NONFINITE,
+    COLOR_OK,
+    DPI,
+    FONT,
+    Grid,
+    SeedCurves,
+    finite,
+    grid_of,
+    legend_shape,
+    log_y,
+    with_rc,
+    wrap,
 )
-
 
 
 def _positive(v: np.ndarray) -> np.ndarray:
@@ -37,16 +52,34 @@ def _mark_end(ax: Any, epochs: np.ndarray, values: np.ndarray) -> None:
     finite = np.flatnonzero(np.isfinite(values))
     x = epochs[-1] if len(epochs) else 1
     if len(finite):
-        ax.plot([x], [values[finite[-1]]], marker="x", color=COLOR_NONFINITE, markersize=7, mew=1.8, zorder=5)
+        ax.plot(
+            [x],
+            [values[finite[-1]]],
+            marker="x",
+            color=COLOR_NONFINITE,
+            markersize=7,
+            mew=1.8,
+            zorder=5,
+        )
     else:
-        ax.plot([x], [0.5], marker="x", color=COLOR_NONFINITE, markersize=7, mew=1.8, zorder=5,
-                transform=blended_transform_factory(ax.transData, ax.transAxes))
+        ax.plot(
+            [x],
+            [0.5],
+            marker="x",
+            color=COLOR_NONFINITE,
+            markersize=7,
+            mew=1.8,
+            zorder=5,
+            transform=blended_transform_factory(ax.transData, ax.transAxes),
+        )
 
 
 def _mark_collapse(axes: Sequence[Any], s: SeedCurves) -> None:
     if s.collapsed and s.collapse_epoch is not None:
         for ax in axes:
-            ax.axvline(s.collapse_epoch, color=COLOR_COLLAPSED, linestyle=":", linewidth=1.2, zorder=1)
+            ax.axvline(
+                s.collapse_epoch, color=COLOR_COLLAPSED, linestyle=":", linewidth=1.2, zorder=1
+            )
 
 
 def _mark_jump(ax_loss: Any, s: SeedCurves) -> None:
@@ -56,17 +89,34 @@ def _mark_jump(ax_loss: Any, s: SeedCurves) -> None:
     e, loss = s.arrays["epoch"], _positive(s.arrays["val_loss"])
     at = np.flatnonzero(e == s.loss_jump_epoch)
     if len(at) and np.isfinite(loss[at[0]]):
-        ax_loss.plot([s.loss_jump_epoch], [loss[at[0]]], marker="^", color=COLOR_JUMP, markersize=7,
-                     markeredgecolor="black", mew=0.6, linestyle="", zorder=6)
+        ax_loss.plot(
+            [s.loss_jump_epoch],
+            [loss[at[0]]],
+            marker="^",
+            color=COLOR_JUMP,
+            markersize=7,
+            markeredgecolor="black",
+            mew=0.6,
+            linestyle="",
+            zorder=6,
+        )
 
 
-def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any,
-                   floor: float = math.nan) -> None:
+def _draw_learning(
+    ax_acc: Any,
+    ax_loss: Any,
+    seeds: Sequence[SeedCurves],
+    g: Grid,
+    clip: Any,
+    floor: float = math.nan,
+) -> None:
     for s in sorted(seeds, key=lambda s: s.collapsed):  # collapsed seeds on top
         color, z = (COLOR_COLLAPSED, 3) if s.collapsed else (COLOR_OK, 2)
         e = s.arrays["epoch"]
         marker = "." if len(e) < 2 else None
-        ax_acc.plot(e, s.arrays["val_acc"], color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        ax_acc.plot(
+            e, s.arrays["val_acc"], color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker
+        )
         loss = _positive(s.arrays["val_loss"])
         ax_loss.plot(e, loss, color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
         _mark_collapse((ax_acc, ax_loss), s)
@@ -80,52 +130,126 @@ def _draw_learning(ax_acc: Any, ax_loss: Any, seeds: Sequence[SeedCurves], g: Gr
         ax_acc.axhline(floor, color=COLOR_FLOOR, linestyle="-.", linewidth=1.0, zorder=1)
 
 
-def _draw_grad(ax_norm: Any, ax_frac: Any, seeds: Sequence[SeedCurves], g: Grid, clip: Any,
-               floor: float = math.nan) -> None:
+def _draw_grad(
+    ax_norm: Any,
+    ax_frac: Any,
+    seeds: Sequence[SeedCurves],
+    g: Grid,
+    clip: Any,
+    floor: float = math.nan,
+) -> None:
     for s in sorted(seeds, key=lambda s: s.collapsed):
         color, z = (COLOR_COLLAPSED, 3) if s.collapsed else (COLOR_OK, 2)
         e = s.arrays["epoch"]
         marker = "." if len(e) < 2 else None
-        ax_norm.plot(e, _positive(s.arrays["grad_norm_mean"]), color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        ax_norm.plot(
+            e,
+            _positive(s.arrays["grad_norm_mean"]),
+            color=color,
+            linewidth=1.1,
+            alpha=0.85,
+            zorder=z,
+            marker=marker,
+        )
         gmax = _positive(s.arrays["grad_norm_max"])
-        ax_norm.plot(e, gmax, color=color, linewidth=0.8, linestyle="--", alpha=0.7, zorder=z, marker=marker)
-        ax_frac.plot(e, s.arrays["clip_fraction"], color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        ax_norm.plot(
+            e, gmax, color=color, linewidth=0.8, linestyle="--", alpha=0.7, zorder=z, marker=marker
+        )
+        ax_frac.plot(
+            e,
+            s.arrays["clip_fraction"],
+            color=color,
+            linewidth=1.1,
+            alpha=0.85,
+            zorder=z,
+            marker=marker,
+        )
         _mark_collapse((ax_norm, ax_frac), s)
         if s.nonfinite:
             _mark_end(ax_norm, e, gmax)
     if clip is not None:
         ax_norm.axhline(float(clip), color=COLOR_CLIP, linestyle="-.", linewidth=1.4, zorder=4)
-        ax_frac.axhline(CLIP_FRACTION_TOO_HIGH, color=COLOR_CHANCE, linestyle=":", linewidth=1, zorder=1)
+        ax_frac.axhline(
+            CLIP_FRACTION_TOO_HIGH, color=COLOR_CHANCE, linestyle=":", linewidth=1, zorder=1
+        )
     else:
-        ax_frac.text(0.5, 0.55, "no clipping", transform=ax_frac.transAxes, ha="center", va="center",
-                     color=COLOR_CHANCE, fontsize=FONT - 1)
+        ax_frac.text(
+            0.5,
+            0.55,
+            "no clipping",
+            transform=ax_frac.transAxes,
+            ha="center",
+            va="center",
+            color=COLOR_CHANCE,
+            fontsize=FONT - 1,
+        )
 
 
 def _seed_handles(kind: str) -> list[Any]:
     if kind == "learning_curves":
-        return [Line2D([], [], color=COLOR_OK, label="seed (no collapse)"),
-                Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
-                Line2D([], [], color=COLOR_COLLAPSED, linestyle=":", label="collapse epoch"),
-                Line2D([], [], color=COLOR_NONFINITE, marker="x", linestyle="", mew=1.8, label="non-finite (run stopped)"),
-                Line2D([], [], color=COLOR_JUMP, marker="^", markeredgecolor="black", mew=0.6, linestyle="",
-                       label="loss jump (never recovered)"),
-                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
-                Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor (best epoch, nothing learned)")]
-    return [Line2D([], [], color=COLOR_OK, label="grad_norm_mean"),
-            Line2D([], [], color=COLOR_OK, linestyle="--", linewidth=0.8, label="grad_norm_max"),
+        return [
+            Line2D([], [], color=COLOR_OK, label="seed (no collapse)"),
             Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
             Line2D([], [], color=COLOR_COLLAPSED, linestyle=":", label="collapse epoch"),
-            Line2D([], [], color=COLOR_NONFINITE, marker="x", linestyle="", mew=1.8, label="non-finite"),
-            Line2D([], [], color=COLOR_CLIP, linestyle="-.", label="clip threshold"),
-            Line2D([], [], color=COLOR_CHANCE, linestyle=":", label="clip_fraction 0.5")]
+            Line2D(
+                [],
+                [],
+                color=COLOR_NONFINITE,
+                marker="x",
+                linestyle="",
+                mew=1.8,
+                label="non-finite (run stopped)",
+            ),
+            Line2D(
+                [],
+                [],
+                color=COLOR_JUMP,
+                marker="^",
+                markeredgecolor="black",
+                mew=0.6,
+                linestyle="",
+                label="loss jump (never recovered)",
+            ),
+            Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
+            Line2D(
+                [],
+                [],
+                color=COLOR_FLOOR,
+                linestyle="-.",
+                label="noise floor (best epoch, nothing learned)",
+            ),
+        ]
+    return [
+        Line2D([], [], color=COLOR_OK, label="grad_norm_mean"),
+        Line2D([], [], color=COLOR_OK, linestyle="--", linewidth=0.8, label="grad_norm_max"),
+        Line2D([], [], color=COLOR_COLLAPSED, label="collapsed seed"),
+        Line2D([], [], color=COLOR_COLLAPSED, linestyle=":", label="collapse epoch"),
+        Line2D(
+            [], [], color=COLOR_NONFINITE, marker="x", linestyle="", mew=1.8, label="non-finite"
+        ),
+        Line2D([], [], color=COLOR_CLIP, linestyle="-.", label="clip threshold"),
+        Line2D([], [], color=COLOR_CHANCE, linestyle=":", label="clip_fraction 0.5"),
+    ]
 
 
 _TRACES = {
     # kind: (draw, top y label, bottom y label, log top, log bottom, suptitle)
-    "learning_curves": (_draw_learning, "val_acc (fraction)", None, False, True,
-                        "val_acc and val_loss of every seed per epoch"),
-    "grad_norms": (_draw_grad, "grad_norm (L2, log)", "clip_fraction\n(of steps)", True, False,
-                   "gradient norm before clipping and clip_fraction of every seed per epoch"),
+    "learning_curves": (
+        _draw_learning,
+        "val_acc (fraction)",
+        None,
+        False,
+        True,
+        "val_acc and val_loss of every seed per epoch",
+    ),
+    "grad_norms": (
+        _draw_grad,
+        "grad_norm (L2, log)",
+        "clip_fraction\n(of steps)",
+        True,
+        False,
+        "gradient norm before clipping and clip_fraction of every seed per epoch",
+    ),
 }
 
 
@@ -133,11 +257,15 @@ _TRACES = {
 # shared axes make saving a figure several times slower (every panel's tight box, every sibling's
 # limits), while this regular grid needs only fixed margins. Limits are made equal explicitly.
 PANEL_W, PANEL_H = 3.1, 1.15  # one axes
-PAIR_GAP, TITLE_GAP, COL_GAP = 0.08, 0.36, 0.18  # between the two panels of a setting, above a title, columns
+PAIR_GAP, TITLE_GAP, COL_GAP = (
+    0.08,
+    0.36,
+    0.18,
+)  # between the two panels of a setting, above a title, columns
 LEFT, RIGHT, BOTTOM = 0.95, 0.2, 0.55
 
 
-def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], title: str) -> Figure:
+def _traces(g: Grid, kind: str, cells: list[list[tuple[Any, ...] | None]], title: str) -> Figure:
     """A grid of settings (rows x columns of setting keys, None = not run), two panels each."""
     draw, top_label, bottom_label, log_top, log_bottom, what = _TRACES[kind]
     bottom_label = bottom_label or g.loss_label
@@ -151,8 +279,16 @@ def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], ti
     cell_h = 2 * panel_h + PAIR_GAP
     height = top_margin + nrows * cell_h + (nrows - 1) * TITLE_GAP + BOTTOM
     fig = Figure(figsize=(width, height), dpi=DPI)
-    outer = fig.add_gridspec(nrows, ncols, left=LEFT / width, right=1 - RIGHT / width, bottom=BOTTOM / height,
-                             top=1 - top_margin / height, hspace=TITLE_GAP / cell_h, wspace=COL_GAP / panel_w)
+    outer = fig.add_gridspec(
+        nrows,
+        ncols,
+        left=LEFT / width,
+        right=1 - RIGHT / width,
+        bottom=BOTTOM / height,
+        top=1 - top_margin / height,
+        hspace=TITLE_GAP / cell_h,
+        wspace=COL_GAP / panel_w,
+    )
     epochs = max((len(s.arrays["epoch"]) for seeds in g.seeds.values() for s in seeds), default=1)
     ci_of = g.axes.index("clip") if "clip" in g.axes else None
     tops, bottoms = [], []
@@ -170,7 +306,14 @@ def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], ti
             else:
                 clip = key[ci_of] if ci_of is not None else None
                 floor = normalize(g.summary.get(key, {}).get("noise_floor"))
-                draw(top, bottom, g.seeds.get(key, []), g, clip, math.nan if floor is None else float(floor))
+                draw(
+                    top,
+                    bottom,
+                    g.seeds.get(key, []),
+                    g,
+                    clip,
+                    math.nan if floor is None else float(floor),
+                )
                 top.set_title(_short_label(key, g), fontsize=FONT)
             top.tick_params(labelbottom=False)
             bottom.tick_params(labelbottom=(r == nrows - 1))
@@ -188,8 +331,15 @@ def _traces(g: Grid, kind: str, cells: list[list[Optional[tuple[Any, ...]]]], ti
                 ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
     for group, log in ((tops, log_top), (bottoms, log_bottom)):
         _same_y(group, log)
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.05 / height), ncols=legend_cols,
-               frameon=False, title=wrap(f"{title}: {what}", width, FONT + 1), title_fontsize=FONT + 1)
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 1 - 0.05 / height),
+        ncols=legend_cols,
+        frameon=False,
+        title=wrap(f"{title}: {what}", width, FONT + 1),
+        title_fontsize=FONT + 1,
+    )
     return fig
 
 
@@ -215,27 +365,42 @@ def _short_label(key: tuple[Any, ...], g: Grid) -> str:
     return f"lr={value_label(values['lr'])}, clip {value_label(values.get('clip'))}"
 
 
-def _panel_cells(g: Grid, panel: tuple[Any, ...]) -> list[list[Optional[tuple[Any, ...]]]]:
-    return [[g.key(lr, clip, panel) if g.key(lr, clip, panel) in g.summary else None for clip in g.clips]
-            for lr in g.lrs]
+def _panel_cells(g: Grid, panel: tuple[Any, ...]) -> list[list[tuple[Any, ...] | None]]:
+    return [
+        [
+            g.key(lr, clip, panel) if g.key(lr, clip, panel) in g.summary else None
+            for clip in g.clips
+        ]
+        for lr in g.lrs
+    ]
 
 
 @with_rc
-def learning_curves(tables: Any, panel: Optional[tuple[Any, ...]] = None, setting: Optional[dict[str, Any]] = None,
-                    grid: Optional[Grid] = None) -> Figure:
+def learning_curves(
+    tables: Any,
+    panel: tuple[Any, ...] | None = None,
+    setting: dict[str, Any] | None = None,
+    grid: Grid | None = None,
+) -> Figure:
     """val_acc and val_loss of every seed vs epoch: the grid of one panel (rows lr, columns clip),
     or one setting when `setting` is given. `panel` defaults to the first batch size."""
     return _traces_figure(grid or grid_of(tables), "learning_curves", panel, setting)
 
 
 @with_rc
-def grad_norm_traces(tables: Any, panel: Optional[tuple[Any, ...]] = None, setting: Optional[dict[str, Any]] = None,
-                     grid: Optional[Grid] = None) -> Figure:
+def grad_norm_traces(
+    tables: Any,
+    panel: tuple[Any, ...] | None = None,
+    setting: dict[str, Any] | None = None,
+    grid: Grid | None = None,
+) -> Figure:
     """grad_norm_mean/grad_norm_max (log) with the clip threshold, and clip_fraction, per seed."""
     return _traces_figure(grid or grid_of(tables), "grad_norms", panel, setting)
 
 
-def _traces_figure(g: Grid, kind: str, panel: Optional[tuple[Any, ...]], setting: Optional[dict[str, Any]]) -> Figure:
+def _traces_figure(
+    g: Grid, kind: str, panel: tuple[Any, ...] | None, setting: dict[str, Any] | None
+) -> Figure:
     if setting is not None:
         key = tuple(normalize(setting.get(a)) for a in g.axes)
         return _traces(g, kind, [[key]], setting_label(dict(zip(g.axes, key)), g.axes))

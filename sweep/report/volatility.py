@@ -11,7 +11,7 @@ epoch as a share of the epoch's mean loss (median over the epochs after warm-up;
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 from matplotlib import colormaps
 from matplotlib.figure import Figure
@@ -32,7 +32,7 @@ def has_volatility(g: Grid) -> bool:
     return len(sizes) >= 2 and any(_value(r, "volatility") is not None for r in g.summary.values())
 
 
-def _value(row: dict[str, Any], column: str) -> Optional[float]:
+def _value(row: dict[str, Any], column: str) -> float | None:
     v = normalize(row.get(column))
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
@@ -40,12 +40,14 @@ def _value(row: dict[str, Any], column: str) -> Optional[float]:
 def _columns(g: Grid) -> list[tuple[Any, tuple[Any, ...]]]:
     """(clip, other panel axes) of each column of panels."""
     others = [a for a in g.panel_axes if a != BATCH]
-    extra = list(dict.fromkeys(tuple(dict(zip(g.panel_axes, p))[a] for a in others) for p in g.panels))
+    extra = list(
+        dict.fromkeys(tuple(dict(zip(g.panel_axes, p))[a] for a in others) for p in g.panels)
+    )
     return [(clip, e) for e in extra for clip in g.clips]
 
 
 @with_rc
-def volatility_figure(tables: Any, grid: Optional[Grid] = None) -> Figure:
+def volatility_figure(tables: Any, grid: Grid | None = None) -> Figure:
     g = grid or grid_of(tables)
     others = [a for a in g.panel_axes if a != BATCH]
     columns = _columns(g)
@@ -54,14 +56,20 @@ def volatility_figure(tables: Any, grid: Optional[Grid] = None) -> Figure:
     fig = new_figure(min(16.0, 3.4 * len(columns) + 1.0), 5.2)
     axs = fig.subplots(2, len(columns), squeeze=False, sharex=True)
     for c, (clip, extra) in enumerate(columns):
-        for r, (column, label) in enumerate((("volatility", "volatility\n(epoch-to-epoch, log loss)"),
-                                             ("step_loss_cv", "step_loss_cv\n(within an epoch)"))):
+        for r, (column, label) in enumerate(
+            (
+                ("volatility", "volatility\n(epoch-to-epoch, log loss)"),
+                ("step_loss_cv", "step_loss_cv\n(within an epoch)"),
+            )
+        ):
             ax = axs[r][c]
             for i, lr in enumerate(g.lrs):
                 color = colors(i / max(1, len(g.lrs) - 1) * 0.9)
                 xs, ys, lo, hi = [], [], [], []
                 for bs in sizes:
-                    panel = tuple(bs if a == BATCH else dict(zip(others, extra))[a] for a in g.panel_axes)
+                    panel = tuple(
+                        bs if a == BATCH else dict(zip(others, extra))[a] for a in g.panel_axes
+                    )
                     row = g.summary.get(g.key(lr, clip, panel))
                     y = _value(row, column) if row else None
                     if y is None or y <= 0:
@@ -73,22 +81,44 @@ def volatility_figure(tables: Any, grid: Optional[Grid] = None) -> Figure:
                 if not xs:
                     continue
                 hi = [h if math.isfinite(h) else 0.0 for h in hi]  # one seed: no interval to draw
-                ax.errorbar(xs, ys, yerr=[lo, hi], color=color, marker="o",
-                            markersize=4, linewidth=1.3, capsize=2.5)
+                ax.errorbar(
+                    xs,
+                    ys,
+                    yerr=[lo, hi],
+                    color=color,
+                    marker="o",
+                    markersize=4,
+                    linewidth=1.3,
+                    capsize=2.5,
+                )
             ax.set_xscale("log", base=2)
             ax.set_xticks([float(s) for s in sizes], [value_label(s) for s in sizes])
             ax.grid(True, alpha=0.3)
             if ax.has_data():
                 log_y(ax)
             if r == 0:
-                ax.set_title(slice_label({"clip": clip, **dict(zip(others, extra))}) or "all", fontsize=FONT)
+                ax.set_title(
+                    slice_label({"clip": clip, **dict(zip(others, extra))}) or "all", fontsize=FONT
+                )
             if r == 1:
                 ax.set_xlabel("batch size")
             if c == 0:
                 ax.set_ylabel(label)
-    handles = [Line2D([], [], color=colors(i / max(1, len(g.lrs) - 1) * 0.9), marker="o", markersize=4,
-                      label=f"lr={value_label(lr)}") for i, lr in enumerate(g.lrs)]
-    titled_legend(fig, handles, "How much the training loss fluctuates, by batch size and lr: volatility (top; "
-                                "mean over seeds, 95% interval) and the spread of per-step losses within an epoch (bottom)")
+    handles = [
+        Line2D(
+            [],
+            [],
+            color=colors(i / max(1, len(g.lrs) - 1) * 0.9),
+            marker="o",
+            markersize=4,
+            label=f"lr={value_label(lr)}",
+        )
+        for i, lr in enumerate(g.lrs)
+    ]
+    titled_legend(
+        fig,
+        handles,
+        "How much the training loss fluctuates, by batch size and lr: volatility (top; "
+        "mean over seeds, 95% interval) and the spread of per-step losses within an epoch (bottom)",
+    )
     return fig
-

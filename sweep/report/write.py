@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from sweep.analysis.tables import Tables, build_tables
 from sweep.analysis.conclusions import compute_verdicts
 from sweep.analysis.numbers import csv_ready
+from sweep.analysis.tables import Tables, build_tables
 from sweep.config import DetectConfig
 from sweep.core.errors import UserError
 from sweep.core.files import write_csv, write_parquet, write_text
@@ -27,7 +27,7 @@ from sweep.store.results import load_study_runs
 from sweep.store.studies import ATTR_CONFIG, ATTR_FIND, ATTR_REFINE, ATTR_TASK
 
 
-def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
+def study_tables(study: Any, detect: DetectConfig | None = None) -> Tables:
     """The three tables of a study; `detect` overrides the thresholds recorded in the study."""
     config = study.user_attrs.get(ATTR_CONFIG, {})
     task = study.user_attrs.get(ATTR_TASK, {})
@@ -38,8 +38,14 @@ def study_tables(study: Any, detect: Optional[DetectConfig] = None) -> Tables:
     task = stated_by_runs(task, [record for _, record, _ in runs])
     n_val = int(task["n_val"]) if task.get("n_val") else None
     tables = build_tables(runs, float(task.get("chance") or 0.0), detect, axes=axes, n_val=n_val)
-    tables.meta = {"config": config, "task": task, "detect": dataclasses.asdict(detect), "study": study.study_name,
-                   "find": study.user_attrs.get(ATTR_FIND), "refine": study.user_attrs.get(ATTR_REFINE)}
+    tables.meta = {
+        "config": config,
+        "task": task,
+        "detect": dataclasses.asdict(detect),
+        "study": study.study_name,
+        "find": study.user_attrs.get(ATTR_FIND),
+        "refine": study.user_attrs.get(ATTR_REFINE),
+    }
     return tables
 
 
@@ -57,7 +63,9 @@ def stated_by_runs(task: dict[str, Any], records: list[dict[str, Any]]) -> dict[
     return task
 
 
-def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectConfig] = None) -> dict[str, Path]:
+def write_report(
+    study: Any, results_dir: str | Path, detect: DetectConfig | None = None
+) -> dict[str, Path]:
     """Write the tables, verdicts, figures and report.html of `study` under results_dir/<study>/.
 
     Returns:
@@ -76,7 +84,9 @@ def write_report(study: Any, results_dir: str | Path, detect: Optional[DetectCon
     axes = list(tables.axes)
     paths = {
         "runs": write_csv(csv_ready(tables.runs, axes, n_val, runs=1), out / "runs.csv"),
-        "summary": write_csv(csv_ready(tables.summary, axes, n_val, runs="n_runs"), out / "summary.csv"),
+        "summary": write_csv(
+            csv_ready(tables.summary, axes, n_val, runs="n_runs"), out / "summary.csv"
+        ),
         "curves": write_parquet(tables.curves, out / "curves.parquet"),
         "verdicts": write_csv(csv_ready(verdicts.slices, axes, n_val), out / "verdicts.csv"),
     }

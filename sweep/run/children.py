@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from sweep.config import Config
 from sweep.core.errors import UserError
@@ -53,12 +53,14 @@ def child_setup() -> None:
 
 
 def start_method(device: str, trained_here: bool = False) -> str:
-    """"fork" or "exec": how a worker for `device` starts from this process (see the module's
+    """ "fork" or "exec": how a worker for `device` starts from this process (see the module's
     docstring). `trained_here`: this process has run training (its thread pools are warm)."""
     asked = os.environ.get(ENV_START, "").strip().lower()
     if asked not in ("", "auto", "fork", "exec"):
-        raise UserError(f"{ENV_START}={asked!r}: not a way to start workers; unset it, or set it to exec "
-                        f"(a fresh interpreter per worker) or fork")
+        raise UserError(
+            f"{ENV_START}={asked!r}: not a way to start workers; unset it, or set it to exec "
+            f"(a fresh interpreter per worker) or fork"
+        )
     if asked == "exec" or trained_here or device != "cpu" or not sys.platform.startswith("linux"):
         return "exec"
     if threading.active_count() != 1:
@@ -69,16 +71,29 @@ def start_method(device: str, trained_here: bool = False) -> str:
     return "fork"
 
 
-def spawn(index: int, device: str, threads: int, method: str = "exec") -> Union[subprocess.Popen, "ForkedWorker"]:
+def spawn(
+    index: int, device: str, threads: int, method: str = "exec"
+) -> subprocess.Popen | ForkedWorker:
     """Start a worker process; it waits for `go` or `dismiss`. `method`: `start_method`'s answer."""
-    env = {ENV_INDEX: str(index), ENV_DEVICE: device, ENV_THREADS: str(threads), ENV_PARENT: str(os.getpid()),
-           "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env = {
+        ENV_INDEX: str(index),
+        ENV_DEVICE: device,
+        ENV_THREADS: str(threads),
+        ENV_PARENT: str(os.getpid()),
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+    }
     if method == "fork":
         return _fork(env)
-    full = {k: v for k, v in os.environ.items() if k != ENV_CONFIG}  # the config comes through stdin
+    full = {
+        k: v for k, v in os.environ.items() if k != ENV_CONFIG
+    }  # the config comes through stdin
     full.update(env)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.run.worker"], env=full, stdin=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "sweep.run.worker"],
+        env=full,
+        stdin=subprocess.PIPE,
+        text=True,
         preexec_fn=child_setup,
     )
 
@@ -89,9 +104,9 @@ class ForkedWorker:
     def __init__(self, pid: int, stdin: Any) -> None:
         self.pid = pid
         self.stdin = stdin
-        self.returncode: Optional[int] = None
+        self.returncode: int | None = None
 
-    def poll(self) -> Optional[int]:
+    def poll(self) -> int | None:
         if self.returncode is None:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -102,7 +117,7 @@ class ForkedWorker:
                 self.returncode = os.waitstatus_to_exitcode(status)  # -N for signal N, as Popen
         return self.returncode
 
-    def wait(self, timeout: Optional[float] = None) -> int:
+    def wait(self, timeout: float | None = None) -> int:
         end = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if end is not None and time.monotonic() > end:
@@ -152,7 +167,7 @@ def _fork(env: dict[str, str]) -> ForkedWorker:
             if read != 0:  # fd 0 becomes the pipe, as a started interpreter's (its runs inherit it)
                 os.dup2(read, 0)
                 os.close(read)
-            sys.stdin = open(0, "r", closefd=False)
+            sys.stdin = open(0, closefd=False)
             sys.argv = [worker.__file__]
             worker.main()  # ends with os._exit
         except SystemExit as e:
@@ -199,8 +214,12 @@ class Stopper:
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1
         if self.count == 1:
-            print("\nstopping: workers finish their current epoch, checkpoint and release their trials "
-                  "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+            print(
+                "\nstopping: workers finish their current epoch, checkpoint and release their trials "
+                "(press Ctrl-C again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
             for c in self.children:
                 if c.poll() is None:
                     c.send_signal(signal.SIGTERM)

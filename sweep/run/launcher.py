@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sweep.analysis.data_checks import data_warnings
 from sweep.config import EXECUTION_KEYS, Config, config_from_dict
@@ -22,16 +23,16 @@ from sweep.config.trainers import TargetTrainer
 from sweep.core.devices import device_for_worker, plan_worker_devices, usable_cores
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_url
-from sweep.trainers.checks import check_trainer
-from sweep.training.checkpoints import clear_all
+from sweep.run.children import Stopper, dismiss, go, spawn, start_method
 from sweep.run.find import auto_grid
 from sweep.run.preparation import check_device, checked_task, prepare, task_cache_path
 from sweep.run.progress import Progress
-from sweep.run.children import Stopper, dismiss, go, spawn, start_method
 from sweep.run.worker import EXIT_STOPPED, EXIT_USER_ERROR
 from sweep.store.progress import snapshot
 from sweep.store.storage import open_storage
 from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, study_names
+from sweep.trainers.checks import check_trainer
+from sweep.training.checkpoints import clear_all
 from sweep.training.models import param_group_names
 
 EXIT_INTERRUPTED = 130
@@ -54,7 +55,9 @@ def stored_config(cfg: Config, set_keys: set[str]) -> Config:
         )
     import optuna
 
-    stored = optuna.load_study(study_name=cfg.study.name, storage=storage).user_attrs.get(ATTR_CONFIG)
+    stored = optuna.load_study(study_name=cfg.study.name, storage=storage).user_attrs.get(
+        ATTR_CONFIG
+    )
     if not stored:
         return cfg
     mine = cfg.to_dict()
@@ -63,8 +66,13 @@ def stored_config(cfg: Config, set_keys: set[str]) -> Config:
     return config_from_dict(stored)
 
 
-def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]] = None,
-           extra_work: Sequence[tuple[dict[str, Any], list[int]]] = (), function: Any = None) -> int:
+def launch(
+    cfg: Config,
+    write_results: bool = True,
+    set_keys: set[str] | None = None,
+    extra_work: Sequence[tuple[dict[str, Any], list[int]]] = (),
+    function: Any = None,
+) -> int:
     """Run the study to completion with local workers; returns the process exit status.
 
     `write_results=False` is `sweep worker`: no report at the end, and the study's own config
@@ -78,20 +86,33 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
 
     n_gpu = torch.cuda.device_count() if cfg.device != "cpu" else 0
     check_device(cfg.device, n_gpu)
-    notes = check_trainer(cfg) if function is None else []  # a user's training: before anything is written
+    notes = (
+        check_trainer(cfg) if function is None else []
+    )  # a user's training: before anything is written
     task, found = None, None
     if cfg.grid.lr_auto:  # the learning rates come from a range test: the grid is known after it
         task = checked_task(cfg)
         cfg, found = auto_grid(cfg, task, device_for_worker(cfg.device, n_gpu, 0))
-    devices = plan_worker_devices(cfg.device, n_gpu, 1 if function is not None else cfg.workers,
-                                  len(cfg.grid.settings()), usable_cores())
+    devices = plan_worker_devices(
+        cfg.device,
+        n_gpu,
+        1 if function is not None else cfg.workers,
+        len(cfg.grid.settings()),
+        usable_cores(),
+    )
     # Start the workers now: their start-up (forked from this process, or a fresh interpreter
     # that imports torch and optuna: a few seconds) overlaps with validating the data and
     # preparing the study. They touch nothing until `go` hands them the config. Each computes
     # with `threads` threads, whatever the machine: results do not depend on its cores or on
     # the number of workers.
-    pending = [] if function is not None else [
-        spawn(i, dev, cfg.threads, start_method(dev, trained_here=found is not None)) for i, dev in enumerate(devices)]
+    pending = (
+        []
+        if function is not None
+        else [
+            spawn(i, dev, cfg.threads, start_method(dev, trained_here=found is not None))
+            for i, dev in enumerate(devices)
+        ]
+    )
     try:
         storage, study, task = prepare(cfg, task, extra_work)
     except BaseException:
@@ -107,7 +128,9 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
     announce(cfg, task, study, snap, workers, devices, notes)
     progress = Progress()
     if function is not None:
-        codes, stopped = _run_inline(cfg, study, devices[0], function, workers, progress, write_results)
+        codes, stopped = _run_inline(
+            cfg, study, devices[0], function, workers, progress, write_results
+        )
     else:
         codes, stopped = _run_children(cfg, study, pending, workers, progress, write_results)
     final = snapshot(study, cfg)
@@ -115,19 +138,30 @@ def launch(cfg: Config, write_results: bool = True, set_keys: Optional[set[str]]
         return EXIT_USER_ERROR
     progress.finish(final)
     if stopped:
-        print(f"stopped with {final.done}/{final.total} settings done; run the same command to resume.",
-              file=sys.stderr)
+        print(
+            f"stopped with {final.done}/{final.total} settings done; run the same command to resume.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return finish(cfg, study, final, codes, write_results)
 
 
-def announce(cfg: Config, task: Any, study: Any, snap: Any, workers: int, devices: list[str],
-             notes: list[str]) -> None:
+def announce(
+    cfg: Config,
+    task: Any,
+    study: Any,
+    snap: Any,
+    workers: int,
+    devices: list[str],
+    notes: list[str],
+) -> None:
     """What the sweep is about to do, in a few lines (and the warnings worth reading first)."""
     device = "cpu" if devices[0] == "cpu" else ", ".join(sorted(set(devices)))
     if task is not None:
-        what = (f"task {task.name} ({task.n_train} train / {int(task.x_val.shape[0])} validation sequences, "
-                f"chance {task.chance():.3f}), model {cfg.model.name}, optimizer {cfg.optimizer.name}")
+        what = (
+            f"task {task.name} ({task.n_train} train / {int(task.x_val.shape[0])} validation sequences, "
+            f"chance {task.chance():.3f}), model {cfg.model.name}, optimizer {cfg.optimizer.name}"
+        )
     else:
         what = f"trainer {describe_trainer(cfg.trainer)}"
     print(
@@ -143,13 +177,19 @@ def announce(cfg: Config, task: Any, study: Any, snap: Any, workers: int, device
         return
     if cfg.optimizer.group_lr_mult:
         names = param_group_names(cfg.model, task)
-        print("  discriminative lrs (optimizer.group_lr_mult): "
-              + ", ".join(f"{n} at lr x {m:g}" for n, m in zip(names, cfg.optimizer.group_lr_mult)), flush=True)
+        print(
+            "  discriminative lrs (optimizer.group_lr_mult): "
+            + ", ".join(f"{n} at lr x {m:g}" for n, m in zip(names, cfg.optimizer.group_lr_mult)),
+            flush=True,
+        )
     for warning in data_warnings(study.user_attrs.get(ATTR_TASK)):
         print(f"  warning: {warning}", flush=True)
     if isinstance(cfg.model, TargetModel) and cfg.packing != "off":
-        print(f"  packing: off for the custom model {cfg.model.target} (packing stacks lrsweep's own LSTM/GRU "
-              f"only); its seeds train as separate models", flush=True)
+        print(
+            f"  packing: off for the custom model {cfg.model.target} (packing stacks lrsweep's own LSTM/GRU "
+            f"only); its seeds train as separate models",
+            flush=True,
+        )
 
 
 def describe_trainer(trainer: Any) -> str:
@@ -160,8 +200,14 @@ def describe_trainer(trainer: Any) -> str:
     return f"command `{trainer.command}` ({facts})"
 
 
-def _run_children(cfg: Config, study: Any, pending: list[Any], workers: int, progress: Progress,
-                  write_results: bool) -> tuple[list[Optional[int]], bool]:
+def _run_children(
+    cfg: Config,
+    study: Any,
+    pending: list[Any],
+    workers: int,
+    progress: Progress,
+    write_results: bool,
+) -> tuple[list[int | None], bool]:
     """Hand the needed workers their config, watch them until they exit: (exit codes, stopped?)."""
     stopper = Stopper()
     stopper.install()
@@ -169,7 +215,7 @@ def _run_children(cfg: Config, study: Any, pending: list[Any], workers: int, pro
     for i, child in enumerate(pending):
         go(child, cfg, cache) if i < workers else dismiss(child)
     stopper.children = pending[:workers]
-    codes: list[Optional[int]] = []
+    codes: list[int | None] = []
     if stopper.children:
         if write_results:
             import sweep.report.write  # noqa: F401  (matplotlib & co. load while the workers train)
@@ -181,15 +227,24 @@ def _run_children(cfg: Config, study: Any, pending: list[Any], workers: int, pro
             if EXIT_USER_ERROR in codes and not told:  # one worker hit the user's mistake: all stop
                 stopper.stop_quietly()
                 told = True
-            if time.monotonic() - last_snapshot >= 1.0 and not told:  # the storage is read once a second
+            if (
+                time.monotonic() - last_snapshot >= 1.0 and not told
+            ):  # the storage is read once a second
                 progress.update(snapshot(study, cfg))
                 last_snapshot = time.monotonic()
             time.sleep(0.1)  # ... but the end of the workers is noticed at once
     return codes, bool(stopper.count)
 
 
-def _run_inline(cfg: Config, study: Any, device: str, function: Any, workers: int, progress: Progress,
-                write_results: bool) -> tuple[list[Optional[int]], bool]:
+def _run_inline(
+    cfg: Config,
+    study: Any,
+    device: str,
+    function: Any,
+    workers: int,
+    progress: Progress,
+    write_results: bool,
+) -> tuple[list[int | None], bool]:
     """The worker loop in this process (a training function from a notebook); Ctrl-C releases
     the running trial and raises KeyboardInterrupt."""
     from sweep.run.worker import StopFlag, run_worker
@@ -200,13 +255,16 @@ def _run_inline(cfg: Config, study: Any, device: str, function: Any, workers: in
     return [code], False
 
 
-def finish(cfg: Config, study: Any, final: Any, codes: list[Optional[int]], write_results: bool) -> int:
+def finish(
+    cfg: Config, study: Any, final: Any, codes: list[int | None], write_results: bool
+) -> int:
     """After the workers: tidy the checkpoints, write the report, say what is left."""
     crashed = [c for c in codes if c not in (0, None, EXIT_STOPPED)]
     if final.done == final.total and not (final.running or final.waiting or final.failed_settings):
         clear_all(cfg.study_dir / "checkpoints")  # nothing left that could resume from one
     if write_results and (final.complete_runs or final.crashed_runs):
-        from sweep.report.write import results_line, write_results as write
+        from sweep.report.write import results_line
+        from sweep.report.write import write_results as write
 
         paths = write(study, cfg.results_dir)
         verdict = paths.get("verdict")
@@ -214,17 +272,29 @@ def finish(cfg: Config, study: Any, final: Any, codes: list[Optional[int]], writ
             print(Path(verdict).read_text(encoding="utf-8").rstrip())
         print(results_line(cfg.study_dir, paths))
     if final.failed_settings:
-        print(f"{final.failed_settings} setting(s) failed with an error (see above, or `sweep status`); "
-              f"run the same command to retry them.", file=sys.stderr)
+        print(
+            f"{final.failed_settings} setting(s) failed with an error (see above, or `sweep status`); "
+            f"run the same command to retry them.",
+            file=sys.stderr,
+        )
         return 1
     if final.crashed_runs:
-        print(f"{final.crashed_runs} run(s) crashed or timed out (runs.csv: outcome, failure_reason and the "
-              f"log folder); run the same command to retry them.", file=sys.stderr)
+        print(
+            f"{final.crashed_runs} run(s) crashed or timed out (runs.csv: outcome, failure_reason and the "
+            f"log folder); run the same command to retry them.",
+            file=sys.stderr,
+        )
         return 1
     if final.done < final.total:
         why = f" (a worker exited with {crashed})" if crashed else ""
-        print(f"{final.total - final.done} setting(s) not done{why}; run the same command to resume.", file=sys.stderr)
+        print(
+            f"{final.total - final.done} setting(s) not done{why}; run the same command to resume.",
+            file=sys.stderr,
+        )
         return 1
     if crashed:
-        print(f"warning: a worker exited with {crashed}; the others finished its work", file=sys.stderr)
+        print(
+            f"warning: a worker exited with {crashed}; the others finished its work",
+            file=sys.stderr,
+        )
     return 0

@@ -15,8 +15,9 @@ trials -> queue missing (setting, seeds).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sweep.config import Config, apply_overrides
 from sweep.core.errors import UserError
@@ -31,11 +32,18 @@ from sweep.tasks.summary import data_summary
 from sweep.training.models import check_group_lr_mult, check_model
 
 
-def task_info(task: TaskData, normalized: Optional[bool] = None) -> dict[str, Any]:
+def task_info(task: TaskData, normalized: bool | None = None) -> dict[str, Any]:
     """Facts about the data stored in the study (the report needs them without the data).
     `normalized`: the task's `normalize` option (None when it has none)."""
     h = hashlib.sha1()
-    for t in (task.x_train, task.y_train, task.x_val, task.y_val, task.lengths_train, task.lengths_val):
+    for t in (
+        task.x_train,
+        task.y_train,
+        task.x_val,
+        task.y_val,
+        task.lengths_train,
+        task.lengths_val,
+    ):
         if t is not None:
             h.update(t.contiguous().cpu().numpy().tobytes())
     return {
@@ -51,7 +59,9 @@ def task_info(task: TaskData, normalized: Optional[bool] = None) -> dict[str, An
         "tolerance": task.tolerance,
         "fingerprint": h.hexdigest(),
         "info": task.info,
-        "data": data_summary(task, normalized),  # input scale and class balance, for the report's header
+        "data": data_summary(
+            task, normalized
+        ),  # input scale and class balance, for the report's header
     }
 
 
@@ -87,15 +97,19 @@ def check_device(device: str, n: int) -> None:
         )
     index = int(device.split(":", 1)[1]) if ":" in device else 0
     if index >= n:
-        raise UserError(f"device: {device!r} but this machine has {n} GPU(s), cuda:0..cuda:{n - 1}; "
-                        f"pick one of them, or device=cuda to use them all")
+        raise UserError(
+            f"device: {device!r} but this machine has {n} GPU(s), cuda:0..cuda:{n - 1}; "
+            f"pick one of them, or device=cuda to use them all"
+        )
 
 
-def checked_task(cfg: Config) -> Optional[TaskData]:
+def checked_task(cfg: Config) -> TaskData | None:
     """Every check that needs no storage connection, then the task data (built once; None for a
     user's training, which brings its own data)."""
     check_writable(cfg.study_dir)
-    if cfg.study.storage:  # a bad URL fails before the data is built (the default one is made below)
+    if (
+        cfg.study.storage
+    ):  # a bad URL fails before the data is built (the default one is made below)
         check_storage_url(cfg.study.storage)
     if not cfg.trainer.builtin:
         return None
@@ -118,17 +132,26 @@ def setting_configs(cfg: Config) -> list[Config]:
     if not cfg.grid.extra:
         return [cfg]
     paths = [path for path, _ in cfg.grid.extra]
-    return [apply_overrides(cfg, dict(zip(paths, values)))
-            for values in itertools.product(*(values for _, values in cfg.grid.extra))]
+    return [
+        apply_overrides(cfg, dict(zip(paths, values)))
+        for values in itertools.product(*(values for _, values in cfg.grid.extra))
+    ]
 
 
-def prepare(cfg: Config, task: Optional[TaskData] = None,
-            extra_work: Sequence[tuple[dict[str, Any], list[int]]] = ()) -> tuple[Any, Any, Optional[TaskData]]:
+def prepare(
+    cfg: Config,
+    task: TaskData | None = None,
+    extra_work: Sequence[tuple[dict[str, Any], list[int]]] = (),
+) -> tuple[Any, Any, TaskData | None]:
     """Validate everything, then open/create the study and queue the missing work (the grid's,
     and `extra_work` beyond it: seeds `sweep refine` adds to single settings)."""
     task = task if task is not None else checked_task(cfg)
     storage = open_study_storage(cfg)
-    info = task_info(task, getattr(cfg.task, "normalize", None)) if task is not None else external_info(cfg)
+    info = (
+        task_info(task, getattr(cfg.task, "normalize", None))
+        if task is not None
+        else external_info(cfg)
+    )
     study = open_or_create_study(storage, cfg, info)
     if task is not None:
         # Workers read the data built here instead of building it again (tokenising a text corpus

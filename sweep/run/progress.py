@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Optional, TextIO
+from typing import TextIO
 
 from sweep.store.progress import Snapshot
 
@@ -27,7 +27,7 @@ class Progress:
         self.stream = stream
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.start = time.monotonic()
-        self.first_done: Optional[int] = None
+        self.first_done: int | None = None
         self.last_line = 0.0
         self.last_done = -1
         self.log_every = log_every

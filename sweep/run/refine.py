@@ -25,8 +25,10 @@ from sweep.store.studies import ATTR_CONFIG, ATTR_REFINE, load_study
 def _queued_runs(study: Any) -> int:
     from optuna.trial import TrialState
 
-    return sum(len(t.user_attrs.get("seeds", [])) for t in study.get_trials(
-        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
+    return sum(
+        len(t.user_attrs.get("seeds", []))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    )
 
 
 def refine_command(cfg: Config) -> int:
@@ -41,34 +43,57 @@ def refine_command(cfg: Config) -> int:
     study = load_study(open_study_storage(cfg), cfg.study.name)
     rounds = list(study.user_attrs.get(ATTR_REFINE, {}).get("rounds", []))
     stored_lrs = tuple(float(v) for v in study.user_attrs[ATTR_CONFIG]["grid"]["lr"])
-    base = dataclasses.replace(cfg, grid=dataclasses.replace(cfg.grid, lr=stored_lrs, lr_auto=False))
+    base = dataclasses.replace(
+        cfg, grid=dataclasses.replace(cfg.grid, lr=stored_lrs, lr_auto=False)
+    )
     stop = ""
     while True:
         tables = study_tables(study)
         runs = int(tables.summary["n_runs"].sum()) + _queued_runs(study)
         budget = cfg.refine.max_runs - runs
-        plan = plan_round(tables.summary, tables.axes, cfg.refine.factor, budget, cfg.seeds,
-                          cfg.refine.extra_seeds, cfg.refine.max_seeds)
+        plan = plan_round(
+            tables.summary,
+            tables.axes,
+            cfg.refine.factor,
+            budget,
+            cfg.seeds,
+            cfg.refine.extra_seeds,
+            cfg.refine.max_seeds,
+        )
         if not plan.open:
-            stop = (f"every slice's safe lr is within x{cfg.refine.factor:.2f} below the upper end of "
-                    f"lr_at_10's 95% interval")
+            stop = (
+                f"every slice's safe lr is within x{cfg.refine.factor:.2f} below the upper end of "
+                f"lr_at_10's 95% interval"
+            )
         elif budget <= 0:
             stop = f"the run budget is spent (refine.max_runs={cfg.refine.max_runs}, {runs} runs)"
         elif not plan.additions:
-            stop = (f"every lr near the boundary holds refine.max_seeds={cfg.refine.max_seeds} runs; "
-                    f"raise it to refine further")
+            stop = (
+                f"every lr near the boundary holds refine.max_seeds={cfg.refine.max_seeds} runs; "
+                f"raise it to refine further"
+            )
         elif len(rounds) >= cfg.refine.max_rounds:
             stop = f"refine.max_rounds={cfg.refine.max_rounds} rounds done"
         if stop:
             break
-        rounds.append({"round": len(rounds) + 1, "runs_before": runs, "runs_added": plan.runs,
-                       "added": [{"setting": a.setting, "seeds": a.seeds, "why": a.why} for a in plan.additions],
-                       "state": plan.notes})
+        rounds.append(
+            {
+                "round": len(rounds) + 1,
+                "runs_before": runs,
+                "runs_added": plan.runs,
+                "added": [
+                    {"setting": a.setting, "seeds": a.seeds, "why": a.why} for a in plan.additions
+                ],
+                "state": plan.notes,
+            }
+        )
         _record(study, rounds, "")
         print(f"refine round {len(rounds)}: {runs} runs so far; adding {plan.runs} runs")
         for a in plan.additions:
             print(f"  {a.why}")
-        code = launch(base, write_results=False, extra_work=[(a.setting, a.seeds) for a in plan.additions])
+        code = launch(
+            base, write_results=False, extra_work=[(a.setting, a.seeds) for a in plan.additions]
+        )
         if code:
             return code
     _record(study, rounds, stop)

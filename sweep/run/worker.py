@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Optional
+from typing import Any
 
 import optuna
 import torch
@@ -48,7 +48,8 @@ ENV_PARENT = "LRSWEEP_PARENT_PID"
 ENV_DEVICE = "LRSWEEP_WORKER_DEVICE"  # the device the launcher planned for this worker
 ENV_TASK = "LRSWEEP_TASK_CACHE"  # the task data the launcher built and saved
 EXIT_STOPPED = 143
-EXIT_USER_ERROR = 2  # a user's training broke a rule only a run can show (its metrics): the sweep stops
+# a user's training broke a rule only a run can show (its metrics): the sweep stops
+EXIT_USER_ERROR = 2
 IDLE_POLL_SECONDS = 0.5  # an idle worker watches trials running elsewhere this often
 
 
@@ -81,8 +82,14 @@ def worker_device(cfg: Config, index: int) -> torch.device:
     return torch.device(device_for_worker(cfg.device, n_cuda, index))
 
 
-def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log=print,
-               device: Optional[str] = None, function: Any = None) -> int:
+def run_worker(
+    cfg: Config,
+    index: int = 0,
+    stop: StopFlag | None = None,
+    log=print,
+    device: str | None = None,
+    function: Any = None,
+) -> int:
     """Work on the study until nothing is left (0), a stop was requested (143) or a user's training
     showed a mistake of the user's (2, the one-line message printed on stderr).
 
@@ -97,14 +104,25 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
         configure_device(device)  # (a user's training sets up its device itself)
         cached = load_task(os.environ[ENV_TASK]) if os.environ.get(ENV_TASK) else None
         task = (cached or build_task(cfg.task)).to(device)
-        chance, n_val = task.chance(), int(task.x_val.shape[0])  # accuracies are proportions of these
+        chance, n_val = (
+            task.chance(),
+            int(task.x_val.shape[0]),
+        )  # accuracies are proportions of these
     else:
         info = study.user_attrs.get(ATTR_TASK) or {}
-        chance, n_val = info.get("chance"), info.get("n_val")  # None: each run's own log states them
+        chance, n_val = (
+            info.get("chance"),
+            info.get("n_val"),
+        )  # None: each run's own log states them
     me = this_worker()
     current: dict[str, Any] = {}
-    trainer = make_trainer(cfg, device, task=task, function=function,
-                           progress=lambda seed, epoch: record_progress(study, current.get("trial"), seed, epoch))
+    trainer = make_trainer(
+        cfg,
+        device,
+        task=task,
+        function=function,
+        progress=lambda seed, epoch: record_progress(study, current.get("trial"), seed, epoch),
+    )
     while not stop():
         reclaim_orphans(study, cfg.study.grace_seconds)
         trial = pop_trial(study)
@@ -143,7 +161,10 @@ def run_worker(cfg: Config, index: int = 0, stop: Optional[StopFlag] = None, log
         except optuna.exceptions.UpdateFinishedTrialError:
             # Its heartbeat went stale (e.g. this machine was suspended) and another worker
             # reclaimed the trial; that worker's result will be stored instead.
-            log(f"worker {index}: trial {trial.number} was reclaimed meanwhile; result discarded", file=sys.stderr)
+            log(
+                f"worker {index}: trial {trial.number} was reclaimed meanwhile; result discarded",
+                file=sys.stderr,
+            )
             continue
         trainer.clear(setting, seeds)
     return EXIT_STOPPED

@@ -8,22 +8,70 @@ heartbeats, dead workers), `results` (run records in and out), `progress` (how f
 
 from sweep.store.progress import Snapshot, count_progress, snapshot, stored_grid
 from sweep.store.queue import (
-    covered_seeds, drop_duplicate_waiting, enqueue, fail_and_requeue, mark_failed, others_running, plan_work,
-    pop_trial, requeue_trial,
+    covered_seeds,
+    drop_duplicate_waiting,
+    enqueue,
+    fail_and_requeue,
+    mark_failed,
+    others_running,
+    plan_work,
+    pop_trial,
+    requeue_trial,
 )
 from sweep.store.results import load_study_runs, store_results
 from sweep.store.retry import retry_locked
 from sweep.store.storage import check_sqlite_file, check_storage_url, open_storage
 from sweep.store.studies import (
-    ATTR_COMPARABLE, ATTR_CONFIG, ATTR_TASK, DIRECTIONS, check_comparable, load_study, open_or_create_study,
+    ATTR_COMPARABLE,
+    ATTR_CONFIG,
+    ATTR_TASK,
+    DIRECTIONS,
+    check_comparable,
+    load_study,
+    open_or_create_study,
     study_names,
 )
-from sweep.store.workers import Heartbeat, claim_for, hostname, reclaim_orphans, this_worker, worker_alive
+from sweep.store.workers import (
+    Heartbeat,
+    claim_for,
+    hostname,
+    reclaim_orphans,
+    this_worker,
+    worker_alive,
+)
 
 __all__ = [
-    "Snapshot", "count_progress", "snapshot", "stored_grid", "covered_seeds", "drop_duplicate_waiting", "enqueue",
-    "fail_and_requeue", "mark_failed", "others_running", "plan_work", "pop_trial", "requeue_trial", "load_study_runs",
-    "store_results", "check_sqlite_file", "check_storage_url", "open_storage", "retry_locked", "ATTR_COMPARABLE",
-    "ATTR_CONFIG", "ATTR_TASK", "DIRECTIONS", "check_comparable", "load_study", "open_or_create_study",
-    "study_names", "Heartbeat", "claim_for", "hostname", "reclaim_orphans", "this_worker", "worker_alive",
+    "Snapshot",
+    "count_progress",
+    "snapshot",
+    "stored_grid",
+    "covered_seeds",
+    "drop_duplicate_waiting",
+    "enqueue",
+    "fail_and_requeue",
+    "mark_failed",
+    "others_running",
+    "plan_work",
+    "pop_trial",
+    "requeue_trial",
+    "load_study_runs",
+    "store_results",
+    "check_sqlite_file",
+    "check_storage_url",
+    "open_storage",
+    "retry_locked",
+    "ATTR_COMPARABLE",
+    "ATTR_CONFIG",
+    "ATTR_TASK",
+    "DIRECTIONS",
+    "check_comparable",
+    "load_study",
+    "open_or_create_study",
+    "study_names",
+    "Heartbeat",
+    "claim_for",
+    "hostname",
+    "reclaim_orphans",
+    "this_worker",
+    "worker_alive",
 ]

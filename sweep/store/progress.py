@@ -6,7 +6,7 @@ Read by the live progress of `sweep run` and by `sweep status` (no torch, a few 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from sweep.config import Config
 from sweep.core.setting import Setting
@@ -22,9 +22,12 @@ class Snapshot:
     failed_settings: int = 0  # settings with an error and not done
     complete_runs: int = 0  # stored runs (setting x seed) of this grid
     collapsed_runs: int = 0
-    crashed_runs: int = 0  # runs of a user's training that crashed or timed out, not run again since
-    last_activity: Optional[float] = None
-    running_epochs: tuple[str, ...] = ()  # "seed 2, epoch 7" per running trial that reports progress
+    # runs of a user's training that crashed or timed out, not run again since
+    crashed_runs: int = 0
+    last_activity: float | None = None
+    running_epochs: tuple[
+        str, ...
+    ] = ()  # "seed 2, epoch 7" per running trial that reports progress
 
 
 def snapshot(study: Any, cfg: Config) -> Snapshot:
@@ -40,7 +43,9 @@ def stored_grid(study: Any) -> tuple[list[dict[str, Any]], int]:
 
     config = study.user_attrs.get(ATTR_CONFIG, {})
     grid = config.get("grid", {})
-    settings = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
+    settings = (
+        [dict(zip(grid, values)) for values in itertools.product(*grid.values())] if grid else []
+    )
     return settings, int(config.get("seeds", 0))
 
 

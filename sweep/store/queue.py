@@ -12,7 +12,8 @@ again, and duplicates a concurrent launcher queued are dropped.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sweep.config import Config
 from sweep.core.setting import Setting
@@ -33,8 +34,12 @@ def _distributions(setting: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
         if isinstance(value, int) and not log:
             params[key], dists[key] = value, IntDistribution(value, value)
         else:
-            params[key], dists[key] = float(value), FloatDistribution(float(value), float(value), log=log and value > 0)
+            params[key], dists[key] = (
+                float(value),
+                FloatDistribution(float(value), float(value), log=log and value > 0),
+            )
     return params, dists
+
 
 def covered_seeds(trials: Iterable[Any]) -> dict[str, set[int]]:
     """Seeds of each setting that are done, running or queued (FAIL trials cover nothing, nor do
@@ -43,7 +48,10 @@ def covered_seeds(trials: Iterable[Any]) -> dict[str, set[int]]:
 
     covered: dict[str, set[int]] = {}
     for t in trials:
-        if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING) and "setting" in t.user_attrs:
+        if (
+            t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
+            and "setting" in t.user_attrs
+        ):
             covered.setdefault(Setting(t.user_attrs["setting"]).key, set()).update(stored_seeds(t))
     return covered
 
@@ -52,6 +60,7 @@ def stored_seeds(trial: Any) -> set[int]:
     """The seeds a trial covers: all of them, but for a COMPLETE trial not the runs that crashed
     or timed out (a user's training), which the same command runs again."""
     return set(trial.user_attrs.get("seeds", [])) - set(trial.user_attrs.get("failed_seeds", []))
+
 
 def plan_work(cfg: Config, trials: Iterable[Any]) -> list[tuple[dict[str, Any], list[int]]]:
     """(setting, seeds) still to queue so that every setting of the grid has seeds 0..seeds-1."""
@@ -64,7 +73,10 @@ def plan_work(cfg: Config, trials: Iterable[Any]) -> list[tuple[dict[str, Any], 
             work.append((setting, missing))
     return work
 
-def uncovered(work: Iterable[tuple[dict[str, Any], list[int]]], trials: Iterable[Any]) -> list[tuple[dict[str, Any], list[int]]]:
+
+def uncovered(
+    work: Iterable[tuple[dict[str, Any], list[int]]], trials: Iterable[Any]
+) -> list[tuple[dict[str, Any], list[int]]]:
     """The part of `work` (setting, seeds) that no trial covers yet (for work beyond the grid's
     seeds 0..seeds-1: `sweep refine` adds seeds to single settings)."""
     covered = covered_seeds(trials)
@@ -89,10 +101,11 @@ def enqueue(study: Any, work: Sequence[tuple[dict[str, Any], list[int]]]) -> int
             distributions=dists,
             user_attrs={"setting": setting, "seeds": list(seeds)},
         )
-        retry_locked(lambda: study.add_trial(trial))
+        retry_locked(lambda t=trial: study.add_trial(t))
     if work:
         drop_duplicate_waiting(study)
     return len(work)
+
 
 def drop_duplicate_waiting(study: Any) -> int:
     """Claim and discard WAITING trials whose (setting, seed) another trial already covers."""
@@ -102,26 +115,36 @@ def drop_duplicate_waiting(study: Any) -> int:
     seen: set[tuple[str, int]] = set()
     dropped = 0
     for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
-        if "setting" not in t.user_attrs or t.state not in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING):
+        if "setting" not in t.user_attrs or t.state not in (
+            TrialState.COMPLETE,
+            TrialState.RUNNING,
+            TrialState.WAITING,
+        ):
             continue
         keys = {(Setting(t.user_attrs["setting"]).key, s) for s in stored_seeds(t)}
         if t.state == TrialState.WAITING and keys and keys <= seen:
             if _claim(storage, trial_id(t)):
-                storage.set_trial_user_attr(trial_id(t), "discarded", "duplicate of an earlier trial")
+                storage.set_trial_user_attr(
+                    trial_id(t), "discarded", "duplicate of an earlier trial"
+                )
                 storage.set_trial_state_values(trial_id(t), TrialState.FAIL)
                 dropped += 1
             continue
         seen |= keys
     return dropped
 
+
 def _claim(storage: Any, trial_id: int) -> bool:
     import optuna
     from optuna.trial import TrialState
 
     try:
-        return bool(retry_locked(lambda: storage.set_trial_state_values(trial_id, TrialState.RUNNING)))
+        return bool(
+            retry_locked(lambda: storage.set_trial_state_values(trial_id, TrialState.RUNNING))
+        )
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
+
 
 def _longest_first(trial: Any) -> tuple[float, int]:
     """Claim order: the most optimizer steps first (seeds / batch size), then queue order, so
@@ -130,16 +153,22 @@ def _longest_first(trial: Any) -> tuple[float, int]:
     batch = setting.get("batch_size") or 1
     return (-len(trial.user_attrs.get("seeds", [])) / float(batch), trial.number)
 
-def pop_trial(study: Any) -> Optional[Any]:
+
+def pop_trial(study: Any) -> Any | None:
     """Atomically claim a WAITING trial (WAITING -> RUNNING), longest first; None when none is left."""
     from optuna.trial import TrialState
 
     storage = storage_of(study)
-    waiting = retry_locked(lambda: storage.get_all_trials(study_id(study), deepcopy=False, states=(TrialState.WAITING,)))
+    waiting = retry_locked(
+        lambda: storage.get_all_trials(
+            study_id(study), deepcopy=False, states=(TrialState.WAITING,)
+        )
+    )
     for t in sorted(waiting, key=_longest_first):
         if _claim(storage, trial_id(t)):
             return storage.get_trial(trial_id(t))
     return None
+
 
 def requeue_trial(study: Any, trial: Any) -> None:
     """Queue a fresh WAITING copy of a failed trial (same setting and seeds).
@@ -152,15 +181,21 @@ def requeue_trial(study: Any, trial: Any) -> None:
     if "setting" not in trial.user_attrs or trial.user_attrs.get("discarded"):
         return
     history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
-    retry_locked(lambda: study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs={"setting": trial.user_attrs["setting"], "seeds": trial.user_attrs.get("seeds", [])},
-            system_attrs={"failed_trial": history[0], "retry_history": history},
+    retry_locked(
+        lambda: study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={
+                    "setting": trial.user_attrs["setting"],
+                    "seeds": trial.user_attrs.get("seeds", []),
+                },
+                system_attrs={"failed_trial": history[0], "retry_history": history},
+            )
         )
-    ))
+    )
+
 
 def fail_and_requeue(study: Any, trial: Any, reason: str) -> bool:
     """Fail a RUNNING trial (noting why) and queue a fresh copy of it; False when it had
@@ -192,5 +227,10 @@ def others_running(study: Any) -> bool:
     """Are trials RUNNING (on this machine or elsewhere)?"""
     from optuna.trial import TrialState
 
-    return bool(retry_locked(lambda: storage_of(study).get_all_trials(
-        study_id(study), deepcopy=False, states=(TrialState.RUNNING,))))
+    return bool(
+        retry_locked(
+            lambda: storage_of(study).get_all_trials(
+                study_id(study), deepcopy=False, states=(TrialState.RUNNING,)
+            )
+        )
+    )

@@ -9,7 +9,8 @@ Usage::
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sweep.core.records import RUN_PREFIX, decode_record, encode_record
 from sweep.store._optuna import storage_of, trial_id
@@ -20,9 +21,13 @@ def store_results(study: Any, trial: Any, records: Sequence[Any], summary: dict[
     """Write each seed's record and the trial's summary, then complete it with its values."""
     storage = storage_of(study)
     for rec in records:
-        retry_locked(lambda: storage.set_trial_user_attr(trial_id(trial), f"{RUN_PREFIX}{rec.seed}", encode_record(rec)))
+        retry_locked(
+            lambda r=rec: storage.set_trial_user_attr(
+                trial_id(trial), f"{RUN_PREFIX}{r.seed}", encode_record(r)
+            )
+        )
     for key, value in summary.items():
-        retry_locked(lambda: storage.set_trial_user_attr(trial_id(trial), key, value))
+        retry_locked(lambda k=key, v=value: storage.set_trial_user_attr(trial_id(trial), k, v))
     values = [summary["mean_best_acc"], summary["collapse_rate"]]
     if not summary.get("n_runs", 1):  # every run crashed: kept as COMPLETE (the report shows them)
         values = [0.0, 0.0]
@@ -34,7 +39,7 @@ PROGRESS_SECONDS = 5.0  # a running trial's progress is written at most this oft
 _last_progress: dict[int, float] = {}
 
 
-def record_progress(study: Any, trial: Any, seed: Optional[int], epoch: int) -> None:
+def record_progress(study: Any, trial: Any, seed: int | None, epoch: int) -> None:
     """Note on a running trial how far its current run is (`sweep status` and the live line read
     it); at most every PROGRESS_SECONDS per trial, and never failing the run."""
     import time
@@ -46,8 +51,11 @@ def record_progress(study: Any, trial: Any, seed: Optional[int], epoch: int) -> 
         return
     _last_progress[trial_id(trial)] = now
     try:
-        retry_locked(lambda: storage_of(study).set_trial_user_attr(trial_id(trial), "progress",
-                                                                   {"seed": seed, "epoch": int(epoch)}))
+        retry_locked(
+            lambda: storage_of(study).set_trial_user_attr(
+                trial_id(trial), "progress", {"seed": seed, "epoch": int(epoch)}
+            )
+        )
     except Exception:  # a finished (reclaimed) trial or a storage hiccup: progress is only a hint
         pass
 

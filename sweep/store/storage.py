@@ -15,37 +15,47 @@ import os
 import sqlite3
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_text, redact_url
 from sweep.store.queue import requeue_trial
 
 
-
-def _sqlite_path(url: str) -> Optional[Path]:
+def _sqlite_path(url: str) -> Path | None:
     if not url.startswith("sqlite:///"):
         return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
+    path = url[len("sqlite:///") :].split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
+
 
 def check_sqlite_file(path: Path) -> None:
     """Refuse a file that is not an SQLite database, or one that is not an Optuna storage."""
     if path.is_dir():
-        raise UserError(f"study.storage: {path} is a folder, not a database file; "
-                        f"point study.storage at a file, e.g. sqlite:///{path / 'lrsweep.db'}")
+        raise UserError(
+            f"study.storage: {path} is a folder, not a database file; "
+            f"point study.storage at a file, e.g. sqlite:///{path / 'lrsweep.db'}"
+        )
     if not path.exists():
         if not path.parent.exists():
-            raise UserError(f"study.storage: folder {path.parent} does not exist; create it or pick another path")
+            raise UserError(
+                f"study.storage: folder {path.parent} does not exist; create it or pick another path"
+            )
         if not path.parent.is_dir():
-            raise UserError(f"study.storage: {path.parent} is a file, not a folder; pick another path for the database file")
+            raise UserError(
+                f"study.storage: {path.parent} is a file, not a folder; pick another path for the database file"
+            )
         if not os.access(path.parent, os.W_OK):
-            raise UserError(f"study.storage: folder {path.parent} is not writable; pick another study.storage or results_dir")
+            raise UserError(
+                f"study.storage: folder {path.parent} is not writable; pick another study.storage or results_dir"
+            )
         return
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {
+                r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
         finally:
             con.close()
     except sqlite3.DatabaseError as e:
@@ -59,6 +69,7 @@ def check_sqlite_file(path: Path) -> None:
             f"(tables: {', '.join(sorted(tables)[:5])}); point study.storage at another file"
         )
 
+
 def _enable_wal(path: Path) -> None:
     """WAL journal: readers never block the writer, so parallel workers rarely wait on locks."""
     con = sqlite3.connect(str(path), timeout=60)
@@ -66,6 +77,7 @@ def _enable_wal(path: Path) -> None:
         con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
+
 
 def _serialize_sqlite_transactions(engine: Any) -> None:
     """Start every SQLite transaction with BEGIN IMMEDIATE.
@@ -88,6 +100,7 @@ def _serialize_sqlite_transactions(engine: Any) -> None:
 
     engine.dispose()  # connections made before the listeners existed are not reused
 
+
 def check_storage_url(url: str, create: bool = True) -> None:
     """Checks of a storage URL that neither connect nor write (done before any work starts):
     the URL parses, its database driver is installed and an SQLite file is usable.
@@ -99,14 +112,21 @@ def check_storage_url(url: str, create: bool = True) -> None:
 
     safe = redact_url(url)
     if "://" not in url:
-        raise UserError(f"study.storage: {safe!r} is not a database URL; use sqlite:///path/to/file.db or postgresql://user@host/db")
+        raise UserError(
+            f"study.storage: {safe!r} is not a database URL; use sqlite:///path/to/file.db or postgresql://user@host/db"
+        )
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
         if path is None:
-            raise UserError(f"study.storage: {safe!r} names no file; use sqlite:///path/to/file.db "
-                            f"(three slashes, then the path; four for an absolute path)")
+            raise UserError(
+                f"study.storage: {safe!r} names no file; use sqlite:///path/to/file.db "
+                f"(three slashes, then the path; four for an absolute path)"
+            )
         if not create and not path.exists():
-            raise UserError(f"study.storage: {path} does not exist; run `sweep run` first or point study.storage at an existing storage")
+            raise UserError(
+                f"study.storage: {path} does not exist; run `sweep run` first or point "
+                f"study.storage at an existing storage"
+            )
         check_sqlite_file(path)
         return
     try:
@@ -116,20 +136,30 @@ def check_storage_url(url: str, create: bool = True) -> None:
         load_driver()
     except sqlalchemy.exc.NoSuchModuleError:  # (a subclass of ArgumentError)
         scheme = url.split("://", 1)[0]
-        raise UserError(f"study.storage: unknown database type {scheme!r} in {safe!r}; "
-                        f"use sqlite:///file.db or postgresql://user@host/db") from None
+        raise UserError(
+            f"study.storage: unknown database type {scheme!r} in {safe!r}; "
+            f"use sqlite:///file.db or postgresql://user@host/db"
+        ) from None
     except (sqlalchemy.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
-        raise UserError(f"study.storage: {safe!r} is not a valid database URL; "
-                        f"use sqlite:///file.db or postgresql://user@host:port/db") from None
+        raise UserError(
+            f"study.storage: {safe!r} is not a valid database URL; "
+            f"use sqlite:///file.db or postgresql://user@host:port/db"
+        ) from None
     except ImportError as e:
         raise UserError(_no_driver(safe, e.name)) from None
 
-def _no_driver(safe_url: str, module: Optional[str]) -> str:
-    missing = f"no module {module!r}" if module else "its module cannot be imported"
-    return (f"study.storage: the database driver for {safe_url!r} is not installed ({missing}); install it "
-            f"(PostgreSQL: pip install 'lrsweep[postgres]' and postgresql+psycopg2://...) or use sqlite:///file.db")
 
-def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60, create: bool = True) -> Any:
+def _no_driver(safe_url: str, module: str | None) -> str:
+    missing = f"no module {module!r}" if module else "its module cannot be imported"
+    return (
+        f"study.storage: the database driver for {safe_url!r} is not installed ({missing}); install it "
+        f"(PostgreSQL: pip install 'lrsweep[postgres]' and postgresql+psycopg2://...) or use sqlite:///file.db"
+    )
+
+
+def open_storage(
+    url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60, create: bool = True
+) -> Any:
     """An Optuna RDBStorage for `url`, with heartbeats; raises UserError for bad/unreachable URLs.
 
     With `create=False` an SQLite file that does not exist is an error (read-only commands).
@@ -162,16 +192,35 @@ def open_storage(url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60,
             _serialize_sqlite_transactions(storage.engine)
         return storage
     except sqlalchemy.exc.NoSuchModuleError:  # before ArgumentError, its base class
-        raise UserError(f"study.storage: no database driver for {safe!r}; use sqlite:/// or postgresql:// (pip install psycopg2-binary)") from None
+        raise UserError(
+            f"study.storage: no database driver for {safe!r}; use sqlite:/// or postgresql:// "
+            f"(pip install psycopg2-binary)"
+        ) from None
     except sqlalchemy.exc.ArgumentError:
-        raise UserError(f"study.storage: {safe!r} is not a valid database URL; use sqlite:///file.db or postgresql://user@host/db") from None
+        raise UserError(
+            f"study.storage: {safe!r} is not a valid database URL; use sqlite:///file.db or postgresql://user@host/db"
+        ) from None
     except ImportError as e:  # Optuna re-raises a missing driver as a bare ImportError
         raise UserError(_no_driver(safe, getattr(e.__cause__, "name", None) or e.name)) from None
-    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.DatabaseError, sqlite3.DatabaseError) as e:
-        reason = str(getattr(e, "orig", e)).strip().splitlines()[0] if str(getattr(e, "orig", e)).strip() else type(e).__name__
-        raise UserError(f"study.storage: cannot open {safe} ({redact_text(reason, url)}); check the URL, that the server runs and accepts this user") from None
+    except (
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.DatabaseError,
+        sqlite3.DatabaseError,
+    ) as e:
+        reason = (
+            str(getattr(e, "orig", e)).strip().splitlines()[0]
+            if str(getattr(e, "orig", e)).strip()
+            else type(e).__name__
+        )
+        raise UserError(
+            f"study.storage: cannot open {safe} ({redact_text(reason, url)}); check the URL, "
+            f"that the server runs and accepts this user"
+        ) from None
     except RuntimeError as e:  # Optuna: schema version mismatch and similar
-        raise UserError(f"study.storage: cannot use {safe} ({redact_text(str(e).splitlines()[0], url)})") from None
+        raise UserError(
+            f"study.storage: cannot use {safe} ({redact_text(str(e).splitlines()[0], url)})"
+        ) from None
+
 
 def _requeue_stale(study: Any, trial: Any) -> None:
     """Optuna's heartbeat-stale callback: queue a fresh copy of the trial."""

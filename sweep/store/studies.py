@@ -33,6 +33,7 @@ def study_names(storage: Any) -> list[str]:
 
     return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
 
+
 def load_study(storage: Any, name: str) -> Any:
     import optuna
 
@@ -40,8 +41,13 @@ def load_study(storage: Any, name: str) -> Any:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = study_names(storage)
-        hint = f"studies there: {', '.join(names)}" if names else "it holds no study yet; run `sweep run` first"
+        hint = (
+            f"studies there: {', '.join(names)}"
+            if names
+            else "it holds no study yet; run `sweep run` first"
+        )
         raise UserError(f"study.name: no study {name!r} in this storage; {hint}") from None
+
 
 def check_comparable(study: Any, cfg: Config) -> None:
     """Refuse a config whose results would not be comparable with what the study holds."""
@@ -56,7 +62,9 @@ def check_comparable(study: Any, cfg: Config) -> None:
             f"trainer={new_trainer}, so its results would not be comparable; start a new study "
             f"(study.name={study.study_name}-2) or set trainer={old_trainer}"
         )
-    swept = {k for k, _ in cfg.grid.extra} | set(study.user_attrs.get(ATTR_CONFIG, {}).get("grid", {}))
+    swept = {k for k, _ in cfg.grid.extra} | set(
+        study.user_attrs.get(ATTR_CONFIG, {}).get("grid", {})
+    )
     # Group choices first (optimizer.name says more than optimizer.beta1 appearing).
     for key in sorted(set(stored) | set(new), key=lambda k: (not k.endswith(".name"), k)):
         if key in swept or (key in ADDED_KEYS and key not in stored):
@@ -69,7 +77,10 @@ def check_comparable(study: Any, cfg: Config) -> None:
                 f"(study.name={study.study_name}-2) or set {key}={old_v!r}"
             )
 
-def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any], record_grid: bool = True) -> Any:
+
+def open_or_create_study(
+    storage: Any, cfg: Config, task_info: dict[str, Any], record_grid: bool = True
+) -> Any:
     """Load the study (checking comparability first) or create it; record config and task facts.
 
     `record_grid=False` (`sweep find`) leaves the study's grid and seeds as they are: a range
@@ -87,7 +98,9 @@ def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any], r
             )
     else:
         try:
-            study = optuna.create_study(study_name=cfg.study.name, storage=storage, directions=list(DIRECTIONS))
+            study = optuna.create_study(
+                study_name=cfg.study.name, storage=storage, directions=list(DIRECTIONS)
+            )
         except optuna.exceptions.DuplicatedStudyError:  # another worker created it meanwhile
             study = optuna.load_study(study_name=cfg.study.name, storage=storage)
         with warnings.catch_warnings():  # experimental API; names the values in optuna-dashboard
@@ -98,17 +111,23 @@ def open_or_create_study(storage: Any, cfg: Config, task_info: dict[str, Any], r
         study.set_user_attr(ATTR_TASK, task_info)
     elif "data" in task_info and "data" not in (study.user_attrs.get(ATTR_TASK) or {}):
         # A study made by an older lrsweep: add the data summary (same data, checked above).
-        study.set_user_attr(ATTR_TASK, {**study.user_attrs.get(ATTR_TASK, {}), "data": task_info["data"]})
+        study.set_user_attr(
+            ATTR_TASK, {**study.user_attrs.get(ATTR_TASK, {}), "data": task_info["data"]}
+        )
     merged = cfg.to_dict()
     merged["study"]["storage"] = redact_url(cfg.storage_url())
     old = study.user_attrs.get(ATTR_CONFIG)
     if not record_grid:
-        merged["grid"], merged["seeds"] = (old or {}).get("grid", {}), int((old or {}).get("seeds", 0))
+        merged["grid"], merged["seeds"] = (
+            (old or {}).get("grid", {}),
+            int((old or {}).get("seeds", 0)),
+        )
     elif old is not None:  # the study's grid is the union of every grid run against it
         merged["grid"] = _union_grid(old.get("grid", {}), merged["grid"])
         merged["seeds"] = max(int(old.get("seeds", 0)), cfg.seeds)
     study.set_user_attr(ATTR_CONFIG, merged)
     return study
+
 
 def _union_grid(old: dict[str, list], new: dict[str, list]) -> dict[str, list]:
     out = {k: list(v) for k, v in old.items()}

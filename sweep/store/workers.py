@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 import warnings
-from typing import Any, Optional
+from typing import Any
 
 from sweep.store._optuna import storage_of, trial_id
 from sweep.store.queue import fail_and_requeue
@@ -24,12 +24,14 @@ def this_worker() -> dict[str, Any]:
 
     return {"host": hostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
 
+
 def hostname() -> str:
     """This machine's name as recorded on trials; LRSWEEP_HOST overrides it (e.g. containers
     that share a hostname, or tests that play several machines on one)."""
     return os.environ.get("LRSWEEP_HOST") or socket.gethostname()
 
-def worker_alive(worker: dict[str, Any]) -> Optional[bool]:
+
+def worker_alive(worker: dict[str, Any]) -> bool | None:
     """True/False for a worker on this host; None when it runs on another host (unknowable)."""
     import psutil
 
@@ -37,9 +39,13 @@ def worker_alive(worker: dict[str, Any]) -> Optional[bool]:
         return None
     try:
         proc = psutil.Process(int(worker["pid"]))
-        return abs(proc.create_time() - float(worker["started"])) < 1e-3 and proc.status() != psutil.STATUS_ZOMBIE
+        return (
+            abs(proc.create_time() - float(worker["started"])) < 1e-3
+            and proc.status() != psutil.STATUS_ZOMBIE
+        )
     except (psutil.NoSuchProcess, psutil.AccessDenied, KeyError, ValueError):
         return False
+
 
 def reclaim_orphans(study: Any, grace_seconds: float) -> int:
     """Fail and re-queue RUNNING trials whose worker is gone.
@@ -61,7 +67,10 @@ def reclaim_orphans(study: Any, grace_seconds: float) -> int:
         if worker is not None:
             dead = worker_alive(worker) is False
         else:
-            dead = t.datetime_start is not None and (now - t.datetime_start).total_seconds() > grace_seconds
+            dead = (
+                t.datetime_start is not None
+                and (now - t.datetime_start).total_seconds() > grace_seconds
+            )
         if not dead:
             continue
         reclaimed += fail_and_requeue(study, t, "worker process died")
@@ -91,7 +100,7 @@ class Heartbeat:
             except Exception:  # a missed beat is harmless; the next one retries
                 pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         retry_locked(lambda: self.storage.record_heartbeat(self.trial_id))
         self._thread.start()
         return self

@@ -7,7 +7,8 @@ schema in ``sweep.config.tasks.TASKS``); a task node with a `_target_` is a user
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sweep.tasks.data import TaskData
 from sweep.tasks.digits import build_digits

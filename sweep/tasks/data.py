@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,12 +35,14 @@ class TaskData:
     x_val: torch.Tensor
     y_val: torch.Tensor
     output_dim: int  # number of classes, or regression target size D
-    lengths_train: Optional[torch.Tensor] = None
-    lengths_val: Optional[torch.Tensor] = None
+    lengths_train: torch.Tensor | None = None
+    lengths_val: torch.Tensor | None = None
     per_step: bool = False
-    vocab_size: Optional[int] = None  # token inputs (an embedding layer reads them)
-    tolerance: Optional[float] = None  # regression: correct when squared error < tolerance
-    info: dict[str, Any] = dataclasses.field(default_factory=dict)  # facts for the report (classes, vocabulary)
+    vocab_size: int | None = None  # token inputs (an embedding layer reads them)
+    tolerance: float | None = None  # regression: correct when squared error < tolerance
+    info: dict[str, Any] = dataclasses.field(
+        default_factory=dict
+    )  # facts for the report (classes, vocabulary)
 
     @property
     def input_dim(self) -> int:
@@ -54,7 +56,7 @@ class TaskData:
     def is_classification(self) -> bool:
         return self.kind == "classification"
 
-    def to(self, device: torch.device | str) -> "TaskData":
+    def to(self, device: torch.device | str) -> TaskData:
         """The same data on `device` (done once per worker, never per step)."""
         moved = {
             f.name: getattr(self, f.name).to(device)
@@ -71,26 +73,44 @@ class TaskData:
         return chance_level(self)
 
 
-def task_from_arrays(name: str, kind: str, train: tuple, val: tuple, output_dim: int, **fields: Any) -> TaskData:
+def task_from_arrays(
+    name: str, kind: str, train: tuple, val: tuple, output_dim: int, **fields: Any
+) -> TaskData:
     """A TaskData from numpy arrays: `train` and `val` are (x, y) or (x, y, lengths), with lengths
     None for sequences that all have T steps; other TaskData fields as keywords."""
-    def tensor(a: Any) -> Optional[torch.Tensor]:
+
+    def tensor(a: Any) -> torch.Tensor | None:
         return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
 
-    (x_tr, y_tr, l_tr), (x_va, y_va, l_va) = (tuple(train) + (None,))[:3], (tuple(val) + (None,))[:3]
-    return TaskData(name=name, kind=kind, x_train=tensor(x_tr), y_train=tensor(y_tr), x_val=tensor(x_va),
-                    y_val=tensor(y_va), output_dim=int(output_dim), lengths_train=tensor(l_tr),
-                    lengths_val=tensor(l_va), **fields)
+    (x_tr, y_tr, l_tr), (x_va, y_va, l_va) = (
+        (tuple(train) + (None,))[:3],
+        (tuple(val) + (None,))[:3],
+    )
+    return TaskData(
+        name=name,
+        kind=kind,
+        x_train=tensor(x_tr),
+        y_train=tensor(y_tr),
+        x_val=tensor(x_va),
+        y_val=tensor(y_va),
+        output_dim=int(output_dim),
+        lengths_train=tensor(l_tr),
+        lengths_val=tensor(l_va),
+        **fields,
+    )
 
 
 def save_task(task: TaskData, path) -> None:
     """Write the task's tensors and facts (loadable with weights_only=True), atomically."""
     from sweep.core.files import atomic_write
 
-    atomic_write(path, lambda p: torch.save({f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, p))
+    atomic_write(
+        path,
+        lambda p: torch.save({f.name: getattr(task, f.name) for f in dataclasses.fields(task)}, p),
+    )
 
 
-def load_task(path) -> Optional[TaskData]:
+def load_task(path) -> TaskData | None:
     """The task saved by `save_task`, or None when the file is missing or unreadable."""
     try:
         return TaskData(**torch.load(path, map_location="cpu", weights_only=True))

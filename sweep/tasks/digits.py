@@ -32,7 +32,9 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return digits.images, digits.target.astype(np.int64)
 
 
-def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    y: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(train indices, validation indices): round(val_fraction * n_c) of each class c go to
     validation, chosen by a generator seeded with `seed`; both index lists in shuffled order."""
     rng = np.random.default_rng(seed)
@@ -49,4 +51,6 @@ def build_digits(cfg) -> TaskData:
     images, y = digits_arrays()
     x = (images / 16.0).astype(np.float32)  # [1797, 8 rows = steps, 8 columns = features]
     tr, va = stratified_split(y, cfg.val_fraction, cfg.data_seed)
-    return task_from_arrays("digits", "classification", (x[tr], y[tr]), (x[va], y[va]), output_dim=10)
+    return task_from_arrays(
+        "digits", "classification", (x[tr], y[tr]), (x[va], y[va]), output_dim=10
+    )

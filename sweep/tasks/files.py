@@ -35,13 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
 from sweep.tasks.data import TaskData, task_from_arrays
 from sweep.tasks.file_reading import Table, _error, _show, _valid_steps, read_file  # noqa: F401  (read_file: the API)
-
 
 
 @dataclass
@@ -60,47 +59,75 @@ def _is_label_dtype(y: np.ndarray) -> bool:
 def interpret_targets(table: Table, cfg: Any) -> Targets:
     """Decide classification vs regression and per-step vs per-sequence; bring y to canonical shape."""
     y, t = table.y, table.x.shape[1]
-    kind = cfg.kind if cfg.kind != "auto" else ("classification" if _is_label_dtype(y) else "regression")
+    kind = (
+        cfg.kind
+        if cfg.kind != "auto"
+        else ("classification" if _is_label_dtype(y) else "regression")
+    )
     if table.varies is not None:  # long format: y is [N, T, D] by construction
         per_step = table.varies if cfg.per_step is None else cfg.per_step
         if table.varies and not per_step:
-            raise _error(table, "the label changes within a sequence, but task.per_step=false",
-                         "set task.per_step=true for a target at every step, or give each sequence one label")
+            raise _error(
+                table,
+                "the label changes within a sequence, but task.per_step=false",
+                "set task.per_step=true for a target at every step, or give each sequence one label",
+            )
         if not per_step:
             y = y[:, 0]  # [N, D]: the label of each sequence's first row (all rows agree)
         if kind == "classification":
             if y.shape[-1] != 1:
-                raise _error(table, f"classification needs one label column, got {y.shape[-1]}",
-                             "set task.kind=regression for a vector target")
+                raise _error(
+                    table,
+                    f"classification needs one label column, got {y.shape[-1]}",
+                    "set task.kind=regression for a vector target",
+                )
             y = y[..., 0]
     else:
         per_step = cfg.per_step
         if per_step is None:
             per_step = y.ndim == 3 or (y.ndim == 2 and kind == "classification" and y.shape[1] == t)
         if per_step and (y.ndim < 2 or y.shape[1] != t):
-            raise _error(table, f"per-step targets y must have shape [N, T={t}, ...], got shape {y.shape}",
-                         "set task.per_step=false for one target per sequence")
-        want = {("classification", False): (1,), ("classification", True): (2,),
-                ("regression", False): (1, 2), ("regression", True): (2, 3)}[kind, per_step]
+            raise _error(
+                table,
+                f"per-step targets y must have shape [N, T={t}, ...], got shape {y.shape}",
+                "set task.per_step=false for one target per sequence",
+            )
+        want = {
+            ("classification", False): (1,),
+            ("classification", True): (2,),
+            ("regression", False): (1, 2),
+            ("regression", True): (2, 3),
+        }[kind, per_step]
         if y.ndim not in want:
-            shapes = {("classification", False): "[N] (one class per sequence)",
-                      ("classification", True): "[N, T] (one class per step)",
-                      ("regression", False): "[N] or [N, D]", ("regression", True): "[N, T] or [N, T, D]"}
-            raise _error(table, f"{kind} targets y must have shape {shapes[kind, per_step]}, got shape {y.shape}",
-                         "check task.kind and task.per_step (auto: integer y is classification, float y regression)")
+            shapes = {
+                ("classification", False): "[N] (one class per sequence)",
+                ("classification", True): "[N, T] (one class per step)",
+                ("regression", False): "[N] or [N, D]",
+                ("regression", True): "[N, T] or [N, T, D]",
+            }
+            raise _error(
+                table,
+                f"{kind} targets y must have shape {shapes[kind, per_step]}, got shape {y.shape}",
+                "check task.kind and task.per_step (auto: integer y is classification, float y regression)",
+            )
         if kind == "regression" and y.ndim == (2 if per_step else 1):
             y = y[..., None]
     if kind == "regression":
         if not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-            raise _error(table, f"regression targets must be numbers, got dtype {y.dtype}",
-                         "set task.kind=classification for class labels")
+            raise _error(
+                table,
+                f"regression targets must be numbers, got dtype {y.dtype}",
+                "set task.kind=classification for class labels",
+            )
         y = y.astype(np.float64)
         valid = _valid_steps(table.lengths, t) if per_step else np.ones(len(y), dtype=bool)
         bad = ~np.isfinite(y).all(axis=-1) & valid
         if bad.any():
             where = np.argwhere(bad)[0]
             at = f"sequence {where[0]}" + (f", step {where[1]}" if per_step else "")
-            raise _error(table, f"targets y hold NaN or inf (first at {at})", "remove or fill those values")
+            raise _error(
+                table, f"targets y hold NaN or inf (first at {at})", "remove or fill those values"
+            )
     return Targets(kind=kind, per_step=bool(per_step), y=y)
 
 
@@ -117,8 +144,11 @@ def class_list(table: Table, targets: Targets) -> np.ndarray:
     if values.dtype.kind == "f":
         if not np.all(np.isfinite(values)) or not np.all(values == np.round(values)):
             bad = values[~(np.isfinite(values) & (values == np.round(values)))][0]
-            raise _error(table, f"class labels must be integers or strings, got {_show(bad)}",
-                         "set task.kind=regression for real-valued targets")
+            raise _error(
+                table,
+                f"class labels must be integers or strings, got {_show(bad)}",
+                "set task.kind=regression for real-valued targets",
+            )
     if values.dtype == object:
         values = values.astype(str)
     return np.unique(values)
@@ -129,31 +159,43 @@ def encode_labels(table: Table, targets: Targets, classes: np.ndarray) -> np.nda
     y = targets.y.astype(str) if targets.y.dtype == object else targets.y
     ids = np.searchsorted(classes, y).clip(0, len(classes) - 1)
     known = classes[ids] == y
-    valid = _valid_steps(table.lengths, table.x.shape[1]) if targets.per_step else np.ones(len(y), dtype=bool)
+    valid = (
+        _valid_steps(table.lengths, table.x.shape[1])
+        if targets.per_step
+        else np.ones(len(y), dtype=bool)
+    )
     unknown = valid & ~known
     if unknown.any():
         label = y[unknown][0]
-        raise _error(table, f"label {_show(label)} does not occur in the training data (task.path)",
-                     "every validation class must also appear in training")
+        raise _error(
+            table,
+            f"label {_show(label)} does not occur in the training data (task.path)",
+            "every validation class must also appear in training",
+        )
     return np.where(valid, ids, 0).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- split, scale, pack
 
 
-def split_indices(n: int, cfg: Any, strata: Optional[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(n: int, cfg: Any, strata: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Fixed train/validation indices: `val_fraction` of the sequences, stratified when possible."""
     n_val = int(round(n * cfg.val_fraction))
     if n_val < 1 or n - n_val < 1:
-        raise _error("task.val_fraction", f"{cfg.val_fraction} of {n} sequences leaves {n - n_val} for training "
-                     f"and {n_val} for validation",
-                     "give more sequences, change task.val_fraction, or pass task.val_path")
+        raise _error(
+            "task.val_fraction",
+            f"{cfg.val_fraction} of {n} sequences leaves {n - n_val} for training "
+            f"and {n_val} for validation",
+            "give more sequences, change task.val_fraction, or pass task.val_path",
+        )
     if strata is not None:
         counts = np.unique(strata, return_counts=True)[1]
         if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts):
             from sklearn.model_selection import train_test_split
 
-            train, val = train_test_split(np.arange(n), test_size=n_val, random_state=cfg.data_seed, stratify=strata)
+            train, val = train_test_split(
+                np.arange(n), test_size=n_val, random_state=cfg.data_seed, stratify=strata
+            )
             return np.sort(train), np.sort(val)
     perm = np.random.default_rng(cfg.data_seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
@@ -171,31 +213,52 @@ def build_file(cfg: Any) -> TaskData:
     return build_from_tables(train, val, cfg, "file", info)
 
 
-def build_from_tables(train: Table, val: Optional[Table], cfg: Any, name: str, info: dict[str, Any]) -> TaskData:
+def build_from_tables(
+    train: Table, val: Table | None, cfg: Any, name: str, info: dict[str, Any]
+) -> TaskData:
     """A TaskData from the training table and an optional validation table (else a split of
     `cfg.val_fraction`): targets read, classes encoded, features standardised, padding zeroed."""
     tokens = train.vocab_size is not None
     tt = interpret_targets(train, cfg)
-    vt = interpret_targets(val, dataclasses.replace(cfg, kind=tt.kind, per_step=tt.per_step)) if val else None
+    vt = (
+        interpret_targets(val, dataclasses.replace(cfg, kind=tt.kind, per_step=tt.per_step))
+        if val
+        else None
+    )
     features = 1 if tokens else train.x.shape[2]
     if val is not None:
         if not tokens and val.x.shape[2] != features:
-            raise _error(val, f"has {val.x.shape[2]} features per step, the training data {features}",
-                         "both need the same feature columns")
+            raise _error(
+                val,
+                f"has {val.x.shape[2]} features per step, the training data {features}",
+                "both need the same feature columns",
+            )
         if tt.kind == "regression" and vt.y.shape[-1] != tt.y.shape[-1]:
-            raise _error(val, f"has targets of size {vt.y.shape[-1]}, the training data {tt.y.shape[-1]}",
-                         "both need the same targets")
-    info = {**info, "features": int(features)} if not tokens else {**info, "vocab_size": int(train.vocab_size)}
+            raise _error(
+                val,
+                f"has targets of size {vt.y.shape[-1]}, the training data {tt.y.shape[-1]}",
+                "both need the same targets",
+            )
+    info = (
+        {**info, "features": int(features)}
+        if not tokens
+        else {**info, "vocab_size": int(train.vocab_size)}
+    )
 
     if tt.kind == "classification":
         classes = class_list(train, tt)
         if len(classes) < 2:
-            raise _error(train, f"classification needs at least 2 classes, found {len(classes)} ({classes.tolist()})",
-                         "check the label column, or set task.kind=regression")
+            raise _error(
+                train,
+                f"classification needs at least 2 classes, found {len(classes)} ({classes.tolist()})",
+                "check the label column, or set task.kind=regression",
+            )
         y_all = encode_labels(train, tt, classes)
         y_val = encode_labels(val, vt, classes) if val else None
         output_dim = len(classes)
-        info["classes"] = {i: (c.item() if hasattr(c, "item") else c) for i, c in enumerate(classes)}
+        info["classes"] = {
+            i: (c.item() if hasattr(c, "item") else c) for i, c in enumerate(classes)
+        }
     else:
         y_all, y_val = tt.y.astype(np.float32), (vt.y.astype(np.float32) if val else None)
         output_dim = int(tt.y.shape[-1])
@@ -227,13 +290,28 @@ def build_from_tables(train: Table, val: Optional[Table], cfg: Any, name: str, i
     if tt.per_step:  # padded targets are never scored; make them harmless zeros
         mask_tr = valid_tr if y_tr.ndim == 2 else valid_tr[..., None]
         mask_va = valid_va if y_va.ndim == 2 else valid_va[..., None]
-        y_tr, y_va = np.where(mask_tr, y_tr, 0).astype(y_tr.dtype), np.where(mask_va, y_va, 0).astype(y_va.dtype)
+        y_tr, y_va = (
+            np.where(mask_tr, y_tr, 0).astype(y_tr.dtype),
+            np.where(mask_va, y_va, 0).astype(y_va.dtype),
+        )
     full = bool((l_tr == t).all() and (l_va == t).all())
 
     ydtype = np.int64 if tt.kind == "classification" else np.float32
     xdtype = np.int64 if tokens else np.float32
-    train_arrays = (x_tr.astype(xdtype), y_tr.astype(ydtype), None if full else l_tr.astype(np.int64))
+    train_arrays = (
+        x_tr.astype(xdtype),
+        y_tr.astype(ydtype),
+        None if full else l_tr.astype(np.int64),
+    )
     val_arrays = (x_va.astype(xdtype), y_va.astype(ydtype), None if full else l_va.astype(np.int64))
-    return task_from_arrays(name, tt.kind, train_arrays, val_arrays, output_dim=output_dim, per_step=tt.per_step,
-                            tolerance=cfg.tolerance if tt.kind == "regression" else None, info=info,
-                            vocab_size=train.vocab_size)
+    return task_from_arrays(
+        name,
+        tt.kind,
+        train_arrays,
+        val_arrays,
+        output_dim=output_dim,
+        per_step=tt.per_step,
+        tolerance=cfg.tolerance if tt.kind == "regression" else None,
+        info=info,
+        vocab_size=train.vocab_size,
+    )

@@ -20,8 +20,10 @@ from sweep.tasks.file_reading import table_from_arrays
 from sweep.tasks.files import build_from_tables
 
 KEY = "task._target_"
-FIX = ("return a dict like {'x': x, 'y': y} (x [N, T, F], y [N] labels or [N, D] targets; optional lengths, "
-       "x_val, y_val, lengths_val, vocab_size)")
+FIX = (
+    "return a dict like {'x': x, 'y': y} (x [N, T, F], y [N] labels or [N, D] targets; optional lengths, "
+    "x_val, y_val, lengths_val, vocab_size)"
+)
 
 
 def _as_array(value: Any) -> Any:
@@ -37,21 +39,31 @@ def load_arrays(cfg: Any) -> dict[str, Any]:
     """Call the loader and return its arrays (numpy), checked to be a mapping."""
     loader = import_target(cfg.target, KEY)
     if not callable(loader):
-        raise UserError(f"{KEY}: {cfg.target!r} is not a function or class that can be called; {FIX}")
+        raise UserError(
+            f"{KEY}: {cfg.target!r} is not a function or class that can be called; {FIX}"
+        )
     try:
         out = loader(**cfg.kwargs)
     except UserError:
         raise
     except Exception as e:  # the user's code failed: one line, their message
-        raise UserError(f"{KEY}: loader {cfg.target} raised {type(e).__name__}: {' '.join(str(e).split())[:300]}; "
-                        f"fix the loader or the keys of the task's YAML (they are its keyword arguments)") from None
+        raise UserError(
+            f"{KEY}: loader {cfg.target} raised {type(e).__name__}: {' '.join(str(e).split())[:300]}; "
+            f"fix the loader or the keys of the task's YAML (they are its keyword arguments)"
+        ) from None
     if not hasattr(out, "keys"):
-        raise UserError(f"{KEY}: loader {cfg.target} returned {type(out).__name__}, not a mapping of arrays; {FIX}")
+        raise UserError(
+            f"{KEY}: loader {cfg.target} returned {type(out).__name__}, not a mapping of arrays; {FIX}"
+        )
     arrays = {str(k): v for k, v in out.items()}
     vocab = arrays.pop("vocab_size", None)
-    if vocab is not None and (isinstance(vocab, bool) or not isinstance(vocab, (int, np.integer)) or vocab < 2):
-        raise UserError(f"{KEY}: loader {cfg.target} returned vocab_size={vocab!r}; it must be an integer >= 2 "
-                        f"(the number of token ids, 0 for padding included) or absent")
+    if vocab is not None and (
+        isinstance(vocab, bool) or not isinstance(vocab, (int, np.integer)) or vocab < 2
+    ):
+        raise UserError(
+            f"{KEY}: loader {cfg.target} returned vocab_size={vocab!r}; it must be an integer >= 2 "
+            f"(the number of token ids, 0 for padding included) or absent"
+        )
     arrays = {k: _as_array(v) for k, v in arrays.items()}
     arrays["vocab_size"] = int(vocab) if vocab is not None else None
     return arrays
@@ -65,6 +77,8 @@ def build_loader(cfg: Any) -> TaskData:
     train = table_from_arrays(arrays, KEY, cfg.target, FIX, source=source, vocab_size=vocab)
     val = None
     if arrays.get("x_val") is not None or arrays.get("y_val") is not None:
-        val = table_from_arrays(arrays, KEY, cfg.target, FIX, source=source, vocab_size=vocab, suffix="_val")
+        val = table_from_arrays(
+            arrays, KEY, cfg.target, FIX, source=source, vocab_size=vocab, suffix="_val"
+        )
     info = {"target": cfg.target, "kwargs": {k: str(v) for k, v in cfg.kwargs.items()}}
     return build_from_tables(train, val, cfg, cfg.name, info)

@@ -9,13 +9,13 @@ predictions [B, D] (or [B, T, D]).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 
 
-def step_mask(lengths: Optional[torch.Tensor], batch: int, steps: int, device: torch.device) -> torch.Tensor:
+def step_mask(
+    lengths: torch.Tensor | None, batch: int, steps: int, device: torch.device
+) -> torch.Tensor:
     """[B, T] bool: which steps lie inside each sequence (all of them when lengths is None)."""
     if lengths is None:
         return torch.ones(batch, steps, dtype=torch.bool, device=device)
@@ -25,18 +25,24 @@ def step_mask(lengths: Optional[torch.Tensor], batch: int, steps: int, device: t
 def item_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Loss per item (sequence, or step for per-step targets), unreduced."""
     if kind == "classification":
-        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="none").reshape(y.shape)
+        return F.cross_entropy(
+            out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="none"
+        ).reshape(y.shape)
     return ((out - y) ** 2).mean(dim=-1)
 
 
-def item_correct(kind: str, out: torch.Tensor, y: torch.Tensor, tolerance: Optional[float]) -> torch.Tensor:
+def item_correct(
+    kind: str, out: torch.Tensor, y: torch.Tensor, tolerance: float | None
+) -> torch.Tensor:
     """Bool per item: argmax hits the class; or squared error (mean over D) below tolerance."""
     if kind == "classification":
         return out.argmax(dim=-1) == y
     return ((out - y) ** 2).mean(dim=-1) < tolerance
 
 
-def batch_loss(kind: str, out: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+def batch_loss(
+    kind: str, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
     """Mean loss over the items of a batch (masked steps excluded for per-step targets)."""
     losses = item_loss(kind, out, y)
     if mask is None:

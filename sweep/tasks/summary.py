@@ -15,7 +15,7 @@ Usage: ``data_summary(task, normalized=True)`` -> a plain dict, stored with the 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -24,7 +24,7 @@ from sweep.tasks.data import TaskData
 MAX_FEATURES = 64  # features listed one by one; the rest are summarised by the warnings only
 
 
-def _valid(x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
+def _valid(x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
     """[N, T, ...] -> [valid steps, ...]: the steps within each sequence's length."""
     if lengths is None:
         return x.reshape(-1, *x.shape[2:])
@@ -34,7 +34,13 @@ def _valid(x: torch.Tensor, lengths: Optional[torch.Tensor]) -> torch.Tensor:
 
 def _input_stats(task: TaskData) -> dict[str, Any]:
     if task.vocab_size:
-        return {"tokens": True, "vocab_size": int(task.vocab_size), "n_features": 0, "mean": [], "sd": []}
+        return {
+            "tokens": True,
+            "vocab_size": int(task.vocab_size),
+            "n_features": 0,
+            "mean": [],
+            "sd": [],
+        }
     steps = _valid(task.x_train.double(), task.lengths_train)  # [valid steps, F]
     if steps.numel() == 0:
         return {"tokens": False, "n_features": int(task.x_train.shape[-1]), "mean": [], "sd": []}
@@ -65,20 +71,28 @@ def _far_from_standard(mean: torch.Tensor, sd: torch.Tensor) -> list[int]:
     return [int(i) for i in order if bool(bad[i])]
 
 
-def _class_counts(y: torch.Tensor, lengths: Optional[torch.Tensor], per_step: bool, classes: int) -> list[int]:
+def _class_counts(
+    y: torch.Tensor, lengths: torch.Tensor | None, per_step: bool, classes: int
+) -> list[int]:
     labels = _valid(y, lengths) if per_step else y
     return [int(v) for v in torch.bincount(labels.reshape(-1).long(), minlength=classes)[:classes]]
 
 
-def _target_stats(y: torch.Tensor, lengths: Optional[torch.Tensor], per_step: bool) -> dict[str, float]:
+def _target_stats(
+    y: torch.Tensor, lengths: torch.Tensor | None, per_step: bool
+) -> dict[str, float]:
     values = (_valid(y, lengths) if per_step else y).double().reshape(-1)
     if values.numel() == 0:
         return {}
-    return {"mean": float(values.mean()), "sd": float(values.std(unbiased=False)),
-            "min": float(values.min()), "max": float(values.max())}
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(unbiased=False)),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
-def data_summary(task: TaskData, normalized: Optional[bool] = None) -> dict[str, Any]:
+def data_summary(task: TaskData, normalized: bool | None = None) -> dict[str, Any]:
     """The inputs' per-feature scale and the class balance (or target scale) of `task`."""
     out: dict[str, Any] = {"inputs": _input_stats(task), "normalized": normalized}
     if task.is_classification:
@@ -91,6 +105,8 @@ def data_summary(task: TaskData, normalized: Optional[bool] = None) -> dict[str,
             "val": _class_counts(task.y_val, task.lengths_val, task.per_step, k),
         }
     else:
-        out["targets"] = {"train": _target_stats(task.y_train, task.lengths_train, task.per_step),
-                          "val": _target_stats(task.y_val, task.lengths_val, task.per_step)}
+        out["targets"] = {
+            "train": _target_stats(task.y_train, task.lengths_train, task.per_step),
+            "val": _target_stats(task.y_val, task.lengths_val, task.per_step),
+        }
     return out

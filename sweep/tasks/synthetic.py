@@ -25,7 +25,9 @@ import numpy as np
 from sweep.tasks.data import TaskData, task_from_arrays
 
 
-def temporal_order_arrays(rng: np.random.Generator, n: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+def temporal_order_arrays(
+    rng: np.random.Generator, n: int, length: int
+) -> tuple[np.ndarray, np.ndarray]:
     """n sequences [n, L, 6] one-hot float32 and labels [n] int64."""
     tenth = int(length * 0.1)
     p0 = rng.integers(0, tenth, size=n) + tenth
@@ -64,7 +66,9 @@ def build_temporal_order(cfg) -> TaskData:
     rng = np.random.default_rng(cfg.data_seed)
     x_tr, y_tr = temporal_order_arrays(rng, cfg.n_train, cfg.length)
     x_va, y_va = temporal_order_arrays(rng, cfg.n_val, cfg.length)
-    return task_from_arrays("temporal_order", "classification", (x_tr, y_tr), (x_va, y_va), output_dim=4)
+    return task_from_arrays(
+        "temporal_order", "classification", (x_tr, y_tr), (x_va, y_va), output_dim=4
+    )
 
 
 def build_adding(cfg) -> TaskData:
@@ -74,8 +78,14 @@ def build_adding(cfg) -> TaskData:
     t_max = max(x_tr.shape[1], x_va.shape[1])
     x_tr = np.pad(x_tr, ((0, 0), (0, t_max - x_tr.shape[1]), (0, 0)))
     x_va = np.pad(x_va, ((0, 0), (0, t_max - x_va.shape[1]), (0, 0)))
-    return task_from_arrays("adding", "regression", (x_tr, y_tr, l_tr), (x_va, y_va, l_va), output_dim=1,
-                            tolerance=cfg.tolerance)
+    return task_from_arrays(
+        "adding",
+        "regression",
+        (x_tr, y_tr, l_tr),
+        (x_va, y_va, l_va),
+        output_dim=1,
+        tolerance=cfg.tolerance,
+    )
 
 
 def echo_arrays(
@@ -116,14 +126,28 @@ def build_echo(cfg) -> TaskData:
     rng = np.random.default_rng(cfg.data_seed)
     x_tr, y_tr = echo_arrays(rng, cfg.n_train, cfg.length, cfg.delay, cfg.symbols)
     x_va, y_va = echo_arrays(rng, cfg.n_val, cfg.length, cfg.delay, cfg.symbols)
-    return task_from_arrays("echo", "classification", (x_tr, y_tr), (x_va, y_va), output_dim=cfg.symbols + 1,
-                            per_step=True)
+    return task_from_arrays(
+        "echo",
+        "classification",
+        (x_tr, y_tr),
+        (x_va, y_va),
+        output_dim=cfg.symbols + 1,
+        per_step=True,
+    )
 
 
 def build_vector_sum(cfg) -> TaskData:
     rng = np.random.default_rng(cfg.data_seed)
-    projection = (rng.standard_normal((cfg.dim, cfg.features)) / np.sqrt(cfg.features)).astype(np.float32)
+    projection = (rng.standard_normal((cfg.dim, cfg.features)) / np.sqrt(cfg.features)).astype(
+        np.float32
+    )
     x_tr, y_tr = vector_sum_arrays(rng, cfg.n_train, cfg.length, projection)
     x_va, y_va = vector_sum_arrays(rng, cfg.n_val, cfg.length, projection)
-    return task_from_arrays("vector_sum", "regression", (x_tr, y_tr), (x_va, y_va), output_dim=cfg.dim,
-                            tolerance=cfg.tolerance)
+    return task_from_arrays(
+        "vector_sum",
+        "regression",
+        (x_tr, y_tr),
+        (x_va, y_va),
+        output_dim=cfg.dim,
+        tolerance=cfg.tolerance,
+    )

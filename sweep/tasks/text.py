@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +40,9 @@ PAD, OOV = 0, 1
 
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
-_LAYOUT = "pass a folder with train/pos, train/neg, test/pos, test/neg holding one review per .txt file"
+_LAYOUT = (
+    "pass a folder with train/pos, train/neg, test/pos, test/neg holding one review per .txt file"
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -48,7 +50,9 @@ def tokenize(text: str) -> list[str]:
     return _TOKEN.findall(_BREAK.sub(" ", text.lower()).replace("\u2019", "'"))
 
 
-def review_files(root: Path, split: str, label: str, max_per_class: Optional[int], data_seed: int) -> list[Path]:
+def review_files(
+    root: Path, split: str, label: str, max_per_class: int | None, data_seed: int
+) -> list[Path]:
     """The .txt files of one split and class, in name order (a fixed random subset if capped)."""
     folder = root / split / label
     if not folder.is_dir():
@@ -71,8 +75,10 @@ def read_split(root: Path, split: str, cfg: Any) -> tuple[list[list[str]], np.nd
             try:
                 text = f.read_text(encoding="utf-8", errors="replace")
             except OSError as e:
-                raise UserError(f"task.path: cannot read {f} ({type(e).__name__}: {e.strerror}); "
-                                "check the file's permissions") from None
+                raise UserError(
+                    f"task.path: cannot read {f} ({type(e).__name__}: {e.strerror}); "
+                    "check the file's permissions"
+                ) from None
             docs.append(tokenize(text))
             labels.append(label_id)
     return docs, np.asarray(labels, dtype=np.int64)
@@ -85,7 +91,9 @@ def build_vocab(docs: list[list[str]], vocab_size: int) -> dict[str, int]:
     return {w: i + 2 for i, w in enumerate(words)}
 
 
-def encode(docs: list[list[str]], vocab: dict[str, int], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+def encode(
+    docs: list[list[str]], vocab: dict[str, int], max_len: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Token ids [N, T] (T = longest kept review, at most max_len) and lengths [N]."""
     ids = [[vocab.get(w, OOV) for w in doc[:max_len]] for doc in docs]
     lengths = np.asarray([max(1, len(d)) for d in ids], dtype=np.int64)
@@ -119,5 +127,12 @@ def build_text(cfg: Any) -> TaskData:
         "truncated_reviews": int(sum(len(d) > cfg.max_len for d in train_docs + val_docs)),
         "val_oov_rate": float((x_va == OOV).sum() / max(1, val_tokens)),
     }
-    return task_from_arrays("text", "classification", (x_tr, y_tr, l_tr), (x_va, y_va, l_va),
-                            output_dim=len(CLASSES), vocab_size=len(vocab) + 2, info=info)
+    return task_from_arrays(
+        "text",
+        "classification",
+        (x_tr, y_tr, l_tr),
+        (x_va, y_va, l_va),
+        output_dim=len(CLASSES),
+        vocab_size=len(vocab) + 2,
+        info=info,
+    )

@@ -21,7 +21,8 @@ examples and tests do. Only the built-in trainer needs torch in the worker.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sweep.config import Config
 from sweep.config.trainers import CommandTrainer as CommandOptions
@@ -30,14 +31,20 @@ from sweep.core.records import RunRecord
 
 
 class Trainer(Protocol):
-    def train(self, setting: dict[str, Any], seeds: list[int],
-              should_stop: Callable[[], bool]) -> list[RunRecord]: ...
+    def train(
+        self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]
+    ) -> list[RunRecord]: ...
 
     def clear(self, setting: dict[str, Any], seeds: list[int]) -> None: ...
 
 
-def make_trainer(cfg: Config, device: Any, task: Any = None, progress: Optional[Callable[[int, int], None]] = None,
-                 function: Optional[Callable[..., Any]] = None) -> Trainer:
+def make_trainer(
+    cfg: Config,
+    device: Any,
+    task: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+    function: Callable[..., Any] | None = None,
+) -> Trainer:
     """The trainer `cfg.trainer` names, for a worker on `device` (a torch.device or its string).
     `function`: the training function itself (the Python API passes a notebook's function)."""
     if isinstance(cfg.trainer, TargetTrainer):
@@ -45,7 +52,9 @@ def make_trainer(cfg: Config, device: Any, task: Any = None, progress: Optional[
         from sweep.trainers.function import FunctionTrainer
 
         if function is None:
-            check_trainer(cfg)  # the code this worker imports is the code the sweep was configured with
+            check_trainer(
+                cfg
+            )  # the code this worker imports is the code the sweep was configured with
             function = load_function(cfg.trainer.target)
         return FunctionTrainer(cfg, str(device), function, progress)
     if isinstance(cfg.trainer, CommandOptions):

@@ -9,7 +9,8 @@ Usage (by the worker)::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -23,19 +24,40 @@ from sweep.training.checkpoints import Checkpointer
 class BuiltinTrainer:
     """Trains the seeds of a setting together (separate or packed), resuming from its checkpoint."""
 
-    def __init__(self, cfg: Config, task: TaskData, device: torch.device,
-                 progress: Optional[Callable[[Optional[int], int], None]] = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        task: TaskData,
+        device: torch.device,
+        progress: Callable[[int | None, int], None] | None = None,
+    ) -> None:
         self.cfg, self.task, self.device = cfg, task, device
         self.progress = progress or (lambda seed, epoch: None)
 
-    def _checkpointer(self, spec: RunSpec, setting: dict[str, Any], seeds: list[int]) -> Checkpointer:
-        return Checkpointer(self.cfg.study_dir / "checkpoints", setting, seeds, spec.fingerprint,
-                            self.cfg.checkpoint_every, self.cfg.checkpoint_minutes)
+    def _checkpointer(
+        self, spec: RunSpec, setting: dict[str, Any], seeds: list[int]
+    ) -> Checkpointer:
+        return Checkpointer(
+            self.cfg.study_dir / "checkpoints",
+            setting,
+            seeds,
+            spec.fingerprint,
+            self.cfg.checkpoint_every,
+            self.cfg.checkpoint_minutes,
+        )
 
-    def train(self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]) -> list[RunRecord]:
+    def train(
+        self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]
+    ) -> list[RunRecord]:
         spec = RunSpec.build(self.cfg, setting, seeds)  # once per trial: the extra axes applied
-        return train_spec(self.task, spec, self.device, self._checkpointer(spec, setting, seeds), should_stop=should_stop,
-                          on_epoch=lambda epoch: self.progress(None, epoch))  # (every seed at once)
+        return train_spec(
+            self.task,
+            spec,
+            self.device,
+            self._checkpointer(spec, setting, seeds),
+            should_stop=should_stop,
+            on_epoch=lambda epoch: self.progress(None, epoch),
+        )  # (every seed at once)
 
     def clear(self, setting: dict[str, Any], seeds: list[int]) -> None:
         self._checkpointer(RunSpec.build(self.cfg, setting, seeds), setting, seeds).clear()

@@ -14,8 +14,9 @@ import inspect
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sweep.config import Config
 from sweep.config.trainers import CommandTrainer, TargetTrainer
@@ -34,8 +35,10 @@ def check_trainer(cfg: Config) -> list[str]:
         check_signature(fn, cfg.trainer)
         source = source_hash(fn)
         if cfg.trainer.source is not None and cfg.trainer.source != source:
-            raise UserError(f"{KEY}: the code of {cfg.trainer.target} changed since this sweep was configured "
-                            f"(source hash {cfg.trainer.source} -> {source}); run `sweep run` again with the new code")
+            raise UserError(
+                f"{KEY}: the code of {cfg.trainer.target} changed since this sweep was configured "
+                f"(source hash {cfg.trainer.source} -> {source}); run `sweep run` again with the new code"
+            )
         cfg.trainer.source = source
         return []
     if isinstance(cfg.trainer, CommandTrainer):
@@ -46,8 +49,10 @@ def check_trainer(cfg: Config) -> list[str]:
 def load_function(target: str) -> Callable[..., Any]:
     fn = import_target(target, KEY)
     if not callable(fn):
-        raise UserError(f"{KEY}: {target} is a {type(fn).__name__}, not a function; name your training function, "
-                        f"e.g. trainer._target_=mytrain.fit")
+        raise UserError(
+            f"{KEY}: {target} is a {type(fn).__name__}, not a function; name your training function, "
+            f"e.g. trainer._target_=mytrain.fit"
+        )
     return fn
 
 
@@ -57,8 +62,10 @@ def check_signature(fn: Callable[..., Any], trainer: TargetTrainer) -> list[str]
     try:
         return call_arguments(fn, dict(trainer.kwargs))
     except (TypeError, ValueError) as e:
-        raise UserError(f"{KEY}: {trainer.target} has the wrong signature: {e}; write it as "
-                        f"def fit(setting, seed, epochs, report, checkpoint_dir, ...)") from None
+        raise UserError(
+            f"{KEY}: {trainer.target} has the wrong signature: {e}; write it as "
+            f"def fit(setting, seed, epochs, report, checkpoint_dir, ...)"
+        ) from None
 
 
 def source_hash(fn: Callable[..., Any]) -> str:
@@ -72,8 +79,11 @@ def source_hash(fn: Callable[..., Any]) -> str:
 
 def placeholder_names(cfg: Config) -> list[str]:
     """Every placeholder a command of this grid may use."""
-    setting = {axis: values[0] for axis, values in cfg.grid.axes().items()} if cfg.grid.lr else \
-        {axis: None for axis in cfg.grid.axes()}
+    setting = (
+        {axis: values[0] for axis, values in cfg.grid.axes().items()}
+        if cfg.grid.lr
+        else {axis: None for axis in cfg.grid.axes()}
+    )
     here = Path(".")
     return list(run_values(setting, 0, cfg.epochs, here, here, here))
 
@@ -83,26 +93,41 @@ def check_command(cfg: Config) -> list[str]:
     names = placeholder_names(cfg)
     unknown = unknown_placeholders(template, names)
     if unknown:
-        listed = ", ".join("{" + n + "}" for n in [*BASE_AXES, *RUN_NAMES, *(p for p, _ in cfg.grid.extra)])
-        raise UserError(f"trainer.command: unknown placeholder {{{unknown[0]}}}; the placeholders are {listed} "
-                        f"(write {{{{ and }}}} for literal braces)")
+        listed = ", ".join(
+            "{" + n + "}" for n in [*BASE_AXES, *RUN_NAMES, *(p for p, _ in cfg.grid.extra)]
+        )
+        raise UserError(
+            f"trainer.command: unknown placeholder {{{unknown[0]}}}; the placeholders are {listed} "
+            f"(write {{{{ and }}}} for literal braces)"
+        )
     try:
         words = shlex.split(template)
     except ValueError as e:
-        raise UserError(f"trainer.command: cannot read the command line ({e}); quote it as a shell would") from None
+        raise UserError(
+            f"trainer.command: cannot read the command line ({e}); quote it as a shell would"
+        ) from None
     program = next((w for w in words if not _is_assignment(w)), None)
     if program is None:
-        raise UserError("trainer.command: names no program to run; e.g. trainer.command='python train.py --lr {lr}'")
+        raise UserError(
+            "trainer.command: names no program to run; e.g. trainer.command='python train.py --lr {lr}'"
+        )
     if "{" not in program and not _runnable(program):
-        raise UserError(f"trainer.command: cannot start {program!r}: no such program on PATH or file here "
-                        f"({os.getcwd()}); check the spelling, or give its full path")
+        raise UserError(
+            f"trainer.command: cannot start {program!r}: no such program on PATH or file here "
+            f"({os.getcwd()}); check the spelling, or give its full path"
+        )
     script = _python_script(words, program)
     if script is not None and "{" not in script and not Path(script).is_file():
-        raise UserError(f"trainer.command: the script {script} does not exist (looked in {os.getcwd()}); run sweep "
-                        f"from the folder that holds it, or give its full path")
+        raise UserError(
+            f"trainer.command: the script {script} does not exist (looked in {os.getcwd()}); run sweep "
+            f"from the folder that holds it, or give its full path"
+        )
     used = {m for m in names if "{" + m + "}" in template}
-    return [f"grid axis {axis} is not in trainer.command; the command can read it from ${_env_name(axis)}"
-            for axis, _ in cfg.grid.extra if axis not in used and axis.rsplit(".", 1)[-1] not in used]
+    return [
+        f"grid axis {axis} is not in trainer.command; the command can read it from ${_env_name(axis)}"
+        for axis, _ in cfg.grid.extra
+        if axis not in used and axis.rsplit(".", 1)[-1] not in used
+    ]
 
 
 def _is_assignment(word: str) -> bool:
@@ -113,15 +138,22 @@ def _is_assignment(word: str) -> bool:
 def _runnable(program: str) -> bool:
     if "/" in program:
         return os.access(program, os.X_OK) and Path(program).is_file()
-    return shutil.which(program) is not None or program in ("cd", "exec", "export", "set", ".", "source")
+    return shutil.which(program) is not None or program in (
+        "cd",
+        "exec",
+        "export",
+        "set",
+        ".",
+        "source",
+    )
 
 
 def _python_script(words: list[str], program: str) -> Any:
     """The script a `python[3] [-u ...] script.py` command runs, if it runs one."""
     if not Path(program).name.startswith("python"):
         return None
-    rest = words[words.index(program) + 1:]
-    for i, w in enumerate(rest):
+    rest = words[words.index(program) + 1 :]
+    for _i, w in enumerate(rest):
         if w in ("-m", "-c"):
             return None
         if not w.startswith("-"):

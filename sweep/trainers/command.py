@@ -27,8 +27,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from sweep.core.errors import StopRequested, UserError
 from sweep.core.records import RunRecord
@@ -44,7 +45,7 @@ READ_SECONDS = 1.0  # ... and its metrics file read
 LIVE_READ_ERRORS = 3  # a log unreadable this many reads in a row while the run goes is an error
 
 
-def visible_devices(device: str, inherited: Optional[str]) -> str:
+def visible_devices(device: str, inherited: str | None) -> str:
     """CUDA_VISIBLE_DEVICES for a run of a worker on `device`: that GPU only, by its physical
     index when the worker itself sees a subset (inherited "3,5" and cuda:1 -> "5"); none on a
     CPU worker."""
@@ -55,7 +56,9 @@ def visible_devices(device: str, inherited: Optional[str]) -> str:
     return listed[index] if index < len(listed) else str(index)
 
 
-def run_env(device: str, threads: int, values: dict[str, str], setting: dict[str, Any]) -> dict[str, str]:
+def run_env(
+    device: str, threads: int, values: dict[str, str], setting: dict[str, Any]
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(run_environment(values, setting))
     env["CUDA_VISIBLE_DEVICES"] = visible_devices(device, os.environ.get("CUDA_VISIBLE_DEVICES"))
@@ -71,23 +74,32 @@ class CommandTrainer(ExternalTrainer):
 
     def describe(self) -> str:
         gpu = visible_devices(self.device, os.environ.get("CUDA_VISIBLE_DEVICES"))
-        where = f"{self.device} (CUDA_VISIBLE_DEVICES={gpu})" if gpu else f"cpu ({self.cfg.threads} thread(s))"
+        where = (
+            f"{self.device} (CUDA_VISIBLE_DEVICES={gpu})"
+            if gpu
+            else f"cpu ({self.cfg.threads} thread(s))"
+        )
         return f"command on {where}"
 
-    def run_one(self, setting: dict[str, Any], seed: int, paths: RunPaths,
-                should_stop: Callable[[], bool]) -> RunRecord:
+    def run_one(
+        self, setting: dict[str, Any], seed: int, paths: RunPaths, should_stop: Callable[[], bool]
+    ) -> RunRecord:
         resumable = paths.prepare()
         metrics = self.metrics_path(paths)
         if not resumable:  # a fresh start: nothing of an earlier attempt may be read as this run's
             metrics.unlink(missing_ok=True)
         metrics.parent.mkdir(parents=True, exist_ok=True)
-        values = run_values(setting, seed, self.cfg.epochs, metrics, paths.run_dir, paths.checkpoint_dir)
+        values = run_values(
+            setting, seed, self.cfg.epochs, metrics, paths.run_dir, paths.checkpoint_dir
+        )
         command = render(self.options.command, values)
         start = time.monotonic()
         proc = self._start(command, paths, run_env(self.device, self.cfg.threads, values, setting))
         ending, log = self._watch(proc, metrics, seed, start, should_stop)
         if ending.failure is None and not ending.stopped_nonfinite:
-            log = read_log(metrics, self.options.columns, final=True)  # a bad log is the user's error
+            log = read_log(
+                metrics, self.options.columns, final=True
+            )  # a bad log is the user's error
         else:
             log = self._tolerant_read(metrics) or log
         return self.record(seed, log, ending, paths, time.monotonic() - start, self.describe())
@@ -101,15 +113,35 @@ class CommandTrainer(ExternalTrainer):
             f.flush()
         try:
             return subprocess.Popen(
-                [sys.executable, "-I", SUPERVISOR, str(self.options.stop_grace_seconds), "--", "/bin/sh", "-c",
-                 command], env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
-                preexec_fn=arm_parent_death_signal)
+                [
+                    sys.executable,
+                    "-I",
+                    SUPERVISOR,
+                    str(self.options.stop_grace_seconds),
+                    "--",
+                    "/bin/sh",
+                    "-c",
+                    command,
+                ],
+                env=env,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=arm_parent_death_signal,
+            )
         finally:
             out.close()
             err.close()
 
-    def _watch(self, proc: subprocess.Popen, metrics: Path, seed: int, start: float,
-               should_stop: Callable[[], bool]) -> tuple[Ending, Any]:
+    def _watch(
+        self,
+        proc: subprocess.Popen,
+        metrics: Path,
+        seed: int,
+        start: float,
+        should_stop: Callable[[], bool],
+    ) -> tuple[Ending, Any]:
         """Poll the run until it ends; stop it at a non-finite loss, the time limit or a stop request."""
         log, reported, last_read, errors = None, 0, 0.0, 0
         while True:
@@ -131,13 +163,17 @@ class CommandTrainer(ExternalTrainer):
             if now - start > self.timeout_seconds:
                 self._stop(proc)
                 minutes = self.options.timeout_minutes
-                return Ending("timed_out", f"still running after trainer.timeout_minutes={minutes:g}"), log
+                return Ending(
+                    "timed_out", f"still running after trainer.timeout_minutes={minutes:g}"
+                ), log
             if should_stop():
                 self._stop(proc)
                 raise StopRequested("stopped while a training command ran")
             time.sleep(POLL_SECONDS)
 
-    def _live_read(self, metrics: Path, proc: subprocess.Popen, last: Any, errors: int) -> tuple[Any, int]:
+    def _live_read(
+        self, metrics: Path, proc: subprocess.Popen, last: Any, errors: int
+    ) -> tuple[Any, int]:
         """(the log so far, consecutive failed reads). A log that cannot be parsed three reads in a
         row stops the run: it is the user's error (one bad read may catch a file being rewritten)."""
         try:
@@ -157,8 +193,11 @@ class CommandTrainer(ExternalTrainer):
 
     def _crash_reason(self, code: int, run_dir: Path) -> str:
         if code > 128:
-            what = f"killed by signal {code - 128} ({signal.Signals(code - 128).name})" \
-                if code - 128 in signal.valid_signals() else f"exit status {code}"
+            what = (
+                f"killed by signal {code - 128} ({signal.Signals(code - 128).name})"
+                if code - 128 in signal.valid_signals()
+                else f"exit status {code}"
+            )
         else:
             what = f"exit status {code}"
         last = tail(run_dir / "stderr.log")

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 from sweep.config import Config
 from sweep.config.trainers import FROM_LOG
@@ -35,12 +36,12 @@ LOSSES = ("train_loss", "val_loss")  # a non-finite value of one of these is a n
 class Ending:
     """How a run ended, as its trainer saw it."""
 
-    failure: Optional[str] = None  # None (it finished), "crashed" or "timed_out"
+    failure: str | None = None  # None (it finished), "crashed" or "timed_out"
     reason: str = ""
     stopped_nonfinite: bool = False  # lrsweep stopped it at a non-finite logged loss
 
 
-def first_nonfinite(epochs: list[dict[str, float]]) -> Optional[int]:
+def first_nonfinite(epochs: list[dict[str, float]]) -> int | None:
     """The first epoch (1-based) whose logged train or validation loss is NaN or infinite."""
     for i, row in enumerate(epochs, start=1):
         if any(k in row and not math.isfinite(row[k]) for k in LOSSES):
@@ -51,7 +52,7 @@ def first_nonfinite(epochs: list[dict[str, float]]) -> Optional[int]:
 class ExternalTrainer:
     """The seed loop of a user's training; subclasses run one (setting, seed)."""
 
-    def __init__(self, cfg: Config, device: str, progress: Optional[Progress] = None) -> None:
+    def __init__(self, cfg: Config, device: str, progress: Progress | None = None) -> None:
         self.cfg = cfg
         self.options = cfg.trainer
         self.device = device
@@ -64,7 +65,9 @@ class ExternalTrainer:
     def paths(self, setting: dict[str, Any], seed: int) -> RunPaths:
         return RunPaths.of(self.cfg.study_dir, setting, seed)
 
-    def train(self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]) -> list[RunRecord]:
+    def train(
+        self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]
+    ) -> list[RunRecord]:
         """Every seed of the setting, in order; finished ones come from disk (a retried trial)."""
         records = []
         for seed in seeds:
@@ -81,14 +84,16 @@ class ExternalTrainer:
         for seed in seeds:
             self.paths(setting, seed).clear()
 
-    def run_one(self, setting: dict[str, Any], seed: int, paths: RunPaths,
-                should_stop: Callable[[], bool]) -> RunRecord:  # pragma: no cover - abstract
+    def run_one(
+        self, setting: dict[str, Any], seed: int, paths: RunPaths, should_stop: Callable[[], bool]
+    ) -> RunRecord:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # ------------------------------------------------------------------ a log -> a record
 
-    def record(self, seed: int, log: Any, ending: Ending, paths: RunPaths, seconds: float,
-               device: str) -> RunRecord:
+    def record(
+        self, seed: int, log: Any, ending: Ending, paths: RunPaths, seconds: float, device: str
+    ) -> RunRecord:
         """The RunRecord of a finished (or failed) run from its parsed log (None: nothing logged)."""
         epochs = list(log.epochs)[: self.cfg.epochs] if log is not None else []
         record = RunRecord(seed=seed)
@@ -106,7 +111,7 @@ class ExternalTrainer:
         record.n_val, record.chance = self.validation_facts(log, paths)
         return record
 
-    def validation_facts(self, log: Any, paths: RunPaths) -> tuple[Optional[int], Optional[float]]:
+    def validation_facts(self, log: Any, paths: RunPaths) -> tuple[int | None, float | None]:
         """(n_val, chance) as the config or the run's own log states them; `log` mode needs them
         in the log (a one-line error naming the file otherwise)."""
         facts = []
@@ -119,10 +124,13 @@ class ExternalTrainer:
             if value is None and log is not None and log.epochs:
                 raise UserError(
                     f"trainer.{name}=log, but the metrics in {paths.run_dir} have no {name} column; log "
-                    f"{name} with every epoch, or set trainer.{name}=VALUE")
+                    f"{name} with every epoch, or set trainer.{name}=VALUE"
+                )
             facts.append(value)
         n_val, chance = facts
-        return (int(n_val) if n_val is not None else None), (float(chance) if chance is not None else None)
+        return (int(n_val) if n_val is not None else None), (
+            float(chance) if chance is not None else None
+        )
 
 
 def elapsed_since(start: float) -> float:

@@ -27,7 +27,8 @@ import random
 import sys
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sweep.core.errors import StopRequested, UserError
 from sweep.core.records import RunRecord
@@ -66,10 +67,17 @@ def call_arguments(fn: Callable[..., Any], kwargs: dict[str, Any]) -> list[str]:
     if clash:
         raise TypeError(f"{', '.join(clash)} is lrsweep's own argument; rename that config key")
     supplied = set(ARGUMENTS) | set(kwargs)
-    required = [n for n, p in params.items() if p.default is p.empty and n not in supplied
-                and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = [
+        n
+        for n, p in params.items()
+        if p.default is p.empty
+        and n not in supplied
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
     if required:
-        raise TypeError(f"its parameter {', '.join(required)} has no default and lrsweep does not pass it")
+        raise TypeError(
+            f"its parameter {', '.join(required)} has no default and lrsweep does not pass it"
+        )
     if any(p.kind == p.POSITIONAL_ONLY for p in params.values()):
         raise TypeError("it has positional-only parameters; lrsweep passes every argument by name")
     return [n for n in ARGUMENTS if var_kw or n in named]
@@ -97,8 +105,9 @@ class FunctionTrainer(ExternalTrainer):
         self.fn = fn
         self.names = call_arguments(fn, dict(self.options.kwargs))
 
-    def run_one(self, setting: dict[str, Any], seed: int, paths: RunPaths,
-                should_stop: Callable[[], bool]) -> RunRecord:
+    def run_one(
+        self, setting: dict[str, Any], seed: int, paths: RunPaths, should_stop: Callable[[], bool]
+    ) -> RunRecord:
         resumable = paths.prepare()
         log_file = paths.run_dir / LOG_NAME
         if not resumable:
@@ -109,17 +118,26 @@ class FunctionTrainer(ExternalTrainer):
 
         def report(epoch: int, **metrics: Any) -> None:
             try:
-                line = json.dumps({"epoch": int(epoch), **{k: _number(v) for k, v in metrics.items()}}) + "\n"
+                line = (
+                    json.dumps({"epoch": int(epoch), **{k: _number(v) for k, v in metrics.items()}})
+                    + "\n"
+                )
             except (TypeError, ValueError) as e:
-                state["error"] = UserError(f"trainer._target_: report(epoch, **metrics) needs a whole epoch and numbers, "
-                                           f"got epoch={epoch!r} and {metrics!r} ({e})")
+                state["error"] = UserError(
+                    f"trainer._target_: report(epoch, **metrics) needs a whole epoch and numbers, "
+                    f"got epoch={epoch!r} and {metrics!r} ({e})"
+                )
                 raise RunStopped("error") from None
             lines.append(line)
             with open(log_file, "a", encoding="utf-8") as f:
                 f.write(line)
             try:
-                state["log"] = parse_log("".join(lines), path=str(log_file), columns=self.options.columns, final=False)
-            except LogError as e:  # the reports break a rule of the log: the user's error, not a crash
+                state["log"] = parse_log(
+                    "".join(lines), path=str(log_file), columns=self.options.columns, final=False
+                )
+            except (
+                LogError
+            ) as e:  # the reports break a rule of the log: the user's error, not a crash
                 state["error"] = e
                 raise RunStopped("error") from None
             self.progress(seed, len(state["log"].epochs))
@@ -130,30 +148,50 @@ class FunctionTrainer(ExternalTrainer):
             if should_stop():
                 raise RunStopped("stop")
 
-        values = {"setting": dict(setting), "seed": seed, "epochs": self.cfg.epochs, "report": report,
-                  "checkpoint_dir": str(paths.checkpoint_dir), "run_dir": str(paths.run_dir), "device": self.device}
+        values = {
+            "setting": dict(setting),
+            "seed": seed,
+            "epochs": self.cfg.epochs,
+            "report": report,
+            "checkpoint_dir": str(paths.checkpoint_dir),
+            "run_dir": str(paths.run_dir),
+            "device": self.device,
+        }
         ending = Ending()
         seed_everything(seed)
         try:
             self.fn(**{n: values[n] for n in self.names}, **self.options.kwargs)
         except RunStopped as stopped:
             if state["error"] is not None:
-                raise state["error"]
+                raise state["error"] from None
             if stopped.why == "stop":
                 raise StopRequested("stopped while a training function ran") from None
             if stopped.why == "timed_out":
                 minutes = self.options.timeout_minutes
-                ending = Ending("timed_out", f"still running after trainer.timeout_minutes={minutes:g}")
+                ending = Ending(
+                    "timed_out", f"still running after trainer.timeout_minutes={minutes:g}"
+                )
             else:
                 ending = Ending(stopped_nonfinite=True)
         except Exception as e:  # the user's code failed: a crashed run, with where it failed
             frames = traceback.format_exception(type(e), e, e.__traceback__)
-            ending = Ending("crashed", f"raised {type(e).__name__}: {e} | " + " | ".join(
-                line.strip() for line in "".join(frames[-4:]).splitlines() if line.strip()))
+            ending = Ending(
+                "crashed",
+                f"raised {type(e).__name__}: {e} | "
+                + " | ".join(
+                    line.strip() for line in "".join(frames[-4:]).splitlines() if line.strip()
+                ),
+            )
         clean = ending.failure is None and not ending.stopped_nonfinite
         text = "".join(lines)
-        log = parse_log(text, path=str(log_file), columns=self.options.columns, final=True) if clean else state["log"]
-        return self.record(seed, log, ending, paths, time.monotonic() - start, f"function on {self.device}")
+        log = (
+            parse_log(text, path=str(log_file), columns=self.options.columns, final=True)
+            if clean
+            else state["log"]
+        )
+        return self.record(
+            seed, log, ending, paths, time.monotonic() - start, f"function on {self.device}"
+        )
 
 
 def _number(value: Any) -> float:

@@ -23,8 +23,6 @@ next epoch afresh.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -41,9 +39,9 @@ class GradientMonitor:
         self.groups = ParamGroups.of(model, params, builtin=False)
         self._norms: list[torch.Tensor] = []
         self._group_norms: list[torch.Tensor] = []
-        self._clip: Optional[float] = None
+        self._clip: float | None = None
 
-    def clip(self, max_norm: Optional[float]) -> torch.Tensor:
+    def clip(self, max_norm: float | None) -> torch.Tensor:
         """After `loss.backward()`: note the norms, clip the gradients to `max_norm` (None: leave
         them); returns the global norm before clipping (a device tensor)."""
         total, per_group = self.groups.clip(None if max_norm is None else float(max_norm))
@@ -58,10 +56,16 @@ class GradientMonitor:
             return {}
         norms = torch.stack(self._norms).float()
         per_group = torch.stack(self._group_norms).float()
-        clipped = (norms >= self._clip).float().mean() if self._clip is not None else torch.zeros(())
-        row = {"grad_norm_mean": norms.mean(), "grad_norm_max": norms.max(),
-               "grad_norm_p90": torch.quantile(norms, 0.9), "clip_fraction": clipped,
-               **group_row(self.groups.names, per_group)}
+        clipped = (
+            (norms >= self._clip).float().mean() if self._clip is not None else torch.zeros(())
+        )
+        row = {
+            "grad_norm_mean": norms.mean(),
+            "grad_norm_max": norms.max(),
+            "grad_norm_p90": torch.quantile(norms, 0.9),
+            "clip_fraction": clipped,
+            **group_row(self.groups.names, per_group),
+        }
         values = torch.stack([v.reshape(()).to(norms.device) for v in row.values()]).cpu().tolist()
         self._norms, self._group_norms = [], []
         return dict(zip(row, values))

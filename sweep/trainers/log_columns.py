@@ -6,29 +6,66 @@ them for one file, with the user's `trainer.columns` mapping first.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence, Union
 
 from sweep.core.errors import UserError
 
 #: The curve names lrsweep knows (plus the per-group gradient columns of GROUP_PREFIXES).
 CONTRACT_COLUMNS: tuple[str, ...] = (
-    "train_loss", "val_loss", "val_acc", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction",
-    "pred_top_frac", "epoch_lr", "val_loss_sd", "train_loss_sd",
+    "train_loss",
+    "val_loss",
+    "val_acc",
+    "grad_norm_mean",
+    "grad_norm_max",
+    "grad_norm_p90",
+    "clip_fraction",
+    "pred_top_frac",
+    "epoch_lr",
+    "val_loss_sd",
+    "train_loss_sd",
 )
 #: `grad_norm_mean/<group>` and `grad_norm_max/<group>` columns pass through by their own name.
 GROUP_PREFIXES: tuple[str, ...] = ("grad_norm_mean/", "grad_norm_max/")
 
 #: Contract name -> the file columns it is read from, in order of preference.
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "val_acc": ("val_acc", "val_accuracy", "val/acc", "val/accuracy", "valid_acc", "valid_accuracy", "val_acc_epoch",
-                "val_accuracy_epoch", "validation_accuracy"),
+    "val_acc": (
+        "val_acc",
+        "val_accuracy",
+        "val/acc",
+        "val/accuracy",
+        "valid_acc",
+        "valid_accuracy",
+        "val_acc_epoch",
+        "val_accuracy_epoch",
+        "validation_accuracy",
+    ),
     "val_loss": ("val_loss", "val/loss", "valid_loss", "val_loss_epoch", "validation_loss"),
     # Lightning's on_step+on_epoch `train_loss` is `train_loss_epoch` (+ `train_loss_step`, used for its sd)
-    "train_loss": ("train_loss", "loss", "train/loss", "train_loss_epoch", "training_loss", "train_loss_step"),
+    "train_loss": (
+        "train_loss",
+        "loss",
+        "train/loss",
+        "train_loss_epoch",
+        "training_loss",
+        "train_loss_step",
+    ),
     # Keras writes `learning_rate` when a schedule callback sets it; Lightning's LearningRateMonitor `lr-<Opt>`
-    "epoch_lr": ("epoch_lr", "lr", "learning_rate", "lr-SGD", "lr-Adam", "lr-AdamW", "lr-RMSprop", "lr-Adagrad",
-                 "lr-Adadelta", "lr-Adamax", "lr-NAdam", "lr-RAdam"),
+    "epoch_lr": (
+        "epoch_lr",
+        "lr",
+        "learning_rate",
+        "lr-SGD",
+        "lr-Adam",
+        "lr-AdamW",
+        "lr-RMSprop",
+        "lr-Adagrad",
+        "lr-Adadelta",
+        "lr-Adamax",
+        "lr-NAdam",
+        "lr-RAdam",
+    ),
     "grad_norm_mean": ("grad_norm_mean",),
     "grad_norm_max": ("grad_norm_max",),
     "grad_norm_p90": ("grad_norm_p90",),
@@ -38,14 +75,25 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "train_loss_sd": ("train_loss_sd",),
 }
 #: Not curves, but read from the log too (and mappable with `columns`).
-EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {"epoch": ("epoch",), "n_val": ("n_val",), "chance": ("chance",)}
+EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
+    "epoch": ("epoch",),
+    "n_val": ("n_val",),
+    "chance": ("chance",),
+}
 LOSSES = ("train_loss", "val_loss")
-ABSENT = frozenset({"", "NA"})  # an empty cell; Keras's CSVLogger writes NA for a key an epoch lacked
+ABSENT = frozenset(
+    {"", "NA"}
+)  # an empty cell; Keras's CSVLogger writes NA for a key an epoch lacked
 HOW_TO_MAP = "name yours with trainer.columns.{name}=COLUMN"
-_WHAT = {"val_acc": "validation accuracy", "val_loss": "validation loss", "train_loss": "training loss",
-         "epoch_lr": "learning rate", "epoch": "epoch"}
+_WHAT = {
+    "val_acc": "validation accuracy",
+    "val_loss": "validation loss",
+    "train_loss": "training loss",
+    "epoch_lr": "learning rate",
+    "epoch": "epoch",
+}
 
-Columns = Optional[Mapping[str, Union[str, Sequence[str]]]]
+Columns = Mapping[str, str | Sequence[str]] | None
 
 
 class LogError(UserError):
@@ -57,11 +105,12 @@ class EpochLog:
     """A parsed log: `epochs[i]` holds epoch i+1's values by contract name (only those logged)."""
 
     epochs: list[dict[str, float]] = field(default_factory=list)
-    n_val: Optional[int] = None
-    chance: Optional[float] = None
+    n_val: int | None = None
+    chance: float | None = None
     columns: dict[str, str] = field(default_factory=dict)  # contract name -> file column read
     format: str = "csv"  # "keras-csv" | "lightning-csv" | "csv" | "jsonl"
     path: str = ""
+
 
 # ------------------------------------------------------------------------------------ which columns
 
@@ -74,10 +123,16 @@ class ColumnPlan:
         self.empty_header = not present
         user = {}
         for name, value in (columns or {}).items():
-            if name not in DEFAULT_COLUMNS and name not in EXTRA_COLUMNS and not name.startswith(GROUP_PREFIXES):
+            if (
+                name not in DEFAULT_COLUMNS
+                and name not in EXTRA_COLUMNS
+                and not name.startswith(GROUP_PREFIXES)
+            ):
                 known = ", ".join(CONTRACT_COLUMNS + tuple(EXTRA_COLUMNS))
-                raise LogError(f"trainer.columns.{name}: lrsweep has no column {name!r} to read from metrics file "
-                               f"{path}; use one of {known} (or grad_norm_mean/<group>, grad_norm_max/<group>)")
+                raise LogError(
+                    f"trainer.columns.{name}: lrsweep has no column {name!r} to read from metrics file "
+                    f"{path}; use one of {known} (or grad_norm_mean/<group>, grad_norm_max/<group>)"
+                )
             user[name] = (value,) if isinstance(value, str) else tuple(value)
         self.user = user
         self.missing_user: list[tuple[str, tuple[str, ...]]] = []
@@ -98,11 +153,15 @@ class ColumnPlan:
                     self.missing_user.append((name, candidates))
         taken = set(self.source.values())
         for column in present:
-            if column.startswith(GROUP_PREFIXES) and column not in self.source and column not in taken:
+            if (
+                column.startswith(GROUP_PREFIXES)
+                and column not in self.source
+                and column not in taken
+            ):
                 self.source[column] = column
         self.epoch = self.source.pop("epoch", None)
         # the step values of Lightning's on_step+on_epoch train loss give its sd
-        self.train_steps: Optional[str] = None
+        self.train_steps: str | None = None
         train = self.source.get("train_loss")
         if train is not None and train.endswith("_epoch"):
             sibling = train[: -len("_epoch")] + "_step"
@@ -116,11 +175,15 @@ class ColumnPlan:
     def check_user_columns(self) -> None:
         if self.missing_user:
             name, candidates = self.missing_user[0]
-            raise LogError(f"metrics file {self.path} has no column {' or '.join(map(repr, candidates))} "
-                           f"(trainer.columns.{name}); name a column the script writes, or drop the mapping")
+            raise LogError(
+                f"metrics file {self.path} has no column {' or '.join(map(repr, candidates))} "
+                f"(trainer.columns.{name}); name a column the script writes, or drop the mapping"
+            )
 
     def check_val_acc(self) -> None:
         if "val_acc" not in self.source:
             looked = ", ".join(DEFAULT_COLUMNS["val_acc"])
-            raise LogError(f"metrics file {self.path} has no validation accuracy column (looked for {looked}); "
-                           f"{HOW_TO_MAP.format(name='val_acc')}")
+            raise LogError(
+                f"metrics file {self.path} has no validation accuracy column (looked for {looked}); "
+                f"{HOW_TO_MAP.format(name='val_acc')}"
+            )

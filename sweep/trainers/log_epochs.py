@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from sweep.trainers.log_columns import ABSENT, LOSSES, ColumnPlan, EpochLog, LogError
 
@@ -19,16 +20,17 @@ class _Epoch:
     __slots__ = ("last_line", "lists", "rows", "values")
 
     def __init__(self) -> None:
-        self.values: dict[str, float] = {}   # file column -> last value
+        self.values: dict[str, float] = {}  # file column -> last value
         self.lists: dict[str, list[float]] = {}  # averaged file column -> its values
         self.rows = 0
         self.last_line = 0
 
 
-def assemble_epochs(rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPlan, path: str, final: bool,
-              fmt: str) -> EpochLog:
+def assemble_epochs(
+    rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPlan, path: str, final: bool, fmt: str
+) -> EpochLog:
     epochs: list[_Epoch] = []
-    base: Optional[int] = None
+    base: int | None = None
     repeated = False
     whole_rows = fmt == "keras-csv"
     averaged = {c: _averaged(c) for c in plan.read}
@@ -38,8 +40,10 @@ def assemble_epochs(rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPla
             number = len(epochs) + 1
         else:
             if raw_epoch is None:
-                raise LogError(f"metrics file {path}, line {line}: no value in the {plan.epoch} column; every row "
-                               f"needs its epoch")
+                raise LogError(
+                    f"metrics file {path}, line {line}: no value in the {plan.epoch} column; every row "
+                    f"needs its epoch"
+                )
             value = known.get(raw_epoch) if isinstance(raw_epoch, str) else None
             if value is None:
                 value = _epoch_number(raw_epoch, path, line, plan.epoch)
@@ -49,22 +53,28 @@ def assemble_epochs(rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPla
                 base = 0 if value == 0 else 1
             number = value - base + 1
             if number < 1:
-                raise LogError(f"metrics file {path}, line {line}: epoch {value} comes after epochs counted from "
-                               f"{base}; number epochs from 0 or from 1 throughout")
+                raise LogError(
+                    f"metrics file {path}, line {line}: epoch {value} comes after epochs counted from "
+                    f"{base}; number epochs from 0 or from 1 throughout"
+                )
         if number <= len(epochs) - 1 or (whole_rows and number == len(epochs)):
-            del epochs[number - 1:]  # a resumed script writing an epoch again: the later rows win
+            del epochs[number - 1 :]  # a resumed script writing an epoch again: the later rows win
         if number == len(epochs) + 1:
             epochs.append(_Epoch())
         elif number > len(epochs) + 1:
             shown = number + (base or 1) - 1
             missing = len(epochs) + (base if base is not None else 1)
             if not epochs:
-                raise LogError(f"metrics file {path}, line {line}: the log starts at epoch {shown}, not at 0 or 1, "
-                               f"so the epochs before it are missing; a resumed script "
-                               f"must keep the rows of the epochs before (Lightning's CSVLogger deletes an existing "
-                               f"metrics.csv when it starts: see examples/lightning_script)")
-            raise LogError(f"metrics file {path}, line {line}: epoch {shown} follows epoch {missing - 1}, so epoch "
-                           f"{missing} is missing; the script must log every epoch, in order")
+                raise LogError(
+                    f"metrics file {path}, line {line}: the log starts at epoch {shown}, not at 0 or 1, "
+                    f"so the epochs before it are missing; a resumed script "
+                    f"must keep the rows of the epochs before (Lightning's CSVLogger deletes an existing "
+                    f"metrics.csv when it starts: see examples/lightning_script)"
+                )
+            raise LogError(
+                f"metrics file {path}, line {line}: epoch {shown} follows epoch {missing - 1}, so epoch "
+                f"{missing} is missing; the script must log every epoch, in order"
+            )
         else:
             repeated = True
         epoch = epochs[-1]
@@ -72,8 +82,11 @@ def assemble_epochs(rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPla
         epoch.last_line = line
         for column, raw in values.items():
             try:  # the common case, fast: a CSV cell or a JSON number
-                number_value = float(raw) if raw.__class__ is not bool and raw is not None else _number(
-                    raw, path, line, column)
+                number_value = (
+                    float(raw)
+                    if raw.__class__ is not bool and raw is not None
+                    else _number(raw, path, line, column)
+                )
             except (TypeError, ValueError):
                 number_value = _number(raw, path, line, column)
             if number_value is None:
@@ -85,7 +98,9 @@ def assemble_epochs(rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPla
     return _finish(epochs, plan, path, final, fmt, repeated)
 
 
-def _finish(epochs: list[_Epoch], plan: ColumnPlan, path: str, final: bool, fmt: str, repeated: bool) -> EpochLog:
+def _finish(
+    epochs: list[_Epoch], plan: ColumnPlan, path: str, final: bool, fmt: str, repeated: bool
+) -> EpochLog:
     out = [_curves(e, plan) for e in epochs]
     if not final and out:
         last = out[-1]
@@ -96,8 +111,10 @@ def _finish(epochs: list[_Epoch], plan: ColumnPlan, path: str, final: bool, fmt:
             epochs = epochs[:-1]
     if not out:
         if final:
-            raise LogError(f"metrics file {path} holds no epoch (a header without rows); the command must write "
-                           f"one row per epoch to {{metrics}}")
+            raise LogError(
+                f"metrics file {path} holds no epoch (a header without rows); the command must write "
+                f"one row per epoch to {{metrics}}"
+            )
         return EpochLog(format=fmt, path=path, columns=_public(plan))
     plan.check_user_columns()
     plan.check_val_acc()
@@ -107,16 +124,24 @@ def _finish(epochs: list[_Epoch], plan: ColumnPlan, path: str, final: bool, fmt:
         blown = any(k in curves and not math.isfinite(curves[k]) for k in LOSSES)
         if i == len(out) and blown:
             continue  # stopped in the middle of the epoch where the loss blew up
-        raise LogError(f"metrics file {path}, line {epoch.last_line}: epoch {i} has no validation accuracy "
-                       f"(column {plan.source['val_acc']}); log validation every epoch (Lightning: "
-                       f"check_val_every_n_epoch=1)")
+        raise LogError(
+            f"metrics file {path}, line {epoch.last_line}: epoch {i} has no validation accuracy "
+            f"(column {plan.source['val_acc']}); log validation every epoch (Lightning: "
+            f"check_val_every_n_epoch=1)"
+        )
     n_val = _constant(out, epochs, "n_val", path, plan)
     chance = _constant(out, epochs, "chance", path, plan)
     for curves in out:
         curves.pop("n_val", None)
         curves.pop("chance", None)
-    return EpochLog(epochs=out, n_val=int(n_val) if n_val is not None else None, chance=chance,
-                    columns=_public(plan), format=fmt, path=path)
+    return EpochLog(
+        epochs=out,
+        n_val=int(n_val) if n_val is not None else None,
+        chance=chance,
+        columns=_public(plan),
+        format=fmt,
+        path=path,
+    )
 
 
 def _public(plan: ColumnPlan) -> dict[str, str]:
@@ -150,12 +175,13 @@ def _sd(values: Sequence[float]) -> float:
     return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def _constant(out: list[dict[str, float]], epochs: list[_Epoch], name: str, path: str,
-              plan: ColumnPlan) -> Optional[float]:
+def _constant(
+    out: list[dict[str, float]], epochs: list[_Epoch], name: str, path: str, plan: ColumnPlan
+) -> float | None:
     column = plan.source.get(name)
     if column is None:
         return None
-    seen: Optional[float] = None
+    seen: float | None = None
     for curves, epoch in zip(out, epochs):
         if name not in curves:
             continue
@@ -167,11 +193,15 @@ def _constant(out: list[dict[str, float]], epochs: list[_Epoch], name: str, path
             ok = 0.0 <= value <= 1.0
             rule = "a rate between 0 and 1 (the accuracy of guessing)"
         if not ok:
-            raise LogError(f"metrics file {path}, line {epoch.last_line}: {name} {value:g} in column {column} is "
-                           f"not {rule}")
+            raise LogError(
+                f"metrics file {path}, line {epoch.last_line}: {name} {value:g} in column {column} is "
+                f"not {rule}"
+            )
         if seen is not None and value != seen:
-            raise LogError(f"metrics file {path}, line {epoch.last_line}: {name} changes from {seen:g} to "
-                           f"{value:g} (column {column}); it must be the same in every row")
+            raise LogError(
+                f"metrics file {path}, line {epoch.last_line}: {name} changes from {seen:g} to "
+                f"{value:g} (column {column}); it must be the same in every row"
+            )
         seen = value
     return seen
 
@@ -179,7 +209,7 @@ def _constant(out: list[dict[str, float]], epochs: list[_Epoch], name: str, path
 # ------------------------------------------------------------------------------------------- values
 
 
-def _number(raw: Any, path: str, line: int, column: str) -> Optional[float]:
+def _number(raw: Any, path: str, line: int, column: str) -> float | None:
     """A logged value as a float; None when it is absent."""
     if isinstance(raw, str):
         try:
@@ -189,24 +219,30 @@ def _number(raw: Any, path: str, line: int, column: str) -> Optional[float]:
             if text in ABSENT:
                 return None
             shown = text if len(text) <= 40 else text[:37] + "..."
-            raise LogError(f"metrics file {path}, line {line}: {shown!r} in column {column} is not a number; the "
-                           f"script must write numbers (nan/inf allowed)") from None
+            raise LogError(
+                f"metrics file {path}, line {line}: {shown!r} in column {column} is not a number; the "
+                f"script must write numbers (nan/inf allowed)"
+            ) from None
     if raw is None:  # JSON has no NaN: writers put null
         return math.nan
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         shown = json.dumps(raw)[:40]
-        raise LogError(f"metrics file {path}, line {line}: {shown} in column {column} is not a number; the script "
-                       f"must write numbers (nan/inf allowed)")
+        raise LogError(
+            f"metrics file {path}, line {line}: {shown} in column {column} is not a number; the script "
+            f"must write numbers (nan/inf allowed)"
+        )
     return float(raw)
 
 
 def _epoch_number(raw: Any, path: str, line: int, column: str) -> int:
-    value: Optional[float]
+    value: float | None
     try:
         value = float(raw) if not isinstance(raw, bool) else None
     except (TypeError, ValueError):
         value = None
     if value is None or not math.isfinite(value) or value != int(value) or value < 0:
-        raise LogError(f"metrics file {path}, line {line}: {raw!r} in column {column} is not an epoch number; "
-                       f"epochs are whole numbers counted from 0 or 1")
+        raise LogError(
+            f"metrics file {path}, line {line}: {raw!r} in column {column} is not an epoch number; "
+            f"epochs are whole numbers counted from 0 or 1"
+        )
     return int(value)

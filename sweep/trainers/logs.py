@@ -40,7 +40,7 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from sweep.trainers.log_columns import (
     ABSENT,
@@ -54,14 +54,21 @@ from sweep.trainers.log_columns import (
 )
 from sweep.trainers.log_epochs import assemble_epochs
 
-__all__ = ["CONTRACT_COLUMNS", "DEFAULT_COLUMNS", "GROUP_PREFIXES", "EpochLog", "LogError", "parse_log",
-           "read_log"]
+__all__ = [
+    "CONTRACT_COLUMNS",
+    "DEFAULT_COLUMNS",
+    "GROUP_PREFIXES",
+    "EpochLog",
+    "LogError",
+    "parse_log",
+    "read_log",
+]
 
 
 # ---------------------------------------------------------------------------------------- reading
 
 
-def read_log(path: Union[str, Path], columns: Columns = None, final: bool = True) -> EpochLog:
+def read_log(path: str | Path, columns: Columns = None, final: bool = True) -> EpochLog:
     """Read and parse the metrics file at `path` (see `parse_log`).
 
     A missing file is an empty log while the script runs (`final=False`) and an error once it has
@@ -72,16 +79,22 @@ def read_log(path: Union[str, Path], columns: Columns = None, final: bool = True
             text = f.read()
     except FileNotFoundError:
         if final:
-            raise LogError(f"metrics file {path} was never written; the command must write its per-epoch log "
-                           f"to {{metrics}} (the path lrsweep passes it)") from None
+            raise LogError(
+                f"metrics file {path} was never written; the command must write its per-epoch log "
+                f"to {{metrics}} (the path lrsweep passes it)"
+            ) from None
         return EpochLog(format=_format_from_name(path), path=str(path))
     except OSError as e:
-        raise LogError(f"metrics file {path} cannot be read ({e.strerror or e}); the command must write a "
-                       f"plain file at {{metrics}}") from None
+        raise LogError(
+            f"metrics file {path} cannot be read ({e.strerror or e}); the command must write a "
+            f"plain file at {{metrics}}"
+        ) from None
     return parse_log(text, path=str(path), columns=columns, final=final)
 
 
-def parse_log(text: str, path: str = "metrics.csv", columns: Columns = None, final: bool = True) -> EpochLog:
+def parse_log(
+    text: str, path: str = "metrics.csv", columns: Columns = None, final: bool = True
+) -> EpochLog:
     """Parse a whole log `text` (the content of the file `path`, named in messages)."""
     text = text.removeprefix("\ufeff")
     if not final:
@@ -90,8 +103,10 @@ def parse_log(text: str, path: str = "metrics.csv", columns: Columns = None, fin
     stripped = text.lstrip()
     if not stripped:
         if final:
-            raise LogError(f"metrics file {path} is empty; the command must write one row per epoch (a CSV with "
-                           f"a header, or JSON lines) to {{metrics}}")
+            raise LogError(
+                f"metrics file {path} is empty; the command must write one row per epoch (a CSV with "
+                f"a header, or JSON lines) to {{metrics}}"
+            )
         return EpochLog(format=_format_from_name(Path(path)), path=path)
     if stripped[0] == "{":
         return _parse_jsonl(text, path, columns, final)
@@ -107,16 +122,20 @@ def _format_from_name(path: Path) -> str:
 
 def _parse_csv(text: str, path: str, columns: Columns, final: bool) -> EpochLog:
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
-    delimiter = max((",", "\t", ";"), key=first_line.count) if any(c in first_line for c in ",\t;") else ","
+    delimiter = (
+        max((",", "\t", ";"), key=first_line.count) if any(c in first_line for c in ",\t;") else ","
+    )
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header: Optional[list[str]] = None
+    header: list[str] | None = None
     for header in reader:
         if header:
             break
     if not header:  # only blank lines
         if final:
-            raise LogError(f"metrics file {path} has no header; the first line must name the columns "
-                           f"(e.g. epoch,train_loss,val_loss,val_acc)")
+            raise LogError(
+                f"metrics file {path} has no header; the first line must name the columns "
+                f"(e.g. epoch,train_loss,val_loss,val_acc)"
+            )
         return EpochLog(format="csv", path=path)
     header = [h.strip() for h in header]
     if "epoch" in header and "step" in header:
@@ -133,7 +152,7 @@ def _parse_csv(text: str, path: str, columns: Columns, final: bool) -> EpochLog:
         return EpochLog(format=fmt, path=path)
     wanted = [(index[c], c) for c in plan.read]
     epoch_at = index.get(plan.epoch) if plan.epoch else None
-    rows: list[tuple[int, Optional[str], dict[str, str]]] = []
+    rows: list[tuple[int, str | None, dict[str, str]]] = []
     for cells in reader:
         if not cells:
             continue
@@ -159,11 +178,15 @@ def _parse_jsonl(text: str, path: str, columns: Columns, final: bool) -> EpochLo
         try:
             obj = json.loads(line)
         except ValueError as e:
-            raise LogError(f"metrics file {path}, line {number}: not valid JSON ({e.msg}); a JSON-lines log needs "
-                           f"one JSON object per line") from None
+            raise LogError(
+                f"metrics file {path}, line {number}: not valid JSON ({e.msg}); a JSON-lines log needs "
+                f"one JSON object per line"
+            ) from None
         if not isinstance(obj, dict):
-            raise LogError(f"metrics file {path}, line {number}: a JSON {type(obj).__name__}, not an object; a "
-                           f"JSON-lines log needs one object per line, e.g. {{\"epoch\": 1, \"val_acc\": 0.8}}")
+            raise LogError(
+                f"metrics file {path}, line {number}: a JSON {type(obj).__name__}, not an object; a "
+                f'JSON-lines log needs one object per line, e.g. {{"epoch": 1, "val_acc": 0.8}}'
+            )
         for k in obj:
             keys.setdefault(k, len(keys))
         objects.append((number, obj))

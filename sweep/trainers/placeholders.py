@@ -18,8 +18,9 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from sweep.core.setting import BASE_AXES
 
@@ -39,8 +40,14 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
-def run_values(setting: Mapping[str, Any], seed: int, epochs: int, metrics: Path, run_dir: Path,
-               checkpoint_dir: Path) -> dict[str, str]:
+def run_values(
+    setting: Mapping[str, Any],
+    seed: int,
+    epochs: int,
+    metrics: Path,
+    run_dir: Path,
+    checkpoint_dir: Path,
+) -> dict[str, str]:
     """Every placeholder's text for one run (axes by key, also by last part where unique)."""
     values = {key: value_text(v) for key, v in setting.items()}
     last_parts: dict[str, list[str]] = {}
@@ -50,8 +57,13 @@ def run_values(setting: Mapping[str, Any], seed: int, epochs: int, metrics: Path
     for short, keys in last_parts.items():
         if len(keys) == 1 and short not in values:
             values[short] = values[keys[0]]
-    values.update(seed=str(int(seed)), epochs=str(int(epochs)), metrics=str(metrics), run_dir=str(run_dir),
-                  checkpoint_dir=str(checkpoint_dir))
+    values.update(
+        seed=str(int(seed)),
+        epochs=str(int(epochs)),
+        metrics=str(metrics),
+        run_dir=str(run_dir),
+        checkpoint_dir=str(checkpoint_dir),
+    )
     return values
 
 
@@ -69,6 +81,7 @@ def unknown_placeholders(template: str, names: Any) -> list[str]:
 def render(template: str, values: Mapping[str, str]) -> str:
     """The command line of one run: each placeholder replaced by its value, quoted for the shell
     when it needs it (a path with a space)."""
+
     def replace(m: re.Match) -> str:
         if m.group(0) in ("{{", "}}"):
             return m.group(0)[0]

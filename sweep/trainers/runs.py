@@ -18,9 +18,10 @@ import hashlib
 import json
 import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from sweep.core.files import write_text
 from sweep.core.records import RunRecord, encode_record, record_from_stored
@@ -44,14 +45,19 @@ class RunPaths:
     checkpoint_dir: Path
 
     @classmethod
-    def of(cls, study_dir: Path, setting: Mapping[str, Any], seed: int) -> "RunPaths":
+    def of(cls, study_dir: Path, setting: Mapping[str, Any], seed: int) -> RunPaths:
         folder = setting_folder(setting)
-        return cls(run_dir=Path(study_dir) / RUNS / folder / f"seed-{int(seed)}",
-                   checkpoint_dir=Path(study_dir) / CHECKPOINTS / folder / f"seed-{int(seed)}")
+        return cls(
+            run_dir=Path(study_dir) / RUNS / folder / f"seed-{int(seed)}",
+            checkpoint_dir=Path(study_dir) / CHECKPOINTS / folder / f"seed-{int(seed)}",
+        )
 
     @property
     def done_file(self) -> Path:
-        return self.checkpoint_dir.parent / f"seed-{self.checkpoint_dir.name.split('-', 1)[1]}.done.json"
+        return (
+            self.checkpoint_dir.parent
+            / f"seed-{self.checkpoint_dir.name.split('-', 1)[1]}.done.json"
+        )
 
     def prepare(self) -> bool:
         """Create both folders; True when the checkpoint folder already holds something (the
@@ -65,7 +71,7 @@ class RunPaths:
         """Keep a finished run's record until its whole trial is stored."""
         write_text(self.done_file, json.dumps(encode_record(record)))
 
-    def load_done(self) -> Optional[RunRecord]:
+    def load_done(self) -> RunRecord | None:
         try:
             return record_from_stored(json.loads(self.done_file.read_text(encoding="utf-8")))
         except (OSError, ValueError, KeyError, TypeError):

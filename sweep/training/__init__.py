@@ -11,11 +11,28 @@ from sweep.core.records import EPOCH_COLUMNS, RunRecord
 from sweep.training.epoch import NONFINITE_CHECK_STEPS, nonfinite_check_steps, resolve_device
 from sweep.training.packed import PackedTrainer
 from sweep.training.separate import SeedGroup, SeedTrainer
-from sweep.training.setting import NullCheckpointer, StopRequested, train_setting, train_spec, use_packing
+from sweep.training.setting import (
+    NullCheckpointer,
+    StopRequested,
+    train_setting,
+    train_spec,
+    use_packing,
+)
 from sweep.training.spec import RunSpec
 
 __all__ = [
-    "EPOCH_COLUMNS", "RunRecord", "NONFINITE_CHECK_STEPS", "nonfinite_check_steps", "resolve_device", "PackedTrainer",
-    "SeedGroup", "SeedTrainer", "NullCheckpointer", "StopRequested", "train_setting", "train_spec", "use_packing",
+    "EPOCH_COLUMNS",
+    "RunRecord",
+    "NONFINITE_CHECK_STEPS",
+    "nonfinite_check_steps",
+    "resolve_device",
+    "PackedTrainer",
+    "SeedGroup",
+    "SeedTrainer",
+    "NullCheckpointer",
+    "StopRequested",
+    "train_setting",
+    "train_spec",
+    "use_packing",
     "RunSpec",
 ]

@@ -16,8 +16,9 @@ reverse; the precision flags) are exercised on machines without a GPU.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import torch
 
@@ -101,7 +102,7 @@ class SeedRng:
         """Run with this seed's streams, then keep their advanced states."""
         saved_cpu = torch.get_rng_state()
         torch.set_rng_state(self.state["cpu"])
-        saved_cuda: Optional[torch.Tensor] = None
+        saved_cuda: torch.Tensor | None = None
         if self.on_cuda:
             saved_cuda = self.cuda.get_rng_state(self.device)
             self.cuda.set_rng_state(self.state["cuda"], self.device)
@@ -128,7 +129,11 @@ class SeedRng:
         self.state = {"cpu": state["cpu"]}
         if self.on_cuda:
             cuda_state = state.get("cuda")
-            self.state["cuda"] = cuda_state if cuda_state is not None else self._seeded_cuda_state(derived_seed(self.seed, step))
+            self.state["cuda"] = (
+                cuda_state
+                if cuda_state is not None
+                else self._seeded_cuda_state(derived_seed(self.seed, step))
+            )
 
 
 def _seeded_cpu_state(seed: int) -> torch.Tensor:

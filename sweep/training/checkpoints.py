@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -25,8 +26,15 @@ FORMAT = 1
 class Checkpointer:
     """Saves every `every` epochs or `minutes` minutes (whichever comes first; 0 turns one off)."""
 
-    def __init__(self, folder: Path, setting: dict[str, Any], seeds: list[int], fingerprint: str,
-                 every: int, minutes: float) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        setting: dict[str, Any],
+        seeds: list[int],
+        fingerprint: str,
+        every: int,
+        minutes: float,
+    ) -> None:
         key = Setting(setting).key + "|" + ",".join(map(str, seeds)) + "|" + fingerprint
         self.key = key
         self.path = Path(folder) / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".pt")
@@ -34,15 +42,22 @@ class Checkpointer:
         self.seconds = minutes * 60.0
         self.last_save = time.monotonic()
 
-    def load(self) -> Optional[dict[str, Any]]:
+    def load(self) -> dict[str, Any] | None:
         if not self.path.exists():
             return None
         try:
             data = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as e:  # unreadable: start this trial from epoch 0 rather than fail it
-            print(f"warning: ignoring unreadable checkpoint {self.path} ({type(e).__name__})", file=sys.stderr)
+            print(
+                f"warning: ignoring unreadable checkpoint {self.path} ({type(e).__name__})",
+                file=sys.stderr,
+            )
             return None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != self.key:
+        if (
+            not isinstance(data, dict)
+            or data.get("format") != FORMAT
+            or data.get("key") != self.key
+        ):
             return None
         return data["state"]
 
@@ -51,7 +66,9 @@ class Checkpointer:
         by_time = self.seconds > 0 and time.monotonic() - self.last_save >= self.seconds
         return by_epoch or by_time
 
-    def maybe_save(self, epoch: int, state: Callable[[], dict[str, Any]], force: bool = False) -> None:
+    def maybe_save(
+        self, epoch: int, state: Callable[[], dict[str, Any]], force: bool = False
+    ) -> None:
         if not (force or self.due(epoch)):
             return
         payload = {"format": FORMAT, "key": self.key, "epoch": epoch, "state": state()}

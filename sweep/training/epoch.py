@@ -9,7 +9,7 @@ the previous check.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -18,7 +18,12 @@ from sweep.training.gradients import group_row
 NONFINITE_CHECK_STEPS = 16  # on CUDA: steps between host-side non-finite checks
 EVAL_BATCH = 4096  # validation batch (inference only, no activations kept)
 # The validation columns of an epoch that ended non-finite (the model was no longer usable).
-NO_EVALUATION = {"val_loss": math.nan, "val_acc": math.nan, "pred_top_frac": math.nan, "val_loss_sd": math.nan}
+NO_EVALUATION = {
+    "val_loss": math.nan,
+    "val_acc": math.nan,
+    "pred_top_frac": math.nan,
+    "val_loss_sd": math.nan,
+}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,9 +60,14 @@ def window_finite(losses: list[torch.Tensor], norms: list[torch.Tensor], window:
     return bool(torch.isfinite(torch.stack(losses[-window:]) + torch.stack(norms[-window:])).all())
 
 
-def epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float], lr: float,
-                group_norms: Optional[torch.Tensor] = None,
-                group_names: Sequence[str] = ()) -> tuple[dict[str, float], Optional[str], Optional[int]]:
+def epoch_stats(
+    losses: torch.Tensor,
+    norms: torch.Tensor,
+    clip: float | None,
+    lr: float,
+    group_norms: torch.Tensor | None = None,
+    group_names: Sequence[str] = (),
+) -> tuple[dict[str, float], str | None, int | None]:
     """Per-epoch summary of the step buffers, cut at the first non-finite step (one host sync).
 
     `group_norms` [steps, G] (optional) are the per-step norms of the parameter groups
@@ -73,10 +83,26 @@ def epoch_stats(losses: torch.Tensor, norms: torch.Tensor, clip: Optional[float]
         losses, norms = losses[: first_bad + 1], norms[: first_bad + 1]
         group_norms = group_norms[: first_bad + 1] if group_norms is not None else None
         nonfinite = "loss" if not bool(torch.isfinite(losses[-1])) else "gradient"
-    clipped = (norms >= clip).float().mean() if clip is not None else torch.zeros((), device=norms.device)
-    names = ["train_loss", "grad_norm_mean", "grad_norm_max", "grad_norm_p90", "clip_fraction", "train_loss_sd"]
+    clipped = (
+        (norms >= clip).float().mean() if clip is not None else torch.zeros((), device=norms.device)
+    )
+    names = [
+        "train_loss",
+        "grad_norm_mean",
+        "grad_norm_max",
+        "grad_norm_p90",
+        "clip_fraction",
+        "train_loss_sd",
+    ]
     spread = losses.std() if losses.numel() > 1 else torch.zeros((), device=losses.device)
-    values = [losses.mean(), norms.mean(), norms.max(), torch.quantile(norms.float(), 0.9), clipped, spread]
+    values = [
+        losses.mean(),
+        norms.mean(),
+        norms.max(),
+        torch.quantile(norms.float(), 0.9),
+        clipped,
+        spread,
+    ]
     if group_norms is not None and group_names:
         groups = group_row(list(group_names), group_norms)
         names += list(groups)

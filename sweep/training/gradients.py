@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -49,14 +48,19 @@ def _builtin_order(name: str) -> tuple[int, int]:
     return (2, 0) if name == "head" else (3, 0)
 
 
-def optimizer_groups(groups: "ParamGroups", mults: list[float], lr: float) -> list[dict]:
+def optimizer_groups(groups: ParamGroups, mults: list[float], lr: float) -> list[dict]:
     """torch.optim param groups for discriminative learning rates: group i trains at lr * mults[i]
     (`lr_mult` is kept in the group: sweep.training.optim.set_lr applies it at every step)."""
     if len(mults) != len(groups.names):
-        raise ValueError(f"optimizer.group_lr_mult has {len(mults)} values for the {len(groups.names)} parameter "
-                         f"groups {', '.join(groups.names)}")
-    return [{"params": ps, "lr": lr * float(m), "lr_mult": float(m), "group": name}
-            for ps, m, name in zip(groups.members(), mults, groups.names) if ps]
+        raise ValueError(
+            f"optimizer.group_lr_mult has {len(mults)} values for the {len(groups.names)} parameter "
+            f"groups {', '.join(groups.names)}"
+        )
+    return [
+        {"params": ps, "lr": lr * float(m), "lr_mult": float(m), "group": name}
+        for ps, m, name in zip(groups.members(), mults, groups.names)
+        if ps
+    ]
 
 
 @dataclass
@@ -68,13 +72,17 @@ class ParamGroups:
     params: list[torch.Tensor]
 
     @classmethod
-    def of(cls, model: nn.Module, params: list[torch.Tensor], builtin: Optional[bool] = None) -> "ParamGroups":
+    def of(
+        cls, model: nn.Module, params: list[torch.Tensor], builtin: bool | None = None
+    ) -> ParamGroups:
         if builtin is None:
             builtin = type(model).__name__ == "RecurrentNet"
         by_id = {id(p): n for n, p in model.named_parameters()}
         groups = [group_of(by_id[id(p)], builtin) for p in params]
         names = list(dict.fromkeys(groups))
-        if builtin:  # one order for separate and packed networks: [embed,] rnn.l0, rnn.l1, ..., head
+        if (
+            builtin
+        ):  # one order for separate and packed networks: [embed,] rnn.l0, rnn.l1, ..., head
             names.sort(key=_builtin_order)
         matrix = torch.zeros(len(names), len(params), device=params[0].device if params else None)
         for j, g in enumerate(groups):
@@ -95,7 +103,7 @@ class ParamGroups:
         per_group = (self.matrix @ per_param.float().pow(2)).sqrt()
         return total, per_group, [p.grad for p in self.params if p.grad is not None]
 
-    def clip(self, clip: Optional[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    def clip(self, clip: float | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Global and per-group norms before clipping; gradients clipped to `clip` (None: not)."""
         total, per_group, grads = self.norms()
         if clip is not None:

@@ -22,7 +22,7 @@ trainer keeps a CPU copy so no device->host copy happens per step.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
@@ -68,7 +68,7 @@ class RecurrentNet(nn.Module):
                     if name.startswith("bias_ih"):  # gate order i, f, g, o
                         bias[h : 2 * h].add_(cfg.forget_bias)
 
-    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if self.embed is not None:
             x = self.embed(x)
         steps = x.shape[1]
@@ -132,12 +132,16 @@ def instantiate_model(cfg: TargetModel, task: Any) -> nn.Module:
         model = instantiate({"_target_": cfg.target, **kwargs}, _convert_="all")
     except Exception as e:
         cause = e.__cause__ or e
-        raise UserError(f"{KEY}: building {cfg.target} raised {type(cause).__name__}: "
-                        f"{' '.join(str(cause).split())[:300]}; the keys of the model's YAML (other than _target_ "
-                        f"and name) are its keyword arguments, plus input_size and output_size when it has them") from None
+        raise UserError(
+            f"{KEY}: building {cfg.target} raised {type(cause).__name__}: "
+            f"{' '.join(str(cause).split())[:300]}; the keys of the model's YAML (other than _target_ "
+            f"and name) are its keyword arguments, plus input_size and output_size when it has them"
+        ) from None
     if not isinstance(model, nn.Module):
-        raise UserError(f"{KEY}: {cfg.target} built a {type(model).__name__}, not a torch.nn.Module; name a "
-                        f"Module class (or a function returning one) whose forward(inputs, lengths) returns outputs")
+        raise UserError(
+            f"{KEY}: {cfg.target} built a {type(model).__name__}, not a torch.nn.Module; name a "
+            f"Module class (or a function returning one) whose forward(inputs, lengths) returns outputs"
+        )
     return model
 
 
@@ -164,25 +168,33 @@ def check_model(cfg: Any, task: Any) -> None:
     x = task.x_train[:2]
     lengths = task.lengths_train[:2] if task.lengths_train is not None else None
     want = expected_shape(task, x.shape[0], x.shape[1])
-    what = (f"per-step {task.kind} with {task.output_dim} {'classes' if task.kind == 'classification' else 'outputs'}"
-            if task.per_step else f"{task.kind} with {task.output_dim} "
-            f"{'classes' if task.kind == 'classification' else 'outputs'}")
-    calls = [("forward(inputs, lengths)", False)] + ([("forward(inputs, lengths, targets=...)", True)]
-                                                    if accepts_targets(model) else [])
+    what = (
+        f"per-step {task.kind} with {task.output_dim} {'classes' if task.kind == 'classification' else 'outputs'}"
+        if task.per_step
+        else f"{task.kind} with {task.output_dim} "
+        f"{'classes' if task.kind == 'classification' else 'outputs'}"
+    )
+    calls = [("forward(inputs, lengths)", False)] + (
+        [("forward(inputs, lengths, targets=...)", True)] if accepts_targets(model) else []
+    )
     for call, teacher in calls:
         model.train(teacher)
         try:
             with torch.no_grad():
                 out = model(x, lengths, targets=task.y_train[:2]) if teacher else model(x, lengths)
         except Exception as e:
-            raise UserError(f"model: {call} of {cfg.target} raised {type(e).__name__}: "
-                            f"{' '.join(str(e).split())[:300]}; it receives inputs {list(x.shape)} and lengths "
-                            f"[B] (or None) and must return {list(want)} ({what})") from None
+            raise UserError(
+                f"model: {call} of {cfg.target} raised {type(e).__name__}: "
+                f"{' '.join(str(e).split())[:300]}; it receives inputs {list(x.shape)} and lengths "
+                f"[B] (or None) and must return {list(want)} ({what})"
+            ) from None
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
         if shape != want:
             got = list(shape) if shape is not None else type(out).__name__
-            raise UserError(f"model: {call} of {cfg.target} returned {got}, but task {task.name} needs {list(want)} "
-                            f"({what}); return one row of scores per sequence{' and step' if task.per_step else ''}")
+            raise UserError(
+                f"model: {call} of {cfg.target} returned {got}, but task {task.name} needs {list(want)} "
+                f"({what}); return one row of scores per sequence{' and step' if task.per_step else ''}"
+            )
 
 
 def l2_penalty(params: list[torch.Tensor]) -> torch.Tensor:
@@ -208,7 +220,9 @@ def check_group_lr_mult(cfgs: Any, task: Any) -> None:
         if not mults:
             continue
         key = repr(cfg.model)
-        names = seen[key] if key in seen else seen.setdefault(key, param_group_names(cfg.model, task))
+        names = (
+            seen[key] if key in seen else seen.setdefault(key, param_group_names(cfg.model, task))
+        )
         if len(mults) != len(names):
             raise UserError(
                 f"optimizer.group_lr_mult: {len(mults)} multiplier{'s' if len(mults) != 1 else ''} "
@@ -220,4 +234,3 @@ def check_group_lr_mult(cfgs: Any, task: Any) -> None:
 
 def _short(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in values) + "]"
-

@@ -12,15 +12,21 @@ The schedule is a pure function of the step, so a resumed run continues exactly 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
 from sweep.training.gradients import ParamGroups, optimizer_groups
 
 
-def build_optimizer(params: Iterable[torch.Tensor], cfg: Any, lr: float, device: torch.device,
-                    groups: Optional[ParamGroups] = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.Tensor],
+    cfg: Any,
+    lr: float,
+    device: torch.device,
+    groups: ParamGroups | None = None,
+) -> torch.optim.Optimizer:
     """The configured optimizer over `params`, using the multi-tensor (foreach) kernels.
 
     With `cfg.group_lr_mult` (discriminative learning rates) the parameters are split into the
@@ -40,7 +46,9 @@ def build_optimizer(params: Iterable[torch.Tensor], cfg: Any, lr: float, device:
     if cfg.name == "adamw":
         return torch.optim.AdamW(params, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, **common)
     if cfg.name == "rmsprop":
-        return torch.optim.RMSprop(params, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, **common)
+        return torch.optim.RMSprop(
+            params, alpha=cfg.alpha, eps=cfg.eps, momentum=cfg.momentum, **common
+        )
     raise ValueError(f"unknown optimizer {cfg.name!r}")  # config validation makes this unreachable
 
 
@@ -77,7 +85,9 @@ def lr_at(cfg: Any, step: int, total_steps: int, base_lr: float) -> float:
         if step <= peak_step:
             return _anneal(start, base_lr, step / peak_step if peak_step > 0 else 1.0)
         last = total_steps - 1
-        return _anneal(base_lr, end, (step - peak_step) / (last - peak_step) if last > peak_step else 1.0)
+        return _anneal(
+            base_lr, end, (step - peak_step) / (last - peak_step) if last > peak_step else 1.0
+        )
     raise ValueError(f"unknown schedule {cfg.name!r}")  # config validation makes this unreachable
 
 

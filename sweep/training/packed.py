@@ -23,19 +23,25 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import nn
 
 from sweep.core.records import RunRecord
 from sweep.tasks.data import TaskData
-from sweep.training.accelerator import SeedRng
-from sweep.training.epoch import EVAL_BATCH, NO_EVALUATION, epoch_stats, nonfinite_check_steps, sequence_sd
 from sweep.tasks.scoring import item_correct, item_loss
+from sweep.training.accelerator import SeedRng
+from sweep.training.epoch import (
+    EVAL_BATCH,
+    NO_EVALUATION,
+    epoch_stats,
+    nonfinite_check_steps,
+    sequence_sd,
+)
+from sweep.training.gradients import ParamGroups
 from sweep.training.models import build_model
 from sweep.training.optim import build_optimizer, lr_at, set_lr
-from sweep.training.gradients import ParamGroups
 from sweep.training.packed_net import PackedRecurrentNet, per_param_squares, per_seed_norm
 from sweep.training.spec import RunSpec
 
@@ -45,14 +51,20 @@ class PackedTrainer:
 
     mode = "packed"
 
-    def __init__(self, task: TaskData, spec: RunSpec, device: torch.device, check_every: Optional[int] = None) -> None:
+    def __init__(
+        self, task: TaskData, spec: RunSpec, device: torch.device, check_every: int | None = None
+    ) -> None:
         self.task, self.spec, self.device = task, spec, device
         seeds = list(spec.seeds)
         self.lr, self.clip, self.batch_size = spec.lr, spec.clip, spec.batch_size
-        self.model = PackedRecurrentNet([build_model(spec.model, task, s) for s in seeds]).to(device)
+        self.model = PackedRecurrentNet([build_model(spec.model, task, s) for s in seeds]).to(
+            device
+        )
         # Per-layer gradient norms, grouped as for one seed's network (embed, rnn.l<k>, head).
         self.groups = ParamGroups.of(self.model, list(self.model.parameters()), builtin=True)
-        self.optimizer = build_optimizer(self.model.parameters(), spec.optimizer, self.lr, device, self.groups)
+        self.optimizer = build_optimizer(
+            self.model.parameters(), spec.optimizer, self.lr, device, self.groups
+        )
         self.seeds = list(seeds)
         self.alive = list(seeds)  # seeds still in the pack, in pack order
         self.gens = {s: torch.Generator().manual_seed(s) for s in seeds}
@@ -65,7 +77,9 @@ class PackedTrainer:
 
     @property
     def stopped(self) -> bool:
-        return not self.alive or all(self.records[s].epochs_run >= self.spec.epochs for s in self.alive)
+        return not self.alive or all(
+            self.records[s].epochs_run >= self.spec.epochs for s in self.alive
+        )
 
     def records_list(self) -> list[Any]:
         return [self.records[s] for s in self.seeds]
@@ -100,13 +114,15 @@ class PackedTrainer:
         order = torch.stack([perms[s] for s in members]).to(dev, non_blocking=True)
         losses = torch.zeros(self.steps_per_epoch, len(members), device=dev)
         norms = torch.zeros(self.steps_per_epoch, len(members), device=dev)
-        group_norms = torch.zeros(self.steps_per_epoch, len(self.groups.names), len(members), device=dev)
+        group_norms = torch.zeros(
+            self.steps_per_epoch, len(self.groups.names), len(members), device=dev
+        )
         cols = torch.arange(len(members), device=dev)  # buffer column of each pack member
         steps_done = dict.fromkeys(members, self.steps_per_epoch)
         first_step = self.step
         checked = 0  # buffer rows up to here were checked already
         for step in range(self.steps_per_epoch):
-            idx = order[cols, step * self.batch_size:(step + 1) * self.batch_size]
+            idx = order[cols, step * self.batch_size : (step + 1) * self.batch_size]
             per_seed, norm, per_group = self._step(idx)
             losses[step, cols] = per_seed.detach()
             norms[step, cols] = norm.detach()
@@ -116,7 +132,7 @@ class PackedTrainer:
             if (step + 1) % self.check_every == 0 or last:
                 # Every step since the last check: an inf gradient norm at one step makes the
                 # clipping coefficient 0, so the steps after it look finite again.
-                window = losses[checked:step + 1, cols] + norms[checked:step + 1, cols]
+                window = losses[checked : step + 1, cols] + norms[checked : step + 1, cols]
                 finite = torch.isfinite(window).all(0).tolist()
                 checked = step + 1
                 if not all(finite):
@@ -131,8 +147,14 @@ class PackedTrainer:
         rows, bad = {}, {}
         for k, seed in enumerate(members):
             done = steps_done[seed]
-            row, nonfinite, first_bad = epoch_stats(losses[:done, k], norms[:done, k], self.clip, lr,
-                                                    group_norms[:done, :, k], self.groups.names)
+            row, nonfinite, first_bad = epoch_stats(
+                losses[:done, k],
+                norms[:done, k],
+                self.clip,
+                lr,
+                group_norms[:done, :, k],
+                self.groups.names,
+            )
             rows[seed] = row
             if nonfinite is not None:
                 bad[seed] = nonfinite
@@ -142,8 +164,16 @@ class PackedTrainer:
         if flagged:
             self._drop(flagged)
         if self.alive:  # parameters can overflow with finite gradients: checked once per epoch
-            finite = torch.stack([p.detach().reshape(len(self.alive), -1).isfinite().all(1)
-                                  for p in self.model.parameters()]).all(0).tolist()
+            finite = (
+                torch.stack(
+                    [
+                        p.detach().reshape(len(self.alive), -1).isfinite().all(1)
+                        for p in self.model.parameters()
+                    ]
+                )
+                .all(0)
+                .tolist()
+            )
             overflow = [s for s, ok in zip(self.alive, finite) if not ok]
             for s in overflow:
                 bad[s] = "parameters"
@@ -166,8 +196,13 @@ class PackedTrainer:
         objective = per_seed.sum()  # each seed's gradient is that of its own loss
         if self.spec.optimizer.l2:
             s = len(self.alive)
-            objective = objective + self.spec.optimizer.l2 * torch.stack(
-                [(w * w).reshape(s, -1).sum(1) for w in self.model.weight_matrices()]).sum()
+            objective = (
+                objective
+                + self.spec.optimizer.l2
+                * torch.stack(
+                    [(w * w).reshape(s, -1).sum(1) for w in self.model.weight_matrices()]
+                ).sum()
+            )
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         grads = [p.grad for p in self.model.parameters()]
@@ -175,11 +210,13 @@ class PackedTrainer:
         norm = per_seed_norm(grads, squares)
         if self.clip is not None:
             coef = torch.clamp(self.clip / (norm + 1e-6), max=1.0)
-            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype) for g in grads])
+            torch._foreach_mul_(
+                grads, [coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype) for g in grads]
+            )
         self.optimizer.step()
         return per_seed, norm, (self.groups.matrix @ squares).sqrt()
 
-    def _loss(self, out: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def _loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """[S]: each seed's mean loss over its batch (masked steps excluded for per-step targets)."""
         losses = item_loss(self.task.kind, out, y)  # [S, B] or [S, B, T]
         s = losses.shape[0]
@@ -201,18 +238,28 @@ class PackedTrainer:
         seq_sq = torch.zeros(s, device=dev)
         counts = torch.zeros(s, task.output_dim, device=dev) if task.is_classification else None
         for lo in range(0, n, EVAL_BATCH):
-            xb = task.x_val[lo:lo + EVAL_BATCH]
-            yb = task.y_val[lo:lo + EVAL_BATCH].unsqueeze(0).expand(s, *task.y_val[lo:lo + EVAL_BATCH].shape)
+            xb = task.x_val[lo : lo + EVAL_BATCH]
+            yb = (
+                task.y_val[lo : lo + EVAL_BATCH]
+                .unsqueeze(0)
+                .expand(s, *task.y_val[lo : lo + EVAL_BATCH].shape)
+            )
             xs = xb.unsqueeze(0).expand(s, *xb.shape)
             mask = None
             if task.lengths_val is not None:
-                lens = task.lengths_val[lo:lo + EVAL_BATCH]
-                mask = (torch.arange(xb.shape[1], device=dev) < lens[:, None]).unsqueeze(0).expand(s, -1, -1)
+                lens = task.lengths_val[lo : lo + EVAL_BATCH]
+                mask = (
+                    (torch.arange(xb.shape[1], device=dev) < lens[:, None])
+                    .unsqueeze(0)
+                    .expand(s, -1, -1)
+                )
             out = self.model(xs, mask)
             il = item_loss(task.kind, out, yb)
             ic = item_correct(task.kind, out, yb, task.tolerance).to(il.dtype)
             if task.per_step:
-                m = (mask if mask is not None else torch.ones(il.shape, dtype=torch.bool, device=dev)).to(il.dtype)
+                m = (
+                    mask if mask is not None else torch.ones(il.shape, dtype=torch.bool, device=dev)
+                ).to(il.dtype)
                 il, ic = il * m, ic * m
                 items += m.reshape(s, -1).sum(1)
                 per_seq = il.sum(2) / m.sum(2).clamp_min(1)  # [S, B]
@@ -229,11 +276,19 @@ class PackedTrainer:
                 counts.scatter_add_(1, pred, valid.to(counts.dtype))
         val_loss = loss_sum / items
         val_acc = correct / items
-        top = counts.max(1).values / counts.sum(1).clamp_min(1) if counts is not None else torch.full((s,), math.nan, device=dev)
+        top = (
+            counts.max(1).values / counts.sum(1).clamp_min(1)
+            if counts is not None
+            else torch.full((s,), math.nan, device=dev)
+        )
         sd = sequence_sd(seq_sum, seq_sq, n)
-        val_loss, val_acc, top, sd = torch.stack([val_loss, val_acc, top.to(val_loss.dtype), sd]).tolist()
+        val_loss, val_acc, top, sd = torch.stack(
+            [val_loss, val_acc, top.to(val_loss.dtype), sd]
+        ).tolist()
         usable = [math.isfinite(v) for v in val_loss]
-        val_acc, top, sd = ([x if ok else math.nan for x, ok in zip(col, usable)] for col in (val_acc, top, sd))
+        val_acc, top, sd = (
+            [x if ok else math.nan for x, ok in zip(col, usable)] for col in (val_acc, top, sd)
+        )
         return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top, "val_loss_sd": sd}
 
     def _drop(self, dead: list[int]) -> None:
@@ -249,11 +304,16 @@ class PackedTrainer:
             setattr(self.model, name, nn.Parameter(p.detach().index_select(0, index)))
         for entry in state["state"].values():
             for key, value in entry.items():
-                if torch.is_tensor(value) and value.dim() >= 1 and value.shape[0] == len(keep) + len(dead):
+                if (
+                    torch.is_tensor(value)
+                    and value.dim() >= 1
+                    and value.shape[0] == len(keep) + len(dead)
+                ):
                     entry[key] = value.index_select(0, index.to(value.device))
         self.groups = ParamGroups.of(self.model, list(self.model.parameters()), builtin=True)
-        self.optimizer = build_optimizer(self.model.parameters(), self.spec.optimizer, self.lr, self.device,
-                                         self.groups)
+        self.optimizer = build_optimizer(
+            self.model.parameters(), self.spec.optimizer, self.lr, self.device, self.groups
+        )
         self.optimizer.load_state_dict(state)
 
     # -- checkpointing --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ Usage: ``pack = PackedRecurrentNet([build_model(cfg, task, s) for s in seeds])``
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -31,16 +31,27 @@ class PackedRecurrentNet(nn.Module):
         self.hidden = ref.rnn.hidden_size
         self.per_step = ref.per_step
         self.dropout = ref.rnn.dropout
-        stack = lambda name, fn=lambda t: t: nn.Parameter(torch.stack([fn(_get(n, name)).detach().clone() for n in nets]))
+
+        def stack(name, fn=lambda t: t):
+            return nn.Parameter(torch.stack([fn(_get(n, name)).detach().clone() for n in nets]))
+
         self.embed = stack("embed.weight") if ref.embed is not None else None
         self.names: list[tuple[str, str, str, str]] = []
         for layer in range(self.layers):
             for d in range(self.directions):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
-                names = tuple(f"{k}{sfx}".replace(".", "_") for k in ("w_ih", "w_hh", "b_ih", "b_hh"))
-                self.register_parameter(names[0], stack(f"rnn.weight_ih{sfx}", lambda t: t.t()))  # [S, in, G*H]
-                self.register_parameter(names[1], stack(f"rnn.weight_hh{sfx}", lambda t: t.t()))  # [S, H, G*H]
-                self.register_parameter(names[2], stack(f"rnn.bias_ih{sfx}", lambda t: t[None]))  # [S, 1, G*H]
+                names = tuple(
+                    f"{k}{sfx}".replace(".", "_") for k in ("w_ih", "w_hh", "b_ih", "b_hh")
+                )
+                self.register_parameter(
+                    names[0], stack(f"rnn.weight_ih{sfx}", lambda t: t.t())
+                )  # [S, in, G*H]
+                self.register_parameter(
+                    names[1], stack(f"rnn.weight_hh{sfx}", lambda t: t.t())
+                )  # [S, H, G*H]
+                self.register_parameter(
+                    names[2], stack(f"rnn.bias_ih{sfx}", lambda t: t[None])
+                )  # [S, 1, G*H]
                 self.register_parameter(names[3], stack(f"rnn.bias_hh{sfx}", lambda t: t[None]))
                 self.names.append(names)  # type: ignore[arg-type]
         self.head_w = stack("head.weight", lambda t: t.t())  # [S, H*dirs, out]
@@ -52,9 +63,13 @@ class PackedRecurrentNet(nn.Module):
 
     def weight_matrices(self) -> list[nn.Parameter]:
         """What the `l2` penalty covers, as in `RecurrentNet`: weights and embeddings, no biases."""
-        return [p for name, p in self.named_parameters() if not (name.startswith("b_") or name == "head_b")]
+        return [
+            p
+            for name, p in self.named_parameters()
+            if not (name.startswith("b_") or name == "head_b")
+        ]
 
-    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: [S, B, T, F] floats or [S, B, T] token ids; mask: [S, B, T] bool valid steps."""
         if self.embed is not None:
             # One lookup in the stacked table [S * V, E], each seed's ids offset into its own
@@ -67,7 +82,9 @@ class PackedRecurrentNet(nn.Module):
         for layer in range(self.layers):
             outs, finals = [], []
             for d in range(self.directions):
-                w_ih, w_hh, b_ih, b_hh = (getattr(self, n) for n in self.names[layer * self.directions + d])
+                w_ih, w_hh, b_ih, b_hh = (
+                    getattr(self, n) for n in self.names[layer * self.directions + d]
+                )
                 out, last = self._direction(x, mask, w_ih, w_hh, b_ih, b_hh, reverse=bool(d))
                 outs.append(out)
                 finals.append(last)
@@ -87,7 +104,7 @@ class PackedRecurrentNet(nn.Module):
         h = x.new_zeros(s, b, h_size)
         c = x.new_zeros(s, b, h_size) if self.cell == "lstm" else None
         outs: list[torch.Tensor] = [None] * t  # type: ignore[list-item]
-        for step in (range(t - 1, -1, -1) if reverse else range(t)):
+        for step in range(t - 1, -1, -1) if reverse else range(t):
             hg = torch.baddbmm(b_hh, h, w_hh)
             if self.cell == "lstm":
                 g = xg[:, :, step] + hg
@@ -126,7 +143,7 @@ def per_param_squares(grads: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([g.reshape(s, -1).float().pow(2).sum(1) for g in grads])
 
 
-def per_seed_norm(grads: list[torch.Tensor], squares: Optional[torch.Tensor] = None) -> torch.Tensor:
+def per_seed_norm(grads: list[torch.Tensor], squares: torch.Tensor | None = None) -> torch.Tensor:
     """[S]: each seed's global L2 gradient norm (its slice of every stacked gradient); `squares`
     are `per_param_squares(grads)` when already computed."""
     return (squares if squares is not None else per_param_squares(grads)).sum(0).sqrt()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,16 +33,23 @@ class RangeTest:
     """One range-test run: the learning rate and loss at every step it took."""
 
     seed: int
-    clip: Optional[float]
+    clip: float | None
     lrs: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     smoothed: list[float] = field(default_factory=list)
-    diverged_lr: Optional[float] = None  # None: no divergence up to the last lr tried
-    steepest_lr: Optional[float] = None
+    diverged_lr: float | None = None  # None: no divergence up to the last lr tried
+    steepest_lr: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed, "clip": self.clip, "lrs": self.lrs, "losses": self.losses,
-                "smoothed": self.smoothed, "diverged_lr": self.diverged_lr, "steepest_lr": self.steepest_lr}
+        return {
+            "seed": self.seed,
+            "clip": self.clip,
+            "lrs": self.lrs,
+            "losses": self.losses,
+            "smoothed": self.smoothed,
+            "diverged_lr": self.diverged_lr,
+            "steepest_lr": self.steepest_lr,
+        }
 
 
 def ramp(lr_min: float, lr_max: float, steps: int) -> np.ndarray:
@@ -50,7 +57,7 @@ def ramp(lr_min: float, lr_max: float, steps: int) -> np.ndarray:
     return lr_min * (lr_max / lr_min) ** (np.arange(steps) / max(steps - 1, 1))
 
 
-def steepest(lrs: list[float], smoothed: list[float], skip: int = 10) -> Optional[float]:
+def steepest(lrs: list[float], smoothed: list[float], skip: int = 10) -> float | None:
     """The lr where the smoothed loss falls fastest per decade (the first `skip` steps, where
     the average is still settling, and the steps after the lowest loss are not considered)."""
     if len(smoothed) < skip + 3:
@@ -63,9 +70,18 @@ def steepest(lrs: list[float], smoothed: list[float], skip: int = 10) -> Optiona
     return float(lrs[skip + int(np.nanargmin(slope))])
 
 
-def lr_range_test(task: Any, spec: Any, seed: int, device: torch.device, clip: Optional[float] = None,
-                  lr_min: float = 1e-5, lr_max: float = 10.0, steps: int = 300, beta: float = 0.98,
-                  diverge: float = 4.0) -> RangeTest:
+def lr_range_test(
+    task: Any,
+    spec: Any,
+    seed: int,
+    device: torch.device,
+    clip: float | None = None,
+    lr_min: float = 1e-5,
+    lr_max: float = 10.0,
+    steps: int = 300,
+    beta: float = 0.98,
+    diverge: float = 4.0,
+) -> RangeTest:
     """Train one fresh model of `spec` (model, optimizer, batch size) with the lr ramp."""
     result = RangeTest(seed=seed, clip=clip)
     model = build_model(spec.model, task, seed).to(device)
@@ -81,7 +97,7 @@ def lr_range_test(task: Any, spec: Any, seed: int, device: torch.device, clip: O
     for step, lr in enumerate(ramp(lr_min, lr_max, steps)):
         if position + batch > task.n_train:  # a new epoch: a new order
             order, position = torch.randperm(task.n_train, generator=generator), 0
-        idx = order[position:position + batch].to(device)
+        idx = order[position : position + batch].to(device)
         position += batch
         xb, yb = task.x_train.index_select(0, idx), task.y_train.index_select(0, idx)
         lb = task.lengths_train.index_select(0, idx) if task.lengths_train is not None else None
@@ -111,7 +127,9 @@ def lr_range_test(task: Any, spec: Any, seed: int, device: torch.device, clip: O
     return result
 
 
-def propose_grid(diverged: list[float], steepest_lrs: list[Optional[float]], decades: float = 2.0) -> list[float]:
+def propose_grid(
+    diverged: list[float], steepest_lrs: list[float | None], decades: float = 2.0
+) -> list[float]:
     """A grid of learning rates in 1-3-10 steps from about `decades` decades below the divergence
     point (lower still if a run's steepest descent lies lower) up to it.
 
@@ -119,9 +137,9 @@ def propose_grid(diverged: list[float], steepest_lrs: list[Optional[float]], dec
     first 1-3-10 value at or above the largest, so it reaches the edge for every clip value.
     """
     top = max(diverged)
-    bottom = min([min(diverged) / 10 ** decades] + [s for s in steepest_lrs if s])
+    bottom = min([min(diverged) / 10**decades] + [s for s in steepest_lrs if s])
     exponents = range(math.floor(math.log10(bottom)) - 1, math.ceil(math.log10(top)) + 2)
-    ladder = sorted({float(f"{m * 10.0 ** e:.3g}") for e in exponents for m in (1.0, 3.0)})
+    ladder = sorted({float(f"{m * 10.0**e:.3g}") for e in exponents for m in (1.0, 3.0)})
     start = max(v for v in ladder if v <= bottom * 1.0001)
     stop = min(v for v in ladder if v >= top * 0.9999)
     return [v for v in ladder if start <= v <= stop]

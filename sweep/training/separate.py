@@ -11,18 +11,24 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
 from sweep.core.records import RunRecord
 from sweep.tasks.data import TaskData
+from sweep.tasks.scoring import batch_loss, item_correct, item_loss, step_mask
 from sweep.training.accelerator import SeedRng
 from sweep.training.epoch import (
-    EVAL_BATCH, NO_EVALUATION, epoch_stats, nonfinite_check_steps, params_finite, sequence_sd, window_finite,
+    EVAL_BATCH,
+    NO_EVALUATION,
+    epoch_stats,
+    nonfinite_check_steps,
+    params_finite,
+    sequence_sd,
+    window_finite,
 )
 from sweep.training.gradients import ParamGroups
-from sweep.tasks.scoring import batch_loss, item_correct, item_loss, step_mask
 from sweep.training.models import accepts_targets, build_model, l2_penalty
 from sweep.training.optim import build_optimizer, lr_at, set_lr
 from sweep.training.spec import RunSpec
@@ -31,8 +37,14 @@ from sweep.training.spec import RunSpec
 class SeedTrainer:
     """Model, optimizer, data order and RNG state of one seed, trained one epoch at a time."""
 
-    def __init__(self, task: TaskData, spec: RunSpec, seed: int, device: torch.device,
-                 check_every: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        task: TaskData,
+        spec: RunSpec,
+        seed: int,
+        device: torch.device,
+        check_every: int | None = None,
+    ) -> None:
         self.task = task
         self.spec = spec
         self.seed = seed
@@ -46,7 +58,8 @@ class SeedTrainer:
         # pack_padded_sequence reads lengths on the host: it gets a host copy, gathered there.
         self.host_lengths = (
             (task.lengths_train.cpu(), task.lengths_val.cpu())
-            if task.lengths_train is not None and getattr(self.model, "directions", 1) == 2 else None
+            if task.lengths_train is not None and getattr(self.model, "directions", 1) == 2
+            else None
         )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.weights = [p for p in self.params if p.dim() >= 2]
@@ -84,7 +97,7 @@ class SeedTrainer:
         self.record.steps = self.step
         self.record.seconds += time.perf_counter() - started
 
-    def _lengths(self, split: int, idx: Any, host_idx: Any) -> Optional[torch.Tensor]:
+    def _lengths(self, split: int, idx: Any, host_idx: Any) -> torch.Tensor | None:
         """Lengths of the sequences `idx` (device index tensor or slice; `host_idx` the same on
         the host) of split 0 (train) or 1 (validation), where the model reads them: on the
         device, or on the host for a model that packs its batch."""
@@ -95,7 +108,7 @@ class SeedTrainer:
             return self.host_lengths[split][host_idx]
         return lengths[idx]
 
-    def _train_epoch(self) -> tuple[dict[str, float], Optional[str]]:
+    def _train_epoch(self) -> tuple[dict[str, float], str | None]:
         task, dev = self.task, self.device
         self.model.train()
         n = task.n_train
@@ -116,9 +129,15 @@ class SeedTrainer:
             yb = task.y_train.index_select(0, idx)
             lb = self._lengths(0, idx, perm_cpu[lo:hi])
             if not constant_lr:
-                set_lr(self.optimizer, lr_at(self.spec.schedule, self.step, self.total_steps, self.lr))
+                set_lr(
+                    self.optimizer, lr_at(self.spec.schedule, self.step, self.total_steps, self.lr)
+                )
             out = self.model(xb, lb, targets=yb) if self.teacher else self.model(xb, lb)
-            mask = step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev) if task.per_step else None
+            mask = (
+                step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev)
+                if task.per_step
+                else None
+            )
             loss = batch_loss(task.kind, out, yb, mask)
             l2 = self.spec.optimizer.l2
             objective = loss + l2 * l2_penalty(self.weights) if l2 else loss
@@ -130,12 +149,21 @@ class SeedTrainer:
             norms.append(norm.detach())
             group_norms.append(per_group.detach())
             self.step += 1
-            if len(losses) % self.check_every == 0 and not window_finite(losses, norms, self.check_every):
+            if len(losses) % self.check_every == 0 and not window_finite(
+                losses, norms, self.check_every
+            ):
                 break
-        row, nonfinite, first_bad = epoch_stats(torch.stack(losses), torch.stack(norms), clip,
-                                                self.optimizer.param_groups[0]["lr"], torch.stack(group_norms),
-                                                self.groups.names)
-        if first_bad is not None:  # the run ends at its first non-finite step, whenever it was noticed
+        row, nonfinite, first_bad = epoch_stats(
+            torch.stack(losses),
+            torch.stack(norms),
+            clip,
+            self.optimizer.param_groups[0]["lr"],
+            torch.stack(group_norms),
+            self.groups.names,
+        )
+        if (
+            first_bad is not None
+        ):  # the run ends at its first non-finite step, whenever it was noticed
             self.step = first_step + first_bad + 1
         return row, nonfinite
 
@@ -173,13 +201,22 @@ class SeedTrainer:
             seq_sq += (per_seq * per_seq).sum()
             if counts is not None:
                 counts += torch.bincount(preds.reshape(-1), minlength=task.output_dim)
-        top = counts.max() / counts.sum().clamp_min(1) if counts is not None else torch.tensor(math.nan, device=dev)
+        top = (
+            counts.max() / counts.sum().clamp_min(1)
+            if counts is not None
+            else torch.tensor(math.nan, device=dev)
+        )
         sd = sequence_sd(seq_sum, seq_sq, n)
         vals = torch.stack([loss_sum / items, correct / items, top.to(loss_sum.dtype), sd]).tolist()
         val_loss, val_acc, top_frac, loss_sd = vals
         if not math.isfinite(val_loss):  # finite parameters can still overflow the output
             val_acc, top_frac, loss_sd = math.nan, math.nan, math.nan
-        return {"val_loss": val_loss, "val_acc": val_acc, "pred_top_frac": top_frac, "val_loss_sd": loss_sd}
+        return {
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "pred_top_frac": top_frac,
+            "val_loss_sd": loss_sd,
+        }
 
     # -- checkpointing --------------------------------------------------------------------------
 
@@ -207,7 +244,9 @@ class SeedGroup:
 
     mode = "separate"
 
-    def __init__(self, task: TaskData, spec: RunSpec, device: torch.device, check_every: Optional[int] = None) -> None:
+    def __init__(
+        self, task: TaskData, spec: RunSpec, device: torch.device, check_every: int | None = None
+    ) -> None:
         self.trainers = [SeedTrainer(task, spec, s, device, check_every) for s in spec.seeds]
 
     @property
@@ -228,5 +267,3 @@ class SeedGroup:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for t, st in zip(self.trainers, state["seeds"]):
             t.load_state_dict(st)
-
-

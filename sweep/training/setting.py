@@ -12,7 +12,8 @@ training share one small interface (`SeedGroupLike`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 
@@ -47,10 +48,12 @@ class SeedGroupLike(Protocol):
 class NullCheckpointer:
     """Checkpointing switched off: nothing is saved or restored."""
 
-    def load(self) -> Optional[dict[str, Any]]:
+    def load(self) -> dict[str, Any] | None:
         return None
 
-    def maybe_save(self, epoch: int, state: Callable[[], dict[str, Any]], force: bool = False) -> None:
+    def maybe_save(
+        self, epoch: int, state: Callable[[], dict[str, Any]], force: bool = False
+    ) -> None:
         pass
 
     def clear(self) -> None:
@@ -86,14 +89,16 @@ def train_setting(
     device: torch.device,
     checkpointer: Any = None,
     should_stop: Callable[[], bool] = lambda: False,
-    check_every: Optional[int] = None,
+    check_every: int | None = None,
 ) -> list[RunRecord]:
     """Train every seed of one setting for `cfg.epochs` epochs; return one record per seed.
 
     `setting` holds lr, clip, batch_size and any extra grid axes (dotted config keys); see
     `train_spec` for the rest.
     """
-    return train_spec(task, RunSpec.build(cfg, setting, seeds), device, checkpointer, should_stop, check_every)
+    return train_spec(
+        task, RunSpec.build(cfg, setting, seeds), device, checkpointer, should_stop, check_every
+    )
 
 
 def train_spec(
@@ -102,7 +107,7 @@ def train_spec(
     device: torch.device,
     checkpointer: Any = None,
     should_stop: Callable[[], bool] = lambda: False,
-    check_every: Optional[int] = None,
+    check_every: int | None = None,
     on_epoch: Callable[[int], None] = lambda epoch: None,
 ) -> list[RunRecord]:
     """Train the seeds of `spec`; return one record per seed.
@@ -118,14 +123,28 @@ def train_spec(
     # point agrees, and reset after: it is process-wide CPU state).
     torch.set_flush_denormal(True)
     try:
-        return _train(task, spec, device, checkpointer or NullCheckpointer(), should_stop, check_every, on_epoch)
+        return _train(
+            task,
+            spec,
+            device,
+            checkpointer or NullCheckpointer(),
+            should_stop,
+            check_every,
+            on_epoch,
+        )
     finally:
         torch.set_flush_denormal(False)
 
 
-def _train(task: TaskData, spec: RunSpec, device: torch.device, checkpointer: Any,
-           should_stop: Callable[[], bool], check_every: Optional[int],
-           on_epoch: Callable[[int], None]) -> list[RunRecord]:
+def _train(
+    task: TaskData,
+    spec: RunSpec,
+    device: torch.device,
+    checkpointer: Any,
+    should_stop: Callable[[], bool],
+    check_every: int | None,
+    on_epoch: Callable[[int], None],
+) -> list[RunRecord]:
     saved = checkpointer.load()
     # A resumed setting continues in the mode it started in, also on another device (a setting
     # begun packed on a GPU host resumes packed on a CPU host): switching would change rounding.
@@ -133,14 +152,18 @@ def _train(task: TaskData, spec: RunSpec, device: torch.device, checkpointer: An
     group: SeedGroupLike = (PackedTrainer if packed else SeedGroup)(task, spec, device, check_every)
     if saved is not None:
         group.load_state_dict(saved["group"])
-    epoch = min((r.epochs_run for r in group.records_list() if r.nonfinite is None), default=spec.epochs)
+    epoch = min(
+        (r.epochs_run for r in group.records_list() if r.nonfinite is None), default=spec.epochs
+    )
     while not group.stopped:
         epoch += 1
         group.run_epoch()
         on_epoch(epoch)
         stop = should_stop() and not group.stopped
         if not group.stopped:
-            checkpointer.maybe_save(epoch, lambda: {"mode": group.mode, "group": group.state_dict()}, force=stop)
+            checkpointer.maybe_save(
+                epoch, lambda: {"mode": group.mode, "group": group.state_dict()}, force=stop
+            )
         if stop:
             raise StopRequested(f"stopped after epoch {epoch}")
     records = group.records_list()

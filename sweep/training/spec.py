@@ -11,8 +11,9 @@ the spec is built; the trainers read plain fields and never see the whole config
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from sweep.config import Config, apply_overrides, config_fingerprint
 from sweep.core.setting import Setting
@@ -25,7 +26,7 @@ class RunSpec:
     setting: Setting
     seeds: tuple[int, ...]
     lr: float
-    clip: Optional[float]
+    clip: float | None
     batch_size: int
     epochs: int
     model: Any  # ModelConfig
@@ -35,7 +36,7 @@ class RunSpec:
     fingerprint: str  # the comparable config (checkpoints of another config are never used)
 
     @classmethod
-    def build(cls, cfg: Config, setting: dict[str, Any], seeds: Sequence[int]) -> "RunSpec":
+    def build(cls, cfg: Config, setting: dict[str, Any], seeds: Sequence[int]) -> RunSpec:
         setting = Setting(setting)
         run_cfg = apply_overrides(cfg, setting.extra())
         return cls(
@@ -51,6 +52,3 @@ class RunSpec:
             packing=run_cfg.packing,
             fingerprint=config_fingerprint(cfg),
         )
-
-
-

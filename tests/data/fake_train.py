@@ -60,10 +60,17 @@ with open(a.log, mode) as log:
     if a.format == "keras" and not start:
         log.write("epoch,accuracy,loss,val_accuracy,val_loss\n")
     for epoch in range(start, a.epochs):  # Keras counts epochs from 0
-        if a.crash_at and epoch + 1 == a.crash_at and not (a.crash_once and os.path.exists(a.crash_once)):
+        if (
+            a.crash_at
+            and epoch + 1 == a.crash_at
+            and not (a.crash_once and os.path.exists(a.crash_once))
+        ):
             if a.crash_once:
                 open(a.crash_once, "w").close()
-            print("Traceback (most recent call last):\nRuntimeError: CUDA out of memory (fake)", file=sys.stderr)
+            print(
+                "Traceback (most recent call last):\nRuntimeError: CUDA out of memory (fake)",
+                file=sys.stderr,
+            )
             sys.exit(1)
         if a.hang_at and epoch + 1 == a.hang_at:
             time.sleep(600)
@@ -71,7 +78,12 @@ with open(a.log, mode) as log:
         k = epoch + 1
         blown = a.lr >= 1 and clip is None and k >= 3
         wobble = ((a.seed * 7 + k * 3) % 5) / 200
-        acc = 0.25 + (0.9 - 0.25) * (1 - math.exp(-k / 2)) - (0.05 if clip is not None and a.lr >= 1 else 0) + wobble
+        acc = (
+            0.25
+            + (0.9 - 0.25) * (1 - math.exp(-k / 2))
+            - (0.05 if clip is not None and a.lr >= 1 else 0)
+            + wobble
+        )
         acc = round(min(acc, 1.0) * 200) / 200
         loss = float("nan") if blown else 1.5 * math.exp(-k / 3)
         val_loss = float("nan") if blown else 1.6 * math.exp(-k / 3) + 0.05

@@ -17,20 +17,81 @@ and runs_to_resolve), `slices` (what a slice's summary rows count, verdicts.csv 
 """
 
 from sweep.analysis.boundary.design import (
-    RESOLVE_FACTOR, BoundaryBracket, Cohort, boundary_bracket, next_cohorts, resolved, runs_to_resolve,
+    RESOLVE_FACTOR,
+    BoundaryBracket,
+    Cohort,
+    boundary_bracket,
+    next_cohorts,
+    resolved,
+    runs_to_resolve,
 )
-from sweep.analysis.boundary.fit import BoundaryFit, fit_boundary, fit_boundary_batch, fit_boundary_counts, risk_lr
-from sweep.analysis.boundary.plan import Bracket, LrRate, collapse_bracket, rates_by_lr, straddling_lrs
+from sweep.analysis.boundary.fit import (
+    BoundaryFit,
+    fit_boundary,
+    fit_boundary_batch,
+    fit_boundary_counts,
+    risk_lr,
+)
+from sweep.analysis.boundary.plan import (
+    Bracket,
+    LrRate,
+    collapse_bracket,
+    rates_by_lr,
+    straddling_lrs,
+)
 from sweep.analysis.boundary.slices import (
-    BOUNDARY_COLUMNS, SAFE_COLUMNS, SliceCounts, boundary_columns, boundary_sentence, bracket_sentence,
-    safe_columns, slice_boundary, slice_counts,
+    BOUNDARY_COLUMNS,
+    SAFE_COLUMNS,
+    SliceCounts,
+    boundary_columns,
+    boundary_sentence,
+    bracket_sentence,
+    safe_columns,
+    slice_boundary,
+    slice_counts,
 )
-from sweep.analysis.boundary.types import CHI2_95, KINDS, LEVEL, SAFE_KINDS, STATUSES, RiskLR, SafeLR
+from sweep.analysis.boundary.types import (
+    CHI2_95,
+    KINDS,
+    LEVEL,
+    SAFE_KINDS,
+    STATUSES,
+    RiskLR,
+    SafeLR,
+)
 
 __all__ = [
-    "RESOLVE_FACTOR", "BoundaryBracket", "Cohort", "boundary_bracket", "next_cohorts", "resolved", "runs_to_resolve",
-    "BoundaryFit", "fit_boundary", "fit_boundary_batch", "fit_boundary_counts", "risk_lr", "Bracket", "LrRate",
-    "collapse_bracket", "rates_by_lr", "straddling_lrs", "BOUNDARY_COLUMNS", "SAFE_COLUMNS", "SliceCounts",
-    "boundary_columns", "boundary_sentence", "bracket_sentence", "safe_columns", "slice_boundary", "slice_counts",
-    "CHI2_95", "KINDS", "LEVEL", "SAFE_KINDS", "STATUSES", "RiskLR", "SafeLR",
+    "RESOLVE_FACTOR",
+    "BoundaryBracket",
+    "Cohort",
+    "boundary_bracket",
+    "next_cohorts",
+    "resolved",
+    "runs_to_resolve",
+    "BoundaryFit",
+    "fit_boundary",
+    "fit_boundary_batch",
+    "fit_boundary_counts",
+    "risk_lr",
+    "Bracket",
+    "LrRate",
+    "collapse_bracket",
+    "rates_by_lr",
+    "straddling_lrs",
+    "BOUNDARY_COLUMNS",
+    "SAFE_COLUMNS",
+    "SliceCounts",
+    "boundary_columns",
+    "boundary_sentence",
+    "bracket_sentence",
+    "safe_columns",
+    "slice_boundary",
+    "slice_counts",
+    "CHI2_95",
+    "KINDS",
+    "LEVEL",
+    "SAFE_KINDS",
+    "STATUSES",
+    "RiskLR",
+    "SafeLR",
 ]

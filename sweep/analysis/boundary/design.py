@@ -27,8 +27,8 @@ batch), and the highest expected safe LR wins (ties: the narrowest hi / safe rat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 from scipy.special import expit
@@ -38,8 +38,8 @@ from sweep.analysis.boundary.fit import BoundaryFit
 from sweep.analysis.boundary.penalized import Posterior
 from sweep.analysis.boundary.types import LEVEL, SAFE_RISK, _fmt
 
-RESOLVE_FACTOR = 10 ** 0.25  # refine.factor's default: a quarter decade (x1.78)
-NEAR = 10 ** 0.08  # a candidate lr within this factor (x1.2) of a tested lr is that lr
+RESOLVE_FACTOR = 10**0.25  # refine.factor's default: a quarter decade (x1.78)
+NEAR = 10**0.08  # a candidate lr within this factor (x1.2) of a tested lr is that lr
 LADDER_STEP = 1 / 8  # decades between the lrs a round may add
 RUN_COUNTS = (3, 6, 12, 24, 48, 96, 192)  # run counts tried by runs_to_resolve
 
@@ -49,10 +49,10 @@ class BoundaryBracket:
     """The tested lrs either side of the first failure: `lo`, the largest lr without any failure
     below `hi`, the smallest lr with one (either None when there is none)."""
 
-    lo: Optional[float]
+    lo: float | None
     lo_failed: int
     lo_runs: int
-    hi: Optional[float]
+    hi: float | None
     hi_failed: int
     hi_runs: int
     adjacent: bool  # no tested lr lies between the two
@@ -60,11 +60,15 @@ class BoundaryBracket:
     def text(self) -> str:
         if self.lo is None or self.hi is None:
             return ""
-        return (f"between lr {_fmt(self.lo)} ({self.lo_failed}/{self.lo_runs} collapsed) and lr {_fmt(self.hi)} "
-                f"({self.hi_failed}/{self.hi_runs})")
+        return (
+            f"between lr {_fmt(self.lo)} ({self.lo_failed}/{self.lo_runs} collapsed) and lr {_fmt(self.hi)} "
+            f"({self.hi_failed}/{self.hi_runs})"
+        )
 
 
-def boundary_bracket(lrs: Sequence[float], runs: Sequence[int], failed: Sequence[int]) -> BoundaryBracket:
+def boundary_bracket(
+    lrs: Sequence[float], runs: Sequence[int], failed: Sequence[int]
+) -> BoundaryBracket:
     """The bracket of the lr at 10% risk on the tested grid (ascending lrs with their counts)."""
     rows = sorted((float(lr), int(n), int(k)) for lr, n, k in zip(lrs, runs, failed) if n > 0)
     first = next((i for i, (_, _, k) in enumerate(rows) if k > 0), None)
@@ -109,7 +113,11 @@ def _expected_bounds(fit: BoundaryFit, plans: list[dict[float, float]]) -> np.nd
     x = np.log10(lrs)
     base_n = np.array([float(c.n[c.lr == lr].sum()) for lr in lrs])
     base_k = np.array([float(c.k[c.lr == lr].sum()) for lr in lrs])
-    risk = expit(fit._a + fit._b * x) if fit.modelled else np.full(len(lrs), fit.n_collapsed / fit.n_runs)
+    risk = (
+        expit(fit._a + fit._b * x)
+        if fit.modelled
+        else np.full(len(lrs), fit.n_collapsed / fit.n_runs)
+    )
     add = np.array([[p.get(lr, 0.0) for lr in lrs] for p in plans])
     n = base_n + add
     k = base_k + add * risk
@@ -129,7 +137,9 @@ def _on_ladder(lr: float) -> float:
     return float(f"{10 ** (round(math.log10(lr) / LADDER_STEP) * LADDER_STEP):.3g}")
 
 
-def _candidates(fit: BoundaryFit, bracket: BoundaryBracket, full: frozenset[float] = frozenset()) -> dict[float, str]:
+def _candidates(
+    fit: BoundaryFit, bracket: BoundaryBracket, full: frozenset[float] = frozenset()
+) -> dict[float, str]:
     """Candidate lrs of a modelled slice, each with why it is a candidate. A candidate within
     x1.2 of a tested lr is that lr, otherwise the nearest lr of the 1/8-decade ladder (new lrs
     never crowd: more runs at one place come as seeds); one at a `full` lr (it holds the most
@@ -148,13 +158,24 @@ def _candidates(fit: BoundaryFit, bracket: BoundaryBracket, full: frozenset[floa
         add(r.estimate, f"at the estimated lr_at_10 ({_fmt(r.estimate)})")
         for step in (-1, 1):
             lr = r.estimate * 10 ** (step * LADDER_STEP)
-            add(lr, f"1/8 decade {'below' if step < 0 else 'above'} the estimated lr_at_10 ({_fmt(r.estimate)})")
+            add(
+                lr,
+                f"1/8 decade {'below' if step < 0 else 'above'} the estimated lr_at_10 ({_fmt(r.estimate)})",
+            )
     elif r.kind == "below" or fit.safe.kind == "below":
-        add(fit.lr_min / 3, f"below the smallest lr tried ({_fmt(fit.lr_min)}): lr_at_10 lies lower")
+        add(
+            fit.lr_min / 3, f"below the smallest lr tried ({_fmt(fit.lr_min)}): lr_at_10 lies lower"
+        )
     if fit.safe.kind == "inside":
-        add(fit.safe.lr, f"at the safe lr ({_fmt(fit.safe.lr)}): runs there without a collapse raise it")
+        add(
+            fit.safe.lr,
+            f"at the safe lr ({_fmt(fit.safe.lr)}): runs there without a collapse raise it",
+        )
     if bracket.lo is not None and bracket.hi is not None:
-        add(math.sqrt(bracket.lo * bracket.hi), f"the geometric midpoint of the bracket {bracket.text()}")
+        add(
+            math.sqrt(bracket.lo * bracket.hi),
+            f"the geometric midpoint of the bracket {bracket.text()}",
+        )
     safe = fit.safe.lr if fit.safe.kind == "inside" else fit.lr_min
     top = r.hi if r.kind == "fit" and r.hi is not None else fit.lr_max
     for lr in tested:
@@ -162,29 +183,49 @@ def _candidates(fit: BoundaryFit, bracket: BoundaryBracket, full: frozenset[floa
             add(lr, "between the safe lr and the upper end of lr_at_10's 95% interval")
     fitted = r.kind == "fit" and r.estimate is not None
     centre, named = (r.estimate, "the estimated lr_at_10") if fitted else (safe, "the safe lr")
-    for step in range(2, 9):  # every lr near the boundary holds the most runs: the next ladder lrs out
+    for step in range(
+        2, 9
+    ):  # every lr near the boundary holds the most runs: the next ladder lrs out
         if out:
             break
         for sign in (-1, 1):
-            add(centre * 10 ** (sign * step * LADDER_STEP),
+            add(
+                centre * 10 ** (sign * step * LADDER_STEP),
                 f"{step}/8 decade {'below' if sign < 0 else 'above'} {named}: the lrs nearer hold "
-                f"the most runs one lr may (refine.max_seeds)")
+                f"the most runs one lr may (refine.max_seeds)",
+            )
     return out
 
 
-def next_cohorts(fit: BoundaryFit, new_runs: int, extra_runs: int, max_cohorts: int = 2,
-                 runs_at: Optional[dict[float, int]] = None, max_runs_per_lr: int = 20) -> list[Cohort]:
+def next_cohorts(
+    fit: BoundaryFit,
+    new_runs: int,
+    extra_runs: int,
+    max_cohorts: int = 2,
+    runs_at: dict[float, int] | None = None,
+    max_runs_per_lr: int = 20,
+) -> list[Cohort]:
     """One round of a slice: up to `max_cohorts` cohorts at different lrs (a new lr gets
     `new_runs`, a tested one `extra_runs`), best first; [] when nothing can be added."""
     c = fit._counts
     runs_at = runs_at or {float(lr): int(n) for lr, n in zip(c.lr, c.n)}
     if fit.n_collapsed == 0:
-        return [Cohort(_round_lr(fit.lr_max * 3), new_runs,
-                       f"no collapse up to lr {_fmt(fit.lr_max)}: extend upward to find the edge")]
+        return [
+            Cohort(
+                _round_lr(fit.lr_max * 3),
+                new_runs,
+                f"no collapse up to lr {_fmt(fit.lr_max)}: extend upward to find the edge",
+            )
+        ]
     rates = c.k / c.n
     if np.all(rates >= 0.5):
-        return [Cohort(_round_lr(fit.lr_min / 3), new_runs,
-                       f"collapse at lr {_fmt(fit.lr_min)} already (half its runs or more): extend downward")]
+        return [
+            Cohort(
+                _round_lr(fit.lr_min / 3),
+                new_runs,
+                f"collapse at lr {_fmt(fit.lr_min)} already (half its runs or more): extend downward",
+            )
+        ]
     bracket = boundary_bracket(c.lr, c.n, c.k)
     full = frozenset(lr for lr, n in runs_at.items() if n >= max_runs_per_lr)
     cands = _candidates(fit, bracket, full)  # full lrs are left out there
@@ -193,11 +234,15 @@ def next_cohorts(fit: BoundaryFit, new_runs: int, extra_runs: int, max_cohorts: 
     lrs = list(cands)
     sizes = [extra_runs if lr in runs_at else new_runs for lr in lrs]
     b = _expected_bounds(fit, [{lr: float(m)} for lr, m in zip(lrs, sizes)])
-    order = np.lexsort((b[:, 1] - b[:, 0], -b[:, 0]))  # the highest expected safe LR, then the narrowest
-    return [Cohort(lrs[i], sizes[i], cands[lrs[i]], lrs[i] not in runs_at) for i in order[:max_cohorts]]
+    order = np.lexsort(
+        (b[:, 1] - b[:, 0], -b[:, 0])
+    )  # the highest expected safe LR, then the narrowest
+    return [
+        Cohort(lrs[i], sizes[i], cands[lrs[i]], lrs[i] not in runs_at) for i in order[:max_cohorts]
+    ]
 
 
-def runs_to_resolve(fit: BoundaryFit, factor: float) -> Optional[int]:
+def runs_to_resolve(fit: BoundaryFit, factor: float) -> int | None:
     """Runs until the slice is `resolved`, if outcomes follow the fitted curve: the smallest count
     of 3, 6, ..., 192 that, split over the two lrs `next_cohorts` picks (where `sweep refine`'s
     next round goes), brings lr_at_10's upper 95% end within
@@ -210,7 +255,7 @@ def runs_to_resolve(fit: BoundaryFit, factor: float) -> Optional[int]:
         return max(runs_needed(SAFE_RISK) - int(fit._counts.n[-1]), 0)
     if not fit.modelled or fit.status == "flat":
         return None
-    cands = [c.lr for c in next_cohorts(fit, 3, 3, max_runs_per_lr=10 ** 9)]
+    cands = [c.lr for c in next_cohorts(fit, 3, 3, max_runs_per_lr=10**9)]
     if not cands:
         return None
     plans = [{lr: m / len(cands) for lr in cands} for m in RUN_COUNTS]

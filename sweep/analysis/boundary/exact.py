@@ -33,8 +33,10 @@ def no_collapse_statement(c: _Counts, q: float) -> RiskLR:
     ok = np.nonzero(bound < q)[0]
     if len(ok):
         return RiskLR(q, None, float(c.lr[ok[-1]]), None, "above", lr_min, lr_max)
-    note = (f"no collapse in {_runs(c.n.sum())} up to lr {_fmt(lr_max)}; at least "
-            f"{runs_needed(q)} runs at or above an lr are needed to place lr_at_{_pct(q)} above it")
+    note = (
+        f"no collapse in {_runs(c.n.sum())} up to lr {_fmt(lr_max)}; at least "
+        f"{runs_needed(q)} runs at or above an lr are needed to place lr_at_{_pct(q)} above it"
+    )
     return RiskLR(q, None, None, None, "unknown", lr_min, lr_max, note)
 
 
@@ -46,8 +48,10 @@ def all_collapsed_statement(c: _Counts, q: float) -> RiskLR:
     ok = np.nonzero(bound > q)[0]
     if len(ok):
         return RiskLR(q, None, None, float(c.lr[ok[0]]), "below", lr_min, lr_max)
-    note = (f"every run collapsed ({_runs(c.n.sum())}, down to lr {_fmt(lr_min)}); at least "
-            f"{runs_needed(1 - q)} runs at or below an lr are needed to place lr_at_{_pct(q)} below it")
+    note = (
+        f"every run collapsed ({_runs(c.n.sum())}, down to lr {_fmt(lr_min)}); at least "
+        f"{runs_needed(1 - q)} runs at or below an lr are needed to place lr_at_{_pct(q)} below it"
+    )
     return RiskLR(q, None, None, None, "unknown", lr_min, lr_max, note)
 
 
@@ -68,8 +72,10 @@ def single_lr_statement(c: _Counts, q: float) -> RiskLR:
         return RiskLR(q, None, None, lr, "below", lr, lr)
     if upper < q:
         return RiskLR(q, None, lr, None, "above", lr, lr)
-    note = (f"{int(k)} of {int(n)} runs collapsed at the single lr {_fmt(lr)} (95% bounds "
-            f"{lower:.2f}-{upper:.2f}), consistent with a {_pct(q)}% risk")
+    note = (
+        f"{int(k)} of {int(n)} runs collapsed at the single lr {_fmt(lr)} (95% bounds "
+        f"{lower:.2f}-{upper:.2f}), consistent with a {_pct(q)}% risk"
+    )
     return RiskLR(q, None, None, None, "unknown", lr, lr, note)
 
 
@@ -80,18 +86,30 @@ def exact_safe(c: _Counts, status: str) -> SafeLR:
     if status == "no-collapse":
         r = no_collapse_statement(c, SAFE_RISK)
         if r.kind == "above":
-            return SafeLR(lr_max, "above", **base) if r.lo == lr_max else SafeLR(r.lo, "inside", **base)
+            return (
+                SafeLR(lr_max, "above", **base)
+                if r.lo == lr_max
+                else SafeLR(r.lo, "inside", **base)
+            )
         more = runs_needed(SAFE_RISK) - int(c.n.sum())
-        return SafeLR(None, "below", note=(
-            f"no collapse in {_runs(c.n.sum())} up to lr {_fmt(lr_max)} keeps the risk below "
-            f"{100 * (1 - (1 - LEVEL) ** (1 / c.n.sum())):.0f}% at every lr tried; {runs_needed(SAFE_RISK)} runs "
-            f"at or above an lr show it below 10% ({more} more without a collapse)"), **base)
+        return SafeLR(
+            None,
+            "below",
+            note=(
+                f"no collapse in {_runs(c.n.sum())} up to lr {_fmt(lr_max)} keeps the risk below "
+                f"{100 * (1 - (1 - LEVEL) ** (1 / c.n.sum())):.0f}% at every lr tried; {runs_needed(SAFE_RISK)} runs "
+                f"at or above an lr show it below 10% ({more} more without a collapse)"
+            ),
+            **base,
+        )
     if status == "single-lr" and one_sided_cp(float(c.k[0]), float(c.n[0]))[1] < SAFE_RISK:
         return SafeLR(lr_max, "above", **base)
     return SafeLR(None, "below", **base)
 
 
-def exact_band(c: _Counts, status: str, x: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def exact_band(
+    c: _Counts, status: str, x: np.ndarray, level: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Pointwise two-sided `level` band of the risk at log10(lr) x for degenerate data, from the
     same exact bounds (each side at (1 - level) / 2)."""
     alpha = (1.0 - level) / 2

@@ -6,7 +6,7 @@ its learning rate and whether it collapsed::
 
     fit = fit_boundary(lrs, collapsed)          # one lr and one 0/1 per run of the slice
     fit.at_10.text()                            # "0.3 (95% CI 0.1-0.69)"
-    fit.safe.text()                             # "lr <= 0.14 keeps the collapse risk under 10% (95% confidence, 25 runs)"
+    fit.safe.text()      # "lr <= 0.14 keeps the collapse risk under 10% (95% confidence, 25 runs)"
     fit.at_50.kind, fit.at_50.lo                # "above", 0.3: lr_at_50 > 0.3 (95% confidence)
 
 Model
@@ -58,24 +58,56 @@ cached by its counts: the report asks for each slice's fit several times.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Optional, Sequence
 
 import numpy as np
 from scipy.special import expit, logit
 
 from sweep.analysis.boundary import exact
-from sweep.analysis.boundary.likelihood import _counts, _Counts, _risk_bound_note, _separated, _statement
+from sweep.analysis.boundary.likelihood import (
+    _Counts,
+    _counts,
+    _risk_bound_note,
+    _separated,
+    _statement,
+)
 from sweep.analysis.boundary.penalized import Posterior, firth_fit, penalized_loglik
-from sweep.analysis.boundary.plan import Bracket, LrRate, collapse_bracket, rates_by_lr, straddling_lrs
+from sweep.analysis.boundary.plan import (
+    Bracket,
+    LrRate,
+    collapse_bracket,
+    rates_by_lr,
+    straddling_lrs,
+)
 from sweep.analysis.boundary.types import (
-    CHI2_95, KINDS, LEVEL, SAFE_RISK, STATUSES, RiskLR, SafeLR,
+    CHI2_95,
+    KINDS,
+    LEVEL,
+    SAFE_RISK,
+    STATUSES,
+    RiskLR,
+    SafeLR,
 )
 
-__all__ = ["CHI2_95", "KINDS", "STATUSES", "BoundaryFit", "RiskLR", "SafeLR", "fit_boundary", "fit_boundary_counts",
-           "fit_boundary_batch",
-           "risk_lr", "Bracket", "LrRate", "collapse_bracket", "rates_by_lr", "straddling_lrs"]
+__all__ = [
+    "CHI2_95",
+    "KINDS",
+    "STATUSES",
+    "BoundaryFit",
+    "RiskLR",
+    "SafeLR",
+    "fit_boundary",
+    "fit_boundary_counts",
+    "fit_boundary_batch",
+    "risk_lr",
+    "Bracket",
+    "LrRate",
+    "collapse_bracket",
+    "rates_by_lr",
+    "straddling_lrs",
+]
 
 _LEVELS = ((1 - LEVEL) / 2, 1 - LEVEL, (1 + LEVEL) / 2)  # 2.5%, 5%, 97.5%
 
@@ -100,8 +132,8 @@ class BoundaryFit:
     lr_max: float
     n_lrs: int
     status: str
-    slope: Optional[float]
-    x50: Optional[float]
+    slope: float | None
+    x50: float | None
     at_10: RiskLR
     at_50: RiskLR
     safe: SafeLR
@@ -109,7 +141,7 @@ class BoundaryFit:
     _a: float = field(repr=False)  # risk = expit(a + b*log10(lr))
     _b: float = field(repr=False)
     _counts: _Counts = field(repr=False, compare=False)
-    _post: Optional[Posterior] = field(default=None, repr=False, compare=False)
+    _post: Posterior | None = field(default=None, repr=False, compare=False)
     # The posterior's 95% interval of log10(lr_at_q) for q = 0.1 and 0.5 before the tested range
     # cuts it (what calibration measures); empty for degenerate data.
     raw_intervals: dict = field(default_factory=dict, repr=False, compare=False)
@@ -128,8 +160,11 @@ class BoundaryFit:
         if np.any(~(lr > 0)):
             raise ValueError(f"learning rates must be > 0, but got {lr}")
         x = np.log10(lr)
-        inside = np.full(x.shape, True) if extrapolate else (
-            (lr >= self.lr_min * (1 - 1e-12)) & (lr <= self.lr_max * (1 + 1e-12)))
+        inside = (
+            np.full(x.shape, True)
+            if extrapolate
+            else ((lr >= self.lr_min * (1 - 1e-12)) & (lr <= self.lr_max * (1 + 1e-12)))
+        )
         return x, inside
 
     def risk(self, lr, extrapolate: bool = False) -> np.ndarray:
@@ -145,7 +180,9 @@ class BoundaryFit:
             p = expit(self._a + self._b * x)
         return np.where(inside, p, math.nan)
 
-    def band(self, lr, level: float = LEVEL, extrapolate: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def band(
+        self, lr, level: float = LEVEL, extrapolate: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Pointwise 95% band (lo, hi) of P(collapse) at each lr: the posterior's equal-tailed
         interval of the risk there (exact monotone bounds for degenerate data), widened where
         needed to hold the fitted curve. NaN outside the tested range unless `extrapolate`."""
@@ -165,6 +202,7 @@ class BoundaryFit:
 # Entry points
 # --------------------------------------------------------------------------------------------
 
+
 def fit_boundary(lrs: Sequence[float], collapsed: Sequence[bool | int]) -> BoundaryFit:
     """Fit the collapse curve of one slice from run-level outcomes (one lr and 0/1 per run)."""
     collapsed = np.asarray(collapsed).ravel()
@@ -173,8 +211,9 @@ def fit_boundary(lrs: Sequence[float], collapsed: Sequence[bool | int]) -> Bound
     return fit_boundary_counts(lrs, np.ones(collapsed.shape), collapsed.astype(float))
 
 
-def fit_boundary_counts(lrs: Sequence[float], n_runs: Sequence[int],
-                        n_collapsed: Sequence[int]) -> BoundaryFit:
+def fit_boundary_counts(
+    lrs: Sequence[float], n_runs: Sequence[int], n_collapsed: Sequence[int]
+) -> BoundaryFit:
     """Fit the collapse curve from counts: per entry an lr, its runs and its collapsed runs.
 
     Entries with the same lr are pooled; entries with 0 runs are ignored. Fits are cached by
@@ -183,15 +222,18 @@ def fit_boundary_counts(lrs: Sequence[float], n_runs: Sequence[int],
     return _fit(_counts(lrs, n_runs, n_collapsed).key)
 
 
-def fit_boundary_batch(lrs: Sequence[float], n_runs: Sequence[int], n_collapsed: np.ndarray,
-                       chunk: int = 100) -> list[BoundaryFit]:
+def fit_boundary_batch(
+    lrs: Sequence[float], n_runs: Sequence[int], n_collapsed: np.ndarray, chunk: int = 100
+) -> list[BoundaryFit]:
     """`fit_boundary_counts` for many slices that share one design (lrs and runs per lr), one
     row of `n_collapsed` (B, L) each: the same fits, computed together (what the simulation
     tests and benchmarks use; the report fits one slice at a time)."""
     rows = np.atleast_2d(np.asarray(n_collapsed, dtype=float))
     counts = [_counts(lrs, n_runs, r) for r in rows]
     mixed = [i for i, c in enumerate(counts) if 0 < c.k.sum() < c.n.sum() and len(c.x) > 1]
-    out: list[Optional[BoundaryFit]] = [None if i in set(mixed) else _fit(c.key) for i, c in enumerate(counts)]
+    out: list[BoundaryFit | None] = [
+        None if i in set(mixed) else _fit(c.key) for i, c in enumerate(counts)
+    ]
     if mixed:
         c0 = counts[mixed[0]]
         k = np.array([counts[i].k for i in mixed])
@@ -211,35 +253,98 @@ def _fit(key: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]) ->
     n, k = int(c.n.sum()), int(c.k.sum())
     if n == 0:
         unknown = [RiskLR(q, None, None, None, "unknown", note="no runs") for q in (0.1, 0.5)]
-        return BoundaryFit(0, 0, math.nan, math.nan, 0, "empty", None, None, *unknown,
-                           safe=SafeLR(None, "unknown", note="no runs"), loglik=0.0, _a=math.nan, _b=math.nan,
-                           _counts=c)
-    common = dict(n_runs=n, n_collapsed=k, lr_min=float(c.lr[0]), lr_max=float(c.lr[-1]), n_lrs=len(c.x), _counts=c)
-    degenerate = {0: "no-collapse", n: "all-collapsed"}.get(k) or ("single-lr" if len(c.x) == 1 else None)
+        return BoundaryFit(
+            0,
+            0,
+            math.nan,
+            math.nan,
+            0,
+            "empty",
+            None,
+            None,
+            *unknown,
+            safe=SafeLR(None, "unknown", note="no runs"),
+            loglik=0.0,
+            _a=math.nan,
+            _b=math.nan,
+            _counts=c,
+        )
+    common = dict(
+        n_runs=n,
+        n_collapsed=k,
+        lr_min=float(c.lr[0]),
+        lr_max=float(c.lr[-1]),
+        n_lrs=len(c.x),
+        _counts=c,
+    )
+    degenerate = {0: "no-collapse", n: "all-collapsed"}.get(k) or (
+        "single-lr" if len(c.x) == 1 else None
+    )
     if degenerate is not None:
-        statement = {"no-collapse": exact.no_collapse_statement, "all-collapsed": exact.all_collapsed_statement,
-                     "single-lr": exact.single_lr_statement}[degenerate]
+        statement = {
+            "no-collapse": exact.no_collapse_statement,
+            "all-collapsed": exact.all_collapsed_statement,
+            "single-lr": exact.single_lr_statement,
+        }[degenerate]
         rate = k / n
         a = -math.inf if k == 0 else math.inf if k == n else float(logit(rate))
-        return BoundaryFit(status=degenerate, slope=None, x50=None, at_10=statement(c, 0.1), at_50=statement(c, 0.5),
-                           safe=exact.exact_safe(c, degenerate), loglik=0.0, _a=a, _b=0.0, **common)
+        return BoundaryFit(
+            status=degenerate,
+            slope=None,
+            x50=None,
+            at_10=statement(c, 0.1),
+            at_50=statement(c, 0.5),
+            safe=exact.exact_safe(c, degenerate),
+            loglik=0.0,
+            _a=a,
+            _b=0.0,
+            **common,
+        )
     a, b = (float(v[0]) for v in firth_fit(c.x, c.n, c.k[None, :]))
     post = Posterior(c.x, c.n, c.k[None, :])
-    return _modelled(c, a, b, post, post.quantiles(0.1, _LEVELS)[0], post.quantiles(0.5, _LEVELS)[0])
+    return _modelled(
+        c, a, b, post, post.quantiles(0.1, _LEVELS)[0], post.quantiles(0.5, _LEVELS)[0]
+    )
 
 
-def _modelled(c: _Counts, a: float, b: float, post: Posterior, q10: np.ndarray, q50: np.ndarray) -> BoundaryFit:
+def _modelled(
+    c: _Counts, a: float, b: float, post: Posterior, q10: np.ndarray, q50: np.ndarray
+) -> BoundaryFit:
     """The fit of mixed data at two or more lrs from Firth's (a, b), the posterior and its 2.5%,
     5% and 97.5% quantiles of x_10 and x_50."""
-    common = dict(n_runs=int(c.n.sum()), n_collapsed=int(c.k.sum()), lr_min=float(c.lr[0]), lr_max=float(c.lr[-1]),
-                  n_lrs=len(c.x), _counts=c)
+    common = dict(
+        n_runs=int(c.n.sum()),
+        n_collapsed=int(c.k.sum()),
+        lr_min=float(c.lr[0]),
+        lr_max=float(c.lr[-1]),
+        n_lrs=len(c.x),
+        _counts=c,
+    )
     status = "flat" if b <= 0 else "separated" if _separated(c) else "fit"
     ll = float(penalized_loglik(c.x, c.n, c.k[None, :], np.array([a]), np.array([b]))[0])
-    curve = BoundaryFit(status=status, slope=b, x50=-a / b if b > 0 else None, at_10=None, at_50=None, safe=None,
-                        loglik=ll, _a=a, _b=b, _post=post, **common)
+    curve = BoundaryFit(
+        status=status,
+        slope=b,
+        x50=-a / b if b > 0 else None,
+        at_10=None,
+        at_50=None,
+        safe=None,
+        loglik=ll,
+        _a=a,
+        _b=b,
+        _post=post,
+        **common,
+    )
     raw = {0.1: (float(q10[0]), float(q10[2])), 0.5: (float(q50[0]), float(q50[2]))}
-    return BoundaryFit(**{**curve.__dict__, "at_10": _risk(curve, 0.1, q10), "at_50": _risk(curve, 0.5, q50),
-                          "safe": _safe(curve, float(q10[1])), "raw_intervals": raw})
+    return BoundaryFit(
+        **{
+            **curve.__dict__,
+            "at_10": _risk(curve, 0.1, q10),
+            "at_50": _risk(curve, 0.5, q50),
+            "safe": _safe(curve, float(q10[1])),
+            "raw_intervals": raw,
+        }
+    )
 
 
 def _firth_x(fit: BoundaryFit, q: float) -> float:
@@ -258,8 +363,11 @@ def risk_lr(fit: BoundaryFit, q: float) -> RiskLR:
     if fit.status == "empty":
         return RiskLR(q, None, None, None, "unknown", note="no runs")
     if not fit.modelled:
-        statement = {"no-collapse": exact.no_collapse_statement, "all-collapsed": exact.all_collapsed_statement,
-                     "single-lr": exact.single_lr_statement}[fit.status]
+        statement = {
+            "no-collapse": exact.no_collapse_statement,
+            "all-collapsed": exact.all_collapsed_statement,
+            "single-lr": exact.single_lr_statement,
+        }[fit.status]
         return statement(c, q)
     return _risk(fit, q, fit._post.quantiles(q, _LEVELS)[0])
 
@@ -277,9 +385,11 @@ def _safe(fit: BoundaryFit, bound: float) -> SafeLR:
     x0, x1 = float(c.x[0]), float(c.x[-1])
     if fit.status != "flat":
         bound = min(bound, _firth_x(fit, SAFE_RISK))
-    base = dict(lr_min=fit.lr_min, lr_max=fit.lr_max, n_runs=fit.n_runs, n_collapsed=fit.n_collapsed)
+    base = dict(
+        lr_min=fit.lr_min, lr_max=fit.lr_max, n_runs=fit.n_runs, n_collapsed=fit.n_collapsed
+    )
     if not bound >= x0:
         return SafeLR(None, "below", **base)
     if bound >= x1:
         return SafeLR(fit.lr_max, "above", **base)
-    return SafeLR(min(max(10.0 ** bound, fit.lr_min), fit.lr_max), "inside", **base)
+    return SafeLR(min(max(10.0**bound, fit.lr_min), fit.lr_max), "inside", **base)

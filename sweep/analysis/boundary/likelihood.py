@@ -4,8 +4,8 @@ make once the tested range is taken into account: never an extrapolated number."
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 from scipy.special import log_expit
@@ -40,8 +40,10 @@ def _counts(lrs: Sequence[float], n_runs: Sequence[float], n_collapsed: Sequence
     n = np.asarray(n_runs, dtype=float).ravel()
     k = np.asarray(n_collapsed, dtype=float).ravel()
     if not (lr.shape == n.shape == k.shape):
-        raise ValueError(f"lrs, n_runs and n_collapsed must have one entry each, but got "
-                         f"lengths {lr.size}, {n.size}, {k.size}")
+        raise ValueError(
+            f"lrs, n_runs and n_collapsed must have one entry each, but got "
+            f"lengths {lr.size}, {n.size}, {k.size}"
+        )
     bad = ~np.isfinite(lr) | (lr <= 0)
     if np.any(bad):
         raise ValueError(f"learning rates must be finite and > 0, but got {lr[bad]}")
@@ -60,7 +62,7 @@ def _separated(c: _Counts) -> bool:
     likelihood then has no finite slope (the curve is a step); Firth's penalty keeps it finite."""
     zero, full = c.k == 0, c.k == c.n
     first = int(np.argmax(~zero))  # the first LR with a collapse; every LR before it has none
-    return bool(np.all(full[first + 1:]) and (full[first] and first > 0 or not full[first]))
+    return bool(np.all(full[first + 1 :]) and (full[first] and first > 0 or not full[first]))
 
 
 def _statement(c: _Counts, q: float, est: float, lo: float, hi: float, note: str = "") -> RiskLR:
@@ -77,21 +79,31 @@ def _statement(c: _Counts, q: float, est: float, lo: float, hi: float, note: str
     out_low, out_high = lo > x0, hi < x1  # lr_min / lr_max excluded with 95% confidence
 
     def to_lr(t: float) -> float:  # log10 -> lr, kept inside the tested range despite rounding
-        return min(max(10.0 ** t, lr_min), lr_max)
+        return min(max(10.0**t, lr_min), lr_max)
 
-    everything = note or (f"any lr_at_{_pct(q)} in the tested range {_fmt(lr_min)}-{_fmt(lr_max)} "
-                          "and beyond is consistent with the data")
+    everything = note or (
+        f"any lr_at_{_pct(q)} in the tested range {_fmt(lr_min)}-{_fmt(lr_max)} "
+        "and beyond is consistent with the data"
+    )
     unknown = RiskLR(estimate=None, lo=None, hi=None, kind="unknown", note=everything, **base)
     if math.isnan(est):
         return unknown
     if est > x1:  # the fitted curve reaches q only beyond lr_max
         if lo > x1:
             return RiskLR(estimate=None, lo=lr_max, hi=None, kind="above", **base)
-        return RiskLR(estimate=None, lo=to_lr(lo), hi=None, kind="above", **base) if out_low else unknown
+        return (
+            RiskLR(estimate=None, lo=to_lr(lo), hi=None, kind="above", **base)
+            if out_low
+            else unknown
+        )
     if est < x0:
         if hi < x0:
             return RiskLR(estimate=None, lo=None, hi=lr_min, kind="below", **base)
-        return RiskLR(estimate=None, lo=None, hi=to_lr(hi), kind="below", **base) if out_high else unknown
+        return (
+            RiskLR(estimate=None, lo=None, hi=to_lr(hi), kind="below", **base)
+            if out_high
+            else unknown
+        )
     if not (out_low or out_high):
         return unknown
     estimate = to_lr(est)
@@ -100,7 +112,9 @@ def _statement(c: _Counts, q: float, est: float, lo: float, hi: float, note: str
     return RiskLR(estimate=estimate, lo=lo_lr, hi=hi_lr, kind="fit", **base)
 
 
-def _risk_bound_note(q: float, slope: Optional[float]) -> str:
+def _risk_bound_note(q: float, slope: float | None) -> str:
     """The note of a flat fit (collapse not rising with the lr)."""
-    return ("collapse does not increase with the lr in these data (slope clamped at 0); "
-            f"any lr_at_{_pct(q)} in the tested range is consistent with them")
+    return (
+        "collapse does not increase with the lr in these data (slope clamped at 0); "
+        f"any lr_at_{_pct(q)} in the tested range is consistent with them"
+    )

@@ -24,7 +24,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import expit, log_expit, logit
@@ -40,7 +40,9 @@ _MASS_CUT = 18.0  # grid points below max log-weight - 18 (1.5e-8) carry no mass
 _ETA = 30.0  # risk band ends are searched in logit(risk) within +-30
 
 
-def penalized_loglik(x: np.ndarray, n: np.ndarray, k: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def penalized_loglik(
+    x: np.ndarray, n: np.ndarray, k: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> np.ndarray:
     """l*(a, b) for each row of k (B, L) at (a, b) (B,)."""
     z = np.asarray(a)[..., None] + np.asarray(b)[..., None] * x
     w = n * np.exp(log_expit(z) + log_expit(-z))
@@ -49,8 +51,13 @@ def penalized_loglik(x: np.ndarray, n: np.ndarray, k: np.ndarray, a: np.ndarray,
     return ll + 0.5 * np.log(np.maximum(s0 * s2 - s1 * s1, 1e-300))
 
 
-def firth_fit(x: Sequence[float], n: Sequence[float], k: np.ndarray, start: tuple[np.ndarray, np.ndarray] | None = None,
-              iterations: int = 60) -> tuple[np.ndarray, np.ndarray]:
+def firth_fit(
+    x: Sequence[float],
+    n: Sequence[float],
+    k: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray] | None = None,
+    iterations: int = 60,
+) -> tuple[np.ndarray, np.ndarray]:
     """Firth's penalised maximum-likelihood (a, b) with b >= 0, for each row of k (B, L).
 
     Newton steps on the modified score U* = X'(k - n p + h (1/2 - p)) (h: the hat values), halved
@@ -128,11 +135,13 @@ class Posterior:
         if np.all(self.n == self.n[:1]):  # one design: its prior part is computed once
             prior = _log_prior(z, cu[None, :], self.n[0], self.x).reshape(1, -1)
         else:
-            prior = _log_prior(z[None], cu[None, None, :], self.n[:, None, None, :], self.x).reshape(len(self.k), -1)
+            prior = _log_prior(
+                z[None], cu[None, None, :], self.n[:, None, None, :], self.x
+            ).reshape(len(self.k), -1)
         lw = self.k @ z.reshape(-1, len(self.x)).T + prior  # (B, X*U)
         heavy = lw >= lw.max(-1, keepdims=True) - _MASS_CUT
         ix, iu = np.divmod(np.arange(lw.shape[1]), len(cu))
-        big = np.where(heavy, 0, 10 ** 9)
+        big = np.where(heavy, 0, 10**9)
         lo_x = cx[np.min(ix + big, axis=1)] - _COARSE_STEP
         hi_x = cx[np.max(np.where(heavy, ix, -1), axis=1)] + _COARSE_STEP
         du = cu[1] - cu[0]
@@ -142,15 +151,21 @@ class Posterior:
         self.lo = lo_x
         self.h = (hi_x - lo_x) / _FINE_X
         mid = lo_x[:, None] + self.h[:, None] * (np.arange(_FINE_X) + 0.5)  # (B, X)
-        self.u = lo_u[:, None] + (hi_u - lo_u)[:, None] * (np.arange(_FINE_U) + 0.5) / _FINE_U  # (B, U)
-        z = np.exp(self.u)[:, None, :, None] * (self.x[None, None, None, :] - mid[:, :, None, None])  # (B, X, U, L)
-        lw = (self.k[:, None, None, :] * z).sum(-1) + _log_prior(z, self.u[:, None, :], self.n[:, None, None, :], self.x)
+        self.u = (
+            lo_u[:, None] + (hi_u - lo_u)[:, None] * (np.arange(_FINE_U) + 0.5) / _FINE_U
+        )  # (B, U)
+        z = np.exp(self.u)[:, None, :, None] * (
+            self.x[None, None, None, :] - mid[:, :, None, None]
+        )  # (B, X, U, L)
+        lw = (self.k[:, None, None, :] * z).sum(-1) + _log_prior(
+            z, self.u[:, None, :], self.n[:, None, None, :], self.x
+        )
         w = np.exp(lw - lw.max(axis=(1, 2), keepdims=True))
         w /= w.sum(axis=(1, 2), keepdims=True)
         # Cumulative mass over x50 within each u row, at the cells' edges: (B, X + 1, U).
         self.cum = np.concatenate([np.zeros((len(w), 1, w.shape[2])), np.cumsum(w, axis=1)], axis=1)
 
-    def __getitem__(self, rows) -> "Posterior":
+    def __getitem__(self, rows) -> Posterior:
         """The posterior of some rows of the batch (an int keeps the batch axis, of length 1)."""
         rows = [rows] if isinstance(rows, (int, np.integer)) else rows
         out = object.__new__(Posterior)
@@ -164,7 +179,9 @@ class Posterior:
         n_x, n_u = self.cum.shape[1] - 1, self.cum.shape[2]
         pos = np.clip((y - self.lo[rows][:, None]) / self.h[rows][:, None], 0.0, float(n_x))
         i = np.minimum(pos.astype(np.int64), n_x - 1)
-        flat = (rows[:, None] * (n_x + 1) + i) * n_u + np.arange(n_u)  # index of the cell's left edge
+        flat = (rows[:, None] * (n_x + 1) + i) * n_u + np.arange(
+            n_u
+        )  # index of the cell's left edge
         left = np.take(self.cum, flat)
         right = np.take(self.cum, flat + n_u)
         return (left + (pos - i) * (right - left)).sum(-1)
@@ -208,7 +225,9 @@ def _log_prior(z: np.ndarray, u: np.ndarray, n: np.ndarray, x: np.ndarray) -> np
     2u (the Jacobian of (a, b) -> (x50, log b))."""
     p = expit(z)
     w = n * (p * (1.0 - p))
-    powers = np.stack([np.ones_like(x), x, x * x], axis=1)  # sums over the lrs as one matrix product
+    powers = np.stack(
+        [np.ones_like(x), x, x * x], axis=1
+    )  # sums over the lrs as one matrix product
     s = w @ powers
     half_logdet = 0.5 * np.log(np.maximum(s[..., 0] * s[..., 2] - s[..., 1] ** 2, 1e-300))
     return (n * log_expit(-z)).sum(-1) + half_logdet + 2.0 * u

@@ -5,8 +5,8 @@ the last stable and the first collapsing LR."""
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 from scipy.special import betaincinv
@@ -14,10 +14,10 @@ from scipy.special import betaincinv
 from sweep.analysis.boundary.likelihood import _counts
 from sweep.analysis.boundary.types import LEVEL
 
-
 # --------------------------------------------------------------------------------------------
 # Planning more runs
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LrRate:
@@ -52,7 +52,9 @@ def rates_by_lr(lrs: Sequence[float], collapsed: Sequence[bool | int]) -> list[L
     return out
 
 
-def straddling_lrs(lrs: Sequence[float], collapsed: Sequence[bool | int], q: float = 0.5) -> list[float]:
+def straddling_lrs(
+    lrs: Sequence[float], collapsed: Sequence[bool | int], q: float = 0.5
+) -> list[float]:
     """The LRs whose exact 95% collapse-rate interval contains q (ascending)."""
     return [r.lr for r in rates_by_lr(lrs, collapsed) if r.straddles(q)]
 
@@ -66,11 +68,11 @@ class Bracket:
     the runs collapsed (None when there is none). New LRs between the two narrow the boundary.
     """
 
-    last_stable: Optional[float]
-    first_collapsing: Optional[float]
+    last_stable: float | None
+    first_collapsing: float | None
 
     @property
-    def midpoint(self) -> Optional[float]:
+    def midpoint(self) -> float | None:
         """The geometric mean of the two ends, when both exist."""
         if self.last_stable is None or self.first_collapsing is None:
             return None

@@ -3,9 +3,9 @@ risk (`sweep.analysis.boundary` fits them), as verdicts.csv columns and sentence
 
 Usage::
 
-    fit = slice_boundary(rows)          # the summary rows of one slice (one per lr)
-    boundary_columns(fit)               # safe_lr, safe_lr_kind, bracket_lo, bracket_hi, runs_to_resolve, lr_at_10, ...
-    boundary_sentence(where, fit)       # "At ..., lr <= 0.14 keeps the collapse risk under 10% (95% confidence, ...) ..."
+    fit = slice_boundary(rows)     # the summary rows of one slice (one per lr)
+    boundary_columns(fit)          # safe_lr, safe_lr_kind, bracket_lo, bracket_hi, lr_at_10, ...
+    boundary_sentence(where, fit)  # "At ..., lr <= 0.14 keeps the collapse risk under 10% ..."
 
 Undecided runs (a drop the validation set could not confirm) are left out of the fit: they are
 neither collapses nor survivals. A run that never learned is a failure where its lr lies past the
@@ -16,17 +16,16 @@ learn is not unstable), and left out in between; see `slice_counts`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from sweep.analysis.boundary.design import RESOLVE_FACTOR, boundary_bracket, runs_to_resolve
 from sweep.analysis.boundary.fit import BoundaryFit, RiskLR, fit_boundary_counts
 from sweep.core.values import normalize
 
 SAFE_COLUMNS = ["safe_lr", "safe_lr_kind", "bracket_lo", "bracket_hi", "runs_to_resolve"]
-BOUNDARY_COLUMNS = [
-    f"lr_at_{q}{part}" for q in (10, 50) for part in ("", "_lo", "_hi", "_kind")
-]
+BOUNDARY_COLUMNS = [f"lr_at_{q}{part}" for q in (10, 50) for part in ("", "_lo", "_hi", "_kind")]
 
 
 LEARNING_MAJORITY = 0.5  # most runs learn in the learning range, most never learn past the edge
@@ -69,14 +68,30 @@ def slice_counts(rows: Sequence[dict[str, Any]]) -> SliceCounts:
     lrs = [float(r["lr"]) for r in rows]
     runs = [_int(r["n_runs"]) for r in rows]
     never = [_int(r.get("n_never_learned")) for r in rows]
-    learned = [(n - nl - _int(r.get("n_nonfinite"))) / n if n else 0.0 for r, n, nl in zip(rows, runs, never)]
+    learned = [
+        (n - nl - _int(r.get("n_nonfinite"))) / n if n else 0.0
+        for r, n, nl in zip(rows, runs, never)
+    ]
     peak = max(learned, default=0.0)
-    edge = max((lr for lr, share in zip(lrs, learned) if share == peak), default=None) \
-        if peak >= LEARNING_MAJORITY else None
-    start = next((lr for i, lr in enumerate(lrs) if edge is not None and lr > edge
-                  and all(share <= 1 - LEARNING_MAJORITY for share in learned[i:])), None)
+    edge = (
+        max((lr for lr, share in zip(lrs, learned) if share == peak), default=None)
+        if peak >= LEARNING_MAJORITY
+        else None
+    )
+    start = next(
+        (
+            lr
+            for i, lr in enumerate(lrs)
+            if edge is not None
+            and lr > edge
+            and all(share <= 1 - LEARNING_MAJORITY for share in learned[i:])
+        ),
+        None,
+    )
     past = [nl if start is not None and lr >= start else 0 for lr, nl in zip(lrs, never)]
-    between = [nl if edge is not None and lr > edge and not p else 0 for lr, nl, p in zip(lrs, never, past)]
+    between = [
+        nl if edge is not None and lr > edge and not p else 0 for lr, nl, p in zip(lrs, never, past)
+    ]
     decided = [n - _int(r.get("n_undecided")) - b for r, n, b in zip(rows, runs, between)]
     failed = [_int(r["n_collapsed"]) + p for r, p in zip(rows, past)]
     return SliceCounts(lrs, decided, failed, past, edge, start)
@@ -89,7 +104,12 @@ def slice_boundary(rows: Sequence[dict[str, Any]]) -> BoundaryFit:
 
 
 def _risk_columns(name: str, risk: RiskLR) -> dict[str, Any]:
-    return {name: risk.estimate, f"{name}_lo": risk.lo, f"{name}_hi": risk.hi, f"{name}_kind": risk.kind}
+    return {
+        name: risk.estimate,
+        f"{name}_lo": risk.lo,
+        f"{name}_hi": risk.hi,
+        f"{name}_kind": risk.kind,
+    }
 
 
 def safe_columns(fit: BoundaryFit, factor: float = RESOLVE_FACTOR) -> dict[str, Any]:
@@ -99,9 +119,13 @@ def safe_columns(fit: BoundaryFit, factor: float = RESOLVE_FACTOR) -> dict[str, 
     0 when resolved, empty when no count up to 192 would)."""
     c = fit._counts
     bracket = boundary_bracket(c.lr, c.n, c.k) if fit.n_runs else None
-    return {"safe_lr": fit.safe.lr, "safe_lr_kind": fit.safe.kind,
-            "bracket_lo": bracket.lo if bracket else None, "bracket_hi": bracket.hi if bracket else None,
-            "runs_to_resolve": runs_to_resolve(fit, factor) if fit.n_runs else None}
+    return {
+        "safe_lr": fit.safe.lr,
+        "safe_lr_kind": fit.safe.kind,
+        "bracket_lo": bracket.lo if bracket else None,
+        "bracket_hi": bracket.hi if bracket else None,
+        "runs_to_resolve": runs_to_resolve(fit, factor) if fit.n_runs else None,
+    }
 
 
 def boundary_columns(fit: BoundaryFit) -> dict[str, Any]:
@@ -116,10 +140,14 @@ def boundary_sentence(where: str, fit: BoundaryFit, counts: SliceCounts | None =
         return ""
     past = ""
     if counts is not None and counts.past_edge:
-        past = (f"; {counts.past_edge} run(s) that never learned at lr {counts.past_lr:g} and above, where most runs "
-                f"never learn, count as failed")
-    return (f"At {where}, {fit.safe.text()}; the collapse risk (a logistic fit over log lr, {fit.n_runs} runs{past}) "
-            f"reaches 10% at lr {fit.at_10.text()} and 50% at lr {fit.at_50.text()}.")
+        past = (
+            f"; {counts.past_edge} run(s) that never learned at lr {counts.past_lr:g} and above, where most runs "
+            f"never learn, count as failed"
+        )
+    return (
+        f"At {where}, {fit.safe.text()}; the collapse risk (a logistic fit over log lr, {fit.n_runs} runs{past}) "
+        f"reaches 10% at lr {fit.at_10.text()} and 50% at lr {fit.at_50.text()}."
+    )
 
 
 def bracket_sentence(fit: BoundaryFit, factor: float = RESOLVE_FACTOR) -> str:
@@ -133,6 +161,9 @@ def bracket_sentence(fit: BoundaryFit, factor: float = RESOLVE_FACTOR) -> str:
     if not (b.adjacent and b.hi / b.lo > factor and (fit.safe.lr or 0.0) <= b.lo * (1 + 1e-9)):
         return ""
     runs = runs_to_resolve(fit, factor)
-    more = (f"; about {runs} more runs there would put the safe lr within x{factor:.2f} of lr_at_10" if runs
-            else "")
+    more = (
+        f"; about {runs} more runs there would put the safe lr within x{factor:.2f} of lr_at_10"
+        if runs
+        else ""
+    )
     return f"The grid only brackets the boundary: {b.text()}; `sweep refine` adds lrs in between{more}."

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from scipy.special import chdtri
 
@@ -45,9 +44,9 @@ class RiskLR:
     """
 
     q: float
-    estimate: Optional[float]
-    lo: Optional[float]
-    hi: Optional[float]
+    estimate: float | None
+    lo: float | None
+    hi: float | None
     kind: str
     lr_min: float = math.nan
     lr_max: float = math.nan
@@ -77,7 +76,11 @@ class RiskLR:
             lo = _fmt(self.lo) if self.lo is not None else "<" + _fmt(self.lr_min)
             hi = _fmt(self.hi) if self.hi is not None else ">" + _fmt(self.lr_max)
             # A dash would read as a minus sign next to "1e-05" or "<0.01".
-            sep = "-" if (self.lo is not None and self.hi is not None and "e" not in lo + hi) else " to "
+            sep = (
+                "-"
+                if (self.lo is not None and self.hi is not None and "e" not in lo + hi)
+                else " to "
+            )
             return f"{_fmt(self.estimate)} (95% CI {lo}{sep}{hi})"
         if self.kind == "above":
             return f"above {_fmt(self.lo)} (95% confidence)"
@@ -99,7 +102,7 @@ class SafeLR:
     resolve a "below" (for a slice without any collapse: how many runs the exact bound needs).
     """
 
-    lr: Optional[float]
+    lr: float | None
     kind: str
     lr_min: float = math.nan
     lr_max: float = math.nan
@@ -111,13 +114,19 @@ class SafeLR:
         """One line, e.g. "lr <= 0.14 keeps the collapse risk under 10% (95% confidence, 25 runs)"."""
         runs = _runs(self.n_runs)
         if self.kind == "inside":
-            return f"lr <= {_fmt(self.lr)} keeps the collapse risk under 10% (95% confidence, {runs})"
+            return (
+                f"lr <= {_fmt(self.lr)} keeps the collapse risk under 10% (95% confidence, {runs})"
+            )
         if self.kind == "above":
             none = "no collapse in " if self.n_collapsed == 0 else ""
-            return (f"every lr tried, up to the largest, {_fmt(self.lr_max)}, keeps the collapse risk under 10% "
-                    f"(95% confidence, {none}{runs}): the safe lr lies above the largest lr tried")
+            return (
+                f"every lr tried, up to the largest, {_fmt(self.lr_max)}, keeps the collapse risk under 10% "
+                f"(95% confidence, {none}{runs}): the safe lr lies above the largest lr tried"
+            )
         if self.kind == "below":
-            text = (f"no lr tried is shown to keep the collapse risk under 10%: the safe lr lies below the "
-                    f"smallest lr tried, {_fmt(self.lr_min)} (95% confidence, {runs})")
+            text = (
+                f"no lr tried is shown to keep the collapse risk under 10%: the safe lr lies below the "
+                f"smallest lr tried, {_fmt(self.lr_min)} (95% confidence, {runs})"
+            )
             return text + (f"; {self.note}" if self.note else "")
         return "not determined" + (f": {self.note}" if self.note else "")

@@ -13,11 +13,25 @@ verdict says about them over a sweep).
 """
 
 from sweep.analysis.shapes.curves import (
-    LossJump, loss_jump, loss_jumps, noise_scale, usable_log_prefix, volatility, warmup_epochs,
+    LossJump,
+    loss_jump,
+    loss_jumps,
+    noise_scale,
+    usable_log_prefix,
+    volatility,
+    warmup_epochs,
 )
 from sweep.analysis.shapes.reading import loss_jump_sentence, shape_sentences, volatility_sentences
 
 __all__ = [
-    "LossJump", "loss_jump", "loss_jumps", "noise_scale", "usable_log_prefix", "volatility", "warmup_epochs",
-    "loss_jump_sentence", "shape_sentences", "volatility_sentences",
+    "LossJump",
+    "loss_jump",
+    "loss_jumps",
+    "noise_scale",
+    "usable_log_prefix",
+    "volatility",
+    "warmup_epochs",
+    "loss_jump_sentence",
+    "shape_sentences",
+    "volatility_sentences",
 ]

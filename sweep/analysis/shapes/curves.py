@@ -19,8 +19,8 @@ noise that a smooth trend does not inflate. "0.02" reads "the loss jitters by ab
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
 
 import numpy as np
 from scipy.special import ndtri
@@ -131,7 +131,7 @@ def loss_jump(
     min_rise: float = 1.1,
     min_before: int = 5,
     patience: int = 3,
-) -> Optional[LossJump]:
+) -> LossJump | None:
     """Find the first jump of the validation loss that never recovers, or None.
 
     The rule, in plain words, on the log of the loss. The run's own noise before a candidate
@@ -184,13 +184,13 @@ def loss_jump(
 
 
 def loss_jumps(
-    curves: Union[np.ndarray, Sequence[Sequence[float]]],
+    curves: np.ndarray | Sequence[Sequence[float]],
     *,
     z: float = DEFAULT_JUMP_Z,
     min_rise: float = 1.1,
     min_before: int = 5,
     patience: int = 3,
-) -> list[Optional[LossJump]]:
+) -> list[LossJump | None]:
     """`loss_jump` of each row of a (runs x epochs) array, vectorised over the runs.
 
     Gives the same answers as `loss_jump` row by row (rows holding a NaN, inf or non-positive
@@ -210,17 +210,23 @@ def loss_jumps(
     values = np.asarray(curves, dtype=float)
     if values.ndim != 2:
         raise ValueError(f"curves must be 2-D (runs x epochs), got shape {values.shape}")
-    results: list[Optional[LossJump]] = [None] * values.shape[0]
+    results: list[LossJump | None] = [None] * values.shape[0]
     clean = (np.isfinite(values) & (values > 0)).all(axis=1)
     clean_rows = np.flatnonzero(clean)
     for start in range(0, clean_rows.size, _CHUNK_ROWS):
         rows = clean_rows[start : start + _CHUNK_ROWS]
         # Contiguous rows (the usual case: every row clean) are sliced, not copied by indexing.
-        chunk = values[rows[0] : rows[-1] + 1] if rows[-1] - rows[0] == rows.size - 1 else values[rows]
-        for row, jump in zip(rows.tolist(), _scan(np.log(chunk), z, min_rise, min_before, patience)):
+        chunk = (
+            values[rows[0] : rows[-1] + 1] if rows[-1] - rows[0] == rows.size - 1 else values[rows]
+        )
+        for row, jump in zip(
+            rows.tolist(), _scan(np.log(chunk), z, min_rise, min_before, patience)
+        ):
             results[row] = jump
     for row in np.flatnonzero(~clean):
-        results[row] = loss_jump(values[row], z=z, min_rise=min_rise, min_before=min_before, patience=patience)
+        results[row] = loss_jump(
+            values[row], z=z, min_rise=min_rise, min_before=min_before, patience=patience
+        )
     return results
 
 
@@ -238,7 +244,7 @@ def _check_jump_parameters(z: float, min_rise: float, min_before: int, patience:
 
 def _scan(
     x: np.ndarray, z: float, min_rise: float, min_before: int, patience: int
-) -> list[Optional[LossJump]]:
+) -> list[LossJump | None]:
     """loss_jump on each row of x, a (runs x epochs) array of finite log losses.
 
     Conditions that need no noise scale are checked first, for every epoch of every row at
@@ -248,7 +254,7 @@ def _scan(
     that, in epoch order, until one passes everything.
     """
     runs, n = x.shape
-    results: list[Optional[LossJump]] = [None] * runs
+    results: list[LossJump | None] = [None] * runs
     first, last = int(min_before), n - int(patience)  # 0-based index k of the jump's epoch
     if last < first:
         return results
@@ -317,7 +323,7 @@ class _Rise:
     previous: float  # epoch k - 1
 
 
-def _verify_jump(x: np.ndarray, k: int, rise: _Rise, z: float, min_rise: float) -> Optional[LossJump]:
+def _verify_jump(x: np.ndarray, k: int, rise: _Rise, z: float, min_rise: float) -> LossJump | None:
     """Check the noise-scaled conditions for a jump at 0-based index k of one log curve."""
     scale = noise_scale(x[:k])
     # A noise-free history (scale 0) makes any positive step infinitely many noise sds.
@@ -336,7 +342,7 @@ def _verify_jump(x: np.ndarray, k: int, rise: _Rise, z: float, min_rise: float) 
     return LossJump(epoch=k + 1, before=before, after=after, ratio=ratio, z=size)
 
 
-def warmup_epochs(n_epochs: int, warmup: Union[float, int]) -> int:
+def warmup_epochs(n_epochs: int, warmup: float | int) -> int:
     """Number of leading epochs that warm-up skips.
 
     Args:
@@ -364,7 +370,7 @@ def warmup_epochs(n_epochs: int, warmup: Union[float, int]) -> int:
     return min(max(1, math.ceil(fraction * n_epochs)), n_epochs)
 
 
-def volatility(train_loss: Sequence[float], warmup: Union[float, int] = 0.2) -> float:
+def volatility(train_loss: Sequence[float], warmup: float | int = 0.2) -> float:
     """How much the training loss fluctuates from epoch to epoch, after warm-up.
 
     The statistic is `noise_scale` of the log loss after warm-up: 1.4826 x the median

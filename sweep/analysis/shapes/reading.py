@@ -3,17 +3,20 @@
 Usage: ``shape_sentences(summary, runs, axes)`` -> sentences for the verdict paragraph
 (sweep.analysis.reading). Pure functions of the tables.
 
-- Loss jumps (sweep.analysis.shapes.curves.loss_jump): where runs had a validation-loss jump that never
-  recovered, how many of those runs no collapse mode caught, and how big the jumps were.
+- Loss jumps (sweep.analysis.shapes.curves.loss_jump): where runs had a validation-loss jump
+  that never recovered, how many of those runs no collapse mode caught, and how big the jumps
+  were.
 - Fluctuation: how the training loss's epoch-to-epoch jitter (volatility) and the spread of its
-  per-step losses within an epoch (step_loss_cv) change with batch size and with lr. A direction is stated only where the 95% intervals of the two ends do not
-  overlap; otherwise the sentence says the difference is within the seeds' spread.
+  per-step losses within an epoch (step_loss_cv) change with batch size and with lr. A direction
+  is stated only where the 95% intervals of the two ends do not overlap; otherwise the sentence
+  says the difference is within the seeds' spread.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -41,26 +44,39 @@ def loss_jump_sentence(summary: pd.DataFrame, runs: pd.DataFrame, axes: Sequence
     jumped = runs[runs["loss_jump_epoch"].notna()]
     quiet = jumped[~jumped["collapsed"].astype(bool)]
     rows = rows.sort_values("loss_jump_rate", ascending=False, kind="stable")
-    named = [f"{int(r['n_loss_jump'])}/{int(r['n_runs'])} runs at "
-             f"{setting_label({a: normalize(r[a]) for a in axes}, axes)} (95% CI "
-             f"{float(r['loss_jump_rate_lo']):.0%}-{float(r['loss_jump_rate_hi']):.0%})"
-             for r in rows.head(3).to_dict("records")]
+    named = [
+        f"{int(r['n_loss_jump'])}/{int(r['n_runs'])} runs at "
+        f"{setting_label({a: normalize(r[a]) for a in axes}, axes)} (95% CI "
+        f"{float(r['loss_jump_rate_lo']):.0%}-{float(r['loss_jump_rate_hi']):.0%})"
+        for r in rows.head(3).to_dict("records")
+    ]
     more = f" and {len(rows) - 3} more settings" if len(rows) > 3 else ""
     ratio = nanmedian([float(v) for v in jumped["loss_jump_ratio"]])
     epoch = nanmedian([float(v) for v in jumped["loss_jump_epoch"]])
-    uncaught = (f"; {len(quiet)} of them did not collapse, so only this count shows them" if len(quiet)
-                else "; every one of them also collapsed")
-    return (f"The validation loss jumped and never came back (a loss jump: a sudden rise far above the run's own "
-            f"epoch-to-epoch noise that lasts to the end) in "
-            f"{'; '.join(named)}{more}. The loss rose to a median {ratio:.2f}x its lowest value, around epoch "
-            f"{epoch:.0f}{uncaught}.")
+    uncaught = (
+        f"; {len(quiet)} of them did not collapse, so only this count shows them"
+        if len(quiet)
+        else "; every one of them also collapsed"
+    )
+    return (
+        f"The validation loss jumped and never came back (a loss jump: a sudden rise far above the run's own "
+        f"epoch-to-epoch noise that lasts to the end) in "
+        f"{'; '.join(named)}{more}. The loss rose to a median {ratio:.2f}x its lowest value, around epoch "
+        f"{epoch:.0f}{uncaught}."
+    )
 
 
 # The two fluctuation statistics, as the verdict names them.
 MEASURES = (
-    ("volatility", "Training-loss volatility (the epoch-to-epoch jitter of the log loss after warm-up)"),
-    ("step_loss_cv", "The spread of the per-step training losses within an epoch (step_loss_cv, as a share of "
-                     "the epoch's mean)"),
+    (
+        "volatility",
+        "Training-loss volatility (the epoch-to-epoch jitter of the log loss after warm-up)",
+    ),
+    (
+        "step_loss_cv",
+        "The spread of the per-step training losses within an epoch (step_loss_cv, as a share of "
+        "the epoch's mean)",
+    ),
 )
 
 
@@ -80,17 +96,26 @@ def volatility_sentences(summary: pd.DataFrame, axes: Sequence[str]) -> list[str
     return out
 
 
-def _trend_sentence(summary: pd.DataFrame, axes: Sequence[str], axis: str, noun: str, column: str,
-                    name: str) -> str:
+def _trend_sentence(
+    summary: pd.DataFrame, axes: Sequence[str], axis: str, noun: str, column: str, name: str
+) -> str:
     """One sentence: across the slices along `axis`, does `column` rise or fall from the smallest
     to the largest value, beyond the seeds' spread (disjoint 95% intervals)?"""
     others = [a for a in axes if a != axis]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in summary.to_dict("records"):
         groups.setdefault(tuple(normalize(r[a]) for a in others), []).append(r)
-    calls: dict[str, list[tuple[tuple[Any, ...], list[dict[str, Any]]]]] = {"falls": [], "rises": [], "same": []}
+    calls: dict[str, list[tuple[tuple[Any, ...], list[dict[str, Any]]]]] = {
+        "falls": [],
+        "rises": [],
+        "same": [],
+    }
     for key, rows in groups.items():
-        rows = [r for r in sorted(rows, key=lambda r: float(r[axis])) if is_finite(normalize(r.get(column)))]
+        rows = [
+            r
+            for r in sorted(rows, key=lambda r: float(r[axis]))
+            if is_finite(normalize(r.get(column)))
+        ]
         if len(rows) < 2:
             continue
         calls[_direction(rows[0], rows[-1], column)].append((key, rows))
@@ -101,12 +126,16 @@ def _trend_sentence(summary: pd.DataFrame, axes: Sequence[str], axis: str, noun:
     slices = "the one slice that varies it" if n == 1 else f"any of the {n} slices that vary it"
     if not decided:
         key, rows = calls["same"][0]
-        return (f"{name} does not change with {noun} beyond the seeds' spread in {slices} "
-                f"({_example(key, rows, others, axis, column)}).")
+        return (
+            f"{name} does not change with {noun} beyond the seeds' spread in {slices} "
+            f"({_example(key, rows, others, axis, column)})."
+        )
     main = "falls" if len(calls["falls"]) >= len(calls["rises"]) else "rises"
     key, rows = max(calls[main], key=lambda kr: abs(math.log(_ratio(kr[1], column))))
-    text = (f"{name} {main} as {noun} grows in {len(calls[main])} of {n} slice{'s' if n != 1 else ''} "
-            f"(95% intervals apart at the two ends): {_example(key, rows, others, axis, column)}")
+    text = (
+        f"{name} {main} as {noun} grows in {len(calls[main])} of {n} slice{'s' if n != 1 else ''} "
+        f"(95% intervals apart at the two ends): {_example(key, rows, others, axis, column)}"
+    )
     other = "rises" if main == "falls" else "falls"
     if calls[other]:
         text += f"; it {other} in {len(calls[other])}"
@@ -128,10 +157,14 @@ def _direction(first: dict[str, Any], last: dict[str, Any], column: str = "volat
     return "same"
 
 
-def _example(key: tuple[Any, ...], rows: list[dict[str, Any]], others: Sequence[str], axis: str, column: str) -> str:
+def _example(
+    key: tuple[Any, ...], rows: list[dict[str, Any]], others: Sequence[str], axis: str, column: str
+) -> str:
     where = setting_label(dict(zip(others, key)), list(others))
     at = "lr=" if axis == "lr" else "batch size " if axis == "batch_size" else f"{axis}="
-    values = ", ".join(f"{float(r[column]):.3g} at {at}{value_label(normalize(r[axis]))}" for r in rows)
+    values = ", ".join(
+        f"{float(r[column]):.3g} at {at}{value_label(normalize(r[axis]))}" for r in rows
+    )
     return f"at {where}: {values}"
 
 
@@ -140,6 +173,6 @@ def _ratio(rows: list[dict[str, Any]], column: str) -> float:
     return b / a if a > 0 and b > 0 else 1.0
 
 
-def _bound(row: dict[str, Any], column: str) -> Optional[float]:
+def _bound(row: dict[str, Any], column: str) -> float | None:
     v = normalize(row.get(column))
     return float(v) if isinstance(v, (int, float)) and not math.isnan(v) else None

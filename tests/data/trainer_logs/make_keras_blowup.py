@@ -35,8 +35,20 @@ from sklearn.datasets import load_digits
 digits = load_digits()
 x, y = (digits.images / 16.0).astype("float32"), digits.target
 keras.utils.set_random_seed(0)
-model = keras.Sequential([keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(32), keras.layers.Dense(10)])
-model.compile(optimizer=keras.optimizers.SGD(float(sys.argv[1]), momentum=0.9),
-              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-model.fit(x[360:], y[360:], validation_data=(x[:360], y[:360]), epochs=int(sys.argv[3]), batch_size=32, verbose=2,
-          callbacks=[keras.callbacks.CSVLogger(sys.argv[2]), keras.callbacks.TerminateOnNaN()])
+model = keras.Sequential(
+    [keras.Input((8, 8)), keras.layers.Flatten(), keras.layers.Dense(32), keras.layers.Dense(10)]
+)
+model.compile(
+    optimizer=keras.optimizers.SGD(float(sys.argv[1]), momentum=0.9),
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    metrics=["accuracy"],
+)
+model.fit(
+    x[360:],
+    y[360:],
+    validation_data=(x[:360], y[:360]),
+    epochs=int(sys.argv[3]),
+    batch_size=32,
+    verbose=2,
+    callbacks=[keras.callbacks.CSVLogger(sys.argv[2]), keras.callbacks.TerminateOnNaN()],
+)
