@@ -17,6 +17,12 @@ when the run must end: its loss went non-finite (a `nonfinite` collapse: no comp
 it ran past `trainer.timeout_minutes` (checked at each report), or the worker was asked to stop.
 Python's, NumPy's and torch's random generators are seeded with the seed before the call. An
 exception is a crashed run (its traceback is kept), never a collapse.
+
+`checkpoint_dir` is kept until the trial is stored. A run started again after a kill (the same
+command) finds it as its last attempt left it: a function that resumes from it reports on from
+its next epoch, and those reports join the earlier attempt's (one that goes back to an earlier
+epoch drops what was logged after it, as for a metrics file). With an empty folder the run
+starts afresh.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from sweep.core.errors import StopRequested, UserError
@@ -110,9 +117,8 @@ class FunctionTrainer(ExternalTrainer):
     ) -> RunRecord:
         resumable = paths.prepare()
         log_file = paths.run_dir / LOG_NAME
-        if not resumable:
-            log_file.unlink(missing_ok=True)
-        lines: list[str] = []
+        lines = earlier_reports(log_file) if resumable else []
+        log_file.write_text("".join(lines), encoding="utf-8")
         start = time.monotonic()
         state: dict[str, Any] = {"log": None, "error": None}
 
@@ -192,6 +198,17 @@ class FunctionTrainer(ExternalTrainer):
         return self.record(
             seed, log, ending, paths, time.monotonic() - start, f"function on {self.device}"
         )
+
+
+def earlier_reports(log_file: Path) -> list[str]:
+    """The whole lines an earlier attempt of this run reported (a function resuming from its
+    checkpoint folder reports on from there: its log is the earlier epochs and the new ones); a
+    last line cut by a kill mid-write is left out."""
+    try:
+        text = log_file.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [line + "\n" for line in text.split("\n")[:-1]]
 
 
 def _number(value: Any) -> float:
