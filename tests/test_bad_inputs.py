@@ -745,14 +745,24 @@ CASES = [
     ),
     case(
         "trainer-n-val-missing",
-        ("trainer=command", f"trainer.command=python {TRAIN}", "trainer.chance=0.25"),
+        (
+            "trainer=command",
+            f"trainer.command=python {TRAIN}",
+            "trainer.chance=0.25",
+            "trainer.metric=acc",
+        ),
         "trainer.n_val",
-        "noise-aware",
+        "sampling noise",
         "trainer.n_val=N",
     ),
     case(
         "trainer-chance-missing",
-        ("trainer=command", f"trainer.command=python {TRAIN}", "trainer.n_val=40"),
+        (
+            "trainer=command",
+            f"trainer.command=python {TRAIN}",
+            "trainer.n_val=40",
+            "trainer.metric=acc",
+        ),
         "trainer.chance",
         "guessing",
         "trainer.chance=log",

@@ -49,6 +49,10 @@ def test_contract_names_and_defaults_cover_the_curve_columns():
         "epoch_lr",
         "val_loss_sd",
         "train_loss_sd",
+        "update_ratio",
+        "sat_frac",
+        "crit_lr",
+        "logit_lse",
     }
     assert set(DEFAULT_COLUMNS) == set(CONTRACT_COLUMNS)
     assert DEFAULT_COLUMNS["val_acc"][:2] == ("val_acc", "val_accuracy")
@@ -157,7 +161,7 @@ def test_real_lightning_file_before_the_header_grew_is_an_empty_log_while_runnin
     )  # Lightning had not rewritten it yet
     assert read_log(path, final=False).epochs == []
     with pytest.raises(LogError, match="no validation accuracy column"):
-        read_log(path, final=True)
+        read_log(path, final=True, metric="acc")
 
 
 def test_real_lightning_file_mid_epoch_leaves_out_the_unfinished_epoch():
@@ -312,12 +316,13 @@ def test_user_mapping_of_the_epoch_column():
 
 def test_missing_val_acc_column_says_how_to_map_it():
     with pytest.raises(LogError) as e:
-        parse_log("epoch,loss,acc\n0,1.0,0.5\n", path="/x/metrics.csv")
+        parse_log("epoch,loss,acc\n0,1.0,0.5\n", path="/x/metrics.csv", metric="acc")
     message = str(e.value)
     assert message.startswith(
         "metrics file /x/metrics.csv has no validation accuracy column (looked for val_acc, "
     )
-    assert message.endswith("name yours with trainer.columns.val_acc=COLUMN")
+    assert "name yours with trainer.columns.val_acc=COLUMN" in message
+    assert message.endswith("or use trainer.metric=auto for calls from the loss")
     assert "\n" not in message
 
 

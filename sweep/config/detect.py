@@ -17,6 +17,10 @@ class DetectConfig(Checked):
     set's size, at the false-alarm budget `alpha`.
     """
 
+    # which curve the calls read: auto (the accuracy where it measures the training, else the
+    # loss), acc, or loss (validation loss when logged, else training loss); a user's training
+    # may say the same with trainer.metric
+    metric: str = "auto"
     drop: float = 0.5  # diverged: lost this share of what it had learned over chance ...
     patience: int = 3  # ... and stayed below that for at least this many epochs, to the end
     # never learned: best accuracy below chance + min_gain (or below the noise floor)
@@ -32,6 +36,13 @@ class DetectConfig(Checked):
     def check(self, prefix: str) -> None:
         for name in ("drop", "min_gain", "constant_frac"):
             self.require(0 < getattr(self, name) < 1, prefix, name, "must be in (0, 1)")
+        self.require(
+            self.metric in ("auto", "acc", "loss"),
+            prefix,
+            "metric",
+            "must be one of auto, acc, loss",
+            "e.g. detect.metric=loss (calls from the loss curve)",
+        )
         self.require(self.patience >= 1, prefix, "patience", "must be >= 1 epoch")
         self.require(self.spike_factor > 1, prefix, "spike_factor", "must be > 1")
         self.require(0 < self.alpha <= 0.2, prefix, "alpha", "must be in (0, 0.2]")
@@ -41,6 +52,7 @@ class DetectConfig(Checked):
 
 # What each threshold means, shown next to its value in the report.
 DETECT_MEANINGS = {
+    "metric": "which curve the calls read: acc (validation accuracy) or the loss (val_loss, else train_loss)",
     "drop": "a run diverged when val_acc fell below chance + (1 - drop) x (best - chance) and stayed there",
     "patience": "... for at least this many epochs until the end of training",
     "min_gain": "a finite run whose best stays below chance + min_gain (or the noise floor) never learned",

@@ -7,9 +7,11 @@
 - a function, `trainer._target_: mytrain.fit`: a user's Python training function called in the
   worker process, reporting each epoch through a callback (`TargetTrainer`).
 
-The command and the function trainers share `ExternalTrainer`: what the noise-aware calls need
-to know about the user's validation set (`n_val`, `chance`), how long a run may take, and how the
-user's metric names map onto lrsweep's.
+The command and the function trainers share `ExternalTrainer`: which curve the collapse calls
+read (`metric`: the accuracy, or the loss when the training logs no meaningful accuracy), what
+the noise-aware accuracy calls need to know about the user's validation set (`n_val`, `chance`),
+the loss of knowing nothing (`chance_loss`), how long a run may take, and how the user's metric
+names map onto lrsweep's.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from typing import Any
 from sweep.config.rules import Checked, rule_error
 
 FROM_LOG = "log"  # trainer.n_val=log / trainer.chance=log: read from the metrics the run writes
+# Which curve the collapse calls read: `auto` (the accuracy when the log has one and n_val and
+# chance are known and it measures the training, else the loss), `acc` or `loss`.
+METRICS = ("auto", "acc", "loss")
 
 
 @dataclass
@@ -45,15 +50,22 @@ class BuiltinTrainer(TrainerConfig):
 def _check_external(trainer: Any, prefix: str) -> None:
     """The rules of ExternalTrainer's fields (also for a function trainer's node)."""
     n_val, chance = trainer.n_val, trainer.chance
-    if n_val is None:
+    if trainer.metric not in METRICS:
+        raise rule_error(
+            f"{prefix}.metric",
+            f"must be one of {', '.join(METRICS)}",
+            trainer.metric,
+            f"e.g. {prefix}.metric=loss (calls from the loss: a training without an accuracy)",
+        )
+    if trainer.metric == "acc" and n_val is None:
         raise rule_error(
             f"{prefix}.n_val",
-            "the noise-aware collapse calls need the number of validation items "
-            "your training evaluates on",
+            "the accuracy calls (metric=acc) test against sampling noise, so they need the "
+            "number of validation items your training evaluates on",
             None,
             f"set {prefix}.n_val=N, or {prefix}.n_val=log when the metrics hold an n_val column",
         )
-    if n_val != FROM_LOG and not (
+    if n_val is not None and n_val != FROM_LOG and not (
         isinstance(n_val, int) and not isinstance(n_val, bool) and n_val >= 1
     ):
         raise rule_error(
@@ -62,15 +74,15 @@ def _check_external(trainer: Any, prefix: str) -> None:
             n_val,
             f"e.g. {prefix}.n_val=500",
         )
-    if chance is None:
+    if trainer.metric == "acc" and chance is None:
         raise rule_error(
             f"{prefix}.chance",
-            "the collapse calls need the accuracy of guessing (the majority "
+            "the accuracy calls (metric=acc) need the accuracy of guessing (the majority "
             "class's share of the validation set)",
             None,
             f"set {prefix}.chance=P (e.g. 0.1 for 10 balanced classes), or {prefix}.chance=log",
         )
-    if chance != FROM_LOG and not (
+    if chance is not None and chance != FROM_LOG and not (
         isinstance(chance, (int, float)) and not isinstance(chance, bool) and 0 <= chance < 1
     ):
         raise rule_error(
@@ -78,6 +90,19 @@ def _check_external(trainer: Any, prefix: str) -> None:
             "must be a number in [0, 1) or log",
             chance,
             f"e.g. {prefix}.chance=0.1",
+        )
+    chance_loss = trainer.chance_loss
+    if chance_loss is not None and chance_loss != FROM_LOG and not (
+        isinstance(chance_loss, (int, float))
+        and not isinstance(chance_loss, bool)
+        and math.isfinite(chance_loss)
+        and chance_loss > 0
+    ):
+        raise rule_error(
+            f"{prefix}.chance_loss",
+            "must be a number > 0 (the loss of knowing nothing) or log",
+            chance_loss,
+            f"e.g. {prefix}.chance_loss=2.303 (cross-entropy of 10 balanced classes: ln 10)",
         )
     if not (math.isfinite(trainer.timeout_minutes) and trainer.timeout_minutes >= 0):
         raise rule_error(
@@ -100,10 +125,18 @@ def _check_external(trainer: Any, prefix: str) -> None:
 class ExternalTrainer(TrainerConfig):
     """What the command and function trainers share."""
 
-    # Validation items each accuracy is measured on, and the accuracy of guessing: the collapse
-    # calls test against the sampling noise these imply. A number, or `log` (a column of the metrics).
+    # Which curve the collapse calls read: auto, acc (the accuracy; needs n_val and chance) or
+    # loss (the validation loss when logged, else the training loss).
+    metric: str = "auto"
+    # Validation items each accuracy is measured on, and the accuracy of guessing: the accuracy
+    # calls test against the sampling noise these imply. A number, or `log` (a column of the
+    # metrics). Not needed for calls from the loss.
     n_val: Any = None
     chance: Any = None
+    # The loss of knowing nothing (cross-entropy: the entropy of the label frequencies; MSE: the
+    # variance of the targets), the reference of the loss calls; a number, `log`, or null: the
+    # run's first logged loss.
+    chance_loss: Any = None
     # a run still going after this long is stopped and recorded as timed out (0: no limit)
     timeout_minutes: float = 0.0
     # lrsweep's curve name -> the metric name your training logs, where the defaults do not find it
@@ -149,7 +182,7 @@ class CommandTrainer(ExternalTrainer):
 
 TRAINERS: dict[str, type] = {"builtin": BuiltinTrainer, "command": CommandTrainer}
 # The keys of a function trainer's node that are lrsweep's, not the function's keyword arguments.
-TARGET_OPTIONS = ("n_val", "chance", "timeout_minutes", "columns")
+TARGET_OPTIONS = ("metric", "n_val", "chance", "chance_loss", "timeout_minutes", "columns")
 
 
 @dataclass

@@ -59,6 +59,7 @@ class RunRecord:
     log_path: str = ""  # where its output is kept (a user's training)
     n_val: int | None = None  # validation items and chance as the run's own metrics stated them
     chance: float | None = None
+    chance_loss: float | None = None  # the loss of knowing nothing, as config or metrics state it
 
     @property
     def epochs_run(self) -> int:
@@ -84,7 +85,8 @@ def decode_floats(text: str) -> np.ndarray:
 
 
 FAILURES = ("crashed", "timed_out")
-_OPTIONAL = ("failure", "failure_reason", "log_path", "n_val", "chance")  # stored only when set
+# stored only when set
+_OPTIONAL = ("failure", "failure_reason", "log_path", "n_val", "chance", "chance_loss")
 
 
 def encode_record(record: Any) -> dict[str, Any]:

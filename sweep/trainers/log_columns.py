@@ -24,9 +24,19 @@ CONTRACT_COLUMNS: tuple[str, ...] = (
     "epoch_lr",
     "val_loss_sd",
     "train_loss_sd",
+    # the signals of why a run collapsed (docs/why-it-collapsed.md), from lrsweep's callbacks
+    "update_ratio",
+    "sat_frac",
+    "crit_lr",
+    "logit_lse",
 )
-#: `grad_norm_mean/<group>` and `grad_norm_max/<group>` columns pass through by their own name.
-GROUP_PREFIXES: tuple[str, ...] = ("grad_norm_mean/", "grad_norm_max/")
+#: Per-group columns (`grad_norm_mean/<group>`, ...) pass through by their own name.
+GROUP_PREFIXES: tuple[str, ...] = (
+    "grad_norm_mean/",
+    "grad_norm_max/",
+    "update_ratio/",
+    "sat_frac/",
+)
 
 #: Contract name -> the file columns it is read from, in order of preference.
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -73,13 +83,24 @@ DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
     "pred_top_frac": ("pred_top_frac",),
     "val_loss_sd": ("val_loss_sd",),
     "train_loss_sd": ("train_loss_sd",),
+    "update_ratio": ("update_ratio",),
+    "sat_frac": ("sat_frac",),
+    "crit_lr": ("crit_lr",),
+    "logit_lse": ("logit_lse",),
 }
 #: Not curves, but read from the log too (and mappable with `columns`).
 EXTRA_COLUMNS: dict[str, tuple[str, ...]] = {
     "epoch": ("epoch",),
     "n_val": ("n_val",),
     "chance": ("chance",),
+    "chance_loss": ("chance_loss",),
+    # the layer where a NaN/inf first appeared (a word, on the row of the epoch it happened in)
+    "nonfinite_origin": ("nonfinite_origin",),
 }
+#: Extra columns holding one value for the whole run (checked to be the same on every row).
+RUN_CONSTANTS = ("n_val", "chance", "chance_loss")
+#: Extra columns holding words, not numbers.
+TEXT_COLUMNS = ("nonfinite_origin",)
 LOSSES = ("train_loss", "val_loss")
 ABSENT = frozenset(
     {"", "NA"}
@@ -96,6 +117,11 @@ _WHAT = {
 Columns = Mapping[str, str | Sequence[str]] | None
 
 
+def _looks_like_a_loss(column: str) -> bool:
+    name = column.lower()
+    return any(word in name for word in ("loss", "mse", "mae", "rmse", "error", "perplexity"))
+
+
 class LogError(UserError):
     """A metrics file that breaks a rule of the log; the message names the file, line and fix."""
 
@@ -107,6 +133,8 @@ class EpochLog:
     epochs: list[dict[str, float]] = field(default_factory=list)
     n_val: int | None = None
     chance: float | None = None
+    chance_loss: float | None = None
+    nonfinite_origin: str | None = None  # the first one the log names
     columns: dict[str, str] = field(default_factory=dict)  # contract name -> file column read
     format: str = "csv"  # "keras-csv" | "lightning-csv" | "csv" | "jsonl"
     path: str = ""
@@ -118,8 +146,11 @@ class EpochLog:
 class ColumnPlan:
     """Which file column feeds each contract name, given the columns the file has."""
 
-    def __init__(self, path: str, present: Mapping[str, int], columns: Columns) -> None:
+    def __init__(
+        self, path: str, present: Mapping[str, int], columns: Columns, metric: str = "auto"
+    ) -> None:
         self.path = path
+        self.metric = metric  # "acc": the accuracy is needed; "loss": a loss; "auto": either
         self.empty_header = not present
         user = {}
         for name, value in (columns or {}).items():
@@ -134,6 +165,12 @@ class ColumnPlan:
                     f"{path}; use one of {known} (or grad_norm_mean/<group>, grad_norm_max/<group>)"
                 )
             user[name] = (value,) if isinstance(value, str) else tuple(value)
+            if name == "val_acc" and any(_looks_like_a_loss(v) for v in user[name]):
+                raise LogError(
+                    f"trainer.columns.val_acc={user[name][0]}: that column holds a loss, not an "
+                    f"accuracy; map it with trainer.columns.val_loss=COLUMN (or "
+                    f"train_loss), and the calls read the loss"
+                )
         self.user = user
         self.missing_user: list[tuple[str, tuple[str, ...]]] = []
         self.source: dict[str, str] = {}  # contract (or extra) name -> file column
@@ -180,10 +217,31 @@ class ColumnPlan:
                 f"(trainer.columns.{name}); name a column the script writes, or drop the mapping"
             )
 
-    def check_val_acc(self) -> None:
-        if "val_acc" not in self.source:
+    @property
+    def loss(self) -> str | None:
+        """The loss curve the loss calls read: the validation loss when logged, else training's."""
+        return next((n for n in ("val_loss", "train_loss") if n in self.source), None)
+
+    @property
+    def primary(self) -> str | None:
+        """The curve every epoch must hold: the accuracy where it may be used, else the loss."""
+        if self.metric != "loss" and "val_acc" in self.source:
+            return "val_acc"
+        return self.loss
+
+    def check_metric(self) -> None:
+        """The log holds what the calls read: an accuracy (metric=acc), or a loss, or either."""
+        if self.metric == "acc" and "val_acc" not in self.source:
             looked = ", ".join(DEFAULT_COLUMNS["val_acc"])
             raise LogError(
-                f"metrics file {self.path} has no validation accuracy column (looked for {looked}); "
-                f"{HOW_TO_MAP.format(name='val_acc')}"
+                f"metrics file {self.path} has no validation accuracy column (looked for {looked}), "
+                f"and metric=acc reads one; {HOW_TO_MAP.format(name='val_acc')}, or use "
+                f"trainer.metric=auto for calls from the loss"
+            )
+        if self.primary is None:
+            looked = ", ".join(DEFAULT_COLUMNS["val_loss"] + DEFAULT_COLUMNS["train_loss"])
+            raise LogError(
+                f"metrics file {self.path} has neither an accuracy nor a loss column (looked for "
+                f"{looked} and the accuracy names); log the loss every epoch, or "
+                f"{HOW_TO_MAP.format(name='train_loss')}"
             )

@@ -7,7 +7,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from sweep.trainers.log_columns import ABSENT, LOSSES, ColumnPlan, EpochLog, LogError
+from sweep.trainers.log_columns import (
+    ABSENT,
+    LOSSES,
+    RUN_CONSTANTS,
+    TEXT_COLUMNS,
+    ColumnPlan,
+    EpochLog,
+    LogError,
+)
+
+# A loss that holds one value over at least this many epochs does not follow the training.
+CONSTANT_LOSS_EPOCHS = 3
 
 # ------------------------------------------------------------------------------------ rows -> epochs
 
@@ -17,10 +28,11 @@ def _averaged(column: str) -> bool:
 
 
 class _Epoch:
-    __slots__ = ("last_line", "lists", "rows", "values")
+    __slots__ = ("last_line", "lists", "rows", "texts", "values")
 
     def __init__(self) -> None:
         self.values: dict[str, float] = {}  # file column -> last value
+        self.texts: dict[str, str] = {}  # text column -> its first word
         self.lists: dict[str, list[float]] = {}  # averaged file column -> its values
         self.rows = 0
         self.last_line = 0
@@ -34,6 +46,8 @@ def assemble_epochs(
     repeated = False
     whole_rows = fmt == "keras-csv"
     averaged = {c: _averaged(c) for c in plan.read}
+    accuracy = plan.source.get("val_acc") if plan.metric != "loss" else None
+    texts = {plan.source[n] for n in TEXT_COLUMNS if n in plan.source}
     known: dict[Any, int] = {}  # epoch cell -> its number (the same few values repeat on many rows)
     for line, raw_epoch, values in rows:
         if plan.epoch is None:
@@ -81,6 +95,10 @@ def assemble_epochs(
         epoch.rows += 1
         epoch.last_line = line
         for column, raw in values.items():
+            if column in texts:
+                if isinstance(raw, str) and raw.strip() and raw.strip().lower() != "nan":
+                    epoch.texts.setdefault(column, raw.strip())
+                continue
             try:  # the common case, fast: a CSV cell or a JSON number
                 number_value = (
                     float(raw)
@@ -91,6 +109,16 @@ def assemble_epochs(
                 number_value = _number(raw, path, line, column)
             if number_value is None:
                 continue
+            if (
+                column == accuracy
+                and not (0.0 <= number_value <= 1.0)
+                and number_value == number_value
+            ):
+                raise LogError(
+                    f"metrics file {path}, line {line}: {number_value:g} in column {column} is not an "
+                    f"accuracy (a share in [0, 1]); map a loss with trainer.columns.val_loss=COLUMN, "
+                    f"not onto val_acc, or name the accuracy with trainer.columns.val_acc=COLUMN"
+                )
             if averaged[column]:
                 epoch.lists.setdefault(column, []).append(number_value)
             else:
@@ -106,7 +134,7 @@ def _finish(
         last = out[-1]
         blown = any(k in last and not math.isfinite(last[k]) for k in LOSSES)
         may_grow = fmt == "lightning-csv" or (fmt != "keras-csv" and repeated)
-        if not blown and (may_grow or "val_acc" not in last):
+        if not blown and (may_grow or plan.primary not in last):
             out.pop()
             epochs = epochs[:-1]
     if not out:
@@ -117,35 +145,63 @@ def _finish(
             )
         return EpochLog(format=fmt, path=path, columns=_public(plan))
     plan.check_user_columns()
-    plan.check_val_acc()
+    plan.check_metric()
+    primary = plan.primary
     for i, (curves, epoch) in enumerate(zip(out, epochs), start=1):
-        if "val_acc" in curves:
+        if primary in curves:
             continue
         blown = any(k in curves and not math.isfinite(curves[k]) for k in LOSSES)
         if i == len(out) and blown:
             continue  # stopped in the middle of the epoch where the loss blew up
+        what = {"val_acc": "validation accuracy", "val_loss": "validation loss"}.get(primary)
         raise LogError(
-            f"metrics file {path}, line {epoch.last_line}: epoch {i} has no validation accuracy "
-            f"(column {plan.source['val_acc']}); log validation every epoch (Lightning: "
-            f"check_val_every_n_epoch=1)"
+            f"metrics file {path}, line {epoch.last_line}: epoch {i} has no "
+            f"{what or 'training loss'} (column {plan.source[primary]}); "
+            + (
+                "log validation every epoch (Lightning: check_val_every_n_epoch=1)"
+                if what
+                else "log the training loss every epoch"
+            )
         )
-    n_val = _constant(out, epochs, "n_val", path, plan)
-    chance = _constant(out, epochs, "chance", path, plan)
+    if final and plan.metric == "loss":
+        _check_loss_moves(out, epochs, plan, path)
+    facts = {name: _constant(out, epochs, name, path, plan) for name in RUN_CONSTANTS}
     for curves in out:
-        curves.pop("n_val", None)
-        curves.pop("chance", None)
+        for name in RUN_CONSTANTS:
+            curves.pop(name, None)
+    origin_column = plan.source.get("nonfinite_origin")
+    origin = next((e.texts[origin_column] for e in epochs if origin_column in e.texts), None)
     return EpochLog(
         epochs=out,
-        n_val=int(n_val) if n_val is not None else None,
-        chance=chance,
+        n_val=int(facts["n_val"]) if facts["n_val"] is not None else None,
+        chance=facts["chance"],
+        chance_loss=facts["chance_loss"],
+        nonfinite_origin=origin,
         columns=_public(plan),
         format=fmt,
         path=path,
     )
 
 
+def _check_loss_moves(
+    out: list[dict[str, float]], epochs: list[_Epoch], plan: ColumnPlan, path: str
+) -> None:
+    """A loss the calls read must follow the training: one value in every epoch (a placeholder
+    column, a metric that is never updated) is refused."""
+    name = plan.loss
+    values = [c[name] for c in out if name in c and math.isfinite(c[name])]
+    if len(values) >= CONSTANT_LOSS_EPOCHS and max(values) == min(values):
+        raise LogError(
+            f"metrics file {path}, line {epochs[-1].last_line}: column {plan.source[name]} holds "
+            f"{values[0]:g} in every epoch, so it does not follow the training; log the loss the "
+            f"optimiser minimises, or name it with trainer.columns.{name}=COLUMN"
+        )
+
+
 def _public(plan: ColumnPlan) -> dict[str, str]:
-    return {k: v for k, v in plan.source.items() if k not in ("n_val", "chance")}
+    return {
+        k: v for k, v in plan.source.items() if k not in RUN_CONSTANTS and k != "nonfinite_origin"
+    }
 
 
 def _curves(epoch: _Epoch, plan: ColumnPlan) -> dict[str, float]:
@@ -189,6 +245,9 @@ def _constant(
         if name == "n_val":
             ok = math.isfinite(value) and value >= 1 and value == int(value)
             rule = "a positive whole number (the number of validation items)"
+        elif name == "chance_loss":
+            ok = math.isfinite(value) and value > 0
+            rule = "a loss > 0 (the loss of knowing nothing)"
         else:
             ok = 0.0 <= value <= 1.0
             rule = "a rate between 0 and 1 (the accuracy of guessing)"

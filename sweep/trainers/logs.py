@@ -25,8 +25,10 @@ starting with ``train``, and ``loss``) are averaged (Lightning's step rows), and
 ``train_loss_sd`` when the file has none; in every other column the last value wins. An epoch
 number that goes back (a script resumed from an earlier checkpoint, appending) drops what was
 read for that epoch and later ones: the later rows win. Epochs must then run 1..n without a gap,
-and each must have a validation accuracy, except a last epoch whose loss is already NaN/inf (a
-script that stopped in the middle of the epoch where it blew up).
+and each must hold the curve the calls read (the validation accuracy when the log has one and it
+may be used, else the loss), except a last epoch whose loss is already NaN/inf (a script that
+stopped in the middle of the epoch where it blew up). An accuracy outside [0, 1] is refused as
+soon as it is read (a loss mapped onto the accuracy), and so is a loss that never changes.
 
 ``final=False`` reads a file that the script is still writing: an unfinished last line is left
 out, and so is the last epoch when more rows may still come for it (Lightning, and CSV/JSON lines
@@ -68,7 +70,9 @@ __all__ = [
 # ---------------------------------------------------------------------------------------- reading
 
 
-def read_log(path: str | Path, columns: Columns = None, final: bool = True) -> EpochLog:
+def read_log(
+    path: str | Path, columns: Columns = None, final: bool = True, metric: str = "auto"
+) -> EpochLog:
     """Read and parse the metrics file at `path` (see `parse_log`).
 
     A missing file is an empty log while the script runs (`final=False`) and an error once it has
@@ -89,13 +93,21 @@ def read_log(path: str | Path, columns: Columns = None, final: bool = True) -> E
             f"metrics file {path} cannot be read ({e.strerror or e}); the command must write a "
             f"plain file at {{metrics}}"
         ) from None
-    return parse_log(text, path=str(path), columns=columns, final=final)
+    return parse_log(text, path=str(path), columns=columns, final=final, metric=metric)
 
 
 def parse_log(
-    text: str, path: str = "metrics.csv", columns: Columns = None, final: bool = True
+    text: str,
+    path: str = "metrics.csv",
+    columns: Columns = None,
+    final: bool = True,
+    metric: str = "auto",
 ) -> EpochLog:
-    """Parse a whole log `text` (the content of the file `path`, named in messages)."""
+    """Parse a whole log `text` (the content of the file `path`, named in messages).
+
+    `metric` says what the collapse calls will read: "acc" (every epoch needs a validation
+    accuracy), "loss" (a loss: the validation loss when logged, else the training loss), or
+    "auto" (the accuracy where the log has one, else the loss)."""
     text = text.removeprefix("\ufeff")
     if not final:
         end = max(text.rfind("\n"), text.rfind("\r"))
@@ -109,8 +121,8 @@ def parse_log(
             )
         return EpochLog(format=_format_from_name(Path(path)), path=path)
     if stripped[0] == "{":
-        return _parse_jsonl(text, path, columns, final)
-    return _parse_csv(text, path, columns, final)
+        return _parse_jsonl(text, path, columns, final, metric)
+    return _parse_csv(text, path, columns, final, metric)
 
 
 def _format_from_name(path: Path) -> str:
@@ -120,7 +132,7 @@ def _format_from_name(path: Path) -> str:
 # --------------------------------------------------------------------------------- the two syntaxes
 
 
-def _parse_csv(text: str, path: str, columns: Columns, final: bool) -> EpochLog:
+def _parse_csv(text: str, path: str, columns: Columns, final: bool, metric: str) -> EpochLog:
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = (
         max((",", "\t", ";"), key=first_line.count) if any(c in first_line for c in ",\t;") else ","
@@ -147,7 +159,7 @@ def _parse_csv(text: str, path: str, columns: Columns, final: bool) -> EpochLog:
     index = {}
     for i, name in enumerate(header):
         index.setdefault(name, i)
-    plan = ColumnPlan(path, index, columns)
+    plan = ColumnPlan(path, index, columns, metric)
     if plan.empty_header and not final:
         return EpochLog(format=fmt, path=path)
     wanted = [(index[c], c) for c in plan.read]
@@ -168,7 +180,7 @@ def _parse_csv(text: str, path: str, columns: Columns, final: bool) -> EpochLog:
     return assemble_epochs(rows, plan, path, final, fmt)
 
 
-def _parse_jsonl(text: str, path: str, columns: Columns, final: bool) -> EpochLog:
+def _parse_jsonl(text: str, path: str, columns: Columns, final: bool, metric: str) -> EpochLog:
     objects: list[tuple[int, dict[str, Any]]] = []
     keys: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -190,7 +202,7 @@ def _parse_jsonl(text: str, path: str, columns: Columns, final: bool) -> EpochLo
         for k in obj:
             keys.setdefault(k, len(keys))
         objects.append((number, obj))
-    plan = ColumnPlan(path, keys, columns)
+    plan = ColumnPlan(path, keys, columns, metric)
     rows = []
     for number, obj in objects:
         values = {}
