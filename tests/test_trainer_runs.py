@@ -95,8 +95,14 @@ def test_a_crash_is_not_a_collapse_and_the_same_command_retries_it(tmp_path):
     runs = runs_of(tmp_path)
     crashed = runs[runs["outcome"] == "crashed"]
     assert len(crashed) == 1 and not crashed["collapsed"].any()
-    assert "exit status 1" in crashed["failure_reason"].iloc[0]
-    assert "CUDA out of memory (fake)" in crashed["failure_reason"].iloc[0]
+    reason = crashed["failure_reason"].iloc[0]
+    # the script's own last line comes first, and lrsweep's header line is not quoted as the reason
+    assert reason.startswith("exit status 1: RuntimeError: CUDA out of memory (fake)"), reason
+    assert "== lrsweep" not in reason and "Traceback" in reason
+    quoted = "crashed: exit status 1: RuntimeError: CUDA out of memory (fake))"
+    assert quoted in p.stdout  # the verdict's line on crashed runs
+    page = (tmp_path / "results" / "fake" / "report.html").read_text()
+    assert '<td class="text">exit status 1: RuntimeError: CUDA out of memory (fake)</td>' in page
     assert Path(crashed["log_path"].iloc[0]).is_dir()
     summary = pd.read_csv(tmp_path / "results" / "fake" / "summary.csv")
     assert summary["n_crashed"].sum() == 1 and summary["n_runs"].sum() == 7

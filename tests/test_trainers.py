@@ -14,6 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from sweep.analysis.reading import short_reason
 from sweep.api import sweep_overrides
 from sweep.config import load_config
 from sweep.config.compose import quote_free_text
@@ -21,6 +22,7 @@ from sweep.config.identity import comparable_part
 from sweep.core.errors import UserError
 from sweep.trainers.checks import check_trainer, source_hash
 from sweep.trainers.command import SUPERVISOR, visible_devices
+from sweep.trainers.external import header_line, output_reason
 from sweep.trainers.function import call_arguments
 from sweep.trainers.placeholders import render, run_environment, run_values, unknown_placeholders
 from sweep.trainers.runs import RunPaths, setting_folder
@@ -47,11 +49,19 @@ def test_a_command_as_the_shell_leaves_it_is_quoted_for_hydra():
     )
 
 
-def test_a_command_sweep_needs_n_val_and_chance_before_anything_runs():
-    with pytest.raises(UserError, match=r"trainer.n_val: the noise-aware collapse calls need"):
-        load_config(["trainer=command", "trainer.command=python t.py", "trainer.chance=0.1"])
+def test_accuracy_calls_need_n_val_and_chance_before_anything_runs():
+    acc = ["trainer=command", "trainer.command=python t.py", "trainer.metric=acc"]
+    with pytest.raises(UserError, match=r"trainer.n_val: the accuracy calls \(metric=acc\) test"):
+        load_config([*acc, "trainer.chance=0.1"])
     with pytest.raises(UserError, match=r"trainer.chance: .*guessing"):
-        load_config(["trainer=command", "trainer.command=python t.py", "trainer.n_val=40"])
+        load_config([*acc, "trainer.n_val=40"])
+    # calls from the loss need neither (metric=auto reads the loss when they are not given)
+    cfg = load_config(["trainer=command", "trainer.command=python t.py"])
+    assert cfg.trainer.metric == "auto" and cfg.trainer.n_val is None
+    with pytest.raises(UserError, match=r"trainer.metric: must be one of auto, acc, loss"):
+        load_config(["trainer=command", "trainer.command=python t.py", "trainer.metric=mse"])
+    with pytest.raises(UserError, match=r"trainer.chance_loss: must be a number > 0"):
+        load_config(["trainer=command", "trainer.command=python t.py", "trainer.chance_loss=-1"])
     with pytest.raises(UserError, match=r"trainer.n_val: must be a whole number >= 1 or log"):
         load_config(
             [
@@ -234,6 +244,32 @@ def test_a_function_trainer_is_checked_and_its_source_fixes_the_study(tmp_path, 
     cfg.trainer.source = "0" * 16
     with pytest.raises(UserError, match="the code of mytrain.fit changed"):
         check_trainer(cfg)
+
+
+def test_a_failure_reason_quotes_the_scripts_own_last_lines_not_lrsweeps_header(tmp_path):
+    err, out = tmp_path / "stderr.log", tmp_path / "stdout.log"
+    err.write_text(
+        header_line("2026-12-06 03:14:30", "python train.py --lr 0.1")
+        + "an old attempt's error\n"
+        + header_line("2026-12-06 03:20:00", "python train.py --lr 0.1")
+        + 'Traceback (most recent call last):\n  File "train.py", line 3, in <module>\n'
+        + "RuntimeError: shapes do not match\n\n"
+    )
+    out.write_text(header_line("2026-12-06 03:20:00", "python train.py --lr 0.1") + "epoch 1\n")
+    reason = output_reason("exit status 1", tmp_path)
+    assert reason == (
+        "exit status 1: RuntimeError: shapes do not match (stderr.log ends: Traceback (most recent "
+        'call last): | File "train.py", line 3, in <module> | RuntimeError: shapes do not match)'
+    )
+    assert short_reason(reason, 200) == "exit status 1: RuntimeError: shapes do not match"
+    assert short_reason(reason, 30) == "exit status 1: RuntimeError..."
+    # nothing of its own on stderr in this attempt: its stdout's last line; nothing at all: the status
+    err.write_text(header_line("2026-12-06 03:20:00", "python train.py"))
+    assert output_reason("exit status 3", tmp_path) == "exit status 3: epoch 1"
+    out.unlink()
+    assert output_reason("killed by signal 9 (SIGKILL)", tmp_path) == "killed by signal 9 (SIGKILL)"
+    function_reason = 'raised ValueError: bad (traceback ends: File "f.py" | ValueError: bad)'
+    assert short_reason(function_reason, 100) == "raised ValueError: bad"
 
 
 # --------------------------------------------------------------------------- processes and GPUs

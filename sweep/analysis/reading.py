@@ -10,6 +10,7 @@ the recommendation.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -168,6 +169,21 @@ def reading_lines(
     return lines
 
 
+# Where a failure reason's detail starts: "exit status 1: RuntimeError: ... (stderr.log ends: ...)",
+# "raised ValueError: ... (traceback ends: ...)" (sweep.trainers.external, .function).
+_REASON_DETAIL = re.compile(r" \((?:[\w.-]+|traceback) ends: ")
+
+
+def short_reason(reason: Any, width: int) -> str:
+    """A run's failure reason as the report quotes it: what ended the run and the last line the
+    script wrote (not the lines before it), in at most `width` characters. A reason of several
+    lines (a traceback) is quoted by its last."""
+    lines = str(reason or "").strip().splitlines()
+    text = " ".join(lines[-1].split()) if lines else ""
+    text = _REASON_DETAIL.split(text, maxsplit=1)[0]
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
 def crashed_sentence(runs: pd.DataFrame | None, axes: Sequence[str]) -> str:
     """Runs that crashed or timed out: how many, which, why; they count nowhere (empty when none)."""
     if runs is None or not len(runs) or "outcome" not in runs:
@@ -177,8 +193,8 @@ def crashed_sentence(runs: pd.DataFrame | None, axes: Sequence[str]) -> str:
         return ""
     named = []
     for r in bad.head(3).to_dict("records"):
-        reason = str(r.get("failure_reason") or r.get("crash_reason") or "").strip().splitlines()
-        what = r["outcome"].replace("_", " ") + (f": {reason[-1][:80]}" if reason else "")
+        reason = short_reason(r.get("failure_reason") or r.get("crash_reason"), 100)
+        what = r["outcome"].replace("_", " ") + (f": {reason}" if reason else "")
         named.append(
             f"{setting_label({a: normalize(r[a]) for a in axes}, axes)}, seed {int(r['seed'])} ({what})"
         )

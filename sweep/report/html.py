@@ -25,6 +25,7 @@ from urllib.parse import quote
 from sweep.analysis.choice import validation_half_width
 from sweep.analysis.conclusions import Verdicts
 from sweep.analysis.data_checks import data_lines, data_warnings
+from sweep.analysis.reading import short_reason
 from sweep.analysis.verdicts import clip_fractions, setting_key, slice_axes
 from sweep.config import DETECT_MEANINGS
 from sweep.core.files import write_text
@@ -289,10 +290,8 @@ def _unfinished_table(tables: Any) -> Table | None:
         return None
     rows = []
     for r in bad.to_dict("records"):
-        reason = str(r.get("failure_reason") or r.get("crash_reason") or "").strip().splitlines()
-        rows.append(
-            (dict(r, reason=reason[-1][:200] if reason else "", log=r.get("log_path") or ""), "")
-        )
+        reason = short_reason(r.get("failure_reason") or r.get("crash_reason"), 200)
+        rows.append((dict(r, reason=reason, log=r.get("log_path") or ""), ""))
     head = [(a, a) for a in tables.axes] + [
         ("seed", "seed"),
         ("outcome", "outcome"),

@@ -33,7 +33,13 @@ from typing import Any
 
 from sweep.core.errors import StopRequested, UserError
 from sweep.core.records import RunRecord
-from sweep.trainers.external import Ending, ExternalTrainer, first_nonfinite, tail
+from sweep.trainers.external import (
+    Ending,
+    ExternalTrainer,
+    first_nonfinite,
+    header_line,
+    output_reason,
+)
 from sweep.trainers.logs import LogError, read_log
 from sweep.trainers.placeholders import render, run_environment, run_values
 from sweep.trainers.runs import RunPaths
@@ -98,7 +104,7 @@ class CommandTrainer(ExternalTrainer):
         ending, log = self._watch(proc, metrics, seed, start, should_stop)
         if ending.failure is None and not ending.stopped_nonfinite:
             log = read_log(
-                metrics, self.options.columns, final=True
+                metrics, self.options.columns, metric=self.log_metric, final=True
             )  # a bad log is the user's error
         else:
             log = self._tolerant_read(metrics) or log
@@ -109,7 +115,7 @@ class CommandTrainer(ExternalTrainer):
         out = open(paths.run_dir / "stdout.log", "ab")
         err = open(paths.run_dir / "stderr.log", "ab")
         for f in (out, err):
-            f.write(f"== lrsweep {stamp}: {command}\n".encode())
+            f.write(header_line(stamp, command).encode())
             f.flush()
         try:
             return subprocess.Popen(
@@ -177,7 +183,7 @@ class CommandTrainer(ExternalTrainer):
         """(the log so far, consecutive failed reads). A log that cannot be parsed three reads in a
         row stops the run: it is the user's error (one bad read may catch a file being rewritten)."""
         try:
-            return read_log(metrics, self.options.columns, final=False), 0
+            return read_log(metrics, self.options.columns, metric=self.log_metric, final=False), 0
         except LogError:
             if errors + 1 >= LIVE_READ_ERRORS and proc.poll() is None:
                 self._stop(proc)
@@ -187,7 +193,7 @@ class CommandTrainer(ExternalTrainer):
     def _tolerant_read(self, metrics: Path) -> Any:
         """What a failed run logged, as far as it can be read (a crash may cut the last line)."""
         try:
-            return read_log(metrics, self.options.columns, final=False)
+            return read_log(metrics, self.options.columns, metric=self.log_metric, final=False)
         except (LogError, UserError, OSError):
             return None
 
@@ -200,8 +206,7 @@ class CommandTrainer(ExternalTrainer):
             )
         else:
             what = f"exit status {code}"
-        last = tail(run_dir / "stderr.log")
-        return f"{what}: {last}" if last else what
+        return output_reason(what, run_dir)
 
     def _stop(self, proc: subprocess.Popen) -> None:
         """SIGTERM to the run's supervisor (it ends the group: SIGTERM, grace, SIGKILL); SIGKILL

@@ -16,7 +16,6 @@ collapse at its epoch; the run is stopped there (no compute wasted), as lrsweep'
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +56,17 @@ class ExternalTrainer:
         self.options = cfg.trainer
         self.device = device
         self.progress = progress or (lambda seed, epoch: None)
+
+    @property
+    def log_metric(self) -> str:
+        """What the log must hold for the calls: "acc" (trainer.metric=acc or detect.metric=acc),
+        "loss" (asked for, or no n_val and chance to judge an accuracy by), else "auto"."""
+        metric = self.options.metric
+        if metric == "auto":
+            metric = getattr(self.cfg.detect, "metric", "auto")
+        if metric == "auto" and (self.options.n_val is None or self.options.chance is None):
+            return "loss"
+        return metric
 
     @property
     def timeout_seconds(self) -> float:
@@ -107,9 +117,19 @@ class ExternalTrainer:
         record.device = device
         record.log_path = str(paths.run_dir)
         if ending.failure and bad is None:  # a crash after a NaN is the NaN's collapse, not a crash
-            record.failure, record.failure_reason = ending.failure, ending.reason[-2000:]
+            record.failure, record.failure_reason = ending.failure, ending.reason[:2000]
         record.n_val, record.chance = self.validation_facts(log, paths)
+        record.chance_loss = self.chance_loss(log)
         return record
+
+    def chance_loss(self, log: Any) -> float | None:
+        """The loss of knowing nothing as the config or the run's log states it (None: the loss
+        calls take the run's first logged loss)."""
+        configured = getattr(self.options, "chance_loss", None)
+        if configured is not None and configured != FROM_LOG:
+            return float(configured)
+        value = getattr(log, "chance_loss", None) if log is not None else None
+        return float(value) if value is not None else None
 
     def validation_facts(self, log: Any, paths: RunPaths) -> tuple[int | None, float | None]:
         """(n_val, chance) as the config or the run's own log states them; `log` mode needs them
@@ -133,12 +153,17 @@ class ExternalTrainer:
         )
 
 
-def elapsed_since(start: float) -> float:
-    return time.monotonic() - start
+HEADER = "== lrsweep "  # how the command trainer marks the start of an attempt in a run's logs
 
 
-def tail(path: Path, lines: int = 20, limit: int = 2000) -> str:
-    """The last lines of a text file (a run's stderr), at most `limit` characters, one line."""
+def header_line(stamp: str, command: str) -> str:
+    """The line the command trainer writes to a run's stdout.log and stderr.log before each attempt."""
+    return f"{HEADER}{stamp}: {command}\n"
+
+
+def last_lines(path: Path, lines: int = 8) -> list[str]:
+    """The last non-blank lines the script itself wrote to a run's log file (stderr.log,
+    stdout.log) in its latest attempt: lrsweep's header line and earlier attempts are left out."""
     try:
         with open(path, "rb") as f:
             f.seek(0, 2)
@@ -146,6 +171,27 @@ def tail(path: Path, lines: int = 20, limit: int = 2000) -> str:
             f.seek(max(0, size - 16384))
             text = f.read().decode("utf-8", errors="replace")
     except OSError:
-        return ""
-    kept = [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)[-limit:]
+        return []
+    kept = [line.rstrip() for line in text.splitlines()]
+    headers = [i for i, line in enumerate(kept) if line.startswith(HEADER)]
+    if headers:
+        kept = kept[headers[-1] + 1 :]
+    return [line for line in kept if line.strip()][-lines:]
+
+
+def output_reason(what: str, run_dir: Path, limit: int = 2000) -> str:
+    """Why a run failed, in one line: `what` (e.g. "exit status 1"), then the last line the script
+    wrote (to stderr.log, else stdout.log: a Python error's own line), then the lines before it.
+
+        exit status 1: RuntimeError: CUDA out of memory (stderr.log ends: Traceback ... | RuntimeError: ...)
+    """
+    for name in ("stderr.log", "stdout.log"):
+        lines = last_lines(run_dir / name)
+        if lines:
+            break
+    else:
+        return what
+    reason = f"{what}: {lines[-1].strip()}"
+    if len(lines) > 1:
+        reason += f" ({name} ends: {' | '.join(line.strip() for line in lines)})"
+    return reason[:limit]

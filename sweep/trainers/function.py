@@ -139,7 +139,11 @@ class FunctionTrainer(ExternalTrainer):
                 f.write(line)
             try:
                 state["log"] = parse_log(
-                    "".join(lines), path=str(log_file), columns=self.options.columns, final=False
+                    "".join(lines),
+                    path=str(log_file),
+                    columns=self.options.columns,
+                    metric=self.log_metric,
+                    final=False,
                 )
             except (
                 LogError
@@ -181,17 +185,19 @@ class FunctionTrainer(ExternalTrainer):
                 ending = Ending(stopped_nonfinite=True)
         except Exception as e:  # the user's code failed: a crashed run, with where it failed
             frames = traceback.format_exception(type(e), e, e.__traceback__)
-            ending = Ending(
-                "crashed",
-                f"raised {type(e).__name__}: {e} | "
-                + " | ".join(
-                    line.strip() for line in "".join(frames[-4:]).splitlines() if line.strip()
-                ),
-            )
+            where = [line.strip() for line in "".join(frames[-4:]).splitlines() if line.strip()]
+            error = " ".join(f"{type(e).__name__}: {e}".split())
+            ending = Ending("crashed", f"raised {error} (traceback ends: {' | '.join(where)})")
         clean = ending.failure is None and not ending.stopped_nonfinite
         text = "".join(lines)
         log = (
-            parse_log(text, path=str(log_file), columns=self.options.columns, final=True)
+            parse_log(
+                text,
+                path=str(log_file),
+                columns=self.options.columns,
+                metric=self.log_metric,
+                final=True,
+            )
             if clean
             else state["log"]
         )
