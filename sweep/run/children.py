@@ -5,7 +5,8 @@ Usage (by `sweep.run.launcher`)::
     child = spawn(index, "cpu", threads=1)   # a worker, waiting while the study is prepared
     go(child, cfg, task_cache)               # ... then it starts claiming trials
     dismiss(child)                           # a worker that is not needed exits untouched
-    stopper = Stopper(); stopper.install()   # Ctrl-C: workers finish their epoch and release
+    with Stopper() as stopper: ...           # Ctrl-C: workers finish their epoch and release
+    reap(children)                           # every worker waited for: no zombie is left
 
 How a worker starts. A CPU worker on Linux is forked from the launcher, which has imported
 torch, optuna and lrsweep already: it skips the 2-4 s of imports a fresh interpreter pays (per
@@ -200,16 +201,52 @@ def dismiss(child: Any) -> None:
         pass
 
 
+def stop_unused(children: list[Any]) -> None:
+    """Workers that were never handed a config (preparing the study failed): they touched
+    nothing, so they are stopped at once and waited for."""
+    for child in children:
+        dismiss(child)
+        child.kill()
+    reap(children)
+
+
+def reap(children: list[Any], timeout: float = 30.0) -> None:
+    """Wait for every child to exit (a dismissed worker exits as soon as it reads its end of
+    input), so none is left a zombie in a long-lived process such as a notebook's kernel; one
+    still running after `timeout` seconds is killed (it was told to stop, or touched nothing)."""
+    end = time.monotonic() + timeout
+    for child in children:
+        try:
+            child.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
 class Stopper:
-    """First SIGINT/SIGTERM: ask workers to stop after their epoch; second: kill them."""
+    """First SIGINT/SIGTERM: ask workers to stop after their epoch; second: kill them.
+
+    A context manager: it installs its handlers on entering and gives the caller back its own on
+    leaving (a notebook kernel or a script keeps its Ctrl-C). Signals reach only the main thread,
+    so a sweep started from another thread installs nothing: its workers still stop when this
+    process dies (their parent-death signal), and the caller's handlers are left alone."""
 
     def __init__(self) -> None:
         self.count = 0
         self.children: list[Any] = []
+        self._previous: dict[int, Any] = {}
 
-    def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
+    def __enter__(self) -> Stopper:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            # None: a handler set outside Python; the default is the closest we can give back.
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.count += 1

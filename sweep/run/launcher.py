@@ -23,10 +23,10 @@ from sweep.config.trainers import TargetTrainer
 from sweep.core.devices import device_for_worker, plan_worker_devices, usable_cores
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_url
-from sweep.run.children import Stopper, dismiss, go, spawn, start_method
+from sweep.run.children import Stopper, dismiss, go, reap, spawn, start_method, stop_unused
 from sweep.run.find import auto_grid
-from sweep.run.preparation import check_device, checked_task, prepare, task_cache_path
-from sweep.run.progress import Progress
+from sweep.run.preparation import check_device, checked_task, has_work, prepare, task_cache_path
+from sweep.run.progress import Progress, Ticker
 from sweep.run.worker import EXIT_STOPPED, EXIT_USER_ERROR
 from sweep.store.progress import snapshot
 from sweep.store.storage import open_storage
@@ -104,20 +104,20 @@ def launch(
     # that imports torch and optuna: a few seconds) overlaps with validating the data and
     # preparing the study. They touch nothing until `go` hands them the config. Each computes
     # with `threads` threads, whatever the machine: results do not depend on its cores or on
-    # the number of workers.
+    # the number of workers. A study with nothing left to do starts none.
+    trained_here = found is not None
     pending = (
         []
-        if function is not None
+        if function is not None or not has_work(cfg, extra_work)
         else [
-            spawn(i, dev, cfg.threads, start_method(dev, trained_here=found is not None))
+            spawn(i, dev, cfg.threads, start_method(dev, trained_here))
             for i, dev in enumerate(devices)
         ]
     )
     try:
         storage, study, task = prepare(cfg, task, extra_work)
     except BaseException:
-        for child in pending:
-            dismiss(child)
+        stop_unused(pending)
         raise
     if found is not None:
         from sweep.run.find import store_find
@@ -125,6 +125,11 @@ def launch(
         store_find(study, found)
     snap = snapshot(study, cfg)
     workers = min(len(devices), snap.waiting) if snap.waiting else (1 if snap.running else 0)
+    if function is None:  # work queued since the look before preparing (another launcher)
+        pending += [
+            spawn(i, dev, cfg.threads, start_method(dev, trained_here))
+            for i, dev in enumerate(devices[len(pending) : workers], start=len(pending))
+        ]
     announce(cfg, task, study, snap, workers, devices, notes)
     progress = Progress()
     if function is not None:
@@ -208,9 +213,24 @@ def _run_children(
     progress: Progress,
     write_results: bool,
 ) -> tuple[list[int | None], bool]:
-    """Hand the needed workers their config, watch them until they exit: (exit codes, stopped?)."""
-    stopper = Stopper()
-    stopper.install()
+    """Hand the needed workers their config, watch them until they exit: (exit codes, stopped?).
+    Every worker started, needed or not, has exited when this returns."""
+    with Stopper() as stopper:
+        try:
+            return _watch(cfg, study, pending, workers, progress, write_results, stopper)
+        finally:
+            reap(pending)
+
+
+def _watch(
+    cfg: Config,
+    study: Any,
+    pending: list[Any],
+    workers: int,
+    progress: Progress,
+    write_results: bool,
+    stopper: Stopper,
+) -> tuple[list[int | None], bool]:
     cache = task_cache_path(cfg, study.user_attrs[ATTR_TASK]["fingerprint"])
     for i, child in enumerate(pending):
         go(child, cfg, cache) if i < workers else dismiss(child)
@@ -245,13 +265,15 @@ def _run_inline(
     progress: Progress,
     write_results: bool,
 ) -> tuple[list[int | None], bool]:
-    """The worker loop in this process (a training function from a notebook); Ctrl-C releases
-    the running trial and raises KeyboardInterrupt."""
+    """The worker loop in this process (a training function from a notebook), with the progress
+    line kept up to date from a thread meanwhile; Ctrl-C releases the running trial and raises
+    KeyboardInterrupt."""
     from sweep.run.worker import StopFlag, run_worker
 
     if not workers:
         return [], False
-    code = run_worker(cfg, 0, StopFlag(), device=device, function=function)
+    with Ticker(lambda: progress.update(snapshot(study, cfg))):
+        code = run_worker(cfg, 0, StopFlag(), device=device, function=function)
     return [code], False
 
 

@@ -50,6 +50,7 @@ def task_info(task: TaskData, normalized: bool | None = None) -> dict[str, Any]:
         "name": task.name,
         "kind": task.kind,
         "chance": task.chance(),
+        "chance_loss": task.chance_loss(),  # the reference of calls from the loss
         "n_train": task.n_train,
         "n_val": int(task.x_val.shape[0]),
         "steps": int(task.x_train.shape[1]),
@@ -74,8 +75,11 @@ def external_info(cfg: Config) -> dict[str, Any]:
     return {
         "name": cfg.study.name,
         "kind": "classification",
-        "chance": None if trainer.chance == FROM_LOG else float(trainer.chance),
-        "n_val": None if trainer.n_val == FROM_LOG else int(trainer.n_val),
+        "chance": None if trainer.chance in (None, FROM_LOG) else float(trainer.chance),
+        "n_val": None if trainer.n_val in (None, FROM_LOG) else int(trainer.n_val),
+        "chance_loss": None
+        if trainer.chance_loss in (None, FROM_LOG)
+        else float(trainer.chance_loss),
         # What the training is, is compared key by key (sweep.config.identity); no data to hash.
         "fingerprint": hashlib.sha1(f"external:{trainer.name}".encode()).hexdigest(),
         "info": {"trainer": trainer.name},
@@ -161,6 +165,27 @@ def prepare(
     trials = study.get_trials(deepcopy=False)
     enqueue(study, plan_work(cfg, trials) + uncovered(extra_work, trials))
     return storage, study, task
+
+
+def has_work(cfg: Config, extra_work: Sequence[tuple[dict[str, Any], list[int]]] = ()) -> bool:
+    """A look at the storage before anything is checked or written: False only when the study
+    exists and holds every (setting, seed) asked for, with no trial queued or running (then no
+    worker needs starting). Any doubt (no storage yet, a bad URL: told later, by `prepare`) is
+    True."""
+    from optuna.trial import TrialState
+
+    from sweep.store.studies import load_study, study_names
+
+    try:
+        storage = open_storage(cfg.storage_url(), create=False)
+        if cfg.study.name not in study_names(storage):
+            return True
+        trials = load_study(storage, cfg.study.name).get_trials(deepcopy=False)
+    except Exception:
+        return True
+    if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+        return True
+    return bool(plan_work(cfg, trials) or uncovered(extra_work, trials))
 
 
 def open_study_storage(cfg: Config) -> Any:

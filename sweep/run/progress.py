@@ -7,8 +7,10 @@ settings finish (at most every few seconds) and at least once a minute, so logs 
 from __future__ import annotations
 
 import sys
+import threading
 import time
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from sweep.store.progress import Snapshot
 
@@ -67,3 +69,29 @@ class Progress:
         elif snap.done != self.last_done:
             print(self.line(snap), file=self.stream)
         self.stream.flush()
+
+
+class Ticker:
+    """Calls `tick` every `interval` seconds in a thread while a block of work runs in this one
+    (a training function run in-process: the progress line keeps coming while it trains).
+    A failing tick is skipped: progress is only a view."""
+
+    def __init__(self, tick: Callable[[], Any], interval: float = 1.0) -> None:
+        self.tick, self.interval = tick, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lrsweep-progress", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.tick()
+            except Exception:
+                pass
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()

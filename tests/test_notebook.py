@@ -1,0 +1,170 @@
+"""lrsweep in a real Jupyter kernel (ipykernel, driven by nbclient), as a notebook's user runs it:
+the kernel keeps its signal handlers, collects no zombies, can call from a thread, starts no
+worker when nothing is left, shows progress while a function trains in-process, and prints no
+warning of an import it does not need. Also a plain script: Ctrl-C still works after a sweep."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from kernel import Kernel
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("kernel")]
+
+# A training function importable by worker processes (the folder is the kernel's working dir).
+TOYFIT = textwrap.dedent("""
+    import time
+
+    def fit(setting, seed, epochs, report):
+        for epoch in range(1, epochs + 1):
+            acc = min(0.9, 0.2 + 0.2 * epoch + 0.01 * seed) if setting["lr"] < 1 else 0.1
+            report(epoch, val_acc=acc, val_loss=1.0 / epoch, train_loss=1.0 / epoch)
+""")
+
+ARGS = 'seeds=2, epochs=2, n_val=100, chance=0.1, workers=2, results_dir="results"'
+GRID2 = '{"lr": [0.1, 1.0], "clip": [None], "batch_size": [32]}'
+GRID3 = '{"lr": [0.1, 1.0, 3.0], "clip": [None], "batch_size": [32]}'
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("notebook")
+    (folder / "toyfit.py").write_text(TOYFIT)
+    with Kernel(folder) as k:
+        k.folder = folder
+        out = k.run("import os, signal, threading, psutil\nimport sweep")
+        assert not out.error, out
+        k.first_import = out
+        yield k
+
+
+def _children(k: Kernel) -> list[str]:
+    out = k.run(
+        "print([(c.pid, c.status(), ' '.join(c.cmdline()[:4]) or c.name())"
+        " for c in psutil.Process().children(recursive=True)])"
+    )
+    assert not out.error, out
+    return eval(out.stdout.strip())
+
+
+def test_a_sweep_restores_the_kernels_signal_handlers(kernel):
+    out = kernel.run(
+        "before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))\n"
+        f"r = sweep.run_sweep('toyfit.fit', grid={GRID2}, {ARGS}, overrides=['study.name=handlers'])\n"
+        "after = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))\n"
+        "print('status', r.status, 'same handlers', before == after, after)"
+    )
+    assert not out.error, out
+    assert "status 0 same handlers True" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+def test_no_worker_is_left_behind_not_even_a_dismissed_one(kernel):
+    # 2 settings done already, 1 more: 2 workers start, one is not needed and is dismissed.
+    out = kernel.run(
+        f"r = sweep.run_sweep('toyfit.fit', grid={GRID3}, {ARGS}, overrides=['study.name=handlers'])\n"
+        "print('status', r.status)"
+    )
+    assert not out.error and "status 0" in out.stdout, out
+    assert "2 done, 1 to run" in out.stdout
+    assert _children(kernel) == []
+
+
+def test_a_call_with_nothing_left_starts_no_worker(kernel):
+    out = kernel.run(
+        "import sweep.run.launcher as launcher\n"
+        "started = []\n"
+        "real_spawn = launcher.spawn\n"
+        "launcher.spawn = lambda *a, **k: started.append(a) or real_spawn(*a, **k)\n"
+        "try:\n"
+        f"    r = sweep.run_sweep('toyfit.fit', grid={GRID3}, {ARGS}, overrides=['study.name=handlers'])\n"
+        "finally:\n"
+        "    launcher.spawn = real_spawn\n"
+        "print('status', r.status, 'spawned', len(started))"
+    )
+    assert not out.error, out
+    assert "3 done, 0 to run; 0 worker(s)" in out.stdout
+    assert "status 0 spawned 0" in out.stdout, out.stdout
+    assert _children(kernel) == []
+
+
+def test_a_sweep_called_from_another_thread_completes(kernel):
+    out = kernel.run(
+        "box = {}\n"
+        "def work():\n"
+        "    try:\n"
+        f"        box['status'] = sweep.run_sweep('toyfit.fit', grid={GRID2}, {ARGS}, "
+        "overrides=['study.name=thread']).status\n"
+        "    except BaseException as e:\n"
+        "        box['error'] = repr(e)\n"
+        "t = threading.Thread(target=work)\n"
+        "t.start(); t.join(300)\n"
+        "print('thread', box, t.is_alive())"
+    )
+    assert not out.error, out
+    assert "thread {'status': 0} False" in out.stdout, out.stdout + out.stderr[-2000:]
+    assert _children(kernel) == []
+
+
+def test_a_function_of_the_session_shows_progress_while_it_trains(kernel):
+    out = kernel.run(
+        "import time\n"
+        "def slow_fit(setting, seed, epochs, report):\n"
+        "    for epoch in range(1, epochs + 1):\n"
+        "        time.sleep(1.2)\n"
+        "        report(epoch, val_acc=0.5, val_loss=1.0, train_loss=1.0)\n"
+        "    print('fit done', flush=True)\n"
+        "r = sweep.run_sweep(slow_fit, grid={'lr': [0.1, 0.2, 0.3], 'clip': [None], "
+        "'batch_size': [32]}, seeds=1, epochs=2, n_val=100, chance=0.1, results_dir='results')"
+    )
+    assert not out.error, out
+    streams = out.streams()
+    last_fit = max(i for i, (name, text) in enumerate(streams) if "fit done" in text)
+    before = "".join(text for name, text in streams[:last_fit] if name == "stderr")
+    assert re.search(r"[12]/3 settings done", before), streams
+
+
+SCRIPT = textwrap.dedent("""
+    import time
+    import sweep
+
+    r = sweep.run_sweep("toyfit.fit", grid={"lr": [0.1], "clip": [None], "batch_size": [32]},
+                        seeds=1, epochs=2, n_val=100, chance=0.1, workers=1, results_dir="results")
+    print("sweep done", r.status, flush=True)
+    time.sleep(60)
+    print("slept through Ctrl-C", flush=True)
+""")
+
+
+def test_ctrl_c_interrupts_a_script_after_its_sweep(tmp_path):
+    (tmp_path / "toyfit.py").write_text(TOYFIT)
+    (tmp_path / "script.py").write_text(SCRIPT)
+    p = subprocess.Popen(
+        [sys.executable, "script.py"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = ""
+        deadline = time.monotonic() + 300
+        while "sweep done" not in line and time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line and p.poll() is not None:
+                break
+        assert "sweep done 0" in line, p.stderr.read()[-3000:]
+        time.sleep(0.5)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert "slept through" not in out
+    assert p.returncode != 0 and "KeyboardInterrupt" in err, err[-2000:]
