@@ -40,8 +40,17 @@ def kernel(tmp_path_factory):
         k.folder = folder
         out = k.run("import os, signal, threading, psutil\nimport sweep")
         assert not out.error, out
-        k.first_import = out
+        # The kernel's first sweep: everything lrsweep imports is imported in it.
+        k.first_sweep = k.run(
+            f"r = sweep.run_sweep('toyfit.fit', grid={GRID2}, seeds=1, epochs=1, n_val=100, "
+            "chance=0.1, workers=1, results_dir='results', overrides=['study.name=first'])"
+        )
+        assert not k.first_sweep.error, k.first_sweep
         yield k
+
+
+def test_a_fresh_kernel_prints_no_warning_of_an_import_lrsweep_does_not_need(kernel):
+    assert "Warning" not in kernel.first_sweep.stderr, kernel.first_sweep.stderr
 
 
 def _children(k: Kernel) -> list[str]:

@@ -22,9 +22,9 @@ import threading
 import traceback
 from typing import Any
 
-import optuna
 import torch
 
+from sweep.analysis.metric import asked_metric
 from sweep.analysis.tables import trial_summary
 from sweep.config import Config, config_from_dict
 from sweep.core.devices import device_for_worker
@@ -95,6 +95,8 @@ def run_worker(
 
     `device` is the one the launcher planned for this worker (default: `worker_device`);
     `function` a training function given as an object (the Python API), not by its path."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
     stop = stop or StopFlag()
     device = torch.device(device) if device else worker_device(cfg, index)
     storage = open_storage(cfg.storage_url(), cfg.study.heartbeat_seconds, cfg.study.grace_seconds)
@@ -108,12 +110,14 @@ def run_worker(
             task.chance(),
             int(task.x_val.shape[0]),
         )  # accuracies are proportions of these
+        chance_loss = task.chance_loss()
     else:
         info = study.user_attrs.get(ATTR_TASK) or {}
         chance, n_val = (
             info.get("chance"),
             info.get("n_val"),
         )  # None: each run's own log states them
+        chance_loss = info.get("chance_loss")
     me = this_worker()
     current: dict[str, Any] = {}
     trainer = make_trainer(
@@ -155,10 +159,10 @@ def run_worker(
             mark_failed(study, trial, detail[:2000])
             continue
         decoded = [decode_record(encode_record(r)) for r in records]  # score what is stored
-        summary = trial_summary(decoded, chance, cfg.detect, n_val)
+        summary = trial_summary(decoded, chance, cfg.detect, n_val, asked_metric(cfg), chance_loss)
         try:
             store_results(study, trial, records, summary)
-        except optuna.exceptions.UpdateFinishedTrialError:
+        except UpdateFinishedTrialError:
             # Its heartbeat went stale (e.g. this machine was suspended) and another worker
             # reclaimed the trial; that worker's result will be stored instead.
             log(

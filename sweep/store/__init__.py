@@ -3,9 +3,10 @@
 Modules: `storage` (URLs, opening, SQLite locking), `studies` (create/load, comparability,
 stored config), `queue` (the work queue: enqueue, claim, requeue), `workers` (who runs a trial,
 heartbeats, dead workers), `results` (run records in and out), `progress` (how far a study is),
-`_optuna` (every use of Optuna's private attributes).
+`_optuna` (every use of Optuna's private attributes; it imports Optuna first, quietly).
 """
 
+from sweep.store import _optuna  # noqa: F401  (before any module of this package imports Optuna)
 from sweep.store.progress import Snapshot, count_progress, snapshot, stored_grid
 from sweep.store.queue import (
     covered_seeds,
