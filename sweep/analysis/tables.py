@@ -20,42 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sweep.analysis.detection import detect_run
-from sweep.analysis.shapes import loss_jump, volatility, warmup_epochs
+from sweep.analysis.metric import MetricChoice, choose_metric
+from sweep.analysis.run_rows import (  # noqa: F401  (run_row, shape_columns: part of this API)
+    RUN_COLUMNS,
+    failed_row,
+    is_failed,
+    run_row,
+    shape_columns,
+)
 from sweep.analysis.stats import mean_interval, wilson_interval
-from sweep.config import DetectConfig
-from sweep.core.records import EPOCH_COLUMNS, FAILURES
+from sweep.core.records import EPOCH_COLUMNS
 from sweep.core.setting import BASE_AXES, Setting
 from sweep.core.values import is_finite, nanmax, nanmedian, normalize
 
-RUN_COLUMNS = [
-    "seed",
-    "best_acc",
-    "best_epoch",
-    "final_acc",
-    "collapsed",
-    "collapse_epoch",
-    "collapse_mode",
-    "never_learned",
-    "spikes",
-    "nonfinite",
-    "epochs_run",
-    "grad_norm_p90",
-    "grad_norm_max",
-    "seconds",
-    "device",
-    "trial",
-    "outcome",
-    "undecided",
-    "noise_floor",
-    "collapse_witness",
-    "loss_jump_epoch",
-    "loss_jump_ratio",
-    "volatility",
-    "step_loss_cv",
-    "failure_reason",
-    "log_path",
-]
 SUMMARY_COLUMNS = [
     "n_runs",
     "mean_best_acc",
@@ -88,6 +65,9 @@ SUMMARY_COLUMNS = [
     "step_loss_cv_hi",
     "n_crashed",
     "n_timed_out",
+    "mean_best_loss",
+    "mean_best_loss_lo",
+    "mean_best_loss_hi",
 ]
 
 
@@ -99,105 +79,7 @@ class Tables:
     axes: list[str]
     chance: float
     meta: dict[str, Any] = field(default_factory=dict)
-
-
-def run_row(
-    record: dict[str, Any], chance: float, detect: Any, n_val: int | None = None
-) -> dict[str, Any]:
-    """One runs.csv row (without the axes) from a decoded run record; `n_val` is the number of
-    validation sequences its accuracies were measured on (None: sampling noise ignored). A run
-    of a user's training that states its own n_val and chance (in its log) is read with those.
-
-    A run that crashed or timed out (a user's training) is not called at all: outcome `crashed`
-    or `timed_out`, never a collapse, its reason and the folder of its log beside it."""
-    c = record["curves"]
-    if record.get("n_val"):
-        n_val = int(record["n_val"])
-    if record.get("chance") is not None:
-        chance = float(record["chance"])
-    if record.get("failure"):
-        return failed_row(record)
-
-    def as_list(key):
-        return np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
-
-    v = detect_run(
-        as_list("val_acc"),
-        as_list("val_loss"),
-        as_list("pred_top_frac"),
-        record.get("nonfinite_epoch"),
-        chance,
-        detect,
-        n_val=n_val,
-        val_loss_sd=as_list("val_loss_sd") if "val_loss_sd" in c else None,
-    )
-    return {
-        "seed": int(record["seed"]),
-        "best_acc": v.best_acc,
-        "best_epoch": v.best_epoch,
-        "final_acc": v.final_acc,
-        "collapsed": v.collapsed,
-        "collapse_epoch": v.collapse_epoch,
-        "collapse_mode": v.collapse_mode,
-        "never_learned": v.never_learned,
-        "spikes": v.spikes,
-        "nonfinite": record.get("nonfinite") or "",
-        "epochs_run": int(len(c["val_acc"])),
-        "grad_norm_p90": nanmedian(np.asarray(c["grad_norm_p90"], dtype=float)),
-        "grad_norm_max": float(np.nanmax(c["grad_norm_max"]))
-        if np.isfinite(c["grad_norm_max"]).any()
-        else math.nan,
-        "seconds": float(record.get("seconds", math.nan)),
-        "device": str(record.get("device") or ""),
-        "outcome": v.outcome,
-        "undecided": v.undecided,
-        "noise_floor": v.noise_floor,
-        "collapse_witness": v.witness,
-        **shape_columns(c, detect, learned=v.outcome != "never_learned"),
-        "failure_reason": "",
-        "log_path": str(record.get("log_path") or ""),
-    }
-
-
-def failed_row(record: dict[str, Any]) -> dict[str, Any]:
-    """The runs.csv row of a run that did not finish: what it logged, no call."""
-    c = record["curves"]
-    acc = np.asarray(c.get("val_acc", []), dtype=float)
-    finite = acc[np.isfinite(acc)]
-    return {
-        "seed": int(record["seed"]),
-        "best_acc": float(finite.max()) if len(finite) else math.nan,
-        "best_epoch": int(np.nanargmax(np.where(np.isfinite(acc), acc, -np.inf))) + 1
-        if len(finite)
-        else None,
-        "final_acc": float(acc[-1]) if len(acc) else math.nan,
-        "collapsed": False,
-        "collapse_epoch": None,
-        "collapse_mode": "",
-        "never_learned": False,
-        "spikes": 0,
-        "nonfinite": "",
-        "epochs_run": int(len(acc)),
-        "grad_norm_p90": math.nan,
-        "grad_norm_max": math.nan,
-        "seconds": float(record.get("seconds", math.nan)),
-        "device": str(record.get("device") or ""),
-        "outcome": str(record["failure"]),
-        "undecided": False,
-        "noise_floor": math.nan,
-        "collapse_witness": "",
-        "loss_jump_epoch": None,
-        "loss_jump_ratio": math.nan,
-        "volatility": math.nan,
-        "step_loss_cv": math.nan,
-        "failure_reason": str(record.get("failure_reason") or ""),
-        "log_path": str(record.get("log_path") or ""),
-    }
-
-
-def is_failed(row: dict[str, Any]) -> bool:
-    """A run that crashed or timed out (counted apart from every rate and mean)."""
-    return row.get("outcome") in FAILURES
+    metric: MetricChoice = field(default_factory=MetricChoice)  # the curve the calls read
 
 
 def collapse_rate_interval(k: int, undecided: int, n: int) -> tuple[float, float, float]:
@@ -210,42 +92,6 @@ def collapse_rate_interval(k: int, undecided: int, n: int) -> tuple[float, float
     return rate, lo, hi
 
 
-def shape_columns(curves: dict[str, Any], detect: Any, learned: bool = True) -> dict[str, Any]:
-    """A run's other failure shapes (sweep.analysis.shapes): a validation-loss jump that never
-    recovers (its epoch and ratio, empty when none), the volatility of its training loss (after
-    warm-up), and the median spread of its per-step losses within an epoch (as a share of the
-    epoch's mean loss).
-
-    A loss jump is looked for only in a run that learned (`learned`: its best beat the noise
-    floor), as a collapse is: a net that learned nothing has no learned state to lose, and its
-    validation loss rises for another reason (memorising noise; random labels do this). The jump
-    is measured against the curve's own epoch-to-epoch noise, which a smaller validation set
-    makes larger: the data's size is in the threshold."""
-    jump = (
-        loss_jump(
-            np.asarray(curves["val_loss"], dtype=float),
-            z=getattr(detect, "jump_z", DetectConfig.jump_z),
-            min_rise=getattr(detect, "jump_min_rise", DetectConfig.jump_min_rise),
-            patience=detect.patience,
-        )
-        if learned
-        else None
-    )
-    train = np.asarray(curves["train_loss"], dtype=float)
-    cv = math.nan
-    if "train_loss_sd" in curves:
-        sd = np.asarray(curves["train_loss_sd"], dtype=float)
-        start = warmup_epochs(len(train), 0.2)
-        ratio = sd[start:] / train[start:]
-        cv = nanmedian(ratio[np.isfinite(ratio)])
-    return {
-        "loss_jump_epoch": jump.epoch if jump else None,
-        "loss_jump_ratio": jump.ratio if jump else math.nan,
-        "volatility": volatility(train),
-        "step_loss_cv": cv,
-    }
-
-
 def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, Any]:
     """Per-setting summary of its run rows (DESIGN.md: t interval of the mean, Wilson rate).
     Runs that crashed or timed out are counted (n_crashed, n_timed_out), not summarised."""
@@ -253,7 +99,9 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
     rows = [r for r in rows if not is_failed(r)]
     n = len(rows)
     best = [r["best_acc"] for r in rows]
-    mean, lo, hi = mean_interval(best)
+    mean, lo, hi = mean_interval(best) if any(map(is_finite, best)) else (math.nan,) * 3
+    losses = [float(r["best_loss"]) for r in rows if is_finite(r.get("best_loss"))]
+    loss_mean, loss_lo, loss_hi = _loss_interval(losses)
     k = sum(bool(r["collapsed"]) for r in rows)
     undecided = sum(bool(r.get("undecided", False)) for r in rows)
     rate, rlo, rhi = collapse_rate_interval(k, undecided, n)
@@ -294,7 +142,21 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
         **_shape_summary(rows),
         "n_crashed": len(failed),
         "n_timed_out": sum(1 for r in failed if r.get("outcome") == "timed_out"),
+        "mean_best_loss": loss_mean,
+        "mean_best_loss_lo": loss_lo,
+        "mean_best_loss_hi": loss_hi,
     }
+
+
+def _loss_interval(losses: Sequence[float]) -> tuple[float, float, float]:
+    """Mean best loss with its Student-t 95% interval (NaN without losses; inf where the losses
+    are too large to add, a run that blew up to ~1e308)."""
+    if not losses:
+        return math.nan, math.nan, math.nan
+    try:
+        return mean_interval(losses, bounds=(0.0, math.inf))
+    except OverflowError:
+        return math.inf, math.inf, math.inf
 
 
 def _shape_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -328,13 +190,23 @@ def _isnan(v: Any) -> bool:
 
 
 def trial_summary(
-    records: Sequence[dict[str, Any]], chance: float, detect: Any, n_val: int | None = None
+    records: Sequence[dict[str, Any]],
+    chance: float | None,
+    detect: Any,
+    n_val: int | None = None,
+    asked: str = "acc",
+    chance_loss: float | None = None,
 ) -> dict[str, Any]:
-    """The readable attributes stored on a finished trial (what optuna-dashboard shows)."""
-    rows = [run_row(r, chance, detect, n_val) for r in records]
+    """The readable attributes stored on a finished trial (what optuna-dashboard shows).
+    `asked`: the metric the config asks for (`sweep.analysis.metric.asked_metric`)."""
+    choice = choose_metric(records, asked, n_val, chance, detect)
+    chance = float(chance or 0.0)
+    rows = [run_row(r, chance, detect, n_val, choice.curve, chance_loss) for r in records]
     s = summarize_runs(rows, chance)
     finished = [r for r in rows if not is_failed(r)]
     return {
+        "metric": choice.curve,
+        "mean_best_loss": s["mean_best_loss"] if math.isfinite(s["mean_best_loss"]) else None,
         "mean_best_acc": s["mean_best_acc"],
         "collapse_rate": s["collapse_rate"],
         "n_runs": s["n_runs"],
@@ -344,7 +216,9 @@ def trial_summary(
             m: sum(r["collapse_mode"] == m for r in rows)
             for m in ("nonfinite", "diverged", "constant_output")
         },
-        "best_acc_per_seed": {str(r["seed"]): round(r["best_acc"], 4) for r in finished},
+        "best_acc_per_seed": {
+            str(r["seed"]): round(r["best_acc"], 4) for r in finished if is_finite(r["best_acc"])
+        },
         "grad_norm_p90": s["grad_norm_p90"] if math.isfinite(s["grad_norm_p90"]) else None,
         "chance": chance,
         "seconds": round(sum(r["seconds"] for r in rows if math.isfinite(r["seconds"])), 2),
@@ -355,15 +229,21 @@ def trial_summary(
 
 def build_tables(
     runs: Iterable[tuple[dict[str, Any], dict[str, Any], int]],
-    chance: float,
+    chance: float | None,
     detect: Any,
     axes: list[str] | None = None,
     n_val: int | None = None,
+    asked: str = "acc",
+    chance_loss: float | None = None,
 ) -> Tables:
     """Tables from (setting, decoded record, trial number) triples, deduplicated by (setting, seed).
 
-    `n_val`: the validation sequences every accuracy was measured on (detection accounts for
-    their sampling noise; None ignores it).
+    `chance`: the chance level (None: not stated; a run's own statement comes first, and an
+    accuracy nobody can judge makes the calls read the loss). `n_val`: the validation sequences
+    every accuracy was measured on (detection accounts for their sampling noise; None ignores
+    it). `asked`: the curve the config asks the calls to read ("acc", "loss" or "auto", see
+    `sweep.analysis.metric`); `chance_loss`: the loss of knowing nothing, the reference of calls
+    from the loss (None: each run's first logged loss).
 
     Parallel workers (or a re-run after a lost result) can produce a (setting, seed) twice; the
     record of the lowest trial number is kept, so the tables never count a run twice.
@@ -374,7 +254,10 @@ def build_tables(
     axes = list(axes) if axes else None
     # A run that finished beats one that crashed (a retry), whatever their order; otherwise the
     # lowest trial number wins.
-    for setting, record, trial in sorted(runs, key=lambda r: (bool(r[1].get("failure")), r[2])):
+    runs = sorted(runs, key=lambda r: (bool(r[1].get("failure")), r[2]))
+    choice = choose_metric([record for _, record, _ in runs], asked, n_val, chance, detect)
+    chance = float(chance or 0.0)
+    for setting, record, trial in runs:
         if axes is None:
             axes = list(setting)
         for key in setting:
@@ -385,7 +268,7 @@ def build_tables(
             continue
         seen.add(ident)
         row = {a: setting.get(a) for a in axes}
-        row.update(run_row(record, chance, detect, n_val))
+        row.update(run_row(record, chance, detect, n_val, choice.curve, chance_loss))
         row["trial"] = trial
         run_rows.append(row)
         kept.append((setting, record))
@@ -411,7 +294,14 @@ def build_tables(
             axes + ["seed", "epoch"], key=_sort_key, kind="stable", na_position="first"
         ).reset_index(drop=True)
     summary_df = summary_table(runs_df, axes, chance)
-    return Tables(runs=runs_df, curves=curves_df, summary=summary_df, axes=axes, chance=chance)
+    return Tables(
+        runs=runs_df,
+        curves=curves_df,
+        summary=summary_df,
+        axes=axes,
+        chance=chance,
+        metric=choice,
+    )
 
 
 GROUP_CURVES = ("grad_norm_mean/", "grad_norm_max/")  # per parameter group: one wide column each

@@ -5,24 +5,30 @@ Usage::
     paths = write_report(study, results_dir="results")   # what `sweep report` does
 
 Reads the run records stored in the study, runs detection with the thresholds recorded there
-(or the ones given), and writes runs.csv, summary.csv, curves.parquet, verdicts.csv, figures/ and
-report.html (last, so that every figure it references exists when it appears).
+(or the ones given), and writes runs.csv, summary.csv, curves.parquet, verdicts.csv, figures/,
+report_standalone.html (the same page with every figure inside it: one file that can be mailed,
+shown inline in a notebook or opened anywhere) and report.html (last, so that every figure it
+references exists when it appears).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
+import re
 from pathlib import Path
 from typing import Any
 
 from sweep.analysis.conclusions import compute_verdicts
+from sweep.analysis.metric import asked_metric
 from sweep.analysis.numbers import csv_ready
 from sweep.analysis.tables import Tables, build_tables
 from sweep.config import DetectConfig
 from sweep.core.errors import UserError
 from sweep.core.files import write_csv, write_parquet, write_text
 from sweep.report.figures import write_figures
-from sweep.report.html import write_html
+from sweep.report.html import render_html
 from sweep.store.results import load_study_runs
 from sweep.store.studies import ATTR_CONFIG, ATTR_FIND, ATTR_REFINE, ATTR_TASK
 
@@ -37,7 +43,16 @@ def study_tables(study: Any, detect: DetectConfig | None = None) -> Tables:
     runs = load_study_runs(study)
     task = stated_by_runs(task, [record for _, record, _ in runs])
     n_val = int(task["n_val"]) if task.get("n_val") else None
-    tables = build_tables(runs, float(task.get("chance") or 0.0), detect, axes=axes, n_val=n_val)
+    chance = float(task["chance"]) if task.get("chance") is not None else None
+    tables = build_tables(
+        runs,
+        chance,
+        detect,
+        axes=axes,
+        n_val=n_val,
+        asked=asked_metric({**config, "detect": dataclasses.asdict(detect)}),
+        chance_loss=task.get("chance_loss"),
+    )
     tables.meta = {
         "config": config,
         "task": task,
@@ -71,8 +86,8 @@ def write_report(
     Returns:
         name -> path of every file written: "runs", "summary", "curves", "verdicts", "verdict"
         (verdict.txt: the verdict as plain text, what `sweep run` prints at its end), one entry per
-        figure named by its path relative to the study folder ("figures/lr_curves.png"), and
-        "report" (report.html) last.
+        figure named by its path relative to the study folder ("figures/lr_curves.png"),
+        "report_standalone" (report_standalone.html) and "report" (report.html) last.
     """
     out = Path(results_dir) / study.study_name
     tables = study_tables(study, detect)
@@ -93,8 +108,38 @@ def write_report(
     paths["verdict"] = write_text(out / "verdict.txt", verdicts.text(study.study_name))
     figures = write_figures(tables, out)
     paths.update({f.name: f.path for f in figures})
-    paths["report"] = write_html(tables, verdicts, figures, out)
+    page = render_html(tables, verdicts, figures)
+    paths["report_standalone"] = write_text(
+        out / "report_standalone.html", standalone_html(page, out)
+    )
+    paths["report"] = write_text(out / "report.html", page)
     return paths
+
+
+_FIGURE_SRC = re.compile(r'(src|href)="([^":#?]+\.png)"')
+
+
+def png_data_uri(path: Path) -> str:
+    """A PNG file as a data: URI (an image that travels inside the page)."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def standalone_html(page: str, folder: Path) -> str:
+    """`page` (report.html's text) with every figure it shows embedded as a data: URI, so that
+    the page needs no file beside it. A link to a figure's file points at the figures section
+    instead (browsers refuse to open a data: URI from a link)."""
+    root = Path(folder).resolve()
+
+    def embed(m: re.Match[str]) -> str:
+        attr, rel = m.group(1), html.unescape(m.group(2))
+        path = (root / rel).resolve()
+        if root not in path.parents or not path.is_file():
+            return m.group(0)  # not one of the study's figures: left as it is
+        if attr == "href":
+            return 'href="#figures"'
+        return f'src="{png_data_uri(path)}"'
+
+    return _FIGURE_SRC.sub(embed, page)
 
 
 def results_line(folder: Path, paths: dict[str, Path]) -> str:

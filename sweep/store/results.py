@@ -29,6 +29,8 @@ def store_results(study: Any, trial: Any, records: Sequence[Any], summary: dict[
     for key, value in summary.items():
         retry_locked(lambda k=key, v=value: storage.set_trial_user_attr(trial_id(trial), k, v))
     values = [summary["mean_best_acc"], summary["collapse_rate"]]
+    if not math.isfinite(values[0]):  # calls from the loss: no accuracy (the loss is an attribute)
+        values[0] = 0.0
     if not summary.get("n_runs", 1):  # every run crashed: kept as COMPLETE (the report shows them)
         values = [0.0, 0.0]
     assert all(math.isfinite(v) for v in values), values  # a NaN value would FAIL the trial

@@ -72,6 +72,13 @@ class TaskData:
 
         return chance_level(self)
 
+    def chance_loss(self) -> float:
+        """The loss of knowing nothing (the reference of calls from the loss): predicting the
+        training label frequencies, or the training targets' mean."""
+        from sweep.tasks.scoring import chance_loss_level
+
+        return chance_loss_level(self)
+
 
 def task_from_arrays(
     name: str, kind: str, train: tuple, val: tuple, output_dim: int, **fields: Any

@@ -70,3 +70,23 @@ def chance_level(task) -> float:
     mean = task.y_train.mean(dim=0, keepdim=True)
     correct = item_correct("regression", mean.expand_as(task.y_val), task.y_val, task.tolerance)
     return float(correct.float().mean())
+
+
+def chance_loss_level(task) -> float:
+    """The validation loss of knowing nothing, the reference of the loss calls: predicting the
+    training label frequencies (classification: the cross-entropy of the validation labels under
+    those frequencies, the entropy when the two sets are alike) or the training targets' mean
+    (regression: the mean squared error of that constant)."""
+    val_mask = train_mask = None
+    if task.per_step:
+        val_mask = step_mask(task.lengths_val, *task.y_val.shape[:2], task.y_val.device)
+        train_mask = step_mask(task.lengths_train, *task.y_train.shape[:2], task.y_train.device)
+    y_train = task.y_train[train_mask] if train_mask is not None else task.y_train
+    y_val = task.y_val[val_mask] if val_mask is not None else task.y_val
+    if task.kind == "classification":
+        counts = torch.bincount(y_train.reshape(-1), minlength=task.output_dim).double()
+        # add-one smoothing: a class absent from training would make the reference infinite
+        freq = (counts + 1.0) / (counts.sum() + task.output_dim)
+        return float(-torch.log(freq)[y_val.reshape(-1)].mean())
+    mean = y_train.reshape(-1, y_train.shape[-1]).double().mean(dim=0)
+    return float(((y_val.double() - mean) ** 2).mean())
