@@ -2,7 +2,8 @@
 
 Usage::
 
-    tied = not_worse_than_best(means, seed_sd, n_seeds, val_var)   # bool per setting
+    tied = not_worse_than_best(means, seed_sd, n_seeds, n_val)     # bool per setting
+    within, too_few = within_noise_of_best(means, seed_sd, n_seeds, n_val)
     validation_half_width(0.984, 370)                                 # 0.0128: 95% noise of one accuracy
 
 A setting's mean best accuracy is uncertain for two reasons: the seeds differ (their spread s over
@@ -21,6 +22,17 @@ the best would allow ties to be called "not the best"): two-sided at alpha over 
 pairs (Bonferroni, valid for unequal variances). Then, with probability >= 1 - alpha, no setting
 as good as the best in truth is called worse, whatever the number of settings;
 tests/test_verdicts.py simulates settings of equal accuracy and counts false "better" claims.
+
+"Within the noise of the best" (what the recommendation may prefer for its distance from
+collapse) asks more: not shown worse, and a gap to the best no larger than what the validation
+noise alone produces for the pair (the margin above without the seeds' part). Not being shown
+worse is no evidence of being as good when the seeds are few: with 2 seeds per setting the
+seeds' part takes a Student-t critical value near 1 degree of freedom (12.7 for two settings,
+191 for six), so a mean of 0.201 (one of its two seeds learned) was "not worse" than 0.914. The
+validation noise is known without estimating anything, so a setting whose mean lies further
+below the best than it can reach is never called within noise; when the seeds cannot show it
+worse either, the seeds are too few to tell (`within_noise_of_best`'s second answer). Without a
+validation size, only the seeds' test is left, and it counts only from `MIN_SEEDS` seeds.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ import numpy as np
 from scipy.special import ndtri, stdtrit
 
 ALPHA = 0.05
+MIN_SEEDS = 3  # without a validation size, fewer seeds than this cannot put a setting within noise
 
 
 def validation_half_width(p: float, n_val: int | None, z: float = 1.959963984540054) -> float:
@@ -89,3 +102,35 @@ def not_worse_than_best(
     out = ~shown_worse
     out[best] = True
     return out
+
+
+def within_noise_of_best(
+    means: Sequence[float],
+    seed_sd: Sequence[float],
+    n_seeds: Sequence[int],
+    n_val: int | None = None,
+    alpha: float = ALPHA,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(within, too_few), a bool per setting. within: not shown worse than the best, and no
+    further below it than the validation noise of the pair reaches (module doc; the best itself
+    is within). too_few: not shown worse, but further below than that: the seeds are too few to
+    tell whether it is as good, so it is not preferred to the best.
+
+    Args: as `not_worse_than_best`.
+    """
+    m = np.asarray(means, dtype=float)
+    n = np.asarray(n_seeds, dtype=float)
+    k = len(m)
+    not_worse = not_worse_than_best(means, seed_sd, n_seeds, n_val, alpha)
+    if k <= 1:
+        return not_worse, np.zeros(k, dtype=bool)
+    best = int(np.nanargmax(m))
+    gap = m[best] - m
+    if n_val:
+        val_var = np.clip(m * (1 - m), 0.25 / n_val, None) / n_val
+        z = float(ndtri(1.0 - alpha / (k * (k - 1))))  # the pair margin's level, as above
+        close = gap - 1.0 / n_val <= z * np.sqrt(val_var + val_var[best])
+    else:
+        close = (gap <= 0) | ((n >= MIN_SEEDS) & (n[best] >= MIN_SEEDS))
+    close[best] = True
+    return not_worse & close, not_worse & ~close

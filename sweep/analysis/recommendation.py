@@ -12,11 +12,13 @@ The rule:
    whose slice locates a boundary must lie at or below its slice's safe LR (the largest lr whose
    collapse risk is below 10% with 95% confidence); a slice without any collapse has located none,
    and its settings stay candidates (their margin is at least the tested range above them).
-   When no candidate is at or below a safe LR, the old rule applies (no collapsed run) and the
-   text says so.
-2. The best is the candidate with the highest mean best accuracy. The candidates not shown worse
-   than it (`sweep.analysis.choice.not_worse_than_best`: seed spread and validation noise, every
-   pair guarded) are "within noise".
+   When no candidate is at or below a safe LR, every setting without a collapse is a candidate
+   (the recommendation then lies above its slice's safe LR), and the text says so.
+2. The best is the candidate with the highest mean best accuracy. The candidates within its noise
+   (`sweep.analysis.choice.within_noise_of_best`: not shown worse by the seed spread and the
+   validation noise, every pair guarded, and no further below the best than the validation noise
+   reaches) are "within noise". A candidate the seeds cannot show worse but that lies further
+   below is never preferred: the seeds are too few to tell, and the text says so.
 3. Among those, the one with the widest margin below its slice's safe LR (safe / lr, or lr_max / lr
    without a boundary) is recommended: as good as the data can tell, and the farthest from
    collapse. Ties go to the higher mean, then to grid order.
@@ -34,7 +36,7 @@ import pandas as pd
 from scipy.special import stdtrit
 
 from sweep.analysis.boundary import slice_boundary
-from sweep.analysis.choice import not_worse_than_best, validation_half_width
+from sweep.analysis.choice import validation_half_width, within_noise_of_best
 from sweep.core.setting import Setting, setting_label
 from sweep.core.values import normalize
 
@@ -59,6 +61,9 @@ class Recommendation:
     excluded: tuple = field(default=())  # settings without a collapse left out: above their safe lr
     # (setting, mean) of the most accurate of those, when more accurate
     excluded_best: tuple | None = None
+    # (setting, mean, seeds) of candidates the seeds could not show worse than the best although
+    # they lie beyond its validation noise: too few seeds to tell, so not preferred to the best
+    too_few: tuple = ()
 
     def text(self, axes: Sequence[str]) -> str:
         """The recommendation in one sentence (the report's green box and the verdict)."""
@@ -77,8 +82,9 @@ class Recommendation:
         parts = []
         if not self.safe_respected:
             parts.append(
-                "No setting without a collapse lies at or below a safe lr, so this is simply the most "
-                "accurate setting without a collapse"
+                "No setting without a collapse lies at or below its slice's safe lr, so this one is "
+                "chosen among all settings without a collapse, above the safe lr: more seeds at "
+                "lower lrs, or `sweep refine`, would locate a safe one"
             )
         if self.tied or self.best:
             others = ", ".join(f"{setting_label(st, axes)} ({m:.3f})" for st, m in self.tied[:4])
@@ -97,6 +103,19 @@ class Recommendation:
                 parts.append(
                     f"it is chosen because it sits farthest from collapse, x{self.margin:.3g} {where}"
                 )
+        if self.too_few:
+            shown = ", ".join(
+                f"{setting_label(st, axes)} ({m:.3f}, {n} seed{'s' if n != 1 else ''})"
+                for st, m, n in self.too_few[:3]
+            )
+            more = f" and {len(self.too_few) - 3} more" if len(self.too_few) > 3 else ""
+            many = len(self.too_few) > 1
+            parts.append(
+                f"{shown}{more} {'lie' if many else 'lies'} further below the best than the validation "
+                f"noise reaches, and {'their' if many else 'its'} seeds are too few to tell whether "
+                f"{'they are' if many else 'it is'} as good, so {'they are' if many else 'it is'} not "
+                f"preferred for sitting farther from collapse (more seeds would tell)"
+            )
         if self.excluded:
             parts.append(
                 f"{len(self.excluded)} setting(s) without a collapse were left out because they lie above "
@@ -128,6 +147,13 @@ def _seed_sd(row: dict[str, Any], runs: dict[tuple, list[float]] | None, key: tu
     return half / float(stdtrit(n - 1, 0.975)) * math.sqrt(n)
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """`frame.to_dict("records")`, column by column (pandas builds records row by row, which
+    costs a millisecond per row when a column is Arrow-backed)."""
+    columns = {c: frame[c].tolist() for c in frame.columns}
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
 def _learned(row: dict[str, Any]) -> bool:
     return int(row.get("n_never_learned", 0) or 0) < int(row["n_runs"])
 
@@ -143,7 +169,7 @@ def recommend(
     keys = [a for a in axes if a != "lr"]
     rows = [
         r
-        for r in summary.to_dict("records")
+        for r in _records(summary)
         if int(r["n_collapsed"]) == 0
         and normalize(r["mean_best_acc"]) is not None
         and _learned(r)
@@ -152,7 +178,7 @@ def recommend(
     if not rows:
         return None
     by_slice: dict[tuple, list[dict[str, Any]]] = {}
-    for r in summary.to_dict("records"):
+    for r in _records(summary):
         by_slice.setdefault(Setting.of(r, keys).values(keys), []).append(r)
     fits = {k: slice_boundary(v) for k, v in by_slice.items()}
     margins, located, eligible = [], [], []
@@ -186,7 +212,7 @@ def recommend(
             if "outcome" in runs
             else pd.Series(True, index=runs.index)
         )
-        for r in runs[ok].to_dict("records"):
+        for r in _records(runs[ok]):
             if normalize(r.get("best_acc")) is not None:
                 per_run.setdefault(Setting.of(r, axes).values(axes), []).append(
                     float(r["best_acc"])
@@ -194,7 +220,7 @@ def recommend(
     cand = [rows[i] for i in pick]
     means = [float(r["mean_best_acc"]) for r in cand]
     sds = [_seed_sd(r, per_run, Setting.of(r, axes).values(axes)) for r in cand]
-    tied = not_worse_than_best(means, sds, [int(r["n_runs"]) for r in cand], n_val)
+    tied, too_few = within_noise_of_best(means, sds, [int(r["n_runs"]) for r in cand], n_val)
     best = max(range(len(cand)), key=lambda j: (means[j], float(cand[j]["mean_best_acc_lo"]), -j))
     within = [j for j in range(len(cand)) if tied[j]]
 
@@ -232,4 +258,9 @@ def recommend(
         safe_respected=respected,
         excluded=excluded,
         excluded_best=excluded_best,
+        too_few=tuple(
+            (label(cand[j]), means[j], int(cand[j]["n_runs"]))
+            for j in sorted(range(len(cand)), key=lambda j: -means[j])
+            if too_few[j]
+        ),
     )
