@@ -3,6 +3,8 @@ in-memory Optuna study, no training) and a real headless-Chromium render."""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -147,6 +149,94 @@ def test_verdicts_and_thresholds_are_on_the_page(report):
     assert "Recommended:" in text and "spike_factor" in text and "constant_frac" in text
     for kind in ("collapse_rate", "mean_best_acc", "lr_curves", "learning_curves", "grad_norms"):
         assert escape(CAPTIONS[kind]) in text
+
+
+def _users_study_tables(trainer):
+    """Synthetic tables as a study trained by a user's `trainer` node records them: the config
+    still holds the schema's task, model and optimizer, which played no part."""
+    t = synthetic_tables(lrs=(0.01, 0.1, 1.0), clips=(None, 1.0))
+    t.meta = {
+        "study": "mine",
+        "config": {
+            "task": {"name": "digits", "data_seed": 0},
+            "trainer": trainer,
+            "model": {"name": "lstm", "hidden_size": 64, "layers": 2},
+            "optimizer": {"name": "sgd", "momentum": 0.9},
+            "schedule": {"name": "constant"},
+            "grid": {"lr": [0.01, 0.1, 1.0], "clip": [None, 1.0], "batch_size": [32]},
+            "study": {"name": "mine", "storage": "sqlite:///results/lrsweep.db"},
+            "find": {"lr_min": 1e-5},
+            "packing": "auto",
+            "checkpoint_every": 10,
+            "epochs": 12,
+            "threads": 1,
+        },
+        "task": {"name": "mine", "kind": "classification", "chance": 0.1, "n_val": 360},
+    }
+    return t
+
+
+def _header(text: str) -> str:
+    return re.search(r'<p class="meta">(.*?)</p>', text, re.S).group(1)
+
+
+def _config_shown(text: str) -> dict:
+    shown = re.search(r"<h3>Config of the study</h3>\s*<pre>(.*?)</pre>", text, re.S).group(1)
+    return json.loads(html.unescape(shown))
+
+
+@pytest.mark.parametrize(
+    "trainer,says",
+    [
+        (
+            {
+                "name": "command",
+                "command": "python train.py --lr {lr} --db postgresql://u:pw@h/x",
+                "n_val": 360,
+                "chance": 0.1,
+            },
+            "trainer command: python train.py --lr {lr} --db postgresql://u:***@h/x",
+        ),
+        (
+            {
+                "_target_": "mytrain.fit",
+                "name": "function",
+                "n_val": 360,
+                "chance": 0.1,
+                "source": "ab12",
+                "hidden": 32,
+                "layers": 1,
+            },
+            "trainer function mytrain.fit(hidden=32, layers=1)",
+        ),
+    ],
+)
+def test_a_users_training_is_described_as_itself_not_as_lrsweeps_model(trainer, says):
+    t = _users_study_tables(trainer)
+    text = render_html(t, compute_verdicts(t), [])
+    header = html.unescape(_header(text))
+    assert header.startswith(
+        f"{says}; grid axes lr, clip, batch_size; classification, chance 0.100"
+    )
+    for word in ("lstm", "sgd", "digits", "model", "optimizer", "task "):
+        assert word not in header, header
+    shown = _config_shown(text)
+    assert not {
+        "task",
+        "model",
+        "optimizer",
+        "schedule",
+        "find",
+        "packing",
+        "checkpoint_every",
+    } & set(shown)
+    assert shown["trainer"]["name"] == trainer["name"] and shown["epochs"] == 12
+    assert "pw@" not in text and "<h3>Validation set</h3>" in text and "<h3>Task</h3>" not in text
+    # lrsweep's own loop: the task, model and optimizer are what trained the runs, and are named
+    t.meta["config"]["trainer"] = {"name": "builtin"}
+    text = render_html(t, compute_verdicts(t), [])
+    assert "model lstm (2 x 64); optimizer sgd" in _header(text)
+    assert {"task", "model", "optimizer"} <= set(_config_shown(text))
 
 
 def test_page_without_runs():

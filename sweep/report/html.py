@@ -29,6 +29,7 @@ from sweep.analysis.reading import short_reason
 from sweep.analysis.verdicts import clip_fractions, setting_key, slice_axes
 from sweep.config import DETECT_MEANINGS
 from sweep.core.files import write_text
+from sweep.core.redact import redact_secrets
 from sweep.core.setting import value_label
 from sweep.core.values import normalize
 from sweep.report.captions import CAPTIONS, FIGURE_TITLES  # noqa: F401  (CAPTIONS re-exported)
@@ -149,7 +150,8 @@ def render_html(tables: Any, verdicts: Verdicts, figures: Sequence[Any]) -> str:
             for k, v in detect.items()
         ],
         task_json=json.dumps(meta.get("task") or {}, indent=2, sort_keys=True, default=str),
-        config_json=json.dumps(_redacted(meta.get("config") or {}), indent=2, default=str),
+        config_json=json.dumps(_shown_config(meta.get("config") or {}), indent=2, default=str),
+        task_title="Task" if users_trainer(meta.get("config") or {}) is None else "Validation set",
     )
 
 
@@ -168,12 +170,54 @@ SUMMARY_NOTE = (
 # --------------------------------------------------------------------------- what the page shows
 
 
+# Config keys that only lrsweep's own training loop reads: a study trained by a user's command or
+# function records them (they are the schema's defaults) but they played no part in its results.
+BUILTIN_ONLY = (
+    "task",
+    "model",
+    "optimizer",
+    "schedule",
+    "packing",
+    "checkpoint_every",
+    "checkpoint_minutes",
+    "find",
+)
+
+
+def users_trainer(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The `trainer` node of a study trained by the user's command or function (None: lrsweep's
+    own loop, also for studies that recorded no trainer)."""
+    trainer = config.get("trainer")
+    if isinstance(trainer, dict) and trainer.get("name", "builtin") != "builtin":
+        return trainer
+    return None
+
+
+def trainer_text(trainer: dict[str, Any]) -> str:
+    """What trained the runs, as far as lrsweep knows it: the command line (its template), or the
+    function and the keyword arguments the config passes it."""
+    if trainer.get("name") == "command":
+        return f"trainer command: {redact_secrets(str(trainer.get('command', '')))}"
+    from sweep.config.trainers import TARGET_OPTIONS
+
+    own = ("_target_", "name", "source", *TARGET_OPTIONS)
+    kwargs = ", ".join(f"{k}={v}" for k, v in trainer.items() if k not in own)
+    return f"trainer function {trainer.get('_target_', '?')}" + (f"({kwargs})" if kwargs else "")
+
+
 def _overview(tables: Any) -> str:
-    """One line: task, validation size, model, optimizer, settings and runs, when."""
+    """One line: task (or the user's trainer and axes), validation size, model, optimizer,
+    settings and runs, when."""
     meta = tables.meta or {}
     cfg, task = meta.get("config", {}) or {}, meta.get("task", {}) or {}
+    users = users_trainer(cfg)
     bits = []
-    if task.get("name") or cfg.get("task", {}).get("name"):
+    if users is not None:  # lrsweep's task, model and optimizer were not used: none is named
+        bits.append(trainer_text(users))
+        bits.append(f"grid axes {', '.join(tables.axes)}")
+        kind = f"{task['kind']}, " if task.get("kind") else ""
+        bits.append(f"{kind}chance {tables.chance:.3f}")
+    elif task.get("name") or cfg.get("task", {}).get("name"):
         kind = f" ({task['kind']})" if task.get("kind") else ""
         bits.append(
             f"task {task.get('name') or cfg['task']['name']}{kind}, chance {tables.chance:.3f}"
@@ -185,7 +229,7 @@ def _overview(tables: Any) -> str:
             f"{task['n_val']} validation sequences (accuracy resolved to about "
             f"{resolution(int(task['n_val'])):.2f})"
         )
-    model, opt = cfg.get("model", {}), cfg.get("optimizer", {})
+    model, opt = (cfg.get("model", {}), cfg.get("optimizer", {})) if users is None else ({}, {})
     if model:
         bits.append(
             f"model {model.get('name', '?')} ({model.get('layers', '?')} x {model.get('hidden_size', '?')})"
@@ -371,6 +415,18 @@ def _collapsed_table(tables: Any) -> Table | None:
         return None
     head = [(a, a) for a in tables.axes] + [(c, c) for c in RUN_SHOWN]
     return make_table("collapsed", head, [(r, "") for r in bad.to_dict("records")])
+
+
+def _shown_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the page shows it: without the keys only lrsweep's own loop reads when a
+    user's command or function trained the runs, and without passwords."""
+    if users_trainer(config) is not None:
+        config = {k: v for k, v in config.items() if k not in BUILTIN_ONLY}
+        trainer = dict(config["trainer"])
+        if isinstance(trainer.get("command"), str):
+            trainer["command"] = redact_secrets(trainer["command"])
+        config["trainer"] = trainer
+    return _redacted(config)
 
 
 def _redacted(config: dict[str, Any]) -> dict[str, Any]:
