@@ -248,6 +248,50 @@ def test_reading_clipping_that_only_lowers_the_rate():
     assert "Clipping at 1 lowers collapse at lr=1 to 1/5 runs" in read(s)
 
 
+def _seq2seq(clipped_2=(0.212, 3), clipped_3=(0.106, 3)):
+    """examples/seq2seq_repeat's table (its README): without clipping lr 2 and 3 blow up in every
+    seed; clipped at 0.5 they stay finite. clipped_N: (mean best accuracy, runs never learned)."""
+    rows = []
+    for lr, acc, k in ((0.5, 0.621, 0), (1.0, 0.926, 0), (2.0, 0.1, 3), (3.0, 0.1, 3)):
+        rows.append(row(lr, math.nan, acc, k, n=3, mode="nonfinite"))
+    for lr, (acc, never) in (
+        (0.5, (0.603, 0)),
+        (1.0, (0.882, 0)),
+        (2.0, clipped_2),
+        (3.0, clipped_3),
+    ):
+        r = row(lr, 0.5, acc, 0, n=3)
+        r["n_never_learned"] = never
+        rows.append(r)
+    return table(rows)
+
+
+def test_clipping_that_keeps_runs_finite_but_learns_nothing_is_not_called_stable():
+    """The seq2seq example's verdict said "Clipping at 0.5 keeps lr=3 stable (0/3 collapsed, mean
+    best accuracy 0.188)" of three seeds that never learned; its README says nothing is learned."""
+    v = compute_verdicts(_tables(_seq2seq()))
+    clipping = v.head[2].text
+    assert clipping == (
+        "Clipping at 0.5 stops the collapse at lr=2 and lr=3, but nothing is learned there (6/6 runs "
+        "never learned, mean best accuracy 0.212, 0.106)."
+    )
+    assert "stable" not in clipping
+    # learned at lr=2 with clipping, nothing at lr=3: each said as it is
+    mixed = compute_verdicts(_tables(_seq2seq(clipped_2=(0.8, 0)))).head[2].text
+    assert mixed == (
+        "Clipping at 0.5 keeps lr=2 stable (0/3 collapsed, mean best accuracy 0.800); at lr=3 it "
+        "stops the collapse, but nothing is learned there (3/3 runs never learned, mean best "
+        "accuracy 0.106)."
+    )
+    partly = (
+        compute_verdicts(_tables(_seq2seq(clipped_2=(0.6, 1), clipped_3=(0.5, 1)))).head[2].text
+    )
+    assert partly == (
+        "Clipping at 0.5 keeps lr=3 from collapsing (0/3 collapsed, 1/3 never learned, mean best "
+        "accuracy 0.500)."
+    )
+
+
 def test_reading_suggests_grad_norm_p90_as_a_clip_start():
     s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4])
     s["grad_norm_p90"] = [1.0, 2.0, 3.0, 4.0, 50.0]

@@ -307,12 +307,7 @@ def _clipping_sentence(
             and orows[lr]["collapse_rate"] < rows[lr]["collapse_rate"]
         ]
         if kept:
-            lr = kept[-1]
-            r = orows[lr]
-            parts.append(
-                f"clipping at {clip} keeps lr={value_label(lr)} stable ({_k_of_n(r)} collapsed, "
-                f"mean best accuracy {r['mean_best_acc']:.3f})"
-            )
+            parts.append(_kept_sentence(clip, kept, orows))
         elif fewer:
             lr = fewer[-1]
             parts.append(
@@ -324,6 +319,45 @@ def _clipping_sentence(
         return ""
     text = "; ".join(parts)
     return text[0].upper() + text[1:] + "."
+
+
+def _n(row: dict[str, Any], column: str) -> int:
+    value = row.get(column)
+    return int(value) if present(value) else 0
+
+
+def _kept_sentence(clip: str, kept: list[float], rows: dict[float, dict[str, Any]]) -> str:
+    """What clipping at `clip` does at the lrs `kept` (no collapse with it, some without): keeps
+    them stable where its runs learned, and says so where they never learned (clipping kept them
+    from blowing up, but nothing was learned: that is no stable setting)."""
+    learned = [lr for lr in kept if _n(rows[lr], "n_never_learned") < _n(rows[lr], "n_runs")]
+    nothing = [lr for lr in kept if lr not in learned]
+    parts = []
+    if learned:
+        lr = learned[-1]
+        r = rows[lr]
+        never, undecided = _n(r, "n_never_learned"), _n(r, "n_undecided")
+        caveat = "".join(
+            f", {k}/{_n(r, 'n_runs')} {what}"
+            for k, what in ((never, "never learned"), (undecided, "undecided"))
+            if k
+        )
+        does = "stable" if not never and not undecided else "from collapsing"
+        parts.append(
+            f"clipping at {clip} keeps lr={value_label(lr)} {does} ({_k_of_n(r)} collapsed{caveat}, "
+            f"mean best accuracy {r['mean_best_acc']:.3f})"
+        )
+    nothing = [lr for lr in nothing if not learned or lr > learned[-1]][-3:]
+    if nothing:
+        where = _join(["lr=" + value_label(lr) for lr in nothing])
+        accs = ", ".join(f"{rows[lr]['mean_best_acc']:.3f}" for lr in nothing)
+        runs = sum(_n(rows[lr], "n_runs") for lr in nothing)
+        parts.append(
+            f"{'at' if learned else f'clipping at {clip} stops the collapse at'} {where}"
+            f"{' it stops the collapse' if learned else ''}, but nothing is learned there "
+            f"({runs}/{runs} runs never learned, mean best accuracy {accs})"
+        )
+    return "; ".join(parts)
 
 
 def _sensitivity_sentence(slices: pd.DataFrame, keys: list[str]) -> list[str]:
