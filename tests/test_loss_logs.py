@@ -101,3 +101,13 @@ def test_the_collapse_signals_pass_through_with_their_groups():
     assert row["sat_frac"] == 0.1 and row["sat_frac/lstm"] == 0.2
     assert row["crit_lr"] == 0.5 and row["logit_lse"] == 2.0
     assert "other" not in row
+
+
+def test_a_keras_log_without_validation_reads_the_training_loss():
+    # Keras's CSVLogger writes val_loss as NA in every row of a fit without validation data
+    text = "epoch,loss,val_loss\r\n0,2.0,NA\r\n1,1.5,NA\r\n2,1.2,NA\r\n"
+    log = parse_log(text, path="m.csv")
+    assert log.columns == {"train_loss": "loss"}
+    assert [e["train_loss"] for e in log.epochs] == [2.0, 1.5, 1.2]
+    running = parse_log(text, path="m.csv", final=False)
+    assert [e["train_loss"] for e in running.epochs] == [2.0, 1.5, 1.2]

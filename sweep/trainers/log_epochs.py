@@ -130,6 +130,8 @@ def _finish(
     epochs: list[_Epoch], plan: ColumnPlan, path: str, final: bool, fmt: str, repeated: bool
 ) -> EpochLog:
     out = [_curves(e, plan) for e in epochs]
+    if final or len(out) >= 2:
+        _drop_empty_columns(out, plan)
     if not final and out:
         last = out[-1]
         blown = any(k in last and not math.isfinite(last[k]) for k in LOSSES)
@@ -181,6 +183,15 @@ def _finish(
         format=fmt,
         path=path,
     )
+
+
+def _drop_empty_columns(out: list[dict[str, float]], plan: ColumnPlan) -> None:
+    """A validation column with no value in any epoch was never logged: Keras's CSVLogger writes
+    `val_loss` as NA in every row of a fit without validation data. The calls then read what was
+    logged (the training loss)."""
+    for name in ("val_acc", "val_loss"):
+        if name in plan.source and not any(name in row for row in out):
+            del plan.source[name]
 
 
 def _check_loss_moves(
