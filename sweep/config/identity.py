@@ -21,6 +21,9 @@ COMPARABLE = ("task", "model", "optimizer", "schedule", "epochs", "threads")
 # the threads its runs get (OMP_NUM_THREADS).
 EXTERNAL_COMPARABLE = ("trainer", "epochs", "threads")
 EXTERNAL_EXECUTION = ("trainer.timeout_minutes", "trainer.stop_grace_seconds")
+# What the analysis reads of a user's training (which curve, the loss of knowing nothing): like
+# the detection thresholds, a report may be rebuilt with other values.
+EXTERNAL_ANALYSIS = ("trainer.metric", "trainer.chance_loss")
 # Keys an earlier lrsweep did not record: a study made by it is not refused for lacking them.
 ADDED_KEYS = ("threads",)
 # Keys that say how and where to run, not what: `sweep worker` may give only these.
@@ -45,7 +48,7 @@ def comparable_part(cfg: Config) -> dict[str, Any]:
     d = cfg.to_dict()
     builtin = cfg.trainer.builtin
     flat = flatten({k: d[k] for k in (COMPARABLE if builtin else EXTERNAL_COMPARABLE)})
-    for key in EXTERNAL_EXECUTION:
+    for key in (*EXTERNAL_EXECUTION, *EXTERNAL_ANALYSIS):
         flat.pop(key, None)
     for path, _ in cfg.grid.extra:  # swept keys vary by design
         flat.pop(path, None)
