@@ -164,9 +164,7 @@ def stored_find(study: Any, cfg: Config) -> FindResult | None:
 
 
 def store_find(study: Any, result: FindResult) -> None:
-    from sweep.store.retry import retry_locked
-
-    retry_locked(lambda: study.set_user_attr(ATTR_FIND, result.to_dict()))
+    study.set_user_attr(ATTR_FIND, result.to_dict())
 
 
 def resolve_grid(cfg: Config, result: FindResult) -> Config:

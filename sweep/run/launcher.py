@@ -29,7 +29,7 @@ from sweep.run.preparation import check_device, checked_task, has_work, prepare,
 from sweep.run.progress import Progress, Ticker
 from sweep.run.worker import EXIT_STOPPED, EXIT_USER_ERROR
 from sweep.store.progress import snapshot
-from sweep.store.storage import open_storage
+from sweep.store.storage import DatabaseLocked, open_storage
 from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, study_names
 from sweep.trainers.checks import check_trainer
 from sweep.training.checkpoints import clear_all
@@ -138,9 +138,9 @@ def launch(
         )
     else:
         codes, stopped = _run_children(cfg, study, pending, workers, progress, write_results)
-    final = snapshot(study, cfg)
     if EXIT_USER_ERROR in codes:  # a worker printed the one-line error; nothing more to say
         return EXIT_USER_ERROR
+    final = snapshot(study, cfg)
     progress.finish(final)
     if stopped:
         print(
@@ -247,10 +247,11 @@ def _watch(
             if EXIT_USER_ERROR in codes and not told:  # one worker hit the user's mistake: all stop
                 stopper.stop_quietly()
                 told = True
-            if (
-                time.monotonic() - last_snapshot >= 1.0 and not told
-            ):  # the storage is read once a second
-                progress.update(snapshot(study, cfg))
+            if time.monotonic() - last_snapshot >= 1.0 and not told:  # the storage, once a second
+                try:
+                    progress.update(snapshot(study, cfg))
+                except DatabaseLocked:  # the workers wait for the lock too, and tell if it stays
+                    pass
                 last_snapshot = time.monotonic()
             time.sleep(0.1)  # ... but the end of the workers is noticed at once
     return codes, bool(stopper.count)

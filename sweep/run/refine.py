@@ -18,7 +18,6 @@ from typing import Any
 
 from sweep.analysis.refinement import plan_round
 from sweep.config import Config
-from sweep.store.retry import retry_locked
 from sweep.store.studies import ATTR_CONFIG, ATTR_REFINE, load_study
 
 
@@ -106,4 +105,4 @@ def refine_command(cfg: Config) -> int:
 
 
 def _record(study: Any, rounds: list[dict[str, Any]], stop: str) -> None:
-    retry_locked(lambda: study.set_user_attr(ATTR_REFINE, {"rounds": rounds, "stopped": stop}))
+    study.set_user_attr(ATTR_REFINE, {"rounds": rounds, "stopped": stop})

@@ -20,7 +20,6 @@ from sweep.store.queue import (
     requeue_trial,
 )
 from sweep.store.results import load_study_runs, store_results
-from sweep.store.retry import retry_locked
 from sweep.store.storage import check_sqlite_file, check_storage_url, open_storage
 from sweep.store.studies import (
     ATTR_COMPARABLE,
@@ -60,7 +59,6 @@ __all__ = [
     "check_sqlite_file",
     "check_storage_url",
     "open_storage",
-    "retry_locked",
     "ATTR_COMPARABLE",
     "ATTR_CONFIG",
     "ATTR_TASK",

@@ -18,7 +18,6 @@ from typing import Any
 from sweep.config import Config
 from sweep.core.setting import Setting
 from sweep.store._optuna import storage_of, study_id, trial_id
-from sweep.store.retry import retry_locked
 
 
 def _distributions(setting: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -101,7 +100,7 @@ def enqueue(study: Any, work: Sequence[tuple[dict[str, Any], list[int]]]) -> int
             distributions=dists,
             user_attrs={"setting": setting, "seeds": list(seeds)},
         )
-        retry_locked(lambda t=trial: study.add_trial(t))
+        study.add_trial(trial)
     if work:
         drop_duplicate_waiting(study)
     return len(work)
@@ -139,9 +138,7 @@ def _claim(storage: Any, trial_id: int) -> bool:
     from optuna.trial import TrialState
 
     try:
-        return bool(
-            retry_locked(lambda: storage.set_trial_state_values(trial_id, TrialState.RUNNING))
-        )
+        return bool(storage.set_trial_state_values(trial_id, TrialState.RUNNING))
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
 
@@ -159,11 +156,7 @@ def pop_trial(study: Any) -> Any | None:
     from optuna.trial import TrialState
 
     storage = storage_of(study)
-    waiting = retry_locked(
-        lambda: storage.get_all_trials(
-            study_id(study), deepcopy=False, states=(TrialState.WAITING,)
-        )
-    )
+    waiting = storage.get_all_trials(study_id(study), deepcopy=False, states=(TrialState.WAITING,))
     for t in sorted(waiting, key=_longest_first):
         if _claim(storage, trial_id(t)):
             return storage.get_trial(trial_id(t))
@@ -181,18 +174,16 @@ def requeue_trial(study: Any, trial: Any) -> None:
     if "setting" not in trial.user_attrs or trial.user_attrs.get("discarded"):
         return
     history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
-    retry_locked(
-        lambda: study.add_trial(
-            optuna.trial.create_trial(
-                state=optuna.trial.TrialState.WAITING,
-                params=trial.params,
-                distributions=trial.distributions,
-                user_attrs={
-                    "setting": trial.user_attrs["setting"],
-                    "seeds": trial.user_attrs.get("seeds", []),
-                },
-                system_attrs={"failed_trial": history[0], "retry_history": history},
-            )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={
+                "setting": trial.user_attrs["setting"],
+                "seeds": trial.user_attrs.get("seeds", []),
+            },
+            system_attrs={"failed_trial": history[0], "retry_history": history},
         )
     )
 
@@ -205,8 +196,8 @@ def fail_and_requeue(study: Any, trial: Any, reason: str) -> bool:
 
     storage, tid = storage_of(study), trial_id(trial)
     try:
-        retry_locked(lambda: storage.set_trial_user_attr(tid, "fail_reason", reason))
-        if retry_locked(lambda: storage.set_trial_state_values(tid, TrialState.FAIL)):
+        storage.set_trial_user_attr(tid, "fail_reason", reason)
+        if storage.set_trial_state_values(tid, TrialState.FAIL):
             requeue_trial(study, storage.get_trial(tid))
             return True
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -219,8 +210,8 @@ def mark_failed(study: Any, trial: Any, error: str) -> None:
     same command retries it: a failed setting is missing work)."""
     from optuna.trial import TrialState
 
-    retry_locked(lambda: storage_of(study).set_trial_user_attr(trial_id(trial), "error", error))
-    retry_locked(lambda: study.tell(trial.number, state=TrialState.FAIL))
+    storage_of(study).set_trial_user_attr(trial_id(trial), "error", error)
+    study.tell(trial.number, state=TrialState.FAIL)
 
 
 def others_running(study: Any) -> bool:
@@ -228,9 +219,7 @@ def others_running(study: Any) -> bool:
     from optuna.trial import TrialState
 
     return bool(
-        retry_locked(
-            lambda: storage_of(study).get_all_trials(
-                study_id(study), deepcopy=False, states=(TrialState.RUNNING,)
-            )
+        storage_of(study).get_all_trials(
+            study_id(study), deepcopy=False, states=(TrialState.RUNNING,)
         )
     )

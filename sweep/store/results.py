@@ -14,27 +14,22 @@ from typing import Any
 
 from sweep.core.records import RUN_PREFIX, decode_record, encode_record
 from sweep.store._optuna import storage_of, trial_id
-from sweep.store.retry import retry_locked
 
 
 def store_results(study: Any, trial: Any, records: Sequence[Any], summary: dict[str, Any]) -> None:
     """Write each seed's record and the trial's summary, then complete it with its values."""
     storage = storage_of(study)
     for rec in records:
-        retry_locked(
-            lambda r=rec: storage.set_trial_user_attr(
-                trial_id(trial), f"{RUN_PREFIX}{r.seed}", encode_record(r)
-            )
-        )
+        storage.set_trial_user_attr(trial_id(trial), f"{RUN_PREFIX}{rec.seed}", encode_record(rec))
     for key, value in summary.items():
-        retry_locked(lambda k=key, v=value: storage.set_trial_user_attr(trial_id(trial), k, v))
+        storage.set_trial_user_attr(trial_id(trial), key, value)
     values = [summary["mean_best_acc"], summary["collapse_rate"]]
     if not math.isfinite(values[0]):  # calls from the loss: no accuracy (the loss is an attribute)
         values[0] = 0.0
     if not summary.get("n_runs", 1):  # every run crashed: kept as COMPLETE (the report shows them)
         values = [0.0, 0.0]
     assert all(math.isfinite(v) for v in values), values  # a NaN value would FAIL the trial
-    retry_locked(lambda: study.tell(trial.number, values=values))
+    study.tell(trial.number, values=values)
 
 
 PROGRESS_SECONDS = 5.0  # a running trial's progress is written at most this often
@@ -53,10 +48,8 @@ def record_progress(study: Any, trial: Any, seed: int | None, epoch: int) -> Non
         return
     _last_progress[trial_id(trial)] = now
     try:
-        retry_locked(
-            lambda: storage_of(study).set_trial_user_attr(
-                trial_id(trial), "progress", {"seed": seed, "epoch": int(epoch)}
-            )
+        storage_of(study).set_trial_user_attr(
+            trial_id(trial), "progress", {"seed": seed, "epoch": int(epoch)}
         )
     except Exception:  # a finished (reclaimed) trial or a storage hiccup: progress is only a hint
         pass

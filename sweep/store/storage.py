@@ -4,7 +4,6 @@ Usage::
 
     check_storage_url(url)              # parses, driver installed, SQLite file usable: no connection
     storage = open_storage(url)         # an Optuna RDBStorage with heartbeats
-    retry_locked(lambda: ...)           # a storage call, retried while SQLite reports a lock
 
 Every problem is a one-line UserError naming `study.storage` with the password hidden.
 """
@@ -72,22 +71,49 @@ def check_sqlite_file(path: Path) -> None:
 
 def _enable_wal(path: Path) -> None:
     """WAL journal: readers never block the writer, so parallel workers rarely wait on locks."""
-    con = sqlite3.connect(str(path), timeout=60)
+    con = sqlite3.connect(str(path), timeout=sqlite_timeout())
     try:
         con.execute("PRAGMA journal_mode=WAL")
     finally:
         con.close()
 
 
-def _serialize_sqlite_transactions(engine: Any) -> None:
+SQLITE_TIMEOUT_ENV = (
+    "LRSWEEP_SQLITE_TIMEOUT"  # seconds a storage call waits for SQLite's write lock
+)
+
+
+def sqlite_timeout() -> float:
+    """How long a storage call waits for another process's write lock on the SQLite file (its
+    busy timeout): 120 s, or LRSWEEP_SQLITE_TIMEOUT seconds."""
+    text = os.environ.get(SQLITE_TIMEOUT_ENV, "").strip()
+    try:
+        return float(text) if text else 120.0
+    except ValueError:
+        raise UserError(
+            f"{SQLITE_TIMEOUT_ENV}={text!r}: not a number of seconds; unset it or give e.g. 300"
+        ) from None
+
+
+class DatabaseLocked(UserError):
+    """The SQLite file stayed locked by another process for longer than the busy timeout."""
+
+
+def _serialize_sqlite_transactions(engine: Any, path: Path, timeout: float) -> None:
     """Start every SQLite transaction with BEGIN IMMEDIATE.
 
     Python's sqlite3 driver begins a transaction only at the first write, so Optuna's
     read-check-write updates (claiming a WAITING trial, refusing to finish a finished one) are
     not atomic between processes: two workers can both read WAITING and both claim the trial.
-    Taking the write lock at BEGIN makes each of them atomic (SQLAlchemy's documented recipe);
-    the busy timeout makes concurrent workers wait for the lock instead of failing.
+    Taking the write lock at BEGIN makes each of them atomic (SQLAlchemy's documented recipe).
+
+    It is also the one place where a storage call meets another process's lock (in WAL mode a
+    transaction that holds the write lock from its BEGIN is never refused later): SQLite's busy
+    timeout makes it wait up to `timeout` seconds for the lock, and a lock held longer than
+    that (an open sqlite3 shell, a database browser) ends the call with one line
+    (`DatabaseLocked`) instead of Optuna's StorageInternalError and its traceback.
     """
+    import sqlalchemy.exc
     from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
@@ -96,7 +122,17 @@ def _serialize_sqlite_transactions(engine: Any) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except sqlalchemy.exc.OperationalError as e:
+            if "locked" not in str(e.orig).lower():
+                raise
+            raise DatabaseLocked(
+                f"study.storage: {path} stayed locked by another process for {timeout:g} s; "
+                f"the results stored so far are kept: close what holds the file (an sqlite3 shell, "
+                f"a database browser, a stuck process) or set {SQLITE_TIMEOUT_ENV}=SECONDS to wait "
+                f"longer, then run the same command again"
+            ) from None
 
     engine.dispose()  # connections made before the listeners existed are not reused
 
@@ -173,7 +209,7 @@ def open_storage(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if path is not None:
-        engine_kwargs = {"connect_args": {"timeout": 120}}
+        engine_kwargs = {"connect_args": {"timeout": sqlite_timeout()}}
     try:
         if path is not None:
             _enable_wal(path)
@@ -189,7 +225,7 @@ def open_storage(
                 heartbeat_stale_trial_callback=_requeue_stale,
             )
         if path is not None:
-            _serialize_sqlite_transactions(storage.engine)
+            _serialize_sqlite_transactions(storage.engine, path, sqlite_timeout())
         return storage
     except sqlalchemy.exc.NoSuchModuleError:  # before ArgumentError, its base class
         raise UserError(

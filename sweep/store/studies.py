@@ -70,6 +70,14 @@ def check_comparable(study: Any, cfg: Config) -> None:
         if key in swept or (key in ADDED_KEYS and key not in stored):
             continue
         old_v, new_v = stored.get(key, "<unset>"), new.get(key, "<unset>")
+        if old_v != new_v and key == "trainer.source":
+            name = study.study_name
+            raise UserError(
+                f"trainer._target_: the code of {new.get('trainer._target_')} changed since study "
+                f"{name!r} was run (source hash {old_v} -> {new_v}; comments, docstrings and layout "
+                f"do not count), so its results would not be comparable; start a new study "
+                f"(study.name={name}-2) or restore the code"
+            )
         if old_v != new_v:
             raise UserError(
                 f"{key}: study {study.study_name!r} was run with {key}={old_v!r}, this config has "
@@ -84,7 +92,15 @@ def open_or_create_study(
     """Load the study (checking comparability first) or create it; record config and task facts.
 
     `record_grid=False` (`sweep find`) leaves the study's grid and seeds as they are: a range
-    test plans no work."""
+    test plans no work. One launcher at a time (`study_lock`): two starting together each find
+    the other's grid in the study's config, and the second to create the study checks it."""
+    from sweep.store.locks import study_lock
+
+    with study_lock(storage, cfg.study.name):
+        return _open_or_create(storage, cfg, task_info, record_grid)
+
+
+def _open_or_create(storage: Any, cfg: Config, task_info: dict[str, Any], record_grid: bool) -> Any:
     import optuna
 
     if cfg.study.name in study_names(storage):

@@ -15,7 +15,6 @@ from typing import Any
 
 from sweep.store._optuna import storage_of, trial_id
 from sweep.store.queue import fail_and_requeue
-from sweep.store.retry import retry_locked
 
 
 def this_worker() -> dict[str, Any]:
@@ -82,7 +81,7 @@ def reclaim_orphans(study: Any, grace_seconds: float) -> int:
 
 def claim_for(study: Any, trial: Any, worker: dict[str, Any]) -> None:
     """Record on a claimed trial which worker runs it (`this_worker()`)."""
-    retry_locked(lambda: storage_of(study).set_trial_user_attr(trial_id(trial), "worker", worker))
+    storage_of(study).set_trial_user_attr(trial_id(trial), "worker", worker)
 
 
 class Heartbeat:
@@ -96,12 +95,12 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                retry_locked(lambda: self.storage.record_heartbeat(self.trial_id))
+                self.storage.record_heartbeat(self.trial_id)
             except Exception:  # a missed beat is harmless; the next one retries
                 pass
 
     def __enter__(self) -> Heartbeat:
-        retry_locked(lambda: self.storage.record_heartbeat(self.trial_id))
+        self.storage.record_heartbeat(self.trial_id)
         self._thread.start()
         return self
 
