@@ -870,6 +870,14 @@ CASES = [
         "def fit(setting, seed",
     ),
     case(
+        "trainer-function-module-fails-at-import",
+        (*FUNCTION_TRAINER, "trainer._target_=tests.data.broken_at_import.fit"),
+        "trainer._target_",
+        "importing tests.data.broken_at_import raised NameError",
+        "undefined_width",
+        "broken_at_import.py, line 9",
+    ),
+    case(
         "trainer-function-unknown-keyword",
         (*FUNCTION_TRAINER, "trainer._target_=usercode.fit_ok", "+trainer.colour=1"),
         "trainer._target_",

@@ -215,3 +215,44 @@ def test_default_study_names_tell_data_files_apart(tmp_path):
     cfg = load_config(["task=file", f"task.path={tmp_path / 'sensors.npz'}"])
     assert cfg.study.name == "file-sensors-lstm-sgd"
     assert load_config([]).study.name == "digits-lstm-sgd"
+
+
+@pytest.mark.parametrize(
+    "source,says",
+    [
+        (
+            "WIDTH = undefined_width * 2\n",
+            "raised NameError: name 'undefined_width' is not defined",
+        ),
+        ("def fit(:\n", "raised SyntaxError"),
+        (
+            "import nomodule_xyz_inner\n",
+            "raised ModuleNotFoundError: No module named 'nomodule_xyz_inner'",
+        ),
+        ("RATE = 1 / 0\n", "raised ZeroDivisionError: division by zero"),
+    ],
+)
+def test_a_users_module_that_fails_at_import_is_one_line_naming_it(project, source, says):
+    """Any error of the module's own code while it is imported (not only a missing module) is a
+    UserError naming the module, the error and its line: one line, exit status 2."""
+    from sweep.core.imports import import_target
+
+    (project / "brokenmod.py").write_text("import os\n\n" + source)
+    sys.modules.pop("brokenmod", None)
+    for key in ("model._target_", "task._target_", "trainer._target_"):
+        with pytest.raises(UserError) as e:
+            import_target("brokenmod.Thing", key)
+        message = str(e.value)
+        assert message.startswith(f"{key}: importing brokenmod {says}"), message
+        assert "brokenmod.py, line 3" in message and "\n" not in message
+
+
+def test_a_users_module_that_exits_at_import_is_one_line(project):
+    from sweep.core.imports import import_target
+
+    (project / "scriptmod.py").write_text("import sys\nsys.exit(2)\n")
+    sys.modules.pop("scriptmod", None)
+    with pytest.raises(
+        UserError, match=r"trainer._target_: importing scriptmod exited \(sys.exit\(2\)\)"
+    ):
+        import_target("scriptmod.fit", "trainer._target_")

@@ -144,6 +144,7 @@ def test_a_log_that_never_appears_or_cannot_be_read_is_one_line_naming_the_file(
     assert p.returncode == 2, p.stderr[-3000:]
     errors = [line for line in p.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and needle in errors[0] and "metrics.csv" in errors[0], p.stderr
+    assert errors[0].endswith("seed-0/stderr.log and stdout.log")  # where to look for why
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "results" / "fake" / "runs.csv").exists()  # no result stored
     assert list(

@@ -101,13 +101,18 @@ class CommandTrainer(ExternalTrainer):
         command = render(self.options.command, values)
         start = time.monotonic()
         proc = self._start(command, paths, run_env(self.device, self.cfg.threads, values, setting))
-        ending, log = self._watch(proc, metrics, seed, start, should_stop)
-        if ending.failure is None and not ending.stopped_nonfinite:
-            log = read_log(
-                metrics, self.options.columns, metric=self.log_metric, final=True
-            )  # a bad log is the user's error
-        else:
-            log = self._tolerant_read(metrics) or log
+        try:
+            ending, log = self._watch(proc, metrics, seed, start, should_stop)
+            if ending.failure is None and not ending.stopped_nonfinite:
+                log = read_log(
+                    metrics, self.options.columns, metric=self.log_metric, final=True
+                )  # a bad log is the user's error
+            else:
+                log = self._tolerant_read(metrics) or log
+        except LogError as e:  # known only once the run has started: point at what it printed
+            raise LogError(
+                f"{e}; the run's own output is in {paths.run_dir / 'stderr.log'} and stdout.log"
+            ) from None
         return self.record(seed, log, ending, paths, time.monotonic() - start, self.describe())
 
     def _start(self, command: str, paths: RunPaths, env: dict[str, str]) -> subprocess.Popen:
