@@ -15,7 +15,7 @@ Usage::
     print(result.verdict)   # what the report's verdict says
     result.report           # Path of report.html
 
-    sweep.run_sweep("python train.py --lr {lr} --seed {seed} --log {metrics}", n_val=40, chance=0.25)
+    sweep.run_sweep("python train.py --lr {lr} --clip {clip} --seed {seed} --log {metrics}", n_val=40, chance=0.25)
     sweep.run_sweep("mytrain.fit", ...)              # a function by its dotted path
     sweep.run_sweep(overrides=["task=adding", "model=gru"])  # the built-in trainer
     sweep.load_results("fit-function")              # a stored study, without training

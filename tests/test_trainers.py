@@ -184,7 +184,10 @@ def test_a_command_that_cannot_start_is_refused(tmp_path):
         check_trainer(command_cfg(tmp_path, "python 't.py --lr {lr}"))
     assert (
         check_trainer(
-            command_cfg(tmp_path, f"FOO=1 {sys.executable} {DATA / 'fake_train.py'} --lr {{lr}}")
+            command_cfg(
+                tmp_path,
+                f"FOO=1 {sys.executable} {DATA / 'fake_train.py'} --lr {{lr}} --clip {{clip}}",
+            )
         )
         == []
     )
@@ -192,11 +195,36 @@ def test_a_command_that_cannot_start_is_refused(tmp_path):
 
 def test_an_axis_the_command_does_not_use_is_a_warning(tmp_path):
     notes = check_trainer(
-        command_cfg(tmp_path, f"python {DATA / 'fake_train.py'} --lr {{lr}}", "+grid.dropout=[0,1]")
+        command_cfg(
+            tmp_path,
+            f"python {DATA / 'fake_train.py'} --lr {{lr}} --clip {{clip}}",
+            "+grid.dropout=[0,1]",
+        )
     )
     assert notes == [
         "grid axis dropout is not in trainer.command; the command can read it from $LRSWEEP_DROPOUT"
     ]
+
+
+def test_a_swept_axis_of_lrsweeps_that_the_command_does_not_mention_is_refused(tmp_path):
+    """The default grid.clip has two values: a command without {clip} would run every lr twice
+    with the same command line, and say nothing. It is refused before anything runs."""
+    script = f"python {DATA / 'fake_train.py'} --lr {{lr}}"
+    with pytest.raises(UserError) as e:
+        check_trainer(command_cfg(tmp_path, script))
+    assert str(e.value) == (
+        "trainer.command: grid.clip has 2 values (none, 1.0), but the command has no {clip}, so "
+        "each would run the same command line; pass it (e.g. --clip {clip}, the word none for no "
+        "clipping), or sweep one value (grid.clip='[null]')"
+    )
+    with pytest.raises(UserError, match=r"grid.batch_size has 2 values \(32, 64\)"):
+        check_trainer(command_cfg(tmp_path, script + " --clip {clip}", "grid.batch_size=[32,64]"))
+    with pytest.raises(UserError, match=r"grid.lr has 5 values .* no \{lr\}"):
+        check_trainer(command_cfg(tmp_path, f"python {DATA / 'fake_train.py'} --clip {{clip}}"))
+    # a single value needs no placeholder; the environment variable in the command counts
+    assert check_trainer(command_cfg(tmp_path, script, "grid.clip=[null]")) == []
+    assert check_trainer(command_cfg(tmp_path, script + " --clip $LRSWEEP_CLIP")) == []
+    assert check_trainer(command_cfg(tmp_path, script + " --clip ${LRSWEEP_CLIP}")) == []
 
 
 def fit_ok(setting, seed, epochs, report, checkpoint_dir):

@@ -23,7 +23,13 @@ from sweep.config.trainers import CommandTrainer, TargetTrainer
 from sweep.core.errors import UserError
 from sweep.core.imports import import_target
 from sweep.core.setting import BASE_AXES
-from sweep.trainers.placeholders import RUN_NAMES, run_values, unknown_placeholders
+from sweep.trainers.placeholders import (
+    RUN_NAMES,
+    run_values,
+    unknown_placeholders,
+    unmentioned_axes,
+    value_text,
+)
 
 KEY = "trainer._target_"
 
@@ -121,6 +127,15 @@ def check_command(cfg: Config) -> list[str]:
         raise UserError(
             f"trainer.command: the script {script} does not exist (looked in {os.getcwd()}); run sweep "
             f"from the folder that holds it, or give its full path"
+        )
+    for axis in unmentioned_axes(template, cfg.grid.axes()):
+        values = ", ".join(value_text(v) for v in cfg.grid.axes()[axis])
+        one = "null" if axis == "clip" else value_text(cfg.grid.axes()[axis][0])
+        raise UserError(
+            f"trainer.command: grid.{axis} has {len(cfg.grid.axes()[axis])} values ({values}), but the "
+            f"command has no {{{axis}}}, so each would run the same command line; pass it (e.g. "
+            f"--{axis} {{{axis}}}{', the word none for no clipping' if axis == 'clip' else ''}), "
+            f"or sweep one value (grid.{axis}='[{one}]')"
         )
     used = {m for m in names if "{" + m + "}" in template}
     return [

@@ -7,6 +7,7 @@ Usage::
     render("python train.py --lr {lr} --clipnorm {clip} --log {metrics}", values)
     run_environment(values)              # {"LRSWEEP_LR": "0.1", "LRSWEEP_CLIP": "none", ...}
     unknown_placeholders(template, names) # ["lrr"] for "--lr {lrr}"
+    unmentioned_axes(template, grid_axes) # ["clip"]: two clip values, no {clip} in the command
 
 Placeholders are `{name}` with a name of letters, digits, `_` and `.` (an extra grid axis by its
 key: `{dropout}`, `{model.hidden_size}`; the last part alone also works when it is unique).
@@ -75,6 +76,22 @@ def unknown_placeholders(template: str, names: Any) -> list[str]:
         name = m.group(1)
         if name is not None and name not in known and name not in out:
             out.append(name)
+    return out
+
+
+def unmentioned_axes(template: str, axes: Mapping[str, Any]) -> list[str]:
+    """lrsweep's own axes (lr, clip, batch_size) that take more than one value in `axes` but that
+    `template` mentions neither as a placeholder ({clip}) nor as its environment variable
+    ($LRSWEEP_CLIP): every setting along such an axis would run the same command line. (A
+    user's extra axes are only noted: the script may read them from the environment.)"""
+    used = {m.group(1) for m in PLACEHOLDER.finditer(template) if m.group(1)}
+    out = []
+    for axis in BASE_AXES:
+        if len(set(map(value_text, axes.get(axis, ())))) < 2 or axis in used:
+            continue
+        env = ENV_PREFIX + axis.upper()
+        if not re.search(rf"\$(\{{{env}\}}|{env}(?![A-Za-z0-9_]))", template):
+            out.append(axis)
     return out
 
 
