@@ -77,14 +77,14 @@ def test_every_module_is_small():
 
 def _study_with_one_run(tmp_path: Path) -> str:
     """An SQLite storage holding study 'arch' with one completed setting of one stored run."""
-    import math
-
     import optuna
+    from optuna.trial import TrialState
 
     from sweep.config import load_config
     from sweep.core.records import RunRecord
     from sweep.store import (
         enqueue,
+        load_study_runs,
         open_or_create_study,
         open_storage,
         plan_work,
@@ -134,8 +134,11 @@ def _study_with_one_run(tmp_path: Path) -> str:
             }
         )
     store_results(study, trial, [record], {"mean_best_acc": 0.9, "collapse_rate": 0.0})
-    assert optuna.load_study(study_name="arch", storage=storage).trials[0].values == [0.9, 0.0]
-    assert math.isfinite(0.9)
+    stored = optuna.load_study(study_name="arch", storage=storage)
+    assert [(t.state, t.values) for t in stored.trials] == [(TrialState.COMPLETE, [0.9, 0.0])]
+    ((setting, run, _),) = load_study_runs(stored)  # the one run, read back as the report reads it
+    assert setting["lr"] == 0.1 and run["seed"] == 0
+    assert list(run["curves"]["val_acc"]) == pytest.approx([0.5, 0.9], rel=1e-6)  # float32
     return url
 
 

@@ -205,13 +205,12 @@ def layout_problems(fig) -> list[str]:
             if min(a.x1, b.x1) - max(a.x0, b.x0) > tol and min(a.y1, b.y1) - max(a.y0, b.y0) > tol:
                 problems.append(f"overlap: {ta!r} / {tb!r}")
     axes_boxes = [(ax, ax.get_window_extent(renderer)) for ax in fig.axes]
-    for box, owner, text in items:
+    for box, owner, text in items:  # a figure legend's texts (owner "legend") own no panel
         for ax, abox in axes_boxes:
-            if ax is owner or owner == "legend" and False:
+            if ax is owner:
                 continue
             if (
-                ax is not owner
-                and min(box.x1, abox.x1) - max(box.x0, abox.x0) > tol
+                min(box.x1, abox.x1) - max(box.x0, abox.x0) > tol
                 and min(box.y1, abox.y1) - max(box.y0, abox.y0) > tol
             ):
                 problems.append(f"text over another panel: {text!r}")
@@ -220,6 +219,24 @@ def layout_problems(fig) -> list[str]:
             if min(a.x1, b.x1) - max(a.x0, b.x0) > tol and min(a.y1, b.y1) - max(a.y0, b.y0) > tol:
                 problems.append("panels overlap")
     return problems
+
+
+def test_layout_problems_finds_a_legend_over_a_panel_and_overlapping_texts():
+    """The layout checker that the no-overlap tests rely on reports what it is meant to find."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], label="a long legend entry")
+    assert layout_problems(fig) == []
+    fig.legend(loc="center")  # a figure legend in the middle of the panel
+    assert any(p.startswith("text over another panel") for p in layout_problems(fig))
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.text(0.5, 0.5, "one text")
+    ax.text(0.5, 0.5, "another text")
+    assert any(p.startswith("overlap") for p in layout_problems(fig))
 
 
 # --------------------------------------------------------------------------- figures on the small grid
@@ -362,13 +379,20 @@ def test_one_file_per_setting_when_the_grid_is_large(small, tmp_path):
     assert per_setting[0].label == "lr=0.01, clip none, batch size 32"
 
 
-def test_no_pyplot_figures_are_left_open(small, tmp_path):
+def test_no_pyplot_figures_are_left_open_and_the_backend_is_untouched(small, tmp_path):
+    """The report draws without pyplot: a caller's open figures and chosen backend stay as they
+    were. The backend is set to svg first, which no report code would choose."""
     import matplotlib.pyplot as plt
 
-    before = plt.get_fignums()
-    write_figures(small, tmp_path)
-    assert plt.get_fignums() == before
-    assert matplotlib.get_backend()  # untouched, whatever it is
+    previous = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    try:
+        before = plt.get_fignums()
+        write_figures(small, tmp_path)
+        assert plt.get_fignums() == before
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        plt.switch_backend(previous)
 
 
 def test_empty_tables_write_no_figures(tmp_path):
