@@ -28,7 +28,9 @@ from sweep.trainers.placeholders import render, run_environment, run_values, unk
 from sweep.trainers.runs import RunPaths, setting_folder
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
 COMMAND = ["trainer=command", "trainer.n_val=200", "trainer.chance=0.25"]
+FUNCTION = ["trainer=function", "trainer.n_val=10", "trainer.chance=0.5"]
 
 
 def command_cfg(tmp_path, command, *more):
@@ -253,6 +255,37 @@ def test_function_signatures_are_checked():
     assert call_arguments(fit_needs_more, {"data_path": "x"}) == ["setting", "report"]
     with pytest.raises(TypeError, match="passes hidden, which it does not take"):
         call_arguments(fit_ok, {"hidden": 3})
+
+
+def test_the_trainer_options_state_no_default_of_their_own():
+    """Every default lives once in the schema: configs/trainer/*.yaml only choose it (function.yaml
+    set n_val, chance, timeout_minutes and columns itself, and lacked the keys added since, so
+    trainer.metric=acc needed a +)."""
+    import dataclasses
+
+    import yaml
+
+    from sweep.config.trainers import TARGET_OPTIONS, TargetTrainer
+
+    for option in sorted((ROOT / "configs" / "trainer").glob("*.yaml")):
+        node = yaml.safe_load(option.read_text())
+        assert set(node) <= {"defaults", "name"}, (option.name, node)
+        assert node["defaults"][0] == f"base_{option.stem}"
+    cfg = load_config(
+        [
+            *FUNCTION,
+            "trainer._target_=mytrain.fit",
+            "trainer.metric=acc",
+            "trainer.timeout_minutes=5",
+        ]
+    )
+    assert cfg.trainer.metric == "acc" and cfg.trainer.timeout_minutes == 5
+    schema = {f.name: f for f in dataclasses.fields(TargetTrainer)}
+    for key in TARGET_OPTIONS:
+        if key not in ("metric", "timeout_minutes", "n_val", "chance"):
+            f = schema[key]
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            assert getattr(cfg.trainer, key) == default, key
 
 
 def test_a_function_trainer_is_checked_and_its_source_fixes_the_study(tmp_path, monkeypatch):
