@@ -8,7 +8,7 @@ state), `setting` (`train_setting`: picks the mode, resumes, loops over epochs).
 """
 
 from sweep.core.records import EPOCH_COLUMNS, RunRecord
-from sweep.training.epoch import NONFINITE_CHECK_STEPS, nonfinite_check_steps, resolve_device
+from sweep.training.epoch import NONFINITE_CHECK_STEPS, nonfinite_check_steps
 from sweep.training.packed import PackedTrainer
 from sweep.training.separate import SeedGroup, SeedTrainer
 from sweep.training.setting import (
@@ -25,7 +25,6 @@ __all__ = [
     "RunRecord",
     "NONFINITE_CHECK_STEPS",
     "nonfinite_check_steps",
-    "resolve_device",
     "PackedTrainer",
     "SeedGroup",
     "SeedTrainer",

@@ -26,13 +26,6 @@ NO_EVALUATION = {
 }
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def nonfinite_check_steps(device: torch.device) -> int:
     """Steps between non-finite checks: every step on the CPU (a check costs nothing there);
     on CUDA every NONFINITE_CHECK_STEPS steps, since each check waits for the GPU."""
