@@ -651,6 +651,46 @@ def test_the_default_sweep_verdict_leads_with_a_safe_lr_below_1_and_an_lr_at_10_
     assert len(first.split()) < 80
 
 
+def test_when_every_run_crashed_the_verdict_says_so_and_shows_no_nan():
+    """No run finished: the noise sentence gave "reaches up to nan", and the verdict said that no
+    run learned anything, of runs that never ran to the end."""
+    rows = []
+    for lr in LRS:
+        r = row(lr, math.nan, math.nan, 0, n=0, p90=math.nan)
+        r.update(n_crashed=2, collapse_rate=math.nan, collapse_rate_lo=math.nan)
+        r.update(collapse_rate_hi=math.nan)
+        rows.append(r)
+    runs = pd.DataFrame(
+        [
+            {
+                "lr": lr,
+                "clip": math.nan,
+                "batch_size": 32,
+                "seed": seed,
+                "outcome": "crashed",
+                "failure_reason": "exit status 1: RuntimeError: boom (stderr.log ends: ...)",
+                "log_path": "/x",
+                "best_acc": math.nan,
+                "collapse_mode": "",
+                "collapsed": False,
+                "undecided": False,
+            }
+            for lr in LRS
+            for seed in (0, 1)
+        ]
+    )
+    v = compute_verdicts(_tables(table(rows), runs))
+    text = v.text("all-crashed")
+    assert not re.search(r"\bnan\b", text, re.I), text
+    assert v.head[0].text.startswith("No setting is recommended: no run finished")
+    assert "learned anything" not in text
+    noise = next(f.text for f in v.findings if f.text.startswith("With 370 validation sequences"))
+    assert re.search(
+        r"the best of 20 epochs still reaches up to 0\.1[0-9]{2} \(chance 0\.100\)", noise
+    )
+    assert "10 runs crashed and are not counted" in text
+
+
 def test_crashed_runs_are_named_in_one_line_and_their_absence_changes_nothing():
     s = grid([0.4, 0.8, 0.95, 0.97, 0.6], [0, 0, 0, 0, 4])
     runs = pd.DataFrame(

@@ -130,8 +130,16 @@ def reading_lines(
             "lr_curves",
             "quiet",
         )
-    nothing_learned = "n_never_learned" in summary and bool(
-        (summary["n_never_learned"].fillna(0).astype(int) == summary["n_runs"].astype(int)).all()
+    finished = int(summary["n_runs"].fillna(0).astype(int).sum()) if "n_runs" in summary else 0
+    nothing_learned = (
+        finished > 0
+        and "n_never_learned" in summary
+        and bool(
+            (
+                summary["n_never_learned"].fillna(0).astype(int)
+                == summary["n_runs"].fillna(0).astype(int)
+            ).all()
+        )
     )
     if nothing_learned:
         add(
@@ -425,6 +433,11 @@ def _recommendation_sentence(
     rec: Recommendation | None, summary: pd.DataFrame, axes: Sequence[str], chance: float
 ) -> str:
     if rec is None:
+        if len(summary) and int(summary["n_runs"].fillna(0).astype(int).sum()) == 0:
+            return (
+                "No setting is recommended: no run finished (every one crashed or timed out), so "
+                "nothing can be judged yet; the runs that did not finish say why."
+            )
         if (
             "n_never_learned" in summary
             and int(summary["n_never_learned"].sum()) + int(summary["n_collapsed"].sum())

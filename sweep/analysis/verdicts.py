@@ -31,6 +31,7 @@ from sweep.analysis.boundary import (
     slice_boundary,
 )
 from sweep.analysis.recommendation import Recommendation, recommend  # noqa: F401  (re-exported)
+from sweep.config.detect import DetectConfig
 from sweep.core.setting import Setting, value_label
 from sweep.core.values import nanmedian, normalize
 
@@ -74,14 +75,19 @@ class ValidationNoise:
     fix: str  # the concrete fix, in words, when too coarse
 
     def sentence(self) -> str:
-        """The study's resolution in one sentence."""
+        """The study's resolution in one sentence (the noise floor only where it is known)."""
         if not self.n_val:
             return ""
-        return (
+        text = (
             f"With {self.n_val} validation sequences, accuracy differences smaller than about "
-            f"{self.resolution:.2f} are within sampling noise, and with nothing learned the best of "
-            f"{self.epochs} epochs still reaches up to {min(self.floor, 1.0):.3f} (chance {self.chance:.3f}); "
-            f"a run counts as learned only above that."
+            f"{self.resolution:.2f} are within sampling noise"
+        )
+        if not math.isfinite(self.floor):
+            return text + "."
+        return text + (
+            f", and with nothing learned the best of {self.epochs} epochs still reaches up to "
+            f"{min(self.floor, 1.0):.3f} (chance {self.chance:.3f}); a run counts as learned only "
+            f"above that."
         )
 
 
@@ -205,6 +211,14 @@ def validation_noise(tables: Any) -> ValidationNoise:
         if len(floors) and np.isfinite(floors.astype(float)).any()
         else math.nan
     )
+    if not math.isfinite(floor) and n_val and epochs > 0:  # no run finished: the learned test's
+        import dataclasses  # floor from the study's facts alone, as detection computes it
+
+        from sweep.analysis.detection import learned_floor
+
+        known = {f.name for f in dataclasses.fields(DetectConfig)}
+        thresholds = DetectConfig(**{k: v for k, v in detect.items() if k in known})
+        floor = learned_floor(float(tables.chance), epochs, n_val, thresholds)
     res = resolution(n_val) if n_val else math.nan
     undecided = int(runs["undecided"].astype(bool).sum()) if "undecided" in runs else 0
     min_gain = float(detect.get("min_gain", 0.05))
