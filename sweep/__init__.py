@@ -1,10 +1,20 @@
 """lrsweep: learning-rate stability sweeps for recurrent networks.
 
-Data flow, one package per stage (docs/architecture.md):
-config -> tasks (data) -> trainers (who trains: lrsweep's loop in `training`, a user's command or
-function) -> store (Optuna study) -> analysis (detection, statistics, verdicts) -> report (tables,
-figures, report.html); run (launcher and workers), commands/cli and api (Python) on top, core
-(shared vocabulary) beneath.
+Data flow, one package per stage: config -> tasks (data) -> trainers (who trains: lrsweep's loop
+in `training`, a user's command or function) -> store (the Optuna study) -> analysis (detection,
+statistics, verdicts) -> report (tables, figures, report.html); `run` starts the workers.
+
+Layers, top first (pyproject.toml's import-linter contract; docs/architecture.md says what each
+holds). A package imports only from the layers beneath it; `|` joins independent siblings:
+
+    sweep.cli | sweep.api | sweep.integrations
+    sweep.commands
+    sweep.run
+    sweep.report | sweep.trainers
+    sweep.analysis | sweep.store | sweep.training
+    sweep.tasks
+    sweep.config
+    sweep.core
 
 From Python::
 

@@ -15,8 +15,8 @@ MAX_MODULE_LINES = 500  # as `ruff format` writes them (it no longer lets a modu
 
 
 def test_import_linter_contracts_hold():
-    """Layers cli -> commands -> run -> report -> training | store | analysis -> tasks -> config
-    -> core, and no torch below training: an upward import or a cycle fails here."""
+    """The contracts in pyproject.toml (the layers, and the packages that need no torch, Keras or
+    Lightning) hold: an upward import, or an import of torch where it is forbidden, fails here."""
     cmd = [
         sys.executable,
         "-c",
@@ -34,6 +34,51 @@ def test_import_linter_contracts_hold():
     )
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
     assert "0 broken" in p.stdout
+
+
+def _layers(lines: list[str]) -> list[set[str]]:
+    """Each layer as the set of its packages (`|` joins independent siblings; parentheses mark a
+    package that may not exist yet)."""
+    return [{name.strip().strip("()") for name in line.split("|")} for line in lines]
+
+
+def _contract_layers() -> list[set[str]]:
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (layers,) = [c["layers"] for c in contracts["contracts"] if c["type"] == "layers"]
+    return _layers(layers)
+
+
+def _stated_layers(text: str, after: str) -> list[str]:
+    """The lines of the first ```text block (or, in a docstring, the indented block) after the
+    line `after`: one layer per line, top first."""
+    lines = text[text.index(after) + len(after) :].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("sweep."))
+    block = []
+    for line in lines[start:]:
+        if not line.strip().startswith(("sweep.", "(sweep.")):
+            break
+        block.append(line.strip())
+    return block
+
+
+def test_the_docs_and_the_package_docstring_state_the_layers_of_the_contract():
+    """One floor plan: docs/architecture.md and `sweep`'s docstring list the layers of
+    pyproject.toml's contract, top first, with the same siblings on each line."""
+    import sweep
+
+    contract = _contract_layers()
+    docs = (ROOT / "docs" / "architecture.md").read_text()
+    assert _layers(_stated_layers(docs, "## Packages by layer")) == contract
+    assert _layers(_stated_layers(sweep.__doc__, "Layers, top first")) == contract
+    # and every package of sweep/ stands on one layer
+    packages = {
+        f"sweep.{p.name}" for p in (ROOT / "sweep").iterdir() if (p / "__init__.py").is_file()
+    }
+    modules = {f"sweep.{p.stem}" for p in (ROOT / "sweep").glob("*.py") if p.stem[0] != "_"}
+    placed = set().union(*contract)
+    assert packages | modules <= placed
 
 
 def test_no_module_imports_itself_back():
