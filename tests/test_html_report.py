@@ -63,6 +63,24 @@ class Page(HTMLParser):
             self._table = None
 
 
+def table_rows(text: str, table_id: str) -> list[dict[str, str]]:
+    """The body rows of the page's table `table_id`, each as {column header: cell text}."""
+    table = re.search(rf'<table[^>]*id="{table_id}".*?</table>', text, re.S).group(0)
+    head = [
+        html.unescape(re.sub("<[^>]+>", "", h)).strip()
+        for h in re.findall(r"<th[^>]*>(.*?)</th>", table, re.S)
+    ]
+    body = table.split("<tbody>", 1)[1]
+    rows = []
+    for tr in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S):
+        cells = [
+            html.unescape(re.sub("<[^>]+>", "", c)).strip()
+            for c in re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
+        ]
+        rows.append(dict(zip(head, cells)))
+    return rows
+
+
 def parse(text: str) -> Page:
     page = Page()
     page.feed(text)
@@ -136,7 +154,15 @@ def test_tables_summary_and_collapsed_runs(report):
     assert page.tables["summary"] == len(t.summary) == 6
     assert page.tables["collapsed"] == int(t.runs["collapsed"].sum()) == 3
     assert page.tables["slices"] == 2
-    assert "constant_output" in text or "diverged" in text
+    # each collapsed run is a row of the collapsed table, with its own mode and epoch (the words
+    # themselves are always on the page, as column headers: the cells must hold them)
+    rows = table_rows(text, "collapsed")
+    bad = t.runs[t.runs["collapsed"].astype(bool)]
+    assert sorted((r["seed"], r["collapse_mode"], r["collapse_epoch"]) for r in rows) == sorted(
+        (str(s), m, str(e))
+        for s, m, e in zip(bad["seed"], bad["collapse_mode"], bad["collapse_epoch"])
+    )
+    assert {r["collapse_mode"] for r in rows} == {"constant_output", "nonfinite"}
     assert 'class="best"' in text  # the recommended row is highlighted
 
 
