@@ -44,9 +44,17 @@ def test_record_has_every_epoch_and_column_and_learns():
     groups = {
         f"grad_norm_{stat}/{g}" for stat in ("mean", "max") for g in ("rnn.l0", "rnn.l1", "head")
     }
+    signals = {
+        "update_ratio",
+        "sat_frac",
+        "crit_lr",
+        "logit_lse",
+    }  # issue 26 (tests/test_signals.py)
+    signals |= {f"update_ratio/{g}" for g in ("rnn.l0", "rnn.l1", "head")}
+    signals |= {"sat_frac/rnn.l0", "sat_frac/rnn.l1"}
     assert (
-        set(r.curves) == set(EPOCH_COLUMNS) | groups
-    )  # the contract's columns and each layer's norms
+        set(r.curves) == set(EPOCH_COLUMNS) | groups | signals
+    )  # the contract's columns, each layer's norms and the signals of why a run collapsed
     assert all(len(v) == 4 for v in r.curves.values())
     assert r.curves["val_acc"][-1] > 0.5  # digits is learnable in a few epochs
     assert r.curves["train_loss"][-1] < r.curves["train_loss"][0]

@@ -29,7 +29,7 @@ from sweep.analysis.run_rows import (  # noqa: F401  (run_row, shape_columns: pa
     shape_columns,
 )
 from sweep.analysis.stats import mean_interval, wilson_interval
-from sweep.core.records import EPOCH_COLUMNS
+from sweep.core.records import EPOCH_COLUMNS, SIGNAL_COLUMNS, SIGNAL_GROUP_PREFIXES
 from sweep.core.setting import BASE_AXES, Setting
 from sweep.core.values import is_finite, nanmax, nanmedian, normalize
 
@@ -304,7 +304,8 @@ def build_tables(
     )
 
 
-GROUP_CURVES = ("grad_norm_mean/", "grad_norm_max/")  # per parameter group: one wide column each
+# Per parameter group (and the signals of why a run collapsed, issue 26): one wide column each.
+GROUP_CURVES = ("grad_norm_mean/", "grad_norm_max/", *SIGNAL_GROUP_PREFIXES)
 
 
 def _curves_frame(
@@ -318,7 +319,12 @@ def _curves_frame(
         return pd.DataFrame(columns=axes + ["seed", "epoch", *EPOCH_COLUMNS])
     # The contract's columns, then the per-group curves of the records, in their recorded order.
     extra = list(
-        dict.fromkeys(c for _, rec in kept for c in rec["curves"] if c.startswith(GROUP_CURVES))
+        dict.fromkeys(
+            c
+            for _, rec in kept
+            for c in rec["curves"]
+            if c in SIGNAL_COLUMNS or c.startswith(GROUP_CURVES)
+        )
     )
     lengths = np.array([len(rec["curves"]["val_acc"]) for _, rec in kept])
     cols: dict[str, Any] = {}

@@ -1,11 +1,13 @@
 """What fixes the meaning of a study's results: the keys a study refuses to see change.
 
-Grid axes, seeds, detection thresholds and execution keys (workers, device, packing,
-checkpointing, results_dir) may change between runs of the same study. With the built-in
-trainer the task, model, optimizer, schedule, number of epochs and CPU threads may not (except
-keys swept as grid axes). With a user's own training (a command or a function) lrsweep's task,
-model, optimizer and schedule play no part: the trainer's own node (the command line, or the
-function and the hash of its source code) and the number of epochs fix what results mean.
+Grid axes, seeds, detection thresholds and execution keys (`EXECUTION_KEYS`: study, workers,
+device, packing, checkpointing, results_dir) may change between runs of the same study. With the
+built-in trainer the task, model, optimizer, schedule, number of epochs and CPU threads
+(`threads`) may not (except keys swept as grid axes). With a user's own training (a command or a
+function) lrsweep's task, model, optimizer and schedule play no part: the trainer's own node (the
+command line, or the function and the hash of its source code; less `EXTERNAL_EXECUTION` and
+`EXTERNAL_ANALYSIS`, which may change), the number of epochs and `threads` (its runs'
+OMP_NUM_THREADS) fix what results mean.
 """
 
 from __future__ import annotations

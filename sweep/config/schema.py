@@ -1,8 +1,15 @@
 """The config schema: one dataclass per config node, each with its defaults and its own rules.
 
-Registered in Hydra's ConfigStore (`register()`): configs/config.yaml and every option file under
-configs/<group>/ extend these classes, so OmegaConf types and merges every value, and every
-default is written here once. `sweep.config.convert` turns a composed config into a `Config`.
+This module holds the top-level `Config` and its model, grid, study, `sweep find` and `sweep
+refine` nodes; the other nodes' classes live beside it (`sweep.config.tasks`, `trainers`,
+`optimizers`, `detect`, ...). `register()` stores them in Hydra's ConfigStore, and
+configs/config.yaml and the option files under configs/<group>/ extend them (`defaults: -
+base_<option>`), so OmegaConf types and merges every value, and every default is written once,
+in these classes. Not typed by OmegaConf: `grid` (any config key may be an axis; `GridConfig` is
+built by `sweep.config.convert.grid_from_mapping`, and configs/grid/default.yaml only documents
+it), `trainer=function` (`base_function` is a mapping of `TargetTrainer`'s keys and defaults,
+since every other key is the function's keyword argument), and a user's `_target_` model or
+task node. `sweep.config.convert` turns a composed config into a `Config`.
 """
 
 from __future__ import annotations

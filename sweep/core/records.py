@@ -32,6 +32,10 @@ EPOCH_COLUMNS = (
     "val_loss_sd",  # spread (SD) of per-sequence validation losses: val_loss's noise is val_loss_sd / sqrt(n)
     "train_loss_sd",  # spread (SD) of the per-step training losses within the epoch
 )
+# The signals of why a run collapsed (issue 26, docs/why-it-collapsed.md): per-epoch columns that
+# every trainer may record (absent or NaN where it did not), and their per-group variants.
+SIGNAL_COLUMNS = ("update_ratio", "sat_frac", "crit_lr", "logit_lse")
+SIGNAL_GROUP_PREFIXES = ("update_ratio/", "sat_frac/")
 RUN_PREFIX = "run_"  # trial user attribute of a seed's record: run_<seed>
 
 
@@ -48,6 +52,9 @@ class RunRecord:
     curves: dict[str, list[float]] = field(default_factory=lambda: {c: [] for c in EPOCH_COLUMNS})
     nonfinite: str | None = None
     nonfinite_epoch: int | None = None
+    # The parameter group or module where the NaN/inf appeared first (lrsweep's loop: the failing
+    # step replayed with hooks, sweep.training.origin); None when not known.
+    nonfinite_origin: str | None = None
     steps: int = 0
     seconds: float = 0.0
     device: str = ""  # what trained it, e.g. "cpu" or "cuda:0 (NVIDIA H100), fp32 ieee"
@@ -86,7 +93,15 @@ def decode_floats(text: str) -> np.ndarray:
 
 FAILURES = ("crashed", "timed_out")
 # stored only when set
-_OPTIONAL = ("failure", "failure_reason", "log_path", "n_val", "chance", "chance_loss")
+_OPTIONAL = (
+    "failure",
+    "failure_reason",
+    "log_path",
+    "n_val",
+    "chance",
+    "chance_loss",
+    "nonfinite_origin",
+)
 
 
 def encode_record(record: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from torch import nn
 
 from sweep.core.records import RunRecord
 from sweep.tasks.data import TaskData
-from sweep.tasks.scoring import item_correct, item_loss
+from sweep.tasks.scoring import batch_loss, item_correct, item_loss
 from sweep.training.accelerator import SeedRng
 from sweep.training.epoch import (
     EVAL_BATCH,
@@ -42,7 +42,17 @@ from sweep.training.epoch import (
 from sweep.training.gradients import ParamGroups
 from sweep.training.models import build_model
 from sweep.training.optim import build_optimizer, lr_at, set_lr
+from sweep.training.origin import nonfinite_parameters, trace_origin
 from sweep.training.packed_net import PackedRecurrentNet, per_param_squares, per_seed_norm
+from sweep.training.signals import (
+    critical_lr,
+    packed_probe_row,
+    probe_due,
+    probe_for,
+    read_row,
+    step_recorder,
+    warn_no_probe,
+)
 from sweep.training.spec import RunSpec
 
 
@@ -74,6 +84,17 @@ class PackedTrainer:
         self.total_steps = self.steps_per_epoch * spec.epochs
         self.step = 0
         self.check_every = check_every or nonfinite_check_steps(device)
+        # Issue 26's signals: per-step update ratios (and the weights before each of the last
+        # check_every steps, for the non-finite replay), per-epoch probe signals.
+        self.signals = step_recorder(
+            spec.signals,
+            list(self.model.parameters()),
+            self.groups.matrix,
+            self.groups.names,
+            self.check_every,
+            True,
+        )
+        self.probe = probe_for(spec.signals, task)
 
     @property
     def stopped(self) -> bool:
@@ -90,6 +111,8 @@ class PackedTrainer:
         with self.rng.active():
             rows, bad = self._train_epoch()
             evals = self._evaluate() if self.alive else {}
+            if self.alive:
+                evals.update(self._probe_signals())
         for seed in members:
             rec, row = self.records[seed], rows[seed]
             if seed in bad:
@@ -118,12 +141,13 @@ class PackedTrainer:
             self.steps_per_epoch, len(self.groups.names), len(members), device=dev
         )
         cols = torch.arange(len(members), device=dev)  # buffer column of each pack member
+        self.signals.start_epoch(self.steps_per_epoch, len(members), dev)
         steps_done = dict.fromkeys(members, self.steps_per_epoch)
         first_step = self.step
         checked = 0  # buffer rows up to here were checked already
         for step in range(self.steps_per_epoch):
             idx = order[cols, step * self.batch_size : (step + 1) * self.batch_size]
-            per_seed, norm, per_group = self._step(idx)
+            per_seed, norm, per_group = self._step(idx, step, cols)
             losses[step, cols] = per_seed.detach()
             norms[step, cols] = norm.detach()
             group_norms[step][:, cols] = per_group.detach()
@@ -134,16 +158,18 @@ class PackedTrainer:
                 # clipping coefficient 0, so the steps after it look finite again.
                 window = losses[checked : step + 1, cols] + norms[checked : step + 1, cols]
                 finite = torch.isfinite(window).all(0).tolist()
-                checked = step + 1
+                window_start, checked = checked, step + 1
                 if not all(finite):
                     dead = [s for s, ok in zip(self.alive, finite) if not ok]
                     for s in dead:
                         steps_done[s] = step + 1
+                    self._trace(dead, losses, norms, cols, order, window_start)
                     cols = cols[[k for k, ok in enumerate(finite) if ok]]
                     self._drop(dead)
                     if not self.alive:
                         break
         lr = self.optimizer.param_groups[0]["lr"]
+        crit = self._critical_lr(order, cols, lr) if self.alive else {}
         rows, bad = {}, {}
         for k, seed in enumerate(members):
             done = steps_done[seed]
@@ -155,6 +181,10 @@ class PackedTrainer:
                 group_norms[:done, :, k],
                 self.groups.names,
             )
+            extra = self.signals.row(first_bad if first_bad is not None else done, k)
+            if seed in self.alive and nonfinite is None:
+                extra.update({key: v[self.alive.index(seed)] for key, v in crit.items()})
+            row.update(read_row(extra))
             rows[seed] = row
             if nonfinite is not None:
                 bad[seed] = nonfinite
@@ -178,19 +208,27 @@ class PackedTrainer:
             for s in overflow:
                 bad[s] = "parameters"
                 self.records[s].steps = self.step
+                self.records[s].nonfinite_origin = nonfinite_parameters(self._seed_net(s), True)
             if overflow:
                 self._drop(overflow)
         return rows, bad
 
-    def _step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimizer step of the pack on batch indices idx [S, B]; per-seed loss, norm and
-        [G, S] group norms."""
+    def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Inputs, targets and valid-step mask of batch indices idx [S, B]."""
         task, dev = self.task, self.device
         xb = task.x_train[idx]
         yb = task.y_train[idx]
         mask = None
         if task.lengths_train is not None:
             mask = torch.arange(xb.shape[2], device=dev) < task.lengths_train[idx][..., None]
+        return xb, yb, mask
+
+    def _step(
+        self, idx: torch.Tensor, step: int, cols: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimizer step of the pack on batch indices idx [S, B] (step `step` of the epoch,
+        buffer columns `cols`); per-seed loss, norm and [G, S] group norms."""
+        xb, yb, mask = self._batch(idx)
         set_lr(self.optimizer, lr_at(self.spec.schedule, self.step, self.total_steps, self.lr))
         per_seed = self._loss(self.model(xb, mask), yb, mask)
         objective = per_seed.sum()  # each seed's gradient is that of its own loss
@@ -213,8 +251,105 @@ class PackedTrainer:
             torch._foreach_mul_(
                 grads, [coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype) for g in grads]
             )
+        self.signals.before(step)
         self.optimizer.step()
+        self.signals.after(step, cols)
         return per_seed, norm, (self.groups.matrix @ squares).sqrt()
+
+    # -- the signals of why a seed collapsed (sweep.training.signals, sweep.training.origin) ----
+
+    def _seed_net(self, seed: int) -> nn.Module:
+        """Seed `seed`'s own network with its current weights in the pack."""
+        net = build_model(self.spec.model, self.task, seed).to(self.device)
+        return self.model.copy_seed_into(self.alive.index(seed), net)
+
+    def _trace(
+        self,
+        dead: list[int],
+        losses: torch.Tensor,
+        norms: torch.Tensor,
+        cols: torch.Tensor,
+        order: torch.Tensor,
+        start: int,
+    ) -> None:
+        """nonfinite_origin of each seed found non-finite at a check (before it leaves the pack):
+        its first non-finite step of the window from `start`, replayed on its own network from
+        the weights that step started from."""
+        for seed in dead:
+            k = self.alive.index(seed)
+            col = int(cols[k])
+            window = losses[start:, col] + norms[start:, col]
+            bad = (~torch.isfinite(window)).nonzero()
+            if bad.numel():
+                origin = self._replay(seed, k, start + int(bad[0, 0]), order[col])
+                self.records[seed].nonfinite_origin = origin
+
+    def _replay(self, seed: int, k: int, step: int, order: torch.Tensor) -> str:
+        """The origin of seed `seed`'s (pack slot k) NaN/inf at step `step` of the epoch (its
+        data order `order`): the step replayed on its own network, from the weights it started
+        from (kept by the signal recorder); "" when they were not kept."""
+        before = self.signals.before_weights(step)
+        if before is None:
+            return ""
+        net = build_model(self.spec.model, self.task, seed).to(self.device)
+        params = list(self.model.parameters())
+        with torch.no_grad():
+            saved = [p.detach().clone() for p in params]
+            torch._foreach_copy_(params, before)
+            self.model.copy_seed_into(k, net)
+            torch._foreach_copy_(params, saved)
+        idx = order[step * self.batch_size : (step + 1) * self.batch_size]
+        x, y = self.task.x_train[idx], self.task.y_train[idx]
+        lengths = self.task.lengths_train[idx] if self.task.lengths_train is not None else None
+        host = lengths.cpu() if lengths is not None and net.directions == 2 else lengths
+        mask = (
+            torch.arange(x.shape[1], device=self.device)[None, :] < lengths[:, None]
+            if lengths is not None and self.task.per_step
+            else None
+        )
+        net.train()
+        return trace_origin(net, lambda: batch_loss(self.task.kind, net(x, host), y, mask), True)
+
+    def _critical_lr(
+        self, order: torch.Tensor, cols: torch.Tensor, lr: float
+    ) -> dict[str, torch.Tensor]:
+        """crit_lr ([S] over the pack) along the epoch's last update, on that update's batch."""
+        last = self.steps_per_epoch - 1
+        before = self.signals.before_weights(last)
+        if before is None or not probe_due(
+            self.spec.signals, self.records[self.alive[0]].epochs_run + 1, self.spec.epochs
+        ):
+            return {}
+        idx = order[cols, last * self.batch_size : (last + 1) * self.batch_size]
+        xb, yb, mask = self._batch(idx)
+        self.model.eval()
+        try:
+            crit = critical_lr(
+                lambda: self._loss(self.model(xb, mask), yb, mask),
+                list(self.model.parameters()),
+                before,
+                lr,
+            )
+        finally:
+            self.model.train()
+        return {"crit_lr": crit}
+
+    def _probe_signals(self) -> dict[str, list[float]]:
+        """sat_frac and logit_lse of every seed in the pack, on the epochs they are due."""
+        if self.probe is None or not probe_due(
+            self.spec.signals, self.records[self.alive[0]].epochs_run + 1, self.spec.epochs
+        ):
+            return {}
+        try:
+            row = packed_probe_row(self.model, self.probe)
+        except Exception as e:  # the probe is an aid: training goes on without it
+            warn_no_probe(f"{type(e).__name__}: {e}")
+            self.probe = None
+            return {}
+        values = torch.stack([v.float() for v in row.values()]).tolist()
+        return {
+            key: [x if math.isfinite(x) else math.nan for x in v] for key, v in zip(row, values)
+        }
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """[S]: each seed's mean loss over its batch (masked steps excluded for per-step targets)."""
@@ -315,6 +450,9 @@ class PackedTrainer:
             self.model.parameters(), self.spec.optimizer, self.lr, self.device, self.groups
         )
         self.optimizer.load_state_dict(state)
+        self.signals = self.signals.rebuilt(
+            list(self.model.parameters()), self.groups.matrix, index
+        )
 
     # -- checkpointing --------------------------------------------------------------------------
 

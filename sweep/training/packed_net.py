@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sweep.training.models import RecurrentNet
+from sweep.training.saturation import Direction
 
 
 class PackedRecurrentNet(nn.Module):
@@ -71,13 +72,7 @@ class PackedRecurrentNet(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: [S, B, T, F] floats or [S, B, T] token ids; mask: [S, B, T] bool valid steps."""
-        if self.embed is not None:
-            # One lookup in the stacked table [S * V, E], each seed's ids offset into its own
-            # block. Embedding's backward is deterministic on CUDA; a gather's is an atomic
-            # scatter-add, whose float sums change order from run to run.
-            s, v, e = self.embed.shape
-            offsets = torch.arange(s, device=x.device).view(s, *[1] * (x.dim() - 1)) * v
-            x = F.embedding(x + offsets, self.embed.reshape(s * v, e))
+        x = self.embed_input(x)
         finals = []
         for layer in range(self.layers):
             outs, finals = [], []
@@ -96,6 +91,50 @@ class PackedRecurrentNet(nn.Module):
             return torch.baddbmm(self.head_b, x.reshape(s, b * t, h), self.head_w).view(s, b, t, -1)
         last = torch.cat(finals, dim=-1)  # forward end, backward end (step 0), as nn.LSTM's h_n
         return torch.baddbmm(self.head_b, last, self.head_w)
+
+    def embed_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The first recurrent layer's input: token ids through each seed's embedding."""
+        if self.embed is None:
+            return x
+        # One lookup in the stacked table [S * V, E], each seed's ids offset into its own
+        # block. Embedding's backward is deterministic on CUDA; a gather's is an atomic
+        # scatter-add, whose float sums change order from run to run.
+        s, v, e = self.embed.shape
+        offsets = torch.arange(s, device=x.device).view(s, *[1] * (x.dim() - 1)) * v
+        return F.embedding(x + offsets, self.embed.reshape(s * v, e))
+
+    def layer_directions(self) -> list[list[Direction]]:
+        """The stacked weights of each layer and direction, for the saturation rerun."""
+        layers = []
+        for layer in range(self.layers):
+            row = []
+            for d in range(self.directions):
+                w_ih, w_hh, b_ih, b_hh = (
+                    getattr(self, n) for n in self.names[layer * self.directions + d]
+                )
+                row.append(Direction(w_ih, w_hh, b_ih, b_hh, reverse=bool(d)))
+            layers.append(row)
+        return layers
+
+    @torch.no_grad()
+    def copy_seed_into(self, k: int, net: RecurrentNet) -> RecurrentNet:
+        """Seed slot k's weights written into `net` (its own RecurrentNet, as built): the pack's
+        stacking undone, for a replay of one seed's step."""
+        if self.embed is not None:
+            net.embed.weight.copy_(self.embed[k])
+        for layer in range(self.layers):
+            for d in range(self.directions):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                w_ih, w_hh, b_ih, b_hh = (
+                    getattr(self, n) for n in self.names[layer * self.directions + d]
+                )
+                getattr(net.rnn, f"weight_ih{sfx}").copy_(w_ih[k].t())
+                getattr(net.rnn, f"weight_hh{sfx}").copy_(w_hh[k].t())
+                getattr(net.rnn, f"bias_ih{sfx}").copy_(b_ih[k, 0])
+                getattr(net.rnn, f"bias_hh{sfx}").copy_(b_hh[k, 0])
+        net.head.weight.copy_(self.head_w[k].t())
+        net.head.bias.copy_(self.head_b[k, 0])
+        return net
 
     def _direction(self, x, mask, w_ih, w_hh, b_ih, b_hh, reverse: bool):
         s, b, t, f = x.shape

@@ -29,8 +29,18 @@ from sweep.training.epoch import (
     window_finite,
 )
 from sweep.training.gradients import ParamGroups
-from sweep.training.models import accepts_targets, build_model, l2_penalty
+from sweep.training.models import RecurrentNet, accepts_targets, build_model, l2_penalty
 from sweep.training.optim import build_optimizer, lr_at, set_lr
+from sweep.training.origin import nonfinite_parameters, trace_origin
+from sweep.training.signals import (
+    critical_lr,
+    probe_due,
+    probe_for,
+    probe_row,
+    read_row,
+    step_recorder,
+    warn_no_probe,
+)
 from sweep.training.spec import RunSpec
 
 
@@ -73,6 +83,18 @@ class SeedTrainer:
         self.step = 0
         self.record = RunRecord(seed=seed)
         self.check_every = check_every or nonfinite_check_steps(device)
+        # Issue 26's signals: update ratios per step (the weights before each of the last
+        # check_every steps kept for the non-finite replay), and probe signals per epoch.
+        self.builtin = isinstance(self.model, RecurrentNet)
+        self.signals = step_recorder(
+            spec.signals,
+            self.params,
+            self.groups.matrix,
+            self.groups.names,
+            self.check_every,
+            False,
+        )
+        self.probe = probe_for(spec.signals, task)
 
     @property
     def stopped(self) -> bool:
@@ -86,8 +108,10 @@ class SeedTrainer:
             row, nonfinite = self._train_epoch()
             if nonfinite is None and not params_finite(self.params):
                 nonfinite = "parameters"
+                self.record.nonfinite_origin = nonfinite_parameters(self.model, self.builtin)
             if nonfinite is None:
                 row.update(self._evaluate())
+                row.update(self._probe_signals(row["epoch_lr"]))
             else:
                 row.update(NO_EVALUATION)
         self.record.append(row)
@@ -117,34 +141,24 @@ class SeedTrainer:
         losses: list[torch.Tensor] = []  # per-step device scalars, stacked once per epoch
         norms: list[torch.Tensor] = []
         group_norms: list[torch.Tensor] = []
+        self.signals.start_epoch(self.steps_per_epoch, 1, dev)
         clip = self.clip
         constant_lr = self.spec.schedule.name == "constant"
         if constant_lr:
             set_lr(self.optimizer, self.lr)
         first_step = self.step
         for s in range(self.steps_per_epoch):
-            lo, hi = s * self.batch_size, min(n, (s + 1) * self.batch_size)
-            idx = perm[lo:hi]
-            xb = task.x_train.index_select(0, idx)
-            yb = task.y_train.index_select(0, idx)
-            lb = self._lengths(0, idx, perm_cpu[lo:hi])
             if not constant_lr:
                 set_lr(
                     self.optimizer, lr_at(self.spec.schedule, self.step, self.total_steps, self.lr)
                 )
-            out = self.model(xb, lb, targets=yb) if self.teacher else self.model(xb, lb)
-            mask = (
-                step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev)
-                if task.per_step
-                else None
-            )
-            loss = batch_loss(task.kind, out, yb, mask)
-            l2 = self.spec.optimizer.l2
-            objective = loss + l2 * l2_penalty(self.weights) if l2 else loss
+            loss, objective = self._loss(s, perm, perm_cpu)
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             norm, per_group = self.groups.clip(clip)
+            self.signals.before(s)
             self.optimizer.step()
+            self.signals.after(s)
             losses.append(loss.detach())
             norms.append(norm.detach())
             group_norms.append(per_group.detach())
@@ -165,7 +179,84 @@ class SeedTrainer:
             first_bad is not None
         ):  # the run ends at its first non-finite step, whenever it was noticed
             self.step = first_step + first_bad + 1
+            self.record.nonfinite_origin = self._origin(first_bad, perm, perm_cpu)
+        extra = self.signals.row(first_bad if first_bad is not None else len(losses))
+        if first_bad is None and self._probe_due():
+            extra.update(self._critical_lr(perm, perm_cpu, row["epoch_lr"]))
+        row.update(read_row(extra))
         return row, nonfinite
+
+    def _loss(
+        self, s: int, perm: torch.Tensor, perm_cpu: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The loss of step `s` of the epoch's order `perm` (forward pass), and the objective
+        that is differentiated (the loss, plus the l2 penalty when set)."""
+        task, dev = self.task, self.device
+        lo, hi = s * self.batch_size, min(task.n_train, (s + 1) * self.batch_size)
+        idx = perm[lo:hi]
+        xb = task.x_train.index_select(0, idx)
+        yb = task.y_train.index_select(0, idx)
+        lb = self._lengths(0, idx, perm_cpu[lo:hi])
+        out = self.model(xb, lb, targets=yb) if self.teacher else self.model(xb, lb)
+        mask = (
+            step_mask(lb.to(dev) if lb is not None else None, xb.shape[0], xb.shape[1], dev)
+            if task.per_step
+            else None
+        )
+        loss = batch_loss(task.kind, out, yb, mask)
+        l2 = self.spec.optimizer.l2
+        return loss, (loss + l2 * l2_penalty(self.weights) if l2 else loss)
+
+    def _origin(self, s: int, perm: torch.Tensor, perm_cpu: torch.Tensor) -> str:
+        """Where the NaN/inf of step `s` appeared first: the step replayed, with hooks, from the
+        weights it started from (kept by the signal recorder); then the weights are put back."""
+        before = self.signals.before_weights(s)
+        if before is None:  # signals off: nothing kept to replay from
+            return ""
+        with torch.no_grad():
+            after = [p.detach().clone() for p in self.params]
+            torch._foreach_copy_(self.params, before)
+        try:
+            return trace_origin(self.model, lambda: self._loss(s, perm, perm_cpu)[1], self.builtin)
+        finally:
+            with torch.no_grad():
+                torch._foreach_copy_(self.params, after)
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def _probe_due(self) -> bool:
+        return probe_due(self.spec.signals, self.record.epochs_run + 1, self.spec.epochs)
+
+    def _critical_lr(
+        self, perm: torch.Tensor, perm_cpu: torch.Tensor, lr: float
+    ) -> dict[str, torch.Tensor]:
+        """crit_lr along the epoch's last update, on that update's own batch (evaluation mode)."""
+        last = self.steps_per_epoch - 1
+        before = self.signals.before_weights(last)
+        if before is None:
+            return {}
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                crit = critical_lr(
+                    lambda: self._loss(last, perm, perm_cpu)[0], self.params, before, lr
+                )
+        finally:
+            self.model.train()
+        return {"crit_lr": crit}
+
+    def _probe_signals(self, lr: float) -> dict[str, float]:
+        """sat_frac and logit_lse on the probe batch, on the epochs they are due."""
+        if self.probe is None or not self._probe_due():
+            return {}
+        lengths = self.probe.lengths
+        if lengths is not None and self.host_lengths is not None:
+            lengths = lengths.cpu()
+        try:
+            return read_row(probe_row(self.model, self.probe, lengths))
+        except Exception as e:  # a model the probe cannot read: without those signals
+            warn_no_probe(f"{type(e).__name__}: {e}")
+            self.probe = None
+            return {}
 
     @torch.no_grad()
     def _evaluate(self) -> dict[str, float]:

@@ -67,10 +67,14 @@ def use_packing(cfg: Any, device: torch.device) -> bool:
     - CUDA: yes. One small model cannot keep a GPU busy (it waits on kernel launches); the pack
       does the work of all seeds per launch.
     - CPU: no. PyTorch's nn.LSTM/nn.GRU run their time loop in C++, while the pack's loop is
-      Python; measured on 2 cores (benchmarks/README.md) the pack reached 0.3x-1.1x of separate
-      models, so separate models are the default there.
-    - Never with dropout: packed dropout masks are drawn for the whole pack, so a seed's curves
-      would depend on which seeds share its pack (`packing=on` still allows it).
+      Python; measured with one thread (benchmarks/README.md, "Packed seeds") the pack ran at
+      0.28x-0.43x of separate models, so separate models are the default there.
+    - Not with dropout between stacked layers (dropout > 0 and layers > 1): packed dropout masks
+      are drawn for the whole pack, so a seed's curves would depend on which seeds share its
+      pack (`packing=on` still allows it).
+
+    `packing=on` / `off` decide by themselves, except that a user's model (`model._target_`)
+    cannot be stacked: its seeds always train separately.
     """
     if isinstance(cfg.model, TargetModel):
         return False  # a user's model cannot be stacked: its seeds train separately

@@ -34,6 +34,7 @@ class RunSpec:
     schedule: Any  # a ScheduleConfig
     packing: str  # auto | on | off
     fingerprint: str  # the comparable config (checkpoints of another config are never used)
+    signals: Any = None  # a SignalsConfig (None: its defaults): what is measured beside training
 
     @classmethod
     def build(cls, cfg: Config, setting: dict[str, Any], seeds: Sequence[int]) -> RunSpec:
@@ -51,4 +52,5 @@ class RunSpec:
             schedule=run_cfg.schedule,
             packing=run_cfg.packing,
             fingerprint=config_fingerprint(cfg),
+            signals=getattr(run_cfg, "signals", None),
         )
