@@ -157,6 +157,23 @@ class FindConfig(Checked):
 
 
 @dataclass
+class SignalsConfig(Checked):
+    """The per-epoch signals that name why a run collapsed (docs/why-it-collapsed.md), recorded by
+    the built-in loop: update/weight ratios every step; saturation, critical step size and logit
+    size on a fixed probe batch."""
+
+    enabled: bool = True  # record them (false: none of them, and no non-finite replay)
+    probe_size: int = 64  # sequences of the probe batch (0: no probe signals)
+    every: int = 1  # measure the probe signals every N epochs (always in the last epoch)
+
+    def check(self, prefix: str) -> None:
+        self.require(
+            0 <= self.probe_size <= 100000, prefix, "probe_size", "must be 0 (off) to 100000"
+        )
+        self.require(self.every >= 1, prefix, "every", "must be >= 1", "e.g. signals.every=1")
+
+
+@dataclass
 class RefineConfig(Checked):
     """`sweep refine`: rounds of added learning rates and seeds until the safe LR is known (a
     learning rate a round adds gets the sweep's `seeds`, in its slice)."""
@@ -226,6 +243,7 @@ class Config(Checked):
     study: StudyConfig = field(default_factory=StudyConfig)
     find: FindConfig = field(default_factory=FindConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
+    signals: SignalsConfig = field(default_factory=SignalsConfig)
     seeds: int = 5  # repeated seeds per setting; seed values are 0..seeds-1
     epochs: int = 40  # epochs per run
     device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:1, ...
@@ -295,6 +313,7 @@ class Config(Checked):
             "schedule",
             "find",
             "refine",
+            "signals",
         ):
             getattr(self, name).check(name)
 
