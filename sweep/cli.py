@@ -1,8 +1,10 @@
-"""The `sweep` command: `sweep {run,worker,report,status} [--cfg job] [--debug] [key=value ...]`.
+"""The `sweep` command (and `python -m sweep`):
+`sweep {run,worker,report,status,find,refine} [--cfg job] [--config-dir DIR] [--debug] [key=value ...]`.
 
-User errors (UserError) print one line on stderr and exit with status 2, without a traceback
-(`--debug` or HYDRA_FULL_ERROR=1 shows it first). Every traceback, a bug's included, goes
-through the same password redaction as the one-line errors.
+Exit status: 0 done, 1 failed settings or a bug, 2 a user error, 130 stopped. User errors
+(UserError) print one line on stderr, without a traceback (`--debug` or HYDRA_FULL_ERROR=1 shows
+it first). Every traceback, a bug's included, goes through the same password redaction as the
+one-line errors.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ command that never imports torch, and configs that ship with an installed packag
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,44 @@ def test_the_docs_and_the_package_docstring_state_the_layers_of_the_contract():
     modules = {f"sweep.{p.stem}" for p in (ROOT / "sweep").glob("*.py") if p.stem[0] != "_"}
     placed = set().union(*contract)
     assert packages | modules <= placed
+
+
+def _documented_columns(name: str) -> list[str]:
+    """The columns docs/architecture.md ("Files") promises for `name`: the backticked words of its
+    bullet after the first colon."""
+    docs = (ROOT / "docs" / "architecture.md").read_text()
+    bullet = docs[docs.index(f"- **`{name}`**") :]
+    bullet = bullet[: min(i for i in (bullet.find("\n- ", 1), bullet.find("\n\n")) if i > 0)]
+    return re.findall(r"`([a-z_0-9]+)`", bullet.split(":", 1)[1])
+
+
+def test_the_files_have_the_columns_the_contract_promises():
+    """runs.csv, summary.csv and curves.parquet, as the analysis builds them from two stored
+    runs, have the grid axes first and every column docs/architecture.md lists."""
+    import math
+
+    from sweep.analysis.tables import build_tables
+    from sweep.config import DetectConfig
+    from sweep.core.records import EPOCH_COLUMNS
+
+    def record(seed: int, acc: list[float]) -> dict:
+        curves = {c: [0.5] * len(acc) for c in EPOCH_COLUMNS}
+        curves.update(val_acc=acc, val_loss=[1.0 - a for a in acc], pred_top_frac=[0.2] * len(acc))
+        nonfinite = len(acc) if math.isnan(acc[-1]) else None
+        return {"seed": seed, "curves": curves, "nonfinite_epoch": nonfinite, "seconds": 0.1}
+
+    setting = {"lr": 0.1, "clip": None, "batch_size": 32}
+    runs = [(setting, record(0, [0.5, 0.9, 0.9]), 0), (setting, record(1, [0.5, math.nan]), 0)]
+    tables = build_tables(runs, 0.1, DetectConfig(), axes=["lr", "clip", "batch_size"], n_val=400)
+    for name, frame in (
+        ("runs.csv", tables.runs),
+        ("summary.csv", tables.summary),
+        ("curves.parquet", tables.curves),
+    ):
+        columns = list(frame.columns)
+        assert columns[:3] == ["lr", "clip", "batch_size"], (name, columns)
+        documented = _documented_columns(name)
+        assert len(documented) >= 10 and set(documented) - set(columns) == set(), name
 
 
 def test_no_module_imports_itself_back():

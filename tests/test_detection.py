@@ -1,4 +1,4 @@
-"""Detection on hand-made curves with known answers (DESIGN.md, "Definitions")."""
+"""Detection on hand-made curves with known answers (docs/architecture.md, "Definitions")."""
 
 import math
 

@@ -4,7 +4,7 @@ import pytest
 
 from sweep.analysis.stats import mean_interval, wilson_interval
 
-REFERENCE = {  # REFERENCES.md / DESIGN.md
+REFERENCE = {  # docs/architecture.md, "Definitions"
     (0, 5): (0.0, 0.4345),
     (1, 5): (0.0362, 0.6245),
     (2, 5): (0.1176, 0.7693),

@@ -1,4 +1,4 @@
-"""Verdicts on hand-made summary tables with known answers (DESIGN.md "Definitions")."""
+"""Verdicts on hand-made summary tables with known answers (docs/architecture.md, "Definitions")."""
 
 from __future__ import annotations
 

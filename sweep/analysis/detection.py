@@ -1,4 +1,5 @@
-"""Collapse detection on one run's per-epoch curves (pure functions; DESIGN.md "Definitions").
+"""Collapse detection on one run's per-epoch curves (pure functions; docs/architecture.md,
+"Definitions").
 
 Usage::
 
@@ -11,7 +12,7 @@ Epochs are counted from 1. Modes: `nonfinite` (NaN/inf anywhere), `diverged` (le
 below chance + (1 - drop) * (best - chance) and stayed there for the last >= patience epochs),
 `constant_output` (a diverged run whose final predictions are almost all one class).
 
-Sampling noise (`n_val`, the validation sequences each accuracy was measured on; `sweep.noise`):
+Sampling noise (`n_val`, the validation sequences each accuracy was measured on; `sweep.analysis.noise`):
 the fixed gaps `min_gain` and `drop` are floors, and every call must also clear the noise that
 n_val items imply, at the false-alarm budget `detect.alpha`:
 

@@ -5,9 +5,10 @@ Usage::
     tables = build_tables(runs, chance, detect, axes, n_val)   # (setting, record, trial) triples
     tables.runs, tables.curves, tables.summary                 # pandas DataFrames
 
-Column names are the contract of DESIGN.md (runs.csv, summary.csv, curves.parquet). Everything
-here is a pure function of the stored records, the chance level and the detection thresholds,
-so a report can be rebuilt (with other thresholds too) without retraining.
+Column names are the contract of docs/architecture.md ("Files": runs.csv, summary.csv,
+curves.parquet). Everything here is a pure function of the stored records, the chance level and
+the detection thresholds, so a report can be rebuilt (with other thresholds too) without
+retraining.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def collapse_rate_interval(k: int, undecided: int, n: int) -> tuple[float, float
 
 
 def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, Any]:
-    """Per-setting summary of its run rows (DESIGN.md: t interval of the mean, Wilson rate).
+    """Per-setting summary of its run rows (docs/architecture.md: t interval of the mean, Wilson
+    rate).
     Runs that crashed or timed out are counted (n_crashed, n_timed_out), not summarised."""
     failed = [r for r in rows if is_failed(r)]
     rows = [r for r in rows if not is_failed(r)]

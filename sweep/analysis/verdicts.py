@@ -1,4 +1,5 @@
-"""Stability verdicts: pure functions over the per-setting summary table (DESIGN.md "Definitions").
+"""Stability verdicts: pure functions over the per-setting summary table (docs/architecture.md,
+"Definitions").
 
 Usage::
 
@@ -111,7 +112,8 @@ def lr_sensitivity(accs: Sequence[float], chance: float) -> float:
     """Mean over the LR grid of `best_over_lr - max(acc(lr), chance)` (0 when every LR is as good).
 
     The best is floored at chance too, so a slice where nothing learned scores 0, not a
-    negative number; whenever some LR beats chance this is exactly DESIGN.md's formula.
+    negative number; whenever some LR beats chance this is exactly the formula of
+    docs/architecture.md ("Definitions").
     """
     vals = [float(a) for a in accs if a is not None and math.isfinite(float(a))]
     if not vals:

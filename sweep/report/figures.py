@@ -4,7 +4,7 @@ Usage::
 
     files = write_figures(tables, study_dir)      # -> [FigureFile(kind, name, path, label), ...]
 
-Figures (the kinds; DESIGN.md metric names on every axis):
+Figures (the kinds; the column names of docs/architecture.md on every axis):
 - `collapse_rate`: heatmap over lr x clip, one panel per batch size (and extra-axis value), k/n.
 - `mean_best_acc`: the same layout, annotated with the mean best accuracy.
 - `lr_curves`: mean_best_acc with its 95% band and collapse_rate (Wilson interval) vs lr.

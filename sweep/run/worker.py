@@ -1,13 +1,21 @@
 """A worker: claims queued trials from the study, trains their seeds, stores the records.
 
-Started by `sweep run` / `sweep worker` as a child process (`python -m sweep.run.worker`, config in
-the environment), one per GPU or CPU core. A worker
+Started by `sweep run` / `sweep worker` as a child process (`workers` of them: auto is one per
+GPU, else one per CPU core), forked from the launcher or as a fresh `python -m sweep.run.worker`
+(sweep.run.children says which), configured through the environment or by one JSON line on
+stdin. A notebook's function object runs this loop in-process instead (`run_worker`). A worker
 
-- claims the oldest WAITING trial atomically, writes its identity (host, pid, start time) on it
-  and keeps a heartbeat while training, so a dead worker's trial can be reclaimed;
-- checkpoints every `checkpoint_every` epochs / `checkpoint_minutes` minutes;
-- on SIGTERM/SIGINT finishes the current epoch, writes a checkpoint, releases its trial (fails
-  it and queues a copy, which resumes from the checkpoint) and exits with status 143;
+- claims a WAITING trial atomically, the longest first (most optimizer steps: seeds / batch
+  size, then queue order), writes its identity (host, pid, start time) on it and keeps a
+  heartbeat while training, so a dead worker's trial can be reclaimed;
+- with lrsweep's own loop, checkpoints every `checkpoint_every` epochs / `checkpoint_minutes`
+  minutes (a command or a function checkpoints itself, into its `{checkpoint_dir}`);
+- on SIGTERM/SIGINT stops its trial (lrsweep's loop at the end of the epoch, after a checkpoint;
+  a command by stopping its process group; a function at its next `report()`), releases it
+  (fails it and queues a copy, which resumes from the checkpoint) and exits with status 143; a
+  second signal exits at once;
+- stops with status 2 (the one-line message on stderr) when a user's training shows a mistake of
+  the user's, such as a metrics file that never appears;
 - when the queue is empty but trials still run elsewhere, waits and reclaims them if their
   workers die; exits 0 once the study has nothing left to do.
 """

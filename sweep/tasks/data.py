@@ -66,8 +66,9 @@ class TaskData:
         return dataclasses.replace(self, **moved)
 
     def chance(self) -> float:
-        """Accuracy of the trivial predictor (DESIGN.md): the validation majority-class rate for
-        classification; for regression, the accuracy of always predicting the training mean."""
+        """Accuracy of the trivial predictor (docs/architecture.md, "Definitions"): the validation
+        majority-class rate for classification; for regression, the accuracy of always
+        predicting the training mean."""
         from sweep.tasks.scoring import chance_level
 
         return chance_level(self)

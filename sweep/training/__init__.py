@@ -1,10 +1,12 @@
 """Training the repeated seeds of one grid setting (torch).
 
-Modules, in the order data flows through them: `spec` (the resolved RunSpec of a setting),
-`models` / `packed_net` (a seed's network, or every seed's as one), `optim` (optimizers and
-schedules), `metrics` (losses and accuracy), `separate` / `packed` (the two ways to train a
-setting's seeds, one interface), `epoch` (what an epoch leaves behind), `accelerator` (CPU/CUDA
-state), `setting` (`train_setting`: picks the mode, resumes, loops over epochs).
+The main modules, in the order data flows through them: `spec` (the resolved RunSpec of a
+setting), `models` / `packed_net` (a seed's network, or every seed's as one), `optim` (optimizers
+and schedules), `separate` / `packed` (the two ways to train a setting's seeds, one interface),
+`gradients` (norms before clipping, and clipping), `epoch` (what an epoch leaves behind),
+`checkpoints` (a running trial's state), `accelerator` (CPU/CUDA state), `setting`
+(`train_setting`: picks the mode, resumes, loops over epochs); `range_test` is `sweep find`'s
+run. Losses and accuracy are the task's (`sweep.tasks.scoring`).
 """
 
 from sweep.core.records import EPOCH_COLUMNS, RunRecord

@@ -27,9 +27,11 @@ half of such lr_at_10 lay where the true risk was already 30% or more at steep s
 - 95% intervals and the safe LR: the posterior under the same Jeffreys prior |I|^(1/2), whose
   mode Firth's estimate is: the equal-tailed 95% interval of x_q, and the safe LR is the 5%
   quantile of x_10 (a one-sided 95% bound; never above the point estimate). In simulation these
-  cover at 94-97% per slope, where the penalised profile-likelihood intervals covered lr_at_50 at
-  up to 98.3% and put the safe LR past the truth in only ~1% of fits (too cautious), and the
-  unpenalised profile of the landed version covered at 92-97%.
+  cover at 93.4-98.1% per slope (the table of tests/test_boundary_simulation.py, quoted in
+  docs/statistics.md; the test requires 93-97% pooled over the design space and 91-98.5% at each
+  slope), where the penalised profile-likelihood intervals covered lr_at_50 at up to 98.3% and
+  put the safe LR past the truth in only ~1% of fits (too cautious), and the unpenalised profile
+  of the landed version covered at 92-97%.
 - Slope-prior posterior medians (Gelman et al. 2008's Cauchy) and the posterior median under the
   Jeffreys prior put lr_at_10 where the risk was >= 30% in 9-15% of fits; Firth's, in <= 3%.
 

@@ -36,8 +36,9 @@ def _runs(n: float) -> str:
 class RiskLR:
     """The LR at collapse risk `q`, as far as the data support it (all values in LR units).
 
-    kind "fit": `estimate` with its 95% profile-likelihood interval [lo, hi]; an end that lies
-    beyond the tested range [lr_min, lr_max] is None (`open_below` / `open_above`).
+    kind "fit": `estimate` (Firth's) with its equal-tailed 95% posterior interval [lo, hi] (the
+    Jeffreys prior; `sweep.analysis.boundary.fit`); an end that lies beyond the tested range
+    [lr_min, lr_max] is None (`open_below` / `open_above`).
     kind "above": lr_at_q > `lo` with 95% confidence (estimate None, hi None).
     kind "below": lr_at_q < `hi` with 95% confidence (estimate None, lo None).
     kind "unknown": nothing within the tested range is excluded; `note` says what is known.
