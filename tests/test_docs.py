@@ -321,3 +321,39 @@ def test_every_relative_link_points_at_a_file_that_exists(page):
         elif file.exists() and anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target} (no heading '#{anchor}' in {file.name})")
     assert not broken, f"{page.relative_to(ROOT)}: broken links: {broken}"
+
+
+# --------------------------------------------------------------------------- what `--cfg job` checks
+
+# docs/troubleshooting.md: mistakes `--cfg job` lets through (it builds no data and reads no code
+# or file) and `sweep run` refuses before anything is written.
+COMMAND = "trainer=command trainer.n_val=40 trainer.chance=0.25 trainer.command="
+NOT_CHECKED_BY_CFG_JOB = {  # mistake: (overrides, how `sweep run`'s one line starts)
+    "batch larger than the data": (["grid.batch_size=[5000]"], "grid.batch_size: every batch"),
+    "missing task.path": (["task=file", "task.path=/no/such/file.npz"], "task.path: file "),
+    "unknown placeholder": (
+        (COMMAND + "python train.py --lr {lrr} --log {metrics}").split(" ", 3),
+        "trainer.command: unknown placeholder {lrr}",
+    ),
+    "missing script": (
+        (COMMAND + "python train.py --lr {lr} --log {metrics}").split(" ", 3),
+        "trainer.command: the script train.py does not exist",
+    ),
+    "group_lr_mult count": (["optimizer.group_lr_mult=[1.0,2.0]"], "optimizer.group_lr_mult: 2"),
+}
+TINY = ["grid.lr=[0.1]", "grid.clip=[null]", "seeds=1", "epochs=1", "workers=1"]
+
+
+@pytest.mark.parametrize("mistake", NOT_CHECKED_BY_CFG_JOB)
+def test_cfg_job_lets_through_what_the_troubleshooting_page_says(mistake, tmp_path, monkeypatch):
+    page = (ROOT / "docs" / "troubleshooting.md").read_text(encoding="utf-8")
+    assert "`sweep run --cfg job` composes the config" in page and "exits 0 for mistakes" in page
+    monkeypatch.chdir(tmp_path)  # no train.py here
+    mistaken, refusal = NOT_CHECKED_BY_CFG_JOB[mistake]
+    overrides = [*mistaken, *TINY, f"results_dir={tmp_path / 'results'}"]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        assert run(["run", "--cfg", "job", *overrides]) == 0, err.getvalue()
+        assert run(["run", *overrides]) == 2
+    assert err.getvalue().startswith(f"error: {refusal}") and err.getvalue().count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
