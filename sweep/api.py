@@ -13,7 +13,8 @@ Usage::
     result.summary          # one row per setting: mean best accuracy, collapse rate, intervals
     result.runs, result.curves, result.verdicts
     print(result.verdict)   # what the report's verdict says
-    result.report           # Path of report.html
+    result.report           # Path of report.html (report_standalone.html: the same, one file)
+    result                  # in a notebook: the verdict, the main figures and the summary inline
 
     sweep.run_sweep("python train.py --lr {lr} --clip {clip} --seed {seed} --log {metrics}", n_val=40, chance=0.25)
     sweep.run_sweep("mytrain.fit", ...)              # a function by its dotted path
@@ -30,6 +31,7 @@ with the same one-line message the command prints.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,43 @@ class SweepResult:
             f"SweepResult(study={self.study!r}, {len(self.summary)} settings, {len(self.runs)} runs, "
             f"status={self.status}, report={str(self.report)!r})"
         )
+
+    @property
+    def report_standalone(self) -> Path | None:
+        """report_standalone.html: the report with its figures inside, one file that travels
+        (`IPython.display.HTML(filename=...)` shows it whole; report.html needs figures/ beside it)."""
+        path = self.report.with_name("report_standalone.html") if self.report else None
+        return path if path is not None and path.is_file() else None
+
+    def _repr_html_(self) -> str:
+        """The notebook's view of a result: the verdict, the main figures (embedded, so they show
+        wherever the notebook goes) and the summary table."""
+        import html
+
+        from sweep.report.write import png_data_uri
+
+        parts = [
+            f"<p><b>lrsweep study {html.escape(self.study)}</b>: {len(self.summary)} settings, "
+            f"{len(self.runs)} runs, status {self.status}</p>",
+            f"<pre style='white-space: pre-wrap'>{html.escape(self.verdict.strip())}</pre>",
+        ]
+        folder = self.report.parent if self.report else None
+        for name in ("collapse_rate", "mean_best_acc", "lr_curves"):
+            png = folder / "figures" / f"{name}.png" if folder else None
+            if png is not None and png.is_file():
+                parts.append(
+                    f"<img src='{png_data_uri(png)}' alt='{name}' style='max-width: 100%'>"
+                )
+        if len(self.summary):
+            parts.append(
+                "<details><summary>summary (one row per setting)</summary>"
+                + self.summary.to_html(index=False, max_rows=200)
+                + "</details>"
+            )
+        if self.report:
+            where = self.report_standalone or self.report
+            parts.append(f"<p>full report: <code>{html.escape(str(where))}</code></p>")
+        return "<div class='lrsweep-result'>" + "".join(parts) + "</div>"
 
 
 def _hydra_value(value: Any) -> str:
@@ -107,6 +146,22 @@ def sweep_overrides(
     return out + list(overrides)
 
 
+# A `key=value` setting that a one-line error suggests (`study.name=fit-2`, `set epochs=5`).
+_SUGGESTED = re.compile(r"(?<![\w.+/-])(\+?[A-Za-z_][\w.]*=[^\s;,()]+)")
+
+
+def for_python(message: str) -> str:
+    """A one-line error as the caller of `run_sweep` can act on it: every `key=value` the
+    message suggests is an item of `overrides=[...]` (or a keyword argument where it has one)."""
+    suggested = _SUGGESTED.findall(message)
+    if not suggested:
+        return message
+    return (
+        f"{message} (from Python, a key=value above goes in "
+        f"run_sweep(..., overrides=[{suggested[0].rstrip('.')!r}]))"
+    )
+
+
 def run_sweep(
     trainer: Trainer = None,
     grid: Mapping[str, Sequence[Any]] | None = None,
@@ -133,14 +188,17 @@ def run_sweep(
     from sweep.config import load_config
     from sweep.run.launcher import launch
 
-    cfg = load_config(sweep_overrides(trainer, grid, overrides, **keys), config_dir)
-    function = trainer if callable(trainer) else None
-    if function is not None:
-        from sweep.trainers.checks import check_signature, source_hash
+    try:
+        cfg = load_config(sweep_overrides(trainer, grid, overrides, **keys), config_dir)
+        function = trainer if callable(trainer) else None
+        if function is not None:
+            from sweep.trainers.checks import check_signature, source_hash
 
-        check_signature(function, cfg.trainer)
-        cfg.trainer.source = source_hash(function)
-    status = launch(cfg, write_results=True, function=function)
+            check_signature(function, cfg.trainer)
+            cfg.trainer.source = source_hash(function)
+        status = launch(cfg, write_results=True, function=function)
+    except UserError as e:
+        raise UserError(for_python(str(e))) from None
     if status == 130:
         raise KeyboardInterrupt(
             "sweep stopped; call run_sweep again with the same arguments to resume"

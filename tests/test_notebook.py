@@ -27,7 +27,7 @@ TOYFIT = textwrap.dedent("""
             report(epoch, val_acc=acc, val_loss=1.0 / epoch, train_loss=1.0 / epoch)
 """)
 
-ARGS = 'seeds=2, epochs=2, n_val=100, chance=0.1, workers=2, results_dir="results"'
+ARGS = 'seeds=2, epochs=2, n_val=100, chance=0.1, workers=1, results_dir="results"'
 GRID2 = '{"lr": [0.1, 1.0], "clip": [None], "batch_size": [32]}'
 GRID3 = '{"lr": [0.1, 1.0, 3.0], "clip": [None], "batch_size": [32]}'
 
@@ -40,10 +40,13 @@ def kernel(tmp_path_factory):
         k.folder = folder
         out = k.run("import os, signal, threading, psutil\nimport sweep")
         assert not out.error, out
-        # The kernel's first sweep: everything lrsweep imports is imported in it.
+        # The kernel's first sweep (a function of the session: in-process, no worker to start)
+        # imports everything lrsweep needs.
         k.first_sweep = k.run(
-            f"r = sweep.run_sweep('toyfit.fit', grid={GRID2}, seeds=1, epochs=1, n_val=100, "
-            "chance=0.1, workers=1, results_dir='results', overrides=['study.name=first'])"
+            "def first_fit(setting, seed, epochs, report):\n"
+            "    report(1, val_acc=0.5, val_loss=1.0, train_loss=1.0)\n"
+            f"r = sweep.run_sweep(first_fit, grid={GRID2}, seeds=1, epochs=1, n_val=100, "
+            "chance=0.1, results_dir='results', overrides=['study.name=first'])"
         )
         assert not k.first_sweep.error, k.first_sweep
         yield k
@@ -75,8 +78,9 @@ def test_a_sweep_restores_the_kernels_signal_handlers(kernel):
 
 def test_no_worker_is_left_behind_not_even_a_dismissed_one(kernel):
     # 2 settings done already, 1 more: 2 workers start, one is not needed and is dismissed.
+    two = ARGS.replace("workers=1", "workers=2")
     out = kernel.run(
-        f"r = sweep.run_sweep('toyfit.fit', grid={GRID3}, {ARGS}, overrides=['study.name=handlers'])\n"
+        f"r = sweep.run_sweep('toyfit.fit', grid={GRID3}, {two}, overrides=['study.name=handlers'])\n"
         "print('status', r.status)"
     )
     assert not out.error and "status 0" in out.stdout, out
@@ -136,6 +140,45 @@ def test_a_function_of_the_session_shows_progress_while_it_trains(kernel):
     last_fit = max(i for i, (name, text) in enumerate(streams) if "fit done" in text)
     before = "".join(text for name, text in streams[:last_fit] if name == "stderr")
     assert re.search(r"[12]/3 settings done", before), streams
+
+
+EDITED = """
+def edited_fit(setting, seed, epochs, report):{doc}
+    for epoch in range(1, epochs + 1):{comment}
+        report(epoch, val_acc={acc}, val_loss=1.0, train_loss=1.0)
+
+r = sweep.run_sweep(edited_fit, grid={{'lr': [0.1, 1.0], 'clip': [None], 'batch_size': [32]}},
+                    seeds=1, epochs=2, n_val=100, chance=0.1, results_dir='results'{more})
+print('status', r.status)
+"""
+
+
+def test_a_comment_keeps_the_study_and_a_changed_function_gets_advice_python_can_follow(kernel):
+    first = kernel.run(EDITED.format(doc="", comment="", acc="0.5", more=""))
+    assert not first.error and "status 0" in first.stdout, first
+    commented = kernel.run(
+        EDITED.format(
+            doc='\n    """Now with a docstring."""\n',
+            comment="  # and a comment",
+            acc="0.5",
+            more="",
+        )
+    )
+    assert not commented.error, commented
+    assert "2 done, 0 to run" in commented.stdout and "status 0" in commented.stdout
+    changed = kernel.run(EDITED.format(doc="", comment="", acc="0.6", more=""))
+    assert changed.error.startswith("UserError: trainer._target_: the code of"), changed.error
+    suggested = re.search(r"overrides=\[('[^']+')\]", changed.error).group(1)
+    followed = kernel.run(
+        EDITED.format(doc="", comment="", acc="0.6", more=f", overrides=[{suggested}]")
+    )
+    assert not followed.error and "status 0" in followed.stdout, followed
+
+
+def test_a_result_shown_inline_carries_its_figures(kernel):
+    out = kernel.run("sweep.load_results('first', results_dir='results')")  # the cell's value
+    html = next(o["data"]["text/html"] for o in out.outputs if "data" in o)
+    assert html.count("src='data:image/png;base64,") == 3, html[:500]
 
 
 SCRIPT = textwrap.dedent("""

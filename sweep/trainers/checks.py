@@ -1,6 +1,6 @@
 """Checks of a user's training before anything is written: the command's placeholders and
-program, the function's import and signature (and the hash of its source code, which makes
-changed code incomparable with stored results).
+program, the function's import and signature (and the hash of its syntax tree, which makes
+changed code incomparable with stored results; comments and docstrings do not count).
 
 Usage (by the launcher)::
 
@@ -9,11 +9,13 @@ Usage (by the launcher)::
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import inspect
 import os
 import shlex
 import shutil
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -75,12 +77,29 @@ def check_signature(fn: Callable[..., Any], trainer: TargetTrainer) -> list[str]
 
 
 def source_hash(fn: Callable[..., Any]) -> str:
-    """A short hash of the function's source code (of its qualified name where there is none)."""
+    """A short hash of what the function does: its syntax tree, so that comments, docstrings,
+    blank lines and layout do not count (adding a comment in a notebook keeps the study's
+    results comparable). Without source to read, the hash of its qualified name."""
     try:
-        text = inspect.getsource(fn)
+        text = textwrap.dedent(inspect.getsource(fn))
     except (OSError, TypeError):
         text = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:  # e.g. a lambda inside a longer expression: its lines, as they are
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            node.body = body[1:] or [ast.Pass()]  # a docstring says nothing about behaviour
+    return hashlib.sha1(ast.dump(tree, include_attributes=False).encode()).hexdigest()[:16]
 
 
 def placeholder_names(cfg: Config) -> list[str]:
