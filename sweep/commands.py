@@ -33,28 +33,43 @@ def report_command(cfg: Config, set_keys: set[str]) -> int:
 
 
 def status_rows(storage: Any) -> list[dict[str, Any]]:
+    """One row per study; `notes` (not a column): the lines printed under the table."""
+    from sweep.store.studies import ATTR_CONFIG
+
     rows = []
     for name in study_names(storage):
         study = load_study(storage, name)
         settings, seeds = stored_grid(study)
-        snap = count_progress(study, settings, seeds)
+        grace = ((study.user_attrs.get(ATTR_CONFIG) or {}).get("study") or {}).get(
+            "grace_seconds", 60
+        )
+        snap = count_progress(study, settings, seeds, grace)
         last = (
             dt.datetime.fromtimestamp(snap.last_activity).strftime("%Y-%m-%d %H:%M:%S")
             if snap.last_activity
             else "-"
         )
+        stale = f" ({len(snap.stale)} stale)" if snap.stale else ""
+        notes = []
+        if snap.stale:
+            notes.append(
+                f"{name}: {len(snap.stale)} trial(s) stale ({', '.join(snap.stale[:3])}): their "
+                f"worker is gone; the next `sweep run` or `sweep worker` on this study takes them back"
+            )
+        notes += [f"{name}: given up: {why}" for why in snap.gave_up]
         rows.append(
             {
                 "study": name,
                 "settings": snap.total,
                 "done": snap.done,
-                "running": snap.running,
-                "failed": snap.failed_settings,
+                "running": f"{snap.running - len(snap.stale)}{stale}",
+                "failed": snap.failed_settings + len(snap.gave_up),
                 "remaining": snap.total - snap.done,
                 "runs": snap.complete_runs,
                 "collapsed": snap.collapsed_runs,
                 "crashed": snap.crashed_runs,
                 "last activity": last,
+                "notes": notes,
             }
         )
     return rows
@@ -67,11 +82,14 @@ def status_command(cfg: Config) -> int:
     if not rows:
         print("no studies yet; start one with `sweep run`")
         return 0
-    cols = list(rows[0])
+    cols = [c for c in rows[0] if c != "notes"]
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     print("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
         print("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    for r in rows:
+        for note in r["notes"]:
+            print(note)
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from sweep.config.detect import DETECT_MEANINGS, DetectConfig  # noqa: F401  (part of the schema)
 from sweep.config.optimizers import OPTIMIZERS, SCHEDULES, OptimizerConfig, ScheduleConfig  # noqa: F401
 from sweep.config.rules import Checked, rule_error
+from sweep.config.start import KeepConfig, StartConfig
 from sweep.config.tasks import TASKS
 from sweep.config.trainers import TRAINERS
 from sweep.core.devices import is_device_string
@@ -202,9 +203,14 @@ class StudyConfig(Checked):
     storage: str | None = None  # Optuna storage URL; null: sqlite:///<results_dir>/lrsweep.db
     heartbeat_seconds: int = 10  # a running trial's worker records a heartbeat this often ...
     grace_seconds: int = 60  # ... and a trial whose heartbeat is older is reclaimed (other hosts)
+    # a setting whose worker dies while running it (e.g. killed for memory) runs again this many
+    # times; when its worker dies once more it is failed, with the reason, and not run again ...
+    max_retries: int = 3
+    retry_failed: bool = False  # ... unless this is true (the settings given up run again)
 
     def check(self, prefix: str) -> None:
         self.require(self.heartbeat_seconds >= 1, prefix, "heartbeat_seconds", "must be >= 1")
+        self.require(self.max_retries >= 0, prefix, "max_retries", "must be >= 0")
         self.require(
             self.grace_seconds > self.heartbeat_seconds,
             prefix,
@@ -244,6 +250,8 @@ class Config(Checked):
     find: FindConfig = field(default_factory=FindConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
+    start: StartConfig = field(default_factory=StartConfig)  # where every run starts (from scratch)
+    checkpoint: KeepConfig = field(default_factory=KeepConfig)  # states kept for start.from_run
     seeds: int = 5  # repeated seeds per setting; seed values are 0..seeds-1
     epochs: int = 40  # epochs per run
     device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:1, ...
@@ -314,6 +322,8 @@ class Config(Checked):
             "find",
             "refine",
             "signals",
+            "start",
+            "checkpoint",
         ):
             getattr(self, name).check(name)
 

@@ -285,7 +285,7 @@ def finish(
     crashed = [c for c in codes if c not in (0, None, EXIT_STOPPED)]
     if final.done == final.total and not (final.running or final.waiting or final.failed_settings):
         clear_all(cfg.study_dir / "checkpoints")  # nothing left that could resume from one
-    if write_results and (final.complete_runs or final.crashed_runs):
+    if write_results and (final.complete_runs or final.crashed_runs or final.gave_up):
         from sweep.report.write import results_line
         from sweep.report.write import write_results as write
 
@@ -294,6 +294,18 @@ def finish(
         if verdict is not None and Path(verdict).is_file():
             print(Path(verdict).read_text(encoding="utf-8").rstrip())
         print(results_line(cfg.study_dir, paths))
+    code = 0
+    if final.gave_up:
+        more = (
+            f" (and {len(final.gave_up) - 1} more: `sweep status`)"
+            if len(final.gave_up) > 1
+            else ""
+        )
+        print(
+            f"{len(final.gave_up)} setting(s) given up, not run again: {final.gave_up[0]}{more}",
+            file=sys.stderr,
+        )
+        code = 1
     if final.failed_settings:
         print(
             f"{final.failed_settings} setting(s) failed with an error (see above, or `sweep status`); "
@@ -308,7 +320,7 @@ def finish(
             file=sys.stderr,
         )
         return 1
-    if final.done < final.total:
+    if final.done + len(final.gave_up) < final.total:
         why = f" (a worker exited with {crashed})" if crashed else ""
         print(
             f"{final.total - final.done} setting(s) not done{why}; run the same command to resume.",
@@ -320,4 +332,4 @@ def finish(
             f"warning: a worker exited with {crashed}; the others finished its work",
             file=sys.stderr,
         )
-    return 0
+    return code

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.config import Config, apply_overrides
+from sweep.config.start import ATTR_START, check_start_file
 from sweep.core.errors import UserError
 from sweep.core.files import check_writable
 from sweep.store.queue import enqueue, plan_work, uncovered
@@ -30,6 +31,8 @@ from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
 from sweep.tasks.summary import data_summary
 from sweep.training.models import check_group_lr_mult, check_model
+from sweep.training.start_facts import start_facts
+from sweep.training.start_state import check_start_state
 
 
 def task_info(task: TaskData, normalized: bool | None = None) -> dict[str, Any]:
@@ -116,9 +119,11 @@ def checked_task(cfg: Config) -> TaskData | None:
     ):  # a bad URL fails before the data is built (the default one is made below)
         check_storage_url(cfg.study.storage)
     if not cfg.trainer.builtin:
+        check_start_file(cfg)  # start.checkpoint: the file, its hash and epoch
         return None
     task = build_task(cfg.task)
     check_model(cfg.model, task)  # a user's model: importable, a Module, outputs of the right shape
+    check_start_state(cfg, task, setting_configs(cfg))  # ... and that the checkpoint fits it
     check_group_lr_mult(setting_configs(cfg), task)  # one lr multiplier per parameter group
     too_big = [b for b in cfg.grid.batch_size if b > task.n_train]
     if too_big:
@@ -150,6 +155,7 @@ def prepare(
     """Validate everything, then open/create the study and queue the missing work (the grid's,
     and `extra_work` beyond it: seeds `sweep refine` adds to single settings)."""
     task = task if task is not None else checked_task(cfg)
+    start = start_facts(cfg, task) if cfg.start.active else None  # where every run starts
     storage = open_study_storage(cfg)
     info = (
         task_info(task, getattr(cfg.task, "normalize", None))
@@ -157,13 +163,15 @@ def prepare(
         else external_info(cfg)
     )
     study = open_or_create_study(storage, cfg, info)
+    if start is not None:
+        study.set_user_attr(ATTR_START, start)
     if task is not None:
         # Workers read the data built here instead of building it again (tokenising a text corpus
         # or parsing a large CSV once, not once per worker).
         save_task(task, task_cache_path(cfg, info["fingerprint"]))
     reclaim_orphans(study, cfg.study.grace_seconds)
     trials = study.get_trials(deepcopy=False)
-    enqueue(study, plan_work(cfg, trials) + uncovered(extra_work, trials))
+    enqueue(study, plan_work(cfg, trials) + uncovered(extra_work, trials, cfg.study.retry_failed))
     return storage, study, task
 
 
@@ -185,7 +193,7 @@ def has_work(cfg: Config, extra_work: Sequence[tuple[dict[str, Any], list[int]]]
         return True
     if any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
         return True
-    return bool(plan_work(cfg, trials) or uncovered(extra_work, trials))
+    return bool(plan_work(cfg, trials) or uncovered(extra_work, trials, cfg.study.retry_failed))
 
 
 def open_study_storage(cfg: Config) -> Any:

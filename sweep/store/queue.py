@@ -40,9 +40,13 @@ def _distributions(setting: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     return params, dists
 
 
-def covered_seeds(trials: Iterable[Any]) -> dict[str, set[int]]:
+GAVE_UP = "gave_up"  # user attr of a COMPLETE trial that stands for a setting given up: why
+
+
+def covered_seeds(trials: Iterable[Any], retry_failed: bool = False) -> dict[str, set[int]]:
     """Seeds of each setting that are done, running or queued (FAIL trials cover nothing, nor do
-    runs that crashed)."""
+    runs that crashed). The runs of a setting given up (its worker died more than
+    study.max_retries times) are covered, so that they are not run again, unless `retry_failed`."""
     from optuna.trial import TrialState
 
     covered: dict[str, set[int]] = {}
@@ -51,7 +55,9 @@ def covered_seeds(trials: Iterable[Any]) -> dict[str, set[int]]:
             t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
             and "setting" in t.user_attrs
         ):
-            covered.setdefault(Setting(t.user_attrs["setting"]).key, set()).update(stored_seeds(t))
+            given_up = t.user_attrs.get(GAVE_UP) and not retry_failed
+            seeds = set(t.user_attrs.get("seeds", [])) if given_up else stored_seeds(t)
+            covered.setdefault(Setting(t.user_attrs["setting"]).key, set()).update(seeds)
     return covered
 
 
@@ -63,7 +69,7 @@ def stored_seeds(trial: Any) -> set[int]:
 
 def plan_work(cfg: Config, trials: Iterable[Any]) -> list[tuple[dict[str, Any], list[int]]]:
     """(setting, seeds) still to queue so that every setting of the grid has seeds 0..seeds-1."""
-    covered = covered_seeds(trials)
+    covered = covered_seeds(trials, cfg.study.retry_failed)
     work = []
     for setting in cfg.grid.settings():
         have = covered.get(Setting(setting).key, set())
@@ -74,11 +80,13 @@ def plan_work(cfg: Config, trials: Iterable[Any]) -> list[tuple[dict[str, Any], 
 
 
 def uncovered(
-    work: Iterable[tuple[dict[str, Any], list[int]]], trials: Iterable[Any]
+    work: Iterable[tuple[dict[str, Any], list[int]]],
+    trials: Iterable[Any],
+    retry_failed: bool = False,
 ) -> list[tuple[dict[str, Any], list[int]]]:
     """The part of `work` (setting, seeds) that no trial covers yet (for work beyond the grid's
     seeds 0..seeds-1: `sweep refine` adds seeds to single settings)."""
-    covered = covered_seeds(trials)
+    covered = covered_seeds(trials, retry_failed)
     out = []
     for setting, seeds in work:
         missing = [s for s in seeds if s not in covered.get(Setting(setting).key, set())]
@@ -163,17 +171,23 @@ def pop_trial(study: Any) -> Any | None:
     return None
 
 
-def requeue_trial(study: Any, trial: Any) -> None:
+def requeue_trial(study: Any, trial: Any, died: bool = False) -> None:
     """Queue a fresh WAITING copy of a failed trial (same setting and seeds).
 
-    Used for trials whose worker died (heartbeat stale, or its process is gone) and for trials a
-    worker released when asked to stop. Also Optuna's heartbeat-stale callback.
+    Used for trials whose worker died (`died`: heartbeat stale, or its process is gone) and for
+    trials a worker released when asked to stop; also Optuna's heartbeat-stale callback. The
+    copies count the deaths of their worker: once it died more than study.max_retries times the
+    setting is given up (`give_up`) instead of queued, or it would kill every worker it meets.
     """
     import optuna
 
     if "setting" not in trial.user_attrs or trial.user_attrs.get("discarded"):
         return
     history = list(trial.system_attrs.get("retry_history", [])) + [trial.number]
+    deaths = int(trial.system_attrs.get("deaths", 0)) + int(died)
+    if died and deaths > max_retries(study):
+        give_up(study, trial, deaths, history)
+        return
     study.add_trial(
         optuna.trial.create_trial(
             state=optuna.trial.TrialState.WAITING,
@@ -183,14 +197,60 @@ def requeue_trial(study: Any, trial: Any) -> None:
                 "setting": trial.user_attrs["setting"],
                 "seeds": trial.user_attrs.get("seeds", []),
             },
-            system_attrs={"failed_trial": history[0], "retry_history": history},
+            system_attrs={"failed_trial": history[0], "retry_history": history, "deaths": deaths},
         )
     )
 
 
-def fail_and_requeue(study: Any, trial: Any, reason: str) -> bool:
+def max_retries(study: Any) -> int:
+    """study.max_retries of the study's latest run (3 for a study that never recorded one)."""
+    from sweep.store.studies import ATTR_CONFIG
+
+    config = study.user_attrs.get(ATTR_CONFIG) or {}
+    return int((config.get("study") or {}).get("max_retries", 3))
+
+
+def give_up(study: Any, trial: Any, deaths: int, history: list[int]) -> None:
+    """Record a setting whose worker died `deaths` times running it as done, every run
+    `crashed` with the reason (runs.csv, the report's runs that did not finish, `sweep
+    status`), so that no command runs it again unless study.retry_failed=true."""
+    import optuna
+
+    from sweep.core.records import RUN_PREFIX, RunRecord, encode_record
+
+    last = trial.user_attrs.get("fail_reason") or "its worker stopped sending heartbeats"
+    why = (
+        f"its worker died {deaths} times while running it (last: {last}; killed for memory?); "
+        f"given up after study.max_retries={deaths - 1}: study.retry_failed=true runs it again"
+    )
+    seeds = list(trial.user_attrs.get("seeds", []))
+    records = {
+        f"{RUN_PREFIX}{s}": encode_record(RunRecord(seed=s, failure="crashed", failure_reason=why))
+        for s in seeds
+    }
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            values=[0.0, 0.0],
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={
+                "setting": trial.user_attrs["setting"],
+                "seeds": seeds,
+                **records,
+                "failed_seeds": seeds,
+                "n_runs": 0,
+                GAVE_UP: why,
+            },
+            system_attrs={"failed_trial": history[0], "retry_history": history, "deaths": deaths},
+        )
+    )
+
+
+def fail_and_requeue(study: Any, trial: Any, reason: str, died: bool = False) -> bool:
     """Fail a RUNNING trial (noting why) and queue a fresh copy of it; False when it had
-    finished meanwhile (its worker completed it, or another process reclaimed it first)."""
+    finished meanwhile (its worker completed it, or another process reclaimed it first).
+    `died`: its worker died (counted against study.max_retries), not asked to stop."""
     import optuna
     from optuna.trial import TrialState
 
@@ -198,7 +258,7 @@ def fail_and_requeue(study: Any, trial: Any, reason: str) -> bool:
     try:
         storage.set_trial_user_attr(tid, "fail_reason", reason)
         if storage.set_trial_state_values(tid, TrialState.FAIL):
-            requeue_trial(study, storage.get_trial(tid))
+            requeue_trial(study, storage.get_trial(tid), died=died)
             return True
     except optuna.exceptions.UpdateFinishedTrialError:
         pass

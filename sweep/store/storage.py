@@ -259,5 +259,5 @@ def open_storage(
 
 
 def _requeue_stale(study: Any, trial: Any) -> None:
-    """Optuna's heartbeat-stale callback: queue a fresh copy of the trial."""
-    requeue_trial(study, trial)
+    """Optuna's heartbeat-stale callback: queue a fresh copy of the trial (its worker died)."""
+    requeue_trial(study, trial, died=True)

@@ -2,7 +2,8 @@
 
 A worker records its identity (host, pid, process start time) on the trial it claimed and keeps a
 heartbeat. On its own host a dead worker is known at once; on another host a trial is reclaimed
-once its heartbeat is older than the grace period.
+once its heartbeat is older than the grace period. A trial whose worker died is queued again up
+to study.max_retries times (sweep.store.queue.requeue_trial).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -46,36 +48,52 @@ def worker_alive(worker: dict[str, Any]) -> bool | None:
         return False
 
 
-def reclaim_orphans(study: Any, grace_seconds: float) -> int:
-    """Fail and re-queue RUNNING trials whose worker is gone.
+HEARTBEAT = "heartbeat"  # user attr: wall-clock time (epoch seconds) of the trial's last heartbeat
 
-    On this host a dead worker is known at once (its pid is gone or belongs to another process);
-    a worker on another host is presumed alive until its heartbeat is older than the grace
-    period (Optuna's `fail_stale_trials`). A trial claimed by a worker that died before it wrote
-    its identity is reclaimed once its start is older than the grace period.
+
+def heartbeat_age(trial: Any, now: float | None = None) -> float | None:
+    """Seconds since the trial's last heartbeat (since its start while it has none yet)."""
+    now = time.time() if now is None else now
+    beat = trial.user_attrs.get(HEARTBEAT)
+    if beat is None and trial.datetime_start is not None:
+        beat = trial.datetime_start.timestamp()
+    return None if beat is None else max(0.0, now - float(beat))
+
+
+def worker_gone(trial: Any, grace_seconds: float) -> str | None:
+    """Why the worker of a RUNNING trial is taken to be gone (None while it may be alive).
+
+    On this host a dead worker is known at once (its pid is gone or belongs to another process).
+    A worker on another host is presumed alive until the trial's heartbeat is older than the
+    grace period; so is a worker that died before it wrote its identity on the trial.
     """
-    import datetime as dt
+    worker = trial.user_attrs.get("worker")
+    alive = worker_alive(worker) if worker is not None else None
+    if alive is False:
+        return f"its worker process (pid {worker.get('pid')} on {worker.get('host')}) died"
+    age = heartbeat_age(trial)
+    if alive is None and age is not None and age > grace_seconds:
+        where = f" on {worker.get('host')}" if worker else ""
+        return f"no heartbeat for {age:.0f} s (its worker{where} stopped)"
+    return None
 
+
+def reclaim_orphans(study: Any, grace_seconds: float) -> int:
+    """Fail and re-queue RUNNING trials whose worker is gone (`worker_gone`), on every kind of
+    storage: lrsweep's own heartbeat (a trial attribute) works where Optuna's does not (a
+    journal file); on a database Optuna's `fail_stale_trials` runs as well (the server's clock)."""
     import optuna
     from optuna.trial import TrialState
 
     reclaimed = 0
-    now = dt.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker")
-        if worker is not None:
-            dead = worker_alive(worker) is False
-        else:
-            dead = (
-                t.datetime_start is not None
-                and (now - t.datetime_start).total_seconds() > grace_seconds
-            )
-        if not dead:
-            continue
-        reclaimed += fail_and_requeue(study, t, "worker process died")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+        why = worker_gone(t, grace_seconds)
+        if why is not None:
+            reclaimed += fail_and_requeue(study, t, why, died=True)
+    if hasattr(storage_of(study), "record_heartbeat"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
     return reclaimed
 
 
@@ -85,22 +103,28 @@ def claim_for(study: Any, trial: Any, worker: dict[str, Any]) -> None:
 
 
 class Heartbeat:
-    """Records the trial's heartbeat every `interval` seconds in a thread, while training runs."""
+    """Records the trial's heartbeat every `interval` seconds in a thread, while training runs:
+    lrsweep's own (a trial attribute, on every storage) and Optuna's where the storage has it."""
 
     def __init__(self, study: Any, trial: Any, interval: float) -> None:
         self.storage, self.trial_id, self.interval = storage_of(study), trial_id(trial), interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lrsweep-heartbeat", daemon=True)
 
+    def beat(self) -> None:
+        self.storage.set_trial_user_attr(self.trial_id, HEARTBEAT, time.time())
+        if hasattr(self.storage, "record_heartbeat"):
+            self.storage.record_heartbeat(self.trial_id)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.storage.record_heartbeat(self.trial_id)
+                self.beat()
             except Exception:  # a missed beat is harmless; the next one retries
                 pass
 
     def __enter__(self) -> Heartbeat:
-        self.storage.record_heartbeat(self.trial_id)
+        self.beat()
         self._thread.start()
         return self
 
