@@ -16,7 +16,7 @@ keras = pytest.importorskip("keras")
 pl = pytest.importorskip("lightning.pytorch")
 torch = pytest.importorskip("torch")
 
-from sweep.core.signal_rules import CRIT_LADDER  # noqa: E402
+from sweep.core.signal_rules import CRIT_LADDER, CRIT_NO_RISE  # noqa: E402
 from sweep.integrations import keras as keras_signals  # noqa: E402
 from sweep.integrations import lightning as lightning_signals  # noqa: E402
 from sweep.integrations.keras_gates import recurrent_layers, rerun  # noqa: E402
@@ -84,7 +84,6 @@ def test_keras_callback_writes_every_column_and_leaves_training_as_it_was(tmp_pa
     signals = keras_signals.CollapseSignals(probe=_data(40, seed=2))
     log = _fit(_keras_model(), tmp_path, [signals])
     pd.testing.assert_frame_equal(log[plain.columns], plain)  # the same losses, bit for bit
-    layers = ("lstm", "gru", "dense")
     layers = [layer.name for layer in signals.model.layers]
     expected = {
         "update_ratio",
@@ -103,10 +102,8 @@ def test_keras_callback_writes_every_column_and_leaves_training_as_it_was(tmp_pa
     assert set(log.columns) - set(plain.columns) == expected
     assert ((log["update_ratio"] > 0) & (log["update_ratio"] < 0.5)).all()
     assert log["sat_frac"].between(0, 1).all() and log[f"sat_frac/{layers[1]}"].between(0, 1).all()
-    assert all(
-        math.isnan(c) or any(math.isclose(c, 0.1 * m, rel_tol=1e-6) for m in CRIT_LADDER)
-        for c in log["crit_lr"]
-    )
+    rungs = [0.1 * m for m in (*CRIT_LADDER, CRIT_NO_RISE)]
+    assert all(any(math.isclose(c, r, rel_tol=1e-5) for r in rungs) for c in log["crit_lr"])
     assert (log["logit_lse"] >= math.log(3) - 1e-4).all() and log["pred_top_frac"].between(
         1 / 3, 1
     ).all()
@@ -135,6 +132,30 @@ def test_keras_logits_of_a_softmax_output_are_recomputed(tmp_path):
     m = z.max(-1, keepdims=True)
     lse = float(np.mean(m[:, 0] + np.log(np.exp(z - m).sum(-1))))
     assert log["logit_lse"].iloc[-1] == pytest.approx(lse, rel=1e-4)
+
+
+@pytest.mark.parametrize("lr", [0.05, 0.2, 0.6])
+def test_keras_crit_lr_is_the_first_ladder_step_past_the_parabolas_rise(tmp_path, lr):
+    """Least squares, one full-batch SGD step: from the weights before it, along it, the loss is
+    a parabola that rises past eta* = 2 |g|^2 / g'Hg; crit_lr is the smallest ladder step above
+    eta* (16 lr when 8 lr does not reach it), and the weights are those the step left."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 5)).astype("float32")
+    y = x @ rng.normal(size=(5, 1)).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(1, use_bias=False)])
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss="mse")
+    w0 = _numpy(model.layers[0].kernel).astype("float64")
+    g = 2 * x.T @ (x @ w0 - y) / len(x)
+    eta_star = 2 * (g * g).sum() / (g.T @ (2 * x.T @ x / len(x)) @ g).item()
+    rungs = [lr * m for m in CRIT_LADDER]
+    assert min(abs(r / eta_star - 1) for r in rungs) > 0.01  # no rung on the edge
+    log = tmp_path / "log.csv"
+    callbacks = [keras_signals.CollapseSignals(), keras.callbacks.CSVLogger(str(log))]
+    model.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0, callbacks=callbacks)
+    expected = min((r for r in rungs if r > eta_star), default=CRIT_NO_RISE * lr)
+    assert pd.read_csv(log)["crit_lr"].iloc[0] == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(_numpy(model.layers[0].kernel), w0 - lr * g, rtol=1e-4)
 
 
 class _Poison(keras.callbacks.Callback):
@@ -317,7 +338,7 @@ def test_lightning_callback_logs_the_columns_on_each_epochs_row(tmp_path):
     assert rows["sat_frac"].between(0, 1).all() and (rows["clip_fraction"] == 1.0).all()
     assert (rows["grad_norm_mean"] > 1e-2).all()  # before Lightning clipped them to 1e-3
     probe = signals.monitor._probe
-    assert len(probe.targets) == 256  # drawn from the 300 validation items
+    assert len(probe.inputs) == 64  # drawn from the 300 validation items
     assert not any(c.startswith("nonfinite_origin") for c in log.columns)
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sweep import GradientMonitor
-from sweep.core.signal_rules import CRIT_LADDER
+from sweep.core.signal_rules import CRIT_LADDER, CRIT_NO_RISE
 from sweep.trainers.saturation import RecurrentTap, rerun
 
 RECURRENT = [
@@ -130,7 +130,7 @@ def _train(monitor, model, opt, x, y, epochs, clip=None, before_epoch=None):
             loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
-            monitor.clip(clip)
+            monitor.clip(clip, batch=(x[idx], y[idx]))
             opt.step()
         rows.append(monitor.epoch_metrics())
     return rows
@@ -144,6 +144,7 @@ def test_a_stable_run_gives_every_column_with_sane_values():
     x, y = _data()
     monitor.probe(x[:64], y[:64])
     rows = _train(monitor, model, opt, x, y, epochs=3, clip=1.0)
+    rungs = [0.05 * m for m in (*CRIT_LADDER, CRIT_NO_RISE)]
     expected = {
         "grad_norm_mean",
         "grad_norm_max",
@@ -165,9 +166,7 @@ def test_a_stable_run_gives_every_column_with_sane_values():
         assert set(row) == expected
         assert 0 < row["update_ratio"] < 0.1 and math.isfinite(row["update_ratio/head"])
         assert 0 <= row["sat_frac"] <= 1 and 0 <= row["sat_frac/rnn.l1"] <= 1
-        assert math.isnan(row["crit_lr"]) or any(
-            math.isclose(row["crit_lr"], 0.05 * m) for m in CRIT_LADDER
-        )
+        assert any(math.isclose(row["crit_lr"], r, rel_tol=1e-6) for r in rungs)
         assert math.log(3) - 1e-4 <= row["logit_lse"] < 20  # lse of 3 logits >= log 3 at a tie
     assert monitor.nonfinite_origin is None
 
@@ -196,7 +195,7 @@ def test_the_probe_leaves_weights_and_modes_exactly_as_they_were():
     monitor = GradientMonitor(model, opt)
     x, y = _data(32)
     monitor.probe(x, y)
-    _train(monitor, model, opt, x, y, epochs=1)
+    _train(monitor, model, opt, x, y, epochs=1)  # its steps keep their batches for crit_lr
     model.head.eval()  # a user's own mix of modes is kept
     before = [p.detach().clone() for p in model.parameters()]
     row = monitor.epoch_metrics()
@@ -262,31 +261,28 @@ def test_a_gradient_that_blows_up_in_backward_names_the_layer_nearest_the_output
     assert row.get("nonfinite_origin/middle") == 1.0 and monitor.nonfinite_origin == "middle"
 
 
-@pytest.mark.parametrize("lr", [0.01, 0.2, 0.3])
+@pytest.mark.parametrize("lr", [0.05, 0.2, 0.6])
 def test_crit_lr_is_the_first_ladder_step_past_the_parabolas_rise(lr):
-    """Least squares with plain SGD: along the step's direction the probe loss is a parabola, so
-    the step size where it starts to rise is known exactly; crit_lr is the smallest ladder step
-    above it, or NaN when even 16 lr does not reach it."""
+    """Least squares with plain SGD: along the step's direction, from the weights before it,
+    the batch's loss is a parabola, so the step size where it starts to rise is known exactly;
+    crit_lr is the smallest ladder step above it, or 16 lr when even 8 lr does not reach it."""
     torch.manual_seed(0)
     x, w_true = torch.randn(64, 5), torch.randn(5, 1)
     y = x @ w_true
     model = nn.Linear(5, 1, bias=False)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
-    monitor = GradientMonitor(model, opt)
-    monitor.probe(x, y, loss_fn=nn.functional.mse_loss)
+    monitor = GradientMonitor(model, opt, loss_fn=nn.functional.mse_loss)
     nn.functional.mse_loss(model(x), y).backward()
-    monitor.clip(None)
-    w0_grad = model.weight.grad.detach().clone()
+    monitor.clip(None, batch=(x, y))
+    g = model.weight.grad.detach().T.clone()  # d = -g per unit lr
     opt.step()
-    w1 = model.weight.detach().T  # the weights the ladder starts from
-    d = -w0_grad.T  # the update per unit lr: plain SGD's -g
-    g1 = 2 * x.T @ (x @ w1 - y) / len(x)
     hess = 2 * x.T @ x / len(x)
-    # L(w1 + eta d) - L(w1) = eta g1'd + eta^2 / 2 d'Hd rises past eta* = -2 g1'd / d'Hd
-    eta_star = float(-2 * (g1 * d).sum() / (d.T @ hess @ d))
-    expected = min((lr * m for m in CRIT_LADDER if lr * m > eta_star), default=math.nan)
-    assert min(abs(lr * m / eta_star - 1) for m in CRIT_LADDER) > 0.01  # no rung on the edge
-    assert monitor.epoch_metrics()["crit_lr"] == pytest.approx(expected, nan_ok=True)
+    # L(w0 - eta g) - L(w0) = -eta |g|^2 + eta^2 / 2 g'Hg rises past eta* = 2 |g|^2 / g'Hg
+    eta_star = float(2 * (g * g).sum() / (g.T @ hess @ g))
+    rungs = [lr * m for m in CRIT_LADDER]
+    expected = min((r for r in rungs if r > eta_star), default=CRIT_NO_RISE * lr)
+    assert min(abs(r / eta_star - 1) for r in rungs) > 0.01  # no rung on the edge
+    assert monitor.epoch_metrics()["crit_lr"] == pytest.approx(expected)
 
 
 def test_close_removes_every_hook():

@@ -4,9 +4,9 @@ callbacks (sweep.integrations). No torch here, so the Keras callback can use it 
 
 Usage::
 
-    from sweep.core.signal_rules import CRIT_LADDER, PROBE_SIZE, sigmoid_saturated, tanh_saturated
+    from sweep.core.signal_rules import ladder_bisection, sigmoid_saturated, tanh_saturated
 
-    steps = [m * lr for m in CRIT_LADDER]     # the step sizes crit_lr tries, smallest first
+    crit_lr = lr * ladder_bisection(lambda m: loss_at(start + m * lr * d) > base)
     sigmoid_saturated(gate)                   # a < 0.03 or a > 0.97, on any array type
     tanh_saturated(candidate)                 # |a| > 0.97
 
@@ -25,14 +25,17 @@ SIGMOID_MARGIN = 0.03
 #: A tanh activation (candidate, hidden state) is saturated beyond this absolute value
 #: (Karpathy's `(h.abs() > 0.97)`).
 TANH_LIMIT = 0.97
-#: The probe batch holds at most this many sequences (from the validation set, else training).
-PROBE_SIZE = 256
-#: crit_lr's geometric ladder, as multiples of the lr: lr/16 .. 16 lr, smallest first. With the
-#: loss at the current weights that makes 10 forward passes at most (Kalra et al. 2026: "fewer
-#: than 10"). The lr itself is a rung, so `crit_lr <= lr` means the next step of the same size
-#: would already raise the loss. A rise at the first rung reports lr/16 (an upper bound); no rise
-#: up to 16 lr reports NaN.
-CRIT_LADDER: tuple[float, ...] = tuple(2.0**k for k in range(-4, 5))
+#: The probe batch: this many sequences (the contract allows up to 256; lrsweep's own loop reads
+#: 64 by default, `signals.probe_size`).
+PROBE_SIZE = 64
+#: crit_lr's ladder, as multiples of the lr (lrsweep's own loop: sweep.training.signals.LADDER).
+#: From the weights before the epoch's last update, along that update per unit lr, on the
+#: update's own batch in eval mode, the smallest step eta = m * lr whose loss exceeds the loss at
+#: the start, found by bisection (3 forward passes, plus one at the start). The update taken is
+#: the step m = 1, so `crit_lr < lr` says the last step overshot on its own batch. Censored at
+#: both ends: lr / 8 when the loss rises already there, CRIT_NO_RISE x lr when it rises nowhere.
+CRIT_LADDER: tuple[float, ...] = tuple(2.0**k for k in range(-3, 4))
+CRIT_NO_RISE = 16.0
 
 UPDATE_RATIO = "update_ratio"
 SAT_FRAC = "sat_frac"
@@ -40,6 +43,20 @@ CRIT_LR = "crit_lr"
 LOGIT_LSE = "logit_lse"
 PRED_TOP_FRAC = "pred_top_frac"
 NONFINITE_ORIGIN = "nonfinite_origin"
+
+
+def ladder_bisection(rises) -> float:
+    """crit_lr / lr: the smallest multiple m of CRIT_LADDER with `rises(m)` true (the loss at the
+    start + m * lr * d exceeds the loss at the start), by bisection: 3 calls of `rises`. A loss
+    that rises once stays risen along the line (the bisection's assumption)."""
+    lo, hi = -1, len(CRIT_LADDER)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if rises(CRIT_LADDER[mid]):
+            hi = mid
+        else:
+            lo = mid
+    return CRIT_LADDER[hi] if hi < len(CRIT_LADDER) else CRIT_NO_RISE
 
 
 def sigmoid_saturated(a):

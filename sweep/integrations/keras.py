@@ -24,19 +24,21 @@ Columns, every epoch (the same set each epoch, since CSVLogger fixes its header 
 - `sat_frac`, `sat_frac/<layer>`: saturation of the LSTM / GRU / SimpleRNN layers on the probe
   batch (sweep.integrations.keras_gates); a recurrent layer it cannot recompute gets one line
   and is left out.
-- `crit_lr`: along the last step's update per unit lr, the smallest of lr/16 .. 16 lr that
-  raises the probe loss (`model.compute_loss`), NaN if none; at most 10 forward passes, the
-  weights restored exactly after.
+- `crit_lr`: the critical step size of the epoch's last update, on that update's own batch, as
+  lrsweep's own loop measures it (sweep.core.signal_rules: from the weights before the update,
+  along it, lr/8 .. 8 lr by bisection in 4 forward passes, 16 lr when the loss rises nowhere;
+  the weights restored exactly after). Torch backend only: the batch is kept from the eager
+  training step (`model.train_step` is wrapped for the fit).
 - `logit_lse`, `pred_top_frac`: the mean log-sum-exp of the logits and the most-predicted
-  class's share on the probe batch, for a (sparse) categorical cross-entropy loss (NaN
+  class's share on the probe batch, for a (sparse) categorical cross-entropy loss (left out
   otherwise); logits are the outputs with `from_logits=True`, else recomputed from a final
-  `Dense(activation="softmax")`.
+  `Dense(activation="softmax")` (NaN for any other output of probabilities).
 - `nonfinite_origin/<layer>` (one per top-level layer): 1.0 in the epoch where a NaN/inf first
   appeared, in that layer (weights already non-finite before a step; else the first layer whose
   output was not finite, on eager backends; else the layer nearest the output whose weights the
   step made non-finite), 0.0 elsewhere.
 
-The probe batch: at most 256 items of `probe`, drawn once with a fixed seed. Without a probe
+The probe batch: 64 items of `probe` (`probe_size`), drawn once with a fixed seed. Without a probe
 the probe columns are left out (one line says so). Order: CSVLogger writes the logs as it gets
 them, so this callback must come before it; one line warns when it does not.
 """
@@ -52,12 +54,12 @@ import numpy as np
 from keras import ops
 
 from sweep.core.signal_rules import (
-    CRIT_LADDER,
     CRIT_LR,
     LOGIT_LSE,
     PRED_TOP_FRAC,
     PROBE_SIZE,
     SAT_FRAC,
+    ladder_bisection,
     origin_column,
 )
 from sweep.integrations.keras_gates import recurrent_layers, saturation
@@ -99,8 +101,9 @@ class CollapseSignals(keras.callbacks.Callback):
         )
         if not self._eager:
             _say(
-                f"the gradient norms are left out: on the {keras.backend.backend()} backend the "
-                "gradients stay inside the compiled training step"
+                f"the gradient norms and crit_lr are left out: on the {keras.backend.backend()} "
+                "backend (or with jit_compile) the gradients and the batch stay inside the "
+                "compiled training step"
             )
         self.steps = KerasSteps(model, gradients=self._eager)
         self.recurrent, unsupported = recurrent_layers(model)
@@ -109,7 +112,7 @@ class CollapseSignals(keras.callbacks.Callback):
         self._probe = self._choose_probe()
         if self._probe is None:
             _say(
-                "no probe batch: sat_frac, crit_lr, logit_lse and pred_top_frac are left out; "
+                "no probe batch: sat_frac, logit_lse and pred_top_frac are left out; "
                 "pass probe=(x_val, y_val)"
             )
         self._classification, self._from_logits = self._loss_kind()
@@ -122,6 +125,16 @@ class CollapseSignals(keras.callbacks.Callback):
             if layer not in model.layers:
                 self._tap(layer, None)
         self._zeros = {origin_column(name): 0.0 for name in self.steps.names}
+        self._last_batch = None
+        self._own_step = model.__dict__.get("train_step")
+        if self._eager:  # the eager step's batch, kept by reference for crit_lr
+            step = model.train_step
+
+            def train_step(data):
+                self._last_batch = data
+                return step(data)
+
+            model.train_step = train_step
 
     def _check_order(self) -> None:
         """Warn when a CSVLogger comes first: it would write the row before the signals exist.
@@ -181,6 +194,12 @@ class CollapseSignals(keras.callbacks.Callback):
         self._taps.append((layer, own))
 
     def on_train_end(self, logs=None) -> None:
+        if self._eager:
+            if self._own_step is None:
+                del self.model.train_step
+            else:
+                self.model.train_step = self._own_step
+        self._last_batch = None
         for layer, own in self._taps:
             if own is None:
                 del layer.call
@@ -207,6 +226,8 @@ class CollapseSignals(keras.callbacks.Callback):
         clip = getattr(optimizer, "global_clipnorm", None)
         per_variable = getattr(optimizer, "clipnorm", None) or getattr(optimizer, "clipvalue", None)
         row, origin = self.steps.epoch(clip, clip_known=not per_variable)
+        if self._eager:
+            row[CRIT_LR] = self._critical_lr()
         if self._probe is not None:
             row.update(self._probe_row())
         row.update(self._zeros)
@@ -237,13 +258,11 @@ class CollapseSignals(keras.callbacks.Callback):
                 row[f"{SAT_FRAC}/{name}"] = s / t if t else math.nan
                 sat, total = sat + s, total + t
             row[SAT_FRAC] = sat / total if total else math.nan
-        row[LOGIT_LSE], row[PRED_TOP_FRAC] = self._outputs(y_pred)
-        row[CRIT_LR] = self._critical_lr(x, y, y_pred)
+        if self._classification:
+            row[LOGIT_LSE], row[PRED_TOP_FRAC] = self._outputs(y_pred)
         return row
 
     def _outputs(self, y_pred) -> tuple[float, float]:
-        if not self._classification:
-            return math.nan, math.nan
         pred = to_numpy(_first(y_pred))
         counts = np.bincount(pred.argmax(-1).ravel(), minlength=pred.shape[-1])
         top = float(counts.max() / counts.sum())
@@ -265,32 +284,36 @@ class CollapseSignals(keras.callbacks.Callback):
         logits = ops.matmul(inputs, last.kernel)
         return logits + last.bias if last.use_bias else logits
 
-    def _critical_lr(self, x, y, y_pred) -> float:
+    def _critical_lr(self) -> float:
+        """The last update's critical step size on its own batch (lrsweep's definition,
+        sweep.core.signal_rules): from the weights before it, along it, by bisection."""
         steps = self.steps
-        if steps.last_update is None:
+        if self._last_batch is None or steps.last_update is None:
             return math.nan
+        x, y, weights = keras.utils.unpack_x_y_sample_weight(self._last_batch)
         lr = float(to_numpy(self.model.optimizer.learning_rate))
-        base_loss = self._loss(x, y, y_pred)
-        if not (lr > 0 and math.isfinite(base_loss)):
+        if not lr > 0:
             return math.nan
         variables = steps.variables
-        base = [ops.copy(v.value) for v in variables]
-        update = steps.update()
-        found = math.nan
-        try:
-            for multiple in CRIT_LADDER:
-                for v, b, u in zip(variables, base, update):
-                    v.assign(b + multiple * u)
-                loss = self._loss(x, y, self.model(x, training=False))
-                if not math.isfinite(loss) or loss > base_loss:
-                    found = multiple * lr
-                    break
-        finally:
-            for v, b in zip(variables, base):
-                v.assign(b)
-        return found
+        now = [ops.copy(v.value) for v in variables]
+        start, update = steps.split(steps.last_before), steps.split(steps.last_update)
 
-    def _loss(self, x, y, y_pred) -> float:
-        y_pred = keras.tree.map_structure(ops.convert_to_tensor, y_pred)
-        loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+        def loss_at(multiple: float) -> float:
+            for v, w, u in zip(variables, start, update):
+                v.assign(w + multiple * u)
+            return self._loss(x, y, self.model(x, training=False), weights)
+
+        try:
+            base = loss_at(0.0)
+            if not math.isfinite(base):
+                return math.nan
+            return lr * ladder_bisection(lambda m: not loss_at(m) <= base)
+        finally:
+            for v, w in zip(variables, now):
+                v.assign(w)
+
+    def _loss(self, x, y, y_pred, sample_weight=None) -> float:
+        loss = self.model.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
         return float(to_numpy(loss))

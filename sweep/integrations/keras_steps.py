@@ -6,10 +6,11 @@ Usage (by CollapseSignals)::
     steps = KerasSteps(model, gradients=True)      # groups: the model's top-level layers
     steps.begin(); ...; steps.end()                # around each training step (batch callbacks)
     steps.output(layer_index, output)              # each top-level layer's output in the step
-    row, origin = steps.epoch()                    # numpy-side columns; the first NaN's layer
+    row, origin = steps.epoch(clip, True)          # numpy-side columns; the first NaN's layer
 
 Every step: the trainable weights flattened into one vector before and after the step (its
-difference is the update; the last one stays for crit_lr), their squared norms per top-level
+difference is the update; the last step's weights and update stay for crit_lr), their squared
+norms per top-level
 layer, and, where the backend leaves them readable after the step (torch: each variable's
 `.grad`, which Keras's optimizers never clip in place), the gradients' squared norms per layer.
 With the sums of the layers' outputs (eager backends) the same numbers show where a NaN/inf
@@ -63,6 +64,7 @@ class KerasSteps:
         self._before = None
         self._before_sq = None
         self.last_update = None  # flat w_after - w_before of the last step
+        self.last_before = None  # flat w_before of the last step
         self._shapes = [tuple(v.shape) for v in self.variables]
         self._reset()
 
@@ -90,7 +92,7 @@ class KerasSteps:
         if self._before is None:
             return
         diff = _flat([v.value for v in self.variables]) - self._before
-        self.last_update = diff
+        self.last_update, self.last_before = diff, self._before
         self._norms.append(ops.stack([self._per_layer(diff), self._before_sq]))
         if self.gradients:
             grads = [
@@ -103,10 +105,10 @@ class KerasSteps:
         self._outputs.append((layers, sums))
         self._before = None
 
-    def update(self):
-        """The last step's update, one tensor per trainable variable."""
+    def split(self, flat):
+        """A flat vector (the weights, an update) as one tensor per trainable variable."""
         cuts = np.cumsum([int(np.prod(s)) for s in self._shapes])[:-1].tolist()
-        parts = ops.split(self.last_update, cuts) if cuts else [self.last_update]
+        parts = ops.split(flat, cuts) if cuts else [flat]
         return [ops.reshape(p, s) for p, s in zip(parts, self._shapes)]
 
     def epoch(self, clip: float | None, clip_known: bool) -> tuple[dict[str, float], str | None]:

@@ -17,11 +17,14 @@ reader merges that row with the epoch's validation row):
   `clip_fraction` against the trainer's `gradient_clip_val` (NaN when it clips by value).
 - `update_ratio`, `update_ratio/<module>`: every optimizer step, from the optimizer's own step
   hooks (the first optimizer's; groups: the LightningModule's top-level child modules).
-- `sat_frac`, `sat_frac/<module>.l<k>`, `logit_lse`, `crit_lr`: on the probe batch: `probe=(x,
-  y)`, else 256 items drawn once (fixed seed) from the first validation epoch's batches (the
-  training batches without validation), which must be `(inputs, targets)` pairs. The model is
-  called as `pl_module(inputs)`; the loss is `loss_fn(outputs, targets)`, by default
-  cross-entropy for class indices and mean squared error for float targets.
+- `crit_lr`: the critical step size of the epoch's last update on its own batch (from
+  `on_train_batch_start`), as lrsweep's own loop measures it (sweep.training.signals); the loss
+  is `loss_fn(outputs, targets)`, by default cross-entropy for class indices and mean squared
+  error for float targets.
+- `sat_frac`, `sat_frac/<module>.l<k>`, `logit_lse`: on the probe batch: `probe=(x, y)`, else 64
+  items drawn once (fixed seed) from the first validation epoch's batches (the training batches
+  without validation).
+Batches must be `(inputs, targets)` pairs; the model is called as `pl_module(inputs)`.
 - `nonfinite_origin/<module>` = 1.0 in the epoch where a module's forward output or a
   parameter's gradient first went NaN/inf.
 """
@@ -57,6 +60,7 @@ class CollapseSignals(pl.Callback):
         self._gathered: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._from_validation = False
         self._told = False
+        self._batch = None
 
     @property
     def nonfinite_origin(self) -> str | None:
@@ -66,7 +70,8 @@ class CollapseSignals(pl.Callback):
         optimizers = trainer.optimizers
         if len(optimizers) > 1:
             _say(f"{len(optimizers)} optimizers: update_ratio and crit_lr follow the first")
-        self.monitor = GradientMonitor(pl_module, optimizers[0] if optimizers else None)
+        optimizer = optimizers[0] if optimizers else None
+        self.monitor = GradientMonitor(pl_module, optimizer, self.loss_fn)
         if self.probe is not None:
             self._set_probe(*self.probe)
         for line in self.monitor_unsupported(pl_module):
@@ -79,7 +84,7 @@ class CollapseSignals(pl.Callback):
         return RecurrentTap(pl_module).unsupported
 
     def _set_probe(self, x, y) -> None:
-        self.monitor.probe(x, y, self.loss_fn)
+        self.monitor.probe(x, y)
 
     # ------------------------------------------------------------------- the probe, if not given
 
@@ -103,6 +108,8 @@ class CollapseSignals(pl.Callback):
             self._gather(batch)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        pair = isinstance(batch, (tuple, list)) and len(batch) == 2
+        self._batch = tuple(batch) if pair else None  # for crit_lr, by reference
         if not self._from_validation and trainer.current_epoch == 0:
             self._gather(batch)
 
@@ -123,7 +130,7 @@ class CollapseSignals(pl.Callback):
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         by_value = trainer.gradient_clip_algorithm == "value"
         clip = trainer.gradient_clip_val if not by_value else None
-        self.monitor.record_gradients(clip_at=clip or None)
+        self.monitor.record_gradients(clip_at=clip or None, batch=self._batch)
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._draw_probe()
