@@ -397,3 +397,41 @@ def test_cfg_job_lets_through_what_the_troubleshooting_page_says(mistake, tmp_pa
         assert run(["run", *overrides]) == 2
     assert err.getvalue().startswith(f"error: {refusal}") and err.getvalue().count("\n") == 1
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+# --------------------------------------------------------------------------- what a study compares
+
+
+def test_a_user_trainings_study_compares_what_configuration_md_says():
+    """docs/configuration.md ("What a study compares"): with a training command, the command,
+    `epochs` and `threads` fix what results mean; the run's time limits, the analysis keys and
+    the execution keys do not."""
+    from sweep.config import comparable_part, load_config
+
+    base = [
+        "trainer=command",
+        "trainer.command=python train.py --lr {lr} --clip {clip} --log {metrics}",
+        "trainer.n_val=40",
+        "trainer.chance=0.25",
+    ]
+
+    def part(*extra: str) -> dict:
+        return comparable_part(load_config([*base, *extra]))
+
+    same = part()
+    for changed in ("epochs=7", "threads=2", "trainer.n_val=41", "trainer.chance=0.3"):
+        assert part(changed) != same, changed
+    for free in (
+        "trainer.timeout_minutes=5",
+        "trainer.stop_grace_seconds=3",
+        "trainer.metric=loss",
+        "trainer.chance_loss=1.5",
+        "workers=3",
+        "seeds=9",
+        "grid.lr=[0.5]",
+    ):
+        assert part(free) == same, free
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    section = page[page.index("## What a study compares") :]
+    own = section[section.index("with your own training") : section.index("Grid\naxes")]
+    assert "`epochs`" in own and "`threads`" in own
