@@ -4,7 +4,7 @@ the CLI accepts, and every relative link points at a file that exists.
 Each command of a bash block in README.md and docs/*.md is split as the shell would (shlex:
 quotes, `\\` line continuations, comments, `&&`), with `cd`, variable assignments (`URL=...`,
 also as a prefix) and `$VAR` substitutions followed; an unknown variable stands for a
-PostgreSQL URL. It is then composed in-process through `--cfg job` (`sweep.cli.run`), which
+PostgreSQL URL. It is then composed in-process through `--cfg job` (`sweep.cli.run`, here `exit_status`), which
 checks every key without training or writing anything, and must exit 0. A `--config-dir` folder
 that does not exist in the repository is the user's project the page shows (`myproj/conf`): such a
 command is composed in tests/docs_project/, a project with the model, the loader and the YAML
@@ -25,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.cli import COMMANDS, run
+from sweep.cli import COMMANDS
+from sweep.cli import run as exit_status  # a command line's exit status, in-process
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "tests" / "docs_project"  # the user's project the docs show (myproj/)
@@ -210,7 +211,7 @@ def compose(command: Command) -> tuple[int, str]:
     """(exit status, stderr) of the command composed in-process."""
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(composed_argv(command))
+        code = exit_status(composed_argv(command))
     return code, err.getvalue()
 
 
@@ -393,8 +394,8 @@ def test_cfg_job_lets_through_what_the_troubleshooting_page_says(mistake, tmp_pa
     overrides = [*mistaken, *TINY, f"results_dir={tmp_path / 'results'}"]
     err = io.StringIO()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        assert run(["run", "--cfg", "job", *overrides]) == 0, err.getvalue()
-        assert run(["run", *overrides]) == 2
+        assert exit_status(["run", "--cfg", "job", *overrides]) == 0, err.getvalue()
+        assert exit_status(["run", *overrides]) == 2
     assert err.getvalue().startswith(f"error: {refusal}") and err.getvalue().count("\n") == 1
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
 
