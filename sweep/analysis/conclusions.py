@@ -21,6 +21,7 @@ import pandas as pd
 
 from sweep.analysis.headline import verdict_lines, verdict_text
 from sweep.analysis.reading import Line, reading_lines
+from sweep.analysis.start import start_lines
 from sweep.analysis.verdicts import (
     Recommendation,
     ValidationNoise,
@@ -62,6 +63,7 @@ def compute_verdicts(tables: Any) -> Verdicts:
         runs=tables.runs,
     )
     head, findings = verdict_lines(tables.summary, rec, axes, lines)
+    head = start_lines(tables) + head  # a sweep from a checkpoint: where, and the original setting
     return Verdicts(
         slices=slices,
         recommendation=rec,

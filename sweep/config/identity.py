@@ -17,6 +17,7 @@ from typing import Any
 
 from sweep.config.convert import flatten
 from sweep.config.schema import Config
+from sweep.config.start import start_part
 
 COMPARABLE = ("task", "model", "optimizer", "schedule", "epochs", "threads")
 # A user's training: its node (less how long a run may take and how it is stopped), epochs, and
@@ -54,6 +55,7 @@ def comparable_part(cfg: Config) -> dict[str, Any]:
         flat.pop(key, None)
     for path, _ in cfg.grid.extra:  # swept keys vary by design
         flat.pop(path, None)
+    flat.update(start_part(cfg))  # the checkpoint every run starts from: its hash, its epoch
     return flat
 
 

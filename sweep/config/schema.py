@@ -23,6 +23,7 @@ from typing import Any
 from sweep.config.detect import DETECT_MEANINGS, DetectConfig  # noqa: F401  (part of the schema)
 from sweep.config.optimizers import OPTIMIZERS, SCHEDULES, OptimizerConfig, ScheduleConfig  # noqa: F401
 from sweep.config.rules import Checked, rule_error
+from sweep.config.start import KeepConfig, StartConfig
 from sweep.config.tasks import TASKS
 from sweep.config.trainers import TRAINERS
 from sweep.core.devices import is_device_string
@@ -249,6 +250,8 @@ class Config(Checked):
     find: FindConfig = field(default_factory=FindConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     signals: SignalsConfig = field(default_factory=SignalsConfig)
+    start: StartConfig = field(default_factory=StartConfig)  # where every run starts (from scratch)
+    checkpoint: KeepConfig = field(default_factory=KeepConfig)  # states kept for start.from_run
     seeds: int = 5  # repeated seeds per setting; seed values are 0..seeds-1
     epochs: int = 40  # epochs per run
     device: str = "auto"  # auto: CUDA when available, else CPU; or cpu, cuda, cuda:1, ...
@@ -319,6 +322,8 @@ class Config(Checked):
             "find",
             "refine",
             "signals",
+            "start",
+            "checkpoint",
         ):
             getattr(self, name).check(name)
 

@@ -23,8 +23,10 @@ from typing import Any
 from sweep.analysis.conclusions import compute_verdicts
 from sweep.analysis.metric import asked_metric
 from sweep.analysis.numbers import csv_ready
+from sweep.analysis.start import shift_epochs, with_start_row
 from sweep.analysis.tables import Tables, build_tables
 from sweep.config import DetectConfig
+from sweep.config.start import ATTR_START
 from sweep.core.errors import UserError
 from sweep.core.files import write_csv, write_parquet, write_text
 from sweep.report.figures import write_figures
@@ -40,7 +42,8 @@ def study_tables(study: Any, detect: DetectConfig | None = None) -> Tables:
     if detect is None:
         detect = DetectConfig(**config.get("detect", {}))
     axes = list(config.get("grid", {"lr": [], "clip": [], "batch_size": []}))
-    runs = load_study_runs(study)
+    start = study.user_attrs.get(ATTR_START)  # a sweep from a checkpoint (sweep.analysis.start)
+    runs = with_start_row(load_study_runs(study), start)
     task = stated_by_runs(task, [record for _, record, _ in runs])
     n_val = int(task["n_val"]) if task.get("n_val") else None
     chance = float(task["chance"]) if task.get("chance") is not None else None
@@ -53,6 +56,7 @@ def study_tables(study: Any, detect: DetectConfig | None = None) -> Tables:
         asked=asked_metric({**config, "detect": dataclasses.asdict(detect)}),
         chance_loss=task.get("chance_loss"),
     )
+    shift_epochs(tables, start)
     tables.meta = {
         "config": config,
         "task": task,
@@ -60,6 +64,7 @@ def study_tables(study: Any, detect: DetectConfig | None = None) -> Tables:
         "study": study.study_name,
         "find": study.user_attrs.get(ATTR_FIND),
         "refine": study.user_attrs.get(ATTR_REFINE),
+        "start": start,
     }
     return tables
 

@@ -19,6 +19,8 @@ from sweep.core.records import RunRecord
 from sweep.tasks import TaskData
 from sweep.training import RunSpec, train_spec
 from sweep.training.checkpoints import Checkpointer
+from sweep.training.kept import Keeper, NullKeeper
+from sweep.training.start_state import load_start
 
 
 class BuiltinTrainer:
@@ -33,6 +35,7 @@ class BuiltinTrainer:
     ) -> None:
         self.cfg, self.task, self.device = cfg, task, device
         self.progress = progress or (lambda seed, epoch: None)
+        self._start: Any = None  # the saved state every run starts from (read once per worker)
 
     def _checkpointer(
         self, spec: RunSpec, setting: dict[str, Any], seeds: list[int]
@@ -50,6 +53,9 @@ class BuiltinTrainer:
         self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]
     ) -> list[RunRecord]:
         spec = RunSpec.build(self.cfg, setting, seeds)  # once per trial: the extra axes applied
+        if self._start is None:
+            self._start = load_start(self.cfg)
+        keep = self.cfg.checkpoint.keep_epochs
         return train_spec(
             self.task,
             spec,
@@ -57,6 +63,8 @@ class BuiltinTrainer:
             self._checkpointer(spec, setting, seeds),
             should_stop=should_stop,
             on_epoch=lambda epoch: self.progress(None, epoch),
+            start=self._start,
+            keeper=Keeper(self.cfg, setting, self._start.epoch) if keep else NullKeeper(),
         )  # (every seed at once)
 
     def clear(self, setting: dict[str, Any], seeds: list[int]) -> None:

@@ -23,9 +23,11 @@ from sweep.core.errors import StopRequested
 from sweep.core.records import RunRecord
 from sweep.tasks.data import TaskData
 from sweep.training.accelerator import describe_device
+from sweep.training.kept import Keeper, NullKeeper
 from sweep.training.packed import PackedTrainer
 from sweep.training.separate import SeedGroup
 from sweep.training.spec import RunSpec
+from sweep.training.start_state import NullStart, load_start
 
 
 class SeedGroupLike(Protocol):
@@ -97,11 +99,19 @@ def train_setting(
 ) -> list[RunRecord]:
     """Train every seed of one setting for `cfg.epochs` epochs; return one record per seed.
 
-    `setting` holds lr, clip, batch_size and any extra grid axes (dotted config keys); see
-    `train_spec` for the rest.
+    `setting` holds lr, clip, batch_size and any extra grid axes (dotted config keys); every seed
+    starts from `cfg.start`'s checkpoint when it names one; see `train_spec` for the rest.
     """
+    start = load_start(cfg)
     return train_spec(
-        task, RunSpec.build(cfg, setting, seeds), device, checkpointer, should_stop, check_every
+        task,
+        RunSpec.build(cfg, setting, seeds),
+        device,
+        checkpointer,
+        should_stop,
+        check_every,
+        start=start,
+        keeper=Keeper(cfg, setting, start.epoch) if cfg.checkpoint.keep_epochs else NullKeeper(),
     )
 
 
@@ -113,6 +123,8 @@ def train_spec(
     should_stop: Callable[[], bool] = lambda: False,
     check_every: int | None = None,
     on_epoch: Callable[[int], None] = lambda epoch: None,
+    start: Any = None,
+    keeper: Any = None,
 ) -> list[RunRecord]:
     """Train the seeds of `spec`; return one record per seed.
 
@@ -120,7 +132,9 @@ def train_spec(
     epoch; with packing they are one model. After every epoch `should_stop()` is asked; when it
     says yes, a checkpoint is written and :class:`StopRequested` is raised. `check_every`
     overrides the steps between non-finite checks (default: per device); `on_epoch(epoch)` is
-    told each finished epoch (live progress).
+    told each finished epoch (live progress). Every seed starts from `start`'s saved state
+    (`sweep.training.start_state.Start`; None: from its own initial weights), and `keeper`
+    keeps the seeds' states after the epochs it is asked for (`sweep.training.kept.Keeper`).
     """
     # Denormal floats make saturated high-LR runs several times slower on CPUs and carry no
     # information for training; flush them to zero while training (set here so every entry
@@ -135,6 +149,8 @@ def train_spec(
             should_stop,
             check_every,
             on_epoch,
+            start or NullStart(),
+            keeper or NullKeeper(),
         )
     finally:
         torch.set_flush_denormal(False)
@@ -148,6 +164,8 @@ def _train(
     should_stop: Callable[[], bool],
     check_every: int | None,
     on_epoch: Callable[[int], None],
+    start: Any,
+    keeper: Any,
 ) -> list[RunRecord]:
     saved = checkpointer.load()
     # A resumed setting continues in the mode it started in, also on another device (a setting
@@ -156,6 +174,8 @@ def _train(
     group: SeedGroupLike = (PackedTrainer if packed else SeedGroup)(task, spec, device, check_every)
     if saved is not None:
         group.load_state_dict(saved["group"])
+    else:  # a fresh start: every seed from the same saved state, when the sweep names one
+        start.apply(group)
     epoch = min(
         (r.epochs_run for r in group.records_list() if r.nonfinite is None), default=spec.epochs
     )
@@ -163,6 +183,7 @@ def _train(
         epoch += 1
         group.run_epoch()
         on_epoch(epoch)
+        keeper.after_epoch(group, epoch)
         stop = should_stop() and not group.stopped
         if not group.stopped:
             checkpointer.maybe_save(
