@@ -376,7 +376,7 @@ def register() -> None:
     for group, schemas in GROUP_SCHEMAS.items():
         for option, schema in schemas.items():
             cs.store(group=group, name=f"base_{option}", node=schema)
-    from sweep.config.targets import function_trainer_node  # a mapping: it takes any kwargs
+    from sweep.config.trainers import function_trainer_node  # a mapping: it takes any kwargs
 
     cs.store(group="trainer", name="base_function", node=function_trainer_node())
     cs.store(group="detect", name="base_detect", node=DetectConfig)

@@ -102,21 +102,3 @@ class TargetTask(FileTask):
             "kind",
             "must be auto, classification or regression",
         )
-
-
-def function_trainer_node() -> dict[str, Any]:
-    """The `trainer=function` option as a plain mapping (`base_function` in Hydra's ConfigStore):
-    the function to call (required) and lrsweep's own keys with the schema's defaults
-    (`TargetTrainer`), so that configs/trainer/function.yaml states no default of its own. A
-    mapping rather than the dataclass: every other key (`+trainer.hidden=32`) is the function's
-    keyword argument."""
-    import dataclasses
-
-    from sweep.config.trainers import TARGET_OPTIONS, TargetTrainer
-
-    defaults = {}
-    for f in dataclasses.fields(TargetTrainer):
-        if f.name in TARGET_OPTIONS:
-            no_default = f.default is dataclasses.MISSING
-            defaults[f.name] = f.default_factory() if no_default else f.default  # type: ignore[misc]
-    return {TARGET: "???", "name": "function", **defaults}

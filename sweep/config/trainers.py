@@ -65,8 +65,10 @@ def _check_external(trainer: Any, prefix: str) -> None:
             None,
             f"set {prefix}.n_val=N, or {prefix}.n_val=log when the metrics hold an n_val column",
         )
-    if n_val is not None and n_val != FROM_LOG and not (
-        isinstance(n_val, int) and not isinstance(n_val, bool) and n_val >= 1
+    if (
+        n_val is not None
+        and n_val != FROM_LOG
+        and not (isinstance(n_val, int) and not isinstance(n_val, bool) and n_val >= 1)
     ):
         raise rule_error(
             f"{prefix}.n_val",
@@ -82,8 +84,12 @@ def _check_external(trainer: Any, prefix: str) -> None:
             None,
             f"set {prefix}.chance=P (e.g. 0.1 for 10 balanced classes), or {prefix}.chance=log",
         )
-    if chance is not None and chance != FROM_LOG and not (
-        isinstance(chance, (int, float)) and not isinstance(chance, bool) and 0 <= chance < 1
+    if (
+        chance is not None
+        and chance != FROM_LOG
+        and not (
+            isinstance(chance, (int, float)) and not isinstance(chance, bool) and 0 <= chance < 1
+        )
     ):
         raise rule_error(
             f"{prefix}.chance",
@@ -92,11 +98,15 @@ def _check_external(trainer: Any, prefix: str) -> None:
             f"e.g. {prefix}.chance=0.1",
         )
     chance_loss = trainer.chance_loss
-    if chance_loss is not None and chance_loss != FROM_LOG and not (
-        isinstance(chance_loss, (int, float))
-        and not isinstance(chance_loss, bool)
-        and math.isfinite(chance_loss)
-        and chance_loss > 0
+    if (
+        chance_loss is not None
+        and chance_loss != FROM_LOG
+        and not (
+            isinstance(chance_loss, (int, float))
+            and not isinstance(chance_loss, bool)
+            and math.isfinite(chance_loss)
+            and chance_loss > 0
+        )
     ):
         raise rule_error(
             f"{prefix}.chance_loss",
@@ -225,3 +235,21 @@ class TargetTrainer(ExternalTrainer):
         if self.source is not None:
             node["source"] = self.source
         return node
+
+
+def function_trainer_node() -> dict[str, Any]:
+    """The `trainer=function` option as a plain mapping (`base_function` in Hydra's ConfigStore):
+    the function to call (required) and lrsweep's own keys with the schema's defaults
+    (`TargetTrainer`), so that configs/trainer/function.yaml states no default of its own. A
+    mapping rather than the dataclass: every other key (`+trainer.hidden=32`) is the function's
+    keyword argument."""
+    import dataclasses
+
+    from sweep.config.targets import TARGET
+
+    defaults = {}
+    for f in dataclasses.fields(TargetTrainer):
+        if f.name in TARGET_OPTIONS:
+            no_default = f.default is dataclasses.MISSING
+            defaults[f.name] = f.default_factory() if no_default else f.default  # type: ignore[misc]
+    return {TARGET: "???", "name": "function", **defaults}
