@@ -71,6 +71,7 @@ def case(
 
 FILE = ("task=file", "grid.batch_size=[4]")
 TRAIN = str(Path(__file__).parent / "data" / "fake_train.py")
+START = str(Path(__file__).parent / "data" / "start")  # checkpoints to start sweeps from
 COMMAND_TRAINER = ("trainer=command", "trainer.n_val=200", "trainer.chance=0.25")
 FUNCTION_TRAINER = ("trainer=function", "trainer.n_val=200", "trainer.chance=0.25")
 # A user's model ($DATA/conf/model/*.yaml): the base sweep's model.* keys do not apply to it.
@@ -882,6 +883,91 @@ CASES = [
         (*FUNCTION_TRAINER, "trainer._target_=usercode.fit_ok", "+trainer.colour=1"),
         "trainer._target_",
         "passes colour",
+    ),
+    # --- starting from a checkpoint (issue 28; files: tests/data/start/make_checkpoints.py) ----
+    case(
+        "start-checkpoint-missing",
+        ("start.checkpoint=/nonexistent/epoch-900.pt", "start.epoch=900"),
+        "start.checkpoint",
+        "no such file",
+        "e.g. start.checkpoint=",
+    ),
+    case(
+        "start-checkpoint-shapes-do-not-fit",
+        (f"start.checkpoint={START}/digits-lstm4-sgd.pt", "start.epoch=1", "model.hidden_size=6"),
+        "start.checkpoint",
+        "does not fit the model",
+        "rnn.weight_ih_l0 is [16, 8] in the checkpoint but [24, 8]",
+        "model.hidden_size=4",
+    ),
+    case(
+        "start-checkpoint-other-optimizer",
+        (f"start.checkpoint={START}/digits-lstm4-adam.pt", "start.epoch=1"),
+        "start.checkpoint",
+        "Adam's",
+        "optimizer=sgd",
+        "start.optimizer=fresh",
+    ),
+    case(
+        "start-checkpoint-not-a-checkpoint",
+        (f"start.checkpoint={START}/make_checkpoints.py", "start.epoch=1"),
+        "start.checkpoint",
+        "cannot be read as a PyTorch checkpoint",
+        "torch.save(model.state_dict(), PATH)",
+    ),
+    case(
+        "start-checkpoint-without-epoch",
+        (f"start.checkpoint={START}/digits-lstm4-weights.pt",),
+        "start.epoch",
+        "after which epoch",
+    ),
+    case(
+        "start-from-run-names-no-kept-state",
+        "start.from_run=lr0.1-clipnone-bs256/seed-0@1",
+        "start.from_run",
+        "no kept state",
+        "checkpoint.keep_epochs",
+    ),
+    case(
+        "start-from-run-malformed",
+        "start.from_run=lr0.1",
+        "start.from_run",
+        "seed-<N>@<EPOCH>",
+    ),
+    case(
+        "start-original-setting-not-in-grid",
+        (
+            f"start.checkpoint={START}/digits-lstm4-sgd.pt",
+            "start.epoch=1",
+            "start.setting={lr:0.01,clip:null}",
+        ),
+        "start.setting",
+        "not in the grid",
+        "grid.lr='[0.1,0.01]'",
+    ),
+    case(
+        "start-optimizer-unknown",
+        "start.optimizer=reset",
+        "start.optimizer",
+        "restore or fresh",
+    ),
+    case(
+        "start-from-scratch-study-is-incomparable",
+        (
+            "study.storage=$EXISTING",
+            "study.name=s1",
+            f"start.checkpoint={START}/digits-lstm4-sgd.pt",
+            "start.epoch=1",
+        ),
+        "start.checkpoint",
+        "trained every run from scratch",
+        "study.name=s1-2",
+    ),
+    case(
+        "keep-epochs-outside-the-sweep",
+        "checkpoint.keep_epochs=[5]",
+        "checkpoint.keep_epochs",
+        "1 to 1",
     ),
 ]
 

@@ -351,3 +351,31 @@ __all__ = [
     "kept_paths",
     "start_part",
 ]
+
+
+def incomparable_start(study: str, old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """Why a study and a config that start from different places are not comparable, in one line
+    (None when their starts agree): `old` and `new` are comparable parts (`start_part`)."""
+    keys = ("start.sha256", "start.epoch", "start.optimizer")
+    if all(old.get(k) == new.get(k) for k in keys):
+        return None
+    fix = f"start a new study (study.name={study}-2)"
+
+    def where(part: dict[str, Any]) -> str:
+        if "start.sha256" not in part:
+            return "from scratch"
+        return f"from a checkpoint (sha256 {str(part['start.sha256'])[:12]}..., epoch {part.get('start.epoch')})"
+
+    if old.get("start.sha256") != new.get("start.sha256"):
+        back = (
+            "drop start.*" if "start.sha256" not in old else "give the checkpoint it started from"
+        )
+        return (
+            f"start.checkpoint: study {study!r} trained every run {where(old)}, this config {where(new)}, "
+            f"so their results would not be comparable; {fix}, or {back}"
+        )
+    key = next(k for k in keys if old.get(k) != new.get(k))
+    return (
+        f"{key}: study {study!r} was run with {key}={old.get(key)}, this config has {new.get(key)}, so "
+        f"their results would not be comparable; {fix}, or set {key}={old.get(key)}"
+    )

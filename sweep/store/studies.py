@@ -17,6 +17,7 @@ from typing import Any
 
 from sweep.config import Config, comparable_part
 from sweep.config.identity import ADDED_KEYS, trainer_name
+from sweep.config.start import incomparable_start
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_url
 
@@ -70,6 +71,8 @@ def check_comparable(study: Any, cfg: Config) -> None:
         if key in swept or (key in ADDED_KEYS and key not in stored):
             continue
         old_v, new_v = stored.get(key, "<unset>"), new.get(key, "<unset>")
+        if old_v != new_v and key.startswith("start."):  # from another checkpoint, or from scratch
+            raise UserError(incomparable_start(study.study_name, stored, new))
         if old_v != new_v and key == "trainer.source":
             name = study.study_name
             raise UserError(

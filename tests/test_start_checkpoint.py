@@ -1,0 +1,294 @@
+"""Starting every run of a sweep from one saved state (issue 28): lrsweep's own loop, the kept
+states, the refusals, and how the tables and the verdict read a sweep that started from epoch N."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sweep.analysis.start import from_epoch_text, shift_epochs, with_start_row
+from sweep.analysis.tables import build_tables
+from sweep.config import DetectConfig, comparable_part, load_config
+from sweep.config.start import kept_paths
+from sweep.core.errors import UserError
+from sweep.core.records import RunRecord, decode_record, encode_record
+from sweep.tasks import build_task
+from sweep.training import train_setting
+from sweep.training.packed import PackedTrainer
+from sweep.training.separate import SeedGroup
+from sweep.training.spec import RunSpec
+from sweep.training.start_state import check_start_state, load_start, read_checkpoint
+
+BASE = ["task=digits", "model.hidden_size=8", "model.layers=1", "optimizer=adam", "study.name=orig"]
+SETTING = {"lr": 0.01, "clip": None, "batch_size": 64}
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory):
+    """Two seeds of lrsweep's loop trained 3 epochs with Adam, their states kept after epoch 2."""
+    results = tmp_path_factory.mktemp("start")
+    cfg = load_config([*BASE, "epochs=3", "checkpoint.keep_epochs=[2]", f"results_dir={results}"])
+    task = build_task(cfg.task)
+    records = train_setting(task, cfg, SETTING, [0, 1], CPU)
+    return cfg, task, records, results
+
+
+def _from(original, *extra: str, epochs: int = 1):
+    cfg, _, _, results = original
+    state, _ = kept_paths(cfg.study_dir, SETTING, 0, 2)
+    return load_config(
+        [
+            *BASE,
+            f"epochs={epochs}",
+            f"start.checkpoint={state}",
+            f"results_dir={results}",
+            "study.name=from",
+            *extra,
+        ]
+    )
+
+
+def test_kept_state_holds_the_seeds_network_optimizer_and_curve(original):
+    cfg, _, records, _ = original
+    state, facts = kept_paths(cfg.study_dir, SETTING, 1, 2)
+    ckpt = read_checkpoint(state)
+    assert ckpt.epoch == 2 and ckpt.facts["seed"] == 1 and ckpt.facts["setting"] == SETTING
+    assert set(ckpt.model) == {
+        "rnn.weight_ih_l0",
+        "rnn.weight_hh_l0",
+        "rnn.bias_ih_l0",
+        "rnn.bias_hh_l0",
+        "head.weight",
+        "head.bias",
+    }
+    assert len(ckpt.optimizer) == 6 and all(
+        {"exp_avg", "exp_avg_sq", "step"} <= set(e) for e in ckpt.optimizer
+    )
+    kept = json.loads(facts.read_text())
+    assert kept["from_run"] == "orig/lr0.01-clipnone-bs64/seed-1@2"
+    assert kept["curves"]["val_acc"] == pytest.approx(records[1].curves["val_acc"][:2])
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["separate", "packed"])
+def test_every_seed_starts_from_the_saved_weights_and_optimizer_state(original, packed):
+    _, task, _, _ = original
+    cfg = _from(original)
+    start = load_start(cfg)
+    spec = RunSpec.build(cfg, SETTING, [0, 1, 2])
+    group = (PackedTrainer if packed else SeedGroup)(task, spec, CPU)
+    start.apply(group)
+    ckpt = start.ckpt
+    if packed:
+        w_hh = group.model.w_hh_l0.detach()
+        for k in range(3):
+            assert torch.equal(w_hh[k], ckpt.model["rnn.weight_hh_l0"].t())
+        moments = group.optimizer.state[group.model.w_hh_l0]["exp_avg"]
+        for k in range(3):
+            assert torch.equal(moments[k], ckpt.optimizer[1]["exp_avg"].t())
+        assert group.optimizer.param_groups[0]["lr"] == 0.01
+    else:
+        for t in group.trainers:
+            assert all(torch.equal(v, ckpt.model[k]) for k, v in t.model.state_dict().items())
+            first = next(iter(t.model.parameters()))
+            assert torch.equal(t.optimizer.state[first]["exp_avg"], ckpt.optimizer[0]["exp_avg"])
+            assert t.optimizer.param_groups[0]["lr"] == 0.01  # the sweep's lr, not the checkpoint's
+
+
+def test_a_fresh_optimizer_keeps_no_state_of_the_checkpoint(original):
+    _, task, _, _ = original
+    cfg = _from(original, "start.optimizer=fresh")
+    group = SeedGroup(task, RunSpec.build(cfg, SETTING, [0]), CPU)
+    load_start(cfg).apply(group)
+    assert not group.trainers[0].optimizer.state
+    assert comparable_part(cfg)["start.optimizer"] == "fresh"
+
+
+def test_separate_and_packed_runs_from_a_checkpoint_agree(original):
+    _, task, _, _ = original
+    runs = {}
+    for packing in ("off", "on"):
+        cfg = _from(original, f"packing={packing}", epochs=2)
+        runs[packing] = train_setting(task, cfg, {**SETTING, "lr": 0.02}, [0, 1], CPU)
+    for a, b in zip(runs["off"], runs["on"]):
+        assert a.curves["val_loss"] == pytest.approx(b.curves["val_loss"], rel=1e-4)
+
+
+def test_a_tiny_lr_continues_exactly_where_the_checkpoint_was(original):
+    """With an lr of 1e-12 nothing moves: each seed's first epoch scores what the kept run
+    scored at epoch 2, so the state (and no fresh initialisation) is what every seed starts from."""
+    _, task, records, _ = original
+    cfg = _from(original)
+    out = train_setting(task, cfg, {**SETTING, "lr": 1e-12}, [0, 3], CPU)
+    for r in out:
+        assert r.curves["val_acc"][0] == records[0].curves["val_acc"][1]
+        assert r.curves["val_loss"][0] == pytest.approx(records[0].curves["val_loss"][1], rel=1e-5)
+
+
+def test_seeds_vary_the_data_order_from_the_same_state(original):
+    _, task, _, _ = original
+    a, b = train_setting(task, _from(original), {**SETTING, "lr": 0.03}, [0, 1], CPU)
+    assert a.curves["train_loss"] != b.curves["train_loss"]
+
+
+def test_keeping_from_a_packed_pack_gives_each_seeds_own_network(original, tmp_path):
+    _, task, _, _ = original
+    states = {}
+    for packing in ("off", "on"):
+        cfg = load_config(
+            [
+                *BASE,
+                "epochs=1",
+                "checkpoint.keep_epochs=[1]",
+                f"packing={packing}",
+                f"results_dir={tmp_path / packing}",
+            ]
+        )
+        train_setting(task, cfg, SETTING, [0, 1], CPU)
+        states[packing] = read_checkpoint(kept_paths(cfg.study_dir, SETTING, 1, 1)[0])
+    off, on = states["off"], states["on"]
+    for k, v in off.model.items():
+        assert torch.allclose(v, on.model[k], atol=1e-5), k
+    for a, b in zip(off.optimizer, on.optimizer):
+        assert torch.allclose(a["exp_avg_sq"], b["exp_avg_sq"], rtol=1e-3, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def _refused(cfg, task) -> str:
+    with pytest.raises(UserError) as e:
+        check_start_state(cfg, task, [cfg])
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_refusals_name_the_problem_and_the_fix(original, tmp_path):
+    cfg0, task, _, results = original
+    state, _ = kept_paths(cfg0.study_dir, SETTING, 0, 2)
+    assert "no such file" in _refused(_from(original, "start.checkpoint=/nonexistent/x.pt"), task)
+    msg = _refused(_from(original, "model.hidden_size=12"), task)
+    assert "does not fit the model" in msg and "model.hidden_size=8" in msg and "[32, 8]" in msg
+    msg = _refused(_from(original, "optimizer=sgd"), task)
+    assert "Adam's" in msg and "start.optimizer=fresh" in msg
+    _from(original, "optimizer=sgd", "start.optimizer=fresh")  # accepted with a fresh optimizer
+    check_start_state(_from(original, "optimizer=sgd", "start.optimizer=fresh"), task, [cfg0])
+    msg = _refused(_from(original, "start.setting={lr:0.5,clip:null}", "grid.lr=[0.01,0.1]"), task)
+    assert "not in the grid" in msg and "grid.lr='[0.01,0.1,0.5]'" in msg
+    msg = _refused(_from(original, "checkpoint.keep_epochs=[2]", "epochs=3"), task)
+    assert "3 to 5" in msg
+    plain = tmp_path / "plain.pt"
+    torch.save(read_checkpoint(state).model, plain)
+    msg = _refused(_from(original, f"start.checkpoint={plain}"), task)
+    assert msg.startswith("start.epoch: say after which epoch")
+    nan = tmp_path / "nan.pt"
+    weights = dict(read_checkpoint(state).model)
+    weights["head.bias"] = torch.full_like(weights["head.bias"], math.nan)
+    torch.save(weights, nan)
+    assert "NaN/inf" in _refused(_from(original, f"start.checkpoint={nan}", "start.epoch=2"), task)
+    with pytest.raises(UserError, match="no kept state"):
+        check_start_state(
+            load_config(
+                [
+                    *BASE,
+                    f"results_dir={results}",
+                    "study.name=x",
+                    "start.from_run=lr0.3-clipnone-bs64/seed-0@2",
+                ]
+            ),
+            task,
+            [cfg0],
+        )
+
+
+def test_a_lightning_style_checkpoint_with_a_prefix_is_read(original, tmp_path):
+    cfg0, task, _, _ = original
+    ckpt = read_checkpoint(kept_paths(cfg0.study_dir, SETTING, 0, 2)[0])
+    path = tmp_path / "lightning.ckpt"
+    torch.save({"state_dict": {f"model.{k}": v for k, v in ckpt.model.items()}, "epoch": 1}, path)
+    cfg = _from(original, f"start.checkpoint={path}", "start.epoch=2")
+    check_start_state(cfg, task, [cfg])
+    group = SeedGroup(task, RunSpec.build(cfg, SETTING, [0]), CPU)
+    load_start(cfg).apply(group)
+    assert torch.equal(group.trainers[0].model.head.bias, ckpt.model["head.bias"])
+    assert cfg.start.sha256 and len(cfg.start.sha256) == 64
+
+
+# ----------------------------------------------------------------------------- reading the tables
+
+
+def _record(seed: int, acc: list[float]) -> dict:
+    r = RunRecord(seed=seed)
+    for a in acc:
+        r.append(
+            {
+                "train_loss": 1.0,
+                "val_loss": 2.0 - a,
+                "val_acc": a,
+                "pred_top_frac": 0.2,
+                "val_loss_sd": 0.5,
+            }
+        )
+    return decode_record(encode_record(r))
+
+
+def test_a_run_that_loses_in_its_first_epoch_what_the_checkpoint_knew_collapsed():
+    """From a checkpoint at 0.95, a run at chance from its first epoch on lost what it knew: with
+    the checkpoint's scores before its epochs it is a collapse at epoch N+1; without them it would
+    be a run that never learned."""
+    start = {
+        "epoch": 900,
+        "row": {
+            "val_acc": 0.95,
+            "val_loss": 0.2,
+            "train_loss": 0.1,
+            "pred_top_frac": 0.1,
+            "val_loss_sd": 0.5,
+        },
+    }
+    runs = [({"lr": 1.0, "clip": None, "batch_size": 32}, _record(0, [0.1] * 8), 0)]
+    plain = build_tables(runs, 0.1, DetectConfig(), n_val=2000)
+    assert plain.runs.loc[0, "outcome"] == "never_learned"
+    tables = build_tables(with_start_row(runs, start), 0.1, DetectConfig(), n_val=2000)
+    shift_epochs(tables, start)
+    row = tables.runs.iloc[0]
+    assert bool(row["collapsed"]) and row["collapse_epoch"] == 901 and row["best_epoch"] == 900
+    assert row["epochs_run"] == 8
+    assert tables.curves["epoch"].tolist() == list(range(901, 909))
+
+
+def test_a_stable_run_from_a_checkpoint_counts_epochs_on_from_n():
+    start = {"epoch": 30, "row": {"val_acc": 0.5, "val_loss": 1.0, "train_loss": 1.0}}
+    acc = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9]
+    runs = [({"lr": 0.1, "clip": None, "batch_size": 32}, _record(0, acc), 0)]
+    tables = build_tables(with_start_row(runs, start), 0.1, DetectConfig(), n_val=2000)
+    shift_epochs(tables, start)
+    row = tables.runs.iloc[0]
+    assert not bool(row["collapsed"]) and row["best_epoch"] == 36
+    assert tables.curves["epoch"].min() == 31
+
+
+def test_the_verdict_line_puts_the_original_setting_first():
+    rows = []
+    for lr, clip, k in [(0.003, None, 0), (0.01, None, 4), (0.01, 1.0, 1)]:
+        rows.append({"lr": lr, "clip": clip, "batch_size": 32, "n_runs": 5, "n_collapsed": k})
+
+    class T:
+        summary = pd.DataFrame(rows)
+        axes = ["lr", "clip", "batch_size"]
+
+    text = from_epoch_text(T, {"epoch": 900, "setting": {"lr": 0.01, "clip": None}})
+    assert text == (
+        "From epoch 900, the original lr 0.01 with no clipping collapses in 4 of 5 data orders; "
+        "lr 0.003 in 0 of 5; clipping at 1 in 1 of 5."
+    )
+    unknown = from_epoch_text(T, {"epoch": 900})
+    assert unknown.startswith(
+        "From epoch 900, lr 0.003 with no clipping collapses in 0 of 5 data orders;"
+    )
+    assert np.isfinite(len(unknown))
