@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import ROOT, kill_process_tree, run_cli
 
 from sweep.analysis.start import from_epoch_text, shift_epochs, with_start_row
 from sweep.analysis.tables import build_tables
@@ -292,3 +298,124 @@ def test_the_verdict_line_puts_the_original_setting_first():
         "From epoch 900, lr 0.003 with no clipping collapses in 0 of 5 data orders;"
     )
     assert np.isfinite(len(unknown))
+
+
+# ----------------------------------------------------------------------------- the real CLI
+
+START = Path(__file__).parent / "data" / "start"
+FROM_CHECKPOINT = [
+    "model.hidden_size=4",
+    "model.layers=1",
+    "epochs=6",
+    "seeds=2",
+    "grid.lr=[0.05,0.2,0.8]",
+    "grid.clip=[null,1.0]",
+    "grid.batch_size=[128]",
+    "workers=2",
+    "checkpoint_every=1",
+    "study.name=k",
+    f"start.checkpoint={START / 'digits-lstm4-sgd.pt'}",
+    "start.epoch=40",
+    "start.setting={lr:0.2,clip:null}",
+]
+VOLATILE = ["seconds", "trial"]
+
+
+def _trial_states(results: Path) -> dict[str, int]:
+    db = results / "lrsweep.db"
+    if not db.exists():
+        return {}
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        rows = con.execute("SELECT state, count(*) FROM trials GROUP BY state").fetchall()
+        con.close()
+    except sqlite3.Error:
+        return {}
+    return dict(rows)
+
+
+@pytest.mark.slow
+def test_kill9_mid_sweep_from_a_checkpoint_then_the_same_command_equals_an_uninterrupted_one(
+    tmp_path,
+):
+    reference = tmp_path / "reference"
+    p = run_cli("run", *FROM_CHECKPOINT, f"results_dir={reference}")
+    assert p.returncode == 0, p.stderr
+    expected = pd.read_csv(reference / "k" / "runs.csv").drop(columns=VOLATILE)
+    assert expected["best_epoch"].min() >= 41 and expected["epochs_run"].max() == 6
+    curves = pd.read_parquet(reference / "k" / "curves.parquet")
+    assert sorted(curves["epoch"].unique()) == list(range(41, 47))
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep", "run", *FROM_CHECKPOINT, f"results_dir={killed}"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    end = time.monotonic() + 240
+    while time.monotonic() < end and proc.poll() is None:
+        running = _trial_states(killed).get("RUNNING", 0) >= 1
+        if running and any((killed / "k" / "checkpoints").glob("*.pt")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be killed mid-trial"
+    kill_process_tree(proc)
+    assert _trial_states(killed).get("COMPLETE", 0) < 6
+    p = run_cli("run", *FROM_CHECKPOINT, f"results_dir={killed}")  # the same command
+    assert p.returncode == 0, p.stderr
+    resumed = pd.read_csv(killed / "k" / "runs.csv").drop(columns=VOLATILE)
+    pd.testing.assert_frame_equal(resumed, expected)
+    pd.testing.assert_frame_equal(pd.read_parquet(killed / "k" / "curves.parquet"), curves)
+    verdict = (killed / "k" / "verdict.txt").read_text()
+    assert "saved after epoch 40: epochs count on from 41" in verdict
+    assert "From epoch 40, the original lr 0.2 with no clipping collapses in" in verdict
+
+
+@pytest.mark.slow
+def test_keep_then_from_run_through_the_cli_and_another_checkpoint_is_refused(tmp_path):
+    base = [
+        "model.hidden_size=4",
+        "model.layers=1",
+        "seeds=1",
+        "grid.clip=[null]",
+        "grid.batch_size=[128]",
+        "workers=1",
+    ]
+    p = run_cli(
+        "run",
+        *base,
+        "epochs=3",
+        "grid.lr=[0.1]",
+        "checkpoint.keep_epochs=[2]",
+        "study.name=orig",
+        f"results_dir={tmp_path}",
+    )
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "orig" / "kept").is_dir()
+    from_run = [
+        *base,
+        "epochs=2",
+        "grid.lr=[0.03,0.1]",
+        "start.from_run=lr0.1-clipnone-bs128/seed-0@2",
+        "study.name=cont",
+    ]
+    p = run_cli("run", *from_run, f"results_dir={tmp_path}")
+    assert p.returncode == 0, p.stderr
+    runs = pd.read_csv(tmp_path / "cont" / "runs.csv")
+    assert set(runs["epochs_run"]) == {2} and runs["best_epoch"].min() >= 2
+    verdict = (tmp_path / "cont" / "verdict.txt").read_text()
+    assert "started from the state lrsweep kept as lr0.1-clipnone-bs128/seed-0@2" in verdict
+    assert "From epoch 2, the original lr 0.1 collapses in" in verdict
+    page = (tmp_path / "cont" / "report.html").read_text()
+    assert "saved after epoch 2" in page
+    other = [
+        *from_run[:-2],
+        f"start.checkpoint={START / 'digits-lstm4-sgd.pt'}",
+        "start.epoch=2",
+        "study.name=cont",
+    ]
+    p = run_cli("run", *other, f"results_dir={tmp_path}")
+    assert p.returncode == 2 and p.stderr.startswith(
+        "error: start.checkpoint: study 'cont' trained every run from a checkpoint"
+    )
