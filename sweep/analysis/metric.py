@@ -14,11 +14,10 @@ when the runs logged one, else the training loss ("no validation set"). The choi
 per study, so that every setting is compared on the same curve.
 
 An accuracy that does not follow the training (Keras's "accuracy" on a regression: 0 while the
-loss falls) is recognised run by run: the loss clearly learned (`detect_loss_run`: its best lies
-below the loss of knowing nothing by more than its noise) while the accuracy never rose above
-what guessing scores (`detect_run`'s never-learned call, or, with no chance level, an accuracy
-that never moved by 0.02). The accuracy is set aside when that holds in every run whose loss
-learned: one run where the accuracy follows the loss keeps it.
+loss falls) is recognised: the accuracy rose above what guessing scores in no run (`detect_run`'s
+never-learned call, or, with no chance level, an accuracy that never moved by 0.02), while the
+loss clearly learned in some (`detect_loss_run`: its best lies below the loss of knowing nothing
+by more than its noise). One run where the accuracy follows the training keeps it.
 """
 
 from __future__ import annotations
@@ -137,10 +136,16 @@ def choose_metric(
             r.get("chance") if r.get("chance") is not None else chance
         )
 
-    learned = [r for r in finished if _loss_learned(r, loss, detect)]
-    if any(f[0] is None or f[1] is None for f in map(facts, finished)):
-        if learned and not any(accuracy_follows(r, None, None, detect) for r in learned):
-            return MetricChoice(loss, _note(loss, _meaningless(finished, "does not move")))
+    known = all(f[0] is not None and f[1] is not None for f in map(facts, finished))
+    # The accuracy is set aside when it follows the training in no run while the loss learned in
+    # some: checked in this order, so the loss is read only when the accuracy never moved.
+    follows = any(
+        accuracy_follows(r, *(facts(r) if known else (None, None)), detect) for r in finished
+    )
+    if not follows and any(_loss_learned(r, loss, detect) for r in finished):
+        how = "stays at guessing" if known else "does not move"
+        return MetricChoice(loss, _note(loss, _meaningless(finished, how)))
+    if not known:
         return MetricChoice(
             loss,
             _note(
@@ -149,8 +154,6 @@ def choose_metric(
                 "against its sampling noise",
             ),
         )
-    if learned and not any(accuracy_follows(r, *facts(r), detect) for r in learned):
-        return MetricChoice(loss, _note(loss, _meaningless(finished, "stays at guessing")))
     return MetricChoice("val_acc")
 
 
@@ -159,7 +162,7 @@ def _meaningless(records: Sequence[dict[str, Any]], how: str) -> str:
     acc = acc[np.isfinite(acc)]
     level = f" ({acc.min():.3g} to {acc.max():.3g})" if acc.size else ""
     return (
-        f"the accuracy column {how}{level} in every run whose loss learned, so it does not "
+        f"the accuracy column {how}{level} in every run while the loss learned, so it does not "
         f"measure this training (trainer.metric=acc forces it)"
     )
 
