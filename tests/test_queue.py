@@ -188,3 +188,88 @@ def test_eight_processes_share_160_trials_on_sqlite(tmp_path):
 @pytest.mark.postgres
 def test_eight_processes_share_160_trials_on_postgres(tmp_path, postgres_url):
     _stress(postgres_url, tmp_path)
+
+
+# --------------------------------------------------------------------------- launchers at once
+
+# A launcher (`sweep worker` with a grid: it records the grid as `sweep run` does, and writes no
+# report), writing the study's config only once the other launcher has read it too (or 5 s have
+# passed: with the study locked, the other cannot get there before this one is done).
+SLOW_CONFIG_WRITE = textwrap.dedent("""
+    import os, sys, time
+    import optuna
+
+    real = optuna.study.Study.set_user_attr
+    barrier = sys.argv.pop(1)
+
+    def meet_then_write(self, key, value):
+        if key == "lrsweep.config":
+            open(os.path.join(barrier, str(os.getpid())), "w").close()
+            end = time.monotonic() + 5
+            while len(os.listdir(barrier)) < 2 and time.monotonic() < end:
+                time.sleep(0.05)
+        return real(self, key, value)
+
+    optuna.study.Study.set_user_attr = meet_then_write
+    from sweep.cli import main
+    main(sys.argv[1:])
+""")
+
+
+def _two_launchers(tmp_path, url: str, name: str) -> dict:
+    common = [
+        "model.hidden_size=4",
+        "model.layers=1",
+        "epochs=1",
+        "seeds=1",
+        "grid.clip=[null]",
+        "grid.batch_size=[256]",
+        "workers=1",
+        f"study.name={name}",
+        f"study.storage={url}",
+    ]
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                SLOW_CONFIG_WRITE,
+                str(barrier),
+                "worker",
+                f"grid.lr={lrs}",
+                *common,
+                f"results_dir={tmp_path / f'r{i}'}",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i, lrs in enumerate(["[0.1,0.2]", "[0.3,0.4]"])
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    return study
+
+
+@pytest.mark.slow
+def test_two_launchers_started_together_keep_both_grids_on_sqlite(tmp_path):
+    study = _two_launchers(tmp_path, f"sqlite:///{tmp_path / 'both.db'}", "both")
+    config = study.user_attrs["lrsweep.config"]
+    assert sorted(config["grid"]["lr"]) == [0.1, 0.2, 0.3, 0.4]
+    done = {t.params["lr"] for t in study.trials if t.state == TrialState.COMPLETE}
+    assert done == {0.1, 0.2, 0.3, 0.4}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_launchers_started_together_keep_both_grids_on_postgres(tmp_path, postgres_url):
+    import uuid
+
+    name = f"both-{uuid.uuid4().hex[:8]}"
+    study = _two_launchers(tmp_path, postgres_url, name)
+    assert sorted(study.user_attrs["lrsweep.config"]["grid"]["lr"]) == [0.1, 0.2, 0.3, 0.4]

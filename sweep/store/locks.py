@@ -55,6 +55,12 @@ def study_lock(storage: Any, name: str) -> Iterator[None]:
             yield
 
 
+def sqlite_creation_lock(database: Path) -> contextlib.AbstractContextManager[None]:
+    """Held while a new SQLite storage creates its tables: two processes creating them at once
+    would both find them missing, and the second fail with "table ... already exists"."""
+    return _file_lock(Path(str(database) + LOCK_SUFFIX))
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     try:

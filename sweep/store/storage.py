@@ -10,6 +10,7 @@ Every problem is a one-line UserError naming `study.storage` with the password h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import warnings
@@ -18,6 +19,7 @@ from typing import Any
 
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_text, redact_url
+from sweep.store.locks import sqlite_creation_lock
 from sweep.store.queue import requeue_trial
 
 
@@ -67,6 +69,20 @@ def check_sqlite_file(path: Path) -> None:
             f"study.storage: {path} is an SQLite database but not an Optuna/lrsweep storage "
             f"(tables: {', '.join(sorted(tables)[:5])}); point study.storage at another file"
         )
+
+
+def _holds_tables(path: Path) -> bool:
+    """Does the SQLite file exist with Optuna's tables in it (read-only; False on any doubt)?"""
+    if not path.is_file():
+        return False
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=sqlite_timeout())
+        try:
+            return bool(con.execute("SELECT 1 FROM sqlite_master WHERE name='studies'").fetchone())
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
 
 
 def _enable_wal(path: Path) -> None:
@@ -211,9 +227,15 @@ def open_storage(
     if path is not None:
         engine_kwargs = {"connect_args": {"timeout": sqlite_timeout()}}
     try:
-        if path is not None:
-            _enable_wal(path)
-        with warnings.catch_warnings():
+        # A new SQLite storage creates its tables under a lock: two launchers starting at once
+        # would otherwise both create them, and one fail with "table ... already exists".
+        fresh = path is not None and not _holds_tables(path)
+        with (
+            sqlite_creation_lock(path) if fresh else contextlib.nullcontext(),
+            warnings.catch_warnings(),
+        ):
+            if path is not None:
+                _enable_wal(path)
             # heartbeat_interval is flagged experimental; it is the documented way to find
             # trials of dead workers, which resuming depends on.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
