@@ -153,6 +153,28 @@ def _serialize_sqlite_transactions(engine: Any, path: Path, timeout: float) -> N
     engine.dispose()  # connections made before the listeners existed are not reused
 
 
+def driver_url(url: str, has_module: Any = None) -> str:
+    """The URL SQLAlchemy is given: a `postgresql://` URL that names no driver is sent to psycopg 3
+    (`postgresql+psycopg://`) when psycopg 3 is installed, which is what `lrsweep[postgres]`
+    installs. SQLAlchemy below 2.1 would send it to psycopg2, which the extra does not install.
+    Any other URL, or one naming its driver, is given as it is. `has_module(name)`: is a module
+    importable (a test's stand-in)."""
+    import importlib.util
+
+    if has_module is None:
+        has_module = lambda name: importlib.util.find_spec(name) is not None  # noqa: E731
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.lower() == "postgresql" and has_module("psycopg"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+POSTGRES_DRIVER_FIX = (
+    "pip install 'lrsweep[postgres]' (psycopg 3, which postgresql:// URLs use; "
+    "postgresql+psycopg2:// needs psycopg2 instead)"
+)
+
+
 def check_storage_url(url: str, create: bool = True) -> None:
     """Checks of a storage URL that neither connect nor write (done before any work starts):
     the URL parses, its database driver is installed and an SQLite file is usable.
@@ -182,8 +204,8 @@ def check_storage_url(url: str, create: bool = True) -> None:
         check_sqlite_file(path)
         return
     try:
-        dialect = make_url(url).get_dialect()
-        # Import the driver module (psycopg2, ...): SQLAlchemy 2 calls it import_dbapi, 1.4 dbapi.
+        dialect = make_url(driver_url(url)).get_dialect()
+        # Import the driver module (psycopg, ...): SQLAlchemy 2 calls it import_dbapi, 1.4 dbapi.
         load_driver = getattr(dialect, "import_dbapi", None) or dialect.dbapi
         load_driver()
     except sqlalchemy.exc.NoSuchModuleError:  # (a subclass of ArgumentError)
@@ -205,7 +227,7 @@ def _no_driver(safe_url: str, module: str | None) -> str:
     missing = f"no module {module!r}" if module else "its module cannot be imported"
     return (
         f"study.storage: the database driver for {safe_url!r} is not installed ({missing}); install it "
-        f"(PostgreSQL: pip install 'lrsweep[postgres]' and postgresql+psycopg2://...) or use sqlite:///file.db"
+        f"(PostgreSQL: {POSTGRES_DRIVER_FIX}) or use sqlite:///file.db"
     )
 
 
@@ -240,7 +262,7 @@ def open_storage(
             # trials of dead workers, which resuming depends on.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(
-                url,
+                driver_url(url),
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_seconds,
                 grace_period=grace_seconds,
@@ -252,7 +274,7 @@ def open_storage(
     except sqlalchemy.exc.NoSuchModuleError:  # before ArgumentError, its base class
         raise UserError(
             f"study.storage: no database driver for {safe!r}; use sqlite:/// or postgresql:// "
-            f"(pip install psycopg2-binary)"
+            f"({POSTGRES_DRIVER_FIX})"
         ) from None
     except sqlalchemy.exc.ArgumentError:
         raise UserError(
