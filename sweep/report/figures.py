@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 
 from sweep.core.devices import usable_cores
 from sweep.core.files import atomic_write
+from sweep.core.forking import fork_unsafe_reason
 from sweep.core.setting import setting_label, value_label
 from sweep.core.values import normalize
 from sweep.report.figure_base import (  # noqa: F401  (the public names of the figures, in one place)
@@ -190,30 +191,34 @@ def write_figures(
     """Write every figure under study_dir/figures/ and remove PNGs left there by an earlier layout.
 
     Many figures are drawn by a pool of forked processes (one per core): rendering is the slow
-    part of a large report and every figure is independent.
+    part of a large report and every figure is independent. The pool forks only where the
+    workers' fork rules allow it (`sweep.core.forking.fork_unsafe_reason`: no other thread, as
+    in a notebook's kernel, no CUDA, Linux); elsewhere the figures are drawn here. The plan
+    reaches the drawing processes as the pool's initializer argument (inherited by the fork,
+    never pickled), so calls never share state.
     """
     study_dir = Path(study_dir)
     plan = figure_plan(tables, max_grid_cells)
     paths = [study_dir / name for _, name, _, _ in plan]
+    jobs = [(build, path) for (_, _, _, build), path in zip(plan, paths)]
     workers = min(len(plan) // 2, usable_cores())
-    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        global _PLAN
-        _PLAN = list(zip(plan, paths))
+    if (
+        workers > 1
+        and "fork" in multiprocessing.get_all_start_methods()
+        and fork_unsafe_reason() is None
+    ):
+        ctx = multiprocessing.get_context("fork")
+        pool = ctx.Pool(workers, initializer=_drawing_process, initargs=(jobs,))
         try:
-            ctx = multiprocessing.get_context("fork")
-            pool = ctx.Pool(workers, initializer=_default_signals)
-            try:
-                pool.map(_draw, range(len(plan)), chunksize=max(1, len(plan) // (workers * 4)))
-                pool.close()
-            except BaseException:
-                pool.terminate()
-                raise
-            finally:
-                pool.join()
+            pool.map(_draw, range(len(jobs)), chunksize=max(1, len(jobs) // (workers * 4)))
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
         finally:
-            _PLAN = []
+            pool.join()
     else:
-        for (_, _, _, build), path in zip(plan, paths):
+        for build, path in jobs:
             save_figure(build(), path)
     files = [
         FigureFile(kind, name, path, label) for (kind, name, label, _), path in zip(plan, paths)
@@ -229,18 +234,20 @@ def write_figures(
     return files
 
 
-_PLAN: list[Any] = []  # the figure plan, inherited by forked drawing processes
+_JOBS: list[tuple[Callable[[], Figure], Path]] = []  # set in each drawing process only
 
 
-def _default_signals() -> None:
-    """Forked drawing processes must not inherit the launcher's SIGINT/SIGTERM handlers (which
-    only forward the signal): the pool stops them with SIGTERM."""
+def _drawing_process(jobs: list[tuple[Callable[[], Figure], Path]]) -> None:
+    """Set up a forked drawing process: its figures to draw (the parent's list, inherited by
+    the fork), and default signals, not the launcher's handlers (which only forward them): the
+    pool stops it with SIGTERM."""
     import signal
 
+    _JOBS[:] = jobs
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _draw(i: int) -> None:
-    (_, _, _, build), path = _PLAN[i]
+    build, path = _JOBS[i]
     save_figure(build(), path)

@@ -12,12 +12,14 @@ How a worker starts. A CPU worker on Linux is forked from the launcher, which ha
 torch, optuna and lrsweep already: it skips the 2-4 s of imports a fresh interpreter pays (per
 worker, on a machine that is busy starting all of them). A fork is only as safe as the process
 it copies, so every other case starts a fresh interpreter (`python -m sweep.run.worker`): a GPU
-worker (CUDA cannot be used in a forked child once the parent touched it), another platform,
-a launcher with other Python threads (a notebook's kernel: one could hold a lock the child
-would wait on forever), one where CUDA was initialised, and a launcher that trained already
-(`grid.lr=auto`'s range test: its thread pools ran). `LRSWEEP_WORKER_START=exec` asks for a
-fresh interpreter always. Both start the same `sweep.run.worker.main`, with the same
-environment, threads and signals; the results are identical (tests/test_reproducibility.py).
+worker (CUDA cannot be used in a forked child once the parent touched it), and whatever
+`sweep.core.forking.fork_unsafe_reason` rules out (the one policy the report's figure pool
+follows too): another platform, a launcher with other Python threads (a notebook's kernel: one
+could hold a lock the child would wait on forever), one where CUDA was initialised, and a
+launcher that trained already (`grid.lr=auto`'s range test: its thread pools ran).
+`LRSWEEP_WORKER_START=exec` asks for a fresh interpreter always. Both start the same
+`sweep.run.worker.main`, with the same environment, threads and signals; the results are
+identical (tests/test_reproducibility.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 from sweep.config import Config
 from sweep.core.errors import UserError
+from sweep.core.forking import fork_unsafe_reason
 from sweep.run.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS
 from sweep.trainers.supervise import PR_SET_NAME, arm_parent_death_signal, prctl
 
@@ -62,14 +65,9 @@ def start_method(device: str, trained_here: bool = False) -> str:
             f"{ENV_START}={asked!r}: not a way to start workers; unset it, or set it to exec "
             f"(a fresh interpreter per worker) or fork"
         )
-    if asked == "exec" or trained_here or device != "cpu" or not sys.platform.startswith("linux"):
+    if asked == "exec" or device != "cpu" or "torch" not in sys.modules:
         return "exec"
-    if threading.active_count() != 1:
-        return "exec"
-    torch = sys.modules.get("torch")
-    if torch is None or torch.cuda.is_initialized():
-        return "exec"
-    return "fork"
+    return "exec" if fork_unsafe_reason(trained_here) else "fork"
 
 
 def spawn(
