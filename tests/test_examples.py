@@ -14,6 +14,8 @@ pytestmark = pytest.mark.slow
 
 EXAMPLES = ROOT / "examples"
 CALLS = ["collapsed", "collapse_mode", "outcome", "never_learned", "epochs_run"]
+# The collapse signals every example's training records (GradientMonitor, the callbacks).
+SIGNALS = ("update_ratio", "sat_frac", "crit_lr", "logit_lse", "grad_norm_mean")
 GRID = ["grid.lr=[0.3,6]", "grid.clip=[null,1.0]", "grid.batch_size=[32]", "seeds=2", "epochs=6"]
 
 
@@ -55,6 +57,9 @@ def test_the_function_trainer_and_the_builtin_trainer_make_the_same_calls(tmp_pa
     ].tolist()
     page = (tmp_path / "function" / "fit-function" / "report.html").read_text()
     assert "grad_norms" in page  # the function's GradientMonitor columns give the gradient figures
+    curves = pd.read_parquet(tmp_path / "function" / "fit-function" / "curves.parquet")
+    for column in SIGNALS + ("update_ratio/rnn", "sat_frac/rnn.l0"):  # and the collapse signals
+        assert curves[column].notna().any(), column
 
 
 def test_the_notebook_example_sweeps_a_function_of_its_own_session(tmp_path):
@@ -129,7 +134,8 @@ def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp
     )
     _clipping_prevents_the_collapse(runs, 5)
     logs = sorted(tmp_path.rglob("metrics.csv"))  # the run folders are kept, with Keras's own CSV
-    assert logs and logs[0].read_text().startswith("epoch,accuracy,loss,val_accuracy,val_loss")
+    assert logs and logs[0].read_text().startswith("epoch,accuracy,")
+    _has_the_signals(logs[0], "lstm_1")
 
 
 def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it(tmp_path):
@@ -146,3 +152,15 @@ def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it
     _clipping_prevents_the_collapse(runs, 8)  # at epoch 5 needs the epochs after it to be called
     logs = sorted(tmp_path.rglob("metrics.csv"))  # Lightning's own CSV: step rows and epoch rows
     assert logs and logs[0].read_text().startswith("epoch,step,")
+    _has_the_signals(logs[0], "lstm.l1")
+
+
+def _has_the_signals(path: Path, recurrent: str) -> None:
+    """The example's CSVLogger wrote the callback's columns in every epoch (a number, `nan`
+    after a blow-up), finite in the first."""
+    log = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rows = log[log["update_ratio"] != ""]  # Lightning: the epoch-end rows
+    assert rows["epoch"].tolist() == sorted(set(log["epoch"]), key=int), log.columns.tolist()
+    for column in SIGNALS + (f"sat_frac/{recurrent}",):
+        values = rows[column].astype(float)
+        assert values.notna().iloc[0] and (rows[column] != "").all(), column

@@ -6,10 +6,12 @@
 This is the loop a user already has: it loads its data, builds its model, trains, and evaluates
 once per epoch. What lrsweep asks of it is small: take the setting (lr, clip, batch size) and the
 seed, call `report(epoch, ...)` once per epoch with its validation accuracy and losses, and (for
-the gradient figures) let `GradientMonitor` clip and record the gradient norms. `n_val` and
+the gradient figures and the collapse signals) let `GradientMonitor` clip and record. `n_val` and
 `chance` are reported too (`trainer.n_val=log trainer.chance=log`): the loop knows its validation
 set. The data and the model are those of lrsweep's default task (digits, a 2-layer LSTM), so the
 sweep's collapse calls can be set beside the built-in trainer's (tests/test_examples.py).
+`GradientMonitor` also records the signals of why a run collapsed (update ratios, saturation,
+crit_lr, the logits' log-sum-exp, where a NaN began), as lrsweep's own loop does.
 """
 
 from __future__ import annotations
@@ -57,9 +59,10 @@ def fit(setting, seed, epochs, report, hidden: int = 64, layers: int = 2, moment
     torch.manual_seed(seed)
     model = Net(hidden, layers)
     opt = torch.optim.SGD(model.parameters(), lr=setting["lr"], momentum=momentum)
-    monitor = GradientMonitor(model)
-    order = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
+    monitor = GradientMonitor(model, opt, loss_fn)  # gradients, updates, NaN origin, crit_lr
+    monitor.probe(xv[:64], yv[:64])  # the probe batch: saturation, logit_lse
+    order = torch.Generator().manual_seed(seed)
     chance = float(torch.bincount(yv).max()) / len(yv)
     for epoch in range(1, epochs + 1):
         model.train()
@@ -68,9 +71,8 @@ def fit(setting, seed, epochs, report, hidden: int = 64, layers: int = 2, moment
             loss = loss_fn(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
-            monitor.clip(
-                setting["clip"]
-            )  # records the norm before clipping, then clips (None: not)
+            # records the norm before clipping, then clips (None: not); the batch is for crit_lr
+            monitor.clip(setting["clip"], batch=(x[idx], y[idx]))
             opt.step()
             losses.append(loss.detach())
         model.eval()

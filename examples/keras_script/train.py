@@ -1,8 +1,9 @@
-"""A plain Keras 3 training script (torch backend) that knows nothing of lrsweep.
+"""A plain Keras 3 training script (torch backend), with one line of lrsweep: its callback.
 
 A small LSTM reads scikit-learn's handwritten digits row by row (8 steps x 8 pixels, 10 classes)
 and is trained with SGD + momentum 0.9. Every epoch, ``keras.callbacks.CSVLogger`` appends one
-row (``epoch,accuracy,loss,val_accuracy,val_loss``) to the file given by ``--log``;
+row (``epoch,accuracy,loss,val_accuracy,val_loss`` and the collapse signals that lrsweep's
+``CollapseSignals`` callback adds to the logs before it) to the file given by ``--log``;
 ``keras.callbacks.TerminateOnNaN`` stops training when the loss turns NaN/inf.
 
     python train.py --lr 0.1 --clipnorm none --batch-size 32 --seed 0 --epochs 8 --log metrics.csv
@@ -59,6 +60,8 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     import keras
 
+    from sweep.integrations.keras import CollapseSignals
+
     keras.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_val, y_val) = load_digits_split()
     model = keras.Sequential(
@@ -89,6 +92,7 @@ def main(argv=None):
         shuffle=True,
         verbose=2,
         callbacks=[
+            CollapseSignals(probe=(x_val, y_val)),  # lrsweep's signals, before the CSVLogger
             keras.callbacks.CSVLogger(args.log),
             keras.callbacks.TerminateOnNaN(),
         ],

@@ -1,8 +1,9 @@
-"""A plain Lightning 2 training script that knows nothing of lrsweep.
+"""A plain Lightning 2 training script, with one line of lrsweep: its callback.
 
 A small LSTM reads scikit-learn's handwritten digits row by row (8 steps x 8 pixels, 10 classes)
 and is trained with SGD + momentum 0.9. Lightning's ``CSVLogger`` writes the per-epoch metrics
-(``train_loss_step``/``train_loss_epoch``, ``val_loss``, ``val_acc``) to ``LOG_DIR/metrics.csv``.
+(``train_loss_step``/``train_loss_epoch``, ``val_loss``, ``val_acc``, and the collapse signals
+that lrsweep's ``CollapseSignals`` callback logs) to ``LOG_DIR/metrics.csv``.
 Training stops cleanly after the first epoch whose training loss is NaN/inf (that epoch is
 logged, validation included). With ``--ckpt-dir DIR`` it saves ``DIR/last.ckpt`` every epoch and
 resumes from it when it exists (the metrics.csv rows of the epochs it holds are kept).
@@ -66,6 +67,8 @@ def main(argv=None):
     from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader, TensorDataset
 
+    from sweep.integrations.lightning import CollapseSignals
+
     class DigitsLSTM(pl.LightningModule):
         def __init__(self, lr, units, layers):
             super().__init__()
@@ -116,7 +119,7 @@ def main(argv=None):
     # CSVLogger(save_dir=D, name="", version="") writes D/metrics.csv (and D/hparams.yaml).
     log_dir = os.path.abspath(args.log_dir)
     metrics = os.path.join(log_dir, "metrics.csv")
-    callbacks = [StopOnNonFinite()]
+    callbacks = [StopOnNonFinite(), CollapseSignals()]  # lrsweep's signals, logged every epoch
     ckpt_path, earlier_rows = None, []
     if args.ckpt_dir:
         callbacks.append(ModelCheckpoint(dirpath=args.ckpt_dir, save_last=True, save_top_k=0))

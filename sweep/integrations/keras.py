@@ -105,7 +105,7 @@ class CollapseSignals(keras.callbacks.Callback):
                 "backend (or with jit_compile) the gradients and the batch stay inside the "
                 "compiled training step"
             )
-        self.steps = KerasSteps(model, gradients=self._eager)
+        self.steps = KerasSteps(model, gradients=self._eager, check_before=not self._eager)
         self.recurrent, unsupported = recurrent_layers(model)
         for line in unsupported:
             _say(f"layer {line}; its saturation is left out and training goes on")
@@ -296,7 +296,7 @@ class CollapseSignals(keras.callbacks.Callback):
             return math.nan
         variables = steps.variables
         now = [ops.copy(v.value) for v in variables]
-        start, update = steps.split(steps.last_before), steps.split(steps.last_update)
+        start, update = steps.last_before, steps.last_update
 
         def loss_at(multiple: float) -> float:
             for v, w, u in zip(variables, start, update):

@@ -3,18 +3,18 @@ sweep.integrations.keras.
 
 Usage (by CollapseSignals)::
 
-    steps = KerasSteps(model, gradients=True)      # groups: the model's top-level layers
+    steps = KerasSteps(model, gradients=True, check_before=False)   # groups: top-level layers
     steps.begin(); ...; steps.end()                # around each training step (batch callbacks)
     steps.output(layer_index, output)              # each top-level layer's output in the step
     row, origin = steps.epoch(clip, True)          # numpy-side columns; the first NaN's layer
 
-Every step: the trainable weights flattened into one vector before and after the step (its
-difference is the update; the last step's weights and update stay for crit_lr), their squared
-norms per top-level
-layer, and, where the backend leaves them readable after the step (torch: each variable's
-`.grad`, which Keras's optimizers never clip in place), the gradients' squared norms per layer.
-With the sums of the layers' outputs (eager backends) the same numbers show where a NaN/inf
-appeared first, so no extra operation is spent on that.
+Every step: a copy of the trainable weights after the step (the next step's start: their
+difference is the update; the last step's weights and update stay for crit_lr), the squared
+norms of each variable's update, weights and, where the backend leaves them readable after the
+step (torch: each variable's `.grad`, which Keras's optimizers never clip in place), gradients,
+summed per top-level layer once per epoch. Each norm is a keras.ops sum kept as a backend
+scalar, all stacked and read once per epoch. With the sums of the layers' outputs (eager
+backends) the same numbers show where a NaN/inf appeared first.
 """
 
 from __future__ import annotations
@@ -39,14 +39,15 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(tolist()) if callable(tolist) else ops.convert_to_numpy(x)
 
 
-def _flat(tensors):
-    return ops.concatenate([ops.reshape(t, (-1,)) for t in tensors])
+def _squares(tensors) -> list:
+    """Each tensor's sum of squares (0-d backend tensors: stacked once per epoch)."""
+    return [ops.sum(t * t) for t in tensors]
 
 
 class KerasSteps:
     """Update ratios, gradient norms and non-finite checks of every training step."""
 
-    def __init__(self, model, gradients: bool) -> None:
+    def __init__(self, model, gradients: bool, check_before: bool) -> None:
         self.model = model
         self.variables = list(model.trainable_variables)
         self.names = [layer.name for layer in model.layers]
@@ -56,32 +57,33 @@ class KerasSteps:
                 owner.setdefault(id(v), i)
         if any(id(v) not in owner for v in self.variables):  # the model's own variables
             self.names.append("(model)")
-        layer_of = [owner.get(id(v), len(self.names) - 1) for v in self.variables]
-        self.weighted = sorted(set(layer_of))  # the layers that have trainable weights
-        sizes = [int(np.prod(v.shape)) for v in self.variables]
-        self._segments = ops.convert_to_tensor(np.repeat(layer_of, sizes).astype("int32"))
+        self._layer_of = np.array([owner.get(id(v), len(self.names) - 1) for v in self.variables])
+        self.weighted = sorted(set(self._layer_of.tolist()))  # the layers with trainable weights
         self.gradients = gradients
-        self._before = None
+        # Without the layers' outputs (compiled backends) the weights are also read before each
+        # step, to tell a NaN written between steps from one the step made; eager backends
+        # start each step from the last one's weights.
+        self.check_before = check_before
+        self._before = None  # the weights before this step, one copy per variable
         self._before_sq = None
-        self.last_update = None  # flat w_after - w_before of the last step
-        self.last_before = None  # flat w_before of the last step
-        self._shapes = [tuple(v.shape) for v in self.variables]
+        self.last_update = None  # w_after - w_before of the last step, per variable
+        self.last_before = None  # w_before of the last step, per variable
         self._reset()
 
     def _reset(self) -> None:
-        self._norms: list = []  # per step: [2, G] squared norms (update, weights before)
-        self._grads: list = []  # per step: [G] squared gradient norms
-        self._outputs: list[tuple[tuple[int, ...], object]] = []  # per step: layers, sums
+        self._diff_sq: list = []  # per step: V squared norms of the update
+        self._weight_sq: list = []  # per step: V squared norms of the weights before it
+        self._grad_sq: list = []  # per step: V squared norms of the gradients
+        self._outputs: list[tuple[tuple[int, ...], list]] = []  # per step: layers, output sums
         self._step_outputs: list[tuple[int, object]] = []
 
-    def _per_layer(self, flat):
-        return ops.segment_sum(
-            ops.square(flat), self._segments, num_segments=len(self.names), sorted=True
-        )
+    def _copy(self) -> list:
+        return [ops.copy(v.value) for v in self.variables]
 
     def begin(self) -> None:
-        self._before = _flat([v.value for v in self.variables])
-        self._before_sq = self._per_layer(self._before)
+        if self._before is None or self.check_before:
+            self._before = self._copy()
+            self._before_sq = _squares(self._before)
         self._step_outputs = []
 
     def output(self, layer: int, value) -> None:
@@ -91,45 +93,55 @@ class KerasSteps:
     def end(self) -> None:
         if self._before is None:
             return
-        diff = _flat([v.value for v in self.variables]) - self._before
+        after = self._copy()
+        diff = [a - b for a, b in zip(after, self._before)]
         self.last_update, self.last_before = diff, self._before
-        self._norms.append(ops.stack([self._per_layer(diff), self._before_sq]))
+        self._diff_sq.append(_squares(diff))
+        self._weight_sq.append(self._before_sq)
         if self.gradients:
-            grads = [
-                g if (g := getattr(v.value, "grad", None)) is not None else ops.zeros(v.shape)
-                for v in self.variables
-            ]
-            self._grads.append(self._per_layer(_flat(grads)))
-        layers = tuple(i for i, _ in self._step_outputs)
-        sums = ops.stack([s for _, s in self._step_outputs]) if layers else None
-        self._outputs.append((layers, sums))
-        self._before = None
+            grads = [getattr(v.value, "grad", None) for v in self.variables]
+            self._grad_sq.append(
+                _squares(
+                    g if g is not None else 0.0 * v.value for g, v in zip(grads, self.variables)
+                )
+            )
+        self._outputs.append(
+            (tuple(i for i, _ in self._step_outputs), [s for _, s in self._step_outputs])
+        )
+        self._before, self._before_sq = after, _squares(after)
 
-    def split(self, flat):
-        """A flat vector (the weights, an update) as one tensor per trainable variable."""
-        cuts = np.cumsum([int(np.prod(s)) for s in self._shapes])[:-1].tolist()
-        parts = ops.split(flat, cuts) if cuts else [flat]
-        return [ops.reshape(p, s) for p, s in zip(parts, self._shapes)]
+    def _read(self, per_step: list) -> np.ndarray | None:
+        """[steps, layers] from per-step, per-variable squared norms (one stack, one read)."""
+        if not per_step:
+            return None
+        values = to_numpy(ops.stack([t for step in per_step for t in step]))
+        values = values.reshape(len(per_step), len(self.variables)).astype("float64")
+        out = np.zeros((len(per_step), len(self.names)))
+        for v, layer in enumerate(self._layer_of):
+            out[:, layer] += values[:, v]
+        return out
 
     def epoch(self, clip: float | None, clip_known: bool) -> tuple[dict[str, float], str | None]:
         """This epoch's columns and the layer where a NaN/inf first appeared (None: none)."""
         row: dict[str, float] = {}
-        norms = to_numpy(ops.stack(self._norms)) if self._norms else None
-        grads = to_numpy(ops.stack(self._grads)) if self._grads else None
-        outputs = [(layers, to_numpy(s) if s is not None else None) for layers, s in self._outputs]
+        diff, before = self._read(self._diff_sq), self._read(self._weight_sq)
+        grads = self._read(self._grad_sq)
+        sums = [s for _, step in self._outputs for s in step]
+        flat = to_numpy(ops.stack(sums)).tolist() if sums else []
+        outputs, at = [], 0
+        for layers, step in self._outputs:
+            outputs.append((layers, flat[at : at + len(step)]))
+            at += len(step)
         self._reset()
-        if norms is not None:
+        if diff is not None:
             with np.errstate(all="ignore"):
-                diff, before = norms[:, 0], norms[:, 1]
                 row[UPDATE_RATIO] = float(np.mean(np.sqrt(diff.sum(1) / before.sum(1))))
                 for g in self.weighted:
-                    name = self.names[g]
-                    row[f"{UPDATE_RATIO}/{name}"] = float(
-                        np.mean(np.sqrt(diff[:, g] / before[:, g]))
-                    )
+                    ratio = np.sqrt(diff[:, g] / before[:, g])
+                    row[f"{UPDATE_RATIO}/{self.names[g]}"] = float(np.mean(ratio))
         if grads is not None:
             row.update(self._gradient_row(np.sqrt(grads), clip, clip_known))
-        return row, self._origin(norms, outputs)
+        return row, self._origin(diff, before, outputs)
 
     def _gradient_row(self, per_layer: np.ndarray, clip: float | None, clip_known: bool):
         total = np.sqrt((per_layer**2).sum(1))
@@ -148,21 +160,20 @@ class KerasSteps:
             row[f"grad_norm_max/{self.names[g]}"] = float(per_layer[:, g].max())
         return row
 
-    def _origin(self, norms, outputs) -> str | None:
+    def _origin(self, diff, before, outputs) -> str | None:
         """Step by step: weights already non-finite before the step (written from outside) name
         the first such layer; else the first layer whose output was not finite; else the step
         made weights non-finite: the one nearest the output (gradients flow from there)."""
-        if norms is None:
+        if diff is None:
             return None
-        for (diff, before), (layers, sums) in zip(norms, outputs):
-            bad = [g for g in self.weighted if not math.isfinite(before[g])]
+        for d, b, (layers, sums) in zip(diff, before, outputs):
+            bad = [g for g in self.weighted if not math.isfinite(b[g])]
             if bad:
                 return self.names[bad[0]]
-            if sums is not None:
-                for layer, value in zip(layers, sums):
-                    if not math.isfinite(value):
-                        return self.names[layer]
-            bad = [g for g in self.weighted if not math.isfinite(diff[g])]
+            for layer, value in zip(layers, sums):
+                if not math.isfinite(value):
+                    return self.names[layer]
+            bad = [g for g in self.weighted if not math.isfinite(d[g])]
             if bad:
                 return self.names[bad[-1]]
         return None
