@@ -12,7 +12,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from sweep import GradientMonitor
-from sweep.core.signal_rules import CRIT_LADDER, CRIT_NO_RISE
+from sweep.core.signal_rules import (
+    CRIT_LADDER,
+    CRIT_NO_RISE,
+    SIGMOID_MARGIN,
+    TANH_LIMIT,
+    ladder_bisection,
+)
 from sweep.trainers.saturation import RecurrentTap, rerun
 
 RECURRENT = [
@@ -283,6 +289,26 @@ def test_crit_lr_is_the_first_ladder_step_past_the_parabolas_rise(lr):
     expected = min((r for r in rungs if r > eta_star), default=CRIT_NO_RISE * lr)
     assert min(abs(r / eta_star - 1) for r in rungs) > 0.01  # no rung on the edge
     assert monitor.epoch_metrics()["crit_lr"] == pytest.approx(expected)
+
+
+def test_the_definitions_are_those_of_lrsweeps_own_loop():
+    """One meaning per column whoever trained: the thresholds and crit_lr's ladder of
+    sweep.core.signal_rules (GradientMonitor, the Keras and Lightning callbacks) are the
+    built-in loop's, and the bisection finds the first rung past any crossing."""
+    from sweep.training import saturation, signals
+
+    assert CRIT_LADDER == signals.LADDER and CRIT_NO_RISE == 2 * signals.LADDER[-1]
+    assert (SIGMOID_MARGIN, TANH_LIMIT) == (saturation.SIGMOID_MARGIN, saturation.TANH_LEVEL)
+    for crossing in (0.01, 0.2, 0.5, 0.99, 1.5, 3.0, 7.9, 100.0):
+        calls: list[float] = []
+
+        def rises(m: float, c: float = crossing, seen: list = calls) -> bool:
+            seen.append(m)
+            return m > c
+
+        found = ladder_bisection(rises)
+        assert found == min((m for m in CRIT_LADDER if m > crossing), default=CRIT_NO_RISE)
+        assert len(calls) == 3
 
 
 def test_close_removes_every_hook():
