@@ -969,6 +969,60 @@ CASES = [
         "checkpoint.keep_epochs",
         "1 to 1",
     ),
+    case(
+        "start-command-init-checkpoint-without-a-checkpoint",
+        (
+            *COMMAND_TRAINER,
+            f"trainer.command=python {TRAIN} --lr {{lr}} --init {{init_checkpoint}}",
+        ),
+        "trainer.command",
+        "uses {init_checkpoint}, but no start.checkpoint is given",
+        "start.checkpoint=PATH",
+    ),
+    case(
+        "start-command-ignores-the-checkpoint",
+        (
+            *COMMAND_TRAINER,
+            f"trainer.command=python {TRAIN} --lr {{lr}}",
+            f"start.checkpoint={START}/digits-lstm4-weights.pt",
+            "start.epoch=5",
+        ),
+        "trainer.command",
+        "never passes {init_checkpoint}",
+        "--initial-epoch {start_epoch}",
+    ),
+    case(
+        "start-command-checkpoint-without-epoch",
+        (
+            *COMMAND_TRAINER,
+            f"trainer.command=python {TRAIN} --lr {{lr}} --init {{init_checkpoint}}",
+            f"start.checkpoint={START}/digits-lstm4-weights.pt",
+        ),
+        "start.epoch",
+        "after which epoch",
+    ),
+    case(
+        "start-function-without-init-checkpoint",
+        (
+            *FUNCTION_TRAINER,
+            "trainer._target_=usercode.fit_ok",
+            f"start.checkpoint={START}/digits-lstm4-weights.pt",
+            "start.epoch=5",
+        ),
+        "trainer._target_",
+        "takes no init_checkpoint parameter",
+        "init_checkpoint=None",
+    ),
+    case(
+        "start-from-run-with-a-users-training",
+        (
+            *COMMAND_TRAINER,
+            f"trainer.command=python {TRAIN} --lr {{lr}} --init {{init_checkpoint}}",
+            "start.from_run=lr0.1-clipnone-bs256/seed-0@1",
+        ),
+        "start.from_run",
+        "start.checkpoint=PATH",
+    ),
 ]
 
 

@@ -247,7 +247,7 @@ def fit_needs_more(setting, report, data_path):
 
 def test_function_signatures_are_checked():
     assert call_arguments(fit_ok, {}) == ["setting", "seed", "epochs", "report", "checkpoint_dir"]
-    assert len(call_arguments(fit_kwargs, {"hidden": 3})) == 7
+    assert len(call_arguments(fit_kwargs, {"hidden": 3})) == 9  # all, init_checkpoint too
     with pytest.raises(TypeError, match="takes no report parameter"):
         call_arguments(fit_no_report, {})
     with pytest.raises(TypeError, match="data_path has no default"):

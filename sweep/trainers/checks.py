@@ -28,6 +28,7 @@ from sweep.core.setting import BASE_AXES
 from sweep.trainers.placeholders import (
     RUN_NAMES,
     run_values,
+    start_problem,
     unknown_placeholders,
     unmentioned_axes,
     value_text,
@@ -40,7 +41,13 @@ def check_trainer(cfg: Config) -> list[str]:
     """Raise UserError for a command or function that cannot run; return warnings (one line each)."""
     if isinstance(cfg.trainer, TargetTrainer):
         fn = load_function(cfg.trainer.target)
-        check_signature(fn, cfg.trainer)
+        takes = check_signature(fn, cfg.trainer)
+        if cfg.start.active and "init_checkpoint" not in takes:
+            raise UserError(
+                f"{KEY}: start.checkpoint is set, but {cfg.trainer.target} takes no init_checkpoint "
+                f"parameter, so every run would train from scratch; add init_checkpoint=None (and "
+                f"start_epoch=0) to its parameters and load the state it names before training"
+            )
         source = source_hash(fn)
         if cfg.trainer.source is not None and cfg.trainer.source != source:
             raise UserError(
@@ -125,6 +132,9 @@ def check_command(cfg: Config) -> list[str]:
             f"trainer.command: unknown placeholder {{{unknown[0]}}}; the placeholders are {listed} "
             f"(write {{{{ and }}}} for literal braces)"
         )
+    problem = start_problem(template, cfg.start.active)  # {init_checkpoint}, {start_epoch}
+    if problem:
+        raise UserError(problem)
     try:
         words = shlex.split(template)
     except ValueError as e:

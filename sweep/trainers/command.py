@@ -96,7 +96,14 @@ class CommandTrainer(ExternalTrainer):
             metrics.unlink(missing_ok=True)
         metrics.parent.mkdir(parents=True, exist_ok=True)
         values = run_values(
-            setting, seed, self.cfg.epochs, metrics, paths.run_dir, paths.checkpoint_dir
+            setting,
+            seed,
+            self.cfg.epochs,
+            metrics,
+            paths.run_dir,
+            paths.checkpoint_dir,
+            init_checkpoint=self.init_checkpoint,
+            start_epoch=self.start_epoch,
         )
         command = render(self.options.command, values)
         start = time.monotonic()
@@ -105,7 +112,11 @@ class CommandTrainer(ExternalTrainer):
             ending, log = self._watch(proc, metrics, seed, start, should_stop)
             if ending.failure is None and not ending.stopped_nonfinite:
                 log = read_log(
-                    metrics, self.options.columns, metric=self.log_metric, final=True
+                    metrics,
+                    self.options.columns,
+                    metric=self.log_metric,
+                    final=True,
+                    start_epoch=self.start_epoch,
                 )  # a bad log is the user's error
             else:
                 log = self._tolerant_read(metrics) or log
@@ -188,17 +199,27 @@ class CommandTrainer(ExternalTrainer):
         """(the log so far, consecutive failed reads). A log that cannot be parsed three reads in a
         row stops the run: it is the user's error (one bad read may catch a file being rewritten)."""
         try:
-            return read_log(metrics, self.options.columns, metric=self.log_metric, final=False), 0
+            return self._partial_log(metrics), 0
         except LogError:
             if errors + 1 >= LIVE_READ_ERRORS and proc.poll() is None:
                 self._stop(proc)
                 raise
             return last, errors + 1
 
+    def _partial_log(self, metrics: Path) -> Any:
+        """The metrics file as far as the run has written it."""
+        return read_log(
+            metrics,
+            self.options.columns,
+            metric=self.log_metric,
+            final=False,
+            start_epoch=self.start_epoch,
+        )
+
     def _tolerant_read(self, metrics: Path) -> Any:
         """What a failed run logged, as far as it can be read (a crash may cut the last line)."""
         try:
-            return read_log(metrics, self.options.columns, metric=self.log_metric, final=False)
+            return self._partial_log(metrics)
         except (LogError, UserError, OSError):
             return None
 

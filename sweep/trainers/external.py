@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.config import Config
+from sweep.config.start import start_file
 from sweep.config.trainers import FROM_LOG
 from sweep.core.errors import UserError
 from sweep.core.records import RunRecord
@@ -67,6 +68,16 @@ class ExternalTrainer:
         if metric == "auto" and (self.options.n_val is None or self.options.chance is None):
             return "loss"
         return metric
+
+    @property
+    def start_epoch(self) -> int:
+        """The epoch the checkpoint every run starts from was saved after (0 from scratch)."""
+        return int(self.cfg.start.epoch or 0) if self.cfg.start.active else 0
+
+    @property
+    def init_checkpoint(self) -> str | None:
+        """The checkpoint every run starts from (`start.checkpoint`; None from scratch)."""
+        return str(start_file(self.cfg)) if self.cfg.start.active else None
 
     @property
     def timeout_seconds(self) -> float:

@@ -10,7 +10,10 @@ The function's contract (the smallest that works, as Ray Tune's function API)::
             report(epoch, val_acc=acc, val_loss=vloss, train_loss=loss)   # lrsweep's names
 
 It may leave out the parameters it does not use (of setting, seed, epochs, report,
-checkpoint_dir, run_dir, device); the trainer node's other keys are its keyword arguments.
+checkpoint_dir, run_dir, device, init_checkpoint, start_epoch); the trainer node's other keys
+are its keyword arguments. From a checkpoint (`start.checkpoint=PATH start.epoch=N`) every run
+gets `init_checkpoint` (the path: load it before training) and `start_epoch` (N), trains
+`epochs` more epochs and may report them as N+1, N+2, ... (or 1, 2, ...).
 `report` accepts the names a metrics file may use (val_accuracy, loss, ...; see
 sweep.trainers.logs), epochs counted from 0 or 1, and raises `RunStopped` (do not catch it)
 when the run must end: its loss went non-finite (a `nonfinite` collapse: no compute wasted),
@@ -44,7 +47,17 @@ from sweep.trainers.logs import LogError, parse_log
 from sweep.trainers.runs import RunPaths
 
 # What lrsweep passes, by name, to a training function that declares it.
-ARGUMENTS = ("setting", "seed", "epochs", "report", "checkpoint_dir", "run_dir", "device")
+ARGUMENTS = (
+    "setting",
+    "seed",
+    "epochs",
+    "report",
+    "checkpoint_dir",
+    "run_dir",
+    "device",
+    "init_checkpoint",  # start.checkpoint: the saved state every run starts from (None: scratch)
+    "start_epoch",  # the epoch it was saved after: report epochs on from start_epoch + 1
+)
 REQUIRED = ("setting", "report")  # a function without these cannot be told what to train or report
 LOG_NAME = "metrics.jsonl"  # what the reports of a run are kept as, in its run folder
 
@@ -144,6 +157,7 @@ class FunctionTrainer(ExternalTrainer):
                     columns=self.options.columns,
                     metric=self.log_metric,
                     final=False,
+                    start_epoch=self.start_epoch,
                 )
             except (
                 LogError
@@ -166,6 +180,8 @@ class FunctionTrainer(ExternalTrainer):
             "checkpoint_dir": str(paths.checkpoint_dir),
             "run_dir": str(paths.run_dir),
             "device": self.device,
+            "init_checkpoint": self.init_checkpoint,
+            "start_epoch": self.start_epoch,
         }
         ending = Ending()
         seed_everything(seed)
@@ -197,6 +213,7 @@ class FunctionTrainer(ExternalTrainer):
                 columns=self.options.columns,
                 metric=self.log_metric,
                 final=True,
+                start_epoch=self.start_epoch,
             )
             if clean
             else state["log"]

@@ -39,10 +39,18 @@ class _Epoch:
 
 
 def assemble_epochs(
-    rows: list[tuple[int, Any, dict[str, Any]]], plan: ColumnPlan, path: str, final: bool, fmt: str
+    rows: list[tuple[int, Any, dict[str, Any]]],
+    plan: ColumnPlan,
+    path: str,
+    final: bool,
+    fmt: str,
+    start_epoch: int = 0,
 ) -> EpochLog:
+    """`start_epoch`: a run from a checkpoint saved after that epoch may number its epochs on from
+    it (Keras's initial_epoch: start_epoch, start_epoch + 1, ...), or afresh from 0 or 1."""
     epochs: list[_Epoch] = []
     base: int | None = None
+    shift = 0  # the checkpoint's epoch, when the log counts on from it
     repeated = False
     whole_rows = fmt == "keras-csv"
     averaged = {c: _averaged(c) for c in plan.read}
@@ -64,8 +72,9 @@ def assemble_epochs(
                 if isinstance(raw_epoch, str):
                     known[raw_epoch] = value
             if base is None:
-                base = 0 if value == 0 else 1
-            number = value - base + 1
+                shift = start_epoch if value >= start_epoch else 0
+                base = 0 if value - shift == 0 else 1
+            number = value - shift - base + 1
             if number < 1:
                 raise LogError(
                     f"metrics file {path}, line {line}: epoch {value} comes after epochs counted from "
@@ -76,8 +85,8 @@ def assemble_epochs(
         if number == len(epochs) + 1:
             epochs.append(_Epoch())
         elif number > len(epochs) + 1:
-            shown = number + (base or 1) - 1
-            missing = len(epochs) + (base if base is not None else 1)
+            shown = number + (base or 1) - 1 + shift
+            missing = len(epochs) + (base if base is not None else 1) + shift
             if not epochs:
                 raise LogError(
                     f"metrics file {path}, line {line}: the log starts at epoch {shown}, not at 0 or 1, "

@@ -19,7 +19,8 @@ file with a header):
 - ``jsonl``: one JSON object per line (several per epoch are merged); NaN may be written as
   NaN, null, "nan", Infinity, "inf".
 
-Epochs: from an ``epoch`` column when there is one (a first value of 0 means counted from 0),
+Epochs: from an ``epoch`` column when there is one (a first value of 0 means counted from 0; a
+run from a checkpoint saved after epoch N may count on from N or N+1, as Keras's initial_epoch),
 else each row is one epoch. Rows of one epoch are merged: values of training columns (names
 starting with ``train``, and ``loss``) are averaged (Lightning's step rows), and their sd becomes
 ``train_loss_sd`` when the file has none; in every other column the last value wins. An epoch
@@ -71,7 +72,11 @@ __all__ = [
 
 
 def read_log(
-    path: str | Path, columns: Columns = None, final: bool = True, metric: str = "auto"
+    path: str | Path,
+    columns: Columns = None,
+    final: bool = True,
+    metric: str = "auto",
+    start_epoch: int = 0,
 ) -> EpochLog:
     """Read and parse the metrics file at `path` (see `parse_log`).
 
@@ -93,7 +98,9 @@ def read_log(
             f"metrics file {path} cannot be read ({e.strerror or e}); the command must write a "
             f"plain file at {{metrics}}"
         ) from None
-    return parse_log(text, path=str(path), columns=columns, final=final, metric=metric)
+    return parse_log(
+        text, path=str(path), columns=columns, final=final, metric=metric, start_epoch=start_epoch
+    )
 
 
 def parse_log(
@@ -102,12 +109,14 @@ def parse_log(
     columns: Columns = None,
     final: bool = True,
     metric: str = "auto",
+    start_epoch: int = 0,
 ) -> EpochLog:
     """Parse a whole log `text` (the content of the file `path`, named in messages).
 
     `metric` says what the collapse calls will read: "acc" (every epoch needs a validation
     accuracy), "loss" (a loss: the validation loss when logged, else the training loss), or
-    "auto" (the accuracy where the log has one, else the loss)."""
+    "auto" (the accuracy where the log has one, else the loss). `start_epoch`: the run started
+    from a checkpoint saved after that epoch, and its epochs may count on from there."""
     text = text.removeprefix("\ufeff")
     if not final:
         end = max(text.rfind("\n"), text.rfind("\r"))
@@ -121,8 +130,8 @@ def parse_log(
             )
         return EpochLog(format=_format_from_name(Path(path)), path=path)
     if stripped[0] == "{":
-        return _parse_jsonl(text, path, columns, final, metric)
-    return _parse_csv(text, path, columns, final, metric)
+        return _parse_jsonl(text, path, columns, final, metric, start_epoch)
+    return _parse_csv(text, path, columns, final, metric, start_epoch)
 
 
 def _format_from_name(path: Path) -> str:
@@ -132,7 +141,9 @@ def _format_from_name(path: Path) -> str:
 # --------------------------------------------------------------------------------- the two syntaxes
 
 
-def _parse_csv(text: str, path: str, columns: Columns, final: bool, metric: str) -> EpochLog:
+def _parse_csv(
+    text: str, path: str, columns: Columns, final: bool, metric: str, start_epoch: int = 0
+) -> EpochLog:
     first_line = text.lstrip("\r\n").split("\n", 1)[0]
     delimiter = (
         max((",", "\t", ";"), key=first_line.count) if any(c in first_line for c in ",\t;") else ","
@@ -177,10 +188,12 @@ def _parse_csv(text: str, path: str, columns: Columns, final: bool, metric: str)
                     values[name] = cell
         epoch = cells[epoch_at].strip() if epoch_at is not None and epoch_at < n else None
         rows.append((reader.line_num, epoch if epoch not in ABSENT else None, values))
-    return assemble_epochs(rows, plan, path, final, fmt)
+    return assemble_epochs(rows, plan, path, final, fmt, start_epoch)
 
 
-def _parse_jsonl(text: str, path: str, columns: Columns, final: bool, metric: str) -> EpochLog:
+def _parse_jsonl(
+    text: str, path: str, columns: Columns, final: bool, metric: str, start_epoch: int = 0
+) -> EpochLog:
     objects: list[tuple[int, dict[str, Any]]] = []
     keys: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -211,4 +224,4 @@ def _parse_jsonl(text: str, path: str, columns: Columns, final: bool, metric: st
                 values[name] = obj[name]
         epoch = obj.get(plan.epoch) if plan.epoch else None
         rows.append((number, epoch, values))
-    return assemble_epochs(rows, plan, path, final, "jsonl")
+    return assemble_epochs(rows, plan, path, final, "jsonl", start_epoch)

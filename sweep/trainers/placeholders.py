@@ -6,6 +6,7 @@ Usage::
     values = run_values(setting, seed=3, epochs=20, metrics=..., run_dir=..., checkpoint_dir=...)
     render("python train.py --lr {lr} --clipnorm {clip} --log {metrics}", values)
     run_environment(values)              # {"LRSWEEP_LR": "0.1", "LRSWEEP_CLIP": "none", ...}
+    start_problem(template, starts=True) # "... never passes {init_checkpoint} ..." or None
     unknown_placeholders(template, names) # ["lrr"] for "--lr {lrr}"
     unmentioned_axes(template, grid_axes) # ["clip"]: two clip values, no {clip} in the command
 
@@ -26,7 +27,16 @@ from typing import Any
 from sweep.core.setting import BASE_AXES
 
 PLACEHOLDER = re.compile(r"\{\{|\}\}|(?<!\$)\{([A-Za-z_][A-Za-z0-9_.]*)\}")
-RUN_NAMES = ("seed", "epochs", "metrics", "run_dir", "checkpoint_dir")
+RUN_NAMES = (
+    "seed",
+    "epochs",
+    "metrics",
+    "run_dir",
+    "checkpoint_dir",
+    "init_checkpoint",  # start.checkpoint: the saved state every run starts from
+    "start_epoch",  # the epoch it was saved after (0 from scratch)
+)
+START_NAMES = ("init_checkpoint", "start_epoch")
 ENV_PREFIX = "LRSWEEP_"
 
 
@@ -48,8 +58,11 @@ def run_values(
     metrics: Path,
     run_dir: Path,
     checkpoint_dir: Path,
+    init_checkpoint: str | None = None,
+    start_epoch: int = 0,
 ) -> dict[str, str]:
-    """Every placeholder's text for one run (axes by key, also by last part where unique)."""
+    """Every placeholder's text for one run (axes by key, also by last part where unique);
+    `init_checkpoint` is `none` for a run from scratch."""
     values = {key: value_text(v) for key, v in setting.items()}
     last_parts: dict[str, list[str]] = {}
     for key in setting:
@@ -64,6 +77,8 @@ def run_values(
         metrics=str(metrics),
         run_dir=str(run_dir),
         checkpoint_dir=str(checkpoint_dir),
+        init_checkpoint=str(init_checkpoint) if init_checkpoint else "none",
+        start_epoch=str(int(start_epoch)),
     )
     return values
 
@@ -93,6 +108,34 @@ def unmentioned_axes(template: str, axes: Mapping[str, Any]) -> list[str]:
         if not re.search(rf"\$(\{{{env}\}}|{env}(?![A-Za-z0-9_]))", template):
             out.append(axis)
     return out
+
+
+def start_problem(template: str, starts: bool) -> str | None:
+    """What is wrong with `template`'s use of the start placeholders, in one line (None: nothing):
+    {init_checkpoint} or {start_epoch} without start.checkpoint, or a start.checkpoint that the
+    command never passes on (every run would train from scratch)."""
+    used = [n for n in START_NAMES if _mentions(template, n)]
+    if used and not starts:
+        names = " and ".join("{" + n + "}" for n in used)
+        return (
+            f"trainer.command: uses {names}, but no start.checkpoint is given; set "
+            f"start.checkpoint=PATH start.epoch=N (the saved state every run starts from), or take "
+            f"{names} out of the command"
+        )
+    if starts and not _mentions(template, "init_checkpoint"):
+        return (
+            "trainer.command: start.checkpoint is set, but the command never passes {init_checkpoint}, "
+            "so every run would train from scratch; pass it and the epoch, e.g. "
+            "--init {init_checkpoint} --initial-epoch {start_epoch} (or read $LRSWEEP_INIT_CHECKPOINT)"
+        )
+    return None
+
+
+def _mentions(template: str, name: str) -> bool:
+    """`template` uses placeholder {name} or its environment variable $LRSWEEP_<NAME>."""
+    used = {m.group(1) for m in PLACEHOLDER.finditer(template) if m.group(1)}
+    env = ENV_PREFIX + name.upper()
+    return name in used or bool(re.search(rf"\$(\{{{env}\}}|{env}(?![A-Za-z0-9_]))", template))
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
