@@ -1,4 +1,6 @@
-"""Opening a study storage: SQLite (one machine) or PostgreSQL (several), checked before use.
+"""Opening a study storage, checked before use: SQLite (one machine), a journal file (a shared
+filesystem without a database server: sweep.store.journal) or PostgreSQL (many machines or
+many workers).
 
 Usage::
 
@@ -19,6 +21,7 @@ from typing import Any
 
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_text, redact_url
+from sweep.store.journal import check_journal, journal_file, open_journal
 from sweep.store.locks import sqlite_creation_lock
 from sweep.store.queue import requeue_trial
 
@@ -187,8 +190,13 @@ def check_storage_url(url: str, create: bool = True) -> None:
     safe = redact_url(url)
     if "://" not in url:
         raise UserError(
-            f"study.storage: {safe!r} is not a database URL; use sqlite:///path/to/file.db or postgresql://user@host/db"
+            f"study.storage: {safe!r} is not a database URL; use sqlite:///path/to/file.db, "
+            f"journal:///shared/path/study.log or postgresql://user@host/db"
         )
+    journal = journal_file(url)
+    if journal is not None:
+        check_journal(journal, create)
+        return
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
         if path is None:
@@ -234,11 +242,15 @@ def _no_driver(safe_url: str, module: str | None) -> str:
 def open_storage(
     url: str, heartbeat_seconds: int = 10, grace_seconds: int = 60, create: bool = True
 ) -> Any:
-    """An Optuna RDBStorage for `url`, with heartbeats; raises UserError for bad/unreachable URLs.
+    """An Optuna RDBStorage for `url`, with heartbeats (a JournalStorage for journal://PATH);
+    raises UserError for bad/unreachable URLs.
 
     With `create=False` an SQLite file that does not exist is an error (read-only commands).
     """
     check_storage_url(url, create)  # before importing Optuna: a bad URL is told at once
+    journal = journal_file(url)
+    if journal is not None:
+        return open_journal(journal)
     import optuna
     import sqlalchemy.exc
 
