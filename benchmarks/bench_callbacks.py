@@ -2,6 +2,7 @@
 without lrsweep's one line (GradientMonitor, the Keras callback, the Lightning callback).
 
     python benchmarks/bench_callbacks.py             # 3 epochs, 3 alternating repeats each
+    python benchmarks/bench_callbacks.py --repeats 7 # steadier medians on a busy machine
     python benchmarks/bench_callbacks.py --smoke     # 1 epoch, 1 repeat (CI)
 
 The three examples' models and data (digits read row by row, a 2-layer LSTM of 32 units (64 in
@@ -9,9 +10,12 @@ the function example), SGD + momentum 0.9, batch size 32, lr 0.3, no clipping) t
 process, one thread, each way in alternating order so that a slow spell of a shared machine falls
 on both; the CPU seconds of this process are steadier than wall time there. Printed per example:
 the seconds of the baseline and of the run with the signals, and their ratio (median over the
-repeats). The baselines are the examples as they were before the signals: the function's loop
-with `GradientMonitor(model)` (its gradient norms) and also with no monitor at all; Keras and
-Lightning with their CSVLogger only. Training itself is identical both ways
+repeats); then the signals' cost split into the part paid once per epoch (the probe and
+crit_lr, timed inside) and the part paid per step (the rest of the difference), so the ratio
+can be worked out for another number of steps per epoch. The baselines are the examples as they
+were before the signals: the function's loop with `GradientMonitor(model)` (its gradient norms)
+and also with no monitor at all (the per-step part is against this one); Keras and Lightning
+with their CSVLogger only. Training itself is identical both ways
 (tests/test_integrations.py and tests/test_monitor_signals.py check that); only the time differs.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import statistics
 import sys
@@ -162,13 +167,33 @@ def lightning_fit(mode: str, epochs: int, data, log: Path) -> None:
     trainer.fit(DigitsLSTM(), train, val)
 
 
+class EpochClock:
+    """CPU seconds spent in one per-epoch method (the probe's and crit_lr's share)."""
+
+    def __init__(self, owner, name: str) -> None:
+        self.seconds, self.calls = 0.0, 0
+        self.active = False  # counting only in the runs with the signals
+        method = getattr(owner, name)
+
+        def timed_method(*args, **kwargs):
+            t0 = time.process_time()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                if self.active:
+                    self.seconds += time.process_time() - t0
+                    self.calls += 1
+
+        setattr(owner, name, timed_method)
+
+
 def timed(run, mode: str) -> float:
     t0 = time.process_time()
     run(mode)
     return time.process_time() - t0
 
 
-def compare(name: str, run, modes: tuple[str, ...], repeats: int) -> None:
+def compare(name: str, run, modes: tuple[str, ...], repeats: int, clock=None, steps=0) -> None:
     """Median CPU seconds of each mode over `repeats` alternating rounds (after one untimed run
     of each), and the ratios."""
     took: dict[str, list[float]] = {m: [] for m in modes}
@@ -176,6 +201,8 @@ def compare(name: str, run, modes: tuple[str, ...], repeats: int) -> None:
         run(mode)
     for r in range(repeats):
         for mode in modes if r % 2 == 0 else modes[::-1]:
+            if clock is not None:
+                clock.active = mode == "signals"
             took[mode].append(timed(run, mode))
     median = {m: statistics.median(v) for m, v in took.items()}
     with_signals = median["signals"]
@@ -183,6 +210,14 @@ def compare(name: str, run, modes: tuple[str, ...], repeats: int) -> None:
         print(
             f"{name:<12} {base:>8} {median[base]:8.2f} s   signals {with_signals:8.2f} s   "
             f"ratio {with_signals / median[base]:6.3f}"
+        )
+    if clock is not None and clock.calls:
+        per_epoch = clock.seconds / clock.calls
+        epochs = clock.calls / repeats
+        per_step = (with_signals - median[modes[0]] - per_epoch * epochs) / (epochs * steps)
+        print(
+            f"{'':<12} of which per epoch {1000 * per_epoch:6.1f} ms (probe, crit_lr), "
+            f"per step {1000 * per_step:6.2f} ms ({steps} steps an epoch)"
         )
 
 
@@ -205,18 +240,34 @@ def main() -> None:
     mytrain = _example("function_trainer", "mytrain")
     digits = _example("keras_script", "train").load_digits_split()
     tmp = Path(tempfile.mkdtemp(prefix="bench_callbacks_"))
+    steps = math.ceil(len(digits[0][0]) / 32)  # the Keras and Lightning examples' split
+    steps_function = math.ceil(len(mytrain.digits()[0][0]) / 32)
+
+    from sweep.integrations.keras import CollapseSignals as KerasSignals
+    from sweep.integrations.lightning import CollapseSignals as LightningSignals
+    from sweep.trainers.gradients import GradientMonitor
+
+    clocks = {
+        "function": EpochClock(GradientMonitor, "epoch_metrics"),
+        "keras": EpochClock(KerasSignals, "on_epoch_end"),
+        "lightning": EpochClock(LightningSignals, "on_train_epoch_end"),
+    }
     print(f"{epochs} epochs, median of {repeats} alternating repeats, CPU seconds (1 thread)")
     compare(
         "function",
         lambda m: function_loop(m, epochs, (mytrain, mytrain.digits())),
         ("none", "norms", "signals"),
         repeats,
+        clocks["function"],
+        steps_function,
     )
     compare(
         "keras",
         lambda m: keras_fit(m, epochs, digits, tmp / f"{m}.csv"),
         ("none", "signals"),
         repeats,
+        clocks["keras"],
+        steps,
     )
     runs = iter(range(10**6))  # a fresh log folder per fit (Lightning clears a used one)
     compare(
@@ -224,6 +275,8 @@ def main() -> None:
         lambda m: lightning_fit(m, epochs, digits, tmp / f"lightning-{m}-{next(runs)}"),
         ("none", "signals"),
         repeats,
+        clocks["lightning"],
+        steps,
     )
 
 
