@@ -2,9 +2,10 @@
 
 import math
 
+import numpy as np
 import pytest
 
-from sweep.analysis.detection import best_accuracy, count_spikes, detect_run, final_stretch_start
+from sweep.analysis.detection import best_accuracy, count_spikes, detect_run, diverged_stretch
 from sweep.config import DetectConfig
 
 NAN = math.nan
@@ -88,8 +89,9 @@ def test_spike_stretch_not_recovered_is_not_counted():
 
 
 def test_final_stretch_treats_nan_as_below():
-    assert final_stretch_start([0.9, 0.8, NAN, 0.1], 0.5) == 3
-    assert final_stretch_start([0.9, 0.8], 0.5) is None
+    one = DetectConfig(patience=1)
+    assert diverged_stretch([0.9, 0.8, NAN, 0.1], 0.5, 1, None, one).start == 3
+    assert diverged_stretch([0.9, 0.8], 0.5, 1, None, one) is None
 
 
 def test_best_accuracy_picks_first_epoch_of_maximum_and_ignores_nan():
@@ -108,3 +110,88 @@ def test_regression_chance_level_is_respected():
     # chance 0.63 (adding problem): best 0.66 is below chance + min_gain -> never learned
     v = run([0.6, 0.66, 0.5, 0.5, 0.5], chance=0.63)
     assert v.never_learned and not v.collapsed
+
+
+# --------------------------------------------------------------------------- the level, not every epoch (issue 27)
+
+# Lightning GRU on digits, seed 0, lr 0.5 without clipping (issue 27): 360 validation items,
+# chance 0.10. The issue quotes the climb to 0.71, then 0.57, 0.37, ..., 0.41, 0.27, 0.31, and a
+# validation loss that tripled. The epochs written "..." (9 to 16) and the climb's first epochs
+# are reconstructed, consistent with that description: counts out of 360 between 0.31 and 0.39.
+GRU_COUNTS = [68, 119, 162, 209, 238, 256, 205, 133, 119, 130, 112, 137, 126, 119, 140, 122, 148]
+GRU_COUNTS += [97, 112]
+GRU_ACC = [k / 360 for k in GRU_COUNTS]
+GRU_LOSS = [2.0, 1.5, 1.2, 0.95, 0.85, 0.8, 1.1, 1.7, 1.9, 1.85, 2.1, 1.95, 2.2, 2.05, 2.3, 2.2]
+GRU_LOSS += [2.15, 2.5, 2.4]
+
+
+def test_lightning_gru_digits_seed_0_is_collapsed():
+    """One epoch at 0.411 against a threshold of 0.405 (epoch 17) reset the old stretch to the
+    last two epochs, shorter than patience: the run was called stable. Its level (the mean from
+    epoch 8 on, 0.346, bound 0.379) is clearly below 0.405."""
+    v = detect_run(GRU_ACC, GRU_LOSS, [0.3] * len(GRU_ACC), None, 0.1, D, n_val=360)
+    assert v.best_acc == pytest.approx(256 / 360) and v.best_epoch == 6
+    assert v.threshold == pytest.approx(0.1 + 0.5 * (256 / 360 - 0.1))  # 0.4056
+    assert GRU_ACC[16] > v.threshold  # the epoch that used to reset the stretch
+    assert v.collapsed and v.collapse_mode == "diverged" and v.witness == "accuracy"
+    assert v.collapse_epoch == 8  # 0.369: the first epoch below the threshold
+    assert v.stretch_level < v.stretch_bound < v.threshold
+
+
+def test_one_epoch_a_hair_above_the_threshold_does_not_end_the_stretch():
+    """Threshold 0.5; epoch 17 at 0.52. With noise it is not a return; noise-free (n_val=None,
+    exact measurements) it is, and the 2 epochs after it are shorter than patience."""
+    acc = [0.3, 0.6, 0.8, 0.88, 0.9, 0.88, 0.9, 0.89, 0.2, 0.25, 0.22, 0.2, 0.27, 0.23, 0.2, 0.25]
+    acc += [0.52, 0.2, 0.22]
+    v = detect_run(acc, [1.0] * 19, [0.2] * 19, None, CHANCE, D, n_val=200)
+    assert v.collapsed and v.collapse_epoch == 9
+    assert not detect_run(acc, [1.0] * 19, [0.2] * 19, None, CHANCE, D).collapsed
+
+
+def test_a_clear_return_above_the_threshold_ends_the_stretch():
+    """Back at 0.85 for the last two epochs: the run recovered, whatever came before."""
+    acc = [0.3, 0.6, 0.9, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0.85, 0.86]
+    for n_val in (None, 60, 1000):
+        v = detect_run(acc, [1.0] * 11, [0.2] * 11, None, CHANCE, D, n_val=n_val)
+        assert v.outcome == "stable" and v.collapse_epoch is None, n_val
+
+
+def test_the_stretch_starts_after_the_last_clear_return():
+    """A dip (epochs 4-6), a clear return (7-9), then the collapse from epoch 10: the stretch
+    (and collapse_epoch) starts at 10, not at the first dip."""
+    acc = [0.3, 0.6, 0.9, 0.2, 0.2, 0.2, 0.88, 0.9, 0.89, 0.3, 0.2, 0.25, 0.2, 0.22]
+    for n_val in (None, 200):
+        v = detect_run(acc, [1.0] * 14, [0.2] * 14, None, CHANCE, D, n_val=n_val)
+        assert v.collapsed and v.collapse_epoch == 10, n_val
+
+
+def test_a_last_epoch_barely_above_is_noise_with_n_val_and_a_return_without():
+    acc = [0.3, 0.6, 0.8, 0.88, 0.9, 0.88, 0.9, 0.89, 0.2, 0.25, 0.22, 0.2, 0.27, 0.23, 0.2]
+    acc += [0.25, 0.2, 0.22, 0.51]  # threshold 0.5
+    assert detect_run(acc, [1.0] * 19, [0.2] * 19, None, CHANCE, D, n_val=200).collapsed
+    assert not detect_run(acc, [1.0] * 19, [0.2] * 19, None, CHANCE, D).collapsed  # noise-free
+
+
+def test_patience_is_the_minimum_length_of_the_stretch():
+    acc = [0.3, 0.6, 0.9, 0.9, 0.9, 0.2, 0.2, 0.2]  # 3 epochs below
+    assert detect_run(acc, [1.0] * 8, [0.2] * 8, None, CHANCE, DetectConfig(patience=3)).collapsed
+    assert not detect_run(
+        acc, [1.0] * 8, [0.2] * 8, None, CHANCE, DetectConfig(patience=4)
+    ).collapsed
+
+
+def test_the_scatter_is_noise_scale_of_the_curve():
+    from sweep.analysis.shapes import noise_scale
+    from sweep.analysis.stretch import scatter
+
+    x = np.random.default_rng(0).normal(0.5, 0.05, 40)
+    assert scatter(x).sd == pytest.approx(noise_scale(x)) and scatter(x).diffs == 38
+    jump = np.r_[np.full(10, 0.8), np.full(10, 0.3)] + x[:20] - 0.5
+    # the split leaves out the two second differences at the jump
+    assert scatter(jump, 10).diffs == 16 and scatter(jump, 10).sd < scatter(jump).sd
+    assert math.isnan(scatter([0.1, 0.2, 0.3, 0.4]).sd)  # 2 second differences: too few
+
+
+def test_recover_alpha_is_checked():
+    with pytest.raises(Exception, match="recover_alpha"):
+        DetectConfig(recover_alpha=0.7).check("detect")

@@ -1,5 +1,4 @@
-"""Collapse detection on one run's per-epoch curves (pure functions; docs/architecture.md,
-"Definitions").
+"""Collapse detection on one run's per-epoch curves (pure functions; DESIGN.md "Definitions").
 
 Usage::
 
@@ -8,11 +7,12 @@ Usage::
     v.outcome            # "stable", "collapsed", "undecided" or "never_learned"
     v.collapsed, v.collapse_mode, v.collapse_epoch, v.best_acc, v.spikes, v.noise_floor
 
-Epochs are counted from 1. Modes: `nonfinite` (NaN/inf anywhere), `diverged` (learned, then fell
-below chance + (1 - drop) * (best - chance) and stayed there for the last >= patience epochs),
-`constant_output` (a diverged run whose final predictions are almost all one class).
+Epochs are counted from 1. Modes: `nonfinite` (NaN/inf anywhere), `diverged` (learned, then its
+level fell below chance + (1 - drop) * (best - chance) and stayed there to the end, for at least
+`patience` epochs), `constant_output` (a diverged run whose final predictions are almost all one
+class).
 
-Sampling noise (`n_val`, the validation sequences each accuracy was measured on; `sweep.analysis.noise`):
+Sampling noise (`n_val`, the validation sequences each accuracy was measured on; `sweep.noise`):
 the fixed gaps `min_gain` and `drop` are floors, and every call must also clear the noise that
 n_val items imply, at the false-alarm budget `detect.alpha`:
 
@@ -20,14 +20,23 @@ n_val items imply, at the false-alarm budget `detect.alpha`:
   epochs stays below with probability 1 - alpha/2 when nothing is learned (binomial at chance,
   Bonferroni over the epochs), and chance + min_gain. Otherwise the run is `never_learned`:
   nothing it did stands out from guessing.
-- diverged: the final stretch is below the threshold, and by more than its own noise: the
-  one-sided (1 - alpha) Wilson upper bound of the stretch's mean accuracy (with one epoch's
-  noise) lies below the threshold. Where accuracy alone cannot tell, validation loss is the second witness: the
-  lowest loss of the final stretch above the loss at the best epoch by more than a one-sided
-  (1 - alpha) t bound on their difference (standard errors from `val_loss_sd`, the spread of
-  per-sequence losses). A drop neither witness confirms is `undecided`, not forced either way.
-- `n_val=None` means noise-free measurements: the fixed gaps alone decide (the rule before
-  noise was accounted for, kept for callers that know no validation size).
+- diverged (issue 27): the run's *level* stays below the threshold, judged with its noise, not
+  every epoch (`diverged_stretch`, `sweep.analysis.stretch`). The final stretch starts at the
+  first epoch after the best, and after the run was last clearly back (the mean of its last
+  epochs above the threshold with one-sided confidence 1 - recover_alpha), that is itself below
+  the threshold, leaves at least `patience` epochs, and from which the mean accuracy to the end
+  is below the threshold; `collapse_epoch` is that epoch. Accuracy confirms it when (1) the
+  one-sided (1 - alpha) Wilson bound of the stretch's mean lies below the threshold, on an
+  effective number of items that lets the stretch's epochs add up as far as their scatter shows
+  fresh noise (they share their items: at most one epoch's binomial noise stays), and (2) the
+  run's two best epochs both stand out from the stretch's level by more than noise lifts the best
+  of its epochs at alpha/2 (`best_stands_out`: a threshold set by one lucky epoch calls nothing).
+  Where accuracy cannot tell, validation loss is the second witness: the lowest loss of the
+  final stretch above the loss at the best epoch by more than a one-sided (1 - alpha) t bound on
+  their difference (standard errors from `val_loss_sd`, the spread of per-sequence losses). A
+  drop neither witness confirms is `undecided`, not forced either way.
+- `n_val=None` means noise-free measurements: the fixed gaps alone decide, on the stretch's
+  level (the run came back where the mean of its last epochs reaches the threshold).
 """
 
 from __future__ import annotations
@@ -38,8 +47,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.special import ndtri
 
-from sweep.analysis.noise import noise_floor, t_quantile, wilson_upper
+from sweep.analysis.noise import noise_floor, t_quantile
+from sweep.analysis.stretch import Stretch, StretchNoise, final_stretch, scatter
 from sweep.config import DetectConfig
 
 OUTCOMES = ("stable", "collapsed", "undecided", "never_learned")
@@ -58,6 +69,10 @@ class RunVerdict:
     outcome: str = "stable"  # one of OUTCOMES
     noise_floor: float = math.nan  # what the learned test asked of the best accuracy
     witness: str = ""  # what confirmed a diverged call: "accuracy" or "loss"
+    threshold: float = math.nan  # chance + (1 - drop) x (best - chance); NaN before it is needed
+    stretch_level: float = math.nan  # mean accuracy of the final stretch (NaN: no stretch)
+    stretch_bound: float = math.nan  # its one-sided (1 - alpha) upper bound
+    noise: float = math.nan  # epoch-to-epoch scatter of the accuracy (sd, accuracy units)
 
     @property
     def undecided(self) -> bool:
@@ -86,16 +101,6 @@ def best_accuracy(val_acc: Sequence[float], chance: float) -> tuple[float, int |
         return float(chance), None
     i = int(np.argmax(np.where(finite, acc, -np.inf)))  # the first maximum
     return float(acc[i]), i + 1
-
-
-def final_stretch_start(val_acc: Sequence[float], threshold: float) -> int | None:
-    """First epoch of the final stretch below `threshold` (NaN counts as below), or None."""
-    acc = _array(val_acc)
-    above = np.isfinite(acc) & (acc >= threshold)
-    if not len(acc) or above[-1]:
-        return None
-    hits = np.flatnonzero(above)
-    return int(hits[-1]) + 2 if hits.size else 1
 
 
 def count_spikes(val_loss: Sequence[float], spike_factor: float) -> int:
@@ -129,22 +134,123 @@ def _alpha(detect: Any) -> float:
     return float(getattr(detect, "alpha", DetectConfig.alpha))
 
 
-def drop_is_real(
-    val_acc: Sequence[float], start: int, threshold: float, n_val: int | None, alpha: float
-) -> bool:
-    """Does the final stretch (epochs start..end) lie below `threshold` by more than its noise?
+def _recover_alpha(detect: Any) -> float:
+    """detect.recover_alpha; thresholds recorded before it existed get its default."""
+    return float(getattr(detect, "recover_alpha", DetectConfig.recover_alpha))
 
-    Its mean accuracy's one-sided (1 - alpha) Wilson upper bound on n_val items must be below
-    the threshold: the noise of one epoch's measurement, not of the mean of several (the epochs
-    share their validation items, so averaging them removes less noise than independent draws
-    would). Epochs without a finite accuracy count as 0 (the model stopped producing usable
-    outputs).
+
+def accuracy_noise(
+    val_acc: Sequence[float], n_val: int | None, split: int | None = None
+) -> StretchNoise:
+    """The noise of an accuracy curve on n_val items: its epoch-to-epoch scatter (`scatter`,
+    without the two second differences at `split`, where a stretch starts: the jump is not noise;
+    NaN with too few epochs) and one epoch's binomial variance p (1 - p) / n_val. `n_val=None`:
+    noise-free."""
+    if not n_val:
+        return StretchNoise()
+    n = int(n_val)
+
+    def item_var(level: np.ndarray) -> np.ndarray:
+        p = np.clip(level, 0.5 / n, 1.0 - 0.5 / n)  # (a level of 0 or 1 still has noise)
+        return p * (1.0 - p) / n
+
+    spread = scatter(_array(val_acc), split)
+    return StretchNoise(scatter=spread.sd, item_var=item_var, diffs=spread.diffs)
+
+
+def _wilson_upper(p: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
+    """One-sided Wilson score upper bound of proportions p on (effective, fractional) n items."""
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return np.minimum((centre + half) / (1 + z2 / n), 1.0)
+
+
+def diverged_stretch(
+    val_acc: Sequence[float],
+    threshold: float,
+    best_epoch: int,
+    n_val: int | None,
+    detect: Any,
+) -> Stretch | None:
+    """The final stretch of an accuracy curve below `threshold` after its best epoch, judged with
+    its noise (`sweep.analysis.stretch.final_stretch`; epochs without a finite accuracy count as
+    0: the model stopped producing usable outputs).
+
+    Its level's upper bound is the one-sided (1 - alpha) Wilson bound of the stretch's mean
+    accuracy on an effective number of items, n_val x item_var / var(mean of its epochs): one
+    epoch's noise when the epochs share their items fully, less where their scatter shows fresh
+    noise in each epoch. The run came back (the stretch restarts after it) where the mean of its
+    last epochs is above the threshold with one-sided confidence 1 - recover_alpha. `n_val=None`:
+    noise-free, the level alone decides (bound = level).
+    """
+    acc = _array(val_acc)
+    values = np.where(np.isfinite(acc), acc, 0.0)
+    alpha = _alpha(detect)
+    z = float(ndtri(1.0 - alpha))
+
+    def find(noise: StretchNoise) -> Stretch | None:
+        upper = None
+        if n_val:
+            n = float(n_val)
+
+            def upper(level: np.ndarray, epochs: np.ndarray) -> np.ndarray:
+                item = noise.item_var(level)
+                n_eff = n * item / noise.mean_var(level, epochs)
+                return _wilson_upper(np.clip(level, 0.0, 1.0), n_eff, z)
+
+        return final_stretch(
+            values,
+            threshold,
+            first=best_epoch,
+            patience=int(detect.patience),
+            noise=noise,
+            z=z,
+            z_back=float(ndtri(1.0 - _recover_alpha(detect))),
+            upper=upper,
+        )
+
+    # Twice: the scatter of the whole curve finds the stretch; the scatter without the jump
+    # into it (two second differences, which on a short curve move the median) judges it.
+    stretch = find(accuracy_noise(acc, n_val))
+    if stretch is None or not n_val:
+        return stretch
+    return find(accuracy_noise(acc, n_val, stretch.start - 1))
+
+
+def best_stands_out(
+    val_acc: Sequence[float], stretch: Stretch, n_val: int | None, noise: StretchNoise, alpha: float
+) -> bool:
+    """Do the run's best epochs stand out from the final stretch's level m by more than noise
+    alone would lift the best of its E evaluated epochs? A run that never moved (its best only
+    the luckiest of many noisy epochs: random labels, or a run that learned a little) sets its
+    threshold by that luck; this keeps it from being called diverged.
+
+    The null: the same model at every epoch, at level m. Each epoch's noise, against the
+    stretch's mean of L epochs, has sd sqrt(max(m (1 - m) / n_val, scatter^2) + scatter^2 / L)
+    (one epoch's noise is at least binomial; shared item noise moves the epochs and the stretch
+    alike). The two best epochs must both lie above m by more than z(alpha / E) sds
+    (Bonferroni over the epochs), and reach the binomial noise floor at m (`noise_floor`: at
+    small n_val the skew matters). Two epochs, not one: the learned test already asked the best
+    epoch to be unlikely under noise, so a run that passed it by luck would pass again here with
+    the same epoch; a second epoch that high is a peak, not one lucky epoch.
+
+    Always true noise-free.
     """
     if not n_val:
         return True
-    stretch = _array(val_acc[start - 1 :])
-    mean = float(np.where(np.isfinite(stretch), stretch, 0.0).mean())
-    return wilson_upper(mean * n_val, int(n_val), alpha) < threshold
+    acc = _array(val_acc)
+    top = np.sort(acc[np.isfinite(acc)])[::-1]
+    epochs = top.size
+    if epochs < 2:
+        return False
+    m = min(max(stretch.level, 0.0), 1.0)
+    s2 = noise.scatter**2 if math.isfinite(noise.scatter) else 0.0
+    sd = math.sqrt(noise.epoch_var(m) + s2 / stretch.epochs)
+    # (the second best decides: it is never above the best)
+    if top[1] - m < float(ndtri(1.0 - alpha / epochs)) * sd:
+        return False
+    return top[1] >= noise_floor(int(n_val), m, epochs, alpha) - 1e-9
 
 
 def loss_rise_is_real(
@@ -211,8 +317,9 @@ def detect_run(
             **verdict,
         )
     threshold = chance + (1.0 - detect.drop) * (best - chance)
-    start = final_stretch_start(val_acc, threshold)
-    if start is None or len(val_acc) - start + 1 < detect.patience:
+    verdict["threshold"] = threshold
+    stretch = diverged_stretch(val_acc, threshold, int(best_epoch or 0), n_val, detect)
+    if stretch is None:
         return RunVerdict(
             collapsed=False,
             collapse_epoch=None,
@@ -221,9 +328,13 @@ def detect_run(
             outcome="stable",
             **verdict,
         )
-    if drop_is_real(val_acc, start, threshold, n_val, _alpha(detect)):
+    noise = accuracy_noise(val_acc, n_val, stretch.start - 1)
+    verdict.update(stretch_level=stretch.level, stretch_bound=stretch.bound, noise=noise.scatter)
+    alpha = _alpha(detect)
+    start = stretch.start
+    if stretch.confirmed and best_stands_out(val_acc, stretch, n_val, noise, alpha / 2):
         witness = "accuracy"
-    elif loss_rise_is_real(val_loss, val_loss_sd, best_epoch, start, n_val, _alpha(detect)):
+    elif loss_rise_is_real(val_loss, val_loss_sd, int(best_epoch or 0), start, n_val, alpha):
         witness = "loss"
     else:
         return RunVerdict(

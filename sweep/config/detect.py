@@ -29,6 +29,9 @@ class DetectConfig(Checked):
     constant_frac: float = 0.95  # constant output: this share of predictions falls in one class
     # noise alone passes the learned test with prob. <= alpha/2, the drop test <= alpha
     alpha: float = 0.01
+    # the final stretch starts after every window of epochs whose mean is back above the
+    # threshold with one-sided confidence 1 - recover_alpha (a recovery, not one noisy epoch)
+    recover_alpha: float = 0.1
     # loss jump: val loss up by this many of its own epoch-to-epoch noise sds ...
     jump_z: float = 7.0
     jump_min_rise: float = 1.1  # ... and by this factor over its lowest before, and never back
@@ -46,6 +49,7 @@ class DetectConfig(Checked):
         self.require(self.patience >= 1, prefix, "patience", "must be >= 1 epoch")
         self.require(self.spike_factor > 1, prefix, "spike_factor", "must be > 1")
         self.require(0 < self.alpha <= 0.2, prefix, "alpha", "must be in (0, 0.2]")
+        self.require(0 < self.recover_alpha < 0.5, prefix, "recover_alpha", "must be in (0, 0.5)")
         self.require(self.jump_z > 0, prefix, "jump_z", "must be > 0")
         self.require(self.jump_min_rise > 1, prefix, "jump_min_rise", "must be > 1")
 
@@ -61,6 +65,10 @@ DETECT_MEANINGS = {
     "alpha": (
         "false-alarm budget of the noise-aware calls: nothing learned passes the learned test with "
         "probability <= alpha/2, a drop within noise passes the diverged test with probability <= alpha"
+    ),
+    "recover_alpha": (
+        "the final stretch starts after every window of epochs whose mean accuracy is back above the "
+        "threshold with one-sided confidence 1 - recover_alpha"
     ),
     "jump_z": (
         "a loss jump: val_loss rises above its lowest by more than jump_z of its own epoch-to-epoch noise "
