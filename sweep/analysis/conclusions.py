@@ -14,12 +14,14 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from sweep.analysis.headline import verdict_lines, verdict_text
+from sweep.analysis.metric import MetricChoice
 from sweep.analysis.reading import Line, reading_lines
 from sweep.analysis.start import start_lines
 from sweep.analysis.verdicts import (
@@ -49,9 +51,16 @@ class Verdicts:
 def compute_verdicts(tables: Any) -> Verdicts:
     """Slices, recommendation and reading of a `sweep.analysis.Tables`."""
     axes = list(tables.axes)
-    slices = slice_verdicts(tables.summary, axes, tables.chance)
+    metric = getattr(tables, "metric", None) or MetricChoice()
+    score = metric.score
+    task = (getattr(tables, "meta", None) or {}).get("task") or {}
+    slices = slice_verdicts(
+        tables.summary, axes, tables.chance, score=score, reference=task.get("chance_loss")
+    )
     noise = validation_noise(tables)
-    rec = recommend(tables.summary, axes, runs=tables.runs, n_val=noise.n_val)
+    if metric.is_loss:  # the validation set's binomial resolution is the accuracy's, not the loss's
+        noise = dataclasses.replace(noise, n_val=None, too_coarse=False, fix="")
+    rec = recommend(tables.summary, axes, runs=tables.runs, n_val=noise.n_val, score=score)
     lines = reading_lines(
         tables.summary,
         slices,
@@ -61,8 +70,10 @@ def compute_verdicts(tables: Any) -> Verdicts:
         clip_fractions(tables.curves, axes),
         noise,
         runs=tables.runs,
+        score=score,
+        metric_note=metric.note,
     )
-    head, findings = verdict_lines(tables.summary, rec, axes, lines)
+    head, findings = verdict_lines(tables.summary, rec, axes, lines, runs=tables.runs)
     head = start_lines(tables) + head  # a sweep from a checkpoint: where, and the original setting
     return Verdicts(
         slices=slices,

@@ -39,6 +39,37 @@ FLAT_ACCURACY = 0.02
 
 
 @dataclass(frozen=True)
+class Score:
+    """How a study scores a setting: the summary and runs columns, their words, their direction.
+
+    `oriented(v)` turns a value into "higher is better" (a loss is negated), so that the code
+    that picks the best setting reads the same for both."""
+
+    mean: str = "mean_best_acc"  # summary.csv column (with _lo, _hi)
+    run: str = "best_acc"  # runs.csv column
+    label: str = "mean best accuracy"
+    lower_is_better: bool = False
+
+    @property
+    def lo(self) -> str:
+        return f"{self.mean}_lo"
+
+    @property
+    def hi(self) -> str:
+        return f"{self.mean}_hi"
+
+    @property
+    def is_loss(self) -> bool:
+        return self.lower_is_better
+
+    def oriented(self, value: float) -> float:
+        return -float(value) if self.lower_is_better else float(value)
+
+
+ACCURACY = Score()
+
+
+@dataclass(frozen=True)
 class MetricChoice:
     """The curve every call of a study reads, and why (one line, empty for the usual accuracy)."""
 
@@ -54,6 +85,13 @@ class MetricChoice:
         return {"val_acc": "accuracy", "val_loss": "validation loss"}.get(
             self.curve, "training loss"
         )
+
+    @property
+    def score(self) -> Score:
+        """How settings are scored: mean best accuracy, or mean best (lowest) loss."""
+        if not self.is_loss:
+            return ACCURACY
+        return Score("mean_best_loss", "best_loss", f"mean best {self.label}", True)
 
 
 def _values(record: dict[str, Any], curve: str) -> np.ndarray:

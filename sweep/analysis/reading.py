@@ -23,6 +23,8 @@ from sweep.analysis.boundary import (
     fit_boundary_counts,
     slice_counts,
 )
+from sweep.analysis.clipping import clipping_sentence, join_words, k_of_n
+from sweep.analysis.metric import ACCURACY
 from sweep.analysis.shapes import shape_sentences
 from sweep.analysis.verdicts import (
     CLIP_FRACTION_TOO_HIGH,
@@ -72,8 +74,14 @@ def reading_lines(
     clip_frac: pd.DataFrame | None = None,
     noise: ValidationNoise | None = None,
     runs: pd.DataFrame | None = None,
+    score: Any = ACCURACY,
+    metric_note: str = "",
 ) -> list[Line]:
-    """The verdict's sentences in reading order, each tagged with its figure and topic."""
+    """The verdict's sentences in reading order, each tagged with its figure and topic.
+
+    `score` (`sweep.analysis.metric.Score`) names how settings are scored (mean best accuracy, or
+    a loss study's mean best loss), and `metric_note` says why a study's calls read the loss (its
+    first finding)."""
     if not len(summary):
         return [
             Line(
@@ -92,6 +100,8 @@ def reading_lines(
     def add(text: str, figure: str, topic: str) -> None:
         if text:
             lines.append(Line(text, figure, topic))
+
+    add(metric_note, "learning_curves", "metric")
 
     quiet: list[str] = []
     bounds: dict[tuple[int, str], list[str]] = {}  # (runs, bound) -> the quiet slices it holds for
@@ -118,12 +128,12 @@ def reading_lines(
         add(_collapse_sentence(where, sl, rows), "learning_curves", "collapse")
         add(boundary_sentence(where, fit, counts), "lr_curves", "boundary")
         add(bracket_sentence(fit), "lr_curves", "bracket")
-        add(_clipping_sentence(key, keys, rows, by_slice), "collapse_rate", "clipping")
+        add(clipping_sentence(key, keys, rows, by_slice, score), "collapse_rate", "clipping")
     if bounds:
         i = next(j for j, line in enumerate(lines) if line.text == _BOUNDS)
         lines[i] = Line(
             " ".join(
-                f"At {_join(wheres)}, with no collapse in {runs} runs"
+                f"At {join_words(wheres)}, with no collapse in {runs} runs"
                 f"{' each' if len(wheres) > 1 else ''}, the lr at 50% collapse risk is {text}."
                 for (runs, text), wheres in bounds.items()
             ),
@@ -157,21 +167,21 @@ def reading_lines(
             "quiet",
         )
     elif quiet:
-        add(f"No run collapsed at {_join(quiet)}.", "collapse_rate", "quiet")
+        add(f"No run collapsed at {join_words(quiet)}.", "collapse_rate", "quiet")
     for text in _undecided_sentence(summary, keys):
         add(text, "learning_curves", "undecided")
     for text in shape_sentences(summary, runs if runs is not None else pd.DataFrame(), axes):
         add(text, "learning_curves" if "jump" in text else "volatility", "shape")
     for text in _noise_sentences(noise):
         add(text, "lr_curves", "noise")
-    for text in _sensitivity_sentence(slices, keys):
+    for text in _sensitivity_sentence(slices, keys, score):
         add(text, "mean_best_acc", "sensitivity")
     for text in _grad_norm_sentence(summary, keys):
         add(text, "grad_norms", "grad_norm")
     for text in _clip_fraction_sentence(clip_frac, axes):
         add(text, "grad_norms", "clip_fraction")
     add(crashed_sentence(runs, axes), "crashed", "crashed")
-    add(_recommendation_sentence(rec, summary, axes, chance), "summary", "recommendation")
+    add(_recommendation_sentence(rec, summary, axes, chance, score), "summary", "recommendation")
     if rec is not None:
         add(rec.choice_text(axes), "summary", "choice")
     return lines
@@ -260,7 +270,7 @@ def _noise_sentences(noise: ValidationNoise | None) -> list[str]:
 def _collapse_sentence(where: str, sl: dict[str, Any], rows: dict[float, dict[str, Any]]) -> str:
     lrs = sorted(rows)
     collapsed = [lr for lr in lrs if rows[lr]["n_collapsed"] > 0]
-    counts = [f"{_k_of_n(rows[lr])} runs at lr={value_label(lr)}" for lr in collapsed[:3]]
+    counts = [f"{k_of_n(rows[lr])} runs at lr={value_label(lr)}" for lr in collapsed[:3]]
     if len(collapsed) > 3:
         counts.append("...")
     modes = _mode_counts([rows[lr] for lr in collapsed])
@@ -277,8 +287,8 @@ def _collapse_sentence(where: str, sl: dict[str, Any], rows: dict[float, dict[st
         spared = [lr for lr in lrs if lr > collapsed[0] and rows[lr]["n_collapsed"] == 0]
         stable = sl["largest_stable_lr"]
         text = (
-            f"At {where}, runs collapse at {_join(['lr=' + value_label(lr) for lr in collapsed])} "
-            f"but not at {_join(['lr=' + value_label(lr) for lr in spared])} {detail}; "
+            f"At {where}, runs collapse at {join_words(['lr=' + value_label(lr) for lr in collapsed])} "
+            f"but not at {join_words(['lr=' + value_label(lr) for lr in spared])} {detail}; "
             + (
                 f"the largest stable lr is {value_label(stable)}"
                 if present(stable)
@@ -290,85 +300,9 @@ def _collapse_sentence(where: str, sl: dict[str, Any], rows: dict[float, dict[st
     return text + "."
 
 
-def _clipping_sentence(
-    key: tuple[Any, ...],
-    keys: list[str],
-    rows: dict[float, dict[str, Any]],
-    by_slice: dict[tuple[Any, ...], dict[float, dict[str, Any]]],
-) -> str:
-    """What each clip value does at the LRs where this unclipped slice collapses."""
-    if "clip" not in keys or key[keys.index("clip")] is not None:
-        return ""
-    ci = keys.index("clip")
-    bad = [lr for lr in sorted(rows) if rows[lr]["n_collapsed"] > 0]
-    parts = []
-    for other, orows in by_slice.items():
-        if other[ci] is None or other[:ci] + other[ci + 1 :] != key[:ci] + key[ci + 1 :]:
-            continue
-        clip = value_label(other[ci])
-        kept = [lr for lr in bad if lr in orows and orows[lr]["n_collapsed"] == 0]
-        fewer = [
-            lr
-            for lr in bad
-            if lr in orows
-            and 0 < orows[lr]["n_collapsed"]
-            and orows[lr]["collapse_rate"] < rows[lr]["collapse_rate"]
-        ]
-        if kept:
-            parts.append(_kept_sentence(clip, kept, orows))
-        elif fewer:
-            lr = fewer[-1]
-            parts.append(
-                f"clipping at {clip} lowers collapse at lr={value_label(lr)} to {_k_of_n(orows[lr])} runs"
-            )
-        elif bad and all(lr in orows for lr in bad):
-            parts.append(f"clipping at {clip} does not prevent it")
-    if not parts:
-        return ""
-    text = "; ".join(parts)
-    return text[0].upper() + text[1:] + "."
-
-
-def _n(row: dict[str, Any], column: str) -> int:
-    value = row.get(column)
-    return int(value) if present(value) else 0
-
-
-def _kept_sentence(clip: str, kept: list[float], rows: dict[float, dict[str, Any]]) -> str:
-    """What clipping at `clip` does at the lrs `kept` (no collapse with it, some without): keeps
-    them stable where its runs learned, and says so where they never learned (clipping kept them
-    from blowing up, but nothing was learned: that is no stable setting)."""
-    learned = [lr for lr in kept if _n(rows[lr], "n_never_learned") < _n(rows[lr], "n_runs")]
-    nothing = [lr for lr in kept if lr not in learned]
-    parts = []
-    if learned:
-        lr = learned[-1]
-        r = rows[lr]
-        never, undecided = _n(r, "n_never_learned"), _n(r, "n_undecided")
-        caveat = "".join(
-            f", {k}/{_n(r, 'n_runs')} {what}"
-            for k, what in ((never, "never learned"), (undecided, "undecided"))
-            if k
-        )
-        does = "stable" if not never and not undecided else "from collapsing"
-        parts.append(
-            f"clipping at {clip} keeps lr={value_label(lr)} {does} ({_k_of_n(r)} collapsed{caveat}, "
-            f"mean best accuracy {r['mean_best_acc']:.3f})"
-        )
-    nothing = [lr for lr in nothing if not learned or lr > learned[-1]][-3:]
-    if nothing:
-        where = _join(["lr=" + value_label(lr) for lr in nothing])
-        accs = ", ".join(f"{rows[lr]['mean_best_acc']:.3f}" for lr in nothing)
-        runs = sum(_n(rows[lr], "n_runs") for lr in nothing)
-        parts.append(
-            f"{'at' if learned else f'clipping at {clip} stops the collapse at'} {where}"
-            f"{' it stops the collapse' if learned else ''}, but nothing is learned there "
-            f"({runs}/{runs} runs never learned, mean best accuracy {accs})"
-        )
-    return "; ".join(parts)
-
-
-def _sensitivity_sentence(slices: pd.DataFrame, keys: list[str]) -> list[str]:
+def _sensitivity_sentence(
+    slices: pd.DataFrame, keys: list[str], score: Any = ACCURACY
+) -> list[str]:
     sens = [
         (float(s["lr_sensitivity"]), slice_label(dict(zip(keys, setting_key(s, keys)))))
         for s in slices.to_dict("records")
@@ -377,14 +311,13 @@ def _sensitivity_sentence(slices: pd.DataFrame, keys: list[str]) -> list[str]:
     if len(sens) < 2:
         return []
     lo, hi = min(sens), max(sens)
-    if hi[0] - lo[0] < 0.005:
-        return [
-            f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is about "
-            f"{lo[0]:.3f} everywhere."
-        ]
+    what = "loss added" if score.lower_is_better else "accuracy lost"
+    text = f"LR sensitivity ({what}, on average over the lr grid, to a poorer lr)"
+    digits = ".3g" if score.lower_is_better else ".3f"
+    if hi[0] - lo[0] < 0.005 * (max(abs(hi[0]), 1.0) if score.lower_is_better else 1.0):
+        return [f"{text} is about {lo[0]:{digits}} everywhere."]
     return [
-        f"LR sensitivity (accuracy lost, on average over the lr grid, to a poorer lr) is lowest at "
-        f"{lo[1]} ({lo[0]:.3f}) and highest at {hi[1]} ({hi[0]:.3f})."
+        f"{text} is lowest at {lo[1]} ({lo[0]:{digits}}) and highest at {hi[1]} ({hi[0]:{digits}})."
     ]
 
 
@@ -423,14 +356,18 @@ def _clip_fraction_sentence(clip_frac: pd.DataFrame | None, axes: Sequence[str])
     ]
     more = f" and {len(heavy) - 3} more" if len(heavy) > 3 else ""
     return [
-        f"More than half of the updates were clipped (clip_fraction) at {_join(named)}{more}; the Tuning "
+        f"More than half of the updates were clipped (clip_fraction) at {join_words(named)}{more}; the Tuning "
         f"Playbook considers clipping more than about 50% of updates too aggressive (the clip then acts "
         f"as a smaller learning rate): a larger clip value or a smaller lr is the better fix there."
     ]
 
 
 def _recommendation_sentence(
-    rec: Recommendation | None, summary: pd.DataFrame, axes: Sequence[str], chance: float
+    rec: Recommendation | None,
+    summary: pd.DataFrame,
+    axes: Sequence[str],
+    chance: float,
+    score: Any = ACCURACY,
 ) -> str:
     if rec is None:
         if len(summary) and int(summary["n_runs"].fillna(0).astype(int).sum()) == 0:
@@ -453,15 +390,11 @@ def _recommendation_sentence(
     lrs = sorted(float(v) for v in summary["lr"])
     if len(set(lrs)) > 1 and rec.setting.get("lr") == lrs[-1]:
         text += " It is the largest lr tried: a larger one might do better still."
-    if rec.mean_best_acc < chance + 0.05:
+    if not score.lower_is_better and rec.mean_best_acc < chance + 0.05:
         text += (
             f" Note that it barely beats chance ({chance:.3f}): nothing in this grid learned much."
         )
     return text
-
-
-def _k_of_n(row: dict[str, Any]) -> str:
-    return f"{int(row['n_collapsed'])}/{int(row['n_runs'])}"
 
 
 def _mode_counts(rows: list[dict[str, Any]]) -> str:
@@ -470,10 +403,3 @@ def _mode_counts(rows: list[dict[str, Any]]) -> str:
     }
     parts = [f"{n} {m}" for m, n in counts.items() if n]
     return "modes: " + ", ".join(parts) if parts else "modes: none recorded"
-
-
-def _join(items: Sequence[str]) -> str:
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]

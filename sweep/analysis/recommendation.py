@@ -26,6 +26,7 @@ The rule:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -64,6 +65,25 @@ class Recommendation:
     # (setting, mean, seeds) of candidates the seeds could not show worse than the best although
     # they lie beyond its validation noise: too few seeds to tell, so not preferred to the best
     too_few: tuple = ()
+    label: str = "mean best accuracy"  # what the means are (a loss study: "mean best ... loss")
+
+    def in_units(self, score: Any) -> Recommendation:
+        """The same recommendation with its means back in the score's units (a loss study scores
+        settings by the negated loss so that higher is better; see `recommend`)."""
+        if not score.lower_is_better:
+            return self
+        neg = lambda pairs: tuple((st, -m, *rest) for st, m, *rest in pairs)  # noqa: E731
+        return dataclasses.replace(
+            self,
+            mean_best_acc=-self.mean_best_acc,
+            mean_best_acc_lo=-self.mean_best_acc_hi,
+            mean_best_acc_hi=-self.mean_best_acc_lo,
+            tied=neg(self.tied),
+            best=neg([self.best])[0] if self.best else None,
+            excluded_best=neg([self.excluded_best])[0] if self.excluded_best else None,
+            too_few=neg(self.too_few),
+            label=score.label,
+        )
 
     def text(self, axes: Sequence[str]) -> str:
         """The recommendation in one sentence (the report's green box and the verdict)."""
@@ -75,7 +95,10 @@ class Recommendation:
             )
         else:
             spread = f"(95% CI {self.mean_best_acc_lo:.3f}-{self.mean_best_acc_hi:.3f}) {seeds}"
-        return f"{setting_label(self.setting, axes)}: mean best accuracy {self.mean_best_acc:.3f} {spread}, no collapse"
+        value = (
+            f"{self.mean_best_acc:.3f}" if "accuracy" in self.label else f"{self.mean_best_acc:.4g}"
+        )
+        return f"{setting_label(self.setting, axes)}: {self.label} {value} {spread}, no collapse"
 
     def choice_text(self, axes: Sequence[str]) -> str:
         """Which settings are within noise of the best, and why this one (empty when alone)."""
@@ -125,7 +148,8 @@ class Recommendation:
         if self.excluded_best:
             st, m = self.excluded_best
             parts.append(
-                f"the most accurate of them, {setting_label(st, axes)} ({m:.3f}), had no collapse either, but "
+                f"the {'most accurate' if 'accuracy' in self.label else 'lowest-loss'} of them, "
+                f"{setting_label(st, axes)} ({m:.3f}), had no collapse either, but "
                 f"too few runs near it show that its risk stays under 10%: more seeds there, or `sweep "
                 f"refine`, would tell whether it is safe"
             )
@@ -163,8 +187,40 @@ def recommend(
     axes: Sequence[str],
     runs: pd.DataFrame | None = None,
     n_val: int | None = None,
+    score: Any = None,
 ) -> Recommendation | None:
-    """The recommended setting (module doc), or None when every setting collapsed or learned nothing."""
+    """The recommended setting (module doc), or None when every setting collapsed or learned nothing.
+
+    `score` (`sweep.analysis.metric.Score`): how settings are scored; a loss study is scored by
+    its mean best loss, lower is better, with the seeds' spread alone as its noise (a loss has no
+    binomial validation noise)."""
+    if score is not None and score.lower_is_better:
+        summary = _oriented(summary, score, {score.mean: "mean_best_acc"})
+        if runs is not None and score.run in runs:
+            runs = _oriented(runs, score, {score.run: "best_acc"})
+        rec = _recommend(summary, axes, runs, None)
+        return rec.in_units(score) if rec is not None else None
+    return _recommend(summary, axes, runs, n_val)
+
+
+def _oriented(frame: pd.DataFrame, score: Any, names: dict[str, str]) -> pd.DataFrame:
+    """`frame` with the score's columns negated into the accuracy columns' places (a loss: higher
+    is better after negation; the interval's ends swap)."""
+    out = frame.copy()
+    for source, target in names.items():
+        out[target] = -pd.to_numeric(out[source], errors="coerce")
+        if f"{source}_lo" in out:
+            out[f"{target}_lo"] = -pd.to_numeric(out[f"{source}_hi"], errors="coerce")
+            out[f"{target}_hi"] = -pd.to_numeric(out[f"{source}_lo"], errors="coerce")
+    return out
+
+
+def _recommend(
+    summary: pd.DataFrame,
+    axes: Sequence[str],
+    runs: pd.DataFrame | None,
+    n_val: int | None,
+) -> Recommendation | None:
     axes = list(axes)
     keys = [a for a in axes if a != "lr"]
     rows = [

@@ -51,6 +51,7 @@ SLICE_COLUMNS = [
     "monotone_collapse",
     "best_lr",
     "best_mean_best_acc",
+    "best_mean_best_loss",
     "n_runs",
     "n_collapsed",
     "grad_norm_p90",
@@ -123,6 +124,19 @@ def lr_sensitivity(accs: Sequence[float], chance: float) -> float:
     return float(np.mean([best - a for a in floored]))
 
 
+def loss_sensitivity(losses: Sequence[float], reference: float | None) -> float:
+    """Wortsman et al.'s LR sensitivity on the loss: mean over the LR grid of
+    `min(loss(lr), reference) - min over the grid of the loss`, where the reference (the loss of
+    knowing nothing) scores a diverged lr as "no better than untrained"; without a reference,
+    the worst finite loss of the grid caps it."""
+    vals = [float(v) for v in losses if v is not None and math.isfinite(float(v))]
+    if not vals:
+        return math.nan
+    cap = float(reference) if reference is not None and math.isfinite(reference) else max(vals)
+    best = min(min(vals), cap)
+    return float(np.mean([min(v, cap) - best for v in vals]))
+
+
 def largest_stable_lr(lrs: Sequence[float], n_collapsed: Sequence[int]) -> float | None:
     """The largest LR such that it and every smaller LR had no collapsed run; None if the smallest did."""
     stable = None
@@ -133,8 +147,19 @@ def largest_stable_lr(lrs: Sequence[float], n_collapsed: Sequence[int]) -> float
     return stable
 
 
-def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) -> pd.DataFrame:
-    """One row per slice (in grid order): LR sensitivity, largest stable LR and what collapsed where."""
+def slice_verdicts(
+    summary: pd.DataFrame,
+    axes: Sequence[str],
+    chance: float,
+    score: Any = None,
+    reference: float | None = None,
+) -> pd.DataFrame:
+    """One row per slice (in grid order): LR sensitivity, largest stable LR and what collapsed where.
+
+    `score` (`sweep.analysis.metric.Score`): a loss study scores settings by their mean best loss
+    (the best lr has the lowest) and its LR sensitivity is `loss_sensitivity` against
+    `reference`, the loss of knowing nothing."""
+    is_loss = score is not None and score.lower_is_better
     keys = slice_axes(axes)
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in summary.to_dict("records"):
@@ -145,14 +170,17 @@ def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) ->
         lrs = [float(r["lr"]) for r in rows]
         ks = [int(r["n_collapsed"]) for r in rows]
         accs = [float(r["mean_best_acc"]) for r in rows]
+        losses = [float(r.get("mean_best_loss", math.nan)) for r in rows]
         collapsed = [lr for lr, k in zip(lrs, ks) if k > 0]
         first = collapsed[0] if collapsed else None
         # Monotone: once a run collapses at some LR, every larger LR has a collapse too.
         monotone = not collapsed or all(k > 0 for lr, k in zip(lrs, ks) if lr >= first)
-        finite = [(a, lr) for a, lr in zip(accs, lrs) if math.isfinite(a)]
-        best_acc, best_lr = (
+        scores = [-v for v in losses] if is_loss else accs
+        finite = [(a, lr) for a, lr in zip(scores, lrs) if math.isfinite(a)]
+        best_score, best_lr = (
             max(finite, key=lambda p: (p[0], -p[1])) if finite else (math.nan, math.nan)
         )
+        best_acc = math.nan if is_loss else best_score
         stable_p90 = [float(r["grad_norm_p90"]) for r, k in zip(rows, ks) if k == 0]
         p90 = nanmedian(stable_p90 or [float(r["grad_norm_p90"]) for r in rows])
         fit = slice_boundary(rows)
@@ -163,13 +191,16 @@ def slice_verdicts(summary: pd.DataFrame, axes: Sequence[str], chance: float) ->
                 "n_lrs": len(rows),
                 "lr_min": lrs[0],
                 "lr_max": lrs[-1],
-                "lr_sensitivity": lr_sensitivity(accs, chance),
+                "lr_sensitivity": loss_sensitivity(losses, reference)
+                if is_loss
+                else lr_sensitivity(accs, chance),
                 "largest_stable_lr": largest_stable_lr(lrs, ks),
                 "first_collapse_lr": first,
                 "collapsed_lrs": " ".join(value_label(lr) for lr in collapsed),
                 "monotone_collapse": monotone,
                 "best_lr": best_lr,
                 "best_mean_best_acc": best_acc,
+                "best_mean_best_loss": -best_score if is_loss else math.nan,
                 "n_runs": int(sum(int(r["n_runs"]) for r in rows)),
                 "n_collapsed": int(sum(ks)),
                 "grad_norm_p90": p90,
