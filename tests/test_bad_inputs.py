@@ -970,6 +970,16 @@ CASES = [
         "1 to 1",
     ),
     case(
+        "start-log-missing",
+        (
+            f"start.checkpoint={START}/digits-lstm4-sgd.pt",
+            "start.epoch=1",
+            "start.log=/nonexistent/log.csv",
+        ),
+        "start.log",
+        "is not a file",
+    ),
+    case(
         "start-command-init-checkpoint-without-a-checkpoint",
         (
             *COMMAND_TRAINER,

@@ -228,7 +228,7 @@ def test_a_lightning_style_checkpoint_with_a_prefix_is_read(original, tmp_path):
 # ----------------------------------------------------------------------------- reading the tables
 
 
-def _record(seed: int, acc: list[float]) -> dict:
+def _record(seed: int, acc: list[float], sd: float | None = 0.5) -> dict:
     r = RunRecord(seed=seed)
     for a in acc:
         r.append(
@@ -237,7 +237,7 @@ def _record(seed: int, acc: list[float]) -> dict:
                 "val_loss": 2.0 - a,
                 "val_acc": a,
                 "pred_top_frac": 0.2,
-                "val_loss_sd": 0.5,
+                "val_loss_sd": sd if sd is not None else math.nan,
             }
         )
     return decode_record(encode_record(r))
@@ -263,7 +263,9 @@ def test_a_run_that_loses_in_its_first_epoch_what_the_checkpoint_knew_collapsed(
     tables = build_tables(with_start_row(runs, start), 0.1, DetectConfig(), n_val=2000)
     shift_epochs(tables, start)
     row = tables.runs.iloc[0]
-    assert bool(row["collapsed"]) and row["collapse_epoch"] == 901 and row["best_epoch"] == 900
+    assert bool(row["collapsed"]) and row["collapse_epoch"] == 901
+    # the calls saw the checkpoint's scores; the run's own best is its own epochs' best
+    assert row["best_epoch"] == 901 and row["best_acc"] == pytest.approx(0.1)
     assert row["epochs_run"] == 8
     assert tables.curves["epoch"].tolist() == list(range(901, 909))
 
@@ -419,3 +421,36 @@ def test_keep_then_from_run_through_the_cli_and_another_checkpoint_is_refused(tm
     assert p.returncode == 2 and p.stderr.startswith(
         "error: start.checkpoint: study 'cont' trained every run from a checkpoint"
     )
+
+
+def test_the_original_runs_log_gives_the_history_the_calls_see(tmp_path):
+    """start.log (a user's training): the original's last epochs before N join the calls, so an
+    accuracy-only run (no val_loss_sd) that drops at once from epoch N is a confirmed collapse;
+    its best and the summary come from its own epochs."""
+    from sweep.trainers.original_log import original_log
+
+    log = tmp_path / "original.csv"
+    rows = [f"{e},{min(0.2 + 0.1 * e, 0.97)},{0.3}" for e in range(30)]  # Keras: epochs from 0
+    log.write_text("epoch,val_accuracy,val_loss\n" + "\n".join(rows) + "\n")
+    cfg = load_config([f"start.checkpoint={log}", "start.epoch=30", f"start.log={log}"])
+    original = original_log(cfg)
+    assert len(original["curves"]["val_acc"]) == 30 and len(original["history"]) == 5
+    start = {"epoch": 30, "row": original["row"], "history": original["history"]}
+    runs = [
+        (
+            {"lr": 2.0, "clip": None, "batch_size": 32},
+            _record(0, [0.11, 0.09, 0.1, 0.12], sd=None),
+            0,
+        )
+    ]
+    tables = build_tables(with_start_row(runs, start), 0.1, DetectConfig(), n_val=360)
+    shift_epochs(tables, start)
+    row = tables.runs.iloc[0]
+    assert bool(row["collapsed"]) and row["collapse_epoch"] == 31
+    assert row["best_epoch"] == 34 and row["best_acc"] == pytest.approx(0.12)
+    assert tables.summary.loc[0, "mean_best_acc"] == pytest.approx(0.12)
+    cfg = load_config([f"start.checkpoint={log}", "start.epoch=40", f"start.log={log}"])
+    with pytest.raises(
+        UserError, match="holds 30 epochs, but the checkpoint was saved after epoch 40"
+    ):
+        original_log(cfg)

@@ -9,9 +9,11 @@ Usage (by `sweep.report.write.study_tables` and `compute_verdicts`)::
     start_lines(tables)                     # [Line("Started from ..."), Line("From epoch N, ...")]
 
 `start` is the study's `lrsweep.start` attribute (`sweep.training.start_facts`); None from scratch.
-Detection sees the sweep's own epochs, preceded, for lrsweep's own loop, by the checkpoint's
-scores: a run that loses in its first epoch what the checkpoint knew is a collapse, not a run that
-"never learned". That first row is the checkpoint's, not the sweep's: curves.parquet leaves it out.
+Detection sees the sweep's own epochs, preceded by the run's history where it is known: the
+original run's last epochs (a kept state's curve, or `start.log`) and the checkpoint's own scores
+(lrsweep's loop measures them; a user's training: the log's epoch N). A run that loses in its first
+epoch what the checkpoint knew is then a collapse, not a run that "never learned". Those rows are
+the original run's, not the sweep's: curves.parquet and `epochs_run` leave them out.
 """
 
 from __future__ import annotations
@@ -24,32 +26,36 @@ import numpy as np
 import pandas as pd
 
 from sweep.analysis.reading import Line
+from sweep.analysis.tables import summary_table
 from sweep.core.setting import BASE_AXES, Setting, value_label
+from sweep.core.values import normalize
 
 
 def with_start_row(
     runs: Sequence[tuple[dict[str, Any], dict[str, Any], int]], start: dict[str, Any] | None
 ) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
-    """Every decoded record with the checkpoint's scores as its first epoch (NaN where the
-    checkpoint has no score: gradient norms, signals); as they are without scores."""
-    row = (start or {}).get("row")
-    if not row:
+    """Every decoded record with the original run's last epochs before it, the checkpoint's own
+    scores last (NaN where there is no score: gradient norms, signals); as they are without."""
+    rows = history(start)
+    if not rows:
         return list(runs)
     out = []
     for setting, record, trial in runs:
-        if record.get("failure"):
-            out.append((setting, record, trial))
-            continue
         record = dict(record)
         record["curves"] = {
-            k: np.concatenate([[_value(row.get(k))], np.asarray(v, dtype=float)])
+            k: np.concatenate([[_value(r.get(k)) for r in rows], np.asarray(v, dtype=float)])
             for k, v in record["curves"].items()
         }
         if record.get("nonfinite_epoch") is not None:
-            record["nonfinite_epoch"] = int(record["nonfinite_epoch"]) + 1
-        record["start_row"] = True
+            record["nonfinite_epoch"] = int(record["nonfinite_epoch"]) + len(rows)
         out.append((setting, record, trial))
     return out
+
+
+def history(start: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The rows before the sweep's epochs N+1..: the original's last epochs, ending at epoch N."""
+    start = start or {}
+    return list(start.get("history") or ([start["row"]] if start.get("row") else []))
 
 
 def _value(v: Any) -> float:
@@ -57,25 +63,65 @@ def _value(v: Any) -> float:
 
 
 def shift_epochs(tables: Any, start: dict[str, Any] | None) -> None:
-    """Count the tables' epochs on from the checkpoint's epoch N (the sweep's first is N+1), and
-    drop the checkpoint's own row from the curves (in place)."""
+    """Count the tables' epochs on from the checkpoint's epoch N (the sweep's first is N+1), drop
+    the history rows (epochs up to N) from the curves, and take each run's best (best_acc,
+    best_epoch, best_loss) and the summary from the sweep's own epochs (in place): the calls saw
+    the history, the scores are the sweep's."""
     if not start:
         return
     epoch = int(start.get("epoch") or 0)
-    prepended = bool(start.get("row"))
-    offset = epoch - 1 if prepended else epoch
-    runs, summary = tables.runs, tables.summary
-    for frame in (runs, summary):
+    prepended = len(history(start))
+    offset = epoch - prepended
+    runs = tables.runs
+    for frame in (runs, tables.summary):
         for col in [c for c in frame.columns if c.endswith("_epoch")]:
             frame[col] = frame[col] + offset
-    if prepended and "epochs_run" in runs and "outcome" in runs:
-        finished = runs["outcome"].isin(("crashed", "timed_out"))
-        runs.loc[~finished, "epochs_run"] = runs.loc[~finished, "epochs_run"] - 1
+    if prepended and "epochs_run" in runs:
+        runs["epochs_run"] = runs["epochs_run"] - prepended
     curves = tables.curves
     if len(curves):
         curves["epoch"] = curves["epoch"] + offset
-        if prepended:
-            tables.curves = curves[curves["epoch"] > epoch].reset_index(drop=True)
+        tables.curves = curves[curves["epoch"] > epoch].reset_index(drop=True)
+    if prepended and len(runs):
+        _own_best(runs, tables.curves, list(tables.axes))
+        tables.summary = summary_table(runs, list(tables.axes), tables.chance)
+
+
+def _own_best(runs: pd.DataFrame, curves: pd.DataFrame, axes: list[str]) -> None:
+    """best_acc, best_epoch and best_loss of every run over its own epochs (`curves`)."""
+    by_run: dict[tuple[Any, ...], dict[str, np.ndarray]] = {}
+    columns = [c for c in ("epoch", "val_acc", "val_loss", "train_loss") if c in curves]
+    keys = [
+        tuple(normalize(v) for v in key) for key in curves[[*axes, "seed"]].itertuples(index=False)
+    ]
+    values = {c: curves[c].to_numpy(dtype=float) for c in columns}
+    for i, key in enumerate(keys):
+        by_run.setdefault(key, {c: [] for c in columns})
+        for c in columns:
+            by_run[key][c].append(values[c][i])
+    for i, row in runs.iterrows():
+        own = by_run.get(tuple(normalize(row[a]) for a in [*axes, "seed"]))
+        if not own:
+            continue
+        metric = row.get("metric") or "val_acc"
+        curve = np.asarray(own.get(metric, []), dtype=float)
+        if metric == "val_acc":
+            acc = curve
+            loss = np.asarray(own.get("val_loss", own.get("train_loss", [])), dtype=float)
+            if np.isfinite(acc).any():
+                k = int(np.nanargmax(np.where(np.isfinite(acc), acc, -np.inf)))
+                runs.at[i, "best_acc"], runs.at[i, "best_epoch"] = (
+                    float(acc[k]),
+                    int(own["epoch"][k]),
+                )
+        else:
+            loss = curve
+            if np.isfinite(loss).any():
+                runs.at[i, "best_epoch"] = int(
+                    own["epoch"][int(np.nanargmin(np.where(np.isfinite(loss), loss, np.inf)))]
+                )
+        if "best_loss" in runs and np.isfinite(loss).any():
+            runs.at[i, "best_loss"] = float(np.nanmin(loss))
 
 
 # --------------------------------------------------------------------------- the verdict's lines

@@ -55,6 +55,10 @@ class StartConfig(Checked):
     # the setting the checkpoint was trained with, e.g. {lr:0.01,clip:null}: continuing it over
     # the same seeds is the sweep's baseline (from_run knows it)
     setting: Any = None
+    # the original run's metrics file (a CSV or JSON-lines log, as a user's training writes):
+    # its epochs up to start.epoch are drawn in grey before the sweep's, and epoch start.epoch's
+    # scores are where every run starts from (lrsweep's own loop measures them itself)
+    log: str | None = None
     sha256: str | None = None  # written by lrsweep: the content hash of the checkpoint's file
 
     @property
@@ -91,6 +95,11 @@ class StartConfig(Checked):
                 "must be a mapping of grid axes",
                 self.setting,
                 "e.g. start.setting='{lr:0.01,clip:null}'",
+            )
+        if self.log and not self.active:
+            raise UserError(
+                f"{prefix}.log: the original run's metrics, but no {prefix}.checkpoint is given; add "
+                f"{prefix}.checkpoint=PATH {prefix}.epoch=N or drop {prefix}.log"
             )
         if self.setting and not self.active:
             raise UserError(

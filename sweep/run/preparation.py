@@ -30,6 +30,7 @@ from sweep.store.workers import reclaim_orphans
 from sweep.tasks import TaskData, build_task
 from sweep.tasks.data import save_task
 from sweep.tasks.summary import data_summary
+from sweep.trainers.original_log import original_log
 from sweep.training.models import check_group_lr_mult, check_model
 from sweep.training.start_facts import start_facts
 from sweep.training.start_state import check_start_state
@@ -155,7 +156,7 @@ def prepare(
     """Validate everything, then open/create the study and queue the missing work (the grid's,
     and `extra_work` beyond it: seeds `sweep refine` adds to single settings)."""
     task = task if task is not None else checked_task(cfg)
-    start = start_facts(cfg, task) if cfg.start.active else None  # where every run starts
+    start = start_facts(cfg, task, original_log(cfg)) if cfg.start.active else None
     storage = open_study_storage(cfg)
     info = (
         task_info(task, getattr(cfg.task, "normalize", None))

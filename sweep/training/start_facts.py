@@ -25,10 +25,15 @@ from sweep.training.separate import SeedTrainer
 from sweep.training.spec import RunSpec
 from sweep.training.start_state import load_start, read_checkpoint
 
+HISTORY = 5  # the original's last epochs (the checkpoint's included) the collapse calls see
 
-def start_facts(cfg: Any, task: Any = None) -> dict[str, Any]:
+
+def start_facts(
+    cfg: Any, task: Any = None, original: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The facts of `cfg`'s start (`task`: lrsweep's own data, to score the checkpoint on; None
-    for a user's training)."""
+    for a user's training). `original`: the original run's log as `sweep.trainers.original_log`
+    reads it (start.log): its curve, and its last epoch's scores where lrsweep cannot measure them."""
     start = cfg.start
     path = start_file(cfg)
     facts: dict[str, Any] = {
@@ -42,10 +47,27 @@ def start_facts(cfg: Any, task: Any = None) -> dict[str, Any]:
     }
     if start.from_run:
         facts["original"] = _original(find_kept(cfg.results_dir, start.from_run)[1])
+    elif original is not None:
+        facts["original"] = {k: v for k, v in original.items() if k not in ("row", "history")}
+        facts["row"], facts["history"] = original["row"], original["history"]
     if task is not None:
         facts["optimizer_state"] = read_checkpoint(path).optimizer is not None
         facts["row"] = start_row(cfg, task)
+        facts["history"] = _history(facts.get("original"), facts["row"], int(start.epoch or 0))
     return facts
+
+
+def _history(
+    original: dict[str, Any] | None, row: dict[str, Any], epoch: int
+) -> list[dict[str, Any]]:
+    """The rows the collapse calls see before the sweep's epochs: the original run's last epochs
+    before N where its curve is known, then the checkpoint's own scores (epoch N)."""
+    if not original or not original.get("curves"):
+        return [row]
+    curves, first = original["curves"], int(original.get("first_epoch", 1))
+    known = len(next(iter(curves.values())))
+    before = [i for i in range(known) if first + i < epoch][-(HISTORY - 1) :]
+    return [{c: v[i] for c, v in curves.items() if i < len(v)} for i in before] + [row]
 
 
 def _original(kept: dict[str, Any]) -> dict[str, Any]:
