@@ -9,10 +9,11 @@ The three examples' models and data (digits read row by row, a 2-layer LSTM of 3
 the function example), SGD + momentum 0.9, batch size 32, lr 0.3, no clipping) train in this
 process, one thread, each way in alternating order so that a slow spell of a shared machine falls
 on both; the CPU seconds of this process are steadier than wall time there. Printed per example:
-the seconds of the baseline and of the run with the signals, and their ratio (median over the
-repeats); then the signals' cost split into the part paid once per epoch (the probe and
-crit_lr, timed inside) and the part paid per step (the rest of the difference), so the ratio
-can be worked out for another number of steps per epoch. The baselines are the examples as they
+the median seconds of the baseline and of the run with the signals, and their ratio (the
+median, and the range, of each round's ratio of its two back-to-back runs); then the signals'
+cost split into the part paid once per epoch (the probe and crit_lr, timed inside) and the part
+paid per step (the rest of the difference), so the ratio can be worked out for another number
+of steps per epoch. The baselines are the examples as they
 were before the signals: the function's loop with `GradientMonitor(model)` (its gradient norms)
 and also with no monitor at all (the per-step part is against this one); Keras and Lightning
 with their CSVLogger only. Training itself is identical both ways
@@ -207,9 +208,11 @@ def compare(name: str, run, modes: tuple[str, ...], repeats: int, clock=None, st
     median = {m: statistics.median(v) for m, v in took.items()}
     with_signals = median["signals"]
     for base in modes[:-1]:
+        # each round's own pair (run back to back): its ratio, median and range over the rounds
+        pairs = sorted(s / b for s, b in zip(took["signals"], took[base]))
         print(
             f"{name:<12} {base:>8} {median[base]:8.2f} s   signals {with_signals:8.2f} s   "
-            f"ratio {with_signals / median[base]:6.3f}"
+            f"ratio {statistics.median(pairs):6.3f} (rounds {pairs[0]:.3f} .. {pairs[-1]:.3f})"
         )
     if clock is not None and clock.calls:
         per_epoch = clock.seconds / clock.calls
