@@ -41,6 +41,9 @@ def pytest_configure(config):
     id, which is how the tests that share an expensive fixture land on one worker. pytest 9.2
     keeps the id where pytest-xdist 3.8 cannot change it: every group is ignored and each such
     fixture built again on each worker. Say so instead of running slowly."""
+    config.addinivalue_line(
+        "markers", "lrsweep_service_missing(reason): fails in CI, skips elsewhere (conftest)"
+    )
     if config.getoption("dist", "no") != "loadgroup":
         return
     import xdist
@@ -54,8 +57,9 @@ def pytest_configure(config):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
-    """Long modules first (LONG_FIRST)."""
+    """Long modules first (LONG_FIRST); tests skipped for a missing service fail in CI."""
     items.sort(key=_long_first)  # stable: every other order is kept
+    _services_required(items)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -129,6 +133,9 @@ def run_cli(
 
 
 REQUIRE_SERVICES = os.environ.get("LRSWEEP_REQUIRE_SERVICES") == "1"
+# A skipif whose reason names one of these skips for a missing service: under
+# LRSWEEP_REQUIRE_SERVICES=1 (CI, .ci/run) such a test fails instead.
+SERVICES = ("Chromium", "PostgreSQL")
 
 
 def skip_or_fail(reason: str) -> None:
@@ -136,6 +143,27 @@ def skip_or_fail(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"{reason} (LRSWEEP_REQUIRE_SERVICES=1: CI must provide it)")
     pytest.skip(reason)
+
+
+def _services_required(items) -> None:
+    """Under LRSWEEP_REQUIRE_SERVICES=1, a `skipif` that would skip a test for a missing service
+    (its reason names one of SERVICES, e.g. "needs headless Chromium at /usr/bin/chromium")
+    makes it fail instead, with that reason (`skip_or_fail` at its setup)."""
+    if not REQUIRE_SERVICES:
+        return
+    for item in items:
+        for mark in [m for m in item.own_markers if m.name == "skipif"]:
+            reason = str(mark.kwargs.get("reason", ""))
+            if mark.args and mark.args[0] is True and any(s in reason for s in SERVICES):
+                item.own_markers.remove(mark)
+                item.add_marker(pytest.mark.lrsweep_service_missing(reason))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    mark = item.get_closest_marker("lrsweep_service_missing")
+    if mark is not None:
+        skip_or_fail(mark.args[0])
 
 
 @pytest.fixture

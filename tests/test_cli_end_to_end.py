@@ -159,9 +159,24 @@ def test_status_lists_studies(tmp_path):
         "workers=1",
     ]
     assert run_cli("run", *args, "study.name=a").returncode == 0
+    assert (
+        run_cli("run", *args, "grid.lr=[0.1,0.2]", "study.name=b", "grid.clip=[null]").returncode
+        == 0
+    )
     p = run_cli("status", f"results_dir={results}")
     assert p.returncode == 0, p.stderr
-    assert "a " in p.stdout and "done" in p.stdout
+    lines = p.stdout.splitlines()
+    assert lines[0] == f"storage: sqlite:///{(results / 'lrsweep.db').resolve()}"
+    header = lines[1].split()
+    rows = {r.split()[0]: dict(zip(header, r.split())) for r in lines[2:4]}
+    assert header[:7] == ["study", "settings", "done", "running", "failed", "remaining", "runs"]
+    assert {
+        k: (v["settings"], v["done"], v["running"], v["remaining"], v["runs"])
+        for k, v in rows.items()
+    } == {
+        "a": ("1", "1", "0", "0", "1"),
+        "b": ("2", "2", "0", "0", "2"),
+    }
 
 
 @pytest.mark.parametrize(

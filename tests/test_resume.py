@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -100,17 +101,28 @@ def _start(results: Path, *extra: str, env: dict | None = None) -> subprocess.Po
     )
 
 
-def _states(results: Path) -> dict[str, int]:
+def _states(results: Path, strict: bool = False) -> dict[str, int]:
+    """Trials per state. While waiting for a moment, a storage not yet readable (not created, or
+    locked for a moment) counts as no trials; `strict` (an assertion about the states) reads it
+    for certain: it retries a locked read for a while and raises rather than answer {}."""
     db = results / "lrsweep.db"
-    if not db.exists():
-        return {}
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        rows = con.execute("SELECT state, count(*) FROM trials GROUP BY state").fetchall()
-        con.close()
-    except sqlite3.Error:
-        return {}
-    return {state: n for state, n in rows}
+    end = time.monotonic() + (30 if strict else 0)
+    while True:
+        try:
+            if not db.exists():
+                raise sqlite3.OperationalError(f"{db} does not exist")
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                rows = con.execute("SELECT state, count(*) FROM trials GROUP BY state").fetchall()
+            finally:
+                con.close()
+            return {state: n for state, n in rows}
+        except sqlite3.Error:
+            if not strict:
+                return {}
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
 
 
 def _wait_for(predicate, proc: subprocess.Popen | None = None, timeout: float = 180.0) -> None:
@@ -200,13 +212,19 @@ def _kill_at(results: Path, predicate, env: dict | None = None) -> None:
     proc = _start(results, env=env)
     _wait_for(lambda: predicate(results), proc)
     kill_process_tree(proc)
-    assert _states(results).get("COMPLETE", 0) < 6  # really interrupted
+    states = _states(results, strict=True)
+    assert states and states.get("COMPLETE", 0) < 6  # really interrupted
 
 
 def _died(results: Path) -> list:
     study = optuna.load_study(study_name="k", storage=f"sqlite:///{results / 'lrsweep.db'}")
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
-    assert all(t.user_attrs.get("fail_reason") == "worker process died" for t in failed)
+    assert all(
+        re.fullmatch(
+            r"its worker process \(pid \d+ on .+\) died", t.user_attrs.get("fail_reason", "")
+        )
+        for t in failed
+    ), [t.user_attrs.get("fail_reason") for t in failed]
     return failed
 
 
