@@ -170,6 +170,21 @@ def test_an_unreachable_storage_with_a_password_is_reported_without_it(tmp_path)
         assert "postgresql://alice:***@127.0.0.1:1/db" in p.stderr
 
 
+@pytest.mark.parametrize(
+    "password", ["ab'cd", 'ab"cd', "a'b@c'd", "x\"y'z"], ids=["quote", "double", "mixed", "both"]
+)
+@pytest.mark.parametrize("command", ["status", "report", "run"])
+def test_a_password_with_quotes_is_hidden_in_the_cannot_parse_error(password, command, capsys):
+    """A password holding a quote makes the override unparsable for Hydra; the message quoting
+    the override shows *** for it (in-process: the CLI's own printing is what is tested)."""
+    from sweep.cli import run
+
+    assert run([command, f"study.storage=postgresql://u:{password}@host/x"]) == 2
+    out = capsys.readouterr()
+    assert password not in out.out + out.err, out.err
+    assert "postgresql://u:***@host/x" in out.err, out.err
+
+
 @pytest.mark.parametrize("how", ["--debug", "HYDRA_FULL_ERROR=1"])
 @pytest.mark.parametrize(
     "args",

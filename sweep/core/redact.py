@@ -30,8 +30,9 @@ def _credentials(url: str) -> tuple[str, str, str | None, str]:
 
 _QUERY_PASSWORD = re.compile(r"(?i)([?&]password=)[^&#]*")
 # Any URL with credentials inside free text: scheme://user:password@ (password up to the last
-# '@' before a space or quote, so one containing '@' is hidden whole).
-_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@'\"]*:)[^\s'\"]*@")
+# '@' before a space, so one containing '@' or a quote is hidden whole; a quote is part of it:
+# an override Hydra cannot parse is quoted in its message with the password's own quotes).
+_URL_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s:/@]*:)[^\s]*@")
 
 
 def redact_url(url: str) -> str:
