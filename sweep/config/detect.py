@@ -25,6 +25,9 @@ class DetectConfig(Checked):
     patience: int = 3  # ... and stayed below that for at least this many epochs, to the end
     # never learned: best accuracy below chance + min_gain (or below the noise floor)
     min_gain: float = 0.05
+    # calls from the loss: never learned when its lowest level stays above (1 - loss_min_gain)
+    # x the loss of knowing nothing (or within noise of it)
+    loss_min_gain: float = 0.05
     spike_factor: float = 1.5  # spike: val loss above spike_factor x the lowest val loss so far
     constant_frac: float = 0.95  # constant output: this share of predictions falls in one class
     # noise alone passes the learned test with prob. <= alpha/2, the drop test <= alpha
@@ -37,7 +40,7 @@ class DetectConfig(Checked):
     jump_min_rise: float = 1.1  # ... and by this factor over its lowest before, and never back
 
     def check(self, prefix: str) -> None:
-        for name in ("drop", "min_gain", "constant_frac"):
+        for name in ("drop", "min_gain", "loss_min_gain", "constant_frac"):
             self.require(0 < getattr(self, name) < 1, prefix, name, "must be in (0, 1)")
         self.require(
             self.metric in ("auto", "acc", "loss"),
@@ -57,9 +60,16 @@ class DetectConfig(Checked):
 # What each threshold means, shown next to its value in the report.
 DETECT_MEANINGS = {
     "metric": "which curve the calls read: acc (validation accuracy) or the loss (val_loss, else train_loss)",
-    "drop": "a run diverged when val_acc fell below chance + (1 - drop) x (best - chance) and stayed there",
+    "drop": (
+        "a run diverged when its level of val_acc fell below chance + (1 - drop) x (best - chance) and stayed "
+        "there (calls from the loss: rose above best + drop x (reference - best))"
+    ),
     "patience": "... for at least this many epochs until the end of training",
     "min_gain": "a finite run whose best stays below chance + min_gain (or the noise floor) never learned",
+    "loss_min_gain": (
+        "calls from the loss: a run whose lowest loss level stays above (1 - loss_min_gain) x the loss of "
+        "knowing nothing (or within noise of it) never learned"
+    ),
     "spike_factor": "a spike is an epoch whose val_loss exceeds spike_factor x the lowest val_loss so far",
     "constant_frac": "a diverged run predicting this share of one class at the end is constant_output",
     "alpha": (
