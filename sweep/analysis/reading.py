@@ -175,7 +175,7 @@ def reading_lines(
     for text in _noise_sentences(noise):
         add(text, "lr_curves", "noise")
     for text in _sensitivity_sentence(slices, keys, score):
-        add(text, "mean_best_acc", "sensitivity")
+        add(text, score.mean, "sensitivity")
     for text in _grad_norm_sentence(summary, keys):
         add(text, "grad_norms", "grad_norm")
     for text in _clip_fraction_sentence(clip_frac, axes):

@@ -2,6 +2,12 @@
 
 # One sentence per figure kind: what it shows and how to read it.
 CAPTIONS = {
+    "start_curves": (
+        "Every run started from the same checkpoint (dotted line: its epoch N). Grey: the original run up to N, "
+        "where it is known (a state lrsweep kept, or start.log), and the checkpoint's own score; then one colour "
+        "per setting from N+1 on, each seed thin and the median over seeds thick, a collapse's first epoch "
+        "dashed. The seeds differ only in what is still random from N on: data order and dropout."
+    ),
     "collapse_rate": (
         "Share of seeds that collapsed at each setting (cells: collapsed/runs, one colour scale for all "
         "panels): read a row left to right to see from which lr runs start to collapse, and down a column "
@@ -10,6 +16,11 @@ CAPTIONS = {
     "mean_best_acc": (
         "Mean over seeds of each run's best val_acc (mean_best_acc; collapsed runs included) per setting: "
         "brighter is better, and the colour scale is shared so panels compare directly."
+    ),
+    "mean_best_loss": (
+        "Mean over seeds of each run's lowest loss on the curve the calls read (mean_best_loss; collapsed "
+        "runs included) per setting: brighter is better (lower), and the colour scale is shared so panels "
+        "compare directly."
     ),
     "lr_curves": (
         "Top: mean_best_acc vs lr with its 95% interval as a band, one line per clip value, chance dashed and "
@@ -55,8 +66,10 @@ CAPTIONS = {
     ),
 }
 FIGURE_TITLES = {
+    "start_curves": "From the checkpoint",
     "collapse_rate": "Collapse rate",
     "mean_best_acc": "Mean best accuracy",
+    "mean_best_loss": "Mean best loss",
     "lr_curves": "LR curves",
     "learning_curves": "Learning curves",
     "grad_norms": "Gradient norms",

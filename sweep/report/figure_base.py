@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
+from sweep.analysis.metric import ACCURACY
 from sweep.core.setting import slice_label, value_label
 from sweep.core.values import normalize
 
@@ -81,6 +82,11 @@ class Grid:
     seeds: dict[tuple[Any, ...], list[SeedCurves]] = field(default_factory=dict)
     chance: float = math.nan
     loss_label: str = "val_loss (log scale)"
+    # how settings are scored and which curve the calls read (a loss study: the loss, lower is
+    # better, against `reference`, the loss of knowing nothing)
+    score: Any = ACCURACY
+    curve: str = "val_acc"
+    reference: float = math.nan
 
     def key(self, lr: float, clip: float | None, panel: tuple[Any, ...]) -> tuple[Any, ...]:
         values = {"lr": lr, "clip": clip, **dict(zip(self.panel_axes, panel))}
@@ -125,6 +131,11 @@ def grid_of(tables: Any) -> Grid:
         summary={tuple(normalize(r[a]) for a in axes): r for r in rows},
         chance=float(tables.chance),
     )
+    metric = getattr(tables, "metric", None)
+    if metric is not None and metric.is_loss:
+        g.score, g.curve = metric.score, metric.curve
+        ref = ((getattr(tables, "meta", None) or {}).get("task") or {}).get("chance_loss")
+        g.reference = float(ref) if ref is not None else math.nan
     kind = (getattr(tables, "meta", None) or {}).get("task", {}).get("kind")
     g.loss_label = {
         "classification": "val_loss (nats, log)",

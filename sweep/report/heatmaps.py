@@ -45,7 +45,8 @@ def collapse_heatmap(tables: Any) -> Figure:
 @with_rc
 def accuracy_heatmap(tables: Any) -> Figure:
     """mean_best_acc over lr x clip, one panel per batch size (and extra-axis value)."""
-    return _heatmap(grid_of(tables), "mean_best_acc")
+    g = grid_of(tables)
+    return _heatmap(g, g.score.mean)
 
 
 def _heatmap(g: Grid, metric: str) -> Figure:
@@ -63,6 +64,16 @@ def _heatmap(g: Grid, metric: str) -> Figure:
         cbar_label, title = (
             "collapse_rate\n(collapsed runs / runs)",
             "collapse_rate per setting (cells: collapsed/runs)",
+        )
+    elif g.score.lower_is_better:  # a loss: low is good, so the colours run the other way
+        lo = min(values, default=0.0)
+        hi = max(values, default=1.0)
+        if finite(g.reference) and lo < g.reference < hi:
+            hi = g.reference  # worse than knowing nothing: one colour
+        cmap, norm = colormaps["viridis_r"], Normalize(lo, hi if hi > lo else lo + 0.01)
+        cbar_label, title = (
+            f"{metric}\n(lower is better)",
+            f"{metric} per setting (mean over seeds of the lowest {g.curve})",
         )
     else:
         lo = min([g.chance] + values) if finite(g.chance) else min(values, default=0.0)
@@ -160,11 +171,12 @@ def lr_curves(tables: Any) -> Figure:
                 continue
             color, label = colors(ci % 10), f"clip {value_label(clip)}"
             xs = np.array([lr for lr, _ in rows])
-            mean = np.array([r["mean_best_acc"] for _, r in rows], dtype=float)
+            sc = g.score
+            mean = np.array([r[sc.mean] for _, r in rows], dtype=float)
             ax_acc.fill_between(
                 xs,
-                [r["mean_best_acc_lo"] for _, r in rows],
-                [r["mean_best_acc_hi"] for _, r in rows],
+                np.array([r[sc.lo] for _, r in rows], dtype=float),
+                np.array([r[sc.hi] for _, r in rows], dtype=float),
                 color=color,
                 alpha=0.15,
                 linewidth=0,
@@ -192,13 +204,24 @@ def lr_curves(tables: Any) -> Figure:
                 elinewidth=0.8,
             )
             past_edge |= _draw_boundary(ax_rate, [r for _, r in rows], color)
-        if finite(g.chance):
+        if g.score.lower_is_better:
+            if finite(g.reference):
+                ax_acc.axhline(g.reference, color=COLOR_CHANCE, linestyle="--", linewidth=1)
+            if all(finite(r[g.score.mean]) and r[g.score.mean] > 0 for r in g.summary.values()):
+                ax_acc.set_yscale("log")
+        elif finite(g.chance):
             ax_acc.axhline(
                 g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, label="chance"
             )
-        floors = [
-            normalize(r.get("noise_floor")) for k, r in g.summary.items() if g.panel_of(k) == panel
-        ]
+        floors = (
+            []
+            if g.score.lower_is_better
+            else [
+                normalize(r.get("noise_floor"))
+                for k, r in g.summary.items()
+                if g.panel_of(k) == panel
+            ]
+        )
         floors = [f for f in floors if f is not None and math.isfinite(f) and f <= 1.0]
         if floors:
             ax_acc.axhline(max(floors), color=COLOR_FLOOR, linestyle="-.", linewidth=1.0)
@@ -209,7 +232,9 @@ def lr_curves(tables: Any) -> Figure:
         ax_rate.set_ylim(-0.05, 1.05)
         ax_rate.set_yticks([0, 0.5, 1])
         if c == 0:
-            ax_acc.set_ylabel("mean_best_acc (fraction)")
+            ax_acc.set_ylabel(
+                f"{g.score.mean} (log)" if g.score.lower_is_better else "mean_best_acc (fraction)"
+            )
             ax_rate.set_ylabel("collapse_rate\n(fraction of seeds)")
         else:
             ax_acc.tick_params(labelleft=False)
@@ -257,15 +282,22 @@ def lr_curves(tables: Any) -> Figure:
                 label="failed incl. never learned past the edge (as fitted)",
             )
         ]
-    handles += [
-        Patch(color="#999999", alpha=0.3, label="95% interval"),
-        Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
-        Line2D([], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch"),
-    ]
+    handles += [Patch(color="#999999", alpha=0.3, label="95% interval")]
+    if not g.score.lower_is_better:
+        handles += [
+            Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="chance"),
+            Line2D(
+                [], [], color=COLOR_FLOOR, linestyle="-.", label="noise floor of the best epoch"
+            ),
+        ]
+    elif finite(g.reference):
+        handles += [
+            Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="loss of knowing nothing")
+        ]
     titled_legend(
         fig,
         handles,
-        "mean_best_acc (band: 95% t interval) and collapse_rate (bars: 95% Wilson interval) vs lr",
+        f"{g.score.mean} (band: 95% t interval) and collapse_rate (bars: 95% Wilson interval) vs lr",
     )
     return fig
 

@@ -215,8 +215,12 @@ def _overview(tables: Any) -> str:
     if users is not None:  # lrsweep's task, model and optimizer were not used: none is named
         bits.append(trainer_text(users))
         bits.append(f"grid axes {', '.join(tables.axes)}")
-        kind = f"{task['kind']}, " if task.get("kind") else ""
-        bits.append(f"{kind}chance {tables.chance:.3f}")
+        metric = getattr(tables, "metric", None)
+        if metric is not None and metric.is_loss:  # no accuracy: no chance level to state
+            bits.append(f"calls from the {metric.label}")
+        else:
+            kind = f"{task['kind']}, " if task.get("kind") else ""
+            bits.append(f"{kind}chance {tables.chance:.3f}")
     elif task.get("name") or cfg.get("task", {}).get("name"):
         kind = f" ({task['kind']})" if task.get("kind") else ""
         bits.append(
@@ -398,6 +402,7 @@ def _summary_table(tables: Any, v: Verdicts) -> Table:
         key = setting_key(r, axes)
         r = dict(r)
         r["mean_best_acc_ci"] = ci_text(r["mean_best_acc_lo"], r["mean_best_acc_hi"])
+        r["mean_best_loss_ci"] = _loss_ci(r.get("mean_best_loss_lo"), r.get("mean_best_loss_hi"))
         half = validation_half_width(float(r["mean_best_acc"]), n_val)
         r["val_noise"] = f"{half:.3f}" if math.isfinite(half) else ""
         r["collapse_rate_ci"] = ci_text(r["collapse_rate_lo"], r["collapse_rate_hi"])
@@ -405,7 +410,22 @@ def _summary_table(tables: Any, v: Verdicts) -> Table:
         r["volatility_ci"] = ci_text(r.get("volatility_lo"), r.get("volatility_hi"))
         r["clip_fraction"] = frac.get(key)
         rows.append((r, "best" if key == rec_key else "bad" if r["n_collapsed"] else ""))
-    return make_table("summary", [(a, a) for a in axes] + SUMMARY_SHOWN, rows)
+    shown = SUMMARY_SHOWN
+    metric = getattr(tables, "metric", None)
+    if metric is not None and metric.is_loss:  # no accuracy: the loss the calls read instead
+        drop = {"mean_best_acc", "mean_best_acc_ci", "noise_floor", "mean_final_acc"}
+        shown = [("mean_best_loss", "mean_best_loss"), ("mean_best_loss_ci", "95% CI")] + [
+            c for c in SUMMARY_SHOWN if c[0] not in drop
+        ]
+        shown.insert(0, shown.pop(2))  # runs first
+    return make_table("summary", [(a, a) for a in axes] + shown, rows)
+
+
+def _loss_ci(lo: Any, hi: Any) -> str:
+    """A loss interval with 4 significant digits (a loss has no fixed scale)."""
+    if lo is None or hi is None or not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
+        return ""
+    return f"{float(lo):.4g}-{float(hi):.4g}"
 
 
 def _collapsed_table(tables: Any) -> Table | None:

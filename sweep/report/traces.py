@@ -102,6 +102,11 @@ def _mark_jump(ax_loss: Any, s: SeedCurves) -> None:
         )
 
 
+def _bottom_curve(g: Grid) -> str:
+    """The loss drawn under the top panel: val_loss, or train_loss where val_loss is on top."""
+    return "train_loss" if g.score.lower_is_better and g.curve == "val_loss" else "val_loss"
+
+
 def _draw_learning(
     ax_acc: Any,
     ax_loss: Any,
@@ -114,16 +119,21 @@ def _draw_learning(
         color, z = (COLOR_COLLAPSED, 3) if s.collapsed else (COLOR_OK, 2)
         e = s.arrays["epoch"]
         marker = "." if len(e) < 2 else None
-        ax_acc.plot(
-            e, s.arrays["val_acc"], color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker
-        )
-        loss = _positive(s.arrays["val_loss"])
+        top = s.arrays[g.curve] if g.score.lower_is_better else s.arrays["val_acc"]
+        if g.score.lower_is_better:
+            top = _positive(top)
+        ax_acc.plot(e, top, color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
+        loss = _positive(s.arrays[_bottom_curve(g)])
         ax_loss.plot(e, loss, color=color, linewidth=1.1, alpha=0.85, zorder=z, marker=marker)
         _mark_collapse((ax_acc, ax_loss), s)
         _mark_jump(ax_loss, s)
         if s.nonfinite:
-            _mark_end(ax_acc, e, s.arrays["val_acc"])
+            _mark_end(ax_acc, e, top)
             _mark_end(ax_loss, e, loss)
+    if g.score.lower_is_better:  # a loss study: the loss of knowing nothing, no accuracy floor
+        if finite(g.reference):
+            ax_acc.axhline(g.reference, color=COLOR_CHANCE, linestyle="--", linewidth=1, zorder=1)
+        return
     if finite(g.chance):
         ax_acc.axhline(g.chance, color=COLOR_CHANCE, linestyle="--", linewidth=1, zorder=1)
     if finite(floor) and floor <= 1.0:
@@ -185,7 +195,14 @@ def _draw_grad(
         )
 
 
-def _seed_handles(kind: str) -> list[Any]:
+def _seed_handles(kind: str, g: Grid | None = None) -> list[Any]:
+    if kind == "learning_curves" and g is not None and g.score.lower_is_better:
+        handles = _seed_handles(kind)[:5]  # a loss study: no accuracy chance line or floor
+        if finite(g.reference):
+            handles.append(
+                Line2D([], [], color=COLOR_CHANCE, linestyle="--", label="loss of knowing nothing")
+            )
+        return handles
     if kind == "learning_curves":
         return [
             Line2D([], [], color=COLOR_OK, label="seed (no collapse)"),
@@ -269,11 +286,18 @@ def _traces(g: Grid, kind: str, cells: list[list[tuple[Any, ...] | None]], title
     """A grid of settings (rows x columns of setting keys, None = not run), two panels each."""
     draw, top_label, bottom_label, log_top, log_bottom, what = _TRACES[kind]
     bottom_label = bottom_label or g.loss_label
+    if kind == "learning_curves" and g.score.lower_is_better:  # the calls read a loss curve
+        top_label, log_top = f"{g.curve} (log)", True
+        if _bottom_curve(g) != "val_loss":
+            bottom_label = f"{_bottom_curve(g)} (log)"
+        what = (
+            f"{g.curve} (the curve the calls read) and {_bottom_curve(g)} of every seed per epoch"
+        )
     nrows, ncols = len(cells), len(cells[0])
     # A figure of one setting gets roomier panels (it is looked at alone).
     panel_w, panel_h = (PANEL_W, PANEL_H) if nrows * ncols > 1 else (5.5, 1.7)
     width = LEFT + ncols * panel_w + (ncols - 1) * COL_GAP + RIGHT
-    handles = _seed_handles(kind)
+    handles = _seed_handles(kind, g)
     legend_cols, legend_h = legend_shape(handles, f"{title}: {what}", width)
     top_margin = legend_h + TITLE_GAP
     cell_h = 2 * panel_h + PAIR_GAP

@@ -199,7 +199,13 @@ def announce(
 
 def describe_trainer(trainer: Any) -> str:
     """A user's training in a few words: what runs, and the validation facts the calls use."""
-    facts = f"n_val {trainer.n_val}, chance {trainer.chance}"
+    facts = (
+        f"n_val {trainer.n_val}, chance {trainer.chance}"
+        if trainer.n_val is not None and trainer.chance is not None
+        else "no n_val and chance: calls from the loss"
+    )
+    if getattr(trainer, "metric", "auto") != "auto":
+        facts += f", metric={trainer.metric}"
     if isinstance(trainer, TargetTrainer):
         return f"function {trainer.target} ({facts})"
     return f"command `{trainer.command}` ({facts})"
