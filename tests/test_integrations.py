@@ -306,6 +306,7 @@ def _lightning_fit(tmp_path, callbacks, epochs=2, clip=None, cell="lstm"):
     from torch.utils.data import DataLoader, TensorDataset
 
     pl.seed_everything(0, verbose=False)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     loaders = [
         DataLoader(TensorDataset(*map(torch.from_numpy, _data(n, seed=s))), batch_size=16)
         for n, s in ((64, 0), (300, 1))
@@ -326,9 +327,13 @@ def _lightning_fit(tmp_path, callbacks, epochs=2, clip=None, cell="lstm"):
     return pd.read_csv(tmp_path / "metrics.csv")
 
 
-def test_lightning_callback_logs_the_columns_on_each_epochs_row(tmp_path):
+def test_lightning_callback_logs_the_columns_on_each_epochs_row_and_leaves_training_as_it_was(
+    tmp_path,
+):
+    plain = _lightning_fit(tmp_path / "plain", [], clip=1e-3)
     signals = lightning_signals.CollapseSignals()
-    log = _lightning_fit(tmp_path, [signals], clip=1e-3)
+    log = _lightning_fit(tmp_path / "signals", [signals], clip=1e-3)
+    pd.testing.assert_frame_equal(log[plain.columns], plain)  # the same losses, bit for bit
     rows = log.dropna(subset=["update_ratio"])
     assert rows["epoch"].tolist() == [0, 1] and rows["train_loss"].notna().all()
     expected = {"sat_frac", "sat_frac/lstm.l0", "sat_frac/lstm.l1", "crit_lr", "logit_lse"}
