@@ -7,13 +7,14 @@ every run goes through the real `detect_run`. Each cell is 10,000 runs unless sa
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy import stats
 
 from sweep.analysis.detection import detect_run
-from sweep.analysis.noise import lower_bound, noise_floor, resolution, upper_bound
+from sweep.analysis.noise import clopper_pearson, noise_floor, resolution, whole_count
 from sweep.analysis.tables import collapse_rate_interval
 from sweep.config import DetectConfig
 
@@ -64,10 +65,47 @@ def test_noise_floor_matches_the_binomial_tail_with_bonferroni():
 
 
 def test_clopper_pearson_bounds_and_resolution_reference_values():
-    assert upper_bound(0, 10, 0.05) == pytest.approx(1 - 0.05 ** (1 / 10))
-    assert lower_bound(10, 10, 0.05) == pytest.approx(0.05 ** (1 / 10))
-    assert upper_bound(3, 10, 0.025) == pytest.approx(stats.beta.ppf(0.975, 4, 7))
+    assert clopper_pearson(0, 10, 0.05) == (0.0, pytest.approx(1 - 0.05 ** (1 / 10)))
+    assert clopper_pearson(10, 10, 0.05) == (pytest.approx(0.05 ** (1 / 10)), 1.0)
+    lo, hi = clopper_pearson(3, 10, 0.025)
+    assert lo == pytest.approx(stats.beta.ppf(0.025, 3, 8)) and lo == pytest.approx(
+        0.0667, abs=1e-4
+    )
+    assert hi == pytest.approx(stats.beta.ppf(0.975, 4, 7)) and hi == pytest.approx(
+        0.6525, abs=1e-4
+    )
+    for k in range(0, 21):  # the exact bounds against scipy's beta quantiles
+        lo, hi = clopper_pearson(k, 20, 0.05)
+        assert lo == (0.0 if k == 0 else pytest.approx(stats.beta.ppf(0.05, k, 21 - k)))
+        assert hi == (1.0 if k == 20 else pytest.approx(stats.beta.ppf(0.95, k + 1, 20 - k)))
     assert [round(resolution(n), 3) for n in SIZES] == [0.31, 0.179, 0.098, 0.044]
+
+
+def test_clopper_pearson_has_one_rounding_rule_and_one_implementation():
+    """Issue 29: five copies rounded k differently. One rule: the nearest whole count, halves up,
+    clipped to [0, n]; the boundary's exact bounds and sweep refine's rates go through it."""
+    assert [whole_count(k, 10) for k in (-1, 0.4, 0.5, 1.5, 2.5, 2.49, 9.6, 12)] == [
+        0,
+        0,
+        1,
+        2,
+        3,
+        2,
+        10,
+        10,
+    ]
+    assert clopper_pearson(2.5, 10, 0.05) == clopper_pearson(3, 10, 0.05)  # (round() gave 2)
+    from sweep.analysis.boundary import exact, plan
+
+    assert exact.one_sided_cp(3.0, 10.0) == pytest.approx(clopper_pearson(3, 10, 0.05))
+    rates = plan.rates_by_lr([0.1] * 10 + [1.0] * 10, [0] * 10 + [1] * 3 + [0] * 7)
+    assert (rates[1].lo, rates[1].hi) == pytest.approx(clopper_pearson(3, 10, 0.025))
+    assert (rates[0].lo, rates[0].hi) == pytest.approx(clopper_pearson(0, 10, 0.025))
+    with pytest.raises(ValueError):
+        clopper_pearson(1, 0, 0.05)
+    for module in ("exact", "plan"):  # no copy of the formula left
+        source = (Path(exact.__file__).parent / f"{module}.py").read_text()
+        assert "betaincinv" not in source, module
 
 
 # --------------------------------------------------------------------------- nothing learned: no calls

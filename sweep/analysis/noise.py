@@ -9,7 +9,7 @@ conservative choice. Tolerance accuracy of regression tasks is a proportion too.
 Usage::
 
     floor = noise_floor(n=20, chance=0.2, epochs=40, alpha=0.01)   # 0.60: best of 40 epochs, nothing learned
-    hi = upper_bound(k=6, n=20, alpha=0.01)                        # Clopper-Pearson one-sided
+    lo, hi = clopper_pearson(k=6, n=20, alpha=0.01)                # one-sided each
     resolution(n=20)                                               # 0.31: smallest change told apart
 
 Every function is cached or vectorised: detection calls them for every run of a report.
@@ -49,16 +49,28 @@ def noise_floor(n: int, chance: float, epochs: int, alpha: float) -> float:
     return float(ks[ok[0]] / n) if ok.size else 1.0 + 1.0 / n
 
 
-def upper_bound(k: float, n: int, alpha: float) -> float:
-    """One-sided (1 - alpha) Clopper-Pearson upper bound of a proportion k/n."""
-    k = min(max(round(float(k)), 0), n)
-    return 1.0 if k >= n else float(betaincinv(k + 1, n - k, 1.0 - alpha))
+def whole_count(k: float, n: float) -> int:
+    """A count of events as the exact intervals take it: the nearest whole number (halves up:
+    2.5 -> 3), clipped to [0, n]. The one rounding rule of every Clopper-Pearson bound here."""
+    return int(min(max(math.floor(float(k) + 0.5), 0), int(n)))
 
 
-def lower_bound(k: float, n: int, alpha: float) -> float:
-    """One-sided (1 - alpha) Clopper-Pearson lower bound of a proportion k/n."""
-    k = min(max(round(float(k)), 0), n)
-    return 0.0 if k <= 0 else float(betaincinv(k, n - k + 1, alpha))
+def clopper_pearson(k: float, n: float, alpha: float) -> tuple[float, float]:
+    """Exact Clopper-Pearson bounds (lower, upper) of a proportion k/n, each one-sided at
+    confidence 1 - alpha (for a two-sided 1 - 2 alpha interval, take both). `k` is rounded by
+    `whole_count`; `n` must be a whole number > 0. The only implementation: noise, the boundary's
+    exact bounds and `sweep refine`'s per-lr rates all call it.
+
+    Reference values: 0 of 10 at alpha 0.05 -> upper 1 - 0.05^(1/10) = 0.2589; 10 of 10 -> lower
+    0.05^(1/10) = 0.7411; 3 of 10 at alpha 0.025 -> (0.0667, 0.6525).
+    """
+    n = int(n)
+    if n <= 0 or not 0.0 < alpha < 1.0:
+        raise ValueError(f"`n > 0 and 0 < alpha < 1` must hold, but got ({n=}, {alpha=}).")
+    k = whole_count(k, n)
+    lower = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha))
+    upper = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1.0 - alpha))
+    return lower, upper
 
 
 def wilson_upper(k: float, n: int, alpha: float) -> float:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import betaincinv
 
 from sweep.analysis.boundary.likelihood import _Counts
 from sweep.analysis.boundary.types import LEVEL, SAFE_RISK, RiskLR, SafeLR, _fmt, _pct, _runs
+from sweep.analysis.noise import clopper_pearson
 
 
 def runs_needed(q: float) -> int:
@@ -57,10 +57,7 @@ def all_collapsed_statement(c: _Counts, q: float) -> RiskLR:
 
 def one_sided_cp(k: float, n: float) -> tuple[float, float]:
     """Exact one-sided 95% Clopper-Pearson bounds (lower, upper) of a binomial rate k/n."""
-    alpha = 1.0 - LEVEL
-    lower = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha))
-    upper = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha))
-    return lower, upper
+    return clopper_pearson(k, n, 1.0 - LEVEL)
 
 
 def single_lr_statement(c: _Counts, q: float) -> RiskLR:
@@ -123,7 +120,5 @@ def exact_band(
             runs = float(c.n[c.x <= xi + 1e-12].sum())
             lo[i] = alpha ** (1.0 / runs) if runs else 0.0
     elif status == "single-lr":
-        k, n = float(c.k[0]), float(c.n[0])
-        lo[:] = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha))
-        hi[:] = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha))
+        lo[:], hi[:] = clopper_pearson(float(c.k[0]), float(c.n[0]), alpha)
     return lo, hi

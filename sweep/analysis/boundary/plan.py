@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import betaincinv
 
 from sweep.analysis.boundary.likelihood import _counts
 from sweep.analysis.boundary.types import LEVEL
+from sweep.analysis.noise import clopper_pearson
 
 # --------------------------------------------------------------------------------------------
 # Planning more runs
@@ -46,8 +46,7 @@ def rates_by_lr(lrs: Sequence[float], collapsed: Sequence[bool | int]) -> list[L
     alpha = 1.0 - LEVEL
     out = []
     for lr, n, k in zip(c.lr, c.n, c.k):
-        lo = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha / 2))
-        hi = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha / 2))
+        lo, hi = clopper_pearson(k, n, alpha / 2)
         out.append(LrRate(float(lr), int(n), int(k), lo, hi))
     return out
 
