@@ -342,8 +342,7 @@ def test_lightning_callback_logs_the_columns_on_each_epochs_row_and_leaves_train
     assert ((rows["update_ratio"] > 0) & (rows["update_ratio"] < 0.5)).all()
     assert rows["sat_frac"].between(0, 1).all() and (rows["clip_fraction"] == 1.0).all()
     assert (rows["grad_norm_mean"] > 1e-2).all()  # before Lightning clipped them to 1e-3
-    probe = signals.monitor._probe
-    assert len(probe.inputs) == 64  # drawn from the 300 validation items
+    assert len(signals.monitor.probe_inputs) == 64  # drawn from the 300 validation items
     assert not any(c.startswith("nonfinite_origin") for c in log.columns)
 
 

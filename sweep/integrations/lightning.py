@@ -39,6 +39,7 @@ import torch
 
 from sweep.core.signal_rules import PROBE_SIZE
 from sweep.trainers.gradients import GradientMonitor
+from sweep.trainers.saturation import RecurrentTap
 
 GATHER = 16  # the probe is drawn from at most this many times its size of the first batches
 
@@ -61,6 +62,7 @@ class CollapseSignals(pl.Callback):
         self._from_validation = False
         self._told = False
         self._batch = None
+        self._probe_set = False
 
     @property
     def nonfinite_origin(self) -> str | None:
@@ -74,22 +76,17 @@ class CollapseSignals(pl.Callback):
         self.monitor = GradientMonitor(pl_module, optimizer, self.loss_fn)
         if self.probe is not None:
             self._set_probe(*self.probe)
-        for line in self.monitor_unsupported(pl_module):
+        for line in RecurrentTap(pl_module).unsupported:
             _say(f"module {line}; its saturation is left out and training goes on")
-
-    @staticmethod
-    def monitor_unsupported(pl_module) -> list[str]:
-        from sweep.trainers.saturation import RecurrentTap
-
-        return RecurrentTap(pl_module).unsupported
 
     def _set_probe(self, x, y) -> None:
         self.monitor.probe(x, y)
+        self._probe_set = True
 
     # ------------------------------------------------------------------- the probe, if not given
 
     def _gather(self, batch) -> None:
-        if self.probe is not None or self.monitor._probe is not None:
+        if self._probe_set:
             return
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             if not self._told:
@@ -114,7 +111,7 @@ class CollapseSignals(pl.Callback):
             self._gather(batch)
 
     def _draw_probe(self) -> None:
-        if self.monitor._probe is not None or not self._gathered:
+        if self._probe_set or not self._gathered:
             return
         x = torch.cat([a for a, _ in self._gathered])
         y = torch.cat([b for _, b in self._gathered])

@@ -80,6 +80,11 @@ class GradientMonitor:
         """Fix the probe batch (once): what the model is called with, and its targets."""
         self._probe = ProbeBatch(self.model, inputs, targets)
 
+    @property
+    def probe_inputs(self) -> Any:
+        """The probe batch's inputs, on the model's device (None before `probe()`)."""
+        return self._probe.inputs if self._probe is not None else None
+
     def clip(self, max_norm: float | None, batch: tuple[Any, torch.Tensor] | None = None):
         """After `loss.backward()`: note the norms, clip the gradients to `max_norm` (None: leave
         them); returns the global norm before clipping (a device tensor). `batch`: this step's
