@@ -73,7 +73,7 @@ def compute_verdicts(tables: Any) -> Verdicts:
         score=score,
         metric_note=metric.note,
     )
-    head, findings = verdict_lines(tables.summary, rec, axes, lines)
+    head, findings = verdict_lines(tables.summary, rec, axes, lines, runs=tables.runs)
     head = start_lines(tables) + head  # a sweep from a checkpoint: where, and the original setting
     return Verdicts(
         slices=slices,

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.analysis.autopsy import mechanism_lines
 from sweep.analysis.boundary import slice_boundary
 from sweep.analysis.reading import Line
 from sweep.analysis.recommendation import Recommendation
@@ -32,6 +33,7 @@ FIGURE_FILES = {
     "lr_curves": "figures/lr_curves.png",
     "learning_curves": "figures/learning_curves*.png",
     "grad_norms": "figures/grad_norms*.png",
+    "autopsy": "figures/autopsy/*.png",
     "volatility": "figures/volatility.png",
     "summary": "summary.csv",
     "crashed": "runs.csv",
@@ -79,9 +81,14 @@ def safe_line(summary: pd.DataFrame, axes: Sequence[str]) -> Line | None:
 
 
 def verdict_lines(
-    summary: pd.DataFrame, rec: Recommendation | None, axes: Sequence[str], lines: Sequence[Line]
+    summary: pd.DataFrame,
+    rec: Recommendation | None,
+    axes: Sequence[str],
+    lines: Sequence[Line],
+    runs: pd.DataFrame | None = None,
 ) -> tuple[list[Line], list[Line]]:
-    """(the answer, the findings) from the summary and the reading's tagged sentences."""
+    """(the answer, the findings) from the summary and the reading's tagged sentences; with
+    `runs`, the findings name why each slice's runs collapsed (sweep.analysis.autopsy)."""
     head: list[Line] = []
     if not len(summary):
         return [lines[0]] if lines else [], []
@@ -93,6 +100,7 @@ def verdict_lines(
     if clipping:
         head.append(Line(" ".join(clipping), "collapse_rate", "clipping"))
     findings = [line for line in lines if line.topic not in HEAD_TOPICS]
+    findings[:0] = mechanism_lines(runs, summary, axes)  # why it collapsed, first
     return head, findings
 
 

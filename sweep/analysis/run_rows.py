@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from sweep.analysis.autopsy import AUTOPSY_COLUMNS, autopsy_columns, empty_columns
 from sweep.analysis.detection import detect_run
 from sweep.analysis.metric import best_and_final_loss, loss_curve
 from sweep.analysis.shapes import loss_jump, volatility, warmup_epochs
@@ -53,6 +54,7 @@ RUN_COLUMNS = [
     "metric",
     "best_loss",
     "final_loss",
+    *AUTOPSY_COLUMNS,  # why it collapsed (issue 26): collapse_chain, collapse_cause, cause_epoch, ...
 ]
 
 
@@ -123,6 +125,7 @@ def run_row(
         "failure_reason": "",
         "log_path": str(record.get("log_path") or ""),
         **_loss_columns(record, metric),
+        **autopsy_columns(c, v, record.get("nonfinite_origin")),
     }
 
 
@@ -180,6 +183,7 @@ def loss_run_row(
         "metric": metric,
         "best_loss": v.best_loss if math.isfinite(v.best_loss) else v.reference,
         "final_loss": v.final_loss,
+        **autopsy_columns(c, v, record.get("nonfinite_origin")),
     }
 
 
@@ -216,6 +220,7 @@ def failed_row(record: dict[str, Any]) -> dict[str, Any]:
         "step_loss_cv": math.nan,
         "failure_reason": str(record.get("failure_reason") or ""),
         "log_path": str(record.get("log_path") or ""),
+        **empty_columns(),
     }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sweep.analysis.autopsy import CAUSE_COLUMNS, cause_counts
 from sweep.analysis.metric import MetricChoice, choose_metric
 from sweep.analysis.run_rows import (  # noqa: F401  (run_row, shape_columns: part of this API)
     RUN_COLUMNS,
@@ -69,6 +70,7 @@ SUMMARY_COLUMNS = [
     "mean_best_loss",
     "mean_best_loss_lo",
     "mean_best_loss_hi",
+    *CAUSE_COLUMNS,  # n_cause_<cause> (issue 26): n_cause_gradient_cliff, ... n_cause_undetermined
 ]
 
 
@@ -147,6 +149,7 @@ def summarize_runs(rows: Sequence[dict[str, Any]], chance: float) -> dict[str, A
         "mean_best_loss": loss_mean,
         "mean_best_loss_lo": loss_lo,
         "mean_best_loss_hi": loss_hi,
+        **cause_counts(rows),  # n_cause_<cause>: why its runs collapsed (issue 26)
     }
 
 
@@ -284,6 +287,7 @@ def build_tables(
         "spikes",
         "epochs_run",
         "loss_jump_epoch",
+        "cause_epoch",
     ):
         runs_df[col] = runs_df[col].astype("Int64")  # integers with empty cells, not 3.0
     if len(runs_df):

@@ -13,6 +13,8 @@ Figures (the kinds; the column names of docs/architecture.md on every axis):
 - `learning_curves`: every seed's val_acc and val_loss per epoch, collapses marked.
 - `grad_norms`: every seed's grad_norm_mean/grad_norm_max per epoch with the clip threshold,
   and clip_fraction.
+- `autopsy`: per slice with a collapse, why it collapsed: each signal of its collapsed seeds around
+  the collapse epoch, against the seeds of its nearest stable lr (sweep.report.autopsy_figure).
 - `layer_grad_norms`: for each setting with a collapsed run, the gradient norm of each parameter
   group (layer) of its collapsed seeds around the collapse: which layer blew up first.
 The last two are a grid (rows lr, columns clip) per batch size, or one file per setting when a
@@ -35,6 +37,7 @@ from sweep.core.files import atomic_write
 from sweep.core.forking import fork_unsafe_reason
 from sweep.core.setting import setting_label, value_label
 from sweep.core.values import normalize
+from sweep.report.autopsy_figure import autopsy_notes, autopsy_plan
 from sweep.report.figure_base import (  # noqa: F401  (the public names of the figures, in one place)
     COLOR_COLLAPSED,
     COLOR_OK,
@@ -122,6 +125,8 @@ def figure_plan(
                 lambda s=setting: layer_grad_norms(tables, setting=s, grid=g),
             )
         )
+    # why it collapsed (issue 26): each signal around the collapse, per slice with a collapse
+    plan += autopsy_plan(tables, g, _slug, lambda name: _unique(name, used))
     return plan
 
 
@@ -142,7 +147,7 @@ def figure_notes(tables: Any) -> list[str]:
             "grad_norm_max, ...). Log them per epoch, or use sweep.GradientMonitor in a training "
             "function, to see how gradients behave before a collapse."
         )
-    return notes
+    return notes + autopsy_notes(tables)
 
 
 def trace_settings(g: Grid, limit: int = MAX_TRACE_SETTINGS) -> set[tuple[Any, ...]]:
