@@ -53,6 +53,10 @@ class Case:
     command: str = "run"
     unless: str | None = None  # "root": skipped when running as root; "cuda": when CUDA is there
     base: bool = True  # start from the tiny base sweep (False: only results_dir and `args`)
+    # The mistake shows only once a run has started (a script's log): progress lines may come
+    # before the one error line, the storage is still left as it was (the study this command
+    # created is deleted again), and the refused run's folder stays under <study>/runs/.
+    started: bool = False
 
 
 def case(
@@ -63,13 +67,35 @@ def case(
     command: str = "run",
     unless: str | None = None,
     base: bool = True,
+    started: bool = False,
 ) -> Case:
     return Case(
-        id, (args,) if isinstance(args, str) else tuple(args), key, needles, command, unless, base
+        id,
+        (args,) if isinstance(args, str) else tuple(args),
+        key,
+        needles,
+        command,
+        unless,
+        base,
+        started,
     )
 
 
 FILE = ("task=file", "grid.batch_size=[4]")
+# A training script that writes a CSV log of 4 epochs (its header and each epoch's row).
+LOG_SCRIPT = """import sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+with open(args["--log"], "w") as f:
+    f.write("{header}\\n")
+    for e in range(4):
+        f.write(f"{row}\\n")
+"""
+LOG_SCRIPTS = (
+    ("log_no_metric.py", "epoch,lr", "{e},0.1"),
+    ("log_constant_loss.py", "epoch,loss", "{e},0.5"),
+    ("log_loss_only.py", "epoch,loss,val_loss", "{e},{1 / (e + 1)},{1.1 / (e + 1)}"),
+)
+LOG_RUN = ("trainer=command", "grid.lr=[0.1]", "grid.clip=[null]", "epochs=4")
 TRAIN = str(Path(__file__).parent / "data" / "fake_train.py")
 START = str(Path(__file__).parent / "data" / "start")  # checkpoints to start sweeps from
 COMMAND_TRAINER = ("trainer=command", "trainer.n_val=200", "trainer.chance=0.25")
@@ -842,6 +868,37 @@ CASES = [
         "trained with trainer=builtin",
         "study.name=s1-2",
     ),
+    # --- logs without a meaningful accuracy (issue 27): told once the first run has logged
+    case(
+        "log-neither-accuracy-nor-loss",
+        (*LOG_RUN, "trainer.command=python $DATA/log_no_metric.py --log {metrics}"),
+        "metrics file",
+        "has neither an accuracy nor a loss column",
+        "trainer.columns.train_loss=COLUMN",
+        started=True,
+    ),
+    case(
+        "log-constant-loss",
+        (*LOG_RUN, "trainer.command=python $DATA/log_constant_loss.py --log {metrics}"),
+        "metrics file",
+        "column loss holds 0.5 in every epoch",
+        "optimiser minimises",
+        started=True,
+    ),
+    case(
+        "log-metric-acc-without-accuracy",
+        (
+            *LOG_RUN,
+            "trainer.command=python $DATA/log_loss_only.py --log {metrics}",
+            "trainer.metric=acc",
+            "trainer.n_val=40",
+            "trainer.chance=0.25",
+        ),
+        "metrics file",
+        "no validation accuracy column",
+        "trainer.metric=auto",
+        started=True,
+    ),
     case(
         "trainer-function-missing-target",
         ("trainer=function", "trainer.n_val=10", "trainer.chance=0.1"),
@@ -1086,6 +1143,8 @@ def data(tmp_path_factory) -> Path:
     for label in ("pos", "neg"):
         (d / "text_train_only" / "train" / label / "1.txt").write_text("a fine film")
     (d / "usercode.py").write_text(USERCODE)
+    for name, header, row in LOG_SCRIPTS:  # training scripts whose logs break a rule
+        (d / name).write_text(LOG_SCRIPT.format(header=header, row=row))
     for group, option, target in (
         ("model", "wrong_shape", "usercode.WrongShape"),
         ("model", "missing", "nomodule_xyz.Net"),
@@ -1259,6 +1318,8 @@ def check_bad_input(bad: Case, data: Path, existing: Path, tmp_path: Path, run) 
     )
 
     lines = p.stderr.splitlines()
+    if bad.started:  # the progress of the run that showed the mistake
+        lines = [ln for ln in lines if not (ln.startswith("[") and "settings done" in ln)]
     assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
     assert len(lines) == 1, p.stderr
     line = lines[0]
@@ -1269,9 +1330,19 @@ def check_bad_input(bad: Case, data: Path, existing: Path, tmp_path: Path, run) 
     assert "; " in line, f"no fix in: {line}"  # rule and value, then how to fix it
     assert PASSWORD not in p.stderr + p.stdout
     assert _snapshot(storage) == storage_before  # byte-identical, or still absent
-    if storage is not None:
-        assert _listing(storage.parent) == neighbours_before  # no journal or WAL files left
-    assert _listing(results) == []  # nothing new under results_dir
+    left = _listing(results)
+    kept: set[str] = set()
+    if bad.started:  # only the refused run's own folder (<study>/runs/...), with its log
+        assert any(f.split("/")[1:2] == ["runs"] and f.endswith("stderr.log") for f in left), left
+        top = {f.split("/")[0] for f in left if f.split("/")[1:2] == ["runs"]}
+        kept = {f for f in left if f in top or (f.split("/")[0] in top and "/runs" in f)}
+        left = [f for f in left if f not in kept]
+    if storage is not None:  # no journal or WAL files left
+        neighbours = _listing(storage.parent)
+        if storage.parent == results:
+            neighbours = [f for f in neighbours if f not in kept]
+        assert neighbours == neighbours_before
+    assert left == []  # nothing new under results_dir
     assert _listing(data) == data_before
 
 

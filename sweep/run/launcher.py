@@ -25,6 +25,7 @@ from sweep.core.errors import UserError
 from sweep.core.redact import redact_url
 from sweep.run.children import Stopper, dismiss, go, reap, spawn, start_method, stop_unused
 from sweep.run.find import auto_grid
+from sweep.run.first_start import FirstStart
 from sweep.run.preparation import check_device, checked_task, has_work, prepare, task_cache_path
 from sweep.run.progress import Progress, Ticker
 from sweep.run.worker import EXIT_STOPPED, EXIT_USER_ERROR
@@ -114,6 +115,7 @@ def launch(
             for i, dev in enumerate(devices)
         ]
     )
+    before = FirstStart.look(cfg)  # a first start undone if a run shows the user's mistake
     try:
         storage, study, task = prepare(cfg, task, extra_work)
     except BaseException:
@@ -139,6 +141,7 @@ def launch(
     else:
         codes, stopped = _run_children(cfg, study, pending, workers, progress, write_results)
     if EXIT_USER_ERROR in codes:  # a worker printed the one-line error; nothing more to say
+        before.undo(cfg)  # a study created by this command, with no result: deleted again
         return EXIT_USER_ERROR
     final = snapshot(study, cfg)
     progress.finish(final)
