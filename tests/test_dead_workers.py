@@ -56,9 +56,9 @@ def test_a_setting_that_kills_its_worker_is_given_up_after_max_retries(tmp_path)
     log = tmp_path / "kills.log"
     env = {"KILL_LOG": str(log)}
 
-    def sweep(*extra: str):
+    def sweep(*extra: str, command: str = "worker"):  # `sweep worker`: the same, no report
         args = _args(tmp_path, "grid.lr=[0.1,1.0]", "study.max_retries=1", *extra)
-        return run_cli("run", *args, cwd=tmp_path, env=env)
+        return run_cli(command, *args, cwd=tmp_path, env=env)
 
     def kills() -> int:
         return len(log.read_text().split()) if log.exists() else 0
@@ -67,7 +67,7 @@ def test_a_setting_that_kills_its_worker_is_given_up_after_max_retries(tmp_path)
     assert first.returncode == 1 and kills() == 1, first.stderr[-3000:]
     second = sweep()  # taken back and run again (1 retry): killed again
     assert second.returncode == 1 and kills() == 2, second.stderr[-3000:]
-    third = sweep()  # died more than study.max_retries=1 times: given up, nothing runs
+    third = sweep(command="run")  # died more than study.max_retries=1 times: given up
     assert third.returncode == 1 and kills() == 2, third.stderr[-3000:]
     assert "1 setting(s) given up, not run again: lr=1" in third.stderr
     assert "its worker died 2 times" in third.stderr and "study.retry_failed=true" in third.stderr
