@@ -7,13 +7,16 @@ point anywhere in or up to one lr step beyond the grid. Every fit is the product
 
 "Of fits" counts every simulated slice, including those that report only a bound (no number) or
 that saw no collapse at all (exact bounds): a fit that states no number cannot mislead with one.
-docs/statistics.md has the table this file measures (`python -m pytest -s
-tests/test_boundary_simulation.py` prints it).
+docs/statistics.md and README.md quote the table this file measures (`python -m pytest -n 0 -s
+tests/test_boundary_simulation.py` prints it; without `-n 0` pytest-xdist swallows the print), and
+`test_the_quoted_tables_are_what_the_simulation_gives` fails when either quote goes stale.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,6 +142,62 @@ def test_print_the_table(sim):
             f"{r['safe_past']:.1%} | {r['cover_10']:.1%} | {r['cover_50']:.1%} | {r['median_error']:.2f} |"
         )
     assert len(rows) == len(SLOPES)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _quoted_table(path: Path, header_start: str) -> list[list[str]]:
+    """The cells of the markdown table whose header line starts with `header_start`."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def _number(cell: str) -> tuple[float, float]:
+    """(value, one unit of its last printed digit) of a cell such as 3.3%, 98%, 0.57 decades;
+    percentages as shares."""
+    text = re.match(r"[-\d.]+", cell).group(0)
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    scale = 0.01 if cell.rstrip().endswith("%") else 1.0
+    return float(text) * scale, 10.0**-decimals * scale
+
+
+def _matches(cell: str, value: float) -> bool:
+    """The quoted number is the measured one at the quote's precision: the simulation is seeded,
+    so only a last-digit rounding difference (another BLAS, another CPU) is allowed."""
+    quoted, unit = _number(cell)
+    return abs(quoted - value) <= unit + 1e-12
+
+
+def test_the_quoted_tables_are_what_the_simulation_gives(sim):
+    rows = _table(sim)
+    docs = _quoted_table(
+        ROOT / "docs" / "statistics.md", "| slope (per decade) | lr_at_10 reported"
+    )
+    keys = ("reported", "risky_of_fits", "risky_of_reported", "safe_past", "cover_10", "cover_50")
+    assert [float(r[0]) for r in docs] == list(SLOPES), "docs/statistics.md: one row per slope"
+    for r in docs:
+        measured = rows[float(r[0])]
+        for cell, key in zip(r[1:], keys + ("median_error",)):
+            assert _matches(cell, measured[key]), (
+                "docs/statistics.md",
+                r[0],
+                key,
+                cell,
+                measured[key],
+            )
+    readme = _quoted_table(ROOT / "README.md", "| slope (per decade) | safe LR where")
+    assert readme, "README.md quotes the table"
+    for r in readme:
+        measured = rows[float(r[0])]
+        for cell, key in zip(r[1:], ("safe_past", "risky_of_fits", "cover_10", "median_error")):
+            assert _matches(cell, measured[key]), ("README.md", r[0], key, cell, measured[key])
 
 
 def test_the_reported_lr_at_10_rarely_sits_where_the_risk_is_already_30_percent(sim):
