@@ -141,7 +141,10 @@ def launch(
     else:
         codes, stopped = _run_children(cfg, study, pending, workers, progress, write_results)
     if EXIT_USER_ERROR in codes:  # a worker printed the one-line error; nothing more to say
-        before.undo(cfg)  # a study created by this command, with no result: deleted again
+        try:
+            before.undo(cfg)  # a study created by this command, with no result: deleted again
+        except UserError:  # (the error was the storage itself, e.g. locked: it stays as it is)
+            pass
         return EXIT_USER_ERROR
     final = snapshot(study, cfg)
     progress.finish(final)
