@@ -109,7 +109,7 @@ def test_lr_at_is_a_pure_function_of_step():
         ),
         (
             ["schedule=linear"],
-            "unknown schedule; valid schedules: constant, cosine, onecycle, warmup",
+            "unknown schedule; valid schedules: constant, cosine, onecycle, step, warmup",
         ),
     ],
 )

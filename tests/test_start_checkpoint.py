@@ -454,3 +454,12 @@ def test_the_original_runs_log_gives_the_history_the_calls_see(tmp_path):
         UserError, match="holds 30 epochs, but the checkpoint was saved after epoch 40"
     ):
         original_log(cfg)
+
+
+def test_the_step_schedule_holds_before_lr_then_the_settings_lr():
+    from sweep.training.optim import lr_at
+
+    cfg = load_config(["schedule=step", "schedule.at_step=3", "schedule.before_lr=0.05"])
+    assert [lr_at(cfg.schedule, s, 10, 2.0) for s in range(5)] == [0.05, 0.05, 0.05, 2.0, 2.0]
+    with pytest.raises(UserError, match="schedule.before_lr: must be > 0"):
+        load_config(["schedule=step", "schedule.before_lr=0"])

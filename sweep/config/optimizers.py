@@ -156,8 +156,23 @@ class OneCycleSchedule(ScheduleConfig):
             self.require(getattr(self, name) >= 1, prefix, name, "must be >= 1")
 
 
+@dataclass
+class StepSchedule(ScheduleConfig):
+    """`before_lr` for the first `at_step` optimizer steps, then the setting's lr: a late change of
+    learning rate ("which lr is safe from epoch k on?": at_step = k x steps per epoch)."""
+
+    name: str = "step"
+    at_step: int = 0  # optimizer steps at before_lr (0: the setting's lr throughout)
+    before_lr: float = 0.01  # the learning rate before at_step (the same for every setting)
+
+    def check(self, prefix: str) -> None:
+        self.require(self.at_step >= 0, prefix, "at_step", "must be >= 0 (0: off)")
+        self.require(self.before_lr > 0, prefix, "before_lr", "must be > 0")
+
+
 SCHEDULES: dict[str, type] = {
     "constant": ConstantSchedule,
+    "step": StepSchedule,
     "warmup": WarmupSchedule,
     "cosine": CosineSchedule,
     "onecycle": OneCycleSchedule,

@@ -58,6 +58,7 @@ def lr_at(cfg: Any, step: int, total_steps: int, base_lr: float) -> float:
     A pure function of its arguments (no scheduler state), so a resumed run continues exactly.
 
     - constant: `base_lr` throughout.
+    - step: `before_lr` for steps 0..at_step-1, then `base_lr` (a late raise or drop).
     - warmup: `base_lr * (step + 1) / warmup_steps` for the first `warmup_steps` steps (the first
       step already moves; the last warmup step reaches `base_lr`), then `base_lr`.
     - cosine: the same linear warmup (off by default), then half a cosine from `base_lr` at the
@@ -69,6 +70,8 @@ def lr_at(cfg: Any, step: int, total_steps: int, base_lr: float) -> float:
     """
     if cfg.name == "constant":
         return base_lr
+    if cfg.name == "step":
+        return cfg.before_lr if step < cfg.at_step else base_lr
     if cfg.name == "warmup":
         return base_lr * _warmup_factor(step, cfg.warmup_steps)
     if cfg.name == "cosine":
