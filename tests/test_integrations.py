@@ -126,7 +126,7 @@ def test_keras_logits_of_a_softmax_output_are_recomputed(tmp_path):
     signals = keras_signals.CollapseSignals(probe=probe)
     model = _keras_model(last=keras.layers.Dense(3, activation="softmax"))
     log = _fit(model, tmp_path, [signals], epochs=1, loss="sparse_categorical_crossentropy")
-    head = keras.Model(model.inputs, model.layers[-1].input)
+    head = keras.Model(model.inputs[0], model.layers[-1].input)
     dense = model.layers[-1]
     z = head(probe[0]).detach().numpy() @ _numpy(dense.kernel) + _numpy(dense.bias)
     m = z.max(-1, keepdims=True)
