@@ -111,3 +111,13 @@ def test_a_keras_log_without_validation_reads_the_training_loss():
     assert [e["train_loss"] for e in log.epochs] == [2.0, 1.5, 1.2]
     running = parse_log(text, path="m.csv", final=False)
     assert [e["train_loss"] for e in running.epochs] == [2.0, 1.5, 1.2]
+
+
+def test_the_callbacks_nonfinite_origin_flags_name_the_group_and_leave_the_curves():
+    text = (
+        '{"epoch": 1, "loss": 2.0, "nonfinite_origin/decoder": 0, "nonfinite_origin/enc": 0}\n'
+        '{"epoch": 2, "loss": NaN, "nonfinite_origin/decoder": 1, "nonfinite_origin/enc": 0}\n'
+    )
+    log = parse_log(text, path="m.jsonl")
+    assert log.nonfinite_origin == "decoder"
+    assert all(not k.startswith("nonfinite_origin") for row in log.epochs for k in row)

@@ -131,6 +131,8 @@ class ExternalTrainer:
             record.failure, record.failure_reason = ending.failure, ending.reason[:2000]
         record.n_val, record.chance = self.validation_facts(log, paths)
         record.chance_loss = self.chance_loss(log)
+        if log is not None and getattr(log, "nonfinite_origin", None):
+            record.nonfinite_origin = log.nonfinite_origin  # where the log says a NaN began
         return record
 
     def chance_loss(self, log: Any) -> float | None:

@@ -36,7 +36,9 @@ GROUP_PREFIXES: tuple[str, ...] = (
     "grad_norm_max/",
     "update_ratio/",
     "sat_frac/",
+    "nonfinite_origin/",  # 1 in the epoch where that group's NaN/inf appeared first (callbacks)
 )
+ORIGIN_PREFIX = "nonfinite_origin/"
 
 #: Contract name -> the file columns it is read from, in order of preference.
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -10,6 +10,7 @@ from typing import Any
 from sweep.trainers.log_columns import (
     ABSENT,
     LOSSES,
+    ORIGIN_PREFIX,
     RUN_CONSTANTS,
     TEXT_COLUMNS,
     ColumnPlan,
@@ -182,6 +183,8 @@ def _finish(
             curves.pop(name, None)
     origin_column = plan.source.get("nonfinite_origin")
     origin = next((e.texts[origin_column] for e in epochs if origin_column in e.texts), None)
+    flagged = _origin_flags(out)  # lrsweep's callbacks: a number column per group
+    origin = origin or flagged
     return EpochLog(
         epochs=out,
         n_val=int(facts["n_val"]) if facts["n_val"] is not None else None,
@@ -192,6 +195,19 @@ def _finish(
         format=fmt,
         path=path,
     )
+
+
+def _origin_flags(out: list[dict[str, float]]) -> str | None:
+    """The group named by the first `nonfinite_origin/<group>` column holding 1 (lrsweep's Keras
+    and Lightning callbacks and GradientMonitor log the NaN origin as numbers: frameworks refuse
+    words in their logs); the flag columns are not curves, so they leave the rows."""
+    origin = None
+    for row in out:
+        for key in [k for k in row if k.startswith(ORIGIN_PREFIX)]:
+            if origin is None and row[key] == 1.0:
+                origin = key[len(ORIGIN_PREFIX) :]
+            del row[key]
+    return origin
 
 
 def _drop_empty_columns(out: list[dict[str, float]], plan: ColumnPlan) -> None:
