@@ -411,6 +411,8 @@ def test_keep_then_from_run_through_the_cli_and_another_checkpoint_is_refused(tm
     assert "From epoch 2, the original lr 0.1 collapses in" in verdict
     page = (tmp_path / "cont" / "report.html").read_text()
     assert "saved after epoch 2" in page
+    assert (tmp_path / "cont" / "figures" / "start_curves.png").is_file()
+    assert "From the checkpoint" in page and "figures/start_curves.png" in page
     other = [
         *from_run[:-2],
         f"start.checkpoint={START / 'digits-lstm4-sgd.pt'}",

@@ -51,6 +51,7 @@ from sweep.report.figure_base import (  # noqa: F401  (the public names of the f
 from sweep.report.find_figure import find_figure
 from sweep.report.heatmaps import accuracy_heatmap, collapse_heatmap, lr_curves
 from sweep.report.layers import layer_grad_norms, layer_settings
+from sweep.report.start_figure import start_plan
 from sweep.report.traces import grad_norm_traces, learning_curves
 from sweep.report.volatility import has_volatility, volatility_figure
 
@@ -71,6 +72,7 @@ def figure_plan(
         ("collapse_rate", "figures/collapse_rate.png", "", lambda: collapse_heatmap(tables)),
         ("mean_best_acc", "figures/mean_best_acc.png", "", lambda: accuracy_heatmap(tables)),
         ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
+        *start_plan(tables),  # from a checkpoint: the original run in grey, then the sweep's
     ]
     if has_volatility(g):  # two or more batch sizes: how fluctuation depends on them
         plan.append(
