@@ -135,6 +135,13 @@ def test_a_nonfinite_collapse_ends_with_nonfinite_and_its_origin():
     assert collapsed(c, 9, "nonfinite", "head").chain == ["gradient_cliff", "nonfinite"]
 
 
+def test_a_nonfinite_collapse_without_origin_or_mechanism_says_so():
+    c = stable(epochs=9)
+    a = collapsed(c, 9, "nonfinite", "")
+    assert a.chain == ["undetermined", "nonfinite"] and a.cause == "undetermined"
+    assert "nonfinite_origin" in a.missing
+
+
 def test_mechanisms_far_from_the_collapse_are_not_its_chain():
     c = stable()
     c["grad_norm_max"][4] *= 40  # epoch 5, long before

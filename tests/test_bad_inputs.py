@@ -741,6 +741,18 @@ CASES = [
         command="find",
     ),
     case("find-too-few-steps", "find.steps=3", "find.steps", ">= 20", command="find"),
+    # --- the signals of why a run collapsed (issue 26) ------------------------------------
+    case(
+        "signals-probe-size-negative",
+        "signals.probe_size=-1",
+        "signals.probe_size",
+        "0 (off)",
+        "-1",
+    ),
+    case(
+        "signals-probe-size-not-a-number", "signals.probe_size=abc", "signals.probe_size", "integer"
+    ),
+    case("signals-every-zero", "signals.every=0", "signals.every", ">= 1", "signals.every=1"),
     case(
         "find-lr-range-upside-down",
         ("find.lr_min=1", "find.lr_max=0.1"),

@@ -11,10 +11,12 @@ The chain holds each mechanism whose rule holds (sweep.analysis.autopsy.onsets) 
 BEFORE epochs before the collapse to AFTER epochs after it, once, at its first such epoch, in
 time order; mechanisms that begin in the same epoch are ordered by what drives what (a step too
 large, then a gradient cliff, then saturation, then an output collapse). A `nonfinite` collapse
-ends with `nonfinite` (and its `nonfinite_origin`); a `constant_output` collapse ends with
-`output_collapse` (its evidence: the predictions at the end). A chain with nothing before those
-ends is that end alone. A collapse without any of these is `undetermined`, and `missing` names the
-signals the run did not record (what would settle it). Runs that did not collapse get none.
+ends with `nonfinite` (and its `nonfinite_origin`; with neither an origin nor a mechanism before
+it, the chain is `undetermined>nonfinite`: the curves show that it blew up, not why). A
+`constant_output` collapse ends with `output_collapse` (its evidence: the predictions at the
+end). A chain with nothing before those ends is that end alone. A collapse without any of these
+is `undetermined`, and `missing` names the signals the run did not record (what would settle
+it). Runs that did not collapse get none.
 """
 
 from __future__ import annotations
@@ -89,12 +91,16 @@ def autopsy(
         steps = [s for s in steps if s.mechanism != "output_collapse"] + [
             _constant_output(curves, ce, steps)
         ]
+    missing = missing_signals(curves)
     if collapse_mode == "nonfinite":
+        if not steps and not nonfinite_origin:  # a NaN/inf, but neither where nor what led to it
+            steps = [Onset("undetermined", ce, math.nan, "a NaN/inf from an unknown origin")]
+            missing.append("nonfinite_origin")
         origin = f" in {nonfinite_origin}" if nonfinite_origin else ""
         steps.append(Onset("nonfinite", ce, math.nan, f"NaN/inf{origin}"))
     if not steps:
         steps = [Onset("undetermined", ce, math.nan, "no signal cleared its noise")]
-    return Autopsy(steps=steps, missing=missing_signals(curves), origin=nonfinite_origin or "")
+    return Autopsy(steps=steps, missing=missing, origin=nonfinite_origin or "")
 
 
 def _constant_output(curves: Mapping[str, Sequence[float]], ce: int, steps: list[Onset]) -> Onset:

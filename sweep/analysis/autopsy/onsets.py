@@ -5,7 +5,7 @@ epochs just before (up to LEVEL_EPOCHS) and its noise the robust epoch-to-epoch 
 epochs before (`noise_scale`: 1.4826 x median |second difference| / sqrt(6), as the loss-jump
 detector reads the loss; never below the signal's FLOOR, which stands in for the noise while
 too few epochs are there to measure it). A signal "rose" at e when its value there exceeds the
-level by more than Z noise scales and by its minimum size, and the epoch before by half that
+level by more than Z (3) noise scales and by its minimum size, and the epoch before by half that
 minimum (a sudden rise, not the latest epoch of a steady climb such as early training's).
 Positive signals (gradient norms, update ratios, the lr over the critical step) are read on a
 log scale, so a rise is a factor; the logits' log-sum-exp is a log already; shares (saturation,
@@ -21,7 +21,8 @@ The mechanisms (docs/why-it-collapsed.md gives the rules and their sources):
 - gradient_cliff: grad_norm_max rose by more than CLIFF_MIN x and its noise, and either its
   ratio to grad_norm_mean rose by SPIKE_MIN x over that ratio's level (a few steps far above the
   epoch's others) or the mean rose by CLIFF_MIN x and its noise as well (the whole epoch):
-  gradients that grow together while a run learns are not a cliff.
+  gradients that grow together while a run learns are not a cliff (a run that logged no mean is
+  judged on its max alone).
 - step_too_large: the lr itself rose (x2 or more from one epoch to the next: a schedule, a
   restart); or the update/weight ratio rose by STEP_MIN x and its noise, and the update per unit
   of gradient (update_ratio / grad_norm_mean) by STEP_PER_GRAD x and its noise (a larger step
@@ -49,7 +50,7 @@ from sweep.analysis.shapes.curves import noise_scale
 
 LEVEL_EPOCHS = 5  # the level before an epoch: the median of up to this many epochs before it
 MIN_HISTORY = 2  # epochs needed before an onset can be judged
-Z = 4.0  # noise scales a rise must clear
+Z = 3.0  # noise scales a rise must clear
 
 CLIFF_MIN = math.log(8.0)  # gradient_cliff: grad_norm_max at least x8 its level ...
 CLIFF_FLOOR = 0.4  # ... and its noise never taken below this (log units: x1.5 per epoch) ...
@@ -153,6 +154,7 @@ def onsets(curves: Mapping[str, Sequence[float]]) -> dict[str, list[Onset]]:
     # gradient while a run learns (max and mean rising together by a few x).
     spread = g_max - g_mean
     spiky = np.array([spread[i] - level_before(spread, i) >= SPIKE_MIN for i in range(n)])
+    spiky |= ~np.isfinite(g_mean)  # a log without the mean: the max alone decides
     broad = rises(g_mean, CLIFF_FLOOR, CLIFF_MIN)
     for i in np.flatnonzero(np.isfinite(cliff) & (spiky | np.isfinite(broad))):
         found["gradient_cliff"].append(
