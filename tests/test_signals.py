@@ -276,3 +276,30 @@ def test_a_probe_the_model_cannot_read_gets_one_line_and_training_goes_on(monkey
         assert r.epochs_run == 3 and r.nonfinite is None
         assert "sat_frac" not in r.curves and "logit_lse" not in r.curves
         assert len(r.curves["update_ratio"]) == 3 and len(r.curves["crit_lr"]) == 3
+
+
+# --------------------------------------------------------------------------- the GPU rules
+
+
+@pytest.mark.parametrize("packing", ["off", "on"])
+def test_the_signals_add_no_host_read_to_the_step_loop(packing):
+    """On a GPU every host read waits for the queued work: the signals read the host once per
+    epoch (with the epoch's other numbers), never per step. Counted on the CPU with the CUDA
+    check interval (16 steps)."""
+    from test_gpu_paths import HostReads
+
+    counts = {}
+    for enabled in ("true", "false"):
+        cfg = load_config(TINY + [f"packing={packing}", f"signals.enabled={enabled}"])
+        task = build_task(cfg.task)
+        spec = RunSpec.build(cfg, {"lr": 0.1, "clip": 1.0, "batch_size": 16}, [0, 1])
+        trainer = (
+            PackedTrainer(task, spec, CPU, check_every=16)
+            if packing == "on"
+            else SeedTrainer(task, spec, 0, CPU, check_every=16)
+        )
+        assert trainer.steps_per_epoch > 64  # many steps: a per-step read would show
+        with HostReads() as reads:
+            trainer._train_epoch()
+        counts[enabled] = reads.count
+    assert counts["true"] == counts["false"], counts
