@@ -4,7 +4,8 @@ The main modules, in the order data flows through them: `spec` (the resolved Run
 setting), `models` / `packed_net` (a seed's network, or every seed's as one), `optim` (optimizers
 and schedules), `separate` / `packed` (the two ways to train a setting's seeds, one interface),
 `gradients` (norms before clipping, and clipping), `epoch` (what an epoch leaves behind),
-`checkpoints` (a running trial's state), `accelerator` (CPU/CUDA state), `setting`
+`signals` / `saturation` / `origin` (the signals of why a run collapsed: update ratios, saturated
+units, the critical step size, where a NaN started), `checkpoints` (a running trial's state), `accelerator` (CPU/CUDA state), `setting`
 (`train_setting`: picks the mode, resumes, loops over epochs); `range_test` is `sweep find`'s
 run. Losses and accuracy are the task's (`sweep.tasks.scoring`).
 """
