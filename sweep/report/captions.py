@@ -64,6 +64,14 @@ CAPTIONS = {
         "and furthest is where the blow-up starts. Groups: the embedding, each recurrent layer and the head, or a "
         "custom model's top-level modules."
     ),
+    "autopsy": (
+        "Why it collapsed: for the collapsed seeds of this slice's lowest collapsing lr (red), every signal from "
+        "6 epochs before to 6 after each seed's own collapse epoch (0, dotted), against the seeds of the nearest lr "
+        "without a collapse (grey): the gradient norm over its median before the collapse (a cliff jumps x8), the "
+        "update/weight ratio, the lr over the critical step size (above 1 the step overshoots), the saturated share "
+        "of gates and units, and the top class's share. The legend gives each seed's chain of mechanisms; a dot "
+        "marks where its cause began (runs.csv: collapse_chain, collapse_cause, cause_epoch)."
+    ),
 }
 FIGURE_TITLES = {
     "start_curves": "From the checkpoint",
@@ -76,4 +84,5 @@ FIGURE_TITLES = {
     "layer_grad_norms": "Gradient norms per layer",
     "find": "Learning-rate range test",
     "volatility": "Loss fluctuation by batch size",
+    "autopsy": "Why it collapsed",
 }
