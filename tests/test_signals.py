@@ -303,3 +303,28 @@ def test_the_signals_add_no_host_read_to_the_step_loop(packing):
             trainer._train_epoch()
         counts[enabled] = reads.count
     assert counts["true"] == counts["false"], counts
+
+
+def test_a_packed_token_model_reads_the_probe_as_its_seeds_own_networks_do():
+    from sweep.tasks.data import TaskData
+    from sweep.training.models import build_model
+    from sweep.training.packed_net import PackedRecurrentNet
+    from sweep.training.signals import Probe, packed_probe_row, probe_row
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(1, 9, (40, 6), generator=g)
+    y = torch.randint(0, 3, (40,), generator=g)
+    task = TaskData("tokens", "classification", x, y, x, y, output_dim=3, vocab_size=9)
+    cfg = load_config(["model.hidden_size=8", "model.embedding_dim=4"]).model
+    nets = [build_model(cfg, task, s) for s in (0, 1)]
+    for net in nets:  # larger weights: some saturation to compare
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(4)
+    probe = Probe.build(task, 16)
+    packed = packed_probe_row(PackedRecurrentNet(nets), probe)
+    for k, net in enumerate(nets):
+        own = probe_row(net, probe, None)
+        assert own["sat_frac"].item() > 0
+        for column in ("sat_frac", "sat_frac/rnn.l0", "sat_frac/rnn.l1", "logit_lse"):
+            assert packed[column][k].item() == pytest.approx(own[column].item(), abs=1e-5), column
