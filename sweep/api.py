@@ -193,8 +193,10 @@ def run_sweep(
         function = trainer if callable(trainer) else None
         if function is not None:
             from sweep.trainers.checks import check_signature, source_hash
+            from sweep.trainers.function import check_start_argument
 
-            check_signature(function, cfg.trainer)
+            takes = check_signature(function, cfg.trainer)
+            check_start_argument(cfg, takes, getattr(function, "__qualname__", "the function"))
             cfg.trainer.source = source_hash(function)
         status = launch(cfg, write_results=True, function=function)
     except UserError as e:

@@ -465,3 +465,22 @@ def test_the_step_schedule_holds_before_lr_then_the_settings_lr():
     assert [lr_at(cfg.schedule, s, 10, 2.0) for s in range(5)] == [0.05, 0.05, 0.05, 2.0, 2.0]
     with pytest.raises(UserError, match="schedule.before_lr: must be > 0"):
         load_config(["schedule=step", "schedule.before_lr=0"])
+
+
+def _fit_without_init(setting, seed, epochs, report):
+    pass
+
+
+def test_a_notebook_function_that_cannot_start_from_the_checkpoint_is_refused_first(tmp_path):
+    import sweep
+
+    with pytest.raises(UserError, match="takes no init_checkpoint parameter"):
+        sweep.run_sweep(
+            _fit_without_init,
+            {"lr": [0.1], "clip": [None]},
+            overrides=[f"start.checkpoint={START / 'digits-lstm4-weights.pt'}", "start.epoch=3"],
+            n_val=100,
+            chance=0.1,
+            results_dir=str(tmp_path),
+        )
+    assert not list(tmp_path.iterdir())  # nothing written

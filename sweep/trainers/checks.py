@@ -42,12 +42,9 @@ def check_trainer(cfg: Config) -> list[str]:
     if isinstance(cfg.trainer, TargetTrainer):
         fn = load_function(cfg.trainer.target)
         takes = check_signature(fn, cfg.trainer)
-        if cfg.start.active and "init_checkpoint" not in takes:
-            raise UserError(
-                f"{KEY}: start.checkpoint is set, but {cfg.trainer.target} takes no init_checkpoint "
-                f"parameter, so every run would train from scratch; add init_checkpoint=None (and "
-                f"start_epoch=0) to its parameters and load the state it names before training"
-            )
+        from sweep.trainers.function import check_start_argument
+
+        check_start_argument(cfg, takes, cfg.trainer.target)
         source = source_hash(fn)
         if cfg.trainer.source is not None and cfg.trainer.source != source:
             raise UserError(

@@ -103,6 +103,17 @@ def call_arguments(fn: Callable[..., Any], kwargs: dict[str, Any]) -> list[str]:
     return [n for n in ARGUMENTS if var_kw or n in named]
 
 
+def check_start_argument(cfg: Any, names: list[str], what: str) -> None:
+    """From a checkpoint, the function must take `init_checkpoint` (or every run would train from
+    scratch): a one-line UserError otherwise."""
+    if cfg.start.active and "init_checkpoint" not in names:
+        raise UserError(
+            f"trainer._target_: start.checkpoint is set, but {what} takes no init_checkpoint "
+            f"parameter, so every run would train from scratch; add init_checkpoint=None (and "
+            f"start_epoch=0) to its parameters and load the state it names before training"
+        )
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and (when imported) torch's generators, as a training script would."""
     random.seed(seed)
@@ -124,6 +135,7 @@ class FunctionTrainer(ExternalTrainer):
         super().__init__(cfg, device, progress)
         self.fn = fn
         self.names = call_arguments(fn, dict(self.options.kwargs))
+        check_start_argument(cfg, self.names, getattr(fn, "__qualname__", "the function"))
 
     def run_one(
         self, setting: dict[str, Any], seed: int, paths: RunPaths, should_stop: Callable[[], bool]
