@@ -27,8 +27,9 @@ The mechanisms (docs/why-it-collapsed.md gives the rules and their sources):
   restart); or the update/weight ratio rose by STEP_MIN x and its noise, and the update per unit
   of gradient (update_ratio / grad_norm_mean) by STEP_PER_GRAD x and its noise (a larger step
   that a larger gradient does not explain); or lr / crit_lr rose by CRIT_MIN x and its noise to
-  at least 2 (the step taken overshot even at half its size), and stayed there the next epoch
-  (crit_lr is read on one batch: a single epoch's outlier does not count).
+  at least 4 (the step taken overshot even at a quarter of its size), and stayed there the next
+  epoch (crit_lr is read on one batch: a single epoch's outlier does not count; and a step that
+  overshoots at half its size is the edge of stability that stable runs train at).
 - saturation: sat_frac rose by SAT_MIN and its noise, and either the gradient norm fell by
   GRAD_FALL x below its level within FALL_EPOCHS epochs (units that no longer pass a gradient) or
   a quarter of every gate and unit is saturated (SAT_HIGH), while the training loss did not fall
@@ -57,11 +58,11 @@ CLIFF_FLOOR = 0.4  # ... and its noise never taken below this (log units: x1.5 p
 SPIKE_MIN = math.log(2.0)  # ... with grad_norm_max / grad_norm_mean up x2, or the mean up x8
 LR_RISE = math.log(2.0)  # step_too_large: the lr itself up x2 from one epoch to the next; or
 STEP_MIN = math.log(3.0)  # the update ratio up x3 ...
-STEP_PER_GRAD = math.log(2.0)  # ... and the update per unit of gradient up x2; or
+STEP_PER_GRAD = math.log(3.0)  # ... and the update per unit of gradient up x3; or
 STEP_FLOOR = 0.25
 CRIT_MIN = math.log(4.0)  # lr / crit_lr up x4 over its level and its noise ...
 CRIT_FLOOR = 0.5
-CRIT_OVER = math.log(2.0)  # ... to at least 2: the step taken overshot at half its size
+CRIT_OVER = math.log(4.0)  # ... to at least 4: the step taken overshot at a quarter of its size
 SAT_MIN = 0.10  # saturation: sat_frac up by at least 0.10 (10% of activations) ...
 SAT_FLOOR = 0.02
 GRAD_FALL = math.log(2.0)  # ... and the gradient norm down by x2 within FALL_EPOCHS epochs,
