@@ -5,7 +5,10 @@ setting), `models` / `packed_net` (a seed's network, or every seed's as one), `o
 and schedules), `separate` / `packed` (the two ways to train a setting's seeds, one interface),
 `gradients` (norms before clipping, and clipping), `epoch` (what an epoch leaves behind),
 `signals` / `saturation` / `origin` (the signals of why a run collapsed: update ratios, saturated
-units, the critical step size, where a NaN started), `checkpoints` (a running trial's state), `accelerator` (CPU/CUDA state), `setting`
+units, the critical step size, where a NaN started), `checkpoints` (a running trial's state),
+`start_state` / `state_slots` / `start_facts` (the saved state every run of a sweep may start
+from, written into separate or packed seeds, and what the study records of it), `kept` (states
+kept for a later sweep to start from), `accelerator` (CPU/CUDA state), `setting`
 (`train_setting`: picks the mode, resumes, loops over epochs); `range_test` is `sweep find`'s
 run. Losses and accuracy are the task's (`sweep.tasks.scoring`).
 """
