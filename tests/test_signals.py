@@ -328,3 +328,21 @@ def test_a_packed_token_model_reads_the_probe_as_its_seeds_own_networks_do():
         assert own["sat_frac"].item() > 0
         for column in ("sat_frac", "sat_frac/rnn.l0", "sat_frac/rnn.l1", "logit_lse"):
             assert packed[column][k].item() == pytest.approx(own[column].item(), abs=1e-5), column
+
+
+def test_the_kept_weights_fit_their_memory_and_say_when_a_step_is_gone(monkeypatch):
+    import sweep.training.signals as signals
+
+    params = [nn.Parameter(torch.zeros(1000))]  # 4 kB
+    monkeypatch.setattr(signals, "RING_BYTES", 10_000)
+    rec = signals.StepRecorder(params, torch.ones(1, 1), ["all"], window=16, stacked=False)
+    assert rec.window == 2  # what 10 kB holds, not the 16 steps of a check's window
+    rec.start_epoch(steps=8, members=1, device=CPU)
+    for step in range(5):
+        rec.before(step)
+        with torch.no_grad():
+            params[0] += 1.0
+        rec.after(step)
+    assert rec.before_weights(4)[0][0].item() == 4.0
+    assert rec.before_weights(3)[0][0].item() == 3.0
+    assert rec.before_weights(2) is None  # overwritten: no replay from the wrong weights

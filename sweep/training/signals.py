@@ -55,6 +55,7 @@ LADDER = tuple(2.0**k for k in range(-3, 4))  # crit_lr's candidate steps, in un
 # of an epoch of fewer than 2x this many): its cost per epoch stays bounded, its mean is not
 # noisier than the epoch-to-epoch variation the autopsy judges it against.
 UPDATE_SAMPLES = 20
+RING_BYTES = 512 * 2**20  # at most this much memory for the weights kept before recent steps
 _BISECTIONS = math.ceil(math.log2(len(LADDER) + 1))  # passes that pin the crossing on LADDER
 
 
@@ -133,12 +134,15 @@ class StepRecorder:
     ) -> None:
         self.names = list(names)
         self.matrix = matrix
-        self.window = max(1, window)
+        size = sum(p.numel() * p.element_size() for p in params)
+        # The weights of the last `window` steps (a check's window), within RING_BYTES: a large
+        # model of a user's keeps fewer (then a NaN noticed late gets no replay, only its step).
+        self.window = max(1, min(window, RING_BYTES // max(1, size)))
         self.stacked = stacked
         self.updates = UpdateSteps(params, self.window, stacked)
         self.squares = torch.empty(0)
         self.stride = 1  # the update ratio is measured every `stride` steps (start_epoch)
-        self.filled: set[int] = set()  # ring slots holding weights
+        self.held: dict[int, int] = {}  # ring slot -> the step of this epoch whose weights it holds
 
     def rebuilt(
         self, params: Sequence[torch.Tensor], matrix: torch.Tensor, keep: torch.Tensor
@@ -151,17 +155,18 @@ class StepRecorder:
             other.updates.ring = [
                 [t.index_select(0, keep.to(t.device)) for t in slot] for slot in self.updates.ring
             ]
-        other.filled = set(self.filled)
+        other.held = dict(self.held)
         return other
 
     def start_epoch(self, steps: int, members: int, device: torch.device) -> None:
         shape = (steps, 2, len(self.updates.params)) + ((members,) if self.stacked else ())
         self.squares = torch.full(shape, math.nan, device=device)
         self.stride = max(1, steps // UPDATE_SAMPLES)
+        self.held = {}
 
     def before(self, step: int) -> None:
         self.updates.before(step % self.window)
-        self.filled.add(step % self.window)
+        self.held[step % self.window] = step
 
     def after(self, step: int, cols: torch.Tensor | None = None) -> None:
         if step % self.stride:
@@ -181,8 +186,9 @@ class StepRecorder:
         return update_row(ratios(squares, self.matrix), self.names)
 
     def before_weights(self, step: int) -> list[torch.Tensor] | None:
-        """The weights before step `step` of this epoch (one of the last `window` steps)."""
-        return self.updates.ring[step % self.window] if step % self.window in self.filled else None
+        """The weights before step `step` of this epoch, if still kept (None otherwise)."""
+        slot = step % self.window
+        return self.updates.ring[slot] if self.held.get(slot) == step else None
 
 
 class NullStepRecorder:
