@@ -129,7 +129,9 @@ def test_sizes_are_passed_only_to_a_constructor_that_names_them_and_the_seed_fix
 def test_targets_reach_forward_in_training_only(project):
     import usermod
 
-    cfg = _cfg(project, "model=net", "task=blobs")
+    # (signals off: crit_lr's line search reads the training loss, targets included, and the
+    # probe pass is another evaluation; tests/test_signals.py covers those calls)
+    cfg = _cfg(project, "model=net", "task=blobs", "signals.enabled=false")
     task = build_task(cfg.task)
     usermod.CALLS.clear()
     trainer = SeedTrainer(task, RunSpec.build(cfg, cfg.grid.settings()[0], [0]), 0, CPU)

@@ -346,3 +346,37 @@ def test_the_kept_weights_fit_their_memory_and_say_when_a_step_is_gone(monkeypat
     assert rec.before_weights(4)[0][0].item() == 4.0
     assert rec.before_weights(3)[0][0].item() == 3.0
     assert rec.before_weights(2) is None  # overwritten: no replay from the wrong weights
+
+
+class TeacherForced(nn.Module):
+    """A user's model whose forward takes targets= (teacher forcing), noting every call."""
+
+    calls: list[tuple[bool, bool]] = []
+
+    def __init__(self, input_size: int, output_size: int) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(input_size, 8, batch_first=True)
+        self.out = nn.Linear(8, output_size)
+
+    def forward(self, inputs, lengths=None, targets=None):
+        TeacherForced.calls.append((self.training, targets is not None))
+        return self.out(self.rnn(inputs)[0][:, -1])
+
+
+def test_crit_lr_reads_the_training_loss_with_its_targets_and_the_probe_reads_without():
+    cfg = load_config(["epochs=1"])
+    cfg = dataclasses.replace(
+        cfg, model=TargetModel(target="test_signals.TeacherForced", name="tf")
+    )
+    task = build_task(cfg.task)
+    trainer = SeedTrainer(
+        task, RunSpec.build(cfg, {"lr": 0.1, "clip": None, "batch_size": 256}, [0]), 0, CPU
+    )
+    TeacherForced.calls.clear()
+    trainer.run_epoch()
+    steps = trainer.steps_per_epoch
+    assert TeacherForced.calls == (
+        [(True, True)] * steps  # training steps: teacher forcing
+        + [(False, True)] * 4  # crit_lr: the update's own batch and loss, without dropout
+        + [(False, False)] * 2  # the validation pass, then the probe: never targets
+    )
