@@ -20,7 +20,8 @@ Columns (the contract in docs/why-it-collapsed.md):
 - `sat_frac`: the share of saturated activations of the recurrent layers on the probe batch
   (sweep.training.saturation); `sat_frac/<layer>` per recurrent layer.
 - `crit_lr`: the critical step size of the epoch's last update (Kalra et al. 2026): on that
-  update's own batch, in evaluation mode, along d = (w_after - w_before) / lr from w_before, the
+  update's own batch and loss (a model taking `targets=` gets them), in evaluation mode (no
+  dropout), along d = (w_after - w_before) / lr from w_before, the
   smallest step eta of the ladder lr * 2^k (k = -3..3) at which the loss exceeds the loss at
   w_before, found by bisection (3 forward passes, plus one at w_before). Censored at both ends:
   16 x lr when the loss rises nowhere on the ladder, lr / 8 when it rises already there. The update taken is eta = lr:
