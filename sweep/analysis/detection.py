@@ -26,11 +26,16 @@ n_val items imply, at the false-alarm budget `detect.alpha`:
   epochs above the threshold with one-sided confidence 1 - recover_alpha), that is itself below
   the threshold, leaves at least `patience` epochs, and from which the mean accuracy to the end
   is below the threshold; `collapse_epoch` is that epoch. Accuracy confirms it when (1) the
-  one-sided (1 - alpha) Wilson bound of the stretch's mean lies below the threshold, on an
-  effective number of items that lets the stretch's epochs add up as far as their scatter shows
-  fresh noise (they share their items: at most one epoch's binomial noise stays), and (2) the
-  run's two best epochs both stand out from the stretch's level by more than noise lifts the best
-  of its epochs at alpha/2 (`best_stands_out`: a threshold set by one lucky epoch calls nothing).
+  one-sided (1 - alpha) upper bound of the stretch's mean lies below the threshold: its item
+  noise bounded by Wilson on an effective number of items that lets the stretch's epochs add up
+  as far as their scatter shows fresh noise (they share their items: at most one epoch's
+  binomial noise stays), the model's wander beyond it added as normal; and (2) the run's two
+  best epochs both stand out from the stretch's level by more than noise lifts the best of its
+  epochs at alpha/2 (`best_stands_out`: a threshold set by one lucky epoch calls nothing). The
+  scatter in both is the stretch's (`sweep.analysis.stretch.stretch_scatter`): the curve's,
+  or the 90% upper bound of the stretch's own epochs' where that is smaller. On a short run
+  (8 epochs) the rise and the fall are most of the curve's second differences, and would
+  otherwise count as noise.
   Where accuracy cannot tell, validation loss is the second witness: the lowest loss of the
   final stretch above the loss at the best epoch by more than a one-sided (1 - alpha) t bound on
   their difference (standard errors from `val_loss_sd`, the spread of per-sequence losses). A
@@ -43,7 +48,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -139,13 +144,11 @@ def _recover_alpha(detect: Any) -> float:
     return float(getattr(detect, "recover_alpha", DetectConfig.recover_alpha))
 
 
-def accuracy_noise(
-    val_acc: Sequence[float], n_val: int | None, split: int | None = None
-) -> StretchNoise:
-    """The noise of an accuracy curve on n_val items: its epoch-to-epoch scatter (`scatter`,
-    without the two second differences at `split`, where a stretch starts: the jump is not noise;
-    NaN with too few epochs) and one epoch's binomial variance p (1 - p) / n_val. `n_val=None`:
-    noise-free."""
+def accuracy_noise(val_acc: Sequence[float], n_val: int | None) -> StretchNoise:
+    """The noise of an accuracy curve on n_val items: its epoch-to-epoch scatter (`scatter`; NaN
+    with too few epochs), which reads returns, each final stretch being judged with its own
+    (`per_stretch`, `sweep.analysis.stretch.stretch_scatter`), and one epoch's binomial variance
+    p (1 - p) / n_val. `n_val=None`: noise-free."""
     if not n_val:
         return StretchNoise()
     n = int(n_val)
@@ -154,8 +157,8 @@ def accuracy_noise(
         p = np.clip(level, 0.5 / n, 1.0 - 0.5 / n)  # (a level of 0 or 1 still has noise)
         return p * (1.0 - p) / n
 
-    spread = scatter(_array(val_acc), split)
-    return StretchNoise(scatter=spread.sd, item_var=item_var, diffs=spread.diffs)
+    spread = scatter(_array(val_acc))
+    return StretchNoise(scatter=spread.sd, item_var=item_var, diffs=spread.diffs, per_stretch=True)
 
 
 def _wilson_upper(p: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
@@ -164,6 +167,26 @@ def _wilson_upper(p: np.ndarray, n: np.ndarray, z: float) -> np.ndarray:
     centre = p + z2 / (2 * n)
     half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
     return np.minimum((centre + half) / (1 + z2 / n), 1.0)
+
+
+def _level_upper(
+    level: np.ndarray, epochs: np.ndarray, spread: np.ndarray, item: np.ndarray, n: float, z: float
+) -> np.ndarray:
+    """One-sided upper bound of the mean accuracy of `epochs` epochs whose scatter is `spread`
+    (NaN: unknown, the item noise taken as fully shared). The variance of the mean
+    (`StretchNoise.mean_var`) has an item part, the shared item noise and the fresh item noise
+    of each epoch, max(item - s^2, 0) + min(item, s^2) / L, bounded by Wilson on the effective
+    number of items n x item / that part (a binomial is skewed near 0 and 1), and a wander part,
+    max(s^2 - item, 0) / L, the model's own scatter beyond its item noise, added as normal: a
+    Wilson bound on the few effective items a large wander leaves would skew it as if it were
+    binomial."""
+    s2 = np.where(np.isfinite(spread), spread, 0.0) ** 2
+    known = np.isfinite(spread)
+    items = np.where(known, np.maximum(item - s2, 0.0) + np.minimum(item, s2) / epochs, item)
+    wander = np.where(known, np.maximum(s2 - item, 0.0) / epochs, 0.0)
+    p = np.clip(level, 0.0, 1.0)
+    half = _wilson_upper(p, n * item / items, z) - p
+    return level + np.sqrt(half**2 + z * z * wander)
 
 
 def diverged_stretch(
@@ -177,45 +200,36 @@ def diverged_stretch(
     its noise (`sweep.analysis.stretch.final_stretch`; epochs without a finite accuracy count as
     0: the model stopped producing usable outputs).
 
-    Its level's upper bound is the one-sided (1 - alpha) Wilson bound of the stretch's mean
-    accuracy on an effective number of items, n_val x item_var / var(mean of its epochs): one
-    epoch's noise when the epochs share their items fully, less where their scatter shows fresh
-    noise in each epoch. The run came back (the stretch restarts after it) where the mean of its
-    last epochs is above the threshold with one-sided confidence 1 - recover_alpha. `n_val=None`:
-    noise-free, the level alone decides (bound = level).
+    Its level's upper bound is `_level_upper` at one-sided 1 - alpha, with the stretch's scatter
+    (`sweep.analysis.stretch.stretch_scatter`): one epoch's noise when the epochs share their
+    items fully, less where their scatter shows fresh noise in each epoch. The run came back
+    (the stretch restarts after it) where the mean of its last epochs is above the threshold
+    with one-sided confidence 1 - recover_alpha. `n_val=None`: noise-free, the level alone
+    decides (bound = level).
     """
     acc = _array(val_acc)
     values = np.where(np.isfinite(acc), acc, 0.0)
     alpha = _alpha(detect)
     z = float(ndtri(1.0 - alpha))
 
-    def find(noise: StretchNoise) -> Stretch | None:
-        upper = None
-        if n_val:
-            n = float(n_val)
+    noise = accuracy_noise(acc, n_val)
+    upper = None
+    if n_val:
+        n = float(n_val)
 
-            def upper(level: np.ndarray, epochs: np.ndarray) -> np.ndarray:
-                item = noise.item_var(level)
-                n_eff = n * item / noise.mean_var(level, epochs)
-                return _wilson_upper(np.clip(level, 0.0, 1.0), n_eff, z)
+        def upper(level: np.ndarray, epochs: np.ndarray, spread: np.ndarray) -> np.ndarray:
+            return _level_upper(level, epochs, spread, noise.item_var(level), n, z)
 
-        return final_stretch(
-            values,
-            threshold,
-            first=best_epoch,
-            patience=int(detect.patience),
-            noise=noise,
-            z=z,
-            z_back=float(ndtri(1.0 - _recover_alpha(detect))),
-            upper=upper,
-        )
-
-    # Twice: the scatter of the whole curve finds the stretch; the scatter without the jump
-    # into it (two second differences, which on a short curve move the median) judges it.
-    stretch = find(accuracy_noise(acc, n_val))
-    if stretch is None or not n_val:
-        return stretch
-    return find(accuracy_noise(acc, n_val, stretch.start - 1))
+    return final_stretch(
+        values,
+        threshold,
+        first=best_epoch,
+        patience=int(detect.patience),
+        noise=noise,
+        z=z,
+        z_back=float(ndtri(1.0 - _recover_alpha(detect))),
+        upper=upper,
+    )
 
 
 def best_stands_out(
@@ -328,7 +342,8 @@ def detect_run(
             outcome="stable",
             **verdict,
         )
-    noise = accuracy_noise(val_acc, n_val, stretch.start - 1)
+    # (the scatter that judged the stretch: the curve's, or its own epochs' where smaller)
+    noise = replace(accuracy_noise(val_acc, n_val), scatter=stretch.scatter)
     verdict.update(stretch_level=stretch.level, stretch_bound=stretch.bound, noise=noise.scatter)
     alpha = _alpha(detect)
     start = stretch.start

@@ -17,11 +17,11 @@ count from 1. The rules:
   (for cross-entropy, the entropy of the label frequencies; for a mean squared error, the
   targets' variance), else the run's first finite logged loss.
 - never learned (`loss_learned`): the run's lowest *level* (the lowest median of 5 consecutive
-  epochs: one or two lucky epochs are not a level) is not below the reference by more than noise
-  (z at alpha/2, Bonferroni over the windows), or not by `detect.loss_min_gain` of it. A
-  reference read off the curve is one noisy epoch: its own noise is added at the alpha/4
-  quantile of a heavy-tailed (Student-t, 3 df) epoch, so one outlying first epoch is not
-  learning.
+  epochs, 3 on a curve of fewer than 15: one or two lucky epochs are not a level) is not below
+  the reference by more than noise (z at alpha/2, Bonferroni over the windows), or not by
+  `detect.loss_min_gain` of it. A reference read off the curve is one noisy epoch: its own
+  noise is added at the alpha/4 quantile of a heavy-tailed (Student-t, 3 df) epoch, so one
+  outlying first epoch is not learning.
 - `diverged`: after its best epoch the loss rose above the threshold best + drop x (reference -
   best) and its level stayed above it to the end, judged with its noise: the final stretch of
   `sweep.analysis.stretch` on the log loss (mirrored: "below" there is "above" here), its level
@@ -34,18 +34,21 @@ Noise. A loss has no binomial formula, so its noise is read from what was logged
 of the loss (a loss's noise is roughly proportional to it; `noise` is then a share: 0.02 reads
 "the loss jitters by about 2% per epoch"). The epoch-to-epoch scatter around a smooth trend is
 `sweep.analysis.stretch.scatter` (the robust second-difference estimator of
-`sweep.analysis.shapes.noise_scale`, the jump into the stretch left out). Where the spread of
-the items behind each epoch's loss is logged (`loss_sd`, per epoch, over `n_items` items: the
-validation sequences, or the steps of a training epoch), one epoch's item noise is the median of
-(sd / sqrt(n_items) / loss)^2, shared by the epochs at most (as the accuracy's binomial noise
-is). A curve with a loss <= 0 (a log-likelihood of continuous data, say) is read in loss units.
+`sweep.analysis.shapes.noise_scale`, the jump into the stretch left out); a final stretch is
+judged with the smaller of that and its own epochs' scatter (`stretch_scatter`: on a short curve
+the fall and the jump are most of the second differences), the learned test with the curve's.
+Where the spread of the items behind each epoch's loss is logged (`loss_sd`, per epoch, over
+`n_items` items: the validation sequences, or the steps of a training epoch), one epoch's item
+noise is the median of (sd / sqrt(n_items) / loss)^2, shared by the epochs at most (as the
+accuracy's binomial noise is). A curve with a loss <= 0 (a log-likelihood of continuous data,
+say) is read in loss units.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -58,6 +61,11 @@ from sweep.config import DetectConfig
 # The lowest level is the lowest median of this many consecutive epochs (3 of them must agree:
 # one or two outlying epochs, which heavy-tailed noise makes common, are not a level).
 LEVEL_EPOCHS = 5
+# On a curve of fewer than this many epochs, 5 epochs are a third of it or more: a run that
+# learned for 2 or 3 epochs before it collapsed has no level of 5, so a level is the median of
+# 3 (2 of them must agree). Measured: no more false "learned" at 6 to 12 epochs of noise alone.
+SHORT_CURVE = 15
+SHORT_LEVEL_EPOCHS = 3
 # A Student-t(3) value over its robust sd (1.4826 x its median absolute value, 0.7649): the
 # reference read off the curve is one epoch, whose noise may have heavy tails.
 _T3_PER_ROBUST_SD = 1.0 / (1.4826 * 0.7649)
@@ -169,17 +177,20 @@ def _curve(loss: Sequence[float], loss_sd: Sequence[float] | None, n_items: int 
     return _Curve(np.flatnonzero(keep) + 1, finite, x, log, item_var)
 
 
-def _noise(curve: _Curve, split: int | None = None) -> StretchNoise:
+def _noise(curve: _Curve) -> StretchNoise:
     """The curve's noise for the calls: the scatter's 90% upper bound (`Scatter.upper`; a short
     curve's scatter is known poorly, and a heavy-tailed one's robust estimate is low), the
-    estimate itself for the come-back test, and the item noise when it was logged."""
-    spread = scatter(curve.x, split)
+    estimate itself for the come-back test, and the item noise when it was logged. A final
+    stretch is judged with its own scatter where that is smaller (`per_stretch`)."""
+    spread = scatter(curve.x)
     item = curve.item_var
     return StretchNoise(
         scatter=spread.upper(),
         item_var=(lambda level: np.full(np.shape(level), item)) if item > 0 else None,
         diffs=spread.diffs,
         back_scatter=spread.sd,
+        per_stretch=True,
+        curve_upper=True,
     )
 
 
@@ -193,8 +204,9 @@ def _epoch_sd(noise: StretchNoise) -> float:
 
 
 def _lowest_level(x: np.ndarray) -> tuple[float, int]:
-    """(the lowest median of LEVEL_EPOCHS consecutive values, the window length used)."""
-    k = min(LEVEL_EPOCHS, x.size)
+    """(the lowest median of LEVEL_EPOCHS consecutive values, SHORT_LEVEL_EPOCHS on a curve of
+    fewer than SHORT_CURVE epochs; the window length used)."""
+    k = min(LEVEL_EPOCHS if x.size >= SHORT_CURVE else SHORT_LEVEL_EPOCHS, x.size)
     windows = np.lib.stride_tricks.sliding_window_view(x, k)
     return float(np.median(windows, axis=1).min()), k
 
@@ -243,6 +255,8 @@ def loss_learned(
     curve = _curve(y, loss_sd, n_items)
     reference = loss_reference(y, chance_loss)
     known = chance_loss is not None and math.isfinite(float(chance_loss))
+    if not curve.x.size:
+        return False
     return _learned(curve, reference, known, _noise(curve), detect)
 
 
@@ -264,27 +278,35 @@ def _stands_out(curve: _Curve, stretch: Stretch, noise: StretchNoise, alpha: flo
 def _diverged_stretch(
     curve: _Curve, threshold: float, best_index: int, detect: Any
 ) -> tuple[Stretch | None, StretchNoise]:
-    """The final stretch above `threshold` after the best epoch (index into the finite epochs)."""
+    """The final stretch above `threshold` after the best epoch (index into the finite epochs),
+    and the noise that judges the run: the curve's, with the stretch's scatter where there is
+    one (`sweep.analysis.stretch.stretch_scatter`: the curve's without the jump into it, or the
+    stretch's own epochs' where smaller; on a short curve the rise and the jump are most of its
+    second differences)."""
+    noise = _noise(curve)
+    if not math.isfinite(threshold) or not curve.x.size:
+        return None, noise
     alpha = float(getattr(detect, "alpha", DetectConfig.alpha))
     recover = float(getattr(detect, "recover_alpha", DetectConfig.recover_alpha))
+    stretch = final_stretch(
+        -curve.x,
+        -curve.to_scale(threshold),
+        first=best_index + 1,
+        patience=int(detect.patience),
+        noise=noise,
+        z=float(ndtri(1.0 - alpha)),
+        z_back=float(ndtri(1.0 - recover)),
+    )
+    if stretch is None or not math.isfinite(stretch.scatter):
+        return stretch, noise
+    return stretch, replace(noise, scatter=stretch.scatter)
 
-    def find(noise: StretchNoise) -> Stretch | None:
-        return final_stretch(
-            -curve.x,
-            -curve.to_scale(threshold),
-            first=best_index + 1,
-            patience=int(detect.patience),
-            noise=noise,
-            z=float(ndtri(1.0 - alpha)),
-            z_back=float(ndtri(1.0 - recover)),
-        )
 
-    noise = _noise(curve)
-    stretch = find(noise)
-    if stretch is None:
-        return None, noise
-    noise = _noise(curve, stretch.start - 1)  # the jump into the stretch is not noise
-    return find(noise), noise
+def _threshold(best: float, reference: float, detect: Any) -> float:
+    """best + drop x (reference - best); NaN where the loss cannot be read on its scale."""
+    if not (math.isfinite(best) and math.isfinite(reference)) or reference <= best:
+        return math.nan
+    return best + float(detect.drop) * (reference - best)
 
 
 def detect_loss_run(
@@ -320,7 +342,8 @@ def detect_loss_run(
         best, best_epoch = float(curve.loss[i]), int(curve.epochs[i])
     else:
         i, best, best_epoch = -1, math.nan, None
-    noise = _noise(curve)
+    threshold = _threshold(best, reference, detect)
+    stretch, noise = _diverged_stretch(curve, threshold, i, detect)
     common = dict(
         best_loss=best,
         best_epoch=best_epoch,
@@ -342,12 +365,12 @@ def detect_loss_run(
             **common,
         )
     known = chance_loss is not None and math.isfinite(float(chance_loss))
-    if not _learned(curve, reference, known, noise, detect):
+    whole = _noise(curve)  # (the learned test reads the whole curve's noise)
+    if not _learned(curve, reference, known, whole, detect):
+        common["noise"] = _epoch_sd(whole)
         return LossVerdict(
             never_learned=True, outcome="never_learned", threshold=math.nan, **calm, **common
         )
-    threshold = best + float(detect.drop) * (reference - best)
-    stretch, noise = _diverged_stretch(curve, threshold, i, detect)
     if stretch is None:
         return LossVerdict(
             never_learned=False, outcome="stable", threshold=threshold, **calm, **common

@@ -38,6 +38,15 @@ exceeds the item noise (a model that wanders), the epochs' information adds up; 
 keeps getting the same items right (scatter small), the shared part stays and more epochs do
 not make the level surer. The come-back test uses only scatter^2 / L, the smaller variance, so
 that a recovery is recognised readily (it errs towards "not collapsed").
+
+Which scatter judges a stretch (`per_stretch`, `stretch_scatter`). The curve's scatter is read
+from its second differences, which the median makes robust to a jump: two of them. On a short
+run (6 to 12 epochs, a fall over a few) the rise, the peak and the fall are most of them, and
+the scatter they give is the signal (0.17 on an 8-epoch curve whose binomial noise is 0.02).
+So a stretch is judged with the smaller of that and the 90% upper bound of its own epochs'
+scatter (robust first differences: a stretch at a level differs from epoch to epoch by its
+noise alone). One scatter serves every candidate, that of the longest (earliest) one: a
+scatter per candidate would let noise pick the candidate whose few epochs happen to agree.
 """
 
 from __future__ import annotations
@@ -61,6 +70,16 @@ MAX_BACK_WINDOW = 100
 
 # The scatter needs second differences; fewer than this many of them say too little.
 MIN_SCATTER_DIFFS = 3
+
+# The local scatter (`local_scatter`) of k first differences, at its one-sided 90% upper bound:
+# estimate x exp(-q), q the 10% quantile of log(estimate / true sd), measured on 2,000,000
+# simulated normal stretches per k (an odd k, a single middle difference, spreads more). Beyond
+# the table, q = 1.28 x LOCAL_LOG_SD / sqrt(k), which covers every k measured up to 100.
+LOCAL_LOG_Q10 = (1.68, 0.92, 1.03, 0.76, 0.80, 0.66, 0.67, 0.58, 0.59, 0.53, 0.53, 0.49)
+LOCAL_LOG_SD = 1.4
+
+# The local scatter of a stretch is read from at most its first this many epochs.
+MAX_LOCAL_EPOCHS = 100
 
 
 @dataclass(frozen=True)
@@ -95,24 +114,34 @@ class StretchNoise:
         diffs: the number of second differences the scatter was read from (0: not estimated).
         back_scatter: the scatter the come-back test uses (None: `scatter`); a caller that
             judges the level with an upper bound of the scatter reads returns with the estimate.
+        per_stretch: judge each candidate stretch with its own scatter (`stretch_scatter`: the
+            curve's without the fall into it, or its own epochs' where smaller) instead of
+            `scatter`, which then serves the come-back test alone.
+        curve_upper: take the curve's part of that scatter at its 90% upper bound
+            (`Scatter.upper`), as the loss calls do; the accuracy, whose binomial noise is a
+            floor, takes the estimate.
     """
 
     scatter: float = 0.0
     item_var: Callable[[np.ndarray], np.ndarray] | None = None
     diffs: int = 0
     back_scatter: float | None = None
+    per_stretch: bool = False
+    curve_upper: bool = False
 
-    def mean_var(self, level: np.ndarray, epochs: np.ndarray) -> np.ndarray:
-        """Variance of the mean of `epochs` epochs whose mean is `level` (see module docstring)."""
+    def mean_var(
+        self, level: np.ndarray, epochs: np.ndarray, scatter: np.ndarray | float | None = None
+    ) -> np.ndarray:
+        """Variance of the mean of `epochs` epochs whose mean is `level` (see module docstring),
+        with `scatter` in place of self.scatter where given (per stretch; NaN: unknown)."""
         item = (
-            np.zeros_like(level, dtype=float)
+            np.zeros_like(np.asarray(level), dtype=float)
             if self.item_var is None
             else np.asarray(self.item_var(level), dtype=float)
         )
-        if not math.isfinite(self.scatter):
-            return item
-        s2 = self.scatter**2
-        return np.maximum(item - s2, 0.0) + s2 / epochs
+        s = np.asarray(self.scatter if scatter is None else scatter, dtype=float)
+        s2 = np.where(np.isfinite(s), s, 0.0) ** 2
+        return np.where(np.isfinite(s), np.maximum(item - s2, 0.0) + s2 / epochs, item)
 
     def back_sd(self, epochs: np.ndarray) -> np.ndarray:
         """sd of a mean of `epochs` epochs for the come-back test: scatter only (the smaller)."""
@@ -139,6 +168,8 @@ class Stretch:
         confirmed: bound < threshold: the level is below by more than its noise.
         back: the last epoch (from 1) that starts a window where the run was clearly back at or
             above the threshold (0: none).
+        scatter: the epoch-to-epoch scatter that judged it (`StretchNoise.scatter`, or
+            `stretch_scatter` with `per_stretch`); NaN: unknown.
     """
 
     start: int
@@ -147,6 +178,7 @@ class Stretch:
     bound: float
     confirmed: bool
     back: int
+    scatter: float = math.nan
 
 
 def scatter(
@@ -170,6 +202,60 @@ def scatter(
     if d.size < min_diffs:
         return Scatter(math.nan, int(d.size))
     return Scatter(_MAD_TO_SD * float(np.median(np.abs(d))) / math.sqrt(6.0), int(d.size))
+
+
+def local_scatter(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The scatter of each final stretch's own epochs: for each 0-based start t, the robust sd
+    of the first differences of values[t:] (at most MAX_LOCAL_EPOCHS epochs), 1.4826 x median
+    |difference| / sqrt(2), and how many differences it was read from (NaN with none).
+
+    First differences of the stretch, not second differences of the curve: a short curve's
+    rise, peak and fall make most of its second differences (8 epochs hold 6, every one of them
+    signal when the fall takes a few epochs), while a stretch that sits at a level differs from
+    epoch to epoch by its noise alone; the median ignores the one difference from a last epoch
+    of the fall at the stretch's start, and a drift inside the stretch only raises it."""
+    x = np.asarray(values, dtype=float)
+    starts = np.asarray(starts, dtype=int)
+    if x.size < 2 or starts.size == 0:
+        return np.full(starts.size, math.nan), np.zeros(starts.size, dtype=int)
+    d = np.abs(np.diff(x))
+    cols = np.arange(d.size)
+    # [stretch, difference]: the differences inside each stretch (its first MAX_LOCAL_EPOCHS)
+    inside = (cols >= starts[:, None]) & (cols < starts[:, None] + MAX_LOCAL_EPOCHS - 1)
+    counts = inside.sum(axis=1)
+    sd = np.full(starts.size, math.nan)
+    some = counts > 0
+    if some.any():
+        med = np.nanmedian(np.where(inside[some], d, np.nan), axis=1)
+        sd[some] = _MAD_TO_SD * med / math.sqrt(2.0)
+    return sd, counts
+
+
+def local_upper(sd: np.ndarray, diffs: np.ndarray) -> np.ndarray:
+    """One-sided 90% upper confidence bound of a local scatter read from `diffs` first
+    differences (LOCAL_LOG_Q10). NaN stays NaN."""
+    k = np.asarray(diffs, dtype=int)
+    table = np.asarray(LOCAL_LOG_Q10)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(
+            k <= table.size,
+            table[np.clip(k, 1, table.size) - 1],
+            1.2815515655446004 * LOCAL_LOG_SD / np.sqrt(np.maximum(k, 1)),
+        )
+    return np.where(k > 0, np.asarray(sd, dtype=float) * np.exp(q), math.nan)
+
+
+def stretch_scatter(values: np.ndarray, start: int, curve_at_upper: bool = False) -> float:
+    """The scatter that judges a final stretch starting at index `start` (0-based): the smaller
+    of the curve's (`scatter`, without the two second differences at `start`; at its 90% bound
+    when `curve_at_upper`) and the 90% upper bound of the stretch's own (`local_scatter`,
+    `local_upper`). Either is evidence of how small the noise is: a short curve's rise, peak and
+    fall inflate the first, and the second is read from few epochs, so it is taken at its bound
+    and noise alone seldom makes it the smaller by chance. NaN where neither is known."""
+    curve = scatter(values, start)
+    whole = curve.upper() if curve_at_upper else curve.sd
+    own = float(local_upper(*local_scatter(values, np.asarray([start])))[0])
+    return float(np.fmin(whole, own))  # (NaN only where both are)
 
 
 def back_starts(x: np.ndarray, threshold: float, noise: StretchNoise, z_back: float) -> np.ndarray:
@@ -201,7 +287,7 @@ def final_stretch(
     noise: StretchNoise,
     z: float,
     z_back: float,
-    upper: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    upper: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
 ) -> Stretch | None:
     """The final stretch below `threshold` (module docstring), or None.
 
@@ -213,8 +299,8 @@ def final_stretch(
         noise: the curve's noise.
         z: one-sided quantile of the level test (the stretch is below by more than its noise).
         z_back: one-sided quantile of the come-back test.
-        upper: optional (levels, lengths) -> upper bounds, replacing level + z sqrt(mean_var)
-            (the accuracy uses a Wilson bound with the same variance).
+        upper: optional (levels, lengths, scatters) -> upper bounds, replacing
+            level + z sqrt(mean_var) (the accuracy uses a Wilson bound for its item noise).
 
     Returns:
         The earliest confirmed candidate stretch, else the earliest candidate, else None.
@@ -240,10 +326,16 @@ def final_stretch(
     if t.size == 0:
         return None
     level, epochs = tail_mean[t], lengths[t]
-    if upper is not None:
-        bound = np.asarray(upper(level, epochs), dtype=float)
+    if noise.per_stretch:
+        # One scatter for every candidate, that of the longest: a scatter per candidate would
+        # let noise pick the candidate whose few epochs happen to agree.
+        spread = np.full(t.size, stretch_scatter(x, int(t[0]), noise.curve_upper))
     else:
-        bound = level + z * np.sqrt(noise.mean_var(level, epochs))
+        spread = np.full(t.size, noise.scatter, dtype=float)
+    if upper is not None:
+        bound = np.asarray(upper(level, epochs, spread), dtype=float)
+    else:
+        bound = level + z * np.sqrt(noise.mean_var(level, epochs, spread))
     confirmed = bound < threshold
     i = int(np.argmax(confirmed)) if confirmed.any() else 0
     return Stretch(
@@ -253,4 +345,5 @@ def final_stretch(
         bound=float(bound[i]),
         confirmed=bool(confirmed[i]),
         back=last_back + 1 if hits.size else 0,
+        scatter=float(spread[i]),
     )
