@@ -151,7 +151,8 @@ def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it
     )  # the README's 8: a divergence
     _clipping_prevents_the_collapse(runs, 8)  # at epoch 5 needs the epochs after it to be called
     logs = sorted(tmp_path.rglob("metrics.csv"))  # Lightning's own CSV: step rows and epoch rows
-    assert logs and logs[0].read_text().startswith("epoch,step,")
+    # (Lightning's CSVLogger sorts its header: the callback's clip_fraction and crit_lr come first)
+    assert logs and {"epoch", "step"} <= set(logs[0].read_text().split("\n", 1)[0].split(","))
     _has_the_signals(logs[0], "lstm.l1")
 
 
