@@ -124,7 +124,11 @@ def sweep_overrides(
 ) -> list[str]:
     """The `sweep run` overrides these arguments stand for (what the command line would say)."""
     out: list[str] = []
-    facts = {k: keys.pop(k) for k in ("n_val", "chance", "timeout_minutes") if k in keys}
+    facts = {
+        k: keys.pop(k)
+        for k in ("metric", "n_val", "chance", "chance_loss", "timeout_minutes")
+        if k in keys
+    }
     if isinstance(trainer, str) and any(ch.isspace() or ch == "{" for ch in trainer):
         out += ["trainer=command", f"trainer.command={trainer}"]
     elif trainer is not None:
@@ -179,7 +183,8 @@ def run_sweep(
         overrides: any further `key=value` overrides, as on the command line.
         config_dir: a folder of your own config groups (`--config-dir`).
         **keys: config keys by name: seeds=3, epochs=20, workers=2, results_dir="results", and
-            for your own training n_val=..., chance=..., timeout_minutes=....
+            for your own training metric=... ("auto", "acc", "loss"), n_val=..., chance=...,
+            chance_loss=..., timeout_minutes=....
 
     Returns:
         SweepResult with summary, runs, curves and verdicts (pandas DataFrames), the verdict text
