@@ -66,3 +66,34 @@ def test_the_inline_view_shows_the_verdict_and_embedded_figures(result):
     first_line = result.verdict.strip().splitlines()[0]
     assert first_line.split(":")[0] in view
     assert "<table" in view and "mean_best_acc" in view
+
+
+def test_a_function_run_in_process_trains_at_the_studys_threads_and_restores_the_callers(
+    tmp_path,
+):
+    """A notebook's function runs at `threads` (as a worker would: torch's default of every core
+    crawls on busy cores), and the session's own thread count is back afterwards."""
+    import torch
+
+    seen = []
+
+    def fit_seeing_threads(setting, seed, epochs, report):
+        seen.append(torch.get_num_threads())
+        fit(setting, seed, epochs, report)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sweep.run_sweep(
+            fit_seeing_threads,
+            grid={"lr": [0.1], "clip": [None], "batch_size": [32]},
+            seeds=1,
+            epochs=2,
+            n_val=100,
+            chance=0.1,
+            results_dir=str(tmp_path / "results"),
+        )
+        assert seen == [1]  # the study's threads (default 1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -285,8 +285,18 @@ def _run_inline(
 
     if not workers:
         return [], False
-    with Ticker(lambda: progress.update(snapshot(study, cfg))):
-        code = run_worker(cfg, 0, StopFlag(), device=device, function=function)
+    import torch
+
+    # The study's `threads`, as a worker process gets them: results do not depend on the
+    # caller's setting, and torch's default (every core) crawls when other processes share the
+    # cores (100x slower per step for a small GRU on 2 busy cores). The caller's is restored.
+    before = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        with Ticker(lambda: progress.update(snapshot(study, cfg))):
+            code = run_worker(cfg, 0, StopFlag(), device=device, function=function)
+    finally:
+        torch.set_num_threads(before)
     return [code], False
 
 
