@@ -4,7 +4,6 @@ and nothing overlaps on a large grid (8 LRs x 4 clips x 3 batch sizes)."""
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -415,7 +414,7 @@ def test_grid_keys_match_curves_despite_float32_lr_column(small):
 
 
 @pytest.mark.slow
-def test_large_grid_8_lrs_4_clips_3_batch_sizes_has_no_overlaps_and_is_fast(tmp_path):
+def test_large_grid_8_lrs_4_clips_3_batch_sizes_has_no_overlaps(tmp_path):
     lrs = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 1.0]
     t = synthetic_tables(
         lrs=lrs, clips=(None, 0.25, 1.0, 10.0), batch_sizes=(16, 64, 256), seeds=3, epochs=20
@@ -431,10 +430,10 @@ def test_large_grid_8_lrs_4_clips_3_batch_sizes_has_no_overlaps_and_is_fast(tmp_
         fig = build(t, panel=g.panels[-1], grid=g)
         assert layout_problems(fig) == [], build.__name__
         assert len(panels(fig)) == 8 * 4 * 2
-    start = time.perf_counter()
     files = write_figures(t, tmp_path)
-    elapsed = time.perf_counter() - start
     assert (
         len(files) == 3 + 1 + 2 * 3
     )  # heatmaps and lr curves, volatility (3 batch sizes), traces per batch size
-    assert elapsed < 60, elapsed
+    # How long the report takes is a benchmark's claim (benchmarks/bench_sweep.py prints the
+    # `sweep report` time against its 60 s target), not a test's: a loaded CI machine is no
+    # measure of it.
