@@ -3,6 +3,7 @@
     python benchmarks/bench_detection_power.py              # 1,000 runs per cell: ~6 min on 2 cores
     python benchmarks/bench_detection_power.py --runs 200   # a quicker, noisier look
     python benchmarks/bench_detection_power.py --smoke      # 20 runs per cell: that it runs (CI)
+    python benchmarks/bench_detection_power.py --short      # only the short runs' tables (~5 min)
 
 A simulated run learns from chance (0.1) to 0.8 over 5 epochs, holds 5 epochs, then sits at a
 true level for its last 12 epochs. The threshold (half the gain lost) is near 0.45. Each epoch's
@@ -18,6 +19,11 @@ Tables (markdown, for docs/statistics.md): the share called collapsed against th
 level and n_val; false alarms: a run that lost 29% of its gain, random labels (every epoch a
 Binomial(n_val, chance) proportion), and runs that learned a little and stay flat while they
 wander (true level 0.25-0.6 at chance 0.2, wander sd 0.03-0.1), the worst cell and the mean.
+Short runs (6 to 12 epochs, as a first sweep of a new model has): the run is at the midpoint
+for one epoch, at its peak (0.7) for two, falls over 1 to 4 epochs (linearly, the last of them at
+the final level) and stays there to the end, at least `patience` epochs; wander sd 0.06 in every
+epoch. Its false alarms: the same shape losing 29% of its gain or none, random labels, and flat
+runs that learned a little and wander, at 6 to 12 epochs.
 tests/test_detection_power.py holds the claims at fewer runs.
 """
 
@@ -172,18 +178,119 @@ def null_tables(runs: int, seed: int) -> None:
         print(f"| {epochs} | " + " | ".join(cells) + " |")
 
 
+SHORT_EPOCHS = (6, 8, 10, 12)
+SHORT_FALLS = (1, 2, 3, 4)
+SHORT_PEAK = 0.7
+
+
+def short_levels(epochs: int, fall: int, final: float) -> np.ndarray | None:
+    """True accuracy of a short run: the midpoint for one epoch, the peak for two, a linear fall
+    reaching `final` at its `fall`-th epoch, then `final` to the end (None: too short a stretch)."""
+    start = [CHANCE + 0.5 * (SHORT_PEAK - CHANCE), SHORT_PEAK, SHORT_PEAK]
+    falling = list(np.linspace(SHORT_PEAK, final, fall + 1)[1:-1])
+    stay = epochs - len(start) - len(falling)
+    return None if stay < D.patience else np.array(start + falling + [final] * stay)
+
+
+def short_power_table(runs: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    finals, sizes = (0.1, 0.25), (100, 360, 1000)
+    print(f"\n#### Short runs, called collapsed (old -> new, wander 0.06, {runs} runs per cell)\n")
+    print(
+        "| epochs | fall over | "
+        + " | ".join(f"{f:g} at n_val {n}" for f in finals for n in sizes)
+        + " |"
+    )
+    print("|---" * (2 + len(finals) * len(sizes)) + "|")
+    for epochs in SHORT_EPOCHS:
+        for fall in SHORT_FALLS:
+            if short_levels(epochs, fall, 0.1) is None:
+                continue
+            cells = []
+            for final in finals:
+                for n in sizes:
+                    acc = simulate(rng, n, short_levels(epochs, fall, final), runs, 0)
+                    cells.append("{} -> **{}**".format(*map(pct, rates(acc, CHANCE, n))))
+            print(f"| {epochs} | {fall} | " + " | ".join(cells) + " |")
+
+
+def short_null_tables(runs: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sizes = (50, 100, 360, 1000)
+    print(
+        "\n#### Short runs that lost 29% of their gain / none of it: called collapsed, worst of "
+        f"the falls over 1-4 epochs (old -> new, wander 0.06, {runs} runs per cell)\n"
+    )
+    print("| epochs | " + " | ".join(f"n_val {n}" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    kept = SHORT_PEAK - 0.29 * (SHORT_PEAK - CHANCE)
+    for epochs in SHORT_EPOCHS:
+        cells = []
+        for n in sizes:
+            worst = [[0.0, 0.0], [0.0, 0.0]]
+            for j, final in enumerate((kept, SHORT_PEAK)):
+                for fall in SHORT_FALLS:
+                    level = short_levels(epochs, fall, final)
+                    if level is not None:
+                        r = rates(simulate(rng, n, level, runs, 0), CHANCE, n)
+                        worst[j] = [max(a, b) for a, b in zip(worst[j], r)]
+            cells.append(
+                f"{pct(worst[0][0])} / {pct(worst[1][0])} -> "
+                f"**{pct(worst[0][1])} / {pct(worst[1][1])}**"
+            )
+        print(f"| {epochs} | " + " | ".join(cells) + " |")
+    sizes = (20, 60, 100, 360, 1000)
+    print(
+        f"\n#### Short runs on random labels: called collapsed (old -> new, {runs} runs per cell)\n"
+    )
+    print("| epochs | " + " | ".join(f"n_val {n}" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for epochs in SHORT_EPOCHS:
+        cells = []
+        for n in sizes:
+            acc = rng.binomial(n, CHANCE, (runs, epochs)) / n
+            cells.append("{} -> **{}**".format(*map(pct, rates(acc, CHANCE, n))))
+        print(f"| {epochs} | " + " | ".join(cells) + " |")
+    sizes = (60, 100, 360, 1000)
+    print(
+        "\n#### Short runs that learned a little, flat, wandering: called collapsed, worst cell / "
+        "mean of 12 cells (true level 0.25, 0.3, 0.4, 0.6 at chance 0.2 x wander sd 0.03, 0.06, "
+        f"0.1; old -> new, {runs} runs per cell)\n"
+    )
+    print("| epochs | " + " | ".join(f"n_val {n}" for n in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for epochs in SHORT_EPOCHS:
+        cells = []
+        for n in sizes:
+            worst, total = [0.0, 0.0], [0.0, 0.0]
+            for p0 in (0.25, 0.3, 0.4, 0.6):
+                for w in (0.03, 0.06, 0.1):
+                    p = np.clip(p0 + w * rng.standard_normal((runs, epochs)), 0.0, 1.0)
+                    r = rates(rng.binomial(n, p) / n, 0.2, n)
+                    worst = [max(a, b) for a, b in zip(worst, r)]
+                    total = [a + b / 12 for a, b in zip(total, r)]
+            cells.append(
+                f"{pct(worst[0])} / {pct(total[0])} -> **{pct(worst[1])} / {pct(total[1])}**"
+            )
+        print(f"| {epochs} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=1000, help="simulated runs per cell")
     ap.add_argument("--smoke", action="store_true", help="20 runs per cell: that it runs")
+    ap.add_argument("--short", action="store_true", help="only the short runs' tables")
     args = ap.parse_args()
     runs = 20 if args.smoke else args.runs
     t0 = time.perf_counter()
-    power_table(runs, "the last 12 epochs", seed=2701)
-    power_table(runs, "every epoch", seed=2702)
-    shared_table(max(runs // 5, 10), seed=2703)
-    null_tables(runs, seed=2704)
-    print(f"\n({time.perf_counter() - t0:.0f} s; seeds 2701-2704; detect defaults {D})")
+    if not args.short:
+        power_table(runs, "the last 12 epochs", seed=2701)
+        power_table(runs, "every epoch", seed=2702)
+        shared_table(max(runs // 5, 10), seed=2703)
+        null_tables(runs, seed=2704)
+    short_power_table(runs, seed=2707)
+    short_null_tables(runs, seed=2708)
+    print(f"\n({time.perf_counter() - t0:.0f} s; seeds 2701-2708; detect defaults {D})")
 
 
 if __name__ == "__main__":

@@ -195,3 +195,69 @@ def test_the_scatter_is_noise_scale_of_the_curve():
 def test_recover_alpha_is_checked():
     with pytest.raises(Exception, match="recover_alpha"):
         DetectConfig(recover_alpha=0.7).check("detect")
+
+
+# --------------------------------------------------------------------------- short runs (issue 27)
+
+# examples/lightning_script at lr 1 without clipping, 8 epochs, 360 validation items, chance 0.10
+# (tests/test_examples.py::test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_
+# with_it, whose runs these are, read back from their metrics.csv): the accuracy and the val loss.
+LIGHTNING_SEED_0 = [0.266667, 0.633333, 0.705556, 0.427778, 0.344444, 0.091667, 0.116667, 0.105556]
+LIGHTNING_SEED_0_LOSS = [1.877012, 1.041263, 1.028461, 1.566092, 1.904336, 2.611927, 2.521459]
+LIGHTNING_SEED_0_LOSS += [2.420434]
+LIGHTNING_SEED_1 = [0.319444, 0.252778, 0.375000, 0.180556, 0.091667, 0.116667, 0.200000, 0.116667]
+LIGHTNING_CLIPPED = [  # the same sweep with clip 1: seeds 0 and 1
+    [0.183333, 0.530556, 0.566667, 0.486111, 0.600000, 0.438889, 0.661111, 0.644444],
+    [0.308333, 0.527778, 0.616667, 0.613889, 0.777778, 0.713889, 0.500000, 0.402778],
+]
+
+
+def lightning(acc):
+    return detect_run(acc, [1.0] * len(acc), [NAN] * len(acc), None, 0.1, D, n_val=360)
+
+
+def test_a_short_run_whose_fall_takes_three_epochs_is_collapsed():
+    """Seed 0: 0.71 at epoch 3, three epochs at 0.09-0.12 (binomial noise 0.016) against a
+    threshold of 0.40. The second differences of its 8 epochs are the rise and the fall: their
+    scatter (0.17) left the level's bound at 0.43 (undecided). The stretch's own epochs, at their
+    90% bound (0.073), judge it instead."""
+    from sweep.analysis.stretch import scatter
+
+    v = lightning(LIGHTNING_SEED_0)
+    assert v.collapsed and v.collapse_mode == "diverged" and v.witness == "accuracy"
+    assert v.collapse_epoch == 5  # 0.344: the first epoch below the threshold, 0.403
+    assert v.threshold == pytest.approx(0.403, abs=1e-3)
+    assert v.stretch_level < v.stretch_bound < v.threshold
+    assert scatter(LIGHTNING_SEED_0, 4).sd > 0.15 and v.noise < 0.08
+
+
+def test_a_short_run_whose_peak_wanders_like_its_stretch_stays_undecided():
+    """Seed 1: 0.32, 0.25, 0.375, then 0.18, 0.09, 0.12, 0.20, 0.12. Its level (0.141) is below
+    the threshold (0.2375) by more than its noise, but its two best epochs do not stand out from
+    it: the stretch itself wanders by 0.05 to 0.09 per epoch (2-4x its binomial noise), and with
+    that wander its second best (0.319) is not above the level by z(alpha / 2E) sds. Without a
+    model of the wander, the only evidence is the order of 8 numbers: that its three highest are
+    its first three has chance 1 / 56 (1.8%) if the epochs were exchangeable, above alpha."""
+    v = lightning(LIGHTNING_SEED_1)
+    assert v.outcome == "undecided" and not v.collapsed and not v.never_learned
+    assert v.stretch_bound < v.threshold  # the level is below: the peak is what is in doubt
+
+
+def test_the_same_sweep_with_clipping_is_stable():
+    for acc in LIGHTNING_CLIPPED:
+        assert lightning(acc).outcome == "stable", acc
+
+
+def test_the_stretch_scatter_is_the_smaller_of_the_curves_and_its_own_bound():
+    from sweep.analysis.stretch import local_scatter, local_upper, scatter, stretch_scatter
+
+    x = np.asarray(LIGHTNING_SEED_0)
+    sd, diffs = local_scatter(x, np.asarray([4, 5, 7]))
+    # from epoch 5: |differences| 0.252, 0.025, 0.011 -> median 0.025, the fall's one ignored
+    assert diffs.tolist() == [3, 2, 0] and math.isnan(sd[2])
+    assert sd[0] == pytest.approx(1.4826 * 0.025 / math.sqrt(2), rel=1e-3)
+    own = float(local_upper(sd[:1], diffs[:1])[0])
+    assert own == pytest.approx(sd[0] * math.exp(1.03)) and own < scatter(x, 4).sd
+    assert stretch_scatter(x, 4) == own
+    flat = np.random.default_rng(0).normal(0.5, 0.05, 40)  # a long flat curve: its own scatter
+    assert stretch_scatter(flat, 30) == scatter(flat, 30).sd

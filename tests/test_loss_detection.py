@@ -234,3 +234,29 @@ def test_a_jump_3_noise_sds_past_the_threshold_is_caught(stretch, kind):
     curves = np.exp(level + noise(rng, kind, sigma, (300, level.size)))
     rate = np.mean([detect_loss_run(c, detect=D, chance_loss=1.0).collapsed for c in curves])
     assert rate >= (0.80 if (kind, stretch) == ("t3", 3) else 0.90)
+
+
+# ------------------------------------------------------------------------------ short curves
+
+# examples/lightning_script at lr 1 without clipping, seed 0, 8 epochs (tests/test_detection.py):
+# its val loss fell 45% in one epoch, held two, then rose 2.4x; chance_loss ln 10 = 2.303.
+LIGHTNING_LOSS = [1.877012, 1.041263, 1.028461, 1.566092, 1.904336, 2.611927, 2.521459, 2.420434]
+
+
+def test_a_short_loss_that_learned_for_two_epochs_then_rose_is_learned_and_diverged():
+    """The curve's second differences are its fall, peak and rise (robust sd 0.17 on the log
+    scale, 0.34 at its 90% bound: the loss looked never learned). Its lowest level is now the
+    median of 3 epochs (a curve under 15 epochs holds no level of 5 after a 2-epoch dip), and the
+    stretch is judged with its own epochs' scatter (0.12 at its bound)."""
+    assert loss_learned(LIGHTNING_LOSS, detect=D, chance_loss=2.303)
+    v = detect_loss_run(LIGHTNING_LOSS, detect=D, chance_loss=2.303)
+    assert v.outcome == "collapsed" and v.collapse_mode == "diverged" and v.witness == "loss"
+    assert v.best_epoch == 3 and v.collapse_epoch == 5  # 1.904: the first above 1.666
+    assert v.threshold == pytest.approx(1.028461 + 0.5 * (2.303 - 1.028461))
+    assert v.threshold < v.stretch_bound < v.stretch_level and v.noise < 0.15
+
+
+def test_a_short_loss_reads_its_level_from_3_epochs_and_a_long_one_from_5():
+    dip = [2.3, 1.0, 1.0] + [2.3] * 11  # noise-free: 2 epochs at 1.0 (43% of chance), 14 epochs
+    assert loss_learned(dip, detect=D, chance_loss=2.3)
+    assert not loss_learned(dip + [2.3], detect=D, chance_loss=2.3)  # 15 epochs: 5 needed

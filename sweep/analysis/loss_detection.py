@@ -365,7 +365,7 @@ def detect_loss_run(
             **common,
         )
     known = chance_loss is not None and math.isfinite(float(chance_loss))
-    whole = _noise(curve)  # (the learned test reads the whole curve's noise)
+    whole = _noise(curve)  # (the learned test reads the curve's noise: see _noise)
     if not _learned(curve, reference, known, whole, detect):
         common["noise"] = _epoch_sd(whole)
         return LossVerdict(

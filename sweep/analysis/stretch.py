@@ -71,11 +71,11 @@ MAX_BACK_WINDOW = 100
 # The scatter needs second differences; fewer than this many of them say too little.
 MIN_SCATTER_DIFFS = 3
 
-# The local scatter (`local_scatter`) of k first differences, at its one-sided 90% upper bound:
-# estimate x exp(-q), q the 10% quantile of log(estimate / true sd), measured on 2,000,000
+# The local scatter (`local_scatter`) of k first differences at its one-sided 90% upper bound:
+# estimate x exp(q), q minus the 10% quantile of log(estimate / true sd), measured on 2,000,000
 # simulated normal stretches per k (an odd k, a single middle difference, spreads more). Beyond
 # the table, q = 1.28 x LOCAL_LOG_SD / sqrt(k), which covers every k measured up to 100.
-LOCAL_LOG_Q10 = (1.68, 0.92, 1.03, 0.76, 0.80, 0.66, 0.67, 0.58, 0.59, 0.53, 0.53, 0.49)
+LOCAL_LOG_Q10 = (1.68, 0.92, 1.03, 0.76, 0.80, 0.66, 0.67, 0.58, 0.59, 0.53, 0.53, 0.48)
 LOCAL_LOG_SD = 1.4
 
 # The local scatter of a stretch is read from at most its first this many epochs.
@@ -236,12 +236,11 @@ def local_upper(sd: np.ndarray, diffs: np.ndarray) -> np.ndarray:
     differences (LOCAL_LOG_Q10). NaN stays NaN."""
     k = np.asarray(diffs, dtype=int)
     table = np.asarray(LOCAL_LOG_Q10)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(
-            k <= table.size,
-            table[np.clip(k, 1, table.size) - 1],
-            1.2815515655446004 * LOCAL_LOG_SD / np.sqrt(np.maximum(k, 1)),
-        )
+    q = np.where(
+        k <= table.size,
+        table[np.clip(k, 1, table.size) - 1],
+        1.2815515655446004 * LOCAL_LOG_SD / np.sqrt(np.maximum(k, 1)),
+    )
     return np.where(k > 0, np.asarray(sd, dtype=float) * np.exp(q), math.nan)
 
 
