@@ -30,6 +30,7 @@ MAX_SLICES = 4  # safe-LR statements in the first line; more slices: see verdict
 FIGURE_FILES = {
     "collapse_rate": "figures/collapse_rate.png",
     "mean_best_acc": "figures/mean_best_acc.png",
+    "mean_best_loss": "figures/mean_best_loss.png",
     "lr_curves": "figures/lr_curves.png",
     "learning_curves": "figures/learning_curves*.png",
     "grad_norms": "figures/grad_norms*.png",

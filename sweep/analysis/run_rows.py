@@ -84,7 +84,7 @@ def run_row(
     if record.get("failure"):
         return {**failed_row(record), **_loss_columns(record, metric)}
     if metric != "val_acc":
-        return loss_run_row(record, detect, metric, record.get("chance_loss") or chance_loss)
+        return loss_run_row(record, detect, metric, record.get("chance_loss") or chance_loss, n_val)
 
     def as_list(key):
         return np.asarray(c[key], dtype=float).tolist()  # Python floats: fast to loop over
@@ -137,8 +137,22 @@ def _loss_columns(record: dict[str, Any], metric: str) -> dict[str, Any]:
     return {"metric": metric, "best_loss": best, "final_loss": final}
 
 
+def _items(record: dict[str, Any], metric: str, epochs: int, n_val: int | None) -> int | None:
+    """What each epoch's loss averages over, for the noise of its spread (`<metric>_sd`): the
+    validation items, or the training steps of an epoch (lrsweep's own loop records its steps;
+    a user's log does not say, and its spread is then left to the curve's own scatter)."""
+    if metric == "val_loss":
+        return record.get("n_val") or n_val
+    steps = int(record.get("steps") or 0)
+    return steps // epochs if steps and epochs and steps >= epochs else None
+
+
 def loss_run_row(
-    record: dict[str, Any], detect: Any, metric: str, chance_loss: float | None
+    record: dict[str, Any],
+    detect: Any,
+    metric: str,
+    chance_loss: float | None,
+    n_val: int | None = None,
 ) -> dict[str, Any]:
     """The runs.csv row of a run whose calls read a loss curve (`detect_loss_run`): no accuracy
     (best_acc, final_acc empty), best_loss and final_loss from that curve."""
@@ -153,7 +167,7 @@ def loss_run_row(
         nonfinite_epoch=record.get("nonfinite_epoch"),
         chance_loss=chance_loss,
         loss_sd=np.asarray(c[sd_column], dtype=float).tolist() if sd_column in c else None,
-        n_items=record.get("n_val") if metric == "val_loss" else None,
+        n_items=_items(record, metric, len(values), n_val),
     )
     return {
         "seed": int(record["seed"]),

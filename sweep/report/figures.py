@@ -70,7 +70,7 @@ def figure_plan(
     g = grid_of(tables)
     plan: list[tuple[str, str, str, Callable[[], Figure]]] = [
         ("collapse_rate", "figures/collapse_rate.png", "", lambda: collapse_heatmap(tables)),
-        ("mean_best_acc", "figures/mean_best_acc.png", "", lambda: accuracy_heatmap(tables)),
+        (g.score.mean, f"figures/{g.score.mean}.png", "", lambda: accuracy_heatmap(tables)),
         ("lr_curves", "figures/lr_curves.png", "", lambda: lr_curves(tables)),
         *start_plan(tables),  # from a checkpoint: the original run in grey, then the sweep's
     ]
