@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the packed-training cases live with t
 
 from sweep.config import load_config  # noqa: E402
 from sweep.tasks import build_task  # noqa: E402
-from sweep.training import RunSpec, SeedGroup, train_setting  # noqa: E402
+from sweep.training import SeedGroup, SettingSpec, train_setting  # noqa: E402
 from sweep.training.accelerator import configure_device  # noqa: E402
 from sweep.training.packed import PackedTrainer  # noqa: E402
 
@@ -160,8 +160,8 @@ def check_syncs(device: torch.device, smoke: bool = False) -> None:
         task = build_task(cfg.task).to(device)
         setting = {"lr": 0.01, "clip": 1.0, "batch_size": 32}
         groups = (
-            SeedGroup(task, RunSpec.build(cfg, setting, [0]), device),
-            PackedTrainer(task, RunSpec.build(cfg, setting, [0, 1, 2]), device),
+            SeedGroup(task, SettingSpec.build(cfg, setting, [0]), device),
+            PackedTrainer(task, SettingSpec.build(cfg, setting, [0, 1, 2]), device),
         )
         for group in groups:
             steps = math.ceil(task.n_train / 32)

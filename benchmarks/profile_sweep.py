@@ -41,7 +41,7 @@ PHASES = {
 def startup_seconds() -> float:
     """A worker's fixed cost: interpreter, imports (torch, optuna, hydra) and task data."""
     code = (
-        "import time; t=time.perf_counter(); import sweep.run.worker, sweep.store; "
+        "import time; t=time.perf_counter(); import sweep.launch.worker, sweep.store; "
         "from sweep.config import load_config; from sweep.tasks import build_task; "
         "build_task(load_config([]).task); print(time.perf_counter()-t)"
     )

@@ -9,7 +9,7 @@ holds). A package imports only from the layers beneath it; `|` joins independent
 
     sweep.cli | sweep.api | sweep.integrations
     sweep.commands
-    sweep.run
+    sweep.launch
     sweep.report | sweep.trainers
     sweep.analysis | sweep.store | sweep.training
     sweep.tasks

@@ -191,7 +191,7 @@ def run_sweep(
         and the path of report.html.
     """
     from sweep.config import load_config
-    from sweep.run.launcher import launch
+    from sweep.launch.launcher import launch
 
     try:
         cfg = load_config(sweep_overrides(trainer, grid, overrides, **keys), config_dir)

@@ -97,13 +97,13 @@ def main(argv: list[str] | None = None) -> None:
     A normal exit, not `os._exit`: closing the last SQLite connection folds the write-ahead log
     back into the database file, so a refused command leaves that file byte-identical.
     """
-    sys.exit(run(argv))
+    sys.exit(execute(argv))
 
 
 EXIT_BUG = 1
 
 
-def run(argv: list[str] | None = None) -> int:
+def execute(argv: list[str] | None = None) -> int:
     """Run a command; return its exit status (0 ok, 1 failed settings or a bug, 2 user error, 130
     stopped). Whatever it prints about an error, traceback included, has its passwords hidden."""
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -14,7 +14,7 @@ from typing import Any
 from sweep.config import Config
 from sweep.core.files import check_writable
 from sweep.core.redact import redact_url
-from sweep.store.progress import count_progress, stored_grid
+from sweep.store.counts import count_settings, stored_grid
 from sweep.store.storage import open_storage
 from sweep.store.studies import load_study, study_names
 
@@ -43,7 +43,7 @@ def status_rows(storage: Any) -> list[dict[str, Any]]:
         grace = ((study.user_attrs.get(ATTR_CONFIG) or {}).get("study") or {}).get(
             "grace_seconds", 60
         )
-        snap = count_progress(study, settings, seeds, grace)
+        snap = count_settings(study, settings, seeds, grace)
         last = (
             dt.datetime.fromtimestamp(snap.last_activity).strftime("%Y-%m-%d %H:%M:%S")
             if snap.last_activity
@@ -95,20 +95,20 @@ def status_command(cfg: Config) -> int:
 
 def run_command(cfg: Config, write_results: bool, set_keys: set[str] | None = None) -> int:
     """`sweep run` (train, then write the report) and `sweep worker` (train only)."""
-    from sweep.run.launcher import launch  # torch: only for the commands that train
+    from sweep.launch.launcher import launch  # torch: only for the commands that train
 
     return launch(cfg, write_results=write_results, set_keys=set_keys)
 
 
 def find_command(cfg: Config) -> int:
     """`sweep find`: the learning-rate range test (torch: imported here)."""
-    from sweep.run.find import find_command as find
+    from sweep.launch.find import find_command as find
 
     return find(cfg)
 
 
 def refine_command(cfg: Config) -> int:
     """`sweep refine`: rounds of runs where they narrow the stability boundary."""
-    from sweep.run.refine import refine_command as refine
+    from sweep.launch.refine import refine_command as refine
 
     return refine(cfg)

@@ -4,7 +4,7 @@
 hydra); a table of 150 bad inputs paid that 150 times. A `ForkedCli` starts one server process
 that imports `sweep.cli` and the libraries every command loads, then forks a child per call:
 the child takes the call's working folder, environment and PYTHONPATH, sends stdout/stderr to
-files, runs `sweep.cli.run(argv)`, closes every database connection (the last SQLite one folds
+files, runs `sweep.cli.execute(argv)`, closes every database connection (the last SQLite one folds
 the write-ahead log back, as a real `sweep` process's exit does) and exits. Each call is
 still its own process (its own exit status, no state shared with other calls), with the same
 code path as the console script.
@@ -27,9 +27,9 @@ from pathlib import Path
 
 SERVER = r"""
 import importlib, json, os, sys, traceback
-import sweep.cli, sweep.commands, sweep.config, sweep.store, sweep.run.launcher, sweep.report.write  # noqa
+import sweep.cli, sweep.commands, sweep.config, sweep.store, sweep.launch.launcher, sweep.report.write  # noqa
 import torch, optuna  # noqa: the libraries every command loads
-import sweep.run.worker; sweep.run.worker.warm_up()  # what each launcher would do before forking its workers
+import sweep.launch.worker; sweep.launch.worker.warm_up()  # what each launcher would do before forking its workers
 import gc, weakref
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -61,7 +61,7 @@ for line in sys.stdin:
             err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
             os.dup2(out, 1); os.dup2(err, 2)
             sys.argv = ["sweep", *req["argv"]]
-            code = sweep.cli.run(req["argv"])
+            code = sweep.cli.execute(req["argv"])
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         except BaseException:  # what the interpreter would print, and its exit status

@@ -231,8 +231,8 @@ def test_sweep_report_imports_no_torch(tmp_path):
     url = _study_with_one_run(tmp_path)
     script = (
         "import sys\n"
-        "from sweep.cli import run\n"
-        f"code = run(['report', 'study.name=arch', 'study.storage={url}', 'results_dir={tmp_path / 'results'}'])\n"
+        "from sweep.cli import execute\n"
+        f"code = execute(['report', 'study.name=arch', 'study.storage={url}', 'results_dir={tmp_path / 'results'}'])\n"
         "assert code == 0, code\n"
         "print('torch loaded:', 'torch' in sys.modules)\n"
     )

@@ -253,7 +253,7 @@ CASES = [
         "optimizer=lbfgs",
         "valid optimizers: adam, adamw, rmsprop, sgd",
     ),
-    case("unknown-schedule", "schedule=step", "schedule=step", "valid schedules: constant, cosine"),
+    case("unknown-schedule", "schedule=linear", "schedule=linear", "valid schedules: constant, cosine, onecycle, step, warmup"),
     case("two-models-at-once", "model=lstm,gru", "model=lstm,gru", "valid models"),
     case("unknown-key-typo", "epoch=3", "epoch", "unknown config key", "did you mean epochs?"),
     case(
@@ -1387,7 +1387,7 @@ def test_device_cuda_gives_every_worker_an_explicit_gpu_index(monkeypatch):
     import torch
 
     from sweep.config import load_config
-    from sweep.run.worker import worker_device
+    from sweep.launch.worker import worker_device
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     cfg = load_config(["device=cuda"])

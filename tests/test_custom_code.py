@@ -16,7 +16,7 @@ import torch
 from sweep.config import comparable_part, load_config
 from sweep.core.errors import UserError
 from sweep.tasks import build_task
-from sweep.training import RunSpec, SeedTrainer, train_setting
+from sweep.training import SeedTrainer, SettingSpec, train_setting
 from sweep.training.models import build_model, check_model
 
 CPU = torch.device("cpu")
@@ -134,7 +134,7 @@ def test_targets_reach_forward_in_training_only(project):
     cfg = _cfg(project, "model=net", "task=blobs", "signals.enabled=false")
     task = build_task(cfg.task)
     usermod.CALLS.clear()
-    trainer = SeedTrainer(task, RunSpec.build(cfg, cfg.grid.settings()[0], [0]), 0, CPU)
+    trainer = SeedTrainer(task, SettingSpec.build(cfg, cfg.grid.settings()[0], [0]), 0, CPU)
     trainer.run_epoch()
     steps = trainer.steps_per_epoch
     assert usermod.CALLS[:steps] == [True] * steps and usermod.CALLS[steps:] == [

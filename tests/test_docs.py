@@ -4,7 +4,7 @@ the CLI accepts, and every relative link points at a file that exists.
 Each command of a bash block in README.md and docs/*.md is split as the shell would (shlex:
 quotes, `\\` line continuations, comments, `&&`), with `cd`, variable assignments (`URL=...`,
 also as a prefix) and `$VAR` substitutions followed; an unknown variable stands for a
-PostgreSQL URL. It is then composed in-process through `--cfg job` (`sweep.cli.run`, here `exit_status`), which
+PostgreSQL URL. It is then composed in-process through `--cfg job` (`sweep.cli.execute`, here `exit_status`), which
 checks every key without training or writing anything, and must exit 0. A `--config-dir` folder
 that does not exist in the repository is the user's project the page shows (`myproj/conf`): such a
 command is composed in tests/docs_project/, a project with the model, the loader and the YAML
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from sweep.cli import COMMANDS
-from sweep.cli import run as exit_status  # a command line's exit status, in-process
+from sweep.cli import execute as exit_status  # a command line's exit status, in-process
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "tests" / "docs_project"  # the user's project the docs show (myproj/)
@@ -261,7 +261,7 @@ def test_the_headline_project_commands_pass_every_check_before_the_storage(comma
     script = (
         "import sys\n"
         "from sweep.config import load_config\n"
-        "from sweep.run.preparation import checked_task\n"
+        "from sweep.launch.preparation import checked_task\n"
         f"task = checked_task(load_config({overrides!r}, {folder!r}))\n"
         "print('checked', task.n_train, task.output_dim)\n"
     )

@@ -1,4 +1,4 @@
-"""A first start undone after the user's mistake shows in a run (sweep.run.first_start): only a
+"""A first start undone after the user's mistake shows in a run (sweep.launch.first_start): only a
 study this command created, holding no result, is deleted; nothing else is ever touched."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import optuna
 
-from sweep.run.first_start import FirstStart
+from sweep.launch.first_start import FirstStart
 from sweep.store.storage import open_storage
 from sweep.store.studies import study_names
 

@@ -95,7 +95,7 @@ def test_figures_drawn_by_the_pool_are_the_ones_drawn_in_process(tmp_path):
 
 @pytest.mark.parametrize("device", ["cpu", "cuda:0"])
 def test_workers_ask_the_same_policy(device, monkeypatch):
-    from sweep.run import children
+    from sweep.launch import children
 
     monkeypatch.delenv(children.ENV_START, raising=False)
     monkeypatch.setattr(children, "fork_unsafe_reason", lambda trained_here=False: "no")

@@ -24,7 +24,7 @@ from sweep.core.devices import (
 )
 from sweep.tasks import build_task
 from sweep.tasks.data import TaskData
-from sweep.training import RunSpec, SeedTrainer, train_setting
+from sweep.training import SeedTrainer, SettingSpec, train_setting
 from sweep.training.accelerator import FP32_PRECISION, SeedRng, configure_device, derived_seed
 from sweep.training.packed import PackedTrainer
 from sweep.training.packed_net import PackedRecurrentNet
@@ -150,7 +150,7 @@ def test_checkpoint_written_on_a_gpu_resumes_on_a_cpu(monkeypatch):
     )
     task = build_task(cfg.task)
     setting = {"lr": 0.1, "clip": None, "batch_size": 64}
-    straight = SeedTrainer(task, RunSpec.build(cfg, setting, [0]), 0, CPU)
+    straight = SeedTrainer(task, SettingSpec.build(cfg, setting, [0]), 0, CPU)
     straight.run_epoch()
     state = copy.deepcopy(straight.state_dict())  # what a checkpoint file holds
     straight.run_epoch()
@@ -158,7 +158,7 @@ def test_checkpoint_written_on_a_gpu_resumes_on_a_cpu(monkeypatch):
     state["rng_state"] = dict(state["rng_state"], cuda=torch.arange(16, dtype=torch.uint8))
     for name in ("get_rng_state", "set_rng_state", "manual_seed"):
         monkeypatch.setattr(torch.cuda, name, _no_cuda)
-    resumed = SeedTrainer(task, RunSpec.build(cfg, setting, [0]), 0, CPU)
+    resumed = SeedTrainer(task, SettingSpec.build(cfg, setting, [0]), 0, CPU)
     resumed.load_state_dict(state)
     resumed.run_epoch()
     assert resumed.record.curves == straight.record.curves  # the CPU's dropout stream is intact
@@ -168,12 +168,12 @@ def test_checkpoint_written_on_a_gpu_resumes_on_a_cpu(monkeypatch):
 def test_packed_checkpoint_with_cuda_rng_state_resumes_on_a_cpu(monkeypatch):
     cfg = load_config(DIGITS + ["packing=on", "epochs=2"])
     task = build_task(cfg.task)
-    pack = PackedTrainer(task, RunSpec.build(cfg, SETTING, [0, 1]), CPU)
+    pack = PackedTrainer(task, SettingSpec.build(cfg, SETTING, [0, 1]), CPU)
     pack.run_epoch()
     state = copy.deepcopy(pack.state_dict())
     state["rng_state"] = dict(state["rng_state"], cuda=torch.arange(16, dtype=torch.uint8))
     monkeypatch.setattr(torch.cuda, "get_rng_state", _no_cuda)
-    again = PackedTrainer(task, RunSpec.build(cfg, SETTING, [0, 1]), CPU)
+    again = PackedTrainer(task, SettingSpec.build(cfg, SETTING, [0, 1]), CPU)
     again.load_state_dict(state)
     again.run_epoch()
     assert [r.epochs_run for r in again.records_list()] == [2, 2]
@@ -261,7 +261,7 @@ def test_a_named_gpu_gets_one_worker_with_workers_auto():
 
 
 def test_launcher_starts_one_worker_on_the_named_gpu(monkeypatch, tmp_path):
-    import sweep.run.launcher as launcher
+    import sweep.launch.launcher as launcher
     from sweep.core.errors import UserError
 
     started = []
@@ -344,7 +344,7 @@ def test_separate_step_loop_reads_the_host_once_per_check(task_args):
     task = build_task(cfg.task)
     trainer = SeedTrainer(
         task,
-        RunSpec.build(cfg, {"lr": 0.01, "clip": 1.0, "batch_size": 20}, [0]),
+        SettingSpec.build(cfg, {"lr": 0.01, "clip": 1.0, "batch_size": 20}, [0]),
         0,
         CPU,
         check_every=16,
@@ -384,7 +384,7 @@ def test_bidirectional_model_keeps_a_host_copy_of_the_lengths_for_packing():
     )
     task = build_task(cfg.task)
     trainer = SeedTrainer(
-        task, RunSpec.build(cfg, {"lr": 0.01, "clip": None, "batch_size": 16}, [0]), 0, CPU
+        task, SettingSpec.build(cfg, {"lr": 0.01, "clip": None, "batch_size": 16}, [0]), 0, CPU
     )
     assert trainer.host_lengths is not None
     trainer.run_epoch()

@@ -104,9 +104,7 @@ def test_slices_of_a_loss_study_name_the_lowest_loss_and_wortsmans_loss_sensitiv
     assert unclipped["best_lr"] == 1.0  # its mean best loss is lowest, though it collapsed later
     assert unclipped["best_mean_best_loss"] == pytest.approx(0.40)
     assert math.isnan(unclipped["best_mean_best_acc"])
-    assert unclipped["lr_sensitivity"] == pytest.approx(
-        loss_sensitivity([1.01, 0.51, 0.40], 2.3)
-    )
+    assert unclipped["lr_sensitivity"] == pytest.approx(loss_sensitivity([1.01, 0.51, 0.40], 2.3))
 
 
 def test_loss_sensitivity_caps_a_diverged_lr_at_the_reference():

@@ -90,7 +90,7 @@ def test_no_worker_is_left_behind_not_even_a_dismissed_one(kernel):
 
 def test_a_call_with_nothing_left_starts_no_worker(kernel):
     out = kernel.run(
-        "import sweep.run.launcher as launcher\n"
+        "import sweep.launch.launcher as launcher\n"
         "started = []\n"
         "real_spawn = launcher.spawn\n"
         "launcher.spawn = lambda *a, **k: started.append(a) or real_spawn(*a, **k)\n"

@@ -123,14 +123,14 @@ def test_per_seed_norm_is_each_slice_global_norm():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_nonfinite_seed_leaves_the_pack_and_others_are_unaffected(optimizer):
-    from sweep.training import RunSpec
+    from sweep.training import SettingSpec
     from sweep.training.packed import PackedTrainer
 
     cfg = load_config(["model.hidden_size=16", "epochs=3", "packing=on", f"optimizer={optimizer}"])
     task = build_task(cfg.task)
     setting = {"lr": 0.1 if optimizer == "sgd" else 0.01, "clip": 1.0, "batch_size": 64}
     reference = train_setting(task, cfg, setting, [0, 1, 2], CPU)
-    trainer = PackedTrainer(task, RunSpec.build(cfg, setting, [0, 1, 2]), CPU)
+    trainer = PackedTrainer(task, SettingSpec.build(cfg, setting, [0, 1, 2]), CPU)
     trainer.run_epoch()
     with torch.no_grad():
         trainer.model.head_w[1].fill_(float("inf"))  # seed 1 blows up in epoch 2

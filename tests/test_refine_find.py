@@ -15,7 +15,7 @@ from sweep.analysis.boundary.slices import slice_boundary
 from sweep.analysis.refinement import plan_round, slice_resolved
 from sweep.config import load_config
 from sweep.tasks import build_task
-from sweep.training import RunSpec
+from sweep.training import SettingSpec
 from sweep.training.range_test import lr_range_test, propose_grid, ramp, steepest
 
 AXES = ["lr", "clip", "batch_size"]
@@ -200,7 +200,7 @@ def test_the_range_test_stops_at_divergence_and_its_proposal_holds_the_steepest_
         ]
     )
     task = build_task(cfg.task)
-    spec = RunSpec.build(cfg, {"lr": 1e-3, "clip": None, "batch_size": 32}, [0])
+    spec = SettingSpec.build(cfg, {"lr": 1e-3, "clip": None, "batch_size": 32}, [0])
     r = lr_range_test(
         task, spec, seed=0, device=torch.device("cpu"), lr_min=1e-4, lr_max=1e3, steps=150
     )

@@ -177,9 +177,9 @@ def test_an_unreachable_storage_with_a_password_is_reported_without_it(tmp_path)
 def test_a_password_with_quotes_is_hidden_in_the_cannot_parse_error(password, command, capsys):
     """A password holding a quote makes the override unparsable for Hydra; the message quoting
     the override shows *** for it (in-process: the CLI's own printing is what is tested)."""
-    from sweep.cli import run
+    from sweep.cli import execute
 
-    assert run([command, f"study.storage=postgresql://u:{password}@host/x"]) == 2
+    assert execute([command, f"study.storage=postgresql://u:{password}@host/x"]) == 2
     out = capsys.readouterr()
     assert password not in out.out + out.err, out.err
     assert "postgresql://u:***@host/x" in out.err, out.err
@@ -200,13 +200,13 @@ def test_a_password_with_quotes_is_hidden_in_the_cannot_parse_error(password, co
 def test_a_traceback_asked_for_hides_the_password_too(args, how, capsys, monkeypatch):
     """--debug and HYDRA_FULL_ERROR=1 print a traceback before the one-line error: both are
     redacted (in-process: the CLI's own printing is what is tested)."""
-    from sweep.cli import run
+    from sweep.cli import execute
 
     if how == "--debug":
         args = [*args, "--debug"]
     else:
         monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
-    run(list(args))
+    execute(list(args))
     out = capsys.readouterr()
     assert "secret" not in out.out + out.err
     if args[0] != "run":
@@ -220,7 +220,7 @@ def test_a_bugs_traceback_hides_the_password(capsys, monkeypatch):
         raise RuntimeError("could not connect to postgresql://u:secret@db/x")
 
     monkeypatch.setattr(cli, "dispatch", broken)
-    assert cli.run(["status"]) == cli.EXIT_BUG
+    assert cli.execute(["status"]) == cli.EXIT_BUG
     err = capsys.readouterr().err
     assert (
         "secret" not in err and "RuntimeError: could not connect to postgresql://u:***@db/x" in err

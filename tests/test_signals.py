@@ -13,7 +13,7 @@ from torch import nn
 from sweep.config import load_config
 from sweep.config.targets import TargetModel
 from sweep.tasks import build_task
-from sweep.training import RunSpec, SeedTrainer, train_setting
+from sweep.training import SeedTrainer, SettingSpec, train_setting
 from sweep.training.origin import module_of, trace_origin
 from sweep.training.packed import PackedTrainer
 from sweep.training.saturation import module_layers, run_layers
@@ -111,7 +111,7 @@ def test_update_ratio_of_plain_sgd_is_lr_times_gradient_over_weights():
     cfg = load_config(["model.hidden_size=8", "model.layers=1", "epochs=1"])
     task = build_task(cfg.task)
     trainer = SeedTrainer(
-        task, RunSpec.build(cfg, {"lr": 0.5, "clip": None, "batch_size": 4096}, [0]), 0, CPU
+        task, SettingSpec.build(cfg, {"lr": 0.5, "clip": None, "batch_size": 4096}, [0]), 0, CPU
     )
     w = torch.cat([p.detach().reshape(-1) for p in trainer.params]).clone()
     trainer.run_epoch()
@@ -292,7 +292,7 @@ def test_the_signals_add_no_host_read_to_the_step_loop(packing):
     for enabled in ("true", "false"):
         cfg = load_config(TINY + [f"packing={packing}", f"signals.enabled={enabled}"])
         task = build_task(cfg.task)
-        spec = RunSpec.build(cfg, {"lr": 0.1, "clip": 1.0, "batch_size": 16}, [0, 1])
+        spec = SettingSpec.build(cfg, {"lr": 0.1, "clip": 1.0, "batch_size": 16}, [0, 1])
         trainer = (
             PackedTrainer(task, spec, CPU, check_every=16)
             if packing == "on"
@@ -370,7 +370,7 @@ def test_crit_lr_reads_the_training_loss_with_its_targets_and_the_probe_reads_wi
     )
     task = build_task(cfg.task)
     trainer = SeedTrainer(
-        task, RunSpec.build(cfg, {"lr": 0.1, "clip": None, "batch_size": 256}, [0]), 0, CPU
+        task, SettingSpec.build(cfg, {"lr": 0.1, "clip": None, "batch_size": 256}, [0]), 0, CPU
     )
     TeacherForced.calls.clear()
     trainer.run_epoch()

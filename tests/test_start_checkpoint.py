@@ -27,7 +27,7 @@ from sweep.tasks import build_task
 from sweep.training import train_setting
 from sweep.training.packed import PackedTrainer
 from sweep.training.separate import SeedGroup
-from sweep.training.spec import RunSpec
+from sweep.training.spec import SettingSpec
 from sweep.training.start_state import check_start_state, load_start, read_checkpoint
 
 BASE = ["task=digits", "model.hidden_size=8", "model.layers=1", "optimizer=adam", "study.name=orig"]
@@ -86,7 +86,7 @@ def test_every_seed_starts_from_the_saved_weights_and_optimizer_state(original, 
     _, task, _, _ = original
     cfg = _from(original)
     start = load_start(cfg)
-    spec = RunSpec.build(cfg, SETTING, [0, 1, 2])
+    spec = SettingSpec.build(cfg, SETTING, [0, 1, 2])
     group = (PackedTrainer if packed else SeedGroup)(task, spec, CPU)
     start.apply(group)
     ckpt = start.ckpt
@@ -109,7 +109,7 @@ def test_every_seed_starts_from_the_saved_weights_and_optimizer_state(original, 
 def test_a_fresh_optimizer_keeps_no_state_of_the_checkpoint(original):
     _, task, _, _ = original
     cfg = _from(original, "start.optimizer=fresh")
-    group = SeedGroup(task, RunSpec.build(cfg, SETTING, [0]), CPU)
+    group = SeedGroup(task, SettingSpec.build(cfg, SETTING, [0]), CPU)
     load_start(cfg).apply(group)
     assert not group.trainers[0].optimizer.state
     assert comparable_part(cfg)["start.optimizer"] == "fresh"
@@ -219,7 +219,7 @@ def test_a_lightning_style_checkpoint_with_a_prefix_is_read(original, tmp_path):
     torch.save({"state_dict": {f"model.{k}": v for k, v in ckpt.model.items()}, "epoch": 1}, path)
     cfg = _from(original, f"start.checkpoint={path}", "start.epoch=2")
     check_start_state(cfg, task, [cfg])
-    group = SeedGroup(task, RunSpec.build(cfg, SETTING, [0]), CPU)
+    group = SeedGroup(task, SettingSpec.build(cfg, SETTING, [0]), CPU)
     load_start(cfg).apply(group)
     assert torch.equal(group.trainers[0].model.head.bias, ckpt.model["head.bias"])
     assert cfg.start.sha256 and len(cfg.start.sha256) == 64

@@ -148,9 +148,9 @@ def test_forget_gate_bias_is_set_and_trains():
 def _weight_norm(overrides, setting):
     cfg = load_config(list(overrides))
     task = build_task(cfg.task)
-    from sweep.training import RunSpec, SeedTrainer
+    from sweep.training import SeedTrainer, SettingSpec
 
-    trainer = SeedTrainer(task, RunSpec.build(cfg, setting, [0]), 0, CPU)
+    trainer = SeedTrainer(task, SettingSpec.build(cfg, setting, [0]), 0, CPU)
     for _ in range(cfg.epochs):
         trainer.run_epoch()
     return trainer.record, float(sum((p.detach() ** 2).sum() for p in trainer.weights))

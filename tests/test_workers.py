@@ -168,7 +168,7 @@ def test_cpu_workers_are_forked_only_where_that_is_as_safe_as_a_fresh_interprete
     import threading
 
     from sweep.core.errors import UserError
-    from sweep.run.children import ENV_START, start_method
+    from sweep.launch.children import ENV_START, start_method
 
     monkeypatch.delenv(ENV_START, raising=False)
     if threading.active_count() == 1:  # (a test runner with threads of its own cannot fork safely)
@@ -199,7 +199,7 @@ def test_cpu_workers_are_forked_only_where_that_is_as_safe_as_a_fresh_interprete
 def test_a_dismissed_forked_worker_exits_while_its_sibling_still_waits_for_its_config():
     # Each forked worker holds only its own pipe: the first one's end of input reaches it even
     # though the second was forked while the first's pipe was open.
-    from sweep.run.children import dismiss, spawn
+    from sweep.launch.children import dismiss, spawn
 
     first, second = spawn(0, "cpu", 1, "fork"), spawn(1, "cpu", 1, "fork")
     try:

@@ -18,7 +18,7 @@ nothing the child may need is held by another thread or tied to the parent:
   itself: torch's OpenMP thread pool is not fork-safe once it ran. A child that only draws
   figures does not touch it.
 
-The launcher's workers (sweep.run.children.start_method) and the report's figure pool
+The launcher's workers (sweep.launch.children.start_method) and the report's figure pool
 (sweep.report.figures.write_figures) both ask this one function. No torch import: torch counts
 only when it is already imported.
 """

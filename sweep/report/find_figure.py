@@ -1,7 +1,7 @@
 """The range-test figure (`sweep find`): smoothed loss against the learning rate, per clip value.
 
 Usage: ``write_find_figure(data, study_dir)`` -> figures/find.png, from the study's stored range
-tests (`sweep.run.find.FindResult.to_dict()`): every seed's smoothed loss (log lr), where it
+tests (`sweep.launch.find.FindResult.to_dict()`): every seed's smoothed loss (log lr), where it
 diverged (x) and fell fastest (o), and the span of the proposed grid shaded.
 """
 

@@ -7,7 +7,7 @@ heartbeats, dead workers), `results` (run records in and out), `progress` (how f
 """
 
 from sweep.store import _optuna  # noqa: F401  (before any module of this package imports Optuna)
-from sweep.store.progress import Snapshot, count_progress, snapshot, stored_grid
+from sweep.store.counts import StudyCounts, count_settings, count_study, stored_grid
 from sweep.store.queue import (
     covered_seeds,
     drop_duplicate_waiting,
@@ -41,9 +41,9 @@ from sweep.store.workers import (
 )
 
 __all__ = [
-    "Snapshot",
-    "count_progress",
-    "snapshot",
+    "StudyCounts",
+    "count_settings",
+    "count_study",
     "stored_grid",
     "covered_seeds",
     "drop_duplicate_waiting",

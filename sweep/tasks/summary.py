@@ -1,7 +1,7 @@
 """What the data look like to the model, stated before anyone reads a curve.
 
 Usage: ``data_summary(task, normalized=True)`` -> a plain dict, stored with the study's task facts
-(sweep.run.launcher.task_info) and read by the report's header and sweep.analysis.data_checks:
+(sweep.launch.launcher.task_info) and read by the report's header and sweep.analysis.data_checks:
 
 - `inputs`: per-feature mean and standard deviation of the training inputs as the model sees
   them (after any standardisation), over valid steps only (padding left out); for token inputs

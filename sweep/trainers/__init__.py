@@ -2,7 +2,7 @@
 
 Usage (by the worker)::
 
-    trainer = make_trainer(cfg, device, task=task, progress=on_epoch)
+    trainer = make_trainer(cfg, device, task=task, on_epoch=on_epoch)
     records = trainer.train(setting, seeds, should_stop)   # one RunRecord per seed
     trainer.clear(setting, seeds)                          # once the trial's results are stored
 
@@ -42,7 +42,7 @@ def make_trainer(
     cfg: Config,
     device: Any,
     task: Any = None,
-    progress: Callable[[int, int], None] | None = None,
+    on_epoch: Callable[[int, int], None] | None = None,
     function: Callable[..., Any] | None = None,
 ) -> Trainer:
     """The trainer `cfg.trainer` names, for a worker on `device` (a torch.device or its string).
@@ -56,14 +56,14 @@ def make_trainer(
                 cfg
             )  # the code this worker imports is the code the sweep was configured with
             function = load_function(cfg.trainer.target)
-        return FunctionTrainer(cfg, str(device), function, progress)
+        return FunctionTrainer(cfg, str(device), function, on_epoch)
     if isinstance(cfg.trainer, CommandOptions):
         from sweep.trainers.command import CommandTrainer
 
-        return CommandTrainer(cfg, str(device), progress)
+        return CommandTrainer(cfg, str(device), on_epoch)
     from sweep.trainers.builtin import BuiltinTrainer
 
-    return BuiltinTrainer(cfg, task, device, progress)
+    return BuiltinTrainer(cfg, task, device, on_epoch)
 
 
 __all__ = ["Trainer", "make_trainer"]

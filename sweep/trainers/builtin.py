@@ -17,7 +17,7 @@ import torch
 from sweep.config import Config
 from sweep.core.records import RunRecord
 from sweep.tasks import TaskData
-from sweep.training import RunSpec, train_spec
+from sweep.training import SettingSpec, train_spec
 from sweep.training.checkpoints import Checkpointer
 from sweep.training.kept import Keeper, NullKeeper
 from sweep.training.start_state import load_start
@@ -31,14 +31,14 @@ class BuiltinTrainer:
         cfg: Config,
         task: TaskData,
         device: torch.device,
-        progress: Callable[[int | None, int], None] | None = None,
+        on_epoch: Callable[[int | None, int], None] | None = None,
     ) -> None:
         self.cfg, self.task, self.device = cfg, task, device
-        self.progress = progress or (lambda seed, epoch: None)
+        self.on_epoch = on_epoch or (lambda seed, epoch: None)
         self._start: Any = None  # the saved state every run starts from (read once per worker)
 
     def _checkpointer(
-        self, spec: RunSpec, setting: dict[str, Any], seeds: list[int]
+        self, spec: SettingSpec, setting: dict[str, Any], seeds: list[int]
     ) -> Checkpointer:
         return Checkpointer(
             self.cfg.study_dir / "checkpoints",
@@ -52,7 +52,7 @@ class BuiltinTrainer:
     def train(
         self, setting: dict[str, Any], seeds: list[int], should_stop: Callable[[], bool]
     ) -> list[RunRecord]:
-        spec = RunSpec.build(self.cfg, setting, seeds)  # once per trial: the extra axes applied
+        spec = SettingSpec.build(self.cfg, setting, seeds)  # once per trial: the extra axes applied
         if self._start is None:
             self._start = load_start(self.cfg)
         keep = self.cfg.checkpoint.keep_epochs
@@ -62,10 +62,10 @@ class BuiltinTrainer:
             self.device,
             self._checkpointer(spec, setting, seeds),
             should_stop=should_stop,
-            on_epoch=lambda epoch: self.progress(None, epoch),
+            on_epoch=lambda epoch: self.on_epoch(None, epoch),
             start=self._start,
             keeper=Keeper(self.cfg, setting, self._start.epoch) if keep else NullKeeper(),
         )  # (every seed at once)
 
     def clear(self, setting: dict[str, Any], seeds: list[int]) -> None:
-        self._checkpointer(RunSpec.build(self.cfg, setting, seeds), setting, seeds).clear()
+        self._checkpointer(SettingSpec.build(self.cfg, setting, seeds), setting, seeds).clear()

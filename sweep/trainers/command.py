@@ -2,7 +2,7 @@
 
 Usage (by the worker)::
 
-    trainer = CommandTrainer(cfg, device="cuda:1", progress=report_progress)
+    trainer = CommandTrainer(cfg, device="cuda:1", on_epoch=report_position)
     records = trainer.train(setting, seeds=[0, 1, 2], should_stop=stop)
 
 Each run is `/bin/sh -c <the rendered command>` under a supervisor (`supervise.py`) that leads
@@ -174,7 +174,7 @@ class CommandTrainer(ExternalTrainer):
                 log, errors = self._live_read(metrics, proc, log, errors)
                 if log is not None and len(log.epochs) > reported:
                     reported = len(log.epochs)
-                    self.progress(seed, reported)
+                    self.on_epoch(seed, reported)
             if code is not None:
                 if code == 0:
                     return Ending(), log

@@ -28,7 +28,7 @@ from sweep.core.errors import UserError
 from sweep.core.records import RunRecord
 from sweep.trainers.runs import RunPaths
 
-Progress = Callable[[int, int], None]  # (seed, epochs logged so far)
+OnEpoch = Callable[[int, int], None]  # told (seed, epochs logged so far) after each epoch
 LOSSES = ("train_loss", "val_loss")  # a non-finite value of one of these is a non-finite collapse
 
 
@@ -52,11 +52,11 @@ def first_nonfinite(epochs: list[dict[str, float]]) -> int | None:
 class ExternalTrainer:
     """The seed loop of a user's training; subclasses run one (setting, seed)."""
 
-    def __init__(self, cfg: Config, device: str, progress: Progress | None = None) -> None:
+    def __init__(self, cfg: Config, device: str, on_epoch: OnEpoch | None = None) -> None:
         self.cfg = cfg
         self.options = cfg.trainer
         self.device = device
-        self.progress = progress or (lambda seed, epoch: None)
+        self.on_epoch = on_epoch or (lambda seed, epoch: None)
 
     @property
     def log_metric(self) -> str:

@@ -131,8 +131,8 @@ def seed_everything(seed: int) -> None:
 class FunctionTrainer(ExternalTrainer):
     """Calls the training function per (setting, seed) with a `report` callback."""
 
-    def __init__(self, cfg: Any, device: str, fn: Callable[..., Any], progress: Any = None) -> None:
-        super().__init__(cfg, device, progress)
+    def __init__(self, cfg: Any, device: str, fn: Callable[..., Any], on_epoch: Any = None) -> None:
+        super().__init__(cfg, device, on_epoch)
         self.fn = fn
         self.names = call_arguments(fn, dict(self.options.kwargs))
         check_start_argument(cfg, self.names, getattr(fn, "__qualname__", "the function"))
@@ -176,7 +176,7 @@ class FunctionTrainer(ExternalTrainer):
             ) as e:  # the reports break a rule of the log: the user's error, not a crash
                 state["error"] = e
                 raise RunStopped("error") from None
-            self.progress(seed, len(state["log"].epochs))
+            self.on_epoch(seed, len(state["log"].epochs))
             if first_nonfinite(state["log"].epochs) is not None:
                 raise RunStopped("nonfinite")
             if time.monotonic() - start > self.timeout_seconds:

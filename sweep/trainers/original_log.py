@@ -1,6 +1,6 @@
 """The original run's metrics file (`start.log`), read for a sweep from its checkpoint.
 
-Usage (by `sweep.run.preparation`, before anything is written)::
+Usage (by `sweep.launch.preparation`, before anything is written)::
 
     original = original_log(cfg)    # None without start.log
     original["curves"]              # val_acc, val_loss, train_loss of epochs 1..N (the grey curve)

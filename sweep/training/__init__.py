@@ -1,6 +1,6 @@
 """Training the repeated seeds of one grid setting (torch).
 
-The main modules, in the order data flows through them: `spec` (the resolved RunSpec of a
+The main modules, in the order data flows through them: `spec` (the resolved SettingSpec of a
 setting), `models` / `packed_net` (a seed's network, or every seed's as one), `optim` (optimizers
 and schedules), `separate` / `packed` (the two ways to train a setting's seeds, one interface),
 `gradients` (norms before clipping, and clipping), `epoch` (what an epoch leaves behind),
@@ -15,16 +15,16 @@ run. Losses and accuracy are the task's (`sweep.tasks.scoring`).
 
 from sweep.core.records import EPOCH_COLUMNS, RunRecord
 from sweep.training.epoch import NONFINITE_CHECK_STEPS, nonfinite_check_steps
-from sweep.training.packed import PackedTrainer
-from sweep.training.separate import SeedGroup, SeedTrainer
-from sweep.training.setting import (
+from sweep.training.loop import (
     NullCheckpointer,
     StopRequested,
     train_setting,
     train_spec,
     use_packing,
 )
-from sweep.training.spec import RunSpec
+from sweep.training.packed import PackedTrainer
+from sweep.training.separate import SeedGroup, SeedTrainer
+from sweep.training.spec import SettingSpec
 
 __all__ = [
     "EPOCH_COLUMNS",
@@ -39,5 +39,5 @@ __all__ = [
     "train_setting",
     "train_spec",
     "use_packing",
-    "RunSpec",
+    "SettingSpec",
 ]

@@ -53,7 +53,7 @@ from sweep.training.signals import (
     step_recorder,
     warn_no_probe,
 )
-from sweep.training.spec import RunSpec
+from sweep.training.spec import SettingSpec
 
 
 class PackedTrainer:
@@ -62,7 +62,11 @@ class PackedTrainer:
     mode = "packed"
 
     def __init__(
-        self, task: TaskData, spec: RunSpec, device: torch.device, check_every: int | None = None
+        self,
+        task: TaskData,
+        spec: SettingSpec,
+        device: torch.device,
+        check_every: int | None = None,
     ) -> None:
         self.task, self.spec, self.device = task, spec, device
         seeds = list(spec.seeds)

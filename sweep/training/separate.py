@@ -41,7 +41,7 @@ from sweep.training.signals import (
     step_recorder,
     warn_no_probe,
 )
-from sweep.training.spec import RunSpec
+from sweep.training.spec import SettingSpec
 
 
 class SeedTrainer:
@@ -50,7 +50,7 @@ class SeedTrainer:
     def __init__(
         self,
         task: TaskData,
-        spec: RunSpec,
+        spec: SettingSpec,
         seed: int,
         device: torch.device,
         check_every: int | None = None,
@@ -336,7 +336,11 @@ class SeedGroup:
     mode = "separate"
 
     def __init__(
-        self, task: TaskData, spec: RunSpec, device: torch.device, check_every: int | None = None
+        self,
+        task: TaskData,
+        spec: SettingSpec,
+        device: torch.device,
+        check_every: int | None = None,
     ) -> None:
         self.trainers = [SeedTrainer(task, spec, s, device, check_every) for s in spec.seeds]
 

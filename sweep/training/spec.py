@@ -2,7 +2,7 @@
 
 Usage::
 
-    spec = RunSpec.build(cfg, setting, seeds=[0, 1, 2])   # extra axes applied and checked here
+    spec = SettingSpec.build(cfg, setting, seeds=[0, 1, 2])   # extra axes applied and checked here
     records = train_spec(task, spec, device)
 
 The extra grid axes of a setting (e.g. `model.hidden_size`) are applied to the config once, when
@@ -20,7 +20,7 @@ from sweep.core.setting import Setting
 
 
 @dataclass(frozen=True)
-class RunSpec:
+class SettingSpec:
     """One setting of a sweep, resolved: its seeds, model, optimizer, schedule and numbers."""
 
     setting: Setting
@@ -37,7 +37,7 @@ class RunSpec:
     signals: Any = None  # a SignalsConfig (None: its defaults): what is measured beside training
 
     @classmethod
-    def build(cls, cfg: Config, setting: dict[str, Any], seeds: Sequence[int]) -> RunSpec:
+    def build(cls, cfg: Config, setting: dict[str, Any], seeds: Sequence[int]) -> SettingSpec:
         setting = Setting(setting)
         run_cfg = apply_overrides(cfg, setting.extra())
         return cls(

@@ -1,6 +1,6 @@
 """What a study records of the saved state its runs start from (study attribute `lrsweep.start`).
 
-Usage (by `sweep.run.preparation`, after every check passed)::
+Usage (by `sweep.launch.preparation`, after every check passed)::
 
     study.set_user_attr(ATTR_START, start_facts(cfg, task))
 
@@ -22,7 +22,7 @@ import torch
 
 from sweep.config.start import find_kept, start_file
 from sweep.training.separate import SeedTrainer
-from sweep.training.spec import RunSpec
+from sweep.training.spec import SettingSpec
 from sweep.training.start_state import load_start, read_checkpoint
 
 HISTORY = 5  # the original's last epochs (the checkpoint's included) the collapse calls see
@@ -83,7 +83,7 @@ def start_row(cfg: Any, task: Any) -> dict[str, float | None]:
     """The checkpoint's scores, as an epoch row: val_loss, val_acc, pred_top_frac, val_loss_sd on
     the validation set, train_loss on the training set (evaluation mode, so the same for every
     seed)."""
-    spec = RunSpec.build(cfg, cfg.grid.settings()[0], [0])
+    spec = SettingSpec.build(cfg, cfg.grid.settings()[0], [0])
     start = load_start(cfg)
     cpu = torch.device("cpu")
     val = SeedTrainer(task, spec, 0, cpu)

@@ -14,7 +14,7 @@ from sweep.store.queue import GAVE_UP, stored_seeds
 
 
 @dataclass
-class Snapshot:
+class StudyCounts:
     total: int = 0  # settings in this run's grid
     done: int = 0  # settings whose seeds are all stored
     running: int = 0  # RUNNING trials (the stale ones among them)
@@ -36,9 +36,9 @@ class Snapshot:
     stale: tuple[str, ...] = ()
 
 
-def snapshot(study: Any, cfg: Config) -> Snapshot:
+def count_study(study: Any, cfg: Config) -> StudyCounts:
     """Count the study's progress over the settings of `cfg.grid` (runs of seeds 0..seeds-1)."""
-    return count_progress(study, cfg.grid.settings(), cfg.seeds, cfg.study.grace_seconds)
+    return count_settings(study, cfg.grid.settings(), cfg.seeds, cfg.study.grace_seconds)
 
 
 def stored_grid(study: Any) -> tuple[list[dict[str, Any]], int]:
@@ -55,10 +55,10 @@ def stored_grid(study: Any) -> tuple[list[dict[str, Any]], int]:
     return settings, int(config.get("seeds", 0))
 
 
-def count_progress(
+def count_settings(
     study: Any, settings: list[dict[str, Any]], n_seeds: int, grace_seconds: float = 60
-) -> Snapshot:
-    """Progress over `settings` x seeds 0..n_seeds-1 (what a grid asks of the study);
+) -> StudyCounts:
+    """Counts over `settings` x seeds 0..n_seeds-1 (what a grid asks of the study);
     `grace_seconds`: how old a heartbeat of another host's worker makes its trial stale."""
     from optuna.trial import TrialState
 
@@ -73,7 +73,7 @@ def count_progress(
     gave_up: dict[str, str] = {}
     active: set[str] = set()  # settings queued or running (a given-up one asked to run again)
     stale: list[str] = []
-    snap = Snapshot(total=len(wanted))
+    snap = StudyCounts(total=len(wanted))
     last = 0.0
     for t in study.get_trials(deepcopy=False):
         key = Setting(t.user_attrs.get("setting", {})).key

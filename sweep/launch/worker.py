@@ -1,8 +1,8 @@
 """A worker: claims queued trials from the study, trains their seeds, stores the records.
 
 Started by `sweep run` / `sweep worker` as a child process (`workers` of them: auto is one per
-GPU, else one per CPU core), forked from the launcher or as a fresh `python -m sweep.run.worker`
-(sweep.run.children says which), configured through the environment or by one JSON line on
+GPU, else one per CPU core), forked from the launcher or as a fresh `python -m sweep.launch.worker`
+(sweep.launch.children says which), configured through the environment or by one JSON line on
 stdin. A notebook's function object runs this loop in-process instead (`run_worker`). A worker
 
 - claims a WAITING trial atomically, the longest first (most optimizer steps: seeds / batch
@@ -133,7 +133,7 @@ def run_worker(
         device,
         task=task,
         function=function,
-        progress=lambda seed, epoch: record_progress(study, current.get("trial"), seed, epoch),
+        on_epoch=lambda seed, epoch: record_progress(study, current.get("trial"), seed, epoch),
     )
     while not stop():
         reclaim_orphans(study, cfg.study.grace_seconds)

@@ -28,7 +28,7 @@ from sweep.core.records import decode_floats, encode_floats
 from sweep.core.setting import value_label
 from sweep.store.studies import ATTR_FIND
 from sweep.tasks import TaskData
-from sweep.training import RunSpec
+from sweep.training import SettingSpec
 from sweep.training.range_test import RangeTest, lr_range_test, propose_grid
 
 
@@ -106,7 +106,7 @@ def find_lrs(cfg: Config, task: Any, device: torch.device, log: Any = None) -> F
         "batch_size": cfg.grid.batch_size[0],
         **{path: values[0] for path, values in cfg.grid.extra},
     }
-    spec = RunSpec.build(cfg, first, list(range(f.seeds)))
+    spec = SettingSpec.build(cfg, first, list(range(f.seeds)))
     runs = []
     for clip in cfg.grid.clip:
         for seed in range(f.seeds):
@@ -194,7 +194,7 @@ def auto_grid(cfg: Config, task: TaskData, device: str) -> tuple[Config, Any | N
 def _stored_study(cfg: Config) -> Any | None:
     """The study if the storage already holds it; None otherwise. A default SQLite file that does
     not exist yet is not created: `grid.lr=auto` writes nothing before the sweep is prepared."""
-    from sweep.run.preparation import open_study_storage
+    from sweep.launch.preparation import open_study_storage
     from sweep.store.studies import load_study, study_names
 
     url = cfg.storage_url()
@@ -208,8 +208,8 @@ def find_command(cfg: Config) -> int:
     """`sweep find`: range tests for the study's model and data, stored in the study, drawn in
     results/<study>/figures/find.png, and the proposed grid printed as an override."""
     from sweep.core.devices import device_for_worker
+    from sweep.launch.preparation import checked_task, open_study_storage, task_info
     from sweep.report.find_figure import write_find_figure
-    from sweep.run.preparation import checked_task, open_study_storage, task_info
     from sweep.store.studies import open_or_create_study
     from sweep.training.accelerator import configure_device
 

@@ -1,4 +1,4 @@
-"""Progress of a sweep (a `Snapshot` of the study), shown as a live bar or as periodic log lines.
+"""The status line of a sweep (its `StudyCounts`), shown as a live bar or as periodic log lines.
 
 On a terminal (stderr is a TTY) one line is redrawn in place; otherwise a line is printed when
 settings finish (at most every few seconds) and at least once a minute, so logs stay readable.
@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from sweep.store.progress import Snapshot
+from sweep.store.counts import StudyCounts
 
 
 def _clock(seconds: float) -> str:
@@ -22,7 +22,7 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class Progress:
+class StatusLine:
     """Renders snapshots: `update()` while the sweep runs, `finish()` once at the end."""
 
     def __init__(self, stream: TextIO = sys.stderr, log_every: float = 60.0) -> None:
@@ -34,7 +34,7 @@ class Progress:
         self.last_done = -1
         self.log_every = log_every
 
-    def line(self, snap: Snapshot) -> str:
+    def line(self, snap: StudyCounts) -> str:
         elapsed = time.monotonic() - self.start
         if self.first_done is None:
             self.first_done = snap.done
@@ -52,7 +52,7 @@ class Progress:
             f"elapsed {_clock(elapsed)}, ETA {eta if remaining else '0:00'}"
         )
 
-    def update(self, snap: Snapshot) -> None:
+    def update(self, snap: StudyCounts) -> None:
         now = time.monotonic()
         if self.tty:
             self.stream.write("\r" + self.line(snap) + "\033[K")
@@ -63,7 +63,7 @@ class Progress:
             print(self.line(snap), file=self.stream, flush=True)
             self.last_line, self.last_done = now, snap.done
 
-    def finish(self, snap: Snapshot) -> None:
+    def finish(self, snap: StudyCounts) -> None:
         if self.tty:
             self.stream.write("\r" + self.line(snap) + "\033[K\n")
         elif snap.done != self.last_done:

@@ -1,6 +1,6 @@
 """The launcher's local worker processes: started early, handed their config, stopped on Ctrl-C.
 
-Usage (by `sweep.run.launcher`)::
+Usage (by `sweep.launch.launcher`)::
 
     child = spawn(index, "cpu", threads=1)   # a worker, waiting while the study is prepared
     go(child, cfg, task_cache)               # ... then it starts claiming trials
@@ -11,14 +11,14 @@ Usage (by `sweep.run.launcher`)::
 How a worker starts. A CPU worker on Linux is forked from the launcher, which has imported
 torch, optuna and lrsweep already: it skips the 2-4 s of imports a fresh interpreter pays (per
 worker, on a machine that is busy starting all of them). A fork is only as safe as the process
-it copies, so every other case starts a fresh interpreter (`python -m sweep.run.worker`): a GPU
+it copies, so every other case starts a fresh interpreter (`python -m sweep.launch.worker`): a GPU
 worker (CUDA cannot be used in a forked child once the parent touched it), and whatever
 `sweep.core.forking.fork_unsafe_reason` rules out (the one policy the report's figure pool
 follows too): another platform, a launcher with other Python threads (a notebook's kernel: one
 could hold a lock the child would wait on forever), one where CUDA was initialised, and a
 launcher that trained already (`grid.lr=auto`'s range test: its thread pools ran).
 `LRSWEEP_WORKER_START=exec` asks for a fresh interpreter always. Both start the same
-`sweep.run.worker.main`, with the same environment, threads and signals; the results are
+`sweep.launch.worker.main`, with the same environment, threads and signals; the results are
 identical (tests/test_reproducibility.py).
 """
 
@@ -39,7 +39,7 @@ from typing import Any
 from sweep.config import Config
 from sweep.core.errors import UserError
 from sweep.core.forking import fork_unsafe_reason
-from sweep.run.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS
+from sweep.launch.worker import ENV_CONFIG, ENV_DEVICE, ENV_INDEX, ENV_PARENT, ENV_THREADS
 from sweep.trainers.supervise import PR_SET_NAME, arm_parent_death_signal, prctl
 
 ENV_START = "LRSWEEP_WORKER_START"  # "exec": every worker starts a fresh interpreter
@@ -89,7 +89,7 @@ def spawn(
     }  # the config comes through stdin
     full.update(env)
     return subprocess.Popen(
-        [sys.executable, "-m", "sweep.run.worker"],
+        [sys.executable, "-m", "sweep.launch.worker"],
         env=full,
         stdin=subprocess.PIPE,
         text=True,
@@ -139,7 +139,7 @@ _STDINS: list[Any] = []  # the write ends of the forked workers' stdin pipes, in
 
 
 def _fork(env: dict[str, str]) -> ForkedWorker:
-    from sweep.run import worker
+    from sweep.launch import worker
 
     worker.warm_up()  # here, once (a second call costs nothing), rather than in every worker
     _STDINS[:] = [f for f in _STDINS if not f.closed]

@@ -4,7 +4,7 @@ from a checkpoint, and advances all seeds epoch by epoch.
 Usage::
 
     records = train_setting(task, cfg, setting, seeds=[0, 1, 2], device=torch.device("cpu"))
-    records = train_spec(task, RunSpec.build(cfg, setting, seeds), device, checkpointer, should_stop)
+    records = train_spec(task, SettingSpec.build(cfg, setting, seeds), device, checkpointer, should_stop)
 
 It does no plotting and no storage I/O: it returns one `RunRecord` per seed. Separate and packed
 training share one small interface (`SeedGroupLike`).
@@ -26,7 +26,7 @@ from sweep.training.accelerator import describe_device
 from sweep.training.kept import Keeper, NullKeeper
 from sweep.training.packed import PackedTrainer
 from sweep.training.separate import SeedGroup
-from sweep.training.spec import RunSpec
+from sweep.training.spec import SettingSpec
 from sweep.training.start_state import NullStart, load_start
 
 
@@ -105,7 +105,7 @@ def train_setting(
     start = load_start(cfg)
     return train_spec(
         task,
-        RunSpec.build(cfg, setting, seeds),
+        SettingSpec.build(cfg, setting, seeds),
         device,
         checkpointer,
         should_stop,
@@ -117,7 +117,7 @@ def train_setting(
 
 def train_spec(
     task: TaskData,
-    spec: RunSpec,
+    spec: SettingSpec,
     device: torch.device,
     checkpointer: Any = None,
     should_stop: Callable[[], bool] = lambda: False,
@@ -158,7 +158,7 @@ def train_spec(
 
 def _train(
     task: TaskData,
-    spec: RunSpec,
+    spec: SettingSpec,
     device: torch.device,
     checkpointer: Any,
     should_stop: Callable[[], bool],

@@ -2,7 +2,7 @@
 
 Order of work (every user error is found before anything is written to the storage):
 validate config -> check the device and a user's training (command, function) -> check
-results_dir and the storage URL, build and check the task data (sweep.run.preparation) -> open
+results_dir and the storage URL, build and check the task data (sweep.launch.preparation) -> open
 storage -> check the study is comparable -> reclaim orphaned trials -> queue missing (setting,
 seeds) -> start workers (child processes, or this process for a notebook's function) -> progress
 until done or stopped -> tables, figures, report.html and the verdict on the terminal.
@@ -23,13 +23,13 @@ from sweep.config.trainers import TargetTrainer
 from sweep.core.devices import device_for_worker, plan_worker_devices, usable_cores
 from sweep.core.errors import UserError
 from sweep.core.redact import redact_url
-from sweep.run.children import Stopper, dismiss, go, reap, spawn, start_method, stop_unused
-from sweep.run.find import auto_grid
-from sweep.run.first_start import FirstStart
-from sweep.run.preparation import check_device, checked_task, has_work, prepare, task_cache_path
-from sweep.run.progress import Progress, Ticker
-from sweep.run.worker import EXIT_STOPPED, EXIT_USER_ERROR
-from sweep.store.progress import snapshot
+from sweep.launch.children import Stopper, dismiss, go, reap, spawn, start_method, stop_unused
+from sweep.launch.find import auto_grid
+from sweep.launch.first_start import FirstStart
+from sweep.launch.preparation import check_device, checked_task, has_work, prepare, task_cache_path
+from sweep.launch.status_line import StatusLine, Ticker
+from sweep.launch.worker import EXIT_STOPPED, EXIT_USER_ERROR
+from sweep.store.counts import count_study
 from sweep.store.storage import DatabaseLocked, open_storage
 from sweep.store.studies import ATTR_CONFIG, ATTR_TASK, study_names
 from sweep.trainers.checks import check_trainer
@@ -122,10 +122,10 @@ def launch(
         stop_unused(pending)
         raise
     if found is not None:
-        from sweep.run.find import store_find
+        from sweep.launch.find import store_find
 
         store_find(study, found)
-    snap = snapshot(study, cfg)
+    snap = count_study(study, cfg)
     workers = min(len(devices), snap.waiting) if snap.waiting else (1 if snap.running else 0)
     if function is None:  # work queued since the look before preparing (another launcher)
         pending += [
@@ -133,7 +133,7 @@ def launch(
             for i, dev in enumerate(devices[len(pending) : workers], start=len(pending))
         ]
     announce(cfg, task, study, snap, workers, devices, notes)
-    progress = Progress()
+    progress = StatusLine()
     if function is not None:
         codes, stopped = _run_inline(
             cfg, study, devices[0], function, workers, progress, write_results
@@ -146,7 +146,7 @@ def launch(
         except UserError:  # (the error was the storage itself, e.g. locked: it stays as it is)
             pass
         return EXIT_USER_ERROR
-    final = snapshot(study, cfg)
+    final = count_study(study, cfg)
     progress.finish(final)
     if stopped:
         print(
@@ -222,7 +222,7 @@ def _run_children(
     study: Any,
     pending: list[Any],
     workers: int,
-    progress: Progress,
+    progress: StatusLine,
     write_results: bool,
 ) -> tuple[list[int | None], bool]:
     """Hand the needed workers their config, watch them until they exit: (exit codes, stopped?).
@@ -239,7 +239,7 @@ def _watch(
     study: Any,
     pending: list[Any],
     workers: int,
-    progress: Progress,
+    progress: StatusLine,
     write_results: bool,
     stopper: Stopper,
 ) -> tuple[list[int | None], bool]:
@@ -261,7 +261,7 @@ def _watch(
                 told = True
             if time.monotonic() - last_snapshot >= 1.0 and not told:  # the storage, once a second
                 try:
-                    progress.update(snapshot(study, cfg))
+                    progress.update(count_study(study, cfg))
                 except DatabaseLocked:  # the workers wait for the lock too, and tell if it stays
                     pass
                 last_snapshot = time.monotonic()
@@ -275,13 +275,13 @@ def _run_inline(
     device: str,
     function: Any,
     workers: int,
-    progress: Progress,
+    progress: StatusLine,
     write_results: bool,
 ) -> tuple[list[int | None], bool]:
     """The worker loop in this process (a training function from a notebook), with the progress
     line kept up to date from a thread meanwhile; Ctrl-C releases the running trial and raises
     KeyboardInterrupt."""
-    from sweep.run.worker import StopFlag, run_worker
+    from sweep.launch.worker import StopFlag, run_worker
 
     if not workers:
         return [], False
@@ -293,7 +293,7 @@ def _run_inline(
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        with Ticker(lambda: progress.update(snapshot(study, cfg))):
+        with Ticker(lambda: progress.update(count_study(study, cfg))):
             code = run_worker(cfg, 0, StopFlag(), device=device, function=function)
     finally:
         torch.set_num_threads(before)

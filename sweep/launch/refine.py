@@ -31,9 +31,9 @@ def _queued_runs(study: Any) -> int:
 
 
 def refine_command(cfg: Config) -> int:
+    from sweep.launch.launcher import launch
+    from sweep.launch.preparation import open_study_storage
     from sweep.report.write import results_line, study_tables, write_results
-    from sweep.run.launcher import launch
-    from sweep.run.preparation import open_study_storage
 
     # The starting grid (grid.lr=auto: after its range test), or the round a stop interrupted.
     code = launch(cfg, write_results=False)
