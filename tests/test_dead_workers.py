@@ -6,12 +6,12 @@ sweep stale, not running."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
 
-import optuna
 import pandas as pd
 import pytest
 from conftest import kill_process_tree, run_cli
@@ -99,14 +99,19 @@ def test_max_retries_is_three_unless_set():
 
 
 def _running_trials(db) -> list:
+    """The running trials that have a heartbeat, read from the SQLite file without Optuna: an
+    Optuna storage opened while the sweep is still creating the file would race it to create
+    the tables (and could break the sweep it watches)."""
     if not db.exists():
         return []
     try:
-        study = optuna.load_study(study_name="kills", storage=f"sqlite:///{db}")
-    except Exception:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute(
+                "SELECT t.trial_id FROM trials t JOIN trial_user_attributes a"
+                " ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'heartbeat'"
+            ).fetchall()
+    except sqlite3.Error:  # not created yet, or locked for a moment
         return []
-    running = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
-    return [t for t in running if "heartbeat" in t.user_attrs]
 
 
 def test_status_calls_the_trials_of_a_killed_sweep_stale(tmp_path):

@@ -290,6 +290,12 @@ class _Dummy:
         def close() -> None:
             pass
 
+    def kill(self) -> None:
+        pass
+
+    def wait(self, timeout: float | None = None) -> int:
+        return 0
+
 
 @pytest.mark.parametrize(
     "text", ["cuda:01", "cuda:00", "cuda: 1", "cuda:-1", "cuda:+1", "CUDA", "cuda:1 ", "gpu", ""]
