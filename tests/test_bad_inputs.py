@@ -253,7 +253,12 @@ CASES = [
         "optimizer=lbfgs",
         "valid optimizers: adam, adamw, rmsprop, sgd",
     ),
-    case("unknown-schedule", "schedule=linear", "schedule=linear", "valid schedules: constant, cosine, onecycle, step, warmup"),
+    case(
+        "unknown-schedule",
+        "schedule=linear",
+        "schedule=linear",
+        "valid schedules: constant, cosine, onecycle, step, warmup",
+    ),
     case("two-models-at-once", "model=lstm,gru", "model=lstm,gru", "valid models"),
     case("unknown-key-typo", "epoch=3", "epoch", "unknown config key", "did you mean epochs?"),
     case(
