@@ -126,7 +126,7 @@ def _when(rows: Sequence[dict[str, Any]]) -> str:
         return " in the epoch before the collapse"
     if gap > 1:
         return f" {gap} epochs before the collapse"
-    return f" {-gap} epoch{'s' if gap < -1 else ''} after the accuracy fell"
+    return f" {-gap} epoch{'s' if gap < -1 else ''} after the collapse began"
 
 
 def _size(rows: Sequence[dict[str, Any]]) -> float:
