@@ -3,11 +3,15 @@
     python benchmarks/bench_report.py                       # 10,000 runs x 100 epochs
     python benchmarks/bench_report.py --runs 2000 --check   # exit 1 when a target is missed
     python benchmarks/bench_report.py --smoke               # 40 runs x 10 epochs: that it runs (CI)
+    python benchmarks/bench_report.py --real-epochs 40      # and one real run's record, for scale
 
 Writes a study with realistic curves (learning, plateaus, spikes, collapses, NaN ends) straight
 into an SQLite storage through Optuna's API, exactly as workers store runs, then runs
 `sweep report` in a subprocess and prints its wall time, its peak memory (max RSS) and the
 storage size per run. Targets (issue 7): under 60 s, about 20 KB of storage per run at most.
+`--real-epochs N` also trains one seed of the default sweep (lr 0.1, clip 1, batch 32) for N
+epochs with `sweep run` and prints what its stored record holds: its curve columns (the signals
+of why a run collapsed among them) and its size.
 """
 
 from __future__ import annotations
@@ -132,6 +136,32 @@ def build_study(db: Path, runs: int, epochs: int, seeds: int) -> tuple[int, floa
     return len(settings), time.perf_counter() - start
 
 
+def real_record(epochs: int) -> None:
+    """Train one seed of the default sweep for `epochs` epochs and print its record's size."""
+    import json
+
+    import optuna
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = ["grid.lr=[0.1]", "grid.clip=[1.0]", "grid.batch_size=[32]", "seeds=1"]
+        args += [f"epochs={epochs}", "workers=1", f"results_dir={tmp}", "study.name=real"]
+        p = subprocess.run(
+            [sys.executable, "-m", "sweep", "worker", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if p.returncode != 0:
+            raise SystemExit(p.stderr)
+        study = optuna.load_study(study_name="real", storage=f"sqlite:///{tmp}/lrsweep.db")
+        record = study.trials[0].user_attrs["run_0"]
+        kb = len(json.dumps(record)) / 1024
+        print(
+            f"a real run (default sweep, {epochs} epochs): {len(record['curves'])} curve columns, "
+            f"its record {kb:.1f} KB as stored (JSON)"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,7 +175,15 @@ def main() -> None:
         action="store_true",
         help="a toy size (40 runs x 10 epochs): that the script runs",
     )
+    ap.add_argument(
+        "--real-epochs",
+        type=int,
+        default=0,
+        help="also train one real run of the default sweep this long and print its record's size",
+    )
     args = ap.parse_args()
+    if args.real_epochs:
+        real_record(args.real_epochs)
     if args.smoke:
         args.runs, args.epochs, args.seeds = 40, 10, 2
     with tempfile.TemporaryDirectory() as tmp:

@@ -19,11 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # while one of them finishes. Each module's tests stay together (module fixtures are built once).
 LONG_FIRST = (
     "test_examples.py",
+    "test_loss_examples.py",
+    "test_start_examples.py",
+    "test_autopsy_validity.py",
+    "test_start_trainers.py",
     "test_user_project.py",
     "test_trainer_runs.py",
     "test_workers.py",
     "test_queue.py",
     "test_resume.py",
+    "test_journal.py",
+    "test_start_checkpoint.py",
+    "test_dead_workers.py",
 )
 
 
