@@ -105,13 +105,18 @@ def _running_trials(db) -> list:
     if not db.exists():
         return []
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            return con.execute(
-                "SELECT t.trial_id FROM trials t JOIN trial_user_attributes a"
-                " ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'heartbeat'"
-            ).fetchall()
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+    except sqlite3.Error:
+        return []
+    try:
+        return con.execute(
+            "SELECT t.trial_id FROM trials t JOIN trial_user_attributes a"
+            " ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'heartbeat'"
+        ).fetchall()
     except sqlite3.Error:  # not created yet, or locked for a moment
         return []
+    finally:
+        con.close()
 
 
 def test_status_calls_the_trials_of_a_killed_sweep_stale(tmp_path):
