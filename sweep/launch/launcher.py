@@ -251,7 +251,7 @@ def _watch(
     if stopper.children:
         if write_results:
             import sweep.report.write  # noqa: F401  (matplotlib & co. load while the workers train)
-        last_snapshot, told = 0.0, False
+        last_count, told = 0.0, False
         while True:
             codes = [c.poll() for c in stopper.children]
             if all(code is not None for code in codes):
@@ -259,12 +259,12 @@ def _watch(
             if EXIT_USER_ERROR in codes and not told:  # one worker hit the user's mistake: all stop
                 stopper.stop_quietly()
                 told = True
-            if time.monotonic() - last_snapshot >= 1.0 and not told:  # the storage, once a second
+            if time.monotonic() - last_count >= 1.0 and not told:  # the storage, once a second
                 try:
                     progress.update(count_study(study, cfg))
                 except DatabaseLocked:  # the workers wait for the lock too, and tell if it stays
                     pass
-                last_snapshot = time.monotonic()
+                last_count = time.monotonic()
             time.sleep(0.1)  # ... but the end of the workers is noticed at once
     return codes, bool(stopper.count)
 

@@ -23,7 +23,7 @@ def _clock(seconds: float) -> str:
 
 
 class StatusLine:
-    """Renders snapshots: `update()` while the sweep runs, `finish()` once at the end."""
+    """Renders the study's counts: `update()` while the sweep runs, `finish()` once at the end."""
 
     def __init__(self, stream: TextIO = sys.stderr, log_every: float = 60.0) -> None:
         self.stream = stream
