@@ -22,6 +22,7 @@ LONG_FIRST = (
     "test_loss_examples.py",
     "test_start_examples.py",
     "test_autopsy_validity.py",
+    "test_autopsy_function.py",
     "test_start_trainers.py",
     "test_user_project.py",
     "test_trainer_runs.py",

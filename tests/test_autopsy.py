@@ -135,6 +135,21 @@ def test_a_nonfinite_collapse_ends_with_nonfinite_and_its_origin():
     assert collapsed(c, 9, "nonfinite", "head").chain == ["gradient_cliff", "nonfinite"]
 
 
+def test_what_the_probe_and_predictions_show_in_the_nans_epoch_is_not_its_cause():
+    """A user's loop evaluates the epoch whose weights turned NaN: every prediction is class 0
+    (a NaN's argmax), which reads as an output collapse in that epoch; it is not what led there.
+    A gradient cliff in the same epoch (its steps came before the NaN) still is."""
+    c = stable(epochs=9)
+    c["pred_top_frac"][8] = 1.0  # epoch 9, the NaN's
+    c["logit_lse"][8] += 5.0
+    c["sat_frac"][8] = 0.9
+    c["grad_norm_mean"][8] /= 20
+    assert collapsed(c, 9, "nonfinite", "rnn").chain == ["nonfinite"]
+    assert collapsed(c, 9, "diverged").chain[0] in ("saturation", "output_collapse")  # elsewhere
+    c["grad_norm_max"][8] *= 100
+    assert collapsed(c, 9, "nonfinite", "rnn").chain == ["gradient_cliff", "nonfinite"]
+
+
 def test_a_nonfinite_collapse_without_origin_or_mechanism_says_so():
     c = stable(epochs=9)
     a = collapsed(c, 9, "nonfinite", "")

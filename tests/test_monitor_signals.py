@@ -157,6 +157,7 @@ def test_a_stable_run_gives_every_column_with_sane_values():
         "grad_norm_p90",
         "clip_fraction",
         "update_ratio",
+        "epoch_lr",
         "sat_frac",
         "crit_lr",
         "logit_lse",
@@ -173,6 +174,7 @@ def test_a_stable_run_gives_every_column_with_sane_values():
         assert 0 < row["update_ratio"] < 0.1 and math.isfinite(row["update_ratio/head"])
         assert 0 <= row["sat_frac"] <= 1 and 0 <= row["sat_frac/rnn.l1"] <= 1
         assert any(math.isclose(row["crit_lr"], r, rel_tol=1e-6) for r in rungs)
+        assert row["epoch_lr"] == pytest.approx(0.05)  # the optimizer's lr, as lrsweep's loop logs
         assert math.log(3) - 1e-4 <= row["logit_lse"] < 20  # lse of 3 logits >= log 3 at a tie
     assert monitor.nonfinite_origin is None
 

@@ -21,7 +21,9 @@ What each part adds to `epoch_metrics()` (the columns of sweep.core.signal_rules
   `record_gradients(clip_at)` when something else clips: grad_norm_mean, grad_norm_max,
   grad_norm_p90, clip_fraction, grad_norm_mean/<group>, grad_norm_max/<group>.
 - `optimizer` (its step hooks see every step): update_ratio, update_ratio/<group>, the mean over
-  the epoch's steps of ||w_after - w_before|| / ||w_before||.
+  the epoch's steps of ||w_after - w_before|| / ||w_before||; and epoch_lr, the first parameter
+  group's lr at the epoch's last step (a raise of the lr names a step too large, as in lrsweep's
+  own loop; a loop that reports its own passes `{**monitor.epoch_metrics(), "epoch_lr": lr}`).
 - `batch=(inputs, targets)` with `clip` (the batch the step trains on) and `loss_fn(outputs,
   targets)` (by default cross-entropy for class indices, mean squared error for float targets):
   crit_lr, the critical step size of the epoch's last update on its own batch, as lrsweep's own
@@ -155,6 +157,8 @@ class GradientMonitor:
         row: dict[str, Any] = self._gradient_row()
         if self.updates is not None:
             row.update(self.updates.epoch())
+            if self.updates.lr is not None:  # the lr of the epoch's last step, as lrsweep's loop
+                row["epoch_lr"] = torch.as_tensor(float(self.updates.lr))  # logs it (a raise)
         origin = self.watch.origin_index if self.nonfinite_origin is None else None
         self.watch.armed = False  # the probe's and crit_lr's own passes are not training
         try:

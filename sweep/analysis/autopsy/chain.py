@@ -12,7 +12,9 @@ BEFORE epochs before the collapse to AFTER epochs after it, once, at its first s
 time order; mechanisms that begin in the same epoch are ordered by what drives what (a step too
 large, then a gradient cliff, then saturation, then an output collapse). A `nonfinite` collapse
 ends with `nonfinite` (and its `nonfinite_origin`; with neither an origin nor a mechanism before
-it, the chain is `undetermined>nonfinite`: the curves show that it blew up, not why). A
+it, the chain is `undetermined>nonfinite`: the curves show that it blew up, not why; saturation
+and an output collapse from the NaN's epoch on are left out, being read on a model that holds the
+NaN). A
 `constant_output` collapse ends with `output_collapse` (its evidence: the predictions at the
 end). A chain with nothing before those ends is that end alone. A collapse without any of these
 is `undetermined`, and `missing` names the signals the run did not record (what would settle
@@ -33,6 +35,7 @@ from sweep.analysis.autopsy.onsets import MECHANISMS, Onset, missing_signals, on
 BEFORE = 3  # epochs before the collapse where its mechanisms are looked for
 AFTER = 3  # ... and after it (what the collapse led to)
 CAUSES = (*MECHANISMS, "nonfinite", "undetermined")  # the vocabulary, in causal order
+READ_AFTER_NAN = ("saturation", "output_collapse")  # read on the model after the epoch's steps
 CAUSE_COLUMNS = tuple(f"n_cause_{c}" for c in CAUSES)  # summary.csv: runs per cause, per setting
 AUTOPSY_COLUMNS = (
     "collapse_chain",
@@ -93,6 +96,9 @@ def autopsy(
         ]
     missing = missing_signals(curves)
     if collapse_mode == "nonfinite":
+        # What the probe and the predictions show from the NaN's epoch on was read from a model
+        # that holds it (a NaN's argmax is class 0 for every input): not what led to it.
+        steps = [s for s in steps if s.mechanism not in READ_AFTER_NAN or s.epoch < ce]
         if not steps and not nonfinite_origin:  # a NaN/inf, but neither where nor what led to it
             steps = [Onset("undetermined", ce, math.nan, "a NaN/inf from an unknown origin")]
             missing.append("nonfinite_origin")
