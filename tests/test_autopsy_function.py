@@ -89,16 +89,19 @@ def test_an_injected_mechanism_in_a_users_loop_is_named_at_its_epoch(tmp_path, m
 
     monkeypatch.syspath_prepend(str(ROOT / "examples" / "function_trainer"))
     monkeypatch.chdir(tmp_path)
-    sys.modules.pop("mytrain", None)
-    result = sweep.run_sweep(
-        fit,
-        grid={"lr": [0.3], "clip": [None], "batch_size": [64], "inject": list(EXPECTED)},
-        seeds=SEEDS,
-        epochs=12,
-        n_val=450,
-        chance=0.102,
-        results_dir=str(tmp_path / "results"),
-    )
+    sys.modules.pop("mytrain", None)  # other tests write a mytrain.py of their own
+    try:
+        result = sweep.run_sweep(
+            fit,
+            grid={"lr": [0.3], "clip": [None], "batch_size": [64], "inject": list(EXPECTED)},
+            seeds=SEEDS,
+            epochs=12,
+            n_val=450,
+            chance=0.102,
+            results_dir=str(tmp_path / "results"),
+        )
+    finally:
+        sys.modules.pop("mytrain", None)  # the example's, imported by `fit`: theirs come next
     runs = result.runs
     assert len(runs) == SEEDS * len(EXPECTED), runs[["inject", "seed", "outcome"]]
     failures = []
