@@ -133,13 +133,13 @@ def launch(
             for i, dev in enumerate(devices[len(pending) : workers], start=len(pending))
         ]
     announce(cfg, task, study, snap, workers, devices, notes)
-    progress = StatusLine()
+    status_line = StatusLine()
     if function is not None:
         codes, stopped = _run_inline(
-            cfg, study, devices[0], function, workers, progress, write_results
+            cfg, study, devices[0], function, workers, status_line, write_results
         )
     else:
-        codes, stopped = _run_children(cfg, study, pending, workers, progress, write_results)
+        codes, stopped = _run_children(cfg, study, pending, workers, status_line, write_results)
     if EXIT_USER_ERROR in codes:  # a worker printed the one-line error; nothing more to say
         try:
             before.undo(cfg)  # a study created by this command, with no result: deleted again
@@ -147,7 +147,7 @@ def launch(
             pass
         return EXIT_USER_ERROR
     final = count_study(study, cfg)
-    progress.finish(final)
+    status_line.finish(final)
     if stopped:
         print(
             f"stopped with {final.done}/{final.total} settings done; run the same command to resume.",
@@ -222,14 +222,14 @@ def _run_children(
     study: Any,
     pending: list[Any],
     workers: int,
-    progress: StatusLine,
+    status_line: StatusLine,
     write_results: bool,
 ) -> tuple[list[int | None], bool]:
     """Hand the needed workers their config, watch them until they exit: (exit codes, stopped?).
     Every worker started, needed or not, has exited when this returns."""
     with Stopper() as stopper:
         try:
-            return _watch(cfg, study, pending, workers, progress, write_results, stopper)
+            return _watch(cfg, study, pending, workers, status_line, write_results, stopper)
         finally:
             reap(pending)
 
@@ -239,7 +239,7 @@ def _watch(
     study: Any,
     pending: list[Any],
     workers: int,
-    progress: StatusLine,
+    status_line: StatusLine,
     write_results: bool,
     stopper: Stopper,
 ) -> tuple[list[int | None], bool]:
@@ -261,7 +261,7 @@ def _watch(
                 told = True
             if time.monotonic() - last_count >= 1.0 and not told:  # the storage, once a second
                 try:
-                    progress.update(count_study(study, cfg))
+                    status_line.update(count_study(study, cfg))
                 except DatabaseLocked:  # the workers wait for the lock too, and tell if it stays
                     pass
                 last_count = time.monotonic()
@@ -275,7 +275,7 @@ def _run_inline(
     device: str,
     function: Any,
     workers: int,
-    progress: StatusLine,
+    status_line: StatusLine,
     write_results: bool,
 ) -> tuple[list[int | None], bool]:
     """The worker loop in this process (a training function from a notebook), with the progress
@@ -293,7 +293,7 @@ def _run_inline(
     before = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        with Ticker(lambda: progress.update(count_study(study, cfg))):
+        with Ticker(lambda: status_line.update(count_study(study, cfg))):
             code = run_worker(cfg, 0, StopFlag(), device=device, function=function)
     finally:
         torch.set_num_threads(before)
