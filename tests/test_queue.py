@@ -273,3 +273,51 @@ def test_two_launchers_started_together_keep_both_grids_on_postgres(tmp_path, po
     name = f"both-{uuid.uuid4().hex[:8]}"
     study = _two_launchers(tmp_path, postgres_url, name)
     assert sorted(study.user_attrs["lrsweep.config"]["grid"]["lr"]) == [0.1, 0.2, 0.3, 0.4]
+
+
+def _dead_process() -> dict:
+    """The identity of a worker process that has exited (its pid is gone or reused)."""
+    import psutil
+
+    from sweep.store.workers import hostname
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = psutil.Process(p.pid).create_time()
+    p.wait()
+    return {"host": hostname(), "pid": p.pid, "started": started}
+
+
+def test_a_worker_killed_between_its_claim_and_its_identity_is_known_dead_at_once(storage):
+    # The window pop_trial -> claim_for: the trial is RUNNING without "worker"; its claimant mark
+    # (written before the claim) says who took it, so the same command reclaims it at once.
+    from sweep.store.workers import this_worker, worker_gone
+
+    cfg, study = _queue(storage)
+    dead = _dead_process()
+    trial = pop_trial(study, dead)
+    assert "worker" not in trial.user_attrs
+    why = worker_gone(trial, grace_seconds=3600)
+    assert why == f"its worker process (pid {dead['pid']} on {dead['host']}) died"
+    # A live claimant (this process) keeps its trial: nobody knows which claimant won yet.
+    trial = pop_trial(study, this_worker())
+    assert worker_gone(trial, grace_seconds=3600) is None
+    # A trial claimed with no mark at all (an older lrsweep) waits out the grace period.
+    trial = pop_trial(study)
+    assert worker_gone(trial, grace_seconds=3600) is None
+    assert worker_gone(trial, grace_seconds=0).startswith("no heartbeat for")
+
+
+def test_a_losing_claimant_never_overwrites_the_winners_identity(storage):
+    from sweep.store._optuna import storage_of, trial_id
+    from sweep.store.queue import claimant_key, claimants
+    from sweep.store.workers import claim_for, this_worker, worker_gone
+
+    cfg, study = _queue(storage)
+    me, dead = this_worker(), _dead_process()
+    trial = pop_trial(study, me)
+    claim_for(study, trial, me)
+    # Another worker, working from a stale list of WAITING trials, marks the same trial and loses.
+    storage_of(study).set_trial_user_attr(trial_id(trial), claimant_key(dead), dead)
+    trial = storage_of(study).get_trial(trial_id(trial))
+    assert trial.user_attrs["worker"] == me and len(claimants(trial)) == 2
+    assert worker_gone(trial, grace_seconds=3600) is None  # its worker (me) is alive

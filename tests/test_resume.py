@@ -221,7 +221,8 @@ def _died(results: Path) -> list:
     failed = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert all(
         re.fullmatch(
-            r"its worker process \(pid \d+ on .+\) died", t.user_attrs.get("fail_reason", "")
+            r"its worker process \(pid \d+( or \d+)* on .+\) died",
+            t.user_attrs.get("fail_reason", ""),
         )
         for t in failed
     ), [t.user_attrs.get("fail_reason") for t in failed]

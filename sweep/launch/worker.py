@@ -137,7 +137,7 @@ def run_worker(
     )
     while not stop():
         reclaim_orphans(study, cfg.study.grace_seconds)
-        trial = pop_trial(study)
+        trial = pop_trial(study, me)
         if trial is None:
             if others_running(study):
                 stop.event.wait(IDLE_POLL_SECONDS)

@@ -159,13 +159,40 @@ def _longest_first(trial: Any) -> tuple[float, int]:
     return (-len(trial.user_attrs.get("seeds", [])) / float(batch), trial.number)
 
 
-def pop_trial(study: Any) -> Any | None:
-    """Atomically claim a WAITING trial (WAITING -> RUNNING), longest first; None when none is left."""
+CLAIMANT = (
+    "claimant "  # user attr prefix: "claimant <host> <pid>" -> a worker that tried to claim it
+)
+
+
+def claimant_key(worker: dict[str, Any]) -> str:
+    return f"{CLAIMANT}{worker.get('host')} {worker.get('pid')}"
+
+
+def claimants(trial: Any) -> list[dict[str, Any]]:
+    """The workers that tried to claim the trial (`pop_trial(study, worker)`): one of them runs it."""
+    return [v for k, v in trial.user_attrs.items() if k.startswith(CLAIMANT)]
+
+
+def pop_trial(study: Any, worker: dict[str, Any] | None = None) -> Any | None:
+    """Atomically claim a WAITING trial (WAITING -> RUNNING), longest first; None when none is left.
+
+    `worker` (`this_worker()`) is marked on the trial as a claimant before the claim: a process
+    killed between its claim and recording itself as the trial's worker (`claim_for`) is then
+    still known, and the same command reclaims that trial at once instead of after the grace
+    period. A claimant's own key, not the shared "worker": a worker that loses the race must
+    not overwrite the winner's identity.
+    """
+    import optuna
     from optuna.trial import TrialState
 
     storage = storage_of(study)
     waiting = storage.get_all_trials(study_id(study), deepcopy=False, states=(TrialState.WAITING,))
     for t in sorted(waiting, key=_longest_first):
+        if worker is not None:
+            try:
+                storage.set_trial_user_attr(trial_id(t), claimant_key(worker), worker)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # claimed and finished by another worker meanwhile
         if _claim(storage, trial_id(t)):
             return storage.get_trial(trial_id(t))
     return None

@@ -16,7 +16,7 @@ import warnings
 from typing import Any
 
 from sweep.store._optuna import storage_of, trial_id
-from sweep.store.queue import fail_and_requeue
+from sweep.store.queue import claimants, fail_and_requeue
 
 
 def this_worker() -> dict[str, Any]:
@@ -64,13 +64,19 @@ def worker_gone(trial: Any, grace_seconds: float) -> str | None:
     """Why the worker of a RUNNING trial is taken to be gone (None while it may be alive).
 
     On this host a dead worker is known at once (its pid is gone or belongs to another process).
-    A worker on another host is presumed alive until the trial's heartbeat is older than the
-    grace period; so is a worker that died before it wrote its identity on the trial.
+    So is a worker killed between claiming the trial and writing its identity on it, when every
+    process that tried to claim the trial (`claimants`) is dead on this host. A worker on another
+    host is presumed alive until the trial's heartbeat is older than the grace period.
     """
     worker = trial.user_attrs.get("worker")
     alive = worker_alive(worker) if worker is not None else None
     if alive is False:
         return f"its worker process (pid {worker.get('pid')} on {worker.get('host')}) died"
+    tried = claimants(trial) if worker is None else []
+    if tried and all(worker_alive(c) is False for c in tried):
+        # Killed between its claim and `claim_for`: whichever claimant won, every one is dead.
+        pids = " or ".join(str(c.get("pid")) for c in tried)
+        return f"its worker process (pid {pids} on {tried[0].get('host')}) died"
     age = heartbeat_age(trial)
     if alive is None and age is not None and age > grace_seconds:
         where = f" on {worker.get('host')}" if worker else ""
