@@ -58,6 +58,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
+from sweep.core.values import median
+
 # 1 / Phi^-1(3/4): the median absolute value of centred normal data over its sd.
 _MAD_TO_SD = float(1.0 / ndtri(0.75))
 
@@ -201,7 +203,7 @@ def scatter(
     d = np.concatenate(diffs) if diffs else np.empty(0)
     if d.size < min_diffs:
         return Scatter(math.nan, int(d.size))
-    return Scatter(_MAD_TO_SD * float(np.median(np.abs(d))) / math.sqrt(6.0), int(d.size))
+    return Scatter(_MAD_TO_SD * median(np.abs(d)) / math.sqrt(6.0), int(d.size))
 
 
 def local_scatter(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -219,15 +221,15 @@ def local_scatter(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, n
     if x.size < 2 or starts.size == 0:
         return np.full(starts.size, math.nan), np.zeros(starts.size, dtype=int)
     d = np.abs(np.diff(x))
-    cols = np.arange(d.size)
-    # [stretch, difference]: the differences inside each stretch (its first MAX_LOCAL_EPOCHS)
-    inside = (cols >= starts[:, None]) & (cols < starts[:, None] + MAX_LOCAL_EPOCHS - 1)
-    counts = inside.sum(axis=1)
     sd = np.full(starts.size, math.nan)
-    some = counts > 0
-    if some.any():
-        med = np.nanmedian(np.where(inside[some], d, np.nan), axis=1)
-        sd[some] = _MAD_TO_SD * med / math.sqrt(2.0)
+    counts = np.zeros(starts.size, dtype=int)
+    for i, t in enumerate(starts):
+        # the differences inside the stretch (its first MAX_LOCAL_EPOCHS epochs)
+        inside = d[max(int(t), 0) : max(int(t) + MAX_LOCAL_EPOCHS - 1, 0)]
+        counts[i] = inside.size
+        inside = inside[np.isfinite(inside)]
+        if inside.size:
+            sd[i] = _MAD_TO_SD * median(inside) / math.sqrt(2.0)
     return sd, counts
 
 

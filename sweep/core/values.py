@@ -32,7 +32,17 @@ def is_finite(value: Any) -> bool:
 def nanmedian(values: Iterable[Any]) -> float:
     """The median of the finite values, NaN when there are none."""
     finite = [float(v) for v in values if is_finite(v)]
-    return float(np.median(finite)) if finite else math.nan
+    return median(np.asarray(finite)) if finite else math.nan
+
+
+def median(values: np.ndarray) -> float:
+    """The median of a non-empty 1-D float array without NaN: np.median's value (the mean of
+    the two middle values for an even size), without its overhead, which dominates on the few
+    dozen epochs of a curve (detection runs for every run of a report, and hundreds of thousands
+    of times in the noise simulations)."""
+    ordered = np.sort(values)
+    m = ordered.size
+    return 0.5 * float(ordered[(m - 1) // 2] + ordered[m // 2])
 
 
 def nanmax(values: Iterable[Any]) -> float:

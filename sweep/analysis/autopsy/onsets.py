@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sweep.analysis.shapes.curves import noise_scale
+from sweep.core.values import median
 
 LEVEL_EPOCHS = 5  # the level before an epoch: the median of up to this many epochs before it
 MIN_HISTORY = 2  # epochs needed before an onset can be judged
@@ -122,7 +123,7 @@ def rises(x: np.ndarray, floor: float, minimum: float) -> np.ndarray:
     sudden = np.flatnonzero(v[1:] - v[:-1] >= minimum / 2) + 1  # not the tail of a steady climb
     for j in sudden[sudden >= MIN_HISTORY]:
         before = v[:j]
-        step = float(v[j]) - float(np.median(before[-LEVEL_EPOCHS:]))
+        step = float(v[j]) - median(before[-LEVEL_EPOCHS:])
         if step < max(Z * floor, minimum):
             continue
         noise = noise_scale(before) if len(before) >= 4 else 0.0
@@ -133,7 +134,7 @@ def rises(x: np.ndarray, floor: float, minimum: float) -> np.ndarray:
 
 def level_before(x: np.ndarray, i: int) -> float:
     before = x[:i][np.isfinite(x[:i])]
-    return float(np.median(before[-LEVEL_EPOCHS:])) if len(before) else math.nan
+    return median(before[-LEVEL_EPOCHS:]) if len(before) else math.nan
 
 
 def onsets(curves: Mapping[str, Sequence[float]]) -> dict[str, list[Onset]]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtri
 
+from sweep.core.values import median
+
 # 1 / Phi^-1(3/4): turns the median absolute value of centred normal data into its sd.
 _MAD_TO_SD = float(1.0 / ndtri(0.75))  # 1.4826...
 
@@ -95,16 +97,9 @@ def usable_log_prefix(loss: Sequence[float]) -> np.ndarray:
     return np.log(values[:end])
 
 
-def _median(values: np.ndarray) -> float:
-    """Median of a non-empty 1-D array (sorting: much faster than np.median on short arrays)."""
-    ordered = np.sort(values)
-    m = ordered.size
-    return 0.5 * float(ordered[(m - 1) // 2] + ordered[m // 2])
-
-
 def _robust_sd(second_differences: np.ndarray) -> float:
     """Per-epoch noise sd from second differences of a log-loss curve (see module docstring)."""
-    return _MAD_TO_SD * _median(np.abs(second_differences)) / _SECOND_DIFF_SD
+    return _MAD_TO_SD * median(np.abs(second_differences)) / _SECOND_DIFF_SD
 
 
 def noise_scale(log_loss: np.ndarray) -> float:
@@ -291,7 +286,7 @@ def _long_levels_before(x: np.ndarray, rows: np.ndarray, ks: np.ndarray) -> np.n
         epochs = ks[full, np.newaxis] - _BEFORE_LONG + np.arange(_BEFORE_LONG)
         levels[full] = np.median(x[rows[full, np.newaxis], epochs], axis=1)
     for i in np.flatnonzero(~full):  # the first epochs of a run: fewer than 7 epochs before
-        levels[i] = _median(x[rows[i], : ks[i]])
+        levels[i] = median(x[rows[i], : ks[i]])
     return levels
 
 
@@ -334,7 +329,7 @@ def _verify_jump(x: np.ndarray, k: int, rise: _Rise, z: float, min_rise: float) 
     if not (sudden and stays):
         return None
     before = math.exp(float(x[:k].min()))  # the running minimum
-    after = _median(np.exp(x[k:]))
+    after = median(np.exp(x[k:]))
     ratio = after / before
     if ratio < min_rise:
         return None
