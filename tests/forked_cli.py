@@ -4,7 +4,8 @@
 hydra); a table of 150 bad inputs paid that 150 times. A `ForkedCli` starts one server process
 that imports `sweep.cli` and the libraries every command loads, composes a config and opens a
 storage once (Hydra's and SQLAlchemy's one-time costs: a bad input's call took 0.55 s of CPU
-without this and 0.3 s with it, a tiny sweep's 3.4 s and 2.4 s), then forks a child per call:
+without this and about 0.3 s with it, a tiny sweep's 3.4 s and 2.0-2.4 s), then forks a child
+per call:
 the child takes the call's working folder, environment and PYTHONPATH, sends stdout/stderr to
 files, runs `sweep.cli.execute(argv)`, closes every database connection (the last SQLite one folds
 the write-ahead log back, as a real `sweep` process's exit does) and exits. Each call is

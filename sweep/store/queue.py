@@ -159,9 +159,8 @@ def _longest_first(trial: Any) -> tuple[float, int]:
     return (-len(trial.user_attrs.get("seeds", [])) / float(batch), trial.number)
 
 
-CLAIMANT = (
-    "claimant "  # user attr prefix: "claimant <host> <pid>" -> a worker that tried to claim it
-)
+# User attr prefix: "claimant <host> <pid>" holds a worker that tried to claim the trial.
+CLAIMANT = "claimant "
 
 
 def claimant_key(worker: dict[str, Any]) -> str:
