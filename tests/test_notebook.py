@@ -188,7 +188,8 @@ SCRIPT = textwrap.dedent("""
     r = sweep.run_sweep("toyfit.fit", grid={"lr": [0.1], "clip": [None], "batch_size": [32]},
                         seeds=1, epochs=2, n_val=100, chance=0.1, workers=1, results_dir="results")
     print("sweep done", r.status, flush=True)
-    time.sleep(60)
+    for _ in range(300):  # a minute in short sleeps: should the kernel hand the SIGINT to another
+        time.sleep(0.2)   # thread of the process, a long sleep of this one would not end early
     print("slept through Ctrl-C", flush=True)
 """)
 
@@ -213,7 +214,7 @@ def test_ctrl_c_interrupts_a_script_after_its_sweep(tmp_path):
         assert "sweep done 0" in line, p.stderr.read()[-3000:]
         time.sleep(0.5)
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=20)
+        out, err = p.communicate(timeout=90)  # ignored, the script ends by itself after a minute
     finally:
         if p.poll() is None:
             p.kill()
