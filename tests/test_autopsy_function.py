@@ -7,6 +7,9 @@ The injections are the user's own code here (an `inject` axis of the grid): one 
 x100, the lr x30 from epoch K, every training label class 0 from epoch K, a NaN written into the
 LSTM's weights. The inputs x100 are left to lrsweep's loop on vector_sum: on digits the pixels
 classify as well binarized, so the runs survive it (test_autopsy_validity.py says the same).
+
+The suite runs 3 seeds per injection; docs/statistics.md's table is the full sample, 6 seeds:
+`LRSWEEP_TEST_FULL=1 python -m pytest -n 0 -s -q tests/test_autopsy_function.py`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import FULL_SAMPLES
 
 pytestmark = pytest.mark.slow
 
 K = 6  # the epoch each mechanism is injected at
-SEEDS = 6
+SEEDS = 6 if FULL_SAMPLES else 3  # docs/statistics.md's table: LRSWEEP_TEST_FULL=1
 EXPECTED = {
     "gradient_x100": "gradient_cliff",
     "lr_x30": "step_too_large",

@@ -9,8 +9,9 @@
 - Logs that hold only a loss and an accuracy (tests/data/trainer_logs, and a diverged one):
   `undetermined`, with the missing signals named, never an invented cause.
 
-The measured rates are printed (`python -m pytest -n 0 -s -q tests/test_autopsy_validity.py`);
-docs/statistics.md states them.
+The measured rates are printed; docs/statistics.md states them at the full samples (10 seeds per
+injection, 6 per stable setting: `LRSWEEP_TEST_FULL=1 python -m pytest -n 0 -s -q
+tests/test_autopsy_validity.py`). The suite runs 5 and 4 seeds with the same thresholds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 from collapse_injections import EXPECTED, injected
+from conftest import FULL_SAMPLES
 
 from sweep.analysis.autopsy import CAUSES, autopsy
 from sweep.analysis.run_rows import run_row
@@ -36,7 +38,8 @@ pytestmark = pytest.mark.slow
 CPU = torch.device("cpu")
 BASE = ["model.hidden_size=32", "epochs=14"]
 K = 7  # the epoch each mechanism is injected at
-SEEDS = list(range(10))
+SEEDS = list(range(10 if FULL_SAMPLES else 5))  # per injection
+STABLE_SEEDS = list(range(6 if FULL_SAMPLES else 4))  # per stable setting
 STABLE = {  # built-in tasks, each at a setting that learns and does not collapse
     "digits": (["task=digits"], {"lr": 0.3, "clip": 1.0, "batch_size": 64}),
     "temporal_order": (
@@ -73,9 +76,10 @@ def _rows(overrides, setting, seeds, kind=None):
 @pytest.mark.parametrize("name", list(STABLE))
 def test_stable_runs_rarely_get_a_cause(name):
     overrides, setting = STABLE[name]
-    rows, decoded = _rows(overrides, setting, list(range(6)))
+    rows, decoded = _rows(overrides, setting, STABLE_SEEDS)
     stable = [d for r, d in zip(rows, decoded) if r["outcome"] == "stable"]
-    assert len(stable) >= 5, [r["outcome"] for r in rows]  # a stable setting: its runs are
+    # a stable setting: all its runs but at most one are stable
+    assert len(stable) >= len(rows) - 1, [r["outcome"] for r in rows]
     named = dict.fromkeys(CAUSES, 0)
     total = 0
     for d in stable:

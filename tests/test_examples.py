@@ -106,7 +106,7 @@ def _command_sweep(folder: str, command: str, tmp_path: Path, *grid: str) -> pd.
 def _clipping_prevents_the_collapse(runs: pd.DataFrame, epochs: int) -> None:
     """At this lr a run without clipping diverges in most seeds here (the README's table); which
     seeds do depends on the CPU's arithmetic, so the test asks for one of them, and fewer with clipping."""
-    assert len(runs) in (4, 6) and (runs["outcome"] != "crashed").all(), runs[
+    assert len(runs) in (2, 4) and (runs["outcome"] != "crashed").all(), runs[
         ["clip", "seed", "outcome"]
     ]
     assert (runs["epochs_run"] <= epochs).all() and runs[
@@ -129,9 +129,10 @@ def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp
         tmp_path,
         "grid.lr=[2]",
         "grid.clip=[null,1.0]",
-        "seeds=3",
+        "seeds=2",
         "epochs=6",
-    )  # a divergence at epoch 4 (the README's table) needs detect.patience = 3 epochs after it
+    )  # seeds 0 and 1 are the README's two divergences (epochs 3 and 4), and one at epoch 4
+    # needs detect.patience = 3 epochs after it
     _clipping_prevents_the_collapse(runs, 6)
     logs = sorted(tmp_path.rglob("metrics.csv"))  # the run folders are kept, with Keras's own CSV
     assert logs and logs[0].read_text().startswith("epoch,accuracy,")
@@ -146,9 +147,9 @@ def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it
         tmp_path,
         "grid.lr=[1]",
         "grid.clip=[null,1.0]",
-        "seeds=2",
+        "seeds=1",
         "epochs=8",
-    )  # the README's 8: a divergence
+    )  # every seed diverges without clipping in the README's table; its 8 epochs: a divergence
     _clipping_prevents_the_collapse(runs, 8)  # at epoch 5 needs the epochs after it to be called
     logs = sorted(tmp_path.rglob("metrics.csv"))  # Lightning's own CSV: step rows and epoch rows
     # (Lightning's CSVLogger sorts its header: the callback's clip_fraction and crit_lr come first)

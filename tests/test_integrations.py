@@ -4,22 +4,43 @@ NaN named with its layer, and an unsupported layer that costs one line and nothi
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+from sweep.core.signal_rules import CRIT_LADDER, CRIT_NO_RISE
 
 os.environ.setdefault("KERAS_BACKEND", "torch")  # before keras is imported
-keras = pytest.importorskip("keras")
-pl = pytest.importorskip("lightning.pytorch")
-torch = pytest.importorskip("torch")
 
-from sweep.core.signal_rules import CRIT_LADDER, CRIT_NO_RISE  # noqa: E402
-from sweep.integrations import keras as keras_signals  # noqa: E402
-from sweep.integrations import lightning as lightning_signals  # noqa: E402
-from sweep.integrations.keras_gates import recurrent_layers, rerun  # noqa: E402
+
+class _Lazy:
+    """A module imported at its first use. Every xdist worker collects this file, but only the one
+    that runs its group needs Keras and Lightning (about 7 s of CPU each to import)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+keras = _Lazy("keras")
+pl = _Lazy("lightning.pytorch")
+keras_signals = _Lazy("sweep.integrations.keras")
+lightning_signals = _Lazy("sweep.integrations.lightning")
+keras_gates = _Lazy("sweep.integrations.keras_gates")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _frameworks():
+    pytest.importorskip("keras")
+    pytest.importorskip("lightning.pytorch")
+
 
 pytestmark = [
     pytest.mark.xdist_group("integrations"),  # one worker imports Keras and Lightning
@@ -158,19 +179,18 @@ def test_keras_crit_lr_is_the_first_ladder_step_past_the_parabolas_rise(tmp_path
     np.testing.assert_allclose(_numpy(model.layers[0].kernel), w0 - lr * g, rtol=1e-4)
 
 
-class _Poison(keras.callbacks.Callback):
-    """Writes a NaN into one layer's first weight when an epoch begins."""
+def _poison(layer: str, epoch: int):
+    class _Poison(keras.callbacks.Callback):
+        """Writes a NaN into one layer's first weight when an epoch begins."""
 
-    def __init__(self, layer: str, epoch: int) -> None:
-        super().__init__()
-        self.layer, self.epoch = layer, epoch
+        def on_epoch_begin(self, index, logs=None):
+            if index == epoch:
+                v = self.model.get_layer(layer).trainable_variables[0]
+                w = _numpy(v)
+                w.flat[0] = np.nan
+                v.assign(w)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            v = self.model.get_layer(self.layer).trainable_variables[0]
-            w = _numpy(v)
-            w.flat[0] = np.nan
-            v.assign(w)
+    return _Poison()
 
 
 @pytest.mark.parametrize("index", [0, 2])
@@ -178,29 +198,34 @@ def test_keras_a_nan_written_into_one_layer_is_named_as_the_origin(tmp_path, ind
     model = _keras_model()
     layer = model.layers[index].name
     signals = keras_signals.CollapseSignals(probe=_data(40, seed=2))
-    log = _fit(model, tmp_path, [_Poison(layer, 1), signals], epochs=3)
+    log = _fit(model, tmp_path, [_poison(layer, 1), signals], epochs=3)
     assert log[f"nonfinite_origin/{layer}"].tolist() == [0.0, 1.0, 0.0]
     others = [c for c in log.columns if c.startswith("nonfinite_origin/") and not c.endswith(layer)]
     assert (log[others] == 0).all().all() and signals.nonfinite_origin == layer
 
 
-class _OwnCell(keras.layers.Layer):
-    """A user's own recurrent cell: the callback cannot recompute its gates."""
+def _own_cell(units: int):
+    class _OwnCell(keras.layers.Layer):
+        """A user's own recurrent cell: the callback cannot recompute its gates."""
 
-    def __init__(self, units, **kwargs):
-        super().__init__(**kwargs)
-        self.units, self.state_size = units, units
+        def __init__(self, units, **kwargs):
+            super().__init__(**kwargs)
+            self.units, self.state_size = units, units
 
-    def build(self, input_shape):
-        self.w = self.add_weight(shape=(input_shape[-1] + self.units, self.units))
+        def build(self, input_shape):
+            self.w = self.add_weight(shape=(input_shape[-1] + self.units, self.units))
 
-    def call(self, inputs, states):
-        h = keras.ops.tanh(keras.ops.matmul(keras.ops.concatenate([inputs, states[0]], -1), self.w))
-        return h, [h]
+        def call(self, inputs, states):
+            h = keras.ops.tanh(
+                keras.ops.matmul(keras.ops.concatenate([inputs, states[0]], -1), self.w)
+            )
+            return h, [h]
+
+    return _OwnCell(units)
 
 
 def test_keras_an_unsupported_recurrent_layer_costs_one_line_and_training_goes_on(tmp_path, capfd):
-    rnn = keras.layers.RNN(_OwnCell(8), return_sequences=True, name="own")
+    rnn = keras.layers.RNN(_own_cell(8), return_sequences=True, name="own")
     log = _fit(
         _keras_model(rnn=rnn), tmp_path, [keras_signals.CollapseSignals(probe=_data(40))], epochs=3
     )
@@ -229,22 +254,24 @@ def test_keras_a_csvlogger_before_the_callback_is_pointed_out(tmp_path, capfd):
     assert "put CollapseSignals first" in capfd.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "layer",
-    [
-        keras.layers.LSTM(7, return_sequences=True),
-        keras.layers.GRU(7, return_sequences=True),
-        keras.layers.GRU(7, return_sequences=True, reset_after=False),
-        keras.layers.SimpleRNN(7, return_sequences=True),
-        keras.layers.LSTM(7, return_sequences=True, go_backwards=True),
-        keras.layers.RNN(keras.layers.GRUCell(7, use_bias=False), return_sequences=True),
-    ],
-    ids=["lstm", "gru", "gru-reset-before", "simple", "lstm-backwards", "rnn-of-gru-cell"],
-)
-def test_keras_gates_are_recomputed_in_kerass_own_order(layer):
+LAYERS = {  # built when the test runs: collecting this file must not import Keras
+    "lstm": lambda: keras.layers.LSTM(7, return_sequences=True),
+    "gru": lambda: keras.layers.GRU(7, return_sequences=True),
+    "gru-reset-before": lambda: keras.layers.GRU(7, return_sequences=True, reset_after=False),
+    "simple": lambda: keras.layers.SimpleRNN(7, return_sequences=True),
+    "lstm-backwards": lambda: keras.layers.LSTM(7, return_sequences=True, go_backwards=True),
+    "rnn-of-gru-cell": lambda: keras.layers.RNN(
+        keras.layers.GRUCell(7, use_bias=False), return_sequences=True
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_keras_gates_are_recomputed_in_kerass_own_order(kind):
     """Keras's gate order (LSTM i, f, c, o; GRU z, r, h), GRU's reset_after, go_backwards, a
     mask (masked steps carry the state) and an initial state: the step-by-step rerun equals the
     layer's own output."""
+    layer = LAYERS[kind]()
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(4, 6, 5)) * 2).astype("float32")
     mask = np.ones((4, 6), bool)
@@ -253,9 +280,9 @@ def test_keras_gates_are_recomputed_in_kerass_own_order(layer):
     init = [rng.normal(size=(4, 7)).astype("float32") for _ in range(states)]
     for kwargs in ({}, {"mask": mask}, {"initial_state": init}):
         out = layer(x, **kwargs).detach().numpy()
-        _, again = rerun(layer, x, kwargs.get("mask"), kwargs.get("initial_state"))
+        _, again = keras_gates.rerun(layer, x, kwargs.get("mask"), kwargs.get("initial_state"))
         np.testing.assert_allclose(out, again.detach().numpy(), atol=1e-5)
-    assert recurrent_layers(keras.Sequential([keras.Input((6, 5)), layer]))[0] == [
+    assert keras_gates.recurrent_layers(keras.Sequential([keras.Input((6, 5)), layer]))[0] == [
         (layer.name, layer)
     ]
 
@@ -263,42 +290,50 @@ def test_keras_gates_are_recomputed_in_kerass_own_order(layer):
 # -------------------------------------------------------------------------------------- Lightning
 
 
-class _Net(pl.LightningModule):
-    def __init__(self, cell="lstm", lr=0.1):
-        super().__init__()
-        self.lr = lr
-        self.lstm = torch.nn.LSTM(3, 8, num_layers=2, batch_first=True)
-        self.head = torch.nn.Linear(8, 3)
-        self.extra = (
-            torch.nn.RNN(3, 4, nonlinearity="relu", batch_first=True) if cell == "relu" else None
-        )
+def _net(cell: str = "lstm"):
+    class _Net(pl.LightningModule):
+        def __init__(self, cell="lstm", lr=0.1):
+            super().__init__()
+            self.lr = lr
+            self.lstm = torch.nn.LSTM(3, 8, num_layers=2, batch_first=True)
+            self.head = torch.nn.Linear(8, 3)
+            self.extra = (
+                torch.nn.RNN(3, 4, nonlinearity="relu", batch_first=True)
+                if cell == "relu"
+                else None
+            )
 
-    def forward(self, x):
-        if self.extra is not None:
-            self.extra(x)
-        return self.head(self.lstm(x)[0][:, -1])
+        def forward(self, x):
+            if self.extra is not None:
+                self.extra(x)
+            return self.head(self.lstm(x)[0][:, -1])
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = torch.nn.functional.cross_entropy(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True)
-        return loss
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = torch.nn.functional.cross_entropy(self(x), y)
+            self.log("train_loss", loss, on_step=False, on_epoch=True)
+            return loss
 
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        logits = self(x)
-        self.log("val_loss", torch.nn.functional.cross_entropy(logits, y))
-        self.log("val_acc", (logits.argmax(1) == y).float().mean())
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            logits = self(x)
+            self.log("val_loss", torch.nn.functional.cross_entropy(logits, y))
+            self.log("val_acc", (logits.argmax(1) == y).float().mean())
 
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9)
+
+    return _Net(cell)
 
 
-class _PoisonLightning(pl.Callback):
-    def on_train_epoch_start(self, trainer, pl_module):
-        if trainer.current_epoch == 1:
-            with torch.no_grad():
-                pl_module.head.weight[0, 0] = math.nan
+def _poison_lightning():
+    class _PoisonLightning(pl.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                with torch.no_grad():
+                    pl_module.head.weight[0, 0] = math.nan
+
+    return _PoisonLightning()
 
 
 def _lightning_fit(tmp_path, callbacks, epochs=2, clip=None, cell="lstm"):
@@ -323,7 +358,7 @@ def _lightning_fit(tmp_path, callbacks, epochs=2, clip=None, cell="lstm"):
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
-    trainer.fit(_Net(cell), *loaders)
+    trainer.fit(_net(cell), *loaders)
     return pd.read_csv(tmp_path / "metrics.csv")
 
 
@@ -350,7 +385,7 @@ def test_lightning_a_nan_in_one_module_is_named_and_unsupported_modules_cost_one
     tmp_path, capfd
 ):
     signals = lightning_signals.CollapseSignals()
-    _lightning_fit(tmp_path, [_PoisonLightning(), signals], epochs=3, cell="relu")
+    _lightning_fit(tmp_path, [_poison_lightning(), signals], epochs=3, cell="relu")
     # the epoch-end rows (NaN is written "nan"; a cell the row does not hold stays empty)
     log = pd.read_csv(tmp_path / "metrics.csv", dtype=str, keep_default_na=False)
     rows = log[log["update_ratio"] != ""]

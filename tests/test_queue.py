@@ -1,5 +1,5 @@
 """The work queue (sweep.store.queue), fast, against Optuna's in-memory storage and SQLite; and one
-stress test of 8 worker processes sharing 160 tiny trials on SQLite and on PostgreSQL."""
+stress test of 8 worker processes sharing 80 tiny trials on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def _stress(url: str, tmp_path, workers: int = 8, trials: int = 160) -> None:
+def _stress(url: str, tmp_path, workers: int = 8, trials: int = 80) -> None:
     storage = open_storage(url)
     if "stress" in optuna.get_all_study_names(storage):
         optuna.delete_study(study_name="stress", storage=storage)
@@ -180,13 +180,13 @@ def _stress(url: str, tmp_path, workers: int = 8, trials: int = 160) -> None:
 
 
 @pytest.mark.slow
-def test_eight_processes_share_160_trials_on_sqlite(tmp_path):
+def test_eight_processes_share_80_trials_on_sqlite(tmp_path):
     _stress(f"sqlite:///{tmp_path / 'stress.db'}", tmp_path)
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_eight_processes_share_160_trials_on_postgres(tmp_path, postgres_url):
+def test_eight_processes_share_80_trials_on_postgres(tmp_path, postgres_url):
     _stress(postgres_url, tmp_path)
 
 

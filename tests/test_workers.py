@@ -75,14 +75,14 @@ def _worker(url: str, name: str, host: str, results: Path, extra: list[str]) -> 
 @pytest.mark.postgres
 def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_path, postgres_url):
     name = f"pg-{uuid.uuid4().hex[:8]}"
-    # 40 epochs: a trial lasts a few seconds, so one of host-a's is seen running for 1 s (and is
+    # 30 epochs: a trial lasts a few seconds, so one of host-a's is seen running for 1 s (and is
     # still running when the kill lands) even when host-b is slow to start.
     grid = [
         "model.hidden_size=16",
         "model.layers=1",
-        "epochs=40",
+        "epochs=30",
         "seeds=1",
-        "grid.lr=[0.05,0.1,0.2]",
+        "grid.lr=[0.05,0.2]",
         "grid.clip=[null,1.0]",
         "grid.batch_size=[64]",
         "workers=1",
@@ -118,7 +118,7 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
     assert b.returncode == 0, err
     study = optuna.load_study(study_name=name, storage=storage)
     settings = _complete_settings(study)
-    assert len(settings) == 6 and len(set(settings)) == 6  # every setting exactly once
+    assert len(settings) == 4 and len(set(settings)) == 4  # every setting exactly once
     failed = [
         t
         for t in study.trials
@@ -141,7 +141,7 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
     )
     assert p.returncode == 0, p.stderr
     runs = pd.read_csv(tmp_path / "r" / name / "runs.csv")
-    assert len(runs) == 6 and not runs.duplicated(subset=["lr", "clip", "batch_size", "seed"]).any()
+    assert len(runs) == 4 and not runs.duplicated(subset=["lr", "clip", "batch_size", "seed"]).any()
     password = postgres_url.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
     for text in (out, err, p.stdout, p.stderr):
         assert password not in text
