@@ -134,14 +134,38 @@ def run_cli(
             timeout=timeout,
             env=full_env,
         )
+    p = _forked_cli().run(list(args), cwd=cwd or ROOT, env=full_env, full_env=True, timeout=timeout)
+    return subprocess.CompletedProcess(
+        [sys.executable, "-m", "sweep", *args], p.returncode, p.stdout, p.stderr
+    )
+
+
+def _forked_cli():
     from forked_cli import ForkedCli
 
     if not _FORKED or not _FORKED[0].alive:
         _FORKED[:] = [ForkedCli(cwd=ROOT)]
-    p = _FORKED[0].run(list(args), cwd=cwd or ROOT, env=full_env, full_env=True, timeout=timeout)
-    return subprocess.CompletedProcess(
-        [sys.executable, "-m", "sweep", *args], p.returncode, p.stdout, p.stderr
-    )
+    return _FORKED[0]
+
+
+def start_cli(*args: str, cwd: Path | None = None, env: dict | None = None, real: bool = False):
+    """Start the real `sweep` CLI and return at once, for a test that interrupts it: a Popen-like
+    handle (pid, poll, wait, send_signal, communicate -> (stdout, stderr) text) of a process
+    forked from the ForkedCli server, with the same code path, environment and signals as
+    `python -m sweep`. `real=True` (or LRSWEEP_TEST_REAL_CLI=1) starts `python -m sweep` itself:
+    for a hook that Python loads at start-up (a sitecustomize on PYTHONPATH)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    if real or os.environ.get("LRSWEEP_TEST_REAL_CLI") == "1":
+        return subprocess.Popen(
+            [sys.executable, "-m", "sweep", *args],
+            cwd=cwd or ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=full_env,
+        )
+    return _forked_cli().start(list(args), cwd=cwd or ROOT, env=full_env, full_env=True)
 
 
 REQUIRE_SERVICES = os.environ.get("LRSWEEP_REQUIRE_SERVICES") == "1"

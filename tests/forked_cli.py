@@ -10,12 +10,16 @@ the child takes the call's working folder, environment and PYTHONPATH, sends std
 files, runs `sweep.cli.execute(argv)`, closes every database connection (the last SQLite one folds
 the write-ahead log back, as a real `sweep` process's exit does) and exits. Each call is
 still its own process (its own exit status, no state shared with other calls), with the same
-code path as the console script.
+code path as the console script. Calls may overlap: `start` returns a Popen-like handle at once
+(the kill and resume tests interrupt a sweep mid-trial, with a signal or kill -9), and the
+server reaps each call and writes its exit status to a file. A real `python -m sweep run` costs
+about 5 s of CPU before its first trial; a started call, about 0.3 s.
 
 Usage::
 
     cli = ForkedCli()
     p = cli.run(["run", "grid.lr=[-1]"], cwd=tmp_path, env={"PYTHONPATH": "..."})  # CompletedProcess-like
+    proc = cli.start(["run", "epochs=40"], cwd=tmp_path)   # Popen-like: poll, wait, send_signal
     cli.close()
 """
 
@@ -51,50 +55,80 @@ ENGINES = []
 def _remember(connection):  # every engine a call opens, to close its connections at the end
     ENGINES.append(weakref.ref(connection.engine))
 gc.freeze()  # what is loaded now stays: a child's collections walk only what the call made
-sys.stdout.write("ready\n"); sys.stdout.flush()
-for line in sys.stdin:
-    req = json.loads(line)
-    pid = os.fork()
-    if pid == 0:
-        os.setpgid(0, 0)  # its own process group: a timeout ends the call and its workers
-        code = 1
+import select, time
+CALLS = {}  # pid of each call under way -> the file its exit status goes to
+
+
+def reap():  # the exit status of every finished call, to its file (atomically: the client polls it)
+    while CALLS:
         try:
-            os.chdir(req["cwd"])
-            if req.get("full_env"):
-                os.environ.clear()
-            for key, value in req["env"].items():
-                os.environ[key] = value
-            for folder in reversed([p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]):
-                sys.path.insert(0, folder)
-            sys.path.insert(0, os.getcwd())  # as `python -m sweep` puts its working folder first
-            importlib.invalidate_caches()
-            if req["env"].get("PYTHONDONTWRITEBYTECODE"):
-                sys.dont_write_bytecode = True
-            out = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(out, 1); os.dup2(err, 2)
-            sys.argv = ["sweep", *req["argv"]]
-            code = sweep.cli.execute(req["argv"])
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:  # what the interpreter would print, and its exit status
-            traceback.print_exc()
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        path = CALLS.pop(pid, None)
+        if path is not None:
+            with open(path + ".tmp", "w") as f:
+                f.write(str(os.waitstatus_to_exitcode(status)))
+            os.replace(path + ".tmp", path)
+
+
+sys.stdout.write("ready\n"); sys.stdout.flush()
+pending, closed = b"", False
+while not closed or CALLS:
+    ready = select.select([0], [], [], 0.02)[0] if not closed else time.sleep(0.02)
+    reap()
+    if not ready:
+        continue
+    chunk = os.read(0, 65536)
+    closed = not chunk
+    pending += chunk
+    while b"\n" in pending:
+        line, pending = pending.split(b"\n", 1)
+        req = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            os.setpgid(0, 0)  # its own process group: a timeout ends the call and its workers
             code = 1
-        finally:
-            # What a normal exit does that matters here: every database connection is closed (the
-            # last SQLite one folds the write-ahead log back into the file) and the output flushed.
-            # The rest of the interpreter's shutdown (a second per call with torch loaded) is skipped.
             try:
-                for ref in ENGINES:
-                    if ref() is not None:
-                        ref().dispose()
-                gc.collect()
-                sys.stdout.flush(); sys.stderr.flush()
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)  # never the server's requests
+                os.chdir(req["cwd"])
+                if req.get("full_env"):
+                    os.environ.clear()
+                for key, value in req["env"].items():
+                    os.environ[key] = value
+                for folder in reversed([p for p in req["env"].get("PYTHONPATH", "").split(os.pathsep) if p]):
+                    sys.path.insert(0, folder)
+                sys.path.insert(0, os.getcwd())  # as `python -m sweep` puts its working folder first
+                importlib.invalidate_caches()
+                if req["env"].get("PYTHONDONTWRITEBYTECODE"):
+                    sys.dont_write_bytecode = True
+                out = os.open(req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                err = os.open(req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                os.dup2(out, 1); os.dup2(err, 2)
+                sys.argv = ["sweep", *req["argv"]]
+                code = sweep.cli.execute(req["argv"])
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:  # what the interpreter would print, and its exit status
+                traceback.print_exc()
+                code = 1
             finally:
-                os._exit(code if isinstance(code, int) else 1)
-    sys.stdout.write(json.dumps({"pid": pid}) + "\n"); sys.stdout.flush()
-    _, status = os.waitpid(pid, 0)
-    sys.stdout.write(json.dumps({"code": os.waitstatus_to_exitcode(status)}) + "\n"); sys.stdout.flush()
+                # What a normal exit does that matters here: every database connection is closed (the
+                # last SQLite one folds the write-ahead log back into the file) and the output flushed.
+                # The rest of the interpreter's shutdown (a second per call with torch loaded) is skipped.
+                try:
+                    for ref in ENGINES:
+                        if ref() is not None:
+                            ref().dispose()
+                    gc.collect()
+                    sys.stdout.flush(); sys.stderr.flush()
+                finally:
+                    os._exit(code if isinstance(code, int) else 1)
+        CALLS[pid] = req["code"]
+        sys.stdout.write(json.dumps({"pid": pid}) + "\n"); sys.stdout.flush()
 """
 
 
@@ -140,6 +174,33 @@ class ForkedCli:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
 
+    def start(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        full_env: bool = False,
+    ) -> ForkedProcess:
+        """Start one call and return at once: a Popen-like handle (poll, wait, send_signal,
+        kill, communicate) of a process forked from the server, in a process group of its own.
+        `env`: variables set on top of the server's environment, or (`full_env`) the call's
+        whole environment."""
+        self.calls += 1
+        stem = self.folder / str(self.calls)
+        request = {
+            "argv": list(argv),
+            "cwd": str(cwd),
+            "env": dict(env or {}),
+            "full_env": full_env,
+            "stdout": f"{stem}.out",
+            "stderr": f"{stem}.err",
+            "code": f"{stem}.code",
+        }
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        self.proc.stdin.flush()
+        pid = json.loads(self._line(None))["pid"]
+        return ForkedProcess(["sweep", *argv], pid, stem)
+
     def run(
         self,
         argv: list[str],
@@ -148,40 +209,16 @@ class ForkedCli:
         full_env: bool = False,
         timeout: float | None = None,
     ) -> Completed:
-        """One call. `env`: variables set on top of the server's environment, or (`full_env`)
-        the call's whole environment. Past `timeout` seconds the call's process group is killed
+        """One call, to its end. Past `timeout` seconds the call's process group is killed
         and subprocess.TimeoutExpired raised, as subprocess.run does."""
-        import os
-        import signal
-
-        self.calls += 1
-        out, err = self.folder / f"{self.calls}.out", self.folder / f"{self.calls}.err"
-        request = {
-            "argv": list(argv),
-            "cwd": str(cwd),
-            "env": dict(env or {}),
-            "full_env": full_env,
-            "stdout": str(out),
-            "stderr": str(err),
-        }
-        self.proc.stdin.write((json.dumps(request) + "\n").encode())
-        self.proc.stdin.flush()
-        pid = json.loads(self._line(None))["pid"]
-        line = self._line(timeout)
-        if line is None:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self._line(None)  # the server reaps it
-            raise subprocess.TimeoutExpired(
-                ["sweep", *argv],
-                timeout or 0,
-                out.read_text(errors="replace"),
-                err.read_text(errors="replace"),
-            )
-        code = json.loads(line)["code"]
-        return Completed(code, out.read_text(errors="replace"), err.read_text(errors="replace"))
+        call = self.start(argv, cwd, env, full_env)
+        try:
+            out, err = call.communicate(timeout)
+        except subprocess.TimeoutExpired:
+            call.kill_group()
+            call.wait()
+            raise subprocess.TimeoutExpired(call.args, timeout or 0, *call.outputs()) from None
+        return Completed(call.returncode, out, err)
 
     @property
     def alive(self) -> bool:
@@ -191,3 +228,71 @@ class ForkedCli:
         if self.proc.poll() is None:
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
+
+
+class ForkedProcess:
+    """A call started by `ForkedCli.start`: what the tests use of subprocess.Popen. The server
+    reaps it and writes its exit status (-N for signal N, as Popen) to `<stem>.code`; its
+    stdout and stderr are the files `<stem>.out` and `<stem>.err`."""
+
+    def __init__(self, args: list[str], pid: int, stem: Path) -> None:
+        self.args, self.pid, self._stem = args, pid, stem
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        code = self._stem.with_suffix(".code")
+        if self.returncode is None and code.exists():
+            self.returncode = int(code.read_text())
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if end is not None and time.monotonic() > end:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+            time.sleep(0.02)
+        return self.returncode  # type: ignore[return-value]
+
+    def outputs(self) -> tuple[str, str]:
+        return tuple(  # type: ignore[return-value]
+            self._stem.with_suffix(s).read_text(errors="replace")
+            if self._stem.with_suffix(s).exists()
+            else ""
+            for s in (".out", ".err")
+        )
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        self.wait(timeout)
+        return self.outputs()
+
+    def send_signal(self, sig: int) -> None:
+        import os
+
+        if self.poll() is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def terminate(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+    def kill_group(self) -> None:
+        """SIGKILL the call and every process of its group (its workers)."""
+        import os
+        import signal
+
+        if self.poll() is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -5,16 +5,13 @@ sweep stale, not running."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 
 import pandas as pd
 import pytest
-from conftest import kill_process_tree, run_cli
+from conftest import kill_process_tree, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -122,14 +119,8 @@ def _running_trials(db) -> list:
 def test_status_calls_the_trials_of_a_killed_sweep_stale(tmp_path):
     (tmp_path / "killfit.py").write_text(KILLFIT)
     args = _args(tmp_path, "grid.lr=[0.01]", "study.heartbeat_seconds=1", "study.grace_seconds=3")
-    env = dict(os.environ, KILL_LOG=str(tmp_path / "kills.log"), LRSWEEP_HOST="elsewhere")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    env = {"KILL_LOG": str(tmp_path / "kills.log"), "LRSWEEP_HOST": "elsewhere"}
+    proc = start_cli("run", *args, cwd=tmp_path, env=env)
     db = tmp_path / "results" / "lrsweep.db"
     try:
         end = time.monotonic() + 120

@@ -9,15 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
-from conftest import run_cli
+from conftest import run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -69,12 +67,7 @@ def test_a_function_killed_mid_run_resumes_from_its_checkpoint_and_the_sweep_is_
 
     pids = project / "pids"
     args = sweep_args(project, "+trainer.sleep=0.3", f"+trainer.pids={pids}", "workers=2")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", *args],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli("run", *args, cwd=project)
     folder = project / "results" / "fit"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(

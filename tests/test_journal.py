@@ -5,9 +5,6 @@ every (setting, seed) is done exactly once; `sweep status` and `sweep report` re
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,7 +12,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import kill_process_tree, run_cli
+from conftest import kill_process_tree, run_cli, start_cli
 
 from sweep.core.errors import UserError
 from sweep.store.storage import check_storage_url, open_storage
@@ -51,15 +48,8 @@ def _args(tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
-def _start(tmp_path: Path, command: str, host: str, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweep", command, *_args(tmp_path, *extra)],
-        cwd=tmp_path,
-        env=dict(os.environ, LRSWEEP_HOST=host),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _start(tmp_path: Path, command: str, host: str, *extra: str):
+    return start_cli(command, *_args(tmp_path, *extra), cwd=tmp_path, env={"LRSWEEP_HOST": host})
 
 
 def _study(tmp_path: Path):

@@ -7,7 +7,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import optuna
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, kill_process_tree, run_cli
+from conftest import ROOT, kill_process_tree, run_cli, start_cli
 
 from sweep.config import config_fingerprint, load_config
 from sweep.tasks import build_task
@@ -88,16 +87,11 @@ SWEEP = [
 ]
 
 
-def _start(results: Path, *extra: str, env: dict | None = None) -> subprocess.Popen:
-    full = dict(os.environ)
-    full.update(env or {})
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", *SWEEP, f"results_dir={results}", *extra],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full,
+def _start(results: Path, *extra: str, env: dict | None = None):
+    """The sweep, started (Popen-like). A fault hook on PYTHONPATH (`env`) is a sitecustomize,
+    which only an interpreter's start-up loads: then a real `python -m sweep`."""
+    return start_cli(
+        "run", *SWEEP, f"results_dir={results}", *extra, cwd=ROOT, env=env, real=env is not None
     )
 
 

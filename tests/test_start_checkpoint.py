@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import ROOT, kill_process_tree, run_cli
+from conftest import ROOT, kill_process_tree, run_cli, start_cli
 
 from sweep.analysis.start import from_epoch_text, shift_epochs, with_start_row
 from sweep.analysis.tables import build_tables
@@ -349,12 +347,7 @@ def test_kill9_mid_sweep_from_a_checkpoint_then_the_same_command_equals_an_unint
     assert sorted(curves["epoch"].unique()) == list(range(41, 47))
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", *FROM_CHECKPOINT, f"results_dir={killed}"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli("run", *FROM_CHECKPOINT, f"results_dir={killed}", cwd=ROOT)
     end = time.monotonic() + 240
     while time.monotonic() < end and proc.poll() is None:
         running = _trial_states(killed).get("RUNNING", 0) >= 1

@@ -7,14 +7,13 @@ a sweep never interrupted."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import kill_process_tree, run_cli
+from conftest import kill_process_tree, run_cli, start_cli
 
 from sweep.trainers.logs import parse_log
 
@@ -91,12 +90,7 @@ def check_from_epoch_900(results: Path, study: str) -> None:
 
 def _kill_mid_run(args: list[str], cwd: Path, folder: Path) -> None:
     """Start the sweep, kill -9 its whole process tree once a run has written its own progress."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", *args],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli("run", *args, cwd=cwd)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and proc.poll() is None:
         if any((folder / "checkpoints").glob("*/seed-*/state.json")):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -187,12 +186,7 @@ def test_kill_9_leaves_no_training_process_and_the_same_command_completes_each_r
     args = sweep_args(
         tmp_path, "--sleep 0.4", "--ckpt {checkpoint_dir}", "--child", f"--pids {pids}"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sweep", "run", *args],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli("run", *args, cwd=ROOT)
     deadline = time.monotonic() + 120
     folder = tmp_path / "results" / "fake"
     while (

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -12,7 +9,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import ROOT, kill_process_tree, run_cli
+from conftest import ROOT, kill_process_tree, run_cli, start_cli
 
 from sweep.core.redact import redact_url
 
@@ -51,24 +48,15 @@ def test_four_workers_on_sqlite_finish_48_trials_without_lock_errors(tmp_path):
     assert len(pd.read_csv(tmp_path / "many" / "summary.csv")) == 48
 
 
-def _worker(url: str, name: str, host: str, results: Path, extra: list[str]) -> subprocess.Popen:
-    env = dict(os.environ, LRSWEEP_HOST=host)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sweep",
-            "worker",
-            f"study.storage={url}",
-            f"study.name={name}",
-            f"results_dir={results}",
-            *extra,
-        ],
+def _worker(url: str, name: str, host: str, results: Path, extra: list[str]):
+    return start_cli(
+        "worker",
+        f"study.storage={url}",
+        f"study.name={name}",
+        f"results_dir={results}",
+        *extra,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        env={"LRSWEEP_HOST": host},
     )
 
 
