@@ -245,6 +245,7 @@ def test_sweep_report_imports_no_torch(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("installed-lrsweep")  # one worker builds the wheel and its venv
 def test_a_wheel_installed_in_a_fresh_venv_runs_from_any_folder(tmp_path, installed_lrsweep):
     """`pip install .` (not -e), then `sweep run --cfg job` and a tiny sweep in an empty folder:
     lrsweep comes from the wheel only (the dependencies from the running environment)."""

@@ -140,6 +140,7 @@ def _project(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.xdist_group("installed-lrsweep")  # one worker builds the wheel and its venv
 def test_a_project_folder_drives_an_installed_lrsweep_and_survives_kill_9(
     tmp_path, installed_lrsweep
 ):
