@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
-from forked_cli import ForkedCli
+from conftest import ROOT, _forked_cli, run_cli
 
 pytestmark = [
     pytest.mark.slow,
@@ -1218,9 +1217,9 @@ def fit_ok(setting, seed, report):
 
 @pytest.fixture(scope="module")
 def cli():
-    server = ForkedCli(cwd=ROOT)
-    yield server
-    server.close()
+    """The test process's ForkedCli server (conftest.run_cli's): one server's start-up (imports
+    and warm-up, about 6 s of CPU) per xdist worker, not one more for this module."""
+    return _forked_cli()
 
 
 @pytest.fixture(scope="module")
