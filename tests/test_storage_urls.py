@@ -74,3 +74,84 @@ def test_a_bare_postgresql_url_opens_a_real_server(postgres_url):
     import optuna
 
     optuna.get_all_study_summaries(storage, include_best_trial=False)  # it answers
+
+
+def test_opening_a_server_database_tries_again_when_another_process_created_its_tables():
+    """Workers started together on an empty PostgreSQL database race to create Optuna's tables;
+    the losers' CREATE TABLE fails (a unique violation in pg_type, or "already exists") and is
+    rolled back. Opening again finds the tables: the loser goes on. Nothing else is retried,
+    and an SQLite file (created under a lock) never is."""
+    import sqlalchemy.exc
+
+    from sweep.store import storage as module
+
+    def failing(errors):
+        calls = []
+
+        def open_rdb():
+            calls.append(1)
+            if len(calls) <= len(errors):
+                raise errors[len(calls) - 1]
+            return "storage"
+
+        return open_rdb, calls
+
+    race = sqlalchemy.exc.IntegrityError("CREATE TABLE", {}, Exception("pg_type_typname_nsp_index"))
+    exists = sqlalchemy.exc.ProgrammingError(
+        "CREATE TABLE", {}, Exception('"studies" already exists')
+    )
+    other = sqlalchemy.exc.ProgrammingError("SELECT", {}, Exception("permission denied"))
+    open_rdb, calls = failing([race, exists])
+    assert module._created_once(open_rdb, server=True) == "storage" and len(calls) == 3
+    for errors, server in (([race], False), ([other], True)):
+        open_rdb, calls = failing(errors)
+        with pytest.raises(type(errors[0])):
+            module._created_once(open_rdb, server=server)
+        assert len(calls) == 1
+    open_rdb, calls = failing([race] * module.CREATION_TRIES)
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        module._created_once(open_rdb, server=True)
+    assert len(calls) == module.CREATION_TRIES
+
+
+@pytest.mark.postgres
+def test_six_processes_opening_an_empty_postgresql_schema_at_once_all_get_the_storage(
+    postgres_url,
+):
+    """The race itself, on a real server: a new, empty schema, opened by six threads at once
+    (each its own engine and connections, as six workers would)."""
+    import threading
+    import uuid
+
+    import sqlalchemy
+
+    schema = f"race_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(driver_url(postgres_url))
+    with admin.begin() as c:
+        c.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    url = f"{postgres_url}?options=-csearch_path%3D{schema}"
+    start, opened, failed = threading.Barrier(6), [], []
+
+    def worker():
+        start.wait()
+        try:
+            opened.append(open_storage(url))
+        except Exception as e:  # noqa: BLE001 - the test reports every failure
+            failed.append(repr(e))
+
+    try:
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not failed and len(opened) == 6, failed
+        import optuna
+
+        assert optuna.get_all_study_names(opened[0]) == []
+    finally:
+        for storage in opened:
+            storage.engine.dispose()
+        with admin.begin() as c:
+            c.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT, kill_process_tree, run_cli, start_cli
 
 from sweep.core.redact import redact_url
+from sweep.store import open_storage
 
 pytestmark = pytest.mark.slow
 
@@ -80,7 +81,8 @@ def test_two_independent_workers_on_postgres_survive_one_killed_mid_trial(tmp_pa
     ]
     a = _worker(postgres_url, name, "host-a", tmp_path / "a", grid)
     b = _worker(postgres_url, name, "host-b", tmp_path / "b", grid)
-    storage = optuna.storages.RDBStorage(postgres_url)
+    # lrsweep's own opening: on an empty database the workers are creating the tables right now
+    storage = open_storage(postgres_url)
 
     def running_on_a():
         try:

@@ -273,12 +273,15 @@ def open_storage(
             # heartbeat_interval is flagged experimental; it is the documented way to find
             # trials of dead workers, which resuming depends on.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(
-                driver_url(url),
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=heartbeat_seconds,
-                grace_period=grace_seconds,
-                heartbeat_stale_trial_callback=_requeue_stale,
+            storage = _created_once(
+                lambda: optuna.storages.RDBStorage(
+                    driver_url(url),
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_seconds,
+                    grace_period=grace_seconds,
+                    heartbeat_stale_trial_callback=_requeue_stale,
+                ),
+                server=path is None,
             )
         if path is not None:
             _serialize_sqlite_transactions(storage.engine, path, sqlite_timeout())
@@ -312,6 +315,37 @@ def open_storage(
         raise UserError(
             f"study.storage: cannot use {safe} ({redact_text(str(e).splitlines()[0], url)})"
         ) from None
+
+
+# How often a process opening a new database on a server tries again when another process
+# created its tables at the same moment (workers started together on an empty PostgreSQL).
+CREATION_TRIES = 5
+
+
+def _created_once(open_rdb: Any, server: bool) -> Any:
+    """`open_rdb()`, tried again when it lost the race to create a new database's tables.
+
+    Optuna creates its tables (and Alembic's version table) when a storage is first opened. On
+    an empty PostgreSQL database, workers started at the same moment all try: PostgreSQL lets
+    one create each table and fails the others' CREATE TABLE with a unique violation (in
+    pg_type) or "already exists", which would end those workers. Their transaction is rolled
+    back, and opening again finds the tables made. SQLite files are created under a lock
+    instead (`sqlite_creation_lock`)."""
+    import time
+
+    import sqlalchemy.exc
+
+    for attempt in range(CREATION_TRIES):
+        try:
+            return open_rdb()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
+            lost_race = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(
+                getattr(e, "orig", e)
+            )
+            if not server or not lost_race or attempt == CREATION_TRIES - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _requeue_stale(study: Any, trial: Any) -> None:
