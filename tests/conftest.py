@@ -123,9 +123,8 @@ def run_cli(
     sweep`, its own process, exit status and environment, without paying the interpreter's and
     torch's start-up on every call); `real=True`, or LRSWEEP_TEST_REAL_CLI=1 for the whole
     suite, runs `python -m sweep` itself."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    if real or os.environ.get("LRSWEEP_TEST_REAL_CLI") == "1":
+    full_env = {**os.environ, **(env or {})}
+    if _real_cli(real):
         return subprocess.run(
             [sys.executable, "-m", "sweep", *args],
             cwd=cwd or ROOT,
@@ -138,6 +137,11 @@ def run_cli(
     return subprocess.CompletedProcess(
         [sys.executable, "-m", "sweep", *args], p.returncode, p.stdout, p.stderr
     )
+
+
+def _real_cli(real: bool) -> bool:
+    """A call goes to `python -m sweep` itself: asked for, or LRSWEEP_TEST_REAL_CLI=1."""
+    return real or os.environ.get("LRSWEEP_TEST_REAL_CLI") == "1"
 
 
 def _forked_cli():
@@ -154,9 +158,8 @@ def start_cli(*args: str, cwd: Path | None = None, env: dict | None = None, real
     forked from the ForkedCli server, with the same code path, environment and signals as
     `python -m sweep`. `real=True` (or LRSWEEP_TEST_REAL_CLI=1) starts `python -m sweep` itself:
     for a hook that Python loads at start-up (a sitecustomize on PYTHONPATH)."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    if real or os.environ.get("LRSWEEP_TEST_REAL_CLI") == "1":
+    full_env = {**os.environ, **(env or {})}
+    if _real_cli(real):
         return subprocess.Popen(
             [sys.executable, "-m", "sweep", *args],
             cwd=cwd or ROOT,

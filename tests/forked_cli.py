@@ -32,6 +32,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sweep.launch.children import ForkedWorker
+
 SERVER = r"""
 import importlib, json, os, sys, traceback
 import sweep.cli, sweep.commands, sweep.config, sweep.store, sweep.launch.launcher, sweep.report.write  # noqa
@@ -230,30 +232,21 @@ class ForkedCli:
             self.proc.wait(timeout=30)
 
 
-class ForkedProcess:
+class ForkedProcess(ForkedWorker):
     """A call started by `ForkedCli.start`: what the tests use of subprocess.Popen. The server
-    reaps it and writes its exit status (-N for signal N, as Popen) to `<stem>.code`; its
-    stdout and stderr are the files `<stem>.out` and `<stem>.err`."""
+    (not this process) reaps it and writes its exit status (-N for signal N, as Popen) to
+    `<stem>.code`, so only `poll` differs from the launcher's `ForkedWorker` (wait, send_signal
+    and kill are its); stdout and stderr are the files `<stem>.out` and `<stem>.err`."""
 
     def __init__(self, args: list[str], pid: int, stem: Path) -> None:
-        self.args, self.pid, self._stem = args, pid, stem
-        self.returncode: int | None = None
+        super().__init__(pid, stdin=None)
+        self.args, self._stem = args, stem
 
     def poll(self) -> int | None:
         code = self._stem.with_suffix(".code")
         if self.returncode is None and code.exists():
             self.returncode = int(code.read_text())
         return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        import time
-
-        end = None if timeout is None else time.monotonic() + timeout
-        while self.poll() is None:
-            if end is not None and time.monotonic() > end:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0)
-            time.sleep(0.02)
-        return self.returncode  # type: ignore[return-value]
 
     def outputs(self) -> tuple[str, str]:
         return tuple(  # type: ignore[return-value]
@@ -267,24 +260,10 @@ class ForkedProcess:
         self.wait(timeout)
         return self.outputs()
 
-    def send_signal(self, sig: int) -> None:
-        import os
-
-        if self.poll() is None:
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                pass
-
     def terminate(self) -> None:
         import signal
 
         self.send_signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        import signal
-
-        self.send_signal(signal.SIGKILL)
 
     def kill_group(self) -> None:
         """SIGKILL the call and every process of its group (its workers)."""
