@@ -335,17 +335,17 @@ def _created_once(open_rdb: Any, server: bool) -> Any:
 
     import sqlalchemy.exc
 
-    for attempt in range(CREATION_TRIES):
+    for attempt in range(CREATION_TRIES - 1):
         try:
             return open_rdb()
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as e:
             lost_race = isinstance(e, sqlalchemy.exc.IntegrityError) or "already exists" in str(
                 getattr(e, "orig", e)
             )
-            if not server or not lost_race or attempt == CREATION_TRIES - 1:
+            if not server or not lost_race:
                 raise
             time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+    return open_rdb()  # the last try: its error is the one told
 
 
 def _requeue_stale(study: Any, trial: Any) -> None:
