@@ -16,7 +16,7 @@ from conftest import ROOT
 from test_plots import synthetic_tables
 
 from sweep.core.forking import fork_unsafe_reason
-from sweep.report.figures import write_figures
+from sweep.report.figures import FIGURES_PER_PROCESS, write_figures
 
 
 def test_the_policy_names_why_a_fork_is_unsafe(monkeypatch):
@@ -46,20 +46,23 @@ def test_figures_are_never_forked_while_another_thread_runs(tmp_path, monkeypatc
         raise AssertionError("forked a process that has other threads")
 
     monkeypatch.setattr(os, "fork", no_fork)
-    monkeypatch.setattr("sweep.report.figures.usable_cores", lambda: 4)  # a pool would be worth it
+    monkeypatch.setattr("sweep.report.figures.usable_cores", lambda: 4)
     release = threading.Event()
     other = threading.Thread(target=release.wait)  # as a notebook kernel's own threads
     other.start()
     try:
-        files = write_figures(tables, tmp_path)
+        files = write_figures(tables, tmp_path, max_grid_cells=1)  # one file per setting
     finally:
         release.set()
         other.join()
-    assert len(files) >= 4 and all(f.path.is_file() for f in files)
+    # Enough figures for a pool of two or more processes, had there been no other thread.
+    assert len(files) >= 2 * FIGURES_PER_PROCESS and all(f.path.is_file() for f in files)
 
 
-# Draws the same tables with the pool (this fresh process has no other thread) and in-process.
+# Draws the same tables with the pool (this fresh process has no other thread) and in-process,
+# counting the processes forked; then a tiny sweep's handful of figures, which forks none.
 SAME_EITHER_WAY = textwrap.dedent("""
+    import os
     import sys
     from pathlib import Path
     sys.path.insert(0, "tests")
@@ -67,16 +70,23 @@ SAME_EITHER_WAY = textwrap.dedent("""
     import sweep.report.figures as figures
     from sweep.core.forking import fork_unsafe_reason
 
+    forks = []
+    os.register_at_fork(after_in_parent=lambda: forks.append(1))
     out = Path(sys.argv[1])
     tables = synthetic_tables()
     assert fork_unsafe_reason() is None, fork_unsafe_reason()
     figures.usable_cores = lambda: 2
-    pooled = figures.write_figures(tables, out / "pool")
+    pooled = figures.write_figures(tables, out / "pool", max_grid_cells=1)
+    pool_forks = len(forks)
+    figures.usable_cores = lambda: 4
+    few = figures.write_figures(tables, out / "few")
+    few_forks = len(forks) - pool_forks
     figures.fork_unsafe_reason = lambda *a: "asked not to"
-    here = figures.write_figures(tables, out / "here")
+    here = figures.write_figures(tables, out / "here", max_grid_cells=1)
     assert [f.name for f in pooled] == [f.name for f in here]
     different = [f.name for f, g in zip(pooled, here) if f.path.read_bytes() != g.path.read_bytes()]
-    print(len(pooled), "figures;", "differ:", different)
+    print(len(pooled), "figures;", pool_forks, "forks;", len(few), "figures;", few_forks, "forks;",
+          "differ:", different)
 """)
 
 
@@ -90,7 +100,15 @@ def test_figures_drawn_by_the_pool_are_the_ones_drawn_in_process(tmp_path):
     )
     assert p.returncode == 0, p.stderr[-3000:]
     assert p.stdout.strip().endswith("differ: []"), p.stdout
-    assert int(p.stdout.split()[0]) >= 4
+    words = p.stdout.split()
+    n_pooled, pool_forks, n_few, few_forks = (
+        int(words[0]),
+        int(words[2]),
+        int(words[4]),
+        int(words[6]),
+    )
+    assert n_pooled >= 2 * FIGURES_PER_PROCESS and pool_forks == 2  # drawn by two processes
+    assert n_few < 2 * FIGURES_PER_PROCESS and few_forks == 0  # a handful: drawn in-process
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda:0"])
