@@ -71,9 +71,11 @@ def test_a_bare_postgresql_url_opens_a_real_server(postgres_url):
     bare = "postgresql://" + postgres_url.split("://", 1)[1]
     storage = open_storage(bare)
     assert storage.engine.url.drivername == "postgresql+psycopg"
-    import optuna
+    from sweep.store.studies import study_names
 
-    optuna.get_all_study_summaries(storage, include_best_trial=False)  # it answers
+    # It answers. (Optuna's summaries would read every study's trials in the shared test
+    # database, and fail when a test running beside this one deletes its study meanwhile.)
+    assert isinstance(study_names(storage), list)
 
 
 def test_opening_a_server_database_tries_again_when_another_process_created_its_tables():
