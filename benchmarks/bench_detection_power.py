@@ -4,6 +4,7 @@
     python benchmarks/bench_detection_power.py --runs 200   # a quicker, noisier look
     python benchmarks/bench_detection_power.py --smoke      # 20 runs per cell: that it runs (CI)
     python benchmarks/bench_detection_power.py --short      # only the short runs' tables (~5 min)
+    python benchmarks/bench_detection_power.py --speed      # only what one call costs (~1 min)
 
 A simulated run learns from chance (0.1) to 0.8 over 5 epochs, holds 5 epochs, then sits at a
 true level for its last 12 epochs. The threshold (half the gain lost) is near 0.45. Each epoch's
@@ -30,6 +31,7 @@ tests/test_detection_power.py holds the claims at fewer runs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -275,14 +277,61 @@ def short_null_tables(runs: int, seed: int) -> None:
         print(f"| {epochs} | " + " | ".join(cells) + " |")
 
 
+def speed_table(runs: int, seed: int) -> None:
+    """What one accuracy call costs (`detect_run`), with the check that spares a run without a
+    possible final stretch its noise estimate (`any_candidate`) and with that check made to
+    always pass, side by side on the same runs. The runs are a sweep's usual mix: three in four
+    learn and hold (final level 0.8), one in four falls (to 0.25, far below the threshold), at
+    each n_val; the calls must agree run by run."""
+    import sweep.analysis.detection as detection
+
+    rng = np.random.default_rng(seed)
+    finals = (0.8, 0.8, 0.8, 0.25)
+    acc = [
+        a
+        for n_val in SIZES
+        for final in finals
+        for a in simulate(rng, n_val, levels(final), runs, 10)
+    ]
+    n_vals = [n for n in SIZES for _ in range(len(finals) * runs)]
+
+    def timed() -> tuple[float, list[str]]:
+        t0 = time.process_time()
+        out = [
+            detect_run(a, np.ones(a.size), np.full(a.size, 0.3), None, CHANCE, D, n_val=n).outcome
+            for a, n in zip(acc, n_vals)
+        ]
+        return time.process_time() - t0, out
+
+    real = detection.any_candidate
+    best = {"with the check": math.inf, "without it": math.inf}
+    calls = {}
+    for _ in range(3):  # alternated, the best of three each
+        for name, check in (("with the check", real), ("without it", lambda *a: True)):
+            detection.any_candidate = check
+            seconds, calls[name] = timed()
+            best[name] = min(best[name], seconds)
+    detection.any_candidate = real
+    assert calls["with the check"] == calls["without it"], "the check changed a call"
+    print(f"\n## What one accuracy call costs ({len(acc):,} runs of 22 epochs, CPU time)\n")
+    for name, seconds in best.items():
+        print(f"- {name}: {1e6 * seconds / len(acc):.0f} us per run")
+    print(f"- ratio: {best['without it'] / best['with the check']:.2f}x (same calls run by run)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=1000, help="simulated runs per cell")
     ap.add_argument("--smoke", action="store_true", help="20 runs per cell: that it runs")
     ap.add_argument("--short", action="store_true", help="only the short runs' tables")
+    ap.add_argument("--speed", action="store_true", help="only the cost of one call")
     args = ap.parse_args()
     runs = 20 if args.smoke else args.runs
     t0 = time.perf_counter()
+    if args.speed or args.smoke:
+        speed_table(runs, seed=2709)
+        if args.speed:
+            return
     if not args.short:
         power_table(runs, "the last 12 epochs", seed=2701)
         power_table(runs, "every epoch", seed=2702)

@@ -261,3 +261,31 @@ def test_the_stretch_scatter_is_the_smaller_of_the_curves_and_its_own_bound():
     assert stretch_scatter(x, 4) == own
     flat = np.random.default_rng(0).normal(0.5, 0.05, 40)  # a long flat curve: its own scatter
     assert stretch_scatter(flat, 30) == scatter(flat, 30).sd
+
+
+def test_a_curve_without_a_candidate_never_has_a_final_stretch():
+    """`any_candidate` lets the accuracy call skip measuring the noise of a run that cannot have
+    a final stretch. It must never say "none" where `final_stretch` finds one, at any noise:
+    3,000 seeded curves that learn and fall (or not) to random levels, at random thresholds,
+    patience and starts, with NaN epochs; and where it says "none", `final_stretch` agrees."""
+    from sweep.analysis.stretch import StretchNoise, any_candidate, final_stretch
+
+    rng = np.random.default_rng(7)
+    found = skipped = 0
+    for _ in range(3000):
+        epochs = int(rng.integers(1, 40))
+        peak, final = rng.uniform(0.3, 1.0), rng.uniform(0.0, 1.0)
+        fall = int(rng.integers(0, epochs + 1))
+        acc = np.where(np.arange(epochs) < fall, peak, final) + rng.normal(0, 0.05, epochs)
+        acc[rng.random(epochs) < 0.05] = 0.0  # an epoch without a finite accuracy counts as 0
+        threshold = rng.uniform(0.1, 0.9)
+        first, patience = int(rng.integers(0, epochs + 1)), int(rng.integers(1, 6))
+        noise = StretchNoise(scatter=float(rng.choice([0.0, 0.02, 0.1, math.nan])))
+        stretch = final_stretch(
+            acc, threshold, first=first, patience=patience, noise=noise, z=1.64, z_back=1.28
+        )
+        possible = any_candidate(acc, threshold, first, patience)
+        assert possible or stretch is None, (acc.tolist(), threshold, first, patience)
+        found += stretch is not None
+        skipped += not possible
+    assert found > 300 and skipped > 300  # both kinds of curve were drawn

@@ -55,7 +55,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from sweep.analysis.noise import noise_floor, t_quantile
-from sweep.analysis.stretch import Stretch, StretchNoise, final_stretch, scatter
+from sweep.analysis.stretch import Stretch, StretchNoise, any_candidate, final_stretch, scatter
 from sweep.config import DetectConfig
 
 OUTCOMES = ("stable", "collapsed", "undecided", "never_learned")
@@ -209,6 +209,8 @@ def diverged_stretch(
     """
     acc = _array(val_acc)
     values = np.where(np.isfinite(acc), acc, 0.0)
+    if not any_candidate(values, threshold, best_epoch, int(detect.patience)):
+        return None  # (most runs: no noise to measure)
     alpha = _alpha(detect)
     z = float(ndtri(1.0 - alpha))
 

@@ -279,6 +279,21 @@ def back_starts(x: np.ndarray, threshold: float, noise: StretchNoise, z_back: fl
     return clear
 
 
+def any_candidate(values: np.ndarray, threshold: float, first: int, patience: int) -> bool:
+    """Could a final stretch start anywhere from index `first` (0-based) on: an epoch below the
+    threshold, at least `patience` epochs from the end, from which the mean to the end is below
+    it too? Without one `final_stretch` returns None, whatever the noise: a caller checks this
+    before it measures the noise (most runs of a sweep have none)."""
+    x = np.asarray(values, dtype=float)[max(int(first), 0) :]
+    if x.size == 0:
+        return False
+    lengths = np.arange(x.size, 0, -1, dtype=float)
+    below = (x < threshold) & (lengths >= patience)
+    if not below.any():
+        return False
+    return bool((below & (np.cumsum(x[::-1])[::-1] / lengths < threshold)).any())
+
+
 def final_stretch(
     values: np.ndarray,
     threshold: float,
