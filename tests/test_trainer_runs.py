@@ -184,7 +184,7 @@ def test_kill_9_leaves_no_training_process_and_the_same_command_completes_each_r
     the interrupted runs resuming from the script's own checkpoint folder."""
     pids = tmp_path / "pids"
     args = sweep_args(
-        tmp_path, "--sleep 0.4", "--ckpt {checkpoint_dir}", "--child", f"--pids {pids}"
+        tmp_path, "--sleep 0.2", "--ckpt {checkpoint_dir}", "--child", f"--pids {pids}"
     )
     proc = start_cli("run", *args, cwd=ROOT)
     deadline = time.monotonic() + 120
