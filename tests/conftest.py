@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from sweep.config import load_config
+# One BLAS and OpenMP thread per test process, set before numpy or torch load them: pytest-xdist
+# already runs one process per core, and a second thread in each only contends for the same
+# cores (tiny arrays, tiny models), spinning while it waits. The tests' own processes (xdist's,
+# the CLI's, example scripts, notebook kernels) inherit it; lrsweep's runs get `threads` anyway.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+from sweep.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The validity tests of real training (tests/test_autopsy_validity.py, test_autopsy_function.py)
