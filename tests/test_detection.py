@@ -267,7 +267,8 @@ def test_a_curve_without_a_candidate_never_has_a_final_stretch():
     """`any_candidate` lets the accuracy call skip measuring the noise of a run that cannot have
     a final stretch. It must never say "none" where `final_stretch` finds one, at any noise:
     3,000 seeded curves that learn and fall (or not) to random levels, at random thresholds,
-    patience and starts, with NaN epochs; and where it says "none", `final_stretch` agrees."""
+    patience and starts, some epochs at 0 (no finite accuracy); where it says "none",
+    `final_stretch` agrees."""
     from sweep.analysis.stretch import StretchNoise, any_candidate, final_stretch
 
     rng = np.random.default_rng(7)

@@ -322,19 +322,17 @@ def final_stretch(
         The earliest confirmed candidate stretch, else the earliest candidate, else None.
     """
     x = np.asarray(values, dtype=float)
-    n = x.size
-    if n == 0:
+    first = max(int(first), 0)
+    if not any_candidate(x, threshold, first, patience):  # (the usual case: no window scan)
         return None
+    n = x.size
     lengths = np.arange(n, 0, -1).astype(float)  # epochs from index t to the end
     tail_mean = np.cumsum(x[::-1])[::-1] / lengths
-    first = max(int(first), 0)
 
     def candidates(start: int) -> np.ndarray:
         t = np.arange(start, n)
         return t[(x[t] < threshold) & (lengths[t] >= patience) & (tail_mean[t] < threshold)]
 
-    if candidates(first).size == 0:  # (the usual case, and cheap: no window scan)
-        return None
     back = back_starts(x[first:], threshold, noise, z_back)
     hits = np.flatnonzero(back)
     last_back = first + int(hits[-1]) if hits.size else first - 1
