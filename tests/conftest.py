@@ -63,6 +63,7 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "lrsweep_service_missing(reason): fails in CI, skips elsewhere (conftest)"
     )
+    config.pluginmanager.register(IntegrationTier(), "lrsweep-integration-tier")
     if config.getoption("dist", "no") != "loadgroup":
         return
     import xdist
@@ -74,6 +75,37 @@ def pytest_configure(config):
         )
 
 
+# The integration tier: tests that need a runtime beyond lrsweep and pytest. Keras and
+# Lightning training (the examples at their documented commands, the callbacks), a Jupyter
+# kernel, a PostgreSQL server, headless Chromium, the built wheel in a fresh venv. They are a
+# third of the suite's CPU (importing Keras costs 9 s of CPU per process, Lightning 7 s), and a
+# contributor without the services would only skip some of them. A plain `python -m pytest`
+# (the README's test command) leaves them out and says so; `--integration` adds them,
+# `-m integration` runs only them (CI runs both: .ci/run). Naming test files or `-k` runs what
+# was named, tier or not.
+INTEGRATION = "integration"
+INTEGRATION_MARKERS = ("postgres", "browser")  # a service: integration by definition
+INTEGRATION_FIXTURES = ("postgres_url", "installed_lrsweep")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--integration",
+        action="store_true",
+        help="also run the integration tests (Keras, Lightning, a Jupyter kernel, PostgreSQL, "
+        "Chromium, the wheel in a fresh venv); -m integration runs only them",
+    )
+
+
+class IntegrationTier:
+    """Marks the integration tests, and leaves them out of a plain run (registered by
+    pytest_configure). Runs first: `-m integration` then sees the marks added here."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, config, items):
+        _integration_tier(config, items)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """Long modules first (LONG_FIRST); tests skipped for a missing service fail in CI."""
@@ -81,12 +113,53 @@ def pytest_collection_modifyitems(config, items):
     _services_required(items)
 
 
+def is_integration(item) -> bool:
+    if any(item.get_closest_marker(name) for name in (INTEGRATION, *INTEGRATION_MARKERS)):
+        return True
+    return any(name in getattr(item, "fixturenames", ()) for name in INTEGRATION_FIXTURES)
+
+
+def runs_integration(config) -> bool:
+    """Whether this session runs the integration tier: asked for (--integration, a -m that names
+    it), or the tests were named (paths or -k)."""
+    return bool(
+        config.getoption("--integration")
+        or INTEGRATION in (config.getoption("markexpr") or "")
+        or config.getoption("keyword")
+        or config.getoption("file_or_dir")
+    )
+
+
+def _integration_tier(config, items) -> None:
+    for item in items:
+        if is_integration(item) and not item.get_closest_marker(INTEGRATION):
+            item.add_marker(pytest.mark.integration)
+    if runs_integration(config):
+        return
+    left_out = [item for item in items if item.get_closest_marker(INTEGRATION)]
+    if left_out:
+        items[:] = [item for item in items if not item.get_closest_marker(INTEGRATION)]
+        config.hook.pytest_deselected(items=left_out)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if not runs_integration(config):
+        terminalreporter.write_line(
+            "integration tests left out (Keras, Lightning, Jupyter, PostgreSQL, Chromium, the "
+            "wheel): python -m pytest --integration runs them too, -m integration only them"
+        )
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """In-process training tests use one thread: tiny models only lose time to thread sync,
-    and CI's two cores are shared with the CLI subprocesses of other tests."""
-    import torch
-
+    and CI's two cores are shared with the CLI subprocesses of other tests. A session that has
+    not imported torch (a pytest run inside a test) does not pay 2 s for it here: torch reads
+    OMP_NUM_THREADS, set above, when a test imports it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

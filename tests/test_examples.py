@@ -121,6 +121,7 @@ def _clipping_prevents_the_collapse(runs: pd.DataFrame, epochs: int) -> None:
     ]
 
 
+@pytest.mark.integration  # Keras
 def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp_path):
     runs = _command_sweep(
         "keras_script",
@@ -139,6 +140,7 @@ def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp
     _has_the_signals(logs[0], "lstm_1")
 
 
+@pytest.mark.integration  # Lightning
 def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it(tmp_path):
     runs = _command_sweep(
         "lightning_script",

@@ -43,6 +43,7 @@ def _frameworks():
 
 
 pytestmark = [
+    pytest.mark.integration,  # Keras and Lightning
     pytest.mark.xdist_group("integrations"),  # one worker imports Keras and Lightning
     # Keras's own fit loop converts torch tensors with np.array (keras/src/backend/torch/core.py),
     # which numpy 2 flags for torch's __array__; a plain fit warns as often as one with the

@@ -1,0 +1,87 @@
+"""The integration tier (tests/conftest.py): a plain run leaves out the tests that need Keras,
+Lightning, a Jupyter kernel, PostgreSQL, Chromium or the wheel in a fresh venv, and says so;
+`--integration` adds them, `-m integration` runs only them, and naming tests runs what was named."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow  # seven pytest sessions in subprocesses
+
+TESTS = textwrap.dedent("""
+    import pytest
+
+
+    def test_plain():
+        pass
+
+
+    @pytest.mark.slow
+    def test_slow():
+        pass
+
+
+    @pytest.mark.integration
+    def test_keras_example():
+        pass
+
+
+    @pytest.mark.postgres
+    def test_on_a_server():
+        pass
+
+
+    @pytest.fixture
+    def installed_lrsweep():  # conftest's builds the wheel: this one only has its name
+        return None
+
+
+    def test_with_the_wheel(installed_lrsweep):
+        pass
+""")
+
+
+def _ran(tmp_path, *args: str) -> tuple[set[str], str]:
+    """The tests that ran (passed) with `args`, and pytest's output."""
+    (tmp_path / "test_tiers_demo.py").write_text(TESTS)
+    env = {k: v for k, v in os.environ.items() if k != "LRSWEEP_REQUIRE_SERVICES"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")]))
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider"]
+        + ["-o", "addopts=", "-o", "markers=slow\n integration\n postgres", "-v", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode in (0, 5), p.stdout[-3000:] + p.stderr[-3000:]
+    return set(re.findall(r"::(test_\w+) PASSED", p.stdout)), p.stdout
+
+
+def test_a_plain_run_leaves_the_integration_tier_out_and_says_how_to_run_it(tmp_path):
+    ran, out = _ran(tmp_path)
+    assert ran == {"test_plain", "test_slow"}
+    assert "3 deselected" in out
+    assert "python -m pytest --integration runs them too, -m integration only them" in out
+
+
+def test_integration_adds_the_tier_and_m_integration_runs_only_it(tmp_path):
+    every = {"test_plain", "test_slow", "test_keras_example", "test_on_a_server"}
+    assert _ran(tmp_path, "--integration")[0] == every | {"test_with_the_wheel"}
+    ran, out = _ran(tmp_path, "-m", "integration")  # a service's mark or fixture is the tier too
+    assert ran == {"test_keras_example", "test_on_a_server", "test_with_the_wheel"}
+    assert "integration tests left out" not in out
+    assert _ran(tmp_path, "-m", "not slow")[0] == {"test_plain"}  # the fast part stays fast
+
+
+def test_named_tests_run_whatever_their_tier(tmp_path):
+    assert _ran(tmp_path, "test_tiers_demo.py::test_keras_example")[0] == {"test_keras_example"}
+    assert _ran(tmp_path, "-k", "server or plain")[0] == {"test_on_a_server", "test_plain"}
