@@ -202,3 +202,51 @@ def test_a_dismissed_forked_worker_exits_while_its_sibling_still_waits_for_its_c
         for child in (first, second):
             child.kill()
             child.wait(timeout=10)
+
+
+FORK_ONE = """
+import sys
+from sweep.launch.children import dismiss, spawn
+
+before = set(sys.modules)
+child = spawn(0, "cpu", 1, "fork", sys.argv[1])
+dismiss(child)
+assert child.wait(timeout=60) == 0
+print(" ".join(sorted(set(sys.modules) - before)))
+"""
+
+
+@pytest.mark.parametrize(
+    "url, imported, not_imported",
+    [
+        (
+            "sqlite:///{tmp}/x.db",
+            ("sqlalchemy.orm", "alembic.migration", "optuna.storages._rdb.models", "psutil"),
+            ("optuna.storages.journal", "psycopg"),
+        ),
+        (
+            "postgresql://u@h/db",
+            ("alembic.migration", "sqlalchemy.dialects.postgresql", "psycopg"),
+            ("sqlalchemy.dialects.sqlite",),
+        ),
+        ("journal:///{tmp}/x.log", ("psutil",), ("alembic", "sqlalchemy.orm")),  # optuna has it
+    ],
+)
+def test_a_launcher_imports_what_its_workers_open_the_storage_with_before_forking_them(
+    tmp_path, url, imported, not_imported
+):
+    # A fresh interpreter forks one worker for `url`: the modules a worker would import to open
+    # that storage (and psutil, its identity) are imported in the launcher, once, before the
+    # fork; those of other storages are not. Nothing is opened or written.
+    import subprocess
+    import sys
+
+    url = url.format(tmp=tmp_path)
+    p = subprocess.run(
+        [sys.executable, "-c", FORK_ONE, url], cwd=ROOT, capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    new = set(p.stdout.split())
+    assert set(imported) <= new, set(imported) - new
+    assert not set(not_imported) & new
+    assert not list(tmp_path.iterdir())
