@@ -5,13 +5,12 @@
     python benchmarks/bench_worker_start.py --smoke       # workers=2, 1 round: that it runs (CI)
 
 Each round runs the same tiny sweep (one epoch of a 4-unit LSTM per setting, as many settings as
-workers, so every worker trains) with `python -m sweep run` three ways, in rotating order: with
+workers, so every worker trains) twice with `python -m sweep run`, once with
 `LRSWEEP_WORKER_START=exec` (the baseline: every worker a fresh interpreter that imports torch,
-optuna and lrsweep), forked (the default on Linux), and forked with the launcher's import of the
-storage's modules turned off in that process (each worker then imports SQLAlchemy's ORM, Alembic
-and Optuna's tables itself, as before 2026-12-06). It prints the median wall time and the median
-CPU time of the whole process tree (the launcher, its workers) of each, and the ratios. Training
-is the same small amount in all, so the differences are what the start of the workers costs.
+optuna and lrsweep) and once forked (the default on Linux), in alternating order. It prints the
+median wall time and the median CPU time of the whole process tree (the launcher, its workers)
+of each, and the ratios. Training is the same small amount in both, so the difference is what
+the start of the workers costs.
 """
 
 from __future__ import annotations
@@ -27,13 +26,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-# `python -m sweep` with the launcher's import of the storage's modules before it forks turned off.
-WITHOUT_STORAGE_IMPORT = (
-    "import sys; import sweep.launch.worker as w; w.import_backend = lambda url: None; "
-    "from sweep.cli import main; main(sys.argv[1:])"
-)
 
 
 def one_sweep(folder: Path, workers: int, start: str) -> tuple[float, float]:
@@ -55,9 +47,7 @@ def one_sweep(folder: Path, workers: int, start: str) -> tuple[float, float]:
         f"results_dir={folder}",
         "study.name=start",
     ]
-    if start == "fork-bare":  # the launcher leaves the storage's modules to each worker
-        args[1:3] = ["-c", WITHOUT_STORAGE_IMPORT]
-    env = dict(os.environ, LRSWEEP_WORKER_START="exec" if start == "exec" else "fork")
+    env = dict(os.environ, LRSWEEP_WORKER_START=start)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -79,11 +69,10 @@ def main() -> None:
         a.workers, a.rounds = 2, 1
     if not sys.platform.startswith("linux"):
         print("workers are forked on Linux only; elsewhere both ways start a fresh interpreter")
-    ways = ("exec", "fork", "fork-bare")
-    results: dict[str, list[tuple[float, float]]] = {w: [] for w in ways}
+    results: dict[str, list[tuple[float, float]]] = {"exec": [], "fork": []}
     with tempfile.TemporaryDirectory(prefix="bench-start-") as tmp:
         for r in range(a.rounds):
-            for start in ways[r % 3 :] + ways[: r % 3]:
+            for start in ("exec", "fork") if r % 2 == 0 else ("fork", "exec"):
                 results[start].append(one_sweep(Path(tmp) / f"{start}-{r}", a.workers, start))
     print(
         f"a sweep of {a.workers} settings x 1 seed x 1 epoch with workers={a.workers}, {a.rounds} round(s), "
@@ -96,18 +85,13 @@ def main() -> None:
     for start, label in (
         ("exec", "a fresh interpreter per worker (LRSWEEP_WORKER_START=exec)"),
         ("fork", "forked from the launcher (the default on Linux)"),
-        ("fork-bare", "forked, each worker importing the storage's modules"),
     ):
         wall, cpu = med[start]
         print(f"  {label:60s} wall {wall:6.2f} s   CPU {cpu:6.2f} s")
-    (we, ce), (wf, cf), (wb, cb) = med["exec"], med["fork"], med["fork-bare"]
+    (we, ce), (wf, cf) = med["exec"], med["fork"]
     print(
         f"  forked / fresh: wall x{wf / we:.2f}, CPU x{cf / ce:.2f} "
         f"({(ce - cf) / a.workers:.2f} CPU s saved per worker)"
-    )
-    print(
-        f"  forked / forked with each worker importing the storage's modules: wall "
-        f"x{wf / wb:.2f}, CPU x{cf / cb:.2f} ({(cb - cf) / a.workers:.2f} CPU s saved per worker)"
     )
 
 

@@ -71,10 +71,9 @@ def start_method(device: str, trained_here: bool = False) -> str:
 
 
 def spawn(
-    index: int, device: str, threads: int, method: str = "exec", storage: str | None = None
+    index: int, device: str, threads: int, method: str = "exec"
 ) -> subprocess.Popen | ForkedWorker:
-    """Start a worker process; it waits for `go` or `dismiss`. `method`: `start_method`'s answer.
-    `storage`: the study's URL, whose modules a forked worker then finds imported already."""
+    """Start a worker process; it waits for `go` or `dismiss`. `method`: `start_method`'s answer."""
     env = {
         ENV_INDEX: str(index),
         ENV_DEVICE: device,
@@ -84,7 +83,7 @@ def spawn(
         "MKL_NUM_THREADS": str(threads),
     }
     if method == "fork":
-        return _fork(env, storage)
+        return _fork(env)
     full = {
         k: v for k, v in os.environ.items() if k != ENV_CONFIG
     }  # the config comes through stdin
@@ -139,10 +138,10 @@ class ForkedWorker:
 _STDINS: list[Any] = []  # the write ends of the forked workers' stdin pipes, in this process
 
 
-def _fork(env: dict[str, str], storage: str | None = None) -> ForkedWorker:
+def _fork(env: dict[str, str]) -> ForkedWorker:
     from sweep.launch import worker
 
-    worker.warm_up(storage)  # here, once (a second call costs nothing), rather than in every worker
+    worker.warm_up()  # here, once (a second call costs nothing), rather than in every worker
     _STDINS[:] = [f for f in _STDINS if not f.closed]
     read, write = os.pipe()
     sys.stdout.flush()

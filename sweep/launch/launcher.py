@@ -111,7 +111,7 @@ def launch(
         []
         if function is not None or not has_work(cfg, extra_work)
         else [
-            spawn(i, dev, cfg.threads, start_method(dev, trained_here), cfg.storage_url())
+            spawn(i, dev, cfg.threads, start_method(dev, trained_here))
             for i, dev in enumerate(devices)
         ]
     )
@@ -129,7 +129,7 @@ def launch(
     workers = min(len(devices), snap.waiting) if snap.waiting else (1 if snap.running else 0)
     if function is None:  # work queued since the look before preparing (another launcher)
         pending += [
-            spawn(i, dev, cfg.threads, start_method(dev, trained_here), cfg.storage_url())
+            spawn(i, dev, cfg.threads, start_method(dev, trained_here))
             for i, dev in enumerate(devices[len(pending) : workers], start=len(pending))
         ]
     announce(cfg, task, study, snap, workers, devices, notes)

@@ -41,7 +41,7 @@ from sweep.core.records import decode_record, encode_record
 from sweep.core.redact import redact_secrets
 from sweep.store.queue import fail_and_requeue, mark_failed, others_running, pop_trial
 from sweep.store.results import record_progress, store_results
-from sweep.store.storage import import_backend, open_storage
+from sweep.store.storage import open_storage
 from sweep.store.studies import ATTR_TASK, load_study
 from sweep.store.workers import Heartbeat, claim_for, reclaim_orphans, this_worker
 from sweep.tasks import build_task
@@ -182,19 +182,11 @@ def run_worker(
     return EXIT_STOPPED
 
 
-def warm_up(storage: str | None = None) -> None:
+def warm_up() -> None:
     """Pay one-time costs before the first trial: the first optimizer built in a process imports
-    torch._dynamo (about a second), and a worker imports the storage's modules, psutil (its
-    identity) and the built-in trainer. A worker started as a fresh interpreter does it while the
-    launcher prepares the study; a launcher does it once before forking its workers, with
-    `storage` (the study's URL), which a fresh interpreter learns only from its config."""
+    torch._dynamo (about a second). A worker started as a fresh interpreter does it while the
+    launcher prepares the study; a launcher does it once before forking its workers."""
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    import psutil  # noqa: F401
-
-    import sweep.trainers.builtin  # noqa: F401
-
-    if storage is not None:
-        import_backend(storage)
 
 
 def main() -> None:

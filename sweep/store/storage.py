@@ -172,42 +172,6 @@ def driver_url(url: str, has_module: Any = None) -> str:
     return url
 
 
-# What opening a storage imports, which Optuna and SQLAlchemy load lazily: a launcher imports it
-# before it forks its workers, which would otherwise each import it again (about 0.5 s of CPU per
-# worker: SQLAlchemy's ORM, Alembic, Optuna's tables, the dialect and its driver).
-RDB_MODULES = (
-    "sqlalchemy.orm",
-    "alembic.command",
-    "alembic.config",
-    "alembic.migration",
-    "alembic.script",
-    "optuna.storages._rdb.models",
-    "optuna.storages._rdb.storage",
-)
-DIALECT_MODULES = {
-    "sqlite": ("sqlalchemy.dialects.sqlite", "sqlite3"),
-    "postgresql": ("sqlalchemy.dialects.postgresql", "psycopg"),
-}
-JOURNAL_MODULES = ("optuna.storages.journal",)
-
-
-def import_backend(url: str) -> None:
-    """Import the modules that opening `url`'s storage loads, without opening it. A module that
-    cannot be imported is left for `open_storage` to report."""
-    import importlib
-
-    if journal_file(url) is not None:
-        names: tuple[str, ...] = JOURNAL_MODULES
-    else:
-        scheme = driver_url(url).partition("://")[0].lower()
-        names = RDB_MODULES + DIALECT_MODULES.get(scheme.split("+")[0], ())
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-
-
 POSTGRES_DRIVER_FIX = (
     "pip install 'lrsweep[postgres]' (psycopg 3, which postgresql:// URLs use; "
     "postgresql+psycopg2:// needs psycopg2 instead)"
