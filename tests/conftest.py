@@ -283,6 +283,19 @@ def pytest_runtest_setup(item):
     mark = item.get_closest_marker("lrsweep_service_missing")
     if mark is not None:
         skip_or_fail(mark.args[0])
+    _frameworks_installed(item)
+
+
+def _frameworks_installed(item) -> None:
+    """`pytest.mark.integration("keras", ...)`: the frameworks a test trains with, installed by
+    the `integration` extra. Missing, the test skips with the command that installs them (in CI
+    it fails: the tier must not pass by skipping)."""
+    import importlib.util
+
+    mark = item.get_closest_marker(INTEGRATION)
+    for module in mark.args if mark is not None else ():
+        if importlib.util.find_spec(module) is None:
+            skip_or_fail(f"needs {module}: pip install -e '.[test,integration]'")
 
 
 @pytest.fixture

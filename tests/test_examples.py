@@ -121,7 +121,7 @@ def _clipping_prevents_the_collapse(runs: pd.DataFrame, epochs: int) -> None:
     ]
 
 
-@pytest.mark.integration  # Keras
+@pytest.mark.integration("keras")
 def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp_path):
     runs = _command_sweep(
         "keras_script",
@@ -140,7 +140,7 @@ def test_the_keras_script_collapses_at_lr_2_without_clipping_and_not_with_it(tmp
     _has_the_signals(logs[0], "lstm_1")
 
 
-@pytest.mark.integration  # Lightning
+@pytest.mark.integration("lightning")
 def test_the_lightning_script_collapses_at_lr_1_without_clipping_and_not_with_it(tmp_path):
     runs = _command_sweep(
         "lightning_script",

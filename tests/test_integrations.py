@@ -36,14 +36,8 @@ lightning_signals = _Lazy("sweep.integrations.lightning")
 keras_gates = _Lazy("sweep.integrations.keras_gates")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _frameworks():
-    pytest.importorskip("keras")
-    pytest.importorskip("lightning.pytorch")
-
-
 pytestmark = [
-    pytest.mark.integration,  # Keras and Lightning
+    pytest.mark.integration("keras", "lightning"),
     pytest.mark.xdist_group("integrations"),  # one worker imports Keras and Lightning
     # Keras's own fit loop converts torch tensors with np.array (keras/src/backend/torch/core.py),
     # which numpy 2 flags for torch's __array__; a plain fit warns as often as one with the

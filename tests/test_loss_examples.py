@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]  # Keras
+pytestmark = [pytest.mark.slow, pytest.mark.integration("keras")]
 
 EXAMPLES = ROOT / "examples"
 

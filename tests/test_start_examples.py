@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import ROOT, run_cli
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]  # Keras and Lightning
+pytestmark = [pytest.mark.slow, pytest.mark.integration("keras", "lightning")]
 
 GRID = ["grid.lr=[0.3,3.0]", "grid.clip=[null]", "grid.batch_size=[32]", "seeds=1", "epochs=2"]
 ACCURACY = ["trainer.n_val=360", "trainer.chance=0.1", "workers=2"]

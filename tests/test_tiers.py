@@ -38,6 +38,11 @@ TESTS = textwrap.dedent("""
         pass
 
 
+    @pytest.mark.integration("no_such_framework_xyz")
+    def test_with_a_framework_not_installed():
+        pass
+
+
     @pytest.fixture
     def installed_lrsweep():  # conftest's builds the wheel: this one only has its name
         return None
@@ -48,28 +53,31 @@ TESTS = textwrap.dedent("""
 """)
 
 
-def _ran(tmp_path, *args: str) -> tuple[set[str], str]:
-    """The tests that ran (passed) with `args`, and pytest's output."""
+def _ran(tmp_path, *args: str, require: bool = False) -> tuple[set[str], str]:
+    """The tests that ran (passed) with `args`, and pytest's output; `require`: as in CI
+    (LRSWEEP_REQUIRE_SERVICES=1)."""
     (tmp_path / "test_tiers_demo.py").write_text(TESTS)
     env = {k: v for k, v in os.environ.items() if k != "LRSWEEP_REQUIRE_SERVICES"}
+    if require:
+        env["LRSWEEP_REQUIRE_SERVICES"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")]))
     p = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider"]
-        + ["-o", "addopts=", "-o", "markers=slow\n integration\n postgres", "-v", *args],
+        + ["-o", "addopts=", "-o", "markers=slow\n integration\n postgres", "-v", "-rs", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert p.returncode in (0, 5), p.stdout[-3000:] + p.stderr[-3000:]
+    assert p.returncode in ((0, 1) if require else (0, 5)), p.stdout[-3000:] + p.stderr[-3000:]
     return set(re.findall(r"::(test_\w+) PASSED", p.stdout)), p.stdout
 
 
 def test_a_plain_run_leaves_the_integration_tier_out_and_says_how_to_run_it(tmp_path):
     ran, out = _ran(tmp_path)
     assert ran == {"test_plain", "test_slow"}
-    assert "3 deselected" in out
+    assert "4 deselected" in out
     assert "python -m pytest --integration runs them too, -m integration only them" in out
 
 
@@ -85,3 +93,14 @@ def test_integration_adds_the_tier_and_m_integration_runs_only_it(tmp_path):
 def test_named_tests_run_whatever_their_tier(tmp_path):
     assert _ran(tmp_path, "test_tiers_demo.py::test_keras_example")[0] == {"test_keras_example"}
     assert _ran(tmp_path, "-k", "server or plain")[0] == {"test_on_a_server", "test_plain"}
+
+
+def test_a_framework_the_tier_needs_and_lacks_skips_with_its_install_command_and_fails_in_ci(
+    tmp_path,
+):
+    name = "test_tiers_demo.py::test_with_a_framework_not_installed"
+    ran, out = _ran(tmp_path, name)
+    assert not ran and "1 skipped" in out
+    assert "needs no_such_framework_xyz: pip install -e '.[test,integration]'" in out
+    ran, out = _ran(tmp_path, name, require=True)  # CI: the tier must not pass by skipping
+    assert not ran and "1 error" in out and "CI must provide it" in out  # fails at its setup
