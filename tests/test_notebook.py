@@ -15,7 +15,11 @@ import time
 import pytest
 from kernel import Kernel
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("kernel")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.integration("nbclient", "ipykernel"),
+    pytest.mark.xdist_group("kernel"),
+]
 
 # A training function importable by worker processes (the folder is the kernel's working dir).
 TOYFIT = textwrap.dedent("""
