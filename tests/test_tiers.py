@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow  # seven pytest sessions in subprocesses
+pytestmark = pytest.mark.slow  # nine pytest sessions in subprocesses
 
 TESTS = textwrap.dedent("""
     import pytest
