@@ -257,6 +257,25 @@ REQUIRE_SERVICES = os.environ.get("LRSWEEP_REQUIRE_SERVICES") == "1"
 SERVICES = ("Chromium", "PostgreSQL")
 
 
+def inner_pytest(folder: Path, *args: str, require: bool = False) -> subprocess.CompletedProcess:
+    """pytest run in `folder` with this suite's conftest as a plugin and none of pyproject's
+    addopts, for a test of the conftest's own rules; `require`: as in CI
+    (LRSWEEP_REQUIRE_SERVICES=1), else that variable unset."""
+    env = {k: v for k, v in os.environ.items() if k != "LRSWEEP_REQUIRE_SERVICES"}
+    if require:
+        env["LRSWEEP_REQUIRE_SERVICES"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")]))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider"]
+        + ["-o", "addopts=", *args],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def skip_or_fail(reason: str) -> None:
     """Skip a test whose service is missing, except in CI where every service must be there."""
     if REQUIRE_SERVICES:

@@ -4,12 +4,9 @@ setup, as `skip_or_fail` does for the PostgreSQL fixture); elsewhere it skips.""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 
-from conftest import ROOT
+from conftest import inner_pytest
 
 NEEDS = textwrap.dedent("""
     from pathlib import Path
@@ -32,32 +29,7 @@ NEEDS = textwrap.dedent("""
 
 def _pytest(tmp_path, require: bool) -> str:
     (tmp_path / "test_needs.py").write_text(NEEDS)
-    env = {k: v for k, v in os.environ.items() if k != "LRSWEEP_REQUIRE_SERVICES"}
-    if require:
-        env["LRSWEEP_REQUIRE_SERVICES"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")]))
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "conftest",
-            "-p",
-            "no:cacheprovider",
-            "-o",
-            "addopts=",
-            "-q",
-            "-rfs",
-            "test_needs.py",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return p.stdout
+    return inner_pytest(tmp_path, "-q", "-rfs", "test_needs.py", require=require).stdout
 
 
 def test_a_test_skipped_for_a_missing_browser_fails_when_ci_requires_services(tmp_path):

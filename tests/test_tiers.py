@@ -4,14 +4,11 @@ Lightning, a Jupyter kernel, PostgreSQL, Chromium or the wheel in a fresh venv, 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from conftest import ROOT
+from conftest import inner_pytest
 
 pytestmark = pytest.mark.slow  # nine pytest sessions in subprocesses
 
@@ -57,19 +54,8 @@ def _ran(tmp_path, *args: str, require: bool = False) -> tuple[set[str], str]:
     """The tests that ran (passed) with `args`, and pytest's output; `require`: as in CI
     (LRSWEEP_REQUIRE_SERVICES=1)."""
     (tmp_path / "test_tiers_demo.py").write_text(TESTS)
-    env = {k: v for k, v in os.environ.items() if k != "LRSWEEP_REQUIRE_SERVICES"}
-    if require:
-        env["LRSWEEP_REQUIRE_SERVICES"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "tests"), env.get("PYTHONPATH")]))
-    p = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider"]
-        + ["-o", "addopts=", "-o", "markers=slow\n integration\n postgres", "-v", "-rs", *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    markers = "markers=slow\n integration\n postgres"
+    p = inner_pytest(tmp_path, "-o", markers, "-v", "-rs", *args, require=require)
     assert p.returncode in ((0, 1) if require else (0, 5)), p.stdout[-3000:] + p.stderr[-3000:]
     return set(re.findall(r"::(test_\w+) PASSED", p.stdout)), p.stdout
 
