@@ -279,19 +279,29 @@ def back_starts(x: np.ndarray, threshold: float, noise: StretchNoise, z_back: fl
     return clear
 
 
+def _candidate_starts(
+    x: np.ndarray, threshold: float, first: int, patience: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(t, lengths, tail_mean): the indices from `first` on where a final stretch could start (an
+    epoch below the threshold, at least `patience` epochs from the end, from which the mean to the
+    end is below it too), and each index's epochs and mean to the end. Without an epoch below the
+    threshold the means are not computed (None) and t is empty."""
+    lengths = np.arange(x.size, 0, -1, dtype=float)
+    below = (x < threshold) & (lengths >= patience)
+    below[:first] = False
+    if not below.any():
+        return np.empty(0, dtype=int), lengths, None
+    tail_mean = np.cumsum(x[::-1])[::-1] / lengths
+    return np.flatnonzero(below & (tail_mean < threshold)), lengths, tail_mean
+
+
 def any_candidate(values: np.ndarray, threshold: float, first: int, patience: int) -> bool:
     """Could a final stretch start anywhere from index `first` (0-based) on: an epoch below the
     threshold, at least `patience` epochs from the end, from which the mean to the end is below
     it too? Without one `final_stretch` returns None, whatever the noise: a caller checks this
     before it measures the noise (most runs of a sweep have none)."""
-    x = np.asarray(values, dtype=float)[max(int(first), 0) :]
-    if x.size == 0:
-        return False
-    lengths = np.arange(x.size, 0, -1, dtype=float)
-    below = (x < threshold) & (lengths >= patience)
-    if not below.any():
-        return False
-    return bool((below & (np.cumsum(x[::-1])[::-1] / lengths < threshold)).any())
+    x = np.asarray(values, dtype=float)
+    return _candidate_starts(x, threshold, max(int(first), 0), patience)[0].size > 0
 
 
 def final_stretch(
@@ -323,20 +333,13 @@ def final_stretch(
     """
     x = np.asarray(values, dtype=float)
     first = max(int(first), 0)
-    if not any_candidate(x, threshold, first, patience):  # (the usual case: no window scan)
+    t, lengths, tail_mean = _candidate_starts(x, threshold, first, patience)
+    if t.size == 0:  # (the usual case: no window scan)
         return None
-    n = x.size
-    lengths = np.arange(n, 0, -1).astype(float)  # epochs from index t to the end
-    tail_mean = np.cumsum(x[::-1])[::-1] / lengths
-
-    def candidates(start: int) -> np.ndarray:
-        t = np.arange(start, n)
-        return t[(x[t] < threshold) & (lengths[t] >= patience) & (tail_mean[t] < threshold)]
-
     back = back_starts(x[first:], threshold, noise, z_back)
     hits = np.flatnonzero(back)
     last_back = first + int(hits[-1]) if hits.size else first - 1
-    t = candidates(max(last_back + 1, first))
+    t = t[t > last_back]  # the candidates after the last come-back
     if t.size == 0:
         return None
     level, epochs = tail_mean[t], lengths[t]
